@@ -1,0 +1,105 @@
+// Package appfile reads and validates the app files in apps.d: one file per
+// app, YAML, TOML or JSON, named NAME.yaml (.yml, .toml, .json).
+//
+// A Spec is immutable once returned: the daemon hands the same *Spec to the
+// proxy, the lifecycle manager and the scheduler, and a reload replaces it
+// with a new one instead of editing it.
+package appfile
+
+import (
+	"syscall"
+	"time"
+)
+
+// Mode says when an app runs.
+type Mode string
+
+// The modes an app file may name.
+const (
+	// OnDemand apps start on a connection (or a cron wake) and stop when idle.
+	OnDemand Mode = "on-demand"
+	// Persistent apps start with the daemon and stop only under memory pressure.
+	Persistent Mode = "persistent"
+	// Always apps start with the daemon, are never stopped, and restart on crash.
+	Always Mode = "always"
+)
+
+// Defaults for keys an app file leaves out.
+const (
+	DefaultIdleTimeout  = 10 * time.Minute
+	DefaultStartTimeout = 30 * time.Second
+	DefaultStopTimeout  = 10 * time.Second
+	DefaultMaxPending   = 1024
+)
+
+// Spec is one validated app file.
+type Spec struct {
+	// Name is the file name's stem: [a-z0-9][a-z0-9_-]*.
+	Name string
+	// File is the absolute path of the app file.
+	File string
+
+	// Listen holds the addresses DynaPM listens on for this app, each a
+	// literal host:port as given (validated by net.SplitHostPort and a
+	// numeric port).
+	Listen []string
+	// Upstream is where the program listens. Empty means DynaPM picks a free
+	// loopback port at each start and passes it as $PORT.
+	Upstream string
+	// Command is the argv to run. A string in the file becomes
+	// ["/bin/sh", "-c", string].
+	Command []string
+	// Dir is the absolute working directory (relative paths in the file are
+	// relative to the app file's directory). Defaults to that directory.
+	Dir string
+	// Env is added to the daemon's environment. Values may hold ${PORT},
+	// expanded at each start.
+	Env map[string]string
+
+	Mode         Mode
+	IdleTimeout  time.Duration
+	StartTimeout time.Duration
+	StopSignal   syscall.Signal
+	StopTimeout  time.Duration
+	Ready        Ready
+	// MaxPending bounds the connections held while the app starts.
+	MaxPending int
+
+	// Match picks this app on a listen address shared with other apps.
+	Match Match
+	// ProxyProtocol is "", "v1" or "v2".
+	ProxyProtocol string
+
+	// Wake lists scheduled starts.
+	Wake []Wake
+	// Jobs lists scheduled commands.
+	Jobs []Job
+}
+
+// Ready says how to tell that a started program serves.
+type Ready struct {
+	// HTTP, when set, is a path that must answer 2xx or 3xx to a GET on the
+	// upstream. When empty, a TCP connect to the upstream is enough.
+	HTTP string
+}
+
+// Match selects an app on a shared listen address.
+type Match struct {
+	SNI  []string
+	Host []string
+}
+
+// Wake is one scheduled start.
+type Wake struct {
+	Cron string
+	// Keep is how long the app stays up after a scheduled wake at least.
+	Keep time.Duration
+}
+
+// Job is one scheduled command run to completion.
+type Job struct {
+	Cron     string
+	Command  []string
+	Timeout  time.Duration
+	NeedsApp bool
+}

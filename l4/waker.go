@@ -1,0 +1,33 @@
+// Package l4 is DynaPM's TCP proxy: one listener per listen address, each
+// accepted connection routed to an app, held while the app wakes, then
+// spliced to the app's upstream in both directions.
+//
+// l4 knows nothing about processes. It asks a Waker for a ready backend and
+// tells it, through the release function, when the connection is over.
+package l4
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Waker leases a ready backend for an app. lifecycle.Manager satisfies it.
+type Waker interface {
+	// Wake returns the address of a ready backend of app, starting the app
+	// first if needed; it blocks while the app starts, until ctx ends or
+	// the app's start_timeout runs out. On success the caller must call
+	// release exactly once, when the connection closes.
+	Wake(ctx context.Context, app string) (upstream netip.AddrPort, release func(), err error)
+}
+
+// Route sends the connections of one listen address to one app.
+type Route struct {
+	// App is the app's name, passed to Waker.Wake.
+	App string
+	// SNI and Host pick this route on an address shared by several apps
+	// (TLS server name, HTTP Host). Both empty: the address's default route.
+	SNI  []string
+	Host []string
+	// ProxyProtocol is "", "v1" or "v2": the header sent to the upstream first.
+	ProxyProtocol string
+}

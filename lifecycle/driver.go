@@ -1,0 +1,46 @@
+package lifecycle
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// Driver is a way to run an app: the native exec driver, and later Docker
+// containers or custom start/stop commands. The Manager owns states and
+// timing; a Driver only starts and stops.
+type Driver interface {
+	// Start launches the app described by req and returns once it has been
+	// launched (not once it is ready: the Manager probes readiness).
+	Start(ctx context.Context, req StartRequest) (Process, error)
+}
+
+// StartRequest is what a Driver needs to start one instance of an app.
+type StartRequest struct {
+	Spec *appfile.Spec
+	// Upstream is the address the program must listen on (host:port);
+	// Port is its port, passed as $PORT.
+	Upstream string
+	Port     int
+	// Env is the full environment for the program (daemon env + app env,
+	// ${PORT} expanded).
+	Env []string
+	// Log receives the program's stdout and stderr.
+	Log *os.File
+}
+
+// Process is one started instance of an app.
+type Process interface {
+	// Pid is the process (group leader) id, or 0 when there is none.
+	Pid() int
+	// Done is closed when the instance has exited.
+	Done() <-chan struct{}
+	// Err is the exit status once Done is closed (nil for a clean exit).
+	Err() error
+	// Stop asks the instance to end with sig, then kills it after timeout,
+	// and returns once it (and everything it started) is gone.
+	Stop(sig syscall.Signal, timeout time.Duration) error
+}
