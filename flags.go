@@ -1,0 +1,48 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/dynapm/dynapm/settings"
+)
+
+// commonFlags are the flags every subcommand shares: where the app files,
+// the state directory and the daemon's settings file are.
+type commonFlags struct {
+	fs     *flag.FlagSet
+	apps   string
+	state  string
+	config string
+}
+
+func newFlags(name string, stderr io.Writer) *commonFlags {
+	f := &commonFlags{fs: flag.NewFlagSet("dynapm "+name, flag.ContinueOnError)}
+	f.fs.SetOutput(stderr)
+	f.fs.StringVar(&f.apps, "apps", "./apps.d", "directory of app files")
+	f.fs.StringVar(&f.state, "state", "./.dynapm", "state directory: app logs and the admin socket")
+	f.fs.StringVar(&f.config, "config", "", "daemon settings file (YAML, TOML or JSON); optional")
+	return f
+}
+
+// settings loads the settings file when one is given and lets the flags that
+// were set on the command line override it.
+func (f *commonFlags) settings() (settings.Settings, error) {
+	s := settings.Default()
+	if f.config != "" {
+		var err error
+		if s, err = settings.Load(f.config); err != nil {
+			return s, fmt.Errorf("loading settings: %w", err)
+		}
+	}
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "apps":
+			s.AppsDir = f.apps
+		case "state":
+			s.StateDir = f.state
+		}
+	})
+	return s, nil
+}

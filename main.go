@@ -1,0 +1,43 @@
+// Command dynapm keeps many rarely used TCP services ready on one machine
+// while only the ones in use cost CPU and memory. See README.md.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const usage = `dynapm keeps rarely used TCP services ready, starting them on the first connection.
+
+Usage:
+  dynapm [run]  [-apps DIR] [-state DIR] [-config FILE]   run the daemon (the default)
+  dynapm check  [-apps DIR] [-config FILE]                validate every app file; exit 1 on errors
+
+Run "dynapm COMMAND -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// dispatch runs one subcommand and returns the process exit code.
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runCommand(args, stderr)
+	case "check":
+		return checkCommand(args, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "dynapm: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
