@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dynapm/dynapm/admin"
+	"github.com/dynapm/dynapm/lifecycle"
+)
+
+// adminController adapts the lifecycle manager to admin.Controller, so
+// that the admin package needs nothing from lifecycle.
+type adminController struct {
+	mgr *lifecycle.Manager
+	// rss, when set, is the resident memory of a process group (0 when
+	// unknown); nextWake, when set, is an app's next scheduled start.
+	rss      func(pid int) uint64
+	nextWake func(app string) time.Time
+}
+
+// Apps reports every app in the admin API's wire form.
+func (c *adminController) Apps() []admin.App {
+	st := c.mgr.Status()
+	out := make([]admin.App, 0, len(st))
+	for _, s := range st {
+		a := admin.App{
+			Name:         s.Name,
+			State:        string(s.State),
+			Mode:         string(s.Mode),
+			Pid:          s.Pid,
+			Connections:  s.Connections,
+			Pending:      s.Pending,
+			LastActivity: s.LastActivity,
+			Listen:       s.Listen,
+			Upstream:     s.Upstream,
+			LastError:    s.LastError,
+			Starts:       s.Starts,
+			Restarts:     s.Restarts,
+		}
+		if s.Pid != 0 {
+			a.StartedAt = s.StartedAt
+			if c.rss != nil {
+				a.RSSBytes = c.rss(s.Pid)
+			}
+		}
+		if c.nextWake != nil {
+			a.NextWake = c.nextWake(s.Name)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Start is a manual start: it ignores a failed app's backoff.
+func (c *adminController) Start(ctx context.Context, name string) error {
+	return adminError(c.mgr.Start(ctx, name, "manual"))
+}
+
+// Stop is a manual stop.
+func (c *adminController) Stop(ctx context.Context, name string) error {
+	return adminError(c.mgr.Stop(ctx, name, "manual"))
+}
+
+// Restart stops the app if it runs and waits until it is ready again.
+func (c *adminController) Restart(ctx context.Context, name string) error {
+	return adminError(c.mgr.Restart(ctx, name))
+}
+
+// adminError marks lifecycle's unknown-app errors for the admin API (404).
+func adminError(err error) error {
+	if errors.Is(err, lifecycle.ErrUnknownApp) {
+		return fmt.Errorf("%w: %w", admin.ErrUnknownApp, err)
+	}
+	return err
+}
