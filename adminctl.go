@@ -14,9 +14,10 @@ import (
 // that the admin package needs nothing from lifecycle.
 type adminController struct {
 	mgr *lifecycle.Manager
-	// rss, when set, is the resident memory of a process group (0 when
-	// unknown); nextWake, when set, is an app's next scheduled start.
-	rss      func(pid int) uint64
+	// rss, when set, is an app's resident memory as last measured (0 when
+	// unknown), e.g. memory.Monitor.LastRSS; nextWake, when set, is an
+	// app's next scheduled start (zero when none).
+	rss      func(app string) int64
 	nextWake func(app string) time.Time
 }
 
@@ -42,7 +43,7 @@ func (c *adminController) Apps() []admin.App {
 		if s.Pid != 0 {
 			a.StartedAt = s.StartedAt
 			if c.rss != nil {
-				a.RSSBytes = c.rss(s.Pid)
+				a.RSSBytes = uint64(max(c.rss(s.Name), 0))
 			}
 		}
 		if c.nextWake != nil {
