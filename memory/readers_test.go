@@ -79,7 +79,7 @@ func TestTreeRSSCountsDescendants(t *testing.T) {
 	// its child, which only a walk of the tree finds.
 	small := startHelper(t, 0, true)
 	big := startHelper(t, 64, true)
-	own, err := processRSS(big.pid())
+	own, err := (&treeWalker{}).processRSS(big.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +146,22 @@ func TestParsePSI(t *testing.T) {
 	}
 	if _, err := parsePSI([]byte("some avg10=x total=0\n")); err == nil {
 		t.Error("parsePSI with a bad number succeeded")
+	}
+}
+
+func TestReadProcFileGrowsItsBuffer(t *testing.T) {
+	want, err := os.ReadFile("/proc/self/status") // longer than 16 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, buf, err := readProcFile("/proc/self/status", make([]byte, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < len(want)/2 || string(got[:5]) != "Name:" || cap(buf) < len(got) {
+		t.Fatalf("read %d bytes %q..., want about %d", len(got), got[:min(len(got), 16)], len(want))
+	}
+	if _, _, err := readProcFile("/proc/no-such-file", nil); err == nil {
+		t.Fatal("reading a missing file succeeded")
 	}
 }

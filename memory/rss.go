@@ -30,11 +30,13 @@ type treeWalker struct {
 	noChildrenFiles bool
 	// byParent maps a pid to its children, built by the fallback scan.
 	byParent map[int][]int
+	// buf is reused for every small /proc read.
+	buf []byte
 }
 
 // treeRSS walks the tree under pid depth first.
 func (w *treeWalker) treeRSS(pid int) (int64, error) {
-	root, err := processRSS(pid)
+	root, err := w.processRSS(pid)
 	if err != nil {
 		return 0, fmt.Errorf("reading rss of pid %d: %w", pid, err)
 	}
@@ -48,7 +50,7 @@ func (w *treeWalker) treeRSS(pid int) (int64, error) {
 			continue // a pid reused during the walk must not loop
 		}
 		seen[p] = true
-		rss, err := processRSS(p)
+		rss, err := w.processRSS(p)
 		if err != nil {
 			continue // exited during the walk
 		}
@@ -58,11 +60,19 @@ func (w *treeWalker) treeRSS(pid int) (int64, error) {
 	return total, nil
 }
 
+// read reads a small /proc file into the walker's buffer; the result is
+// valid until the next read.
+func (w *treeWalker) read(path string) ([]byte, error) {
+	b, buf, err := readProcFile(path, w.buf)
+	w.buf = buf
+	return b, err
+}
+
 // processRSS reads the second field of /proc/PID/statm (resident pages): the
 // cheapest source of RSS, one small read and no page table walk as with
 // smaps_rollup.
-func processRSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+func (w *treeWalker) processRSS(pid int) (int64, error) {
+	b, err := w.read("/proc/" + strconv.Itoa(pid) + "/statm")
 	if err != nil {
 		return 0, err
 	}
@@ -80,7 +90,7 @@ func processRSS(pid int) (int64, error) {
 // children appends the children of pid to dst.
 func (w *treeWalker) children(pid int, dst []int) []int {
 	if !w.noChildrenFiles {
-		kids, err := childrenFromTasks(pid, dst)
+		kids, err := w.childrenFromTasks(pid, dst)
 		if err == nil {
 			return kids
 		}
@@ -100,14 +110,14 @@ var errNoChildrenFiles = errors.New("no /proc children files")
 
 // childrenFromTasks reads /proc/PID/task/TID/children for every thread of
 // pid: a child is listed under the thread that forked it.
-func childrenFromTasks(pid int, dst []int) ([]int, error) {
+func (w *treeWalker) childrenFromTasks(pid int, dst []int) ([]int, error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
 		return dst, err
 	}
 	for i, t := range tasks {
-		b, err := os.ReadFile(dir + t.Name() + "/children")
+		b, err := w.read(dir + t.Name() + "/children")
 		if err != nil {
 			if i == 0 && errors.Is(err, fs.ErrNotExist) {
 				if _, serr := os.Stat(dir + t.Name()); serr == nil {
