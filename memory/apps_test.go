@@ -103,6 +103,20 @@ func (ta *testApps) RestartForMemory(ctx context.Context, name, reason string) e
 	return nil
 }
 
+// pids returns the pids of the running apps (without counting as a
+// snapshot).
+func (ta *testApps) pids() []int {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	var out []int
+	for _, a := range ta.apps {
+		if a.usage.Pid > 0 {
+			out = append(out, a.usage.Pid)
+		}
+	}
+	return out
+}
+
 // stops returns the apps stopped and restarted for memory so far.
 func (ta *testApps) stops() (stopped, restarted []string) {
 	ta.mu.Lock()

@@ -151,11 +151,9 @@ type machine struct {
 
 func (m *machine) Available() (int64, int64, error) {
 	avail := m.free.Load()
-	for _, u := range m.apps.Snapshot() {
-		if u.Pid > 0 {
-			if rss, err := TreeRSS(u.Pid); err == nil {
-				avail -= rss
-			}
+	for _, pid := range m.apps.pids() {
+		if rss, err := TreeRSS(pid); err == nil {
+			avail -= rss
 		}
 	}
 	return avail, 8 << 30, nil
