@@ -2,8 +2,10 @@ package appfile
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"unicode"
@@ -200,7 +202,8 @@ func (d *decoder) env(s *Spec, key string, v any) {
 		d.errorf(key, "expected a mapping of NAME: value, got %s", describe(v))
 		return
 	}
-	for name, val := range m {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		val := m[name]
 		f := join(key, name)
 		if !envNameRE.MatchString(name) {
 			d.errorf(f, "expected an environment variable name (letters, digits and _, not starting with a digit), got %q", name)

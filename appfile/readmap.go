@@ -79,6 +79,7 @@ func syntaxMessage(format string, data []byte, err error) string {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.TrimPrefix(msg, "json: ")
+	msg = strings.TrimPrefix(msg, "toml: ")
 	return fmt.Sprintf("invalid %s: %s", format, oneLine(msg))
 }
 
