@@ -437,3 +437,40 @@ func TestParseIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestParseDesignExample reads the example app file of DESIGN.md verbatim.
+func TestParseDesignExample(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "web.yaml", `
+listen: "127.0.0.1:8080"     # required; a string or a list of addresses
+upstream: "127.0.0.1:18080"  # where the program listens; if omitted, DynaPM
+                             # picks a free loopback port and passes it as $PORT
+command: ["python3", "-m", "http.server", "${PORT}"]  # argv list, or a string run by /bin/sh -c
+dir: "."                     # working directory (relative to the app file)
+env: {GREETING: hello}       # added to the daemon's environment; ${PORT} expands
+mode: on-demand              # on-demand | persistent | always
+idle_timeout: 10m            # on-demand: stop after this long with no open connection
+start_timeout: 30s           # held connections give up after this
+stop_signal: SIGTERM
+stop_timeout: 10s            # then SIGKILL the process group
+ready:                       # default: TCP connect to upstream succeeds
+  http: /healthz             # or: an HTTP GET that must answer 2xx/3xx
+max_pending: 1024            # connections held per app while it starts
+match: {sni: ["a.example.com"]}  # only on a shared listen address (or host: [...])
+proxy_protocol: v2           # optional: tell the app the client's address
+wake:                        # cron-triggered starts
+  - cron: "0 9 * * 1-5"      # 5 fields or @every/@daily; CRON_TZ= prefix allowed
+    keep: 2h                 # stay up at least this long after a scheduled wake
+jobs:                        # cron jobs: run a command to completion
+  - cron: "*/15 * * * *"
+    command: ["./cleanup.sh"]
+`)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Upstream != "127.0.0.1:18080" || s.Ready.HTTP != "/healthz" || s.ProxyProtocol != "v2" ||
+		len(s.Wake) != 1 || s.Wake[0].Keep != 2*time.Hour || len(s.Jobs) != 1 || s.Env["GREETING"] != "hello" ||
+		s.Command[3] != "${PORT}" || s.Dir != filepath.Dir(s.File) {
+		t.Errorf("spec = %+v", s)
+	}
+}
