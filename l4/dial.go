@@ -23,6 +23,14 @@ import (
 func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	defer cancel()
+	g := s.acquireGate(upstream)
+	defer s.releaseGate(upstream, g)
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dialing upstream %s: waiting for a dial slot: %w", upstream, ctx.Err())
+	}
+	defer func() { <-g.slots }()
 	attempt := durationOr(s.DialAttemptTimeout, DefaultDialAttemptTimeout)
 	maxAttempt := durationOr(s.DialAttemptMax, DefaultDialAttemptMax)
 	refusedLeft := s.DialRefusedRetries
@@ -65,5 +73,35 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPCon
 		default:
 			return nil, fmt.Errorf("dialing upstream %s (%d attempts): %w", addr, tries, err)
 		}
+	}
+}
+
+// dialGate bounds the connects in flight to one upstream address.
+type dialGate struct {
+	slots chan struct{}
+	refs  int // dials holding or waiting for the gate, under s.dialMu
+}
+
+func (s *Server) acquireGate(upstream netip.AddrPort) *dialGate {
+	s.dialMu.Lock()
+	defer s.dialMu.Unlock()
+	g, ok := s.dialGates[upstream]
+	if !ok {
+		if s.dialGates == nil {
+			s.dialGates = make(map[netip.AddrPort]*dialGate)
+		}
+		g = &dialGate{slots: make(chan struct{}, max(s.DialConcurrency, 1))}
+		s.dialGates[upstream] = g
+	}
+	g.refs++
+	return g
+}
+
+func (s *Server) releaseGate(upstream netip.AddrPort, g *dialGate) {
+	s.dialMu.Lock()
+	defer s.dialMu.Unlock()
+	g.refs--
+	if g.refs == 0 {
+		delete(s.dialGates, upstream)
 	}
 }

@@ -3,6 +3,7 @@ package l4
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -127,6 +128,8 @@ type testApp struct {
 	gate chan struct{}
 	// err, if set, fails every Wake.
 	err error
+	// upstream, if valid, is returned instead of starting a backend.
+	upstream netip.AddrPort
 
 	once    sync.Once
 	backend *backend
@@ -176,7 +179,11 @@ func (w *testWaker) Wake(ctx context.Context, app string) (netip.AddrPort, func(
 			return netip.AddrPort{}, nil, fmt.Errorf("waiting for app %q: %w", app, ctx.Err())
 		}
 	}
-	a.once.Do(func() { a.backend = a.start() })
+	up := a.upstream
+	if !up.IsValid() {
+		a.once.Do(func() { a.backend = a.start() })
+		up = a.backend.addrPort()
+	}
 	w.wakes.Add(1)
 	var released atomic.Bool
 	release := func() {
@@ -186,7 +193,7 @@ func (w *testWaker) Wake(ctx context.Context, app string) (netip.AddrPort, func(
 		}
 		w.releases.Add(1)
 	}
-	return a.backend.addrPort(), release, nil
+	return up, release, nil
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -256,4 +263,8 @@ func dialTCP(t testing.TB, addr string) *net.TCPConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c.(*net.TCPConn)
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -64,6 +65,16 @@ type Server struct {
 	DialRefusedRetries int
 	DialRefusedDelay   time.Duration
 
+	// DialConcurrency is how many connects to one upstream address may be
+	// in flight at once. A program with a listen backlog of 5 that is sent
+	// many handshakes at once answers some SYNs, then drops their final
+	// ACKs when its accept queue turns out full: the proxy believes it is
+	// connected, the program does not, and nothing moves until the
+	// program's SYN-ACK is retransmitted a second later (or never, with
+	// SYN cookies). One handshake at a time never overflows the queue;
+	// loopback handshakes take microseconds. Zero means 1.
+	DialConcurrency int
+
 	// ErrorLogInterval rate-limits repeated logs of the same kind (accept
 	// errors per listener). Zero means 5s.
 	ErrorLogInterval time.Duration
@@ -84,6 +95,9 @@ type Server struct {
 	conns     map[*proxyConn]struct{}
 	wg        sync.WaitGroup // accept loops and connection goroutines
 	bufs      sync.Pool      // *[]byte of bufSize, for copyConn
+
+	dialMu    sync.Mutex
+	dialGates map[netip.AddrPort]*dialGate
 }
 
 func (s *Server) logger() *slog.Logger {
