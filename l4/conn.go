@@ -2,6 +2,7 @@ package l4
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -108,6 +109,15 @@ func (s *Server) serveConn(c *proxyConn, routes *[]Route) {
 		s.drop(c, release)
 		return
 	}
+	if r.ProxyProtocol != "" {
+		if err := writeProxyHeader(up, c.client, r.ProxyProtocol); err != nil {
+			log.Warn("sending proxy protocol header failed, closing connection",
+				slog.String("app", r.App), slog.Any("error", err))
+			up.Close()
+			s.drop(c, release)
+			return
+		}
+	}
 	if !s.splicing(c, up) {
 		up.Close()
 		s.drop(c, release)
@@ -187,4 +197,19 @@ func (c *proxyConn) finish() {
 			slog.Bool("reset", c.aborted.Load()),
 			slog.Duration("duration", time.Since(c.start)))
 	}
+}
+
+// writeProxyHeader tells upstream where client's connection came from,
+// before any of the client's bytes.
+func writeProxyHeader(upstream, client *net.TCPConn, version string) error {
+	src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
+	dst := client.LocalAddr().(*net.TCPAddr).AddrPort()
+	hdr, err := appendProxyHeader(make([]byte, 0, 64), version, src, dst)
+	if err != nil {
+		return err
+	}
+	if _, err := upstream.Write(hdr); err != nil {
+		return fmt.Errorf("writing proxy protocol header: %w", err)
+	}
+	return nil
 }
