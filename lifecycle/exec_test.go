@@ -21,10 +21,10 @@ import (
 	"github.com/dynapm/dynapm/internal/testutil"
 )
 
-// waitLimit is a generous bound for things that take milliseconds.
-const waitLimit = 10 * time.Second
+// execWaitLimit is a generous bound for things that take milliseconds.
+const execWaitLimit = 10 * time.Second
 
-func newTestDriver(t *testing.T) *ExecDriver {
+func newExecTestDriver(t *testing.T) *ExecDriver {
 	t.Helper()
 	d := NewExecDriver(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() {
@@ -35,9 +35,9 @@ func newTestDriver(t *testing.T) *ExecDriver {
 	return d
 }
 
-// testRequest is a start request for the test app with args, run in its own
+// execRequest is a start request for the test app with args, run in its own
 // temporary directory with the test's environment, logging to dir/app.log.
-func testRequest(t *testing.T, args ...string) (StartRequest, string) {
+func execRequest(t *testing.T, args ...string) (StartRequest, string) {
 	t.Helper()
 	dir := t.TempDir()
 	log, err := os.Create(filepath.Join(dir, "app.log"))
@@ -56,7 +56,7 @@ func testRequest(t *testing.T, args ...string) (StartRequest, string) {
 	}, dir
 }
 
-func start(t *testing.T, d *ExecDriver, req StartRequest) Process {
+func execStart(t *testing.T, d *ExecDriver, req StartRequest) Process {
 	t.Helper()
 	p, err := d.Start(context.Background(), req)
 	if err != nil {
@@ -65,16 +65,16 @@ func start(t *testing.T, d *ExecDriver, req StartRequest) Process {
 	return p
 }
 
-func waitDone(t *testing.T, p Process) {
+func waitExecDone(t *testing.T, p Process) {
 	t.Helper()
 	select {
 	case <-p.Done():
-	case <-time.After(waitLimit):
-		t.Fatalf("process %d not done after %v", p.Pid(), waitLimit)
+	case <-time.After(execWaitLimit):
+		t.Fatalf("process %d not done after %v", p.Pid(), execWaitLimit)
 	}
 }
 
-func stop(t *testing.T, p Process, timeout time.Duration) {
+func execStop(t *testing.T, p Process, timeout time.Duration) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- p.Stop(syscall.SIGTERM, timeout) }()
@@ -83,8 +83,8 @@ func stop(t *testing.T, p Process, timeout time.Duration) {
 		if err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
-	case <-time.After(timeout + waitLimit):
-		t.Fatalf("Stop(%v) has not returned after %v", timeout, timeout+waitLimit)
+	case <-time.After(timeout + execWaitLimit):
+		t.Fatalf("Stop(%v) has not returned after %v", timeout, timeout+execWaitLimit)
 	}
 	select {
 	case <-p.Done():
@@ -93,7 +93,7 @@ func stop(t *testing.T, p Process, timeout time.Duration) {
 	}
 }
 
-func readLog(t *testing.T, dir string) string {
+func readAppLog(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "app.log"))
 	if err != nil {
@@ -102,8 +102,8 @@ func readLog(t *testing.T, dir string) string {
 	return string(b)
 }
 
-// killedBy reports whether err is the exit of a process killed by sig.
-func killedBy(err error, sig syscall.Signal) bool {
+// execKilledBy reports whether err is the exit of a process killed by sig.
+func execKilledBy(err error, sig syscall.Signal) bool {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		return false
@@ -112,7 +112,7 @@ func killedBy(err error, sig syscall.Signal) bool {
 	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
-func exitCode(err error) int {
+func execExitCode(err error) int {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		return -1
@@ -120,16 +120,16 @@ func exitCode(err error) int {
 	return ee.ExitCode()
 }
 
-func echoRoundTrip(t *testing.T, addr, msg string) string {
+func execEchoRoundTrip(t *testing.T, addr, msg string) string {
 	t.Helper()
 	var conn net.Conn
-	testutil.Eventually(t, waitLimit, func() bool {
+	testutil.Eventually(t, execWaitLimit, func() bool {
 		c, err := net.Dial("tcp", addr)
 		conn = c
 		return err == nil
 	}, "app never listened on %s", addr)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(waitLimit))
+	conn.SetDeadline(time.Now().Add(execWaitLimit))
 	if _, err := conn.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
@@ -141,50 +141,50 @@ func echoRoundTrip(t *testing.T, addr, msg string) string {
 	return string(b)
 }
 
-func TestStartFindsProgramInEnvPathAndRunsInDir(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-mode", "echo", "-pidfile", "app.pid", "-print-env", "GREETING")
+func TestExecStartFindsProgramInEnvPathAndRunsInDir(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-mode", "echo", "-pidfile", "app.pid", "-print-env", "GREETING")
 	bin := req.Spec.Command[0]
 	port := testutil.FreePort(t)
 	req.Spec.Command[0] = filepath.Base(bin)
 	req.Env = []string{"PATH=" + filepath.Dir(bin), "PORT=" + strconv.Itoa(port), "GREETING=hello"}
-	p := start(t, d, req)
+	p := execStart(t, d, req)
 
 	// The relative pid file lands in Dir, and names the leader.
 	if pid := testutil.ReadPidFile(t, filepath.Join(dir, "app.pid")); pid != p.Pid() {
 		t.Fatalf("pid file says %d, Pid() %d", pid, p.Pid())
 	}
-	if got := echoRoundTrip(t, "127.0.0.1:"+strconv.Itoa(port), "ping"); got != "ping" {
+	if got := execEchoRoundTrip(t, "127.0.0.1:"+strconv.Itoa(port), "ping"); got != "ping" {
 		t.Fatalf("echo: %q", got)
 	}
-	if log := readLog(t, dir); !strings.Contains(log, "GREETING=hello") {
+	if log := readAppLog(t, dir); !strings.Contains(log, "GREETING=hello") {
 		t.Fatalf("log lacks the environment value: %q", log)
 	}
 	if pgid, err := syscall.Getpgid(p.Pid()); err != nil || pgid != p.Pid() {
 		t.Fatalf("pgid %d, %v: want own group %d", pgid, err, p.Pid())
 	}
-	stop(t, p, waitLimit)
+	execStop(t, p, execWaitLimit)
 }
 
-func TestStartResolvesDotSlashAgainstDir(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-mode", "sleep", "-pidfile", "app.pid")
+func TestExecStartResolvesDotSlashAgainstDir(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-mode", "sleep", "-pidfile", "app.pid")
 	if err := os.Symlink(req.Spec.Command[0], filepath.Join(dir, "app")); err != nil {
 		t.Fatal(err)
 	}
 	req.Spec.Command[0] = "./app"
 	req.Env = nil // no PATH at all: ./app must not need one
-	p := start(t, d, req)
+	p := execStart(t, d, req)
 	if pid := testutil.ReadPidFile(t, filepath.Join(dir, "app.pid")); pid != p.Pid() {
 		t.Fatalf("pid file says %d, Pid() %d", pid, p.Pid())
 	}
-	stop(t, p, waitLimit)
+	execStop(t, p, execWaitLimit)
 }
 
-func TestStartMissingProgramIsClearError(t *testing.T) {
-	d := newTestDriver(t)
+func TestExecStartMissingProgramIsClearError(t *testing.T) {
+	d := newExecTestDriver(t)
 	for _, name := range []string{"no-such-program-dynapm", "./no-such-program"} {
-		req, _ := testRequest(t)
+		req, _ := execRequest(t)
 		req.Spec.Command = []string{name}
 		_, err := d.Start(context.Background(), req)
 		if err == nil {
@@ -194,7 +194,7 @@ func TestStartMissingProgramIsClearError(t *testing.T) {
 			t.Errorf("Start(%q): error %q should name the app and the program", name, err)
 		}
 	}
-	req, _ := testRequest(t)
+	req, _ := execRequest(t)
 	req.Spec.Command = []string{"no-such-program-dynapm"}
 	if _, err := d.Start(context.Background(), req); !errors.Is(err, exec.ErrNotFound) {
 		t.Errorf("missing program: %v, want exec.ErrNotFound", err)
@@ -205,12 +205,12 @@ func TestStartMissingProgramIsClearError(t *testing.T) {
 	}
 }
 
-func TestStopWithSIGTERMExitsCleanly(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-mode", "echo", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid")
-	p := start(t, d, req)
+func TestExecStopWithSIGTERMExitsCleanly(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-mode", "echo", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid")
+	p := execStart(t, d, req)
 	testutil.ReadPidFile(t, filepath.Join(dir, "app.pid")) // SIGTERM handler installed
-	stop(t, p, waitLimit)
+	execStop(t, p, execWaitLimit)
 	if err := p.Err(); err != nil {
 		t.Fatalf("Err after SIGTERM: %v, want a clean exit", err)
 	}
@@ -219,13 +219,13 @@ func TestStopWithSIGTERMExitsCleanly(t *testing.T) {
 	}
 }
 
-func TestStopKillsIgnoreTermAfterTimeout(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-mode", "hold", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid", "-ignore-term")
-	p := start(t, d, req)
+func TestExecStopKillsIgnoreTermAfterTimeout(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-mode", "hold", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid", "-ignore-term")
+	p := execStart(t, d, req)
 	testutil.ReadPidFile(t, filepath.Join(dir, "app.pid"))
-	stop(t, p, 200*time.Millisecond)
-	if err := p.Err(); !killedBy(err, syscall.SIGKILL) {
+	execStop(t, p, 200*time.Millisecond)
+	if err := p.Err(); !execKilledBy(err, syscall.SIGKILL) {
 		t.Fatalf("Err: %v, want killed by SIGKILL", err)
 	}
 	if testutil.ProcessAlive(p.Pid()) {
@@ -233,14 +233,14 @@ func TestStopKillsIgnoreTermAfterTimeout(t *testing.T) {
 	}
 }
 
-func TestStopKillsGrandchildThatIgnoresTerm(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-mode", "echo", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid", "-grandchild", "gc.pid")
-	p := start(t, d, req)
+func TestExecStopKillsGrandchildThatIgnoresTerm(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-mode", "echo", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid", "-grandchild", "gc.pid")
+	p := execStart(t, d, req)
 	testutil.ReadPidFile(t, filepath.Join(dir, "app.pid"))
 	gc := testutil.ReadPidFile(t, filepath.Join(dir, "gc.pid"))
 	t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
-	stop(t, p, 300*time.Millisecond)
+	execStop(t, p, 300*time.Millisecond)
 	// Stop returns only once the whole group is gone: no waiting here.
 	if testutil.ProcessAlive(gc) {
 		t.Fatalf("grandchild %d alive after Stop", gc)
@@ -251,32 +251,32 @@ func TestStopKillsGrandchildThatIgnoresTerm(t *testing.T) {
 	}
 }
 
-func TestLeaderCrashKillsGrandchild(t *testing.T) {
-	d := newTestDriver(t)
+func TestExecLeaderCrashKillsGrandchild(t *testing.T) {
+	d := newExecTestDriver(t)
 	// The grandchild is forked (and its pid file written) before the crash.
-	req, dir := testRequest(t, "-grandchild", "gc.pid", "-crash")
-	p := start(t, d, req)
+	req, dir := execRequest(t, "-grandchild", "gc.pid", "-crash")
+	p := execStart(t, d, req)
 	gc := testutil.ReadPidFile(t, filepath.Join(dir, "gc.pid"))
 	t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
-	waitDone(t, p)
-	if code := exitCode(p.Err()); code != 3 {
+	waitExecDone(t, p)
+	if code := execExitCode(p.Err()); code != 3 {
 		t.Fatalf("Err: %v, want exit status 3", p.Err())
 	}
 	if testutil.ProcessAlive(gc) {
 		t.Fatalf("grandchild %d alive after the leader crashed", gc)
 	}
-	if log := readLog(t, dir); !strings.Contains(log, "testapp: crashing on purpose") {
+	if log := readAppLog(t, dir); !strings.Contains(log, "testapp: crashing on purpose") {
 		t.Fatalf("log lacks the crash line: %q", log)
 	}
 }
 
-func TestHoldOutputDoesNotBlockDone(t *testing.T) {
-	d := newTestDriver(t)
+func TestExecHoldOutputDoesNotBlockDone(t *testing.T) {
+	d := newExecTestDriver(t)
 	// A background child keeps the log open; the leader crashes.
-	req, _ := testRequest(t, "-hold-output", "-crash")
-	p := start(t, d, req)
-	waitDone(t, p)
-	if code := exitCode(p.Err()); code != 3 {
+	req, _ := execRequest(t, "-hold-output", "-crash")
+	p := execStart(t, d, req)
+	waitExecDone(t, p)
+	if code := execExitCode(p.Err()); code != 3 {
 		t.Fatalf("Err: %v, want exit status 3", p.Err())
 	}
 	if groupAlive(p.Pid()) {
@@ -284,21 +284,21 @@ func TestHoldOutputDoesNotBlockDone(t *testing.T) {
 	}
 }
 
-func TestHoldOutputDoesNotBlockStop(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-hold-output", "-mode", "hold", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid")
-	p := start(t, d, req)
+func TestExecHoldOutputDoesNotBlockStop(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-hold-output", "-mode", "hold", "-listen", testutil.FreeAddr(t), "-pidfile", "app.pid")
+	p := execStart(t, d, req)
 	testutil.ReadPidFile(t, filepath.Join(dir, "app.pid"))
-	stop(t, p, waitLimit)
+	execStop(t, p, execWaitLimit)
 	if groupAlive(p.Pid()) {
 		t.Fatal("group alive after Stop")
 	}
 }
 
-func TestStopIsIdempotentAndConcurrent(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-mode", "sleep", "-pidfile", "app.pid", "-ignore-term")
-	p := start(t, d, req)
+func TestExecStopIsIdempotentAndConcurrent(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-mode", "sleep", "-pidfile", "app.pid", "-ignore-term")
+	p := execStart(t, d, req)
 	testutil.ReadPidFile(t, filepath.Join(dir, "app.pid"))
 	var wg sync.WaitGroup
 	for range 4 {
@@ -311,41 +311,41 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitDone(t, p)
+	waitExecDone(t, p)
 	// After exit: returns at once and changes nothing.
 	if err := p.Stop(syscall.SIGTERM, time.Hour); err != nil {
 		t.Fatalf("Stop after exit: %v", err)
 	}
-	if !killedBy(p.Err(), syscall.SIGKILL) {
+	if !execKilledBy(p.Err(), syscall.SIGKILL) {
 		t.Fatalf("Err: %v, want killed by SIGKILL", p.Err())
 	}
 }
 
-func TestErrIsNilBeforeDone(t *testing.T) {
-	d := newTestDriver(t)
-	req, _ := testRequest(t, "-mode", "sleep")
-	p := start(t, d, req)
+func TestExecErrIsNilBeforeDone(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, _ := execRequest(t, "-mode", "sleep")
+	p := execStart(t, d, req)
 	if err := p.Err(); err != nil {
 		t.Fatalf("Err while running: %v", err)
 	}
-	stop(t, p, 0)
+	execStop(t, p, 0)
 }
 
-func TestStartAfterCloseFails(t *testing.T) {
-	d := newTestDriver(t)
+func TestExecStartAfterCloseFails(t *testing.T) {
+	d := newExecTestDriver(t)
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	req, _ := testRequest(t, "-mode", "sleep")
+	req, _ := execRequest(t, "-mode", "sleep")
 	if _, err := d.Start(context.Background(), req); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("Start after Close: %v, want a driver closed error", err)
 	}
 }
 
-func TestCloseKillsRunningGroups(t *testing.T) {
-	d := newTestDriver(t)
-	req, dir := testRequest(t, "-mode", "sleep", "-pidfile", "app.pid", "-ignore-term", "-grandchild", "gc.pid")
-	p := start(t, d, req)
+func TestExecCloseKillsRunningGroups(t *testing.T) {
+	d := newExecTestDriver(t)
+	req, dir := execRequest(t, "-mode", "sleep", "-pidfile", "app.pid", "-ignore-term", "-grandchild", "gc.pid")
+	p := execStart(t, d, req)
 	testutil.ReadPidFile(t, filepath.Join(dir, "app.pid"))
 	gc := testutil.ReadPidFile(t, filepath.Join(dir, "gc.pid"))
 	t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
@@ -363,10 +363,10 @@ func TestCloseKillsRunningGroups(t *testing.T) {
 	}
 }
 
-// TestDaemonKilledLeavesNoProcess re-executes this test binary as a daemon
+// TestExecDaemonKilledLeavesNoProcess re-executes this test binary as a daemon
 // that starts an app with a grandchild, SIGKILLs that daemon, and expects
 // the reaper to take the app, the grandchild and itself away.
-func TestDaemonKilledLeavesNoProcess(t *testing.T) {
+func TestExecDaemonKilledLeavesNoProcess(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), daemonDirEnv+"="+dir, daemonAppEnv+"="+testutil.TestApp(t))
@@ -411,7 +411,7 @@ func TestDaemonKilledLeavesNoProcess(t *testing.T) {
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, waitLimit, func() bool {
+	testutil.Eventually(t, execWaitLimit, func() bool {
 		for _, pid := range pids {
 			if testutil.ProcessAlive(pid) {
 				return false

@@ -17,7 +17,7 @@ import (
 )
 
 // Environment of the test binary re-executed as a stand-in daemon (see
-// TestDaemonKilledLeavesNoProcess): the work directory and the testapp path.
+// TestExecDaemonKilledLeavesNoProcess): the work directory and the testapp path.
 const (
 	daemonDirEnv = "DYNAPM_TEST_DAEMON"
 	daemonAppEnv = "DYNAPM_TEST_APP"
