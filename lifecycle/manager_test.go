@@ -117,12 +117,17 @@ func (h *harness) status(name string) AppStatus {
 // waitState waits until app is in state s and returns its status.
 func (h *harness) waitState(name string, s State) AppStatus {
 	h.t.Helper()
-	var st AppStatus
-	testutil.Eventually(h.t, mgrWait, func() bool {
-		st = h.status(name)
-		return st.State == s
-	}, "app %q not %s (last status %s)", name, s, fmtStatus(st))
-	return st
+	deadline := time.Now().Add(mgrWait)
+	for {
+		st := h.status(name)
+		if st.State == s {
+			return st
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("after %v: app %q not %s: %s", mgrWait, name, s, fmtStatus(st))
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
 }
 
 // wake leases app, failing the test on error, and releases the lease when

@@ -86,7 +86,13 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 		}
 		switch a.state {
 		case Ready:
-			return a, nil
+			select {
+			case <-a.inst.proc.Done():
+				// Exited, and its goroutine has yet to say so: never
+				// hand out a dead upstream; wait for the next state.
+			default:
+				return a, nil
+			}
 		case Failed:
 			if reason != "manual" {
 				return nil, fmt.Errorf("%w (%s left; last error: %s)", ErrBackoff,

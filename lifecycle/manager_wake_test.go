@@ -191,7 +191,7 @@ func TestBackoffDoublesAndLaterWakeRetries(t *testing.T) {
 }
 
 func TestStartTimeoutStopsProcess(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = time.Hour, time.Hour })
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	spec := h.spec("slow", "-mode", "sleep", "-pidfile", pidfile)
 	spec.StartTimeout = 500 * time.Millisecond

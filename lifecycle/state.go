@@ -30,8 +30,3 @@ const (
 	// are refused with ErrBackoff until the backoff delay is over.
 	Failed State = "failed"
 )
-
-// running reports whether a process may exist in state s.
-func (s State) running() bool {
-	return s == Starting || s == Ready || s == Stopping
-}
