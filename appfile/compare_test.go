@@ -41,6 +41,8 @@ func TestEqualAndNeedsRestart(t *testing.T) {
 		{"mode: always\n", false},
 		{"ready: {http: /h}\n", false},
 		{"max_pending: 3\n", false},
+		{"memory_priority: 3\n", false},
+		{"memory_max: 1GiB\n", false},
 		{"match: {sni: [a.com]}\n", false},
 		{"wake: [{cron: '@daily'}]\n", false},
 		{"jobs: [{cron: '@daily', command: x}]\n", false},

@@ -16,6 +16,7 @@ var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
+	"memory_priority", "memory_max",
 }
 
 var (
@@ -141,6 +142,10 @@ func (d *decoder) field(s *Spec, key string, v any) {
 			return
 		}
 		s.ProxyProtocol = str
+	case "memory_priority":
+		s.MemoryPriority, _ = d.integer(key, v, -1000, 1000)
+	case "memory_max":
+		s.MemoryMax = d.size(key, v)
 	case "wake":
 		s.Wake = d.wake(key, v)
 	case "jobs":

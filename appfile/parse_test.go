@@ -32,6 +32,8 @@ func TestParseDefaults(t *testing.T) {
 		{"StopTimeout", s.StopTimeout, DefaultStopTimeout},
 		{"StopSignal", s.StopSignal, syscall.SIGTERM},
 		{"MaxPending", s.MaxPending, DefaultMaxPending},
+		{"MemoryPriority", s.MemoryPriority, 0},
+		{"MemoryMax", s.MemoryMax, int64(0)},
 		{"Upstream", s.Upstream, ""},
 		{"Ready.HTTP", s.Ready.HTTP, ""},
 		{"ProxyProtocol", s.ProxyProtocol, ""},
@@ -203,6 +205,21 @@ func TestParseKeys(t *testing.T) {
 		{name: "max_pending zero", yaml: "max_pending: 0\n", field: "max_pending", want: "got 0"},
 		{name: "max_pending string", yaml: "max_pending: '5'\n", field: "max_pending", want: `got "5"`},
 		{name: "max_pending fraction", yaml: "max_pending: 2.5\n", field: "max_pending", want: "got 2.5"},
+		// memory_priority, memory_max
+		{name: "memory keys", yaml: "memory_priority: -5\nmemory_max: 512MiB\n", check: func(t *testing.T, s *Spec) {
+			if s.MemoryPriority != -5 || s.MemoryMax != 512<<20 {
+				t.Errorf("MemoryPriority = %d, MemoryMax = %d", s.MemoryPriority, s.MemoryMax)
+			}
+		}},
+		{name: "memory_max bytes", yaml: "memory_max: 1048576\n", check: func(t *testing.T, s *Spec) {
+			if s.MemoryMax != 1<<20 {
+				t.Errorf("MemoryMax = %d", s.MemoryMax)
+			}
+		}},
+		{name: "memory_priority too high", yaml: "memory_priority: 5000\n", field: "memory_priority", want: "got 5000"},
+		{name: "memory_priority string", yaml: "memory_priority: high\n", field: "memory_priority", want: `got "high"`},
+		{name: "memory_max unit typo", yaml: "memory_max: 512MeB\n", field: "memory_max", want: `got "512MeB"`},
+		{name: "memory_max negative", yaml: "memory_max: -1\n", field: "memory_max", want: "got -1"},
 		// match
 		{name: "match sni", yaml: "match: {sni: [a.example.com, '*.b.example.com']}\n", check: func(t *testing.T, s *Spec) {
 			if !slices.Equal(s.Match.SNI, []string{"a.example.com", "*.b.example.com"}) || s.Match.Host != nil {
