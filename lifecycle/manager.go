@@ -9,6 +9,7 @@
 package lifecycle
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -27,6 +28,11 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the delay before a start after a
 	// failure (default 1s and 1m); see backoff.go for the policy.
 	BackoffMin, BackoffMax time.Duration
+	// BeforeStart, when set, is called before each spawn, outside the
+	// Manager's lock, with a context cancelled if the start is called off.
+	// The daemon passes the memory Monitor's MakeRoom, which may stop other
+	// apps (through this Manager) to make room for app.
+	BeforeStart func(ctx context.Context, app string)
 	// ProbeInterval is the first interval between readiness probes
 	// (default 1ms); it grows to 25ms while the program starts.
 	ProbeInterval time.Duration

@@ -41,6 +41,9 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	defer close(in.done)
 	defer in.cancel()
 
+	if m.cfg.BeforeStart != nil {
+		m.cfg.BeforeStart(in.ctx, a.name)
+	}
 	proc, logf, err := m.spawn(a, in)
 	if logf != nil {
 		// The program holds its own descriptor; ours is only needed until

@@ -46,25 +46,32 @@ func (m *Manager) Stop(ctx context.Context, name, reason string) error {
 // Restart stops app if it runs and starts it again, waiting until it is
 // ready. Connections arriving meanwhile wait for the new process.
 func (m *Manager) Restart(ctx context.Context, name string) error {
+	if err := m.restart(ctx, name, "restart", "manual"); err != nil {
+		return fmt.Errorf("restarting app %q: %w", name, err)
+	}
+	return nil
+}
+
+// restart is Restart with the reasons for the log: why the old process
+// stops and why the new one starts.
+func (m *Manager) restart(ctx context.Context, name, stopReason, startReason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := m.apps[name]
 	if a == nil || a.removed {
-		return fmt.Errorf("restarting app %q: %w", name, ErrUnknownApp)
+		return ErrUnknownApp
 	}
 	switch a.state {
 	case Starting, Ready:
 		m.disarmIdle(a)
-		a.inst.requestStop("restart")
+		a.inst.requestStop(stopReason)
 		a.setState(Stopping)
 		fallthrough
 	case Stopping:
-		a.restartAfterStop, a.restartReason = true, "manual"
+		a.restartAfterStop, a.restartReason = true, startReason
 	}
-	if _, err := m.waitReady(ctx, name, "manual", false); err != nil {
-		return fmt.Errorf("restarting app %q: %w", name, err)
-	}
-	return nil
+	_, err := m.waitReady(ctx, name, startReason, false)
+	return err
 }
 
 // KeepUp keeps app running until at least until (a scheduled wake's keep

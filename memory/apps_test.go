@@ -64,7 +64,7 @@ func (ta *testApps) stop(name string) {
 	ta.mu.Unlock()
 }
 
-func (ta *testApps) Snapshot() []AppUsage {
+func (ta *testApps) MemoryUsage() []AppUsage {
 	ta.mu.Lock()
 	defer ta.mu.Unlock()
 	ta.snapshots++

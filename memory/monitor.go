@@ -16,10 +16,10 @@ type Reader interface {
 
 // Apps is the part of the lifecycle manager the Monitor drives.
 type Apps interface {
-	// Snapshot returns every configured app.
-	Snapshot() []AppUsage
+	// MemoryUsage returns every configured app.
+	MemoryUsage() []AppUsage
 	// StopForMemory stops app, even with open connections, and returns
-	// once it is stopped (or at least stopping, which Snapshot then shows).
+	// once it is stopped (or at least stopping, which MemoryUsage then shows).
 	// The app starts again on its next connection.
 	StopForMemory(ctx context.Context, app, reason string) error
 	// RestartForMemory replaces app's process with a fresh one: the app
@@ -143,6 +143,14 @@ func (m *Monitor) nextInterval() time.Duration {
 		return m.cfg.FastInterval
 	}
 	return m.cfg.Interval
+}
+
+// SetPolicy replaces the policy, for example after the daemon's settings
+// changed; the next check applies it.
+func (m *Monitor) SetPolicy(p Policy) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cfg.Policy = p
 }
 
 // PeakRSS returns the highest tree RSS observed for app in its current run,

@@ -14,7 +14,7 @@ import (
 // needs to stop one (the benchmark's policy has no limits that bite).
 type scaleApps struct{ usage []AppUsage }
 
-func (s *scaleApps) Snapshot() []AppUsage { return s.usage }
+func (s *scaleApps) MemoryUsage() []AppUsage { return s.usage }
 
 func (s *scaleApps) StopForMemory(context.Context, string, string) error {
 	return fmt.Errorf("stopping: not expected in the benchmark")

@@ -77,7 +77,7 @@ func (m *Monitor) read() (Reading, Policy) {
 		policy.MinAvailableBytes, policy.MinAvailablePercent = 0, 0
 		r.Available, r.Total = math.MaxInt64/2, 0
 	}
-	apps := m.cfg.Apps.Snapshot()
+	apps := m.cfg.Apps.MemoryUsage()
 	r.Apps = make([]AppReading, len(apps))
 	var w treeWalker
 	for i, a := range apps {
