@@ -67,6 +67,8 @@ type Monitor struct {
 	// stops, so two deciders never count the same memory as freed twice.
 	mu    sync.Mutex
 	peaks map[string]*peak
+	// measured holds the tree RSS of each running app at the last read.
+	measured map[string]measuredRSS
 	// short remembers that the last check could not free enough, so the
 	// warning is logged once per shortage, not at every check.
 	short bool
@@ -81,6 +83,12 @@ type peak struct {
 	pid     int   // the run being observed, 0 when none
 	run     int64 // peak of that run
 	lastRun int64 // peak of the last run that ended
+}
+
+// measuredRSS is one app's tree RSS and the process it was measured for.
+type measuredRSS struct {
+	pid int
+	rss int64
 }
 
 // NewMonitor returns a Monitor; Run starts it.
@@ -153,11 +161,17 @@ func (m *Monitor) SetPolicy(p Policy) {
 	m.cfg.Policy = p
 }
 
-// PeakRSS returns the highest tree RSS observed for app in its current run,
-// or in its last run when it is not running; 0 when never observed.
+// PeakRSS returns the highest tree RSS observed for app in the run the last
+// check saw (current or just ended), or in its last run when the last check
+// saw it stopped; 0 when never observed.
 func (m *Monitor) PeakRSS(app string) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.peakLocked(app)
+}
+
+// peakLocked is PeakRSS with m.mu held.
+func (m *Monitor) peakLocked(app string) int64 {
 	p := m.peaks[app]
 	if p == nil {
 		return 0

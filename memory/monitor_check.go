@@ -13,7 +13,7 @@ import (
 func (m *Monitor) Check(ctx context.Context) []Stop {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, policy := m.read()
+	r, policy := m.read(false)
 	attrs := readingAttrs(r, policy)
 
 	var acts []action
@@ -46,14 +46,23 @@ func (m *Monitor) Check(ctx context.Context) []Stop {
 // peak RSS of its last run) would push memory below the floor or over
 // budget. The lifecycle manager calls it before spawning, without holding
 // its own lock. Apps with open connections are never stopped for it.
+//
+// It is on the cold-start path, so it costs next to nothing when there is
+// no floor or budget or the app's size is unknown, and otherwise reuses
+// the tree RSS measured by the last check (measuring only processes started
+// since).
 func (m *Monitor) MakeRoom(ctx context.Context, app string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, policy := m.read()
-	var expected int64
-	if p := m.peaks[app]; p != nil && p.pid == 0 {
-		expected = p.lastRun
+	p := m.cfg.Policy
+	if p.MinAvailableBytes <= 0 && p.MinAvailablePercent <= 0 && p.Budget <= 0 {
+		return
 	}
+	expected := m.peakLocked(app)
+	if expected <= 0 {
+		return
+	}
+	r, policy := m.read(true)
 	var acts []action
 	for _, s := range policy.MakeRoom(r, app, expected) {
 		acts = append(acts, stopAction(s))
@@ -64,10 +73,11 @@ func (m *Monitor) MakeRoom(ctx context.Context, app string) {
 	m.apply(ctx, readingAttrs(r, policy), acts)
 }
 
-// read takes a Reading: MemAvailable, the apps and their tree RSS. When
-// MemAvailable cannot be read, the returned policy has no floor, so the
-// budget still works.
-func (m *Monitor) read() (Reading, Policy) {
+// read takes a Reading: MemAvailable, the apps and their tree RSS. With
+// cached set, an app whose process is the one the last read measured keeps
+// that RSS instead of being measured again. When MemAvailable cannot be
+// read, the returned policy has no floor, so the budget still works.
+func (m *Monitor) read(cached bool) (Reading, Policy) {
 	policy := m.cfg.Policy
 	var r Reading
 	var err error
@@ -80,13 +90,21 @@ func (m *Monitor) read() (Reading, Policy) {
 	apps := m.cfg.Apps.MemoryUsage()
 	r.Apps = make([]AppReading, len(apps))
 	var w treeWalker
+	measured := make(map[string]measuredRSS)
 	for i, a := range apps {
 		r.Apps[i].AppUsage = a
-		if a.Pid > 0 {
+		if a.Pid <= 0 {
+			continue
+		}
+		if c, ok := m.measured[a.Name]; cached && ok && c.pid == a.Pid {
+			r.Apps[i].RSS = c.rss
+		} else {
 			// An error means the process just exited: nothing to free.
 			r.Apps[i].RSS, _ = w.treeRSS(a.Pid)
 		}
+		measured[a.Name] = measuredRSS{pid: a.Pid, rss: r.Apps[i].RSS}
 	}
+	m.measured = measured
 	m.trackPeaks(r)
 	return r, policy
 }
