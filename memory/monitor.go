@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -67,11 +68,15 @@ type Monitor struct {
 	// stops, so two deciders never count the same memory as freed twice.
 	mu    sync.Mutex
 	peaks map[string]*peak
-	// measured holds the tree RSS of each running app at the last read.
-	measured map[string]measuredRSS
+	// measured holds the tree RSS of each running app at the last read. It
+	// is swapped whole, not under mu, so that LastRSS never waits for a
+	// check that is stopping apps.
+	measured atomic.Pointer[map[string]measuredRSS]
 	// short remembers that the last check could not free enough, so the
 	// warning is logged once per shortage, not at every check.
 	short bool
+	// readFailing remembers that the Reader failed, to log it once.
+	readFailing bool
 
 	// psiTotal and psiAt are the last PSI reading, for the stall share.
 	psiTotal uint64
@@ -115,7 +120,7 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 }
 
 // Run checks memory every Interval (sooner while the kernel reports memory
-// stalls) until ctx ends.
+// stalls) until ctx ends. Call it once.
 func (m *Monitor) Run(ctx context.Context) {
 	t := time.NewTimer(0) // first check at once
 	defer t.Stop()
@@ -143,14 +148,21 @@ func (m *Monitor) nextInterval() time.Duration {
 	now := time.Now()
 	prevTotal, prevAt := m.psiTotal, m.psiAt
 	m.psiTotal, m.psiAt = p.SomeTotal, now
-	if prevAt.IsZero() || p.SomeTotal < prevTotal {
-		return m.cfg.Interval
-	}
-	stalled := time.Duration(p.SomeTotal-prevTotal) * time.Microsecond
-	if float64(stalled) > m.cfg.PSIStallShare*float64(now.Sub(prevAt)) {
+	if !prevAt.IsZero() && stalledShare(prevTotal, p.SomeTotal, now.Sub(prevAt)) > m.cfg.PSIStallShare {
 		return m.cfg.FastInterval
 	}
 	return m.cfg.Interval
+}
+
+// stalledShare returns the share of elapsed time in which some task stalled
+// on memory, from two readings of PSI's "some total" (microseconds). A
+// counter that went backwards (it never should) counts as no stall.
+func stalledShare(prevTotal, total uint64, elapsed time.Duration) float64 {
+	if total < prevTotal || elapsed <= 0 {
+		return 0
+	}
+	stalled := time.Duration(total-prevTotal) * time.Microsecond
+	return float64(stalled) / float64(elapsed)
 }
 
 // SetPolicy replaces the policy, for example after the daemon's settings
@@ -159,6 +171,16 @@ func (m *Monitor) SetPolicy(p Policy) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.cfg.Policy = p
+}
+
+// LastRSS returns app's tree RSS as measured by the last check (or
+// MakeRoom), 0 when it was not running then: for status and metrics, which
+// need not read /proc again.
+func (m *Monitor) LastRSS(app string) int64 {
+	if ms := m.measured.Load(); ms != nil {
+		return (*ms)[app].rss
+	}
+	return 0
 }
 
 // PeakRSS returns the highest tree RSS observed for app in the run the last

@@ -82,21 +82,28 @@ func (m *Monitor) read(cached bool) (Reading, Policy) {
 	var r Reading
 	var err error
 	r.Available, r.Total, err = m.cfg.Reader.Available()
+	if err != nil && !m.readFailing {
+		m.log.Warn("reading available memory; min_available is not enforced until it works again", "err", err)
+	}
+	m.readFailing = err != nil
 	if err != nil {
-		m.log.Warn("reading available memory", "err", err)
 		policy.MinAvailableBytes, policy.MinAvailablePercent = 0, 0
 		r.Available, r.Total = math.MaxInt64/2, 0
 	}
 	apps := m.cfg.Apps.MemoryUsage()
 	r.Apps = make([]AppReading, len(apps))
 	var w treeWalker
+	var last map[string]measuredRSS
+	if ms := m.measured.Load(); ms != nil {
+		last = *ms
+	}
 	measured := make(map[string]measuredRSS)
 	for i, a := range apps {
 		r.Apps[i].AppUsage = a
 		if a.Pid <= 0 {
 			continue
 		}
-		if c, ok := m.measured[a.Name]; cached && ok && c.pid == a.Pid {
+		if c, ok := last[a.Name]; cached && ok && c.pid == a.Pid {
 			r.Apps[i].RSS = c.rss
 		} else {
 			// An error means the process just exited: nothing to free.
@@ -104,7 +111,7 @@ func (m *Monitor) read(cached bool) (Reading, Policy) {
 		}
 		measured[a.Name] = measuredRSS{pid: a.Pid, rss: r.Apps[i].RSS}
 	}
-	m.measured = measured
+	m.measured.Store(&measured)
 	m.trackPeaks(r)
 	return r, policy
 }

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -264,5 +265,78 @@ func TestMakeRoomForUnknownAppStopsNothing(t *testing.T) {
 	m.MakeRoom(context.Background(), "never-seen")
 	if stopped, _ := apps.stops(); len(stopped) != 0 {
 		t.Fatalf("stopped %v for an app of unknown size", stopped)
+	}
+}
+
+func TestStalledShare(t *testing.T) {
+	tests := []struct {
+		name        string
+		prev, total uint64
+		elapsed     time.Duration
+		want        float64
+	}{
+		{"NoStall", 500, 500, time.Second, 0},
+		{"TenPercent", 0, 100_000, time.Second, 0.1},
+		{"AllTheTime", 1000, 251_000, 250 * time.Millisecond, 1},
+		{"CounterWentBack", 900, 100, time.Second, 0},
+		{"NoTimePassed", 0, 100, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stalledShare(tt.prev, tt.total, tt.elapsed); got < tt.want-1e-9 || got > tt.want+1e-9 {
+				t.Fatalf("stalledShare = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestShortageWithNothingToStopWarnsOnce(t *testing.T) {
+	apps := newTestApps(t)
+	rss := apps.start("core", 64, AppUsage{Mode: appfile.Always})
+	_, logs := runMonitor(t, MonitorConfig{Policy: Policy{Budget: rss / 2}, Reader: plenty{}, Apps: apps})
+	waitFor(t, "the shortage warning", func() bool { return strings.Contains(logs.String(), "no app left to stop") })
+	apps.waitSnapshots(5)
+	if n := strings.Count(logs.String(), "no app left to stop"); n != 1 {
+		t.Fatalf("warned %d times over several checks, want once", n)
+	}
+	if stopped, restarted := apps.stops(); len(stopped)+len(restarted) != 0 {
+		t.Fatalf("always app acted on: stopped %v, restarted %v", stopped, restarted)
+	}
+}
+
+// brokenReader fails as a missing /proc/meminfo would.
+type brokenReader struct{}
+
+func (brokenReader) Available() (int64, int64, error) {
+	return 0, 0, errors.New("reading meminfo: no such file")
+}
+
+func TestBudgetWorksWhenMeminfoCannotBeRead(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, nil)
+	p := overBudget(sum)
+	p.MinAvailablePercent = 50 // cannot be checked without meminfo; must not stop all
+	_, logs := runMonitor(t, MonitorConfig{Policy: p, Reader: brokenReader{}, Apps: apps})
+	checkOnlyStopped(t, apps, "a")
+	if n := strings.Count(logs.String(), "reading available memory"); n != 1 {
+		t.Errorf("the meminfo error was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+func TestLastRSSReportsTheLastCheck(t *testing.T) {
+	apps := newTestApps(t)
+	rss := apps.start("a", 64, AppUsage{})
+	m := NewMonitor(MonitorConfig{Reader: plenty{}, Apps: apps, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if got := m.LastRSS("a"); got != 0 {
+		t.Fatalf("LastRSS before any check = %d", got)
+	}
+	m.Check(context.Background())
+	if got := m.LastRSS("a"); got < rss*9/10 || got > rss*11/10 {
+		t.Fatalf("LastRSS = %d, want about %d", got, rss)
+	}
+	apps.stop("a")
+	m.Check(context.Background())
+	if got := m.LastRSS("a"); got != 0 {
+		t.Fatalf("LastRSS of a stopped app = %d", got)
 	}
 }
