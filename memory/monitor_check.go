@@ -9,7 +9,8 @@ import (
 
 // Check reads memory once and stops or restarts apps as the Policy decides:
 // first apps over their memory_max, then, counting those as freed, victims
-// of a shortage. It returns the stops it made, for tests and benchmarks.
+// of a shortage. It returns the shortage stops it made (memory_max actions
+// are only logged), for tests and benchmarks.
 func (m *Monitor) Check(ctx context.Context) []Stop {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -32,7 +33,7 @@ func (m *Monitor) Check(ctx context.Context) []Stop {
 	}
 	switch short := need > freed; {
 	case short && !m.short:
-		m.log.Warn("memory short and no app left to stop",
+		m.log.Warn("memory short and not enough apps left to stop",
 			append(attrs, "cause", string(cause), "missing_bytes", need-freed)...)
 		m.short = true
 	case !short:

@@ -294,9 +294,9 @@ func TestShortageWithNothingToStopWarnsOnce(t *testing.T) {
 	apps := newTestApps(t)
 	rss := apps.start("core", 64, AppUsage{Mode: appfile.Always})
 	_, logs := runMonitor(t, MonitorConfig{Policy: Policy{Budget: rss / 2}, Reader: plenty{}, Apps: apps})
-	waitFor(t, "the shortage warning", func() bool { return strings.Contains(logs.String(), "no app left to stop") })
+	waitFor(t, "the shortage warning", func() bool { return strings.Contains(logs.String(), "not enough apps left to stop") })
 	apps.waitSnapshots(5)
-	if n := strings.Count(logs.String(), "no app left to stop"); n != 1 {
+	if n := strings.Count(logs.String(), "not enough apps left to stop"); n != 1 {
 		t.Fatalf("warned %d times over several checks, want once", n)
 	}
 	if stopped, restarted := apps.stops(); len(stopped)+len(restarted) != 0 {
