@@ -33,59 +33,9 @@ func parseSchedule(spec string, loc *time.Location) (sched rcron.Schedule, err e
 		sched = ss
 	}
 	if ss, ok := sched.(*rcron.SpecSchedule); ok && ss.Hour&allHours != allHours {
-		sched = onceADay{ss}
+		sched = dstSafe{ss}
 	}
 	return sched, nil
-}
-
-// allHours has the bit of every hour of the day set.
-const allHours = 1<<24 - 1
-
-// onceADay fixes robfig/cron firing a fixed-hour schedule twice when the
-// clocks go back: with "30 2 * * *" in Europe/Berlin, 02:30 happens twice
-// on the last Sunday of October and robfig/cron runs the job at both. Like
-// Vixie cron, a schedule that names its hours runs at the first occurrence
-// of a repeated wall time only; one with every hour ("30 * * * *") keeps
-// firing each elapsed hour.
-type onceADay struct {
-	*rcron.SpecSchedule
-}
-
-// maxShift bounds the clock changes looked for: real zones shift by at most
-// two hours, in steps of at least 15 minutes.
-const (
-	shiftStep = 15 * time.Minute
-	maxShift  = 2 * time.Hour
-)
-
-// Next returns the schedule's next time after t that is not the repeat of
-// a wall time already passed.
-func (o onceADay) Next(t time.Time) time.Time {
-	// The loop skips at most the matches within one repeated stretch of
-	// wall time (two hours of minutes), and ends on a zero (no match) time.
-	for {
-		n := o.SpecSchedule.Next(t)
-		if n.IsZero() || !isRepeat(n.In(o.Location)) {
-			return n
-		}
-		t = n
-	}
-}
-
-// isRepeat tells whether wall time n already happened earlier the same day
-// (the clocks went back in between).
-func isRepeat(n time.Time) bool {
-	y, mo, d := n.Date()
-	h, mi, s := n.Clock()
-	for back := shiftStep; back <= maxShift; back += shiftStep {
-		e := n.Add(-back)
-		ey, emo, ed := e.Date()
-		eh, emi, es := e.Clock()
-		if ey == y && emo == mo && ed == d && eh == h && emi == mi && es == s {
-			return true
-		}
-	}
-	return false
 }
 
 func hasZonePrefix(spec string) bool {

@@ -20,9 +20,15 @@ func TestNextFireAcrossDSTChanges(t *testing.T) {
 		name, spec, from, want string
 	}{
 		// Europe/Berlin: 2026-03-29 02:00 CET jumps to 03:00 CEST; 02:30
-		// does not exist that day. robfig/cron skips the day.
+		// does not exist that day. robfig/cron skips the day; like Vixie
+		// cron, the job runs at the jump instead.
 		{"daily before spring forward", "CRON_TZ=Europe/Berlin 30 2 * * *", "2026-03-28T00:00:00Z", "2026-03-28T01:30:00Z"},
-		{"daily over the missing hour", "CRON_TZ=Europe/Berlin 30 2 * * *", "2026-03-28T01:30:00Z", "2026-03-30T00:30:00Z"},
+		{"daily at the jump over its time", "CRON_TZ=Europe/Berlin 30 2 * * *", "2026-03-28T01:30:00Z", "2026-03-29T01:00:00Z"},
+		{"daily after the jump", "CRON_TZ=Europe/Berlin 30 2 * * *", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"},
+		{"minutely in the missing hour fires once", "CRON_TZ=Europe/Berlin * 2 * * *", "2026-03-29T00:59:00Z", "2026-03-29T01:00:00Z"},
+		{"minutely in the missing hour, next day", "CRON_TZ=Europe/Berlin * 2 * * *", "2026-03-29T01:00:00Z", "2026-03-30T00:00:00Z"},
+		{"jump on a day the schedule skips", "CRON_TZ=Europe/Berlin 30 2 * * 1", "2026-03-28T00:00:00Z", "2026-03-30T00:30:00Z"},
+		{"new york jump", "CRON_TZ=America/New_York 30 2 * * *", "2026-03-08T06:00:00Z", "2026-03-08T07:00:00Z"},
 		{"hourly over the missing hour", "CRON_TZ=Europe/Berlin 30 * * * *", "2026-03-29T00:30:00Z", "2026-03-29T01:30:00Z"},
 		// 2026-10-25 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
 		// A daily job fires once, at the first 02:30 (CEST).
