@@ -1,6 +1,7 @@
 package cron
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +17,7 @@ func TestJobRunsInDirWithEnvAndLogsWithMarkers(t *testing.T) {
 	var logDir string
 	s, rec := newTestScheduler(t, w, func(c *Config) { logDir = c.LogDir })
 	dir := t.TempDir()
-	spec := jobSpec("tidy", dir, "@every 1s", `pwd > out; echo "$GREETING $PORT" >> out; echo hello-from-job; echo oops >&2`)
+	spec := jobSpec("tidy", dir, "@every 1s", `pwd >> out; echo "$GREETING $PORT" >> out; echo hello-from-job; echo oops >&2`)
 	spec.Env = map[string]string{"GREETING": "hi"}
 	s.Apply([]*appfile.Spec{spec})
 
@@ -25,8 +26,9 @@ func TestJobRunsInDirWithEnvAndLogsWithMarkers(t *testing.T) {
 	if res.Err != nil || res.ExitCode != 0 || res.Job != 0 || res.Duration <= 0 || res.Time.IsZero() {
 		t.Errorf("LastJob = %+v, want job 0 exited 0 with a time and duration", res)
 	}
+	// Later runs append to what the first one wrote.
 	want := dir + "\nhi \n"
-	if got := readFile(t, filepath.Join(dir, "out")); got != want {
+	if got := readFile(t, filepath.Join(dir, "out")); !strings.HasPrefix(got, want) {
 		t.Errorf("job wrote %q, want %q (cwd, env, no PORT without needs_app)", got, want)
 	}
 	log := readFile(t, filepath.Join(logDir, "tidy.log"))
@@ -146,4 +148,46 @@ func TestNeedsAppJobHoldsLeaseAndGetsPort(t *testing.T) {
 		leased, leases, releases := w.counts()
 		return leased == 0 && leases == releases
 	})
+}
+
+func TestProcessesLeftBehindByAJobAreStopped(t *testing.T) {
+	w := newRecWaker(t)
+	s, rec := newTestScheduler(t, w, nil)
+	dir := t.TempDir()
+	// Exits 0 at once, leaving a background sleep in its group.
+	s.Apply([]*appfile.Spec{jobSpec("leaky", dir, "@every 1s", `sleep 1000 & echo $! >> bg.pids`)})
+	waitFor(t, 20*time.Second, "a job result", func() bool { _, ok := s.LastJob("leaky"); return ok })
+	if res, _ := s.LastJob("leaky"); res.Err != nil || res.ExitCode != 0 {
+		t.Errorf("LastJob = %+v, want a clean exit", res)
+	}
+	pid, err := strconv.Atoi(lines(t, filepath.Join(dir, "bg.pids"))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the leftover process to die", func() bool { return processGone(pid) })
+	if !rec.has("job left processes behind", "app=leaky") {
+		t.Errorf("leftover processes not logged")
+	}
+}
+
+func TestNeedsAppJobNotRunWhenWakeFails(t *testing.T) {
+	w := newRecWaker(t)
+	w.wakeErr = errors.New("no such app")
+	var logDir string
+	s, _ := newTestScheduler(t, w, func(c *Config) { logDir = c.LogDir })
+	dir := t.TempDir()
+	spec := jobSpec("down", dir, "@every 1s", `echo ran > ran`)
+	spec.Jobs[0].NeedsApp = true
+	s.Apply([]*appfile.Spec{spec})
+	waitFor(t, 20*time.Second, "a job result", func() bool { _, ok := s.LastJob("down"); return ok })
+	res, _ := s.LastJob("down")
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "waking app: no such app") {
+		t.Errorf("LastJob = %+v, want the wake error", res)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Errorf("the job ran although its app did not wake")
+	}
+	if log := readFile(t, filepath.Join(logDir, "down.log")); !strings.Contains(log, "--- job 0 (cron @every 1s) not run: waking app: no such app ---") {
+		t.Errorf("app log lacks the not-run marker:\n%s", log)
+	}
 }
