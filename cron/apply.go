@@ -77,11 +77,7 @@ func (s *Scheduler) reconcile(spec *appfile.Spec, k kind, old []*entry, crons []
 		}
 		sched, err := parseSchedule(c, s.cfg.Location)
 		if err != nil {
-			attr := "wake"
-			if k == kindJob {
-				attr = "job"
-			}
-			s.log.Error("skipping scheduled entry", "app", spec.Name, attr, i, "err", err)
+			s.log.Error("skipping scheduled entry", "app", spec.Name, k.String(), i, "err", err)
 			continue
 		}
 		e := &entry{s: s, app: spec.Name, kind: k, cron: c, sched: &recordingSchedule{inner: sched}}

@@ -32,7 +32,8 @@ type entry struct {
 	running atomic.Bool
 }
 
-// entryDef is what an entry runs: entry index of spec.Wake or spec.Jobs.
+// entryDef is what an entry runs: entry index of spec.Wake or spec.Jobs
+// (by the entry's kind).
 type entryDef struct {
 	spec  *appfile.Spec
 	index int
@@ -50,7 +51,7 @@ func (e *entry) Run() {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			e.s.log.Error("panic in scheduled entry", "app", e.app, e.attr(), def.index, "cron", e.cron,
+			e.s.log.Error("panic in scheduled entry", "app", e.app, e.kind.String(), def.index, "cron", e.cron,
 				"panic", r, "stack", string(debug.Stack()))
 		}
 	}()
@@ -65,15 +66,16 @@ func (e *entry) Run() {
 	}
 }
 
-// attr is the log attribute naming the entry's index.
-func (e *entry) attr() string {
-	if e.kind == kindWake {
+// String is the kind's name, also the log attribute holding an entry's
+// index ("wake=0", "job=2").
+func (k kind) String() string {
+	if k == kindWake {
 		return "wake"
 	}
 	return "job"
 }
 
-// needsApp tells whether a fire of e starts the app.
+// startsApp tells whether a fire of e starts the app.
 func (e *entry) startsApp() bool {
 	if e.kind == kindWake {
 		return true
