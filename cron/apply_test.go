@@ -133,3 +133,21 @@ func TestRemovingAppRemovesItsEntries(t *testing.T) {
 		t.Errorf("removed app ran %d more times", after-before)
 	}
 }
+
+func TestApplySkipsAnUnparsableScheduleAndKeepsTheRest(t *testing.T) {
+	w := newRecWaker(t)
+	s, rec := newTestScheduler(t, w, nil)
+	s.Apply([]*appfile.Spec{{Name: "odd", Wake: []appfile.Wake{
+		{Cron: "CRON_TZ=UTC"}, // robfig/cron panics on this one
+		{Cron: "@every 1h"},
+	}}})
+	if !rec.has("skipping scheduled entry", "app=odd", "wake=0") {
+		t.Errorf("bad schedule not logged")
+	}
+	if n := len(s.cron.Entries()); n != 1 {
+		t.Errorf("robfig/cron holds %d entries, want the good one", n)
+	}
+	if d := time.Until(s.NextWake("odd")); d < 58*time.Minute || d > time.Hour+time.Second {
+		t.Errorf("NextWake is in %s, want the good entry's hour", d)
+	}
+}
