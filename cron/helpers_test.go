@@ -210,3 +210,20 @@ func processGone(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
+
+// count returns how many logged lines contain every one of parts.
+func (r *logRecorder) count(parts ...string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+next:
+	for _, l := range r.lines {
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
