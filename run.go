@@ -13,6 +13,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/appsdir"
+	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/settings"
@@ -71,6 +72,7 @@ type daemon struct {
 	appsDir string
 	driver  *lifecycle.ExecDriver
 	mgr     *lifecycle.Manager
+	sched   *cron.Scheduler
 	srv     *l4.Server
 }
 
@@ -88,6 +90,7 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		Logger:   log,
 		Driver:   d.driver,
 	})
+	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs")})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 
 	// The watcher loads apps.d and applies the first snapshot before it
@@ -97,6 +100,7 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		d.shutdown()
 		return err
 	}
+	d.sched.Start()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- w.Run(watchCtx) }()
@@ -134,6 +138,7 @@ func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 	failed := d.srv.Apply(routeTable(specs))
 	if len(failed) == 0 {
 		d.mgr.Apply(specs)
+		d.sched.Apply(specs)
 		return nil
 	}
 	var errs []appsdir.AppError
@@ -170,10 +175,12 @@ func (d *daemon) shutdown() error {
 	defer cancel()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(ctx) }()
+	// Jobs end first, while the apps they may need are still up.
+	schedErr := d.sched.Shutdown(ctx)
 	mgrErr := d.mgr.Shutdown(ctx)
 	srvErr := <-srvDone
 	drvErr := d.driver.Close()
-	for _, err := range []error{mgrErr, srvErr, drvErr} {
+	for _, err := range []error{schedErr, mgrErr, srvErr, drvErr} {
 		if err != nil {
 			return fmt.Errorf("shutting down: %w", err)
 		}
