@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/appsdir"
+	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/settings"
@@ -70,6 +72,7 @@ type daemon struct {
 	appsDir string
 	driver  *lifecycle.ExecDriver
 	mgr     *lifecycle.Manager
+	sched   *cron.Scheduler
 	srv     *l4.Server
 }
 
@@ -87,26 +90,68 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		Logger:   log,
 		Driver:   d.driver,
 	})
+	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs")})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 
-	specs, errs := appfile.LoadDir(s.AppsDir)
-	for _, err := range errs {
-		log.Error("invalid app file; it is not served", "err", err)
+	// The watcher loads apps.d and applies the first snapshot before it
+	// returns; from then on every change to apps.d is applied as it comes.
+	w, err := appsdir.New(appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log})
+	if err != nil {
+		d.shutdown()
+		return err
 	}
-	d.apply(specs)
-	log.Info("dynapm ready", "apps", len(specs), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
+	d.sched.Start()
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- w.Run(watchCtx) }()
+	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
 
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-hup:
+			w.Rescan()
+		case err := <-watchDone:
+			// The directory can no longer be followed (removed, say):
+			// keep serving what is in force rather than dropping it.
+			log.Error("no longer following the apps dir; apps stay as they are", "err", err)
+			watchDone = nil
+		case <-ctx.Done():
+			running = false
+		}
+	}
 	log.Info("dynapm shutting down")
+	stopWatching()
+	if watchDone != nil {
+		<-watchDone
+	}
 	return d.shutdown()
 }
 
-// apply makes the proxy and the manager serve exactly specs.
-func (d *daemon) apply(specs []*appfile.Spec) {
-	d.mgr.Apply(specs)
-	for addr, err := range d.srv.Apply(routeTable(specs)) {
-		d.log.Error("cannot listen", "addr", addr, "err", err)
+// apply makes the proxy and the manager serve exactly specs. Listeners come
+// first: an app whose new address cannot be bound is reported back, and the
+// watcher calls apply again with that app's last good version, so that the
+// manager only ever sees apps the proxy can serve.
+func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
+	failed := d.srv.Apply(routeTable(specs))
+	if len(failed) == 0 {
+		d.mgr.Apply(specs)
+		d.sched.Apply(specs)
+		return nil
 	}
+	var errs []appsdir.AppError
+	for _, s := range specs {
+		for i, addr := range s.Listen {
+			if err, ok := failed[addr]; ok {
+				errs = append(errs, appsdir.AppError{App: s.Name,
+					Err: &appfile.FieldError{File: s.File, Field: fmt.Sprintf("listen[%d]", i), Msg: err.Error()}})
+				break
+			}
+		}
+	}
+	return errs
 }
 
 // routeTable maps every listen address to the routes of the apps on it.
@@ -130,10 +175,12 @@ func (d *daemon) shutdown() error {
 	defer cancel()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(ctx) }()
+	// Jobs end first, while the apps they may need are still up.
+	schedErr := d.sched.Shutdown(ctx)
 	mgrErr := d.mgr.Shutdown(ctx)
 	srvErr := <-srvDone
 	drvErr := d.driver.Close()
-	for _, err := range []error{mgrErr, srvErr, drvErr} {
+	for _, err := range []error{schedErr, mgrErr, srvErr, drvErr} {
 		if err != nil {
 			return fmt.Errorf("shutting down: %w", err)
 		}

@@ -28,7 +28,7 @@ func LoadDir(dir string) ([]*Spec, []error) {
 	files := map[string][]string{}
 	var stems []string
 	for _, e := range entries {
-		stem, ok := splitAppFile(e.Name())
+		stem, ok := SplitAppFile(e.Name())
 		if !ok {
 			continue
 		}

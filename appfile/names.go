@@ -22,14 +22,14 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 // leftovers (dotfiles, .#lock files, backups ending in ~, .swp, .swx, .tmp
 // and vim's 4913 probe) are not.
 func IsAppFile(name string) bool {
-	stem, ok := splitAppFile(name)
+	stem, ok := SplitAppFile(name)
 	return ok && ValidName(stem)
 }
 
-// splitAppFile returns the stem of a file name with an app file extension
+// SplitAppFile returns the stem of a file name with an app file extension
 // that is not an editor leftover, whether or not the stem is a valid name.
 // LoadDir uses it to report "Web.yaml" instead of silently ignoring it.
-func splitAppFile(name string) (stem string, ok bool) {
+func SplitAppFile(name string) (stem string, ok bool) {
 	if isIgnored(name) {
 		return "", false
 	}

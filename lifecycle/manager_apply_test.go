@@ -142,3 +142,21 @@ func TestApplyFixesFailedApp(t *testing.T) {
 		t.Fatalf("after fixing: %s", fmtStatus(st))
 	}
 }
+
+func TestRemoveDuringStartFailsWaiters(t *testing.T) {
+	h := newHarness(t)
+	h.m.Apply([]*appfile.Spec{h.spec("slow", "-mode", "sleep")})
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := h.m.Wake(context.Background(), "slow")
+		errc <- err
+	}()
+	testutil.Eventually(t, mgrWait, func() bool {
+		st := h.status("slow")
+		return st.Pending == 1 && st.Pid != 0
+	}, "wake not pending")
+	pid := h.status("slow").Pid
+	h.m.Apply(nil)
+	wantErr(t, <-errc, ErrUnknownApp)
+	testutil.Eventually(t, mgrWait, func() bool { return !testutil.ProcessAlive(pid) }, "removed app's process %d alive", pid)
+}

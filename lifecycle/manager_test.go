@@ -45,7 +45,7 @@ func (b *lockedBuffer) String() string {
 // harness is a Manager with a real exec driver, a state directory and a
 // captured log.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	m    *Manager
 	cfg  Config
 	logs *lockedBuffer
@@ -56,7 +56,7 @@ type harness struct {
 // newHarness returns a Manager with short backoffs; edit changes the config
 // before it is built. The Manager is shut down and the driver closed when
 // the test ends.
-func newHarness(t *testing.T, edit ...func(*Config)) *harness {
+func newHarness(t testing.TB, edit ...func(*Config)) *harness {
 	t.Helper()
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
