@@ -14,7 +14,7 @@ import (
 func TestMemoryBudgetStopsTheLeastRecentlyActiveApp(t *testing.T) {
 	apps := t.TempDir()
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, "memory:\n  budget: 150MiB\n  interval: 100ms\n")
+	writeFile(t, config, "memory:\n  budget: 180MiB\n  interval: 100ms\n")
 	pids := map[string]string{}
 	listens := map[string]string{}
 	for _, name := range []string{"a", "b", "c"} {
@@ -32,7 +32,7 @@ func TestMemoryBudgetStopsTheLeastRecentlyActiveApp(t *testing.T) {
 	}
 	a := testutil.ReadPidFile(t, pids["a"])
 	b := testutil.ReadPidFile(t, pids["b"])
-	echoOnce(t, listens["c"], "c") // now three 64 MiB apps: over 150 MiB
+	echoOnce(t, listens["c"], "c") // now three 64 MiB apps: over 180 MiB
 	testutil.Eventually(t, 20*time.Second, func() bool { return !testutil.ProcessAlive(a) },
 		"least recently active app a (pid %d) still running over budget", a)
 	if !testutil.ProcessAlive(b) {
