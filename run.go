@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -72,6 +74,8 @@ type daemon struct {
 	driver  *lifecycle.ExecDriver
 	mgr     *lifecycle.Manager
 	srv     *l4.Server
+	// table is the route table last put in force; only apply uses it.
+	table map[string][]l4.Route
 }
 
 // runDaemon starts everything, serves until ctx ends, then shuts down in
@@ -90,6 +94,12 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 
+	// SIGHUP asks for a rescan; caught from before the first scan, so
+	// that an early one never kills the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	// The watcher loads apps.d and applies the first snapshot before it
 	// returns; from then on every change to apps.d is applied as it comes.
 	w, err := appsdir.New(appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log})
@@ -102,9 +112,6 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	go func() { watchDone <- w.Run(watchCtx) }()
 	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for running := true; running; {
 		select {
 		case <-hup:
@@ -126,16 +133,31 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	return d.shutdown()
 }
 
-// apply makes the proxy and the manager serve exactly specs. Listeners come
-// first: an app whose new address cannot be bound is reported back, and the
-// watcher calls apply again with that app's last good version, so that the
-// manager only ever sees apps the proxy can serve.
+// apply makes the proxy and the manager serve exactly specs. New listen
+// addresses are bound first, while the old ones stay open: an app whose new
+// address cannot be bound is reported back, and the watcher calls apply
+// again with that app's last good version, whose sockets never closed
+// meanwhile. The manager only ever sees apps the proxy can serve. apply is
+// called from one goroutine at a time (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
-	failed := d.srv.Apply(routeTable(specs))
-	if len(failed) == 0 {
-		d.mgr.Apply(specs)
-		return nil
+	table := routeTable(specs)
+	failed := d.srv.Apply(mergeTables(d.table, table))
+	if len(failed) > 0 && respelled(failed, d.table, table) {
+		// localhost:80 replacing 127.0.0.1:80 can only bind once the
+		// old spelling is closed.
+		failed = d.srv.Apply(table)
 	}
+	if len(failed) > 0 {
+		return bindErrors(specs, failed)
+	}
+	d.mgr.Apply(specs)
+	d.srv.Apply(table) // closes the addresses no app wants any more
+	d.table = table
+	return nil
+}
+
+// bindErrors names the file and field of every address that failed.
+func bindErrors(specs []*appfile.Spec, failed map[string]error) []appsdir.AppError {
 	var errs []appsdir.AppError
 	for _, s := range specs {
 		for i, addr := range s.Listen {
@@ -147,6 +169,34 @@ func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 		}
 	}
 	return errs
+}
+
+// mergeTables returns next plus the addresses of prev that next drops.
+func mergeTables(prev, next map[string][]l4.Route) map[string][]l4.Route {
+	merged := maps.Clone(next)
+	for addr, routes := range prev {
+		if _, ok := merged[addr]; !ok {
+			merged[addr] = routes
+		}
+	}
+	return merged
+}
+
+// respelled reports whether an address that failed to bind shares its port
+// with an address being dropped, which may be what holds it.
+func respelled(failed map[string]error, prev, next map[string][]l4.Route) bool {
+	for addr := range failed {
+		_, port, _ := net.SplitHostPort(addr)
+		for old := range prev {
+			if _, kept := next[old]; kept {
+				continue
+			}
+			if _, oldPort, _ := net.SplitHostPort(old); oldPort == port {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // routeTable maps every listen address to the routes of the apps on it.
