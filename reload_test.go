@@ -101,7 +101,7 @@ func containsAll(s string, parts ...string) bool {
 	return true
 }
 
-// echoApp2 is echoApp on several listen addresses, with a long idle timeout
+// echoAppOn is echoApp on several listen addresses, with a long idle timeout
 // so that only reloads stop it.
 func echoAppOn(t *testing.T, listen []string, pidfile, extra string) string {
 	bin := testutil.TestApp(t)
