@@ -24,7 +24,7 @@ const reloadWait = 15 * time.Second
 
 // tryEcho reports whether a fresh connection to addr echoes msg.
 func tryEcho(addr, msg string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return false
 	}
@@ -129,8 +129,8 @@ func TestReloadRemovedFileClosesListenerAndStopsApp(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	writeFile(t, filepath.Join(apps, "gone.yaml"), echoAppOn(t, []string{listen}, pidfile, ""))
 	d := startDaemon(t, apps)
-	if !tryEcho(listen, "x") {
-		t.Fatal("app not served before removal")
+	if got := echoOnce(t, listen, "x"); got != "x" {
+		t.Fatalf("%s: echo = %q", "app not served before removal", got)
 	}
 	pid := testutil.ReadPidFile(t, pidfile)
 	if err := os.Remove(filepath.Join(apps, "gone.yaml")); err != nil {
@@ -158,8 +158,8 @@ func TestReloadChangedListenKeepsUnchangedAddressAndItsOpenConnection(t *testing
 	testutil.Eventually(t, reloadWait, func() bool { return refused(dropped) }, "dropped address %s still listening", dropped)
 	conn.echo(t, "during")
 	conn.echo(t, "after")
-	if !tryEcho(kept, "kept") {
-		t.Fatalf("kept address %s no longer accepts", kept)
+	if got := echoOnce(t, kept, "kept"); got != "kept" {
+		t.Fatalf("%s: echo = %q", "kept address %s no longer accepts", got)
 	}
 	if now := testutil.ReadPidFile(t, pidfile); now != pid || !testutil.ProcessAlive(pid) {
 		t.Fatalf("a listen change restarted the app: pid %d, was %d", now, pid)
@@ -174,8 +174,8 @@ func TestReloadChangedCommandRestartsAndConnectionDuringRestartIsServedByNewProc
 	path := filepath.Join(apps, "web.yaml")
 	writeFile(t, path, echoAppOn(t, []string{listen}, oldPidfile, ""))
 	d := startDaemon(t, apps)
-	if !tryEcho(listen, "old") {
-		t.Fatal("app not served before the edit")
+	if got := echoOnce(t, listen, "old"); got != "old" {
+		t.Fatalf("%s: echo = %q", "app not served before the edit", got)
 	}
 	oldPid := testutil.ReadPidFile(t, oldPidfile)
 
@@ -231,8 +231,8 @@ func TestReloadInvalidEditIsLoggedAndLastGoodVersionKeepsServing(t *testing.T) {
 	writeFile(t, path, strings.Replace(good, "idle_timeout: 1h", "idle_timeout: soon", 1))
 	d.waitLog(t, "web.yaml", "idle_timeout", "last good")
 	conn.echo(t, "still")
-	if !tryEcho(listen, "fresh") {
-		t.Fatal("last good version no longer accepts")
+	if got := echoOnce(t, listen, "fresh"); got != "fresh" {
+		t.Fatalf("%s: echo = %q", "last good version no longer accepts", got)
 	}
 	// A later valid save applies.
 	writeFile(t, path, echoAppOn(t, []string{next}, pidfile, ""))
@@ -250,8 +250,8 @@ func TestReloadSIGHUPRescansChangesWithoutEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, apps)
-	if !tryEcho(first, "first") {
-		t.Fatal("app not served")
+	if got := echoOnce(t, first, "first"); got != "first" {
+		t.Fatalf("%s: echo = %q", "app not served", got)
 	}
 	// Editing the symlink's target makes no event in apps.d.
 	writeFile(t, target, echoAppOn(t, []string{second}, pidfile, ""))
@@ -281,8 +281,8 @@ func TestReloadListenAddressTakenElsewhereIsReportedAndRetried(t *testing.T) {
 	taken := squatter.Addr().String()
 	writeFile(t, filepath.Join(apps, "web.yaml"), echoAppOn(t, []string{taken}, filepath.Join(t.TempDir(), "pid2"), ""))
 	d.waitLog(t, "web.yaml", "listen[0]", "address already in use")
-	if !tryEcho(other, "still") {
-		t.Fatal("the daemon stopped serving other apps")
+	if got := echoOnce(t, other, "still"); got != "still" {
+		t.Fatalf("%s: echo = %q", "the daemon stopped serving other apps", got)
 	}
 	select {
 	case <-d.done:

@@ -32,10 +32,11 @@ func (w *Watcher) reload(paths []string) {
 			base = append(base, f.good)
 		}
 	}
-	if len(candidates) == 0 && !w.removedAny(paths) && (len(paths) > 0 || w.retryDue) {
+	if len(candidates) == 0 && !w.removedAny(paths) && w.applied {
 		w.retryDue = false
 		return // touches, invalid edits: nothing in force changes
 	}
+	w.applied = true
 	rejected := map[string][]error{}
 	for _, err := range appfile.CheckConflicts(append(slices.Clone(base), candidates...)) {
 		var fe *appfile.FieldError

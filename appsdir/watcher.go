@@ -75,6 +75,8 @@ type Watcher struct {
 	// retryDue: some app was rejected by Apply, not by its file; Run
 	// tries it again every cfg.Retry while this holds.
 	retryDue bool
+	// applied: the first snapshot was applied (even an empty one).
+	applied bool
 
 	mu   sync.Mutex // guards snap for readers on other goroutines
 	snap []*appfile.Spec
@@ -238,6 +240,9 @@ func (w *Watcher) reloadDue(timer *time.Timer) {
 	}
 	if !next.IsZero() {
 		w.arm(timer, next)
+	}
+	if len(due) == 0 {
+		return // fired for a path written again since
 	}
 	if slices.Contains(due, w.cfg.Dir) {
 		w.scan()
