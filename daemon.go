@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,6 +37,8 @@ type daemon struct {
 	sched  *cron.Scheduler
 	mem    *memory.Monitor
 	srv    *l4.Server
+	// table is the route table last put in force; only apply uses it.
+	table map[string][]l4.Route
 
 	// Background loops (watcher, memory monitor) run under bgCtx and are
 	// waited for by shutdown.
@@ -49,6 +53,12 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		return fmt.Errorf("creating state directory: %w", err)
 	}
 	d := newDaemon(s, log)
+
+	// SIGHUP asks for a rescan; caught from before the first scan, so
+	// that an early one never kills the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	// The watcher loads apps.d and applies the first snapshot before it
 	// returns; from then on every change to apps.d is applied as it comes.
@@ -66,10 +76,6 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	})
 	d.background(d.mem.Run)
 	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
@@ -119,17 +125,33 @@ func (d *daemon) background(loop func(context.Context)) {
 	}()
 }
 
-// apply makes the proxy, the manager and the scheduler serve exactly specs.
-// Listeners come first: an app whose new address cannot be bound is
-// reported back, and the watcher calls apply again with that app's last
-// good version, so that the manager only ever sees apps the proxy serves.
+// apply makes the proxy, the manager and the scheduler serve exactly
+// specs. New listen addresses are bound first, while the old ones stay
+// open: an app whose new address cannot be bound is reported back, and the
+// watcher calls apply again with that app's last good version, whose
+// sockets never closed meanwhile. The manager only ever sees apps the proxy
+// can serve. apply is called from one goroutine at a time
+// (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
-	failed := d.srv.Apply(routeTable(specs))
-	if len(failed) == 0 {
-		d.mgr.Apply(specs)
-		d.sched.Apply(specs)
-		return nil
+	table := routeTable(specs)
+	failed := d.srv.Apply(mergeTables(d.table, table))
+	if len(failed) > 0 && respelled(failed, d.table, table) {
+		// localhost:80 replacing 127.0.0.1:80 can only bind once the
+		// old spelling is closed.
+		failed = d.srv.Apply(table)
 	}
+	if len(failed) > 0 {
+		return bindErrors(specs, failed)
+	}
+	d.mgr.Apply(specs)
+	d.sched.Apply(specs)
+	d.srv.Apply(table) // closes the addresses no app wants any more
+	d.table = table
+	return nil
+}
+
+// bindErrors names the file and field of every address that failed.
+func bindErrors(specs []*appfile.Spec, failed map[string]error) []appsdir.AppError {
 	var errs []appsdir.AppError
 	for _, s := range specs {
 		for i, addr := range s.Listen {
@@ -141,6 +163,34 @@ func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 		}
 	}
 	return errs
+}
+
+// mergeTables returns next plus the addresses of prev that next drops.
+func mergeTables(prev, next map[string][]l4.Route) map[string][]l4.Route {
+	merged := maps.Clone(next)
+	for addr, routes := range prev {
+		if _, ok := merged[addr]; !ok {
+			merged[addr] = routes
+		}
+	}
+	return merged
+}
+
+// respelled reports whether an address that failed to bind shares its port
+// with an address being dropped, which may be what holds it.
+func respelled(failed map[string]error, prev, next map[string][]l4.Route) bool {
+	for addr := range failed {
+		_, port, _ := net.SplitHostPort(addr)
+		for old := range prev {
+			if _, kept := next[old]; kept {
+				continue
+			}
+			if _, oldPort, _ := net.SplitHostPort(old); oldPort == port {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // routeTable maps every listen address to the routes of the apps on it.

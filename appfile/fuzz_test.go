@@ -1,7 +1,12 @@
 package appfile
 
 import (
+	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -66,5 +71,44 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted wake %+v", w)
 			}
 		}
+		servable(t, s, data)
 	})
+}
+
+// servable checks that an accepted spec can be put in force on its own, as
+// hot reload does with a new file in an empty apps.d: it loads from disk as
+// the same spec, clashes with nothing, and every listen address is one the
+// proxy can hand to net.Listen without a resolver (IP literal, localhost or
+// nothing, and a port from 1 to 65535).
+func servable(t *testing.T, s *Spec, data []byte) {
+	t.Helper()
+	if errs := CheckConflicts([]*Spec{s}); len(errs) > 0 {
+		t.Fatalf("accepted spec clashes with itself: %v", errs)
+	}
+	for _, l := range s.Listen {
+		host, port, err := net.SplitHostPort(l)
+		if err != nil {
+			t.Fatalf("accepted listen %q: %v", l, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			t.Fatalf("accepted listen %q: port %q", l, port)
+		}
+		if _, err := netip.ParseAddr(host); err != nil && host != "" && !strings.EqualFold(host, "localhost") {
+			t.Fatalf("accepted listen %q: host %q needs a resolver", l, host)
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app"+filepath.Ext(s.File))
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	specs, errs := LoadDir(dir)
+	if len(errs) > 0 || len(specs) != 1 {
+		t.Fatalf("accepted by Parse, but LoadDir gives %d specs and errors %v", len(specs), errs)
+	}
+	loaded := *specs[0]
+	loaded.File, loaded.Dir = s.File, s.Dir // another directory, same app
+	if !loaded.Equal(s) && s.Dir == filepath.Dir(s.File) {
+		t.Fatalf("LoadDir and Parse disagree: %+v vs %+v", specs[0], s)
+	}
 }

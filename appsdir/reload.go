@@ -32,9 +32,11 @@ func (w *Watcher) reload(paths []string) {
 			base = append(base, f.good)
 		}
 	}
-	if len(candidates) == 0 && len(paths) > 0 && !w.removedAny(paths) {
+	if len(candidates) == 0 && !w.removedAny(paths) && w.applied {
+		w.retryDue = false
 		return // touches, invalid edits: nothing in force changes
 	}
+	w.applied = true
 	rejected := map[string][]error{}
 	for _, err := range appfile.CheckConflicts(append(slices.Clone(base), candidates...)) {
 		var fe *appfile.FieldError
@@ -63,6 +65,9 @@ func (w *Watcher) reload(paths []string) {
 			failed[ae.App] = true
 			if f := w.fileOf(final, ae.App); f != "" {
 				w.reject(f, ae.Err)
+				if w.files[f].next != nil {
+					w.files[f].applyFailed = true
+				}
 			}
 		}
 		final = slices.DeleteFunc(final, func(s *appfile.Spec) bool {
@@ -84,9 +89,16 @@ func (w *Watcher) reload(paths []string) {
 	for _, s := range final {
 		inForce[s] = true
 	}
-	for _, f := range w.files {
+	w.retryDue = false
+	for path, f := range w.files {
 		if f.next != nil && inForce[f.next] {
-			f.good, f.next, f.lastErr = f.next, nil, ""
+			if f.applyFailed {
+				w.log.Info("app file applied after all", "app", f.next.Name, "file", path)
+			}
+			f.good, f.next, f.lastErr, f.applyFailed = f.next, nil, "", false
+		}
+		if f.next != nil && f.applyFailed {
+			w.retryDue = true
 		}
 	}
 	w.mu.Lock()
@@ -119,15 +131,15 @@ func (w *Watcher) readFile(path string) {
 		w.files[path] = f
 	}
 	f.hash = h
+	f.next, f.applyFailed = nil, false
 	spec, err := appfile.Parse(path, data)
 	if err != nil {
-		f.next = nil
 		f.lastErr = ""
 		w.reject(path, err)
 		return
 	}
 	if f.good != nil && spec.Equal(f.good) {
-		f.next = nil // only comments or formatting changed
+		f.lastErr = "" // back to what is in force, or only comments changed
 		return
 	}
 	f.next = spec
@@ -145,11 +157,13 @@ func (w *Watcher) reject(path string, err error) {
 		f.lastErr = msg
 	}
 	kept := "it is not served"
+	attrs := []any{"file", path}
 	if f != nil && f.good != nil {
 		kept = "keeping its last good version"
+		attrs = append(attrs, "app", f.good.Name)
 	}
 	for _, line := range strings.Split(msg, "\n") {
-		w.log.Error("invalid app file; "+kept, "err", line)
+		w.log.Error("app file not applied; "+kept, append(attrs, "err", line)...)
 	}
 }
 

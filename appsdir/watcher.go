@@ -29,6 +29,11 @@ import (
 // burst to end applies each save once, with its final content.
 const DefaultDebounce = 50 * time.Millisecond
 
+// DefaultRetry is how often an app that could not be put in force for a
+// reason outside apps.d (its listen address is held by another process,
+// say) is tried again, until it is in force or its file changes.
+const DefaultRetry = 2 * time.Second
+
 // Config configures a Watcher. Only Dir and Apply are required.
 type Config struct {
 	// Dir is the apps.d directory.
@@ -42,6 +47,9 @@ type Config struct {
 	// Debounce is how long a file must stay quiet before it is reloaded;
 	// zero means DefaultDebounce.
 	Debounce time.Duration
+	// Retry is how often apps that Apply rejected are tried again; zero
+	// means DefaultRetry.
+	Retry time.Duration
 	// Logger receives one line per problem, naming file and field.
 	Logger *slog.Logger
 }
@@ -63,6 +71,12 @@ type Watcher struct {
 	// Owned by the Run goroutine (and by New before Run starts).
 	files   map[string]*file     // by path: every app file seen
 	pending map[string]time.Time // path -> when it may be reloaded
+	timerAt time.Time            // when the debounce timer fires; zero if stopped
+	// retryDue: some app was rejected by Apply, not by its file; Run
+	// tries it again every cfg.Retry while this holds.
+	retryDue bool
+	// applied: the first snapshot was applied (even an empty one).
+	applied bool
 
 	mu   sync.Mutex // guards snap for readers on other goroutines
 	snap []*appfile.Spec
@@ -80,6 +94,9 @@ type file struct {
 	// lastErr is the last problem logged for next, so that retries do not
 	// log the same problem again and again.
 	lastErr string
+	// applyFailed: next was valid but Apply could not put it in force
+	// (an address held outside DynaPM); it is retried every Config.Retry.
+	applyFailed bool
 }
 
 // New starts watching cfg.Dir and loads every app file in it, applying
@@ -88,6 +105,9 @@ type file struct {
 func New(cfg Config) (*Watcher, error) {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = DefaultRetry
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -134,10 +154,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer w.fsw.Close()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	defer timer.Stop()
+	retry := time.NewTicker(w.cfg.Retry)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return nil
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
@@ -158,7 +180,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.log.Info("rescanning apps dir", "dir", w.cfg.Dir)
 			w.scan()
 		case <-timer.C:
+			w.timerAt = time.Time{}
 			w.reloadDue(timer)
+		case <-retry.C:
+			if w.retryDue {
+				w.reload(nil)
+			}
 		}
 	}
 }
@@ -180,9 +207,21 @@ func (w *Watcher) noteEvent(ev fsnotify.Event, timer *time.Timer) {
 }
 
 // schedule (re)arms the debounce of path; path == Dir means "everything".
+// The timer fires for the earliest deadline, so that a file written again
+// and again never holds back the reload of another one.
 func (w *Watcher) schedule(path string, timer *time.Timer) {
-	w.pending[path] = time.Now().Add(w.cfg.Debounce)
-	timer.Reset(w.cfg.Debounce)
+	at := time.Now().Add(w.cfg.Debounce)
+	w.pending[path] = at
+	w.arm(timer, at)
+}
+
+// arm makes timer fire at at, unless it already fires earlier.
+func (w *Watcher) arm(timer *time.Timer, at time.Time) {
+	if !w.timerAt.IsZero() && !at.Before(w.timerAt) {
+		return
+	}
+	w.timerAt = at
+	timer.Reset(time.Until(at))
 }
 
 // reloadDue reloads the files whose debounce has run out, as one change,
@@ -200,7 +239,10 @@ func (w *Watcher) reloadDue(timer *time.Timer) {
 		}
 	}
 	if !next.IsZero() {
-		timer.Reset(next.Sub(now))
+		w.arm(timer, next)
+	}
+	if len(due) == 0 {
+		return // fired for a path written again since
 	}
 	if slices.Contains(due, w.cfg.Dir) {
 		w.scan()

@@ -80,11 +80,15 @@ func (r *recorder) last(app string) *appfile.Spec {
 }
 
 // watch starts a Watcher on dir with a recorder and stops it at cleanup.
-func watch(t *testing.T, dir string, debounce time.Duration) (*Watcher, *recorder) {
+func watch(t *testing.T, dir string, debounce time.Duration, edit ...func(*Config)) (*Watcher, *recorder) {
 	t.Helper()
 	r := &recorder{}
-	w, err := New(Config{Dir: dir, Apply: r.apply, Debounce: debounce,
-		Logger: slog.New(slog.NewTextHandler(r, nil))})
+	cfg := Config{Dir: dir, Apply: r.apply, Debounce: debounce,
+		Logger: slog.New(slog.NewTextHandler(r, nil))}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	w, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,4 +320,53 @@ func TestRescanFindsChangesWithoutEvents(t *testing.T) {
 	write(t, target, app(9001, "idle_timeout: 7m\n")) // no event in dir
 	w.Rescan()
 	testutil.Eventually(t, 5*time.Second, func() bool { return idle(r.last("web")) == 7*time.Minute }, "rescan missed the change")
+}
+
+func TestFileWrittenAgainAndAgainDoesNotHoldBackAnother(t *testing.T) {
+	dir := t.TempDir()
+	busy := filepath.Join(dir, "busy.yaml")
+	write(t, busy, app(9001, ""))
+	_, r := watch(t, dir, 200*time.Millisecond)
+	write(t, filepath.Join(dir, "quiet.yaml"), app(9002, ""))
+	// Keep busy.yaml changing far more often than the debounce, for at
+	// most 500 writes or 10 s: quiet.yaml must be applied meanwhile.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 500 && time.Now().Before(deadline) && r.last("quiet") == nil; i++ {
+		write(t, busy, app(9001, fmt.Sprintf("idle_timeout: %dm\n", i+1)))
+		time.Sleep(20 * time.Millisecond) // the pace of the writer, not synchronisation
+	}
+	if r.last("quiet") == nil {
+		t.Fatal("a file written again and again held back the reload of another")
+	}
+}
+
+func TestAppRejectedByApplyIsRetriedWithoutAnEdit(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "other.yaml"), app(9001, ""))
+	var blocked sync.Mutex // held while 127.0.0.1:9009 is "taken"
+	taken := true
+	_, r := watch(t, dir, 0, func(c *Config) { c.Retry = 20 * time.Millisecond })
+	r.mu.Lock()
+	r.fail = func(s *appfile.Spec) error {
+		blocked.Lock()
+		defer blocked.Unlock()
+		if taken && s.Listen[0] == "127.0.0.1:9009" {
+			return errors.New("listen: address already in use")
+		}
+		return nil
+	}
+	r.mu.Unlock()
+	write(t, filepath.Join(dir, "web.yaml"), app(9009, ""))
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(r.log(), "already in use") },
+		"apply error not logged:\n%s", r.log())
+	if r.last("web") != nil || r.last("other") == nil {
+		t.Fatal("a rejected app is in force, or another app was dropped")
+	}
+	blocked.Lock()
+	taken = false
+	blocked.Unlock()
+	testutil.Eventually(t, 5*time.Second, func() bool { return r.last("web") != nil }, "app not retried once its address was free")
+	if n := strings.Count(r.log(), "already in use"); n != 1 {
+		t.Fatalf("the same apply error was logged %d times, want once", n)
+	}
 }

@@ -52,17 +52,18 @@ func TestExpandSpecLeavesSharedSpecAlone(t *testing.T) {
 	}
 }
 
-func TestNeedsRestart(t *testing.T) {
+func TestReloadRestartsOnlyForWhatTheProgramSees(t *testing.T) {
 	base := appfile.Spec{Name: "x", Command: []string{"a"}, Dir: "/d", Env: map[string]string{"K": "v"}, Upstream: "127.0.0.1:1", IdleTimeout: time.Minute}
 	for name, edit := range map[string]func(*appfile.Spec){
-		"command":  func(s *appfile.Spec) { s.Command = []string{"b"} },
-		"dir":      func(s *appfile.Spec) { s.Dir = "/e" },
-		"env":      func(s *appfile.Spec) { s.Env = map[string]string{"K": "w"} },
-		"upstream": func(s *appfile.Spec) { s.Upstream = "127.0.0.1:2" },
+		"command":        func(s *appfile.Spec) { s.Command = []string{"b"} },
+		"dir":            func(s *appfile.Spec) { s.Dir = "/e" },
+		"env":            func(s *appfile.Spec) { s.Env = map[string]string{"K": "w"} },
+		"upstream":       func(s *appfile.Spec) { s.Upstream = "127.0.0.1:2" },
+		"proxy_protocol": func(s *appfile.Spec) { s.ProxyProtocol = "v1" },
 	} {
 		s := base
 		edit(&s)
-		if !needsRestart(&base, &s) {
+		if !s.NeedsRestart(&base) {
 			t.Errorf("a changed %s needs no restart", name)
 		}
 	}
@@ -74,7 +75,7 @@ func TestNeedsRestart(t *testing.T) {
 	} {
 		s := base
 		edit(&s)
-		if needsRestart(&base, &s) {
+		if s.NeedsRestart(&base) {
 			t.Errorf("a changed %s restarts", name)
 		}
 	}

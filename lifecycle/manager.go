@@ -107,11 +107,11 @@ func (m *Manager) Apply(specs []*appfile.Spec) {
 // update gives a known app its new spec. Caller holds m.mu.
 func (m *Manager) update(a *app, spec *appfile.Spec) {
 	old, wasRemoved := a.spec, a.removed
-	if old == spec && !wasRemoved {
-		return
+	if !wasRemoved && (old == spec || old.Equal(spec)) {
+		return // untouched: no timer re-armed, no waiter woken
 	}
 	a.spec, a.removed = spec, false
-	restart := needsRestart(old, spec)
+	restart := spec.NeedsRestart(old)
 	switch a.state {
 	case Starting, Ready:
 		if restart {

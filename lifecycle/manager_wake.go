@@ -66,7 +66,9 @@ func (m *Manager) Start(ctx context.Context, name, reason string) error {
 func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool) (*app, error) {
 	var (
 		timer   *time.Timer
-		counted *app // the app whose pending count includes us
+		began   time.Time     // when the wait began
+		limit   time.Duration // the start_timeout the timer was armed with
+		counted *app          // the app whose pending count includes us
 	)
 	defer func() {
 		if timer != nil {
@@ -119,7 +121,13 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 			waitingOn = a.inst
 		}
 		if timer == nil {
-			timer = time.NewTimer(startTimeout(a.spec))
+			began, limit = time.Now(), startTimeout(a.spec)
+			timer = time.NewTimer(limit)
+		} else if st := startTimeout(a.spec); st != limit {
+			// A reload changed start_timeout: it bounds this wait too,
+			// counted from when the wait began.
+			limit = st
+			timer.Reset(time.Until(began.Add(limit)))
 		}
 		changed := a.changed
 		m.mu.Unlock()
@@ -131,7 +139,7 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 			return nil, ctx.Err()
 		case <-timer.C:
 			m.mu.Lock()
-			return nil, fmt.Errorf("%w after %v", ErrStartTimeout, startTimeout(a.spec))
+			return nil, fmt.Errorf("%w after %v", ErrStartTimeout, limit)
 		}
 		if waitingOn != nil && waitingOn.startErr != nil {
 			return nil, waitingOn.startErr
