@@ -264,3 +264,52 @@ func TestExampleAppsAreValid(t *testing.T) {
 		t.Fatalf("the example apps.d does not pass check:\n%s%s", &stdout, &stderr)
 	}
 }
+
+func TestDaemonServesAHerdOfFirstConnectionsWithOneSpawn(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	// A backlog of 5, as some servers have: releasing every held
+	// connection at once must not end in SYN retransmits.
+	writeFile(t, filepath.Join(apps, "herd.yaml"),
+		echoApp(t, listen, pidfile, ", \"-backlog\", \"5\", \"-delay\", \"200ms\"")+"max_pending: 500\n")
+	d := startDaemon(t, apps)
+
+	const clients = 200
+	replies := make(chan string, clients)
+	for i := 0; i < clients; i++ {
+		go func() {
+			c, err := net.DialTimeout("tcp", listen, 10*time.Second)
+			if err != nil {
+				replies <- err.Error()
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			msg := fmt.Sprintf("client %d", i)
+			if _, err := io.WriteString(c, msg); err != nil {
+				replies <- err.Error()
+				return
+			}
+			_ = c.(*net.TCPConn).CloseWrite()
+			got, err := io.ReadAll(c)
+			if err != nil {
+				replies <- err.Error()
+				return
+			}
+			if string(got) != msg {
+				replies <- fmt.Sprintf("client %d got %q", i, got)
+				return
+			}
+			replies <- ""
+		}()
+	}
+	for i := 0; i < clients; i++ {
+		if r := <-replies; r != "" {
+			t.Errorf("client failed: %s", r)
+		}
+	}
+	if n := strings.Count(d.out.String(), "app started"); n != 1 {
+		t.Fatalf("%d starts logged for %d simultaneous first connections, want 1", n, clients)
+	}
+}

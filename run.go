@@ -5,21 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
-	"time"
 
-	"github.com/dynapm/dynapm/appfile"
-	"github.com/dynapm/dynapm/l4"
-	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/settings"
 )
-
-// shutdownGrace bounds how long an orderly shutdown waits for spliced
-// connections and stopping apps before it gives up on them.
-const shutdownGrace = 30 * time.Second
 
 // runCommand runs the daemon until SIGTERM or SIGINT.
 func runCommand(args []string, stderr io.Writer) int {
@@ -61,83 +51,4 @@ func newLogger(ls settings.Log, w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: expected text or json", ls.Format)
 	}
-}
-
-// daemon is the wiring of one running DynaPM: the proxy in front, the
-// lifecycle manager behind it.
-type daemon struct {
-	log     *slog.Logger
-	appsDir string
-	driver  *lifecycle.ExecDriver
-	mgr     *lifecycle.Manager
-	srv     *l4.Server
-}
-
-// runDaemon starts everything, serves until ctx ends, then shuts down in
-// order: stop accepting and drop held connections, stop every app (which
-// ends the spliced connections), then wait for the proxy to drain.
-func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error {
-	if err := os.MkdirAll(filepath.Join(s.StateDir, "logs"), 0o700); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
-	}
-	d := &daemon{log: log, appsDir: s.AppsDir}
-	d.driver = lifecycle.NewExecDriver(log)
-	d.mgr = lifecycle.NewManager(lifecycle.Config{
-		StateDir: s.StateDir,
-		Logger:   log,
-		Driver:   d.driver,
-	})
-	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
-
-	specs, errs := appfile.LoadDir(s.AppsDir)
-	for _, err := range errs {
-		log.Error("invalid app file; it is not served", "err", err)
-	}
-	d.apply(specs)
-	log.Info("dynapm ready", "apps", len(specs), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
-
-	<-ctx.Done()
-	log.Info("dynapm shutting down")
-	return d.shutdown()
-}
-
-// apply makes the proxy and the manager serve exactly specs.
-func (d *daemon) apply(specs []*appfile.Spec) {
-	d.mgr.Apply(specs)
-	for addr, err := range d.srv.Apply(routeTable(specs)) {
-		d.log.Error("cannot listen", "addr", addr, "err", err)
-	}
-}
-
-// routeTable maps every listen address to the routes of the apps on it.
-func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
-	table := make(map[string][]l4.Route)
-	for _, s := range specs {
-		for _, addr := range s.Listen {
-			table[addr] = append(table[addr], l4.Route{
-				App:           s.Name,
-				SNI:           s.Match.SNI,
-				Host:          s.Match.Host,
-				ProxyProtocol: s.ProxyProtocol,
-			})
-		}
-	}
-	return table
-}
-
-func (d *daemon) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- d.srv.Shutdown(ctx) }()
-	mgrErr := d.mgr.Shutdown(ctx)
-	srvErr := <-srvDone
-	drvErr := d.driver.Close()
-	for _, err := range []error{mgrErr, srvErr, drvErr} {
-		if err != nil {
-			return fmt.Errorf("shutting down: %w", err)
-		}
-	}
-	d.log.Info("dynapm stopped")
-	return nil
 }

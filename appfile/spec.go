@@ -70,6 +70,14 @@ type Spec struct {
 	// ProxyProtocol is "", "v1" or "v2".
 	ProxyProtocol string
 
+	// MemoryPriority orders stops under memory pressure: apps with a
+	// higher priority are stopped later. Default 0.
+	MemoryPriority int
+	// MemoryMax is the most tree RSS the app may use, in bytes: above it the
+	// app is restarted at its next idle moment (stopped at once when far
+	// over). 0 means no limit.
+	MemoryMax int64
+
 	// Wake lists scheduled starts.
 	Wake []Wake
 	// Jobs lists scheduled commands.

@@ -28,11 +28,9 @@ func main() {
 	flag.Parse()
 
 	if *backend != "" {
-		if err := serveBackend(*backend, *pidfile); err != nil {
-			fmt.Fprintln(os.Stderr, "bench backend:", err)
-			os.Exit(1)
-		}
-		return
+		err := serveBackend(*backend, *pidfile)
+		fmt.Fprintln(os.Stderr, "bench backend:", err)
+		os.Exit(1)
 	}
 	if err := run(int64(*bulkMiB)<<20, *runs, *wakes); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -1,0 +1,103 @@
+package appfile
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// hostPort is a validated, normalised address: host is "" for the wildcard
+// (all addresses), an IP in canonical form otherwise.
+type hostPort struct {
+	host string
+	port uint16
+}
+
+func (a hostPort) String() string {
+	if a.host == "" {
+		return fmt.Sprintf("*:%d", a.port)
+	}
+	return net.JoinHostPort(a.host, strconv.Itoa(int(a.port)))
+}
+
+// overlaps reports whether two addresses cannot both be bound: the same port
+// and the same host, or a wildcard on either side.
+func (a hostPort) overlaps(b hostPort) bool {
+	return a.port == b.port && (a.host == "" || b.host == "" || a.host == b.host)
+}
+
+// parseHostPort splits and validates host:port. The host may be empty, an IP
+// literal (IPv6 in brackets) or "localhost"; DNS names are refused because a
+// listen or dial address that depends on the resolver can change under a
+// running daemon. "localhost" means 127.0.0.1, the address Go binds for it.
+func parseHostPort(s string) (hostPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return hostPort{}, fmt.Errorf("expected host:port such as 127.0.0.1:8080, [::1]:8080 or :8080, got %q", s)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 || port[0] == '+' {
+		return hostPort{}, fmt.Errorf("expected a port number from 1 to 65535, got %q in %q", port, s)
+	}
+	a := hostPort{port: uint16(n)}
+	switch {
+	case host == "":
+	case strings.EqualFold(host, "localhost"):
+		a.host = "127.0.0.1"
+	default:
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return hostPort{}, fmt.Errorf("expected an IP address, localhost or nothing (all addresses) before the port, got %q in %q", host, s)
+		}
+		if ip.IsUnspecified() {
+			// 0.0.0.0 and :: both mean "all addresses" to the kernel's
+			// conflict rules (a dual-stack :: also takes IPv4).
+			break
+		}
+		a.host = ip.Unmap().String()
+	}
+	return a, nil
+}
+
+// ListenKey returns the normalised form of a listen address: "*:PORT" for
+// the wildcard ("", 0.0.0.0, ::), "127.0.0.1:PORT" for localhost, the
+// canonical IP otherwise. Apps share one listener only when their keys are
+// equal; l4 can group listen addresses by it. It returns s unchanged when s
+// is not a valid listen address.
+func ListenKey(s string) string {
+	a, err := parseHostPort(s)
+	if err != nil {
+		return s
+	}
+	return a.String()
+}
+
+// listenAddr validates one listen address.
+func (d *decoder) listenAddr(field, s string) bool {
+	if _, err := parseHostPort(s); err != nil {
+		d.errorf(field, "%v", err)
+		return false
+	}
+	return true
+}
+
+// upstream validates the upstream address and returns it with "localhost"
+// resolved, so that the dialer never consults a resolver.
+func (d *decoder) upstream(field string, v any) (string, bool) {
+	s, ok := d.str(field, v, "a host:port string such as 127.0.0.1:18080")
+	if !ok {
+		return "", false
+	}
+	a, err := parseHostPort(s)
+	if err != nil {
+		d.errorf(field, "%v", err)
+		return "", false
+	}
+	if a.host == "" {
+		d.errorf(field, "expected an address to connect to such as 127.0.0.1:18080, got %q (all addresses)", s)
+		return "", false
+	}
+	return a.String(), true
+}

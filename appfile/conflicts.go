@@ -1,0 +1,126 @@
+package appfile
+
+import (
+	"fmt"
+	"slices"
+)
+
+// CheckConflicts finds what no single file can show: two apps with the same
+// name, two apps on one listen address that cannot be told apart, and
+// upstreams that clash with another app. Earlier specs win: every error is
+// a *FieldError whose File is the later spec's File, and that spec is the
+// one to leave out. Hot reload can therefore list the apps in force first
+// and the changed ones after, so that an edit never displaces a running app.
+func CheckConflicts(specs []*Spec) []error {
+	errs, _ := conflicts(specs)
+	return errs
+}
+
+// listener is one accepted app's claim on one listen address.
+type listener struct {
+	spec  *Spec
+	field string
+	text  string
+	addr  hostPort
+}
+
+// upstreamClaim is one accepted app's fixed upstream address.
+type upstreamClaim struct {
+	spec *Spec
+	addr hostPort
+}
+
+// conflicts returns the errors and the indexes of the specs they reject.
+func conflicts(specs []*Spec) ([]error, map[int]bool) {
+	var errs []error
+	rejected := map[int]bool{}
+	names := map[string]*Spec{}
+	byPort := map[uint16][]listener{} // accepted apps' listen addresses
+	var upstreams []upstreamClaim     // accepted apps' fixed upstreams
+
+	for i, s := range specs {
+		var mine []error
+		fail := func(field, format string, args ...any) {
+			mine = append(mine, &FieldError{File: s.File, Field: field, Msg: fmt.Sprintf(format, args...)})
+		}
+		if other, ok := names[s.Name]; ok {
+			fail("", "app name %q is also used by %s", s.Name, other.File)
+		}
+		var claims []listener
+		for j, text := range s.Listen {
+			a, err := parseHostPort(text)
+			if err != nil {
+				continue // Parse reported it
+			}
+			l := listener{spec: s, field: index("listen", j), text: text, addr: a}
+			for _, o := range byPort[a.port] {
+				if msg := clash(l, o); msg != "" {
+					fail(l.field, "%s", msg)
+				}
+			}
+			claims = append(claims, l)
+		}
+		var up hostPort
+		if s.Upstream != "" {
+			up, _ = parseHostPort(s.Upstream)
+			for _, u := range upstreams {
+				if u.addr.overlaps(up) {
+					fail("upstream", "%q is also the upstream of %s: two programs cannot listen on one address", s.Upstream, u.spec.File)
+				}
+			}
+			for _, o := range byPort[up.port] {
+				if o.addr.overlaps(up) {
+					fail("upstream", "%q is also %s %q of %s: DynaPM would proxy this app into that one", s.Upstream, o.field, o.text, o.spec.File)
+				}
+			}
+		}
+		// This app's listen addresses must not be another app's upstream.
+		for _, l := range claims {
+			for _, u := range upstreams {
+				if l.addr.overlaps(u.addr) {
+					fail(l.field, "%q is also the upstream of %s: DynaPM would proxy that app into this one", l.text, u.spec.File)
+				}
+			}
+		}
+		if len(mine) > 0 {
+			errs = append(errs, mine...)
+			rejected[i] = true
+			continue
+		}
+		names[s.Name] = s
+		for _, l := range claims {
+			byPort[l.addr.port] = append(byPort[l.addr.port], l)
+		}
+		if s.Upstream != "" {
+			upstreams = append(upstreams, upstreamClaim{spec: s, addr: up})
+		}
+	}
+	return errs, rejected
+}
+
+// clash explains why l cannot share a port with the accepted o, or returns "".
+func clash(l, o listener) string {
+	if !l.addr.overlaps(o.addr) {
+		return ""
+	}
+	if l.addr != o.addr {
+		return fmt.Sprintf("%q overlaps %s %q of %s: apps share an address only by naming the same address (with match)", l.text, o.field, o.text, o.spec.File)
+	}
+	lm, om := l.spec.Match, o.spec.Match
+	if !lm.set() && !om.set() {
+		return fmt.Sprintf("%q is also %s of %s, and neither app has match: at most one app per address may go without match", l.text, o.field, o.spec.File)
+	}
+	for _, n := range lm.SNI {
+		if slices.Contains(om.SNI, n) {
+			return fmt.Sprintf("%q is shared with %s, which also matches sni %q", l.text, o.spec.File, n)
+		}
+	}
+	for _, n := range lm.Host {
+		if slices.Contains(om.Host, n) {
+			return fmt.Sprintf("%q is shared with %s, which also matches host %q", l.text, o.spec.File, n)
+		}
+	}
+	return ""
+}
+
+func (m Match) set() bool { return len(m.SNI) > 0 || len(m.Host) > 0 }

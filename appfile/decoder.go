@@ -1,0 +1,288 @@
+package appfile
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// decoder walks one file's raw map and collects every problem it finds, so
+// that a user sees all of them at once rather than one per run of check.
+type decoder struct {
+	file string
+	errs []error
+}
+
+func (d *decoder) errorf(field, format string, args ...any) {
+	d.errs = append(d.errs, &FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) err() error { return errors.Join(d.errs...) }
+
+// join builds a dotted field name.
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+func index(field string, i int) string { return fmt.Sprintf("%s[%d]", field, i) }
+
+// describe renders a found value for "expected X, got Y" messages.
+func describe(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "nothing (null)"
+	case string:
+		return strconv.Quote(v)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	case time.Time:
+		return v.Format(time.RFC3339) + " (a timestamp; quote it)"
+	case fmt.Stringer:
+		return v.String()
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+// mapping checks that v is a mapping whose keys are all in known. Unknown
+// keys are reported one by one, with the closest known key when one is near.
+func (d *decoder) mapping(field string, v any, known []string) (map[string]any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.errorf(field, "expected a mapping with keys %s, got %s", strings.Join(known, ", "), describe(v))
+		return nil, false
+	}
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	for _, k := range unknown {
+		hint := ""
+		if s := closest(k, known); s != "" {
+			hint = fmt.Sprintf("did you mean %s? ", s)
+		}
+		d.errorf(join(field, k), "unknown key (%sknown keys: %s)", hint, strings.Join(known, ", "))
+	}
+	return m, true
+}
+
+// closest returns the known key within a small edit distance of k, if any:
+// at most 2 edits, and fewer than half the key, so that "tcp" does not
+// suggest "http".
+func closest(k string, known []string) string {
+	best, bestDist := "", 3
+	for _, c := range known {
+		if dist := editDistance(strings.ToLower(k), c); dist < bestDist && 2*dist < len(c) {
+			best, bestDist = c, dist
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, bounded in cost
+// by the short keys it is used on (a file's keys are not checked for length,
+// so cap the work).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return math.MaxInt
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func (d *decoder) str(field string, v any, expected string) (string, bool) {
+	s, ok := v.(string)
+	if !ok {
+		d.errorf(field, "expected %s, got %s", expected, describe(v))
+	}
+	return s, ok
+}
+
+// scalar accepts a string, an integer or a boolean as a string. Argv words
+// and environment values are strings, but a YAML user writing
+// [sleep, 10] or {DEBUG: 1} means the text; floats are refused because
+// their text is ambiguous (1.10 reads back as 1.1).
+func (d *decoder) scalar(field string, v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case bool:
+		return strconv.FormatBool(v), true
+	case int, int64, uint64:
+		return fmt.Sprint(v), true
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+			return strconv.FormatInt(int64(v), 10), true
+		}
+	}
+	d.errorf(field, "expected a string, got %s (quote it)", describe(v))
+	return "", false
+}
+
+// integer accepts any integral number the three parsers produce.
+func (d *decoder) integer(field string, v any, lo, hi int) (int, bool) {
+	var n int64
+	switch v := v.(type) {
+	case int:
+		n = int64(v)
+	case int64:
+		n = v
+	case uint64:
+		if v > math.MaxInt32 {
+			n = math.MaxInt32 + 1
+		} else {
+			n = int64(v)
+		}
+	case float64:
+		if v != math.Trunc(v) || math.IsInf(v, 0) || math.IsNaN(v) {
+			d.errorf(field, "expected an integer from %d to %d, got %s", lo, hi, describe(v))
+			return 0, false
+		}
+		n = int64(max(min(v, math.MaxInt32+1), math.MinInt32-1))
+	default:
+		d.errorf(field, "expected an integer from %d to %d, got %s", lo, hi, describe(v))
+		return 0, false
+	}
+	if n < int64(lo) || n > int64(hi) {
+		d.errorf(field, "expected an integer from %d to %d, got %d", lo, hi, n)
+		return 0, false
+	}
+	return int(n), true
+}
+
+func (d *decoder) boolean(field string, v any) (bool, bool) {
+	b, ok := v.(bool)
+	if !ok {
+		d.errorf(field, "expected true or false, got %s", describe(v))
+	}
+	return b, ok
+}
+
+// duration parses a Go duration string. When zeroOK is false the duration
+// must be positive.
+func (d *decoder) duration(field string, v any, zeroOK bool) (time.Duration, bool) {
+	const expected = "a duration such as 90s or 10m"
+	s, ok := v.(string)
+	if !ok {
+		// A bare 0 is unambiguous where zero is allowed.
+		if zeroOK && (v == 0 || v == int64(0) || v == float64(0) || v == uint64(0)) {
+			return 0, true
+		}
+		d.errorf(field, "expected %s, got %s", expected, describe(v))
+		return 0, false
+	}
+	dur, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		d.errorf(field, "expected %s, got %s", expected, describe(v))
+		return 0, false
+	}
+	switch {
+	case dur < 0:
+		d.errorf(field, "expected a duration of 0 or more, got %s", describe(v))
+		return 0, false
+	case dur == 0 && !zeroOK:
+		d.errorf(field, "expected a duration greater than 0, got %s", describe(v))
+		return 0, false
+	}
+	return dur, true
+}
+
+// stringList accepts one string or a list of strings; check validates each.
+func (d *decoder) stringList(field string, v any, expected string, check func(field, s string) bool) ([]string, bool) {
+	var items []any
+	switch v := v.(type) {
+	case string:
+		if check(field, v) {
+			return []string{v}, true
+		}
+		return nil, false
+	case []any:
+		items = v
+	default:
+		d.errorf(field, "expected %s or a list of them, got %s", expected, describe(v))
+		return nil, false
+	}
+	if len(items) == 0 {
+		d.errorf(field, "expected at least one %s, got an empty list", expected)
+		return nil, false
+	}
+	out := make([]string, 0, len(items))
+	ok := true
+	for i, it := range items {
+		f := index(field, i)
+		s, isStr := it.(string)
+		if !isStr {
+			d.errorf(f, "expected %s, got %s", expected, describe(it))
+			ok = false
+			continue
+		}
+		if !check(f, s) {
+			ok = false
+			continue
+		}
+		if j := slices.Index(out, s); j >= 0 {
+			d.errorf(f, "%q is listed twice (also %s)", s, index(field, j))
+			ok = false
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, ok
+}
+
+// argv accepts a list of words or a string run by /bin/sh -c.
+func (d *decoder) argv(field string, v any) ([]string, bool) {
+	switch v := v.(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			d.errorf(field, "expected a command, got an empty string")
+			return nil, false
+		}
+		return []string{"/bin/sh", "-c", v}, true
+	case []any:
+		if len(v) == 0 {
+			d.errorf(field, "expected a command (a list of words or a string), got an empty list")
+			return nil, false
+		}
+		out := make([]string, 0, len(v))
+		ok := true
+		for i, w := range v {
+			s, good := d.scalar(index(field, i), w)
+			ok = ok && good
+			out = append(out, s)
+		}
+		if ok && out[0] == "" {
+			d.errorf(index(field, 0), "expected the program to run, got an empty string")
+			ok = false
+		}
+		return out, ok
+	}
+	d.errorf(field, "expected a command (a list of words or a string), got %s", describe(v))
+	return nil, false
+}

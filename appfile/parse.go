@@ -1,0 +1,284 @@
+package appfile
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"unicode"
+)
+
+// topKeys are the keys of an app file, in the order DESIGN.md lists them.
+var topKeys = []string{
+	"listen", "upstream", "command", "dir", "env", "mode",
+	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
+	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
+	"memory_priority", "memory_max",
+}
+
+var (
+	readyKeys = []string{"http"}
+	matchKeys = []string{"sni", "host"}
+)
+
+// Load reads the app file at path and parses it.
+func Load(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &FieldError{File: path, Msg: fmt.Sprintf("reading app file: %v", err)}
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates one app file's bytes. path names the file: its
+// extension picks the format, its stem is the app name and its directory is
+// the base of a relative dir. The error, when not nil, joins one *FieldError
+// per problem found (errors.Join), so that every problem in the file is
+// reported at once.
+func Parse(path string, data []byte) (*Spec, error) {
+	d := &decoder{file: path}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &FieldError{File: path, Msg: fmt.Sprintf("resolving path: %v", err)}
+	}
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if !ValidName(name) {
+		d.errorf("", "app name %q (the file name without its extension) must match %s", name, nameRule)
+	}
+	raw, err := ReadMap(path, data)
+	if err != nil {
+		// The name error, if any, still deserves its own line.
+		d.errs = append(d.errs, err)
+		return nil, d.err()
+	}
+	s := &Spec{
+		Name:         name,
+		File:         abs,
+		Dir:          filepath.Dir(abs),
+		Env:          map[string]string{},
+		Mode:         OnDemand,
+		IdleTimeout:  DefaultIdleTimeout,
+		StartTimeout: DefaultStartTimeout,
+		StopSignal:   syscall.SIGTERM,
+		StopTimeout:  DefaultStopTimeout,
+		MaxPending:   DefaultMaxPending,
+	}
+	d.mapping("", raw, topKeys)
+	for _, req := range []string{"listen", "command"} {
+		if _, ok := raw[req]; !ok {
+			d.errorf(req, "required key is missing")
+		}
+	}
+	for _, key := range topKeys {
+		v, ok := raw[key]
+		if !ok || (v == nil && key != "listen" && key != "command") {
+			continue // absent, or null: keep the default
+		}
+		d.field(s, key, v)
+	}
+	d.crossChecks(s)
+	if len(d.errs) > 0 {
+		return nil, d.err()
+	}
+	return s, nil
+}
+
+// field decodes one top-level key into s.
+func (d *decoder) field(s *Spec, key string, v any) {
+	switch key {
+	case "listen":
+		s.Listen, _ = d.stringList(key, v, "a host:port string", d.listenAddr)
+		d.distinctListen(s.Listen)
+	case "upstream":
+		s.Upstream, _ = d.upstream(key, v)
+	case "command":
+		s.Command, _ = d.argv(key, v)
+	case "dir":
+		d.dir(s, key, v)
+	case "env":
+		d.env(s, key, v)
+	case "mode":
+		str, ok := d.str(key, v, "one of on-demand, persistent, always")
+		switch m := Mode(str); {
+		case !ok:
+		case m == OnDemand || m == Persistent || m == Always:
+			s.Mode = m
+		default:
+			d.errorf(key, "expected one of on-demand, persistent, always, got %q", str)
+		}
+	case "idle_timeout":
+		s.IdleTimeout, _ = d.duration(key, v, false)
+	case "start_timeout":
+		s.StartTimeout, _ = d.duration(key, v, false)
+	case "stop_timeout":
+		s.StopTimeout, _ = d.duration(key, v, false)
+	case "stop_signal":
+		str, ok := d.str(key, v, "a signal name such as SIGTERM")
+		if !ok {
+			return
+		}
+		sig, ok := parseSignal(str)
+		if !ok {
+			d.errorf(key, "expected one of %s, got %q", signalNames(), str)
+			return
+		}
+		s.StopSignal = sig
+	case "ready":
+		m, ok := d.mapping(key, v, readyKeys)
+		if h, present := m["http"]; ok && present && h != nil {
+			s.Ready.HTTP, _ = d.httpPath(join(key, "http"), h)
+		}
+	case "max_pending":
+		s.MaxPending, _ = d.integer(key, v, 1, 1<<20)
+	case "match":
+		d.match(s, key, v)
+	case "proxy_protocol":
+		str, ok := d.str(key, v, `"v1" or "v2"`)
+		if ok && str != "v1" && str != "v2" {
+			d.errorf(key, `expected "v1" or "v2", got %q`, str)
+			return
+		}
+		s.ProxyProtocol = str
+	case "memory_priority":
+		s.MemoryPriority, _ = d.integer(key, v, -1000, 1000)
+	case "memory_max":
+		s.MemoryMax = d.size(key, v)
+	case "wake":
+		s.Wake = d.wake(key, v)
+	case "jobs":
+		s.Jobs = d.jobs(key, v)
+	}
+}
+
+// distinctListen refuses two listen entries that name the same socket.
+func (d *decoder) distinctListen(addrs []string) {
+	for i := range addrs {
+		for j := range i {
+			a, errA := parseHostPort(addrs[i])
+			b, errB := parseHostPort(addrs[j])
+			if errA == nil && errB == nil && a.overlaps(b) {
+				d.errorf(index("listen", i), "%q overlaps %q (listen[%d]): each address can be bound once", addrs[i], addrs[j], j)
+			}
+		}
+	}
+}
+
+// dir resolves the working directory against the app file's directory and
+// insists that it exists now: a missing dir would fail every wake later,
+// far from the typo that caused it.
+func (d *decoder) dir(s *Spec, key string, v any) {
+	str, ok := d.str(key, v, "a directory path")
+	if !ok {
+		return
+	}
+	if str == "" {
+		d.errorf(key, "expected a directory path, got an empty string")
+		return
+	}
+	p := str
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(s.Dir, p)
+	}
+	p = filepath.Clean(p)
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		d.errorf(key, "expected an existing directory, got %q (%s): %v", str, p, unwrapPathError(err))
+	case !fi.IsDir():
+		d.errorf(key, "expected a directory, got %q (%s), which is not a directory", str, p)
+	default:
+		s.Dir = p
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func (d *decoder) env(s *Spec, key string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.errorf(key, "expected a mapping of NAME: value, got %s", describe(v))
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		val := m[name]
+		f := join(key, name)
+		if !envNameRE.MatchString(name) {
+			d.errorf(f, "expected an environment variable name (letters, digits and _, not starting with a digit), got %q", name)
+			continue
+		}
+		if str, ok := d.scalar(f, val); ok {
+			s.Env[name] = str
+		}
+	}
+}
+
+// httpPath validates a readiness path: an absolute request path that can be
+// sent on a request line as is.
+func (d *decoder) httpPath(field string, v any) (string, bool) {
+	str, ok := d.str(field, v, "a path such as /healthz")
+	if !ok {
+		return "", false
+	}
+	if !strings.HasPrefix(str, "/") || strings.IndexFunc(str, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r)
+	}) >= 0 {
+		d.errorf(field, "expected a path starting with / and without spaces, such as /healthz, got %q", str)
+		return "", false
+	}
+	return str, true
+}
+
+func (d *decoder) match(s *Spec, key string, v any) {
+	m, ok := d.mapping(key, v, matchKeys)
+	if !ok {
+		return
+	}
+	sni, hasSNI := m["sni"]
+	host, hasHost := m["host"]
+	switch {
+	case hasSNI && hasHost:
+		d.errorf(key, "expected one of sni or host, got both (an address is shared either by TLS SNI or by HTTP Host)")
+		return
+	case !hasSNI && !hasHost:
+		if len(m) == 0 {
+			d.errorf(key, "expected sni: [names] or host: [names], got an empty mapping")
+		}
+		return
+	}
+	check := func(field, name string) bool {
+		if !validHostname(name, true) {
+			d.errorf(field, "expected a lowercase host name such as app.example.com or *.example.com, got %q", name)
+			return false
+		}
+		return true
+	}
+	if hasSNI {
+		s.Match.SNI, _ = d.stringList(join(key, "sni"), sni, "a host name", check)
+	} else {
+		s.Match.Host, _ = d.stringList(join(key, "host"), host, "a host name", check)
+	}
+}
+
+// crossChecks looks at fields together once each has been read.
+func (d *decoder) crossChecks(s *Spec) {
+	if s.Upstream == "" {
+		return
+	}
+	up, err := parseHostPort(s.Upstream)
+	if err != nil {
+		return
+	}
+	for i, l := range s.Listen {
+		if a, err := parseHostPort(l); err == nil && a.overlaps(up) {
+			d.errorf("upstream", "%q is also listen[%d] %q: DynaPM would proxy the app to itself", s.Upstream, i, l)
+		}
+	}
+}

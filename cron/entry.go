@@ -1,0 +1,85 @@
+package cron
+
+import (
+	"runtime/debug"
+	"sync/atomic"
+
+	"github.com/dynapm/dynapm/appfile"
+	rcron "github.com/robfig/cron/v3"
+)
+
+// kind tells a wake entry from a job entry.
+type kind int
+
+const (
+	kindWake kind = iota
+	kindJob
+)
+
+// entry is one scheduled wake or job of one app. It keeps its robfig/cron
+// entry (and so its place in the schedule) across reloads that leave its
+// schedule string alone; the definition it runs is swapped in place.
+type entry struct {
+	s     *Scheduler
+	app   string
+	kind  kind
+	cron  string
+	sched *recordingSchedule
+	id    rcron.EntryID
+
+	def atomic.Pointer[entryDef]
+	// running is set while a job runs: a fire meanwhile is skipped.
+	running atomic.Bool
+}
+
+// entryDef is what an entry runs: entry index of spec.Wake or spec.Jobs
+// (by the entry's kind).
+type entryDef struct {
+	spec  *appfile.Spec
+	index int
+}
+
+// Run is called by robfig/cron, in a goroutine of its own, at each fire.
+func (e *entry) Run() {
+	def := e.def.Load()
+	if e.kind == kindJob {
+		if !e.running.CompareAndSwap(false, true) {
+			e.s.log.Warn("job still running, skipping this run", "app", e.app, "job", def.index, "cron", e.cron)
+			return
+		}
+		defer e.running.Store(false)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e.s.log.Error("panic in scheduled entry", "app", e.app, e.kind.String(), def.index, "cron", e.cron,
+				"panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	if e.s.stopping.Err() != nil {
+		return
+	}
+	switch e.kind {
+	case kindWake:
+		e.s.runWake(def.spec, def.index)
+	case kindJob:
+		e.s.runJob(def.spec, def.index)
+	}
+}
+
+// String is the kind's name, also the log attribute holding an entry's
+// index ("wake=0", "job=2").
+func (k kind) String() string {
+	if k == kindWake {
+		return "wake"
+	}
+	return "job"
+}
+
+// startsApp tells whether a fire of e starts the app.
+func (e *entry) startsApp() bool {
+	if e.kind == kindWake {
+		return true
+	}
+	d := e.def.Load()
+	return d.spec.Jobs[d.index].NeedsApp
+}

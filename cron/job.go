@@ -1,0 +1,101 @@
+package cron
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// runJob runs job i of spec to completion and records the result.
+func (s *Scheduler) runJob(spec *appfile.Spec, i int) {
+	job := spec.Jobs[i]
+	start := time.Now()
+	res := JobResult{Time: start, Job: i, Command: job.Command, ExitCode: -1}
+	res.Err = s.runJobOnce(spec, i, start, &res)
+	res.Duration = time.Since(start)
+	s.record(spec.Name, res)
+
+	attrs := []any{"app", spec.Name, "job", i, "cron", job.Cron, "exit_code", res.ExitCode,
+		"duration", res.Duration.Round(time.Millisecond)}
+	if res.Err != nil {
+		s.log.Warn("job failed", append(attrs, "err", res.Err)...)
+		return
+	}
+	s.log.Info("job finished", attrs...)
+}
+
+// runJobOnce wakes the app if the job needs it, runs the command with its
+// output in the app's log between marker lines, and fills res.ExitCode.
+func (s *Scheduler) runJobOnce(spec *appfile.Spec, i int, start time.Time, res *JobResult) error {
+	job := spec.Jobs[i]
+	if len(job.Command) == 0 {
+		return errors.New("running job: empty command")
+	}
+	logf, err := s.openLog(spec.Name)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+
+	var deadline time.Time
+	if job.Timeout > 0 {
+		deadline = start.Add(job.Timeout)
+	}
+	argv, env := job.Command, jobEnv(spec, 0, false)
+	if job.NeedsApp {
+		ctx, cancel := context.WithCancel(s.stopping)
+		if !deadline.IsZero() {
+			ctx, cancel = context.WithDeadline(s.stopping, deadline)
+		}
+		upstream, release, err := s.cfg.Waker.Wake(ctx, spec.Name)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("waking app: %w", err)
+			fmt.Fprintf(logf, "--- job %d (cron %s) not run: %v ---\n", i, job.Cron, err)
+			return err
+		}
+		defer release()
+		port := int(upstream.Port())
+		argv, env = expandArgv(job.Command, port), jobEnv(spec, port, true)
+	}
+
+	fmt.Fprintf(logf, "--- job %d (cron %s) started ---\n", i, job.Cron)
+	code, err := s.runCommand(spec, i, argv, env, logf, deadline)
+	res.ExitCode = code
+	fmt.Fprintf(logf, "--- job %d %s after %s ---\n", i, describeExit(code, err), time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+// describeExit is the end of a job's closing marker line.
+func describeExit(code int, err error) string {
+	switch {
+	case err == nil:
+		return "exited 0"
+	case code >= 0:
+		return fmt.Sprintf("exited %d", code)
+	default:
+		return strings.ReplaceAll(err.Error(), "\n", " ")
+	}
+}
+
+// openLog opens the app's log for appending, creating it (and LogDir)
+// private to the daemon's user, like the lifecycle manager does.
+func (s *Scheduler) openLog(app string) (*os.File, error) {
+	dir := s.cfg.LogDir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating log directory: %w", err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, app+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/internal/testutil"
+)
+
+func TestCronWakeStartsAppWithoutAConnection(t *testing.T) {
+	apps := t.TempDir()
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	writeFile(t, filepath.Join(apps, "warm.yaml"),
+		echoApp(t, testutil.FreeAddr(t), pidfile, "")+"wake:\n  - cron: \"@every 1s\"\n    keep: 1m\n")
+	startDaemon(t, apps)
+	if pid := testutil.ReadPidFile(t, pidfile); !testutil.ProcessAlive(pid) {
+		t.Fatalf("app woken by cron is not running (pid %d)", pid)
+	}
+}
+
+func TestCronJobRunsInTheAppDirWithItsEnv(t *testing.T) {
+	apps := t.TempDir()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(apps, "tidy.yaml"), fmt.Sprintf(
+		"listen: %q\ncommand: [\"true\"]\ndir: %q\nenv: {WHO: cron}\njobs:\n  - cron: \"@every 1s\"\n    command: \"echo $WHO > ran\"\n",
+		testutil.FreeAddr(t), dir))
+	startDaemon(t, apps)
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		data, err := os.ReadFile(filepath.Join(dir, "ran"))
+		return err == nil && string(data) == "cron\n"
+	}, "the cron job did not run in the app's dir with its env")
+}

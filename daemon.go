@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/appsdir"
+	"github.com/dynapm/dynapm/cron"
+	"github.com/dynapm/dynapm/l4"
+	"github.com/dynapm/dynapm/lifecycle"
+	"github.com/dynapm/dynapm/memory"
+	"github.com/dynapm/dynapm/settings"
+)
+
+// shutdownGrace bounds how long an orderly shutdown waits for jobs,
+// spliced connections and stopping apps before it gives up on them.
+const shutdownGrace = 30 * time.Second
+
+// daemon is the wiring of one running DynaPM: the proxy in front, the
+// lifecycle manager behind it, the scheduler and the memory monitor
+// driving the manager, and the apps.d watcher feeding them all.
+type daemon struct {
+	log    *slog.Logger
+	driver *lifecycle.ExecDriver
+	mgr    *lifecycle.Manager
+	sched  *cron.Scheduler
+	mem    *memory.Monitor
+	srv    *l4.Server
+	// table is the route table last put in force; only apply uses it.
+	table map[string][]l4.Route
+
+	// Background loops (watcher, memory monitor) run under bgCtx and are
+	// waited for by shutdown.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+// runDaemon starts everything, serves until ctx ends, then shuts down.
+func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error {
+	if err := os.MkdirAll(filepath.Join(s.StateDir, "logs"), 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	d := newDaemon(s, log)
+
+	// SIGHUP asks for a rescan; caught from before the first scan, so
+	// that an early one never kills the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	// The watcher loads apps.d and applies the first snapshot before it
+	// returns; from then on every change to apps.d is applied as it comes.
+	w, err := appsdir.New(appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log})
+	if err != nil {
+		return errors.Join(err, d.shutdown())
+	}
+	d.sched.Start()
+	d.background(func(ctx context.Context) {
+		if err := w.Run(ctx); err != nil {
+			// The directory can no longer be followed (removed, say):
+			// keep serving what is in force rather than dropping it.
+			log.Error("no longer following the apps dir; apps stay as they are", "err", err)
+		}
+	})
+	d.background(d.mem.Run)
+	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
+	for {
+		select {
+		case <-hup:
+			w.Rescan()
+		case <-ctx.Done():
+			log.Info("dynapm shutting down")
+			return d.shutdown()
+		}
+	}
+}
+
+// newDaemon builds the parts and connects them; nothing runs yet.
+func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
+	d := &daemon{log: log}
+	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
+	d.driver = lifecycle.NewExecDriver(log)
+	d.mgr = lifecycle.NewManager(lifecycle.Config{
+		StateDir: s.StateDir,
+		Logger:   log,
+		Driver:   d.driver,
+		// Before a start, stop other apps if memory is short, using the
+		// app's last observed peak as its expected size.
+		BeforeStart: func(ctx context.Context, app string) { d.mem.MakeRoom(ctx, app) },
+	})
+	// The monitor runs even without a floor or budget: memory_max needs it.
+	d.mem = memory.NewMonitor(memory.MonitorConfig{
+		Policy: memory.Policy{
+			MinAvailableBytes:   s.Memory.MinAvailableBytes,
+			MinAvailablePercent: s.Memory.MinAvailablePercent,
+			Budget:              s.Memory.Budget,
+		},
+		Interval: s.Memory.Interval,
+		Apps:     d.mgr,
+		Logger:   log,
+	})
+	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs")})
+	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
+	return d
+}
+
+// background runs loop until shutdown.
+func (d *daemon) background(loop func(context.Context)) {
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		loop(d.bgCtx)
+	}()
+}
+
+// apply makes the proxy, the manager and the scheduler serve exactly
+// specs. New listen addresses are bound first, while the old ones stay
+// open: an app whose new address cannot be bound is reported back, and the
+// watcher calls apply again with that app's last good version, whose
+// sockets never closed meanwhile. The manager only ever sees apps the proxy
+// can serve. apply is called from one goroutine at a time
+// (appsdir.Config.Apply).
+func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
+	table := routeTable(specs)
+	failed := d.srv.Apply(mergeTables(d.table, table))
+	if len(failed) > 0 && respelled(failed, d.table, table) {
+		// localhost:80 replacing 127.0.0.1:80 can only bind once the
+		// old spelling is closed.
+		failed = d.srv.Apply(table)
+	}
+	if len(failed) > 0 {
+		return bindErrors(specs, failed)
+	}
+	d.mgr.Apply(specs)
+	d.sched.Apply(specs)
+	d.srv.Apply(table) // closes the addresses no app wants any more
+	d.table = table
+	return nil
+}
+
+// bindErrors names the file and field of every address that failed.
+func bindErrors(specs []*appfile.Spec, failed map[string]error) []appsdir.AppError {
+	var errs []appsdir.AppError
+	for _, s := range specs {
+		for i, addr := range s.Listen {
+			if err, ok := failed[addr]; ok {
+				errs = append(errs, appsdir.AppError{App: s.Name,
+					Err: &appfile.FieldError{File: s.File, Field: fmt.Sprintf("listen[%d]", i), Msg: err.Error()}})
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// mergeTables returns next plus the addresses of prev that next drops.
+func mergeTables(prev, next map[string][]l4.Route) map[string][]l4.Route {
+	merged := maps.Clone(next)
+	for addr, routes := range prev {
+		if _, ok := merged[addr]; !ok {
+			merged[addr] = routes
+		}
+	}
+	return merged
+}
+
+// respelled reports whether an address that failed to bind shares its port
+// with an address being dropped, which may be what holds it.
+func respelled(failed map[string]error, prev, next map[string][]l4.Route) bool {
+	for addr := range failed {
+		_, port, _ := net.SplitHostPort(addr)
+		for old := range prev {
+			if _, kept := next[old]; kept {
+				continue
+			}
+			if _, oldPort, _ := net.SplitHostPort(old); oldPort == port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// routeTable maps every listen address to the routes of the apps on it.
+func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
+	table := make(map[string][]l4.Route)
+	for _, s := range specs {
+		for _, addr := range s.Listen {
+			table[addr] = append(table[addr], l4.Route{
+				App:           s.Name,
+				SNI:           s.Match.SNI,
+				Host:          s.Match.Host,
+				ProxyProtocol: s.ProxyProtocol,
+			})
+		}
+	}
+	return table
+}
+
+// shutdown stops in order: the watcher and the memory monitor (no more
+// changes), the listeners and held connections, the jobs (while the apps
+// they may need are still up), every app (which ends spliced connections),
+// then the reaper.
+func (d *daemon) shutdown() error {
+	d.bgCancel()
+	d.bg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- d.srv.Shutdown(ctx) }()
+	err := errors.Join(d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close())
+	if err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	d.log.Info("dynapm stopped")
+	return nil
+}

@@ -1,0 +1,328 @@
+// Command testapp is the small server program that DynaPM's tests start as a
+// real app. It can echo, answer HTTP, hold connections, start slowly, crash,
+// ignore SIGTERM, fork a grandchild, keep its output pipes open from a
+// background process, listen with a tiny backlog and allocate memory, each
+// behaviour chosen by a flag.
+//
+// Tests build it with testutil.TestApp; it is not part of the daemon.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// crashLine is what the program prints to stderr before crashing on purpose,
+// so tests can look for it in the daemon's log.
+const crashLine = "testapp: crashing on purpose"
+
+// config holds the parsed flags.
+type config struct {
+	listen     string
+	mode       string
+	delay      time.Duration
+	readyDelay time.Duration
+	crash      bool
+	crashAfter time.Duration
+	ignoreTerm bool
+	grandchild string
+	holdOutput bool
+	backlog    int
+	pidfile    string
+	allocMiB   int
+	printEnv   string
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.listen, "listen", "", "address to listen on (default 127.0.0.1:$PORT)")
+	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep")
+	flag.DurationVar(&c.delay, "delay", 0, "sleep this long before listening (slow start)")
+	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start")
+	flag.BoolVar(&c.crash, "crash", false, "print a line to stderr and exit 3 before listening")
+	flag.DurationVar(&c.crashAfter, "crash-after", 0, "crash (exit 3) this long after listening")
+	flag.BoolVar(&c.ignoreTerm, "ignore-term", false, "ignore SIGTERM")
+	flag.StringVar(&c.grandchild, "grandchild", "", "fork a grandchild that ignores SIGTERM and write its pid to this file")
+	flag.BoolVar(&c.holdOutput, "hold-output", false, "start a background child that keeps stdout/stderr open")
+	flag.IntVar(&c.backlog, "backlog", 0, "listen backlog (0: the system default)")
+	flag.StringVar(&c.pidfile, "pidfile", "", "write own pid to this file once listening")
+	flag.IntVar(&c.allocMiB, "alloc", 0, "allocate and touch this many MiB")
+	flag.StringVar(&c.printEnv, "print-env", "", "print this environment variable to stdout at start")
+	flag.Parse()
+
+	if err := run(c); err != nil {
+		fmt.Fprintf(os.Stderr, "testapp: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	start := time.Now()
+	if c.printEnv != "" {
+		fmt.Printf("%s=%s\n", c.printEnv, os.Getenv(c.printEnv))
+	}
+	if c.ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		go exitOnTerm()
+	}
+	mem := allocate(c.allocMiB)
+	defer runtime.KeepAlive(mem)
+
+	if c.grandchild != "" {
+		if err := forkGrandchild(c.grandchild); err != nil {
+			return err
+		}
+	}
+	if c.holdOutput {
+		if err := holdOutput(); err != nil {
+			return err
+		}
+	}
+	if c.mode == "sleep" {
+		if c.pidfile != "" {
+			if err := writePid(c.pidfile, os.Getpid()); err != nil {
+				return err
+			}
+		}
+		select {}
+	}
+	if c.crash {
+		crash()
+	}
+	if c.delay > 0 {
+		time.Sleep(c.delay)
+	}
+
+	addr := c.listen
+	if addr == "" {
+		addr = net.JoinHostPort("127.0.0.1", os.Getenv("PORT"))
+	}
+	ln, err := listen(addr, c.backlog)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("testapp: listening on %s mode %s\n", ln.Addr(), c.mode)
+	if c.pidfile != "" {
+		if err := writePid(c.pidfile, os.Getpid()); err != nil {
+			return err
+		}
+	}
+	if c.crashAfter > 0 {
+		time.AfterFunc(c.crashAfter, crash)
+	}
+
+	switch c.mode {
+	case "echo":
+		return serveEcho(ln)
+	case "http":
+		return serveHTTP(ln, start.Add(c.readyDelay))
+	case "hold":
+		return serveHold(ln)
+	default:
+		return fmt.Errorf("unknown mode %q", c.mode)
+	}
+}
+
+// exitOnTerm exits 0 at the first SIGTERM or SIGINT.
+func exitOnTerm() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	<-ch
+	os.Exit(0)
+}
+
+func crash() {
+	fmt.Fprintln(os.Stderr, crashLine)
+	os.Exit(3)
+}
+
+func allocate(mib int) []byte {
+	if mib <= 0 {
+		return nil
+	}
+	b := make([]byte, mib<<20)
+	// Touch every page so that the memory is resident, not just reserved.
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	return b
+}
+
+// forkGrandchild re-executes this program in sleep mode, ignoring SIGTERM,
+// in the same process group. The grandchild writes its own pid to pidfile
+// once it ignores SIGTERM, and we wait for that, so that whoever reads the
+// pid file may signal the grandchild at once.
+func forkGrandchild(pidfile string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding own executable: %w", err)
+	}
+	cmd := exec.Command(self, "-mode", "sleep", "-ignore-term", "-pidfile", pidfile)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting grandchild: %w", err)
+	}
+	// Reap it should it die while we live, so tests never see a zombie.
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(10 * time.Second)
+	for {
+		if _, err := os.Stat(pidfile); err == nil {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-exited:
+			return fmt.Errorf("grandchild exited at start")
+		case <-timeout:
+			return fmt.Errorf("grandchild did not write %s", pidfile)
+		}
+	}
+}
+
+// holdOutput starts a background child that inherits stdout and stderr and
+// sleeps forever, as a daemonising server's helper would.
+func holdOutput() error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding own executable: %w", err)
+	}
+	cmd := exec.Command(self, "-mode", "sleep")
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting output holder: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// writePid writes pid to path atomically, so a reader never sees a partial
+// file.
+func writePid(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("writing pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing pid file: %w", err)
+	}
+	return nil
+}
+
+// listen listens on addr; with a backlog > 0 it builds the socket by hand,
+// because net.Listen always uses the system's maximum backlog.
+func listen(addr string, backlog int) (net.Listener, error) {
+	if backlog <= 0 {
+		return net.Listen("tcp", addr)
+	}
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("resolving %s: %w", addr, err)
+	}
+	var (
+		family int
+		sa     syscall.Sockaddr
+	)
+	if ip4 := ta.IP.To4(); ip4 != nil || ta.IP == nil {
+		s := &syscall.SockaddrInet4{Port: ta.Port}
+		if ip4 != nil {
+			copy(s.Addr[:], ip4)
+		}
+		family, sa = syscall.AF_INET, s
+	} else {
+		s := &syscall.SockaddrInet6{Port: ta.Port}
+		copy(s.Addr[:], ta.IP.To16())
+		family, sa = syscall.AF_INET6, s
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("creating socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close() // net.FileListener dups the descriptor
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		return nil, fmt.Errorf("setting SO_REUSEADDR: %w", err)
+	}
+	if err := syscall.Bind(fd, sa); err != nil {
+		return nil, fmt.Errorf("binding %s: %w", addr, err)
+	}
+	if err := syscall.Listen(fd, backlog); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	return net.FileListener(f)
+}
+
+func serveEcho(ln net.Listener) error {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go echo(conn)
+	}
+}
+
+// echo copies the connection back to itself until the client half-closes,
+// then finishes writing and closes.
+func echo(conn net.Conn) {
+	defer conn.Close()
+	if _, err := io.Copy(conn, conn); err != nil {
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+func serveHTTP(ln net.Listener, readyAt time.Time) error {
+	greeting := os.Getenv("GREETING")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if time.Now().Before(readyAt) {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "ok %s", greeting)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// serveHold accepts connections and keeps them open without writing a byte,
+// closing each only once its client has closed.
+func serveHold(ln net.Listener) error {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go hold(conn)
+	}
+}
+
+func hold(conn net.Conn) {
+	defer conn.Close()
+	_, _ = io.Copy(io.Discard, conn)
+}

@@ -1,0 +1,270 @@
+package l4
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// backend is a real in-process TCP server standing in for an app's program.
+type backend struct {
+	ln      net.Listener
+	handler func(*net.TCPConn)
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[*net.TCPConn]struct{}
+	accepts atomic.Int64
+}
+
+// startBackend listens on 127.0.0.1:0 with the kernel's default backlog.
+func startBackend(t testing.TB, handler func(*net.TCPConn)) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveBackend(t, ln, handler)
+}
+
+// startTinyBacklogBackend listens with a listen backlog of 5, like some
+// servers do, so that a burst of connects overflows its accept queue.
+func startTinyBacklogBackend(t testing.TB, handler func(*net.TCPConn)) *backend {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 5); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "tiny-backlog")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveBackend(t, ln, handler)
+}
+
+func serveBackend(t testing.TB, ln net.Listener, handler func(*net.TCPConn)) *backend {
+	b := &backend{ln: ln, handler: handler, conns: make(map[*net.TCPConn]struct{})}
+	b.wg.Add(1)
+	go b.acceptLoop()
+	t.Cleanup(b.close)
+	return b
+}
+
+func (b *backend) acceptLoop() {
+	defer b.wg.Done()
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.accepts.Add(1)
+		tc := c.(*net.TCPConn)
+		b.mu.Lock()
+		b.conns[tc] = struct{}{}
+		b.mu.Unlock()
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.handler(tc)
+			tc.Close()
+			b.mu.Lock()
+			delete(b.conns, tc)
+			b.mu.Unlock()
+		}()
+	}
+}
+
+func (b *backend) addrPort() netip.AddrPort {
+	return b.ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func (b *backend) close() {
+	b.ln.Close()
+	b.mu.Lock()
+	for c := range b.conns {
+		c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+// echo copies everything back and half-closes after the client's EOF.
+func echo(c *net.TCPConn) {
+	io.Copy(c, c)
+	c.CloseWrite()
+}
+
+// testApp is one app known to testWaker.
+type testApp struct {
+	// start creates the app's backend, lazily, on the first Wake.
+	start func() *backend
+	// gate, if not nil, holds every Wake until it is closed.
+	gate chan struct{}
+	// err, if set, fails every Wake.
+	err error
+	// upstream, if valid, is returned instead of starting a backend.
+	upstream netip.AddrPort
+
+	once    sync.Once
+	backend *backend
+}
+
+// testWaker is a real Waker: it starts in-process backends on first Wake,
+// and counts leases so that tests can check each is released exactly once.
+type testWaker struct {
+	t        testing.TB
+	mu       sync.Mutex
+	apps     map[string]*testApp
+	waiting  atomic.Int64 // Wake calls blocked on a gate
+	wakes    atomic.Int64 // successful Wake calls
+	releases atomic.Int64
+	canceled atomic.Int64 // Wake calls that ended by ctx
+}
+
+func newTestWaker(t testing.TB) *testWaker {
+	return &testWaker{t: t, apps: make(map[string]*testApp)}
+}
+
+func (w *testWaker) add(name string, a *testApp) *testApp {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.apps[name] = a
+	return a
+}
+
+func (w *testWaker) Wake(ctx context.Context, app string) (netip.AddrPort, func(), error) {
+	w.mu.Lock()
+	a, ok := w.apps[app]
+	w.mu.Unlock()
+	if !ok {
+		return netip.AddrPort{}, nil, fmt.Errorf("unknown app %q", app)
+	}
+	if a.err != nil {
+		return netip.AddrPort{}, nil, a.err
+	}
+	if a.gate != nil {
+		w.waiting.Add(1)
+		select {
+		case <-a.gate:
+			w.waiting.Add(-1)
+		case <-ctx.Done():
+			w.waiting.Add(-1)
+			w.canceled.Add(1)
+			return netip.AddrPort{}, nil, fmt.Errorf("waiting for app %q: %w", app, ctx.Err())
+		}
+	}
+	up := a.upstream
+	if !up.IsValid() {
+		a.once.Do(func() { a.backend = a.start() })
+		up = a.backend.addrPort()
+	}
+	w.wakes.Add(1)
+	var released atomic.Bool
+	release := func() {
+		if released.Swap(true) {
+			w.t.Errorf("release of app %q called twice", app)
+			return
+		}
+		w.releases.Add(1)
+	}
+	return up, release, nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newServer returns a Server logging to the returned buffer, shut down at
+// the end of the test.
+func newServer(t testing.TB, w Waker) (*Server, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	s := &Server{
+		Waker:  w,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s, logs
+}
+
+// listenOne applies a table of one address, 127.0.0.1:0, routed to app, and
+// returns the bound address.
+func listenOne(t testing.TB, s *Server, app string) string {
+	t.Helper()
+	if errs := s.Apply(map[string][]Route{"127.0.0.1:0": {{App: app}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	return s.Addr("127.0.0.1:0").String()
+}
+
+func dialTCP(t testing.TB, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET)
+}

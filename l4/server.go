@@ -1,0 +1,249 @@
+package l4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrServerClosed is returned by Apply, for every address, after Shutdown.
+var ErrServerClosed = errors.New("l4: server closed")
+
+// Defaults for the Server's tunables, used when a field is zero.
+const (
+	DefaultAcceptBackoffMin   = 5 * time.Millisecond
+	DefaultAcceptBackoffMax   = time.Second
+	DefaultDialTimeout        = 10 * time.Second
+	DefaultDialAttemptTimeout = 25 * time.Millisecond
+	DefaultDialAttemptMax     = 400 * time.Millisecond
+	DefaultDialRefusedRetries = 8
+	DefaultDialRefusedDelay   = 5 * time.Millisecond
+	DefaultErrorLogInterval   = 5 * time.Second
+)
+
+// Server accepts connections on every listen address of its table, wakes the
+// routed app through Waker and splices the connection to the app's upstream.
+//
+// A Server is configured through its exported fields before the first call to
+// Apply and must not be copied after that. Waker is required; every other
+// field has a usable zero value.
+type Server struct {
+	// Waker leases a ready backend for an app. Required.
+	Waker Waker
+	// Logger receives the server's logs; nil means slog.Default().
+	Logger *slog.Logger
+
+	// AcceptBackoffMin is the first pause after a failed Accept (EMFILE,
+	// ECONNABORTED...); it doubles on every further failure up to
+	// AcceptBackoffMax. Zero means 5ms and 1s, as in net/http.
+	AcceptBackoffMin time.Duration
+	AcceptBackoffMax time.Duration
+
+	// DialTimeout bounds all attempts to connect to an upstream for one
+	// connection, retries included. Zero means 10s.
+	DialTimeout time.Duration
+	// DialAttemptTimeout is the timeout of the first connect attempt; it
+	// doubles on every retry up to DialAttemptMax. A freshly started program
+	// with a tiny listen backlog drops SYNs while its queue is full, and the
+	// kernel would retransmit them only after a second: a short attempt
+	// abandoned and retried with a fresh SYN gets in as soon as the program
+	// has accepted. Zero means 25ms and 400ms.
+	DialAttemptTimeout time.Duration
+	DialAttemptMax     time.Duration
+	// DialRefusedRetries is how many times a connect refused by the upstream
+	// (a program that reported ready but whose socket is not quite there, or
+	// one that just re-bound) is retried, DialRefusedDelay apart (doubling),
+	// before the connection fails. Zero means 8 retries from 5ms; a negative
+	// value disables these retries.
+	DialRefusedRetries int
+	DialRefusedDelay   time.Duration
+
+	// DialConcurrency is how many connects to one upstream address may be
+	// in flight at once. A program with a listen backlog of 5 that is sent
+	// many handshakes at once answers some SYNs, then drops their final
+	// ACKs when its accept queue turns out full: the proxy believes it is
+	// connected, the program does not, and nothing moves until the
+	// program's SYN-ACK is retransmitted a second later (or never, with
+	// SYN cookies). One handshake at a time never overflows the queue;
+	// loopback handshakes take microseconds. Zero means 1.
+	DialConcurrency int
+
+	// ErrorLogInterval rate-limits repeated logs of the same kind (accept
+	// errors per listener). Zero means 5s.
+	ErrorLogInterval time.Duration
+
+	// listenHook, when set, wraps every new listener. Tests use it to inject
+	// accept errors that cannot be made real cheaply.
+	listenHook func(net.Listener) net.Listener
+	// dialErrorHook, when set, sees every failed connect attempt; tests use
+	// it to act right after a refused connect.
+	dialErrorHook func(error)
+
+	mu        sync.Mutex
+	inited    bool
+	closed    bool
+	ctx       context.Context // cancelled by Shutdown: held wakes and dials end
+	cancel    context.CancelFunc
+	listeners map[string]*listener
+	conns     map[*proxyConn]struct{}
+	wg        sync.WaitGroup // accept loops and connection goroutines
+	bufs      sync.Pool      // *[]byte of bufSize, for copyConn
+
+	dialMu    sync.Mutex
+	dialGates map[netip.AddrPort]*dialGate
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func durationOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// initLocked prepares the server's state on first use. s.mu must be held.
+func (s *Server) initLocked() {
+	if s.inited {
+		return
+	}
+	s.inited = true
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.listeners = make(map[string]*listener)
+	s.conns = make(map[*proxyConn]struct{})
+}
+
+// Apply makes the listeners match table, which maps a listen address to its
+// routes. Addresses new to the table are bound; addresses already listening
+// keep their socket and their open connections, and only their routes are
+// swapped (atomically: a connection accepted after Apply returns uses the new
+// routes); addresses no longer in the table stop listening, but connections
+// already accepted on them keep flowing until they end.
+//
+// Apply returns one error per address that could not be bound, keyed by
+// address, naming the apps that wanted it; nil if all went well. Other
+// addresses are applied regardless.
+func (s *Server) Apply(table map[string][]Route) map[string]error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs map[string]error
+	addErr := func(addr string, err error) {
+		if errs == nil {
+			errs = make(map[string]error)
+		}
+		errs[addr] = err
+	}
+	if s.closed {
+		for addr, routes := range table {
+			addErr(addr, fmt.Errorf("listening on %s for %s: %w", addr, appNames(routes), ErrServerClosed))
+		}
+		return errs
+	}
+	s.initLocked()
+
+	// Close removed addresses first, so that a new spelling of the same
+	// address (localhost:80 for 127.0.0.1:80) can bind right after.
+	for addr, l := range s.listeners {
+		if _, ok := table[addr]; !ok {
+			delete(s.listeners, addr)
+			l.close()
+		}
+	}
+	for addr, routes := range table {
+		rs := append([]Route(nil), routes...)
+		if l, ok := s.listeners[addr]; ok {
+			l.routes.Store(&rs)
+			continue
+		}
+		l, err := s.listen(addr, rs)
+		if err != nil {
+			addErr(addr, fmt.Errorf("listening on %s for %s: %w", addr, appNames(routes), err))
+			continue
+		}
+		s.listeners[addr] = l
+		s.wg.Add(1)
+		go l.acceptLoop()
+	}
+	return errs
+}
+
+// appNames formats the apps of routes for an error: `app "web"` or
+// `apps "a", "b"`.
+func appNames(routes []Route) string {
+	names := make([]string, 0, len(routes))
+	for _, r := range routes {
+		names = append(names, fmt.Sprintf("%q", r.App))
+	}
+	sort.Strings(names)
+	if len(names) == 1 {
+		return "app " + names[0]
+	}
+	return "apps " + strings.Join(names, ", ")
+}
+
+// Addr returns the bound address of listen, a key of the table last applied
+// (useful with port 0), or nil if that address is not listening.
+func (s *Server) Addr(listen string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.listeners[listen]
+	if !ok {
+		return nil
+	}
+	return l.ln.Addr()
+}
+
+// Shutdown stops the server: it closes every listener, cancels the context
+// of wakes and dials in progress and closes the connections still held
+// waiting for a wake at once, then waits for spliced connections to finish
+// until ctx ends, when it closes them. It returns after every goroutine the
+// server started has exited, with ctx's error if connections had to be cut.
+// Apply after Shutdown binds nothing.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.initLocked()
+	s.cancel()
+	for addr, l := range s.listeners {
+		delete(s.listeners, addr)
+		l.close()
+	}
+	for c := range s.conns {
+		if c.upstream == nil {
+			// Still held (waking or dialing): the client gets its close
+			// now, whatever the Waker does with the cancelled context.
+			c.client.Close()
+		}
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.closeBoth()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}

@@ -1,0 +1,154 @@
+package lifecycle
+
+import (
+	"context"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// app is the Manager's record of one configured app. Every field is guarded
+// by Manager.mu.
+type app struct {
+	name  string
+	spec  *appfile.Spec
+	state State
+	// changed is closed (and replaced) at every state change: waiters hold
+	// the current channel while they sleep, like a condition variable that
+	// can be selected together with a context.
+	changed chan struct{}
+
+	// inst is the current process instance while state is starting, ready
+	// or stopping; nil otherwise.
+	inst *instance
+	// restartAfterStop asks for a fresh start as soon as the instance being
+	// stopped is gone (reload of a changed spec, Restart).
+	restartAfterStop bool
+	restartReason    string
+	// removed: the app left the configuration; it is deleted from the map
+	// once its process is gone.
+	removed bool
+
+	conns        int // open leases
+	pending      int // Wake callers held while the app starts or stops
+	lastActivity time.Time
+	keepUntil    time.Time // no idle stop before this (cron wake keep)
+	idleTimer    *time.Timer
+
+	failures     int // consecutive failures, for backoff
+	backoffUntil time.Time
+	backoffTimer *time.Timer
+	lastErr      string
+
+	starts, restarts int
+
+	// refused counts Wake callers turned away by max_pending since the last
+	// log line about it; refusedLogged is when that line was written.
+	refused       int
+	refusedLogged time.Time
+	refusedTotal  int
+}
+
+func newApp(spec *appfile.Spec) *app {
+	return &app{name: spec.Name, spec: spec, state: Stopped, changed: make(chan struct{})}
+}
+
+// setState moves a to s and wakes everything waiting on a change.
+func (a *app) setState(s State) {
+	a.state = s
+	a.broadcast()
+}
+
+// broadcast wakes every waiter so it looks at the app again.
+func (a *app) broadcast() {
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+// instance is one start of an app: from the spawn to the end of its process.
+// One goroutine (Manager.runInstance) owns it; the fields other than those
+// set before that goroutine starts are guarded by Manager.mu.
+type instance struct {
+	spec   *appfile.Spec // the spec it was started with
+	reason string        // why it was started: connection, cron, manual, boot, reload...
+	// ctx is cancelled when the start is called off (stop while starting,
+	// shutdown), so that spawning and probing end at once.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// stopCh is closed when the Manager wants the process gone;
+	// stopReason says why.
+	stopCh     chan struct{}
+	stopReq    bool
+	stopReason string
+	// done is closed when the goroutine has finished with the instance
+	// (process gone, state changed).
+	done chan struct{}
+
+	proc      Process
+	upstream  netip.AddrPort
+	spawnedAt time.Time
+	readyAt   time.Time // zero until ready
+	// startErr is why the start failed; waiters that waited for this start
+	// return it.
+	startErr error
+}
+
+// requestStop asks the instance to end (idempotent). Caller holds Manager.mu.
+func (in *instance) requestStop(reason string) {
+	if in.stopReq {
+		return
+	}
+	in.stopReq = true
+	in.stopReason = reason
+	close(in.stopCh)
+	in.cancel()
+}
+
+// stopSettings returns the signal and grace period to stop spec's process,
+// with the defaults for a spec built without them.
+func stopSettings(spec *appfile.Spec) (syscall.Signal, time.Duration) {
+	sig, timeout := spec.StopSignal, spec.StopTimeout
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	if timeout <= 0 {
+		timeout = appfile.DefaultStopTimeout
+	}
+	return sig, timeout
+}
+
+func startTimeout(spec *appfile.Spec) time.Duration {
+	if spec.StartTimeout <= 0 {
+		return appfile.DefaultStartTimeout
+	}
+	return spec.StartTimeout
+}
+
+func idleTimeout(spec *appfile.Spec) time.Duration {
+	if spec.IdleTimeout <= 0 {
+		return appfile.DefaultIdleTimeout
+	}
+	return spec.IdleTimeout
+}
+
+func maxPending(spec *appfile.Spec) int {
+	if spec.MaxPending <= 0 {
+		return appfile.DefaultMaxPending
+	}
+	return spec.MaxPending
+}
+
+func mode(spec *appfile.Spec) appfile.Mode {
+	if spec.Mode == "" {
+		return appfile.OnDemand
+	}
+	return spec.Mode
+}
+
+// startsAtBoot reports whether the app runs without waiting for a connection.
+func startsAtBoot(spec *appfile.Spec) bool {
+	m := mode(spec)
+	return m == appfile.Persistent || m == appfile.Always
+}

@@ -1,0 +1,83 @@
+package lifecycle
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Log tail shown in the daemon's log when a program fails: enough to see
+// its last error, bounded so that a chatty program cannot flood the log.
+const (
+	tailBytes = 2 << 10
+	tailLines = 20
+)
+
+// startHeader begins the line written to the log before each start.
+const startHeader = "--- starting at "
+
+// logPath is where the app's stdout and stderr go.
+func (m *Manager) logPath(name string) string {
+	return filepath.Join(m.cfg.StateDir, "logs", name+".log")
+}
+
+// openLog opens the app's log for appending (creating it and its directory
+// private to the daemon's user) and writes a header for this start.
+func (m *Manager) openLog(name string, now time.Time) (*os.File, error) {
+	path := m.logPath(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating log directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	if _, err := fmt.Fprintf(f, "%s%s ---\n", startHeader, now.Format(time.RFC3339Nano)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing log: %w", err)
+	}
+	return f, nil
+}
+
+// logTail returns the last lines of the app's log (at most tailLines lines
+// and tailBytes bytes), or "" when it cannot be read.
+func (m *Manager) logTail(name string) string {
+	f, err := os.Open(m.logPath(name))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-tailBytes, 0)
+	buf := make([]byte, st.Size()-off)
+	n, err := f.ReadAt(buf, off)
+	if err != nil && err != io.EOF {
+		return ""
+	}
+	buf = bytes.TrimRight(buf[:n], "\n")
+	// Only this start's output: from after the last start header on.
+	if i := bytes.LastIndex(buf, []byte(startHeader)); i >= 0 {
+		buf = buf[i:]
+		if j := bytes.IndexByte(buf, '\n'); j >= 0 {
+			buf = buf[j+1:]
+		} else {
+			buf = nil
+		}
+	} else if off > 0 {
+		// Drop the partial first line.
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			buf = buf[i+1:]
+		}
+	}
+	lines := bytes.Split(buf, []byte("\n"))
+	if len(lines) > tailLines {
+		lines = lines[len(lines)-tailLines:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}

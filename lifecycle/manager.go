@@ -1,0 +1,175 @@
+// Package lifecycle runs DynaPM's apps: a state machine per app (stopped,
+// starting, ready, stopping, failed), spawning through a Driver, readiness
+// probes, leases for connections, idle stops, crash backoff and restarts.
+//
+// All state lives in one Manager under one lock. Nothing polls: each app
+// costs a map entry until something happens to it, and timers (idle stop,
+// backoff) are armed only while they can fire. Each running process has one
+// goroutine that spawns, probes, and waits for it to end or be stopped.
+package lifecycle
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// Config holds a Manager's settings. Zero values take the defaults.
+type Config struct {
+	// StateDir holds logs/NAME.log, each app's stdout and stderr.
+	StateDir string
+	// Logger receives the Manager's own log; nil means slog.Default().
+	Logger *slog.Logger
+	// Driver starts the apps' programs. Required.
+	Driver Driver
+	// BackoffMin and BackoffMax bound the delay before a start after a
+	// failure (default 1s and 1m); see backoff.go for the policy.
+	BackoffMin, BackoffMax time.Duration
+	// BeforeStart, when set, is called before each spawn, outside the
+	// Manager's lock, with a context cancelled if the start is called off.
+	// The daemon passes the memory Monitor's MakeRoom, which may stop other
+	// apps (through this Manager) to make room for app.
+	BeforeStart func(ctx context.Context, app string)
+	// ProbeInterval is the first interval between readiness probes
+	// (default 1ms); it grows to 25ms while the program starts.
+	ProbeInterval time.Duration
+}
+
+// Manager keeps the configured apps and their processes. It satisfies
+// l4.Waker. All methods are safe for concurrent use.
+type Manager struct {
+	cfg    Config
+	log    *slog.Logger
+	probe  *prober
+	mu     sync.Mutex
+	apps   map[string]*app
+	closed bool // Shutdown began: no new starts, waiters fail
+}
+
+// NewManager returns a Manager with no apps; Apply gives it some.
+func NewManager(cfg Config) *Manager {
+	if cfg.Driver == nil {
+		panic("lifecycle: Config.Driver is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = defaultBackoffMin
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = defaultBackoffMax
+	}
+	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffMin)
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = defaultProbeInterval
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app)}
+}
+
+// Apply makes the managed set match specs. New apps are added (persistent
+// and always apps start at once, reason "boot"). Changed apps take their new
+// spec: timeouts, max_pending, stop settings and mode apply at once; a
+// changed command, dir, env or upstream restarts a running app (callers
+// arriving meanwhile wait and are served by the new process). Apps missing
+// from specs are stopped gracefully (reason "removed") and forgotten. Apps
+// whose *Spec is unchanged are not touched.
+func (m *Manager) Apply(specs []*appfile.Spec) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	seen := make(map[string]bool, len(specs))
+	for _, spec := range specs {
+		seen[spec.Name] = true
+		a := m.apps[spec.Name]
+		if a == nil {
+			a = newApp(spec)
+			m.apps[spec.Name] = a
+			if startsAtBoot(spec) {
+				m.beginStart(a, "boot")
+			}
+			continue
+		}
+		m.update(a, spec)
+	}
+	for name, a := range m.apps {
+		if !seen[name] && !a.removed {
+			m.remove(a)
+		}
+	}
+}
+
+// update gives a known app its new spec. Caller holds m.mu.
+func (m *Manager) update(a *app, spec *appfile.Spec) {
+	old, wasRemoved := a.spec, a.removed
+	if !wasRemoved && (old == spec || old.Equal(spec)) {
+		return // untouched: no timer re-armed, no waiter woken
+	}
+	a.spec, a.removed = spec, false
+	restart := spec.NeedsRestart(old)
+	switch a.state {
+	case Starting, Ready:
+		if restart {
+			m.log.Info("restarting app: spec changed", "app", a.name)
+			a.restartAfterStop, a.restartReason = true, "reload"
+			a.inst.requestStop("reload")
+			a.setState(Stopping)
+			return
+		}
+	case Stopping:
+		// The new spec decides what runs once the old process is gone.
+		if startsAtBoot(spec) && !a.restartAfterStop {
+			a.restartAfterStop, a.restartReason = true, "reload"
+		}
+	case Failed:
+		// A changed command may be the fix: forget the failures.
+		if restart {
+			m.disarmBackoff(a)
+			a.failures = 0
+			a.setState(Stopped)
+			if startsAtBoot(spec) {
+				m.beginStart(a, "reload")
+				return
+			}
+		}
+	case Stopped:
+		if startsAtBoot(spec) {
+			m.beginStart(a, "reload")
+			return
+		}
+	}
+	// Settings that need no restart: re-evaluate the idle timer with the
+	// new mode and idle_timeout.
+	if a.state == Ready {
+		if mode(spec) == appfile.OnDemand && a.conns == 0 {
+			m.armIdle(a)
+		} else {
+			m.disarmIdle(a)
+		}
+	}
+	a.broadcast() // waiters re-read max_pending and the like
+}
+
+// remove stops an app that left the configuration and forgets it once its
+// process is gone. Caller holds m.mu.
+func (m *Manager) remove(a *app) {
+	a.removed = true
+	a.restartAfterStop = false
+	m.disarmIdle(a)
+	m.disarmBackoff(a)
+	switch a.state {
+	case Starting, Ready:
+		a.inst.requestStop("removed")
+		a.setState(Stopping)
+	case Stopping:
+		a.broadcast()
+	default:
+		delete(m.apps, a.name)
+		a.setState(Stopped)
+	}
+}

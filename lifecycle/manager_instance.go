@@ -1,0 +1,300 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// beginStart moves a from stopped (or failed) to starting and launches the
+// goroutine that spawns and probes the new instance. Caller holds m.mu.
+func (m *Manager) beginStart(a *app, reason string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{
+		spec:   a.spec,
+		reason: reason,
+		ctx:    ctx,
+		cancel: cancel,
+		stopCh: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	a.inst = in
+	a.starts++
+	m.disarmBackoff(a)
+	m.disarmIdle(a)
+	a.setState(Starting)
+	go m.runInstance(a, in)
+}
+
+// runInstance owns one instance from spawn to exit: it spawns the program,
+// probes it until ready, then waits for it to exit or to be asked to stop,
+// stops the whole process group, and records the outcome. State changes
+// happen under m.mu; spawning, probing and stopping happen outside it.
+func (m *Manager) runInstance(a *app, in *instance) {
+	defer close(in.done)
+	defer in.cancel()
+
+	if m.cfg.BeforeStart != nil {
+		m.cfg.BeforeStart(in.ctx, a.name)
+	}
+	proc, logf, err := m.spawn(a, in)
+	if logf != nil {
+		// The program holds its own descriptor; ours is only needed until
+		// it is gone.
+		defer logf.Close()
+	}
+	if err != nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if in.stopReq {
+			m.finishStop(a, in, nil, "")
+		} else {
+			m.failStart(a, in, fmt.Errorf("%w: %w", ErrStartFailed, err), "")
+		}
+		return
+	}
+
+	deadline := in.spawnedAt.Add(startTimeout(in.spec))
+	err = m.probe.waitReady(in.ctx, proc, in.upstream, in.spec.Ready.HTTP, m.cfg.ProbeInterval, deadline)
+	m.mu.Lock()
+	switch {
+	case in.stopReq:
+		// Called off while starting: stop below.
+	case err == nil:
+		m.becomeReady(a, in)
+	case errors.Is(err, errExited):
+		// Not ready, and no point waiting for the deadline: fail the
+		// waiters now (after cleaning up the process group).
+	default:
+		in.startErr = fmt.Errorf("%w after %v: %v", ErrStartTimeout, startTimeout(in.spec), err)
+		in.requestStop("start timeout")
+		a.setState(Stopping) // waiters see startErr and fail at once
+	}
+	m.mu.Unlock()
+
+	select {
+	case <-proc.Done():
+	case <-in.stopCh:
+	}
+	m.mu.Lock()
+	sig, grace := stopSettings(a.spec)
+	wantTail := !in.stopReq || in.startErr != nil
+	m.mu.Unlock()
+	// Also after an exit of its own: the group may hold leftovers.
+	stopErr := proc.Stop(sig, grace)
+	tail := ""
+	if wantTail {
+		tail = m.logTail(a.name) // file I/O: outside the lock
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case in.stopReq:
+		m.finishStop(a, in, stopErr, tail)
+	case in.readyAt.IsZero():
+		m.failStart(a, in, fmt.Errorf("%w: %w (%v)", ErrStartFailed, errExited, exitStatus(proc)), tail)
+	default:
+		m.crashed(a, in, tail)
+	}
+}
+
+// spawn picks the upstream, opens the log and starts the program.
+func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, error) {
+	spec := in.spec
+	upstream, port, err := pickUpstream(in.ctx, spec.Upstream)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	logf, err := m.openLog(a.name, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.mu.Lock()
+	in.upstream, in.spawnedAt = upstream, now
+	m.mu.Unlock()
+	upstreamStr := spec.Upstream
+	if upstreamStr == "" {
+		upstreamStr = upstream.String()
+	}
+	proc, err := m.cfg.Driver.Start(in.ctx, StartRequest{
+		Spec:     expandSpec(spec, port),
+		Upstream: upstreamStr,
+		Port:     port,
+		Env:      buildEnv(spec, port),
+		Log:      logf,
+	})
+	if err != nil {
+		return nil, logf, err
+	}
+	m.mu.Lock()
+	in.proc = proc
+	m.mu.Unlock()
+	return proc, logf, nil
+}
+
+// pickUpstream returns where the program must listen: the app's upstream, or
+// when it has none a loopback port that is free right now.
+func pickUpstream(ctx context.Context, upstream string) (netip.AddrPort, int, error) {
+	if upstream == "" {
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+		if err != nil {
+			return netip.AddrPort{}, 0, fmt.Errorf("picking a free port: %w", err)
+		}
+		ap := ln.Addr().(*net.TCPAddr).AddrPort()
+		if err := ln.Close(); err != nil {
+			return netip.AddrPort{}, 0, fmt.Errorf("picking a free port: %w", err)
+		}
+		return ap, int(ap.Port()), nil
+	}
+	if ap, err := netip.ParseAddrPort(upstream); err == nil {
+		return ap, int(ap.Port()), nil
+	}
+	host, portStr, err := net.SplitHostPort(upstream)
+	if err != nil {
+		return netip.AddrPort{}, 0, fmt.Errorf("parsing upstream %q: %w", upstream, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, 0, fmt.Errorf("parsing upstream %q: %w", upstream, err)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, 0, fmt.Errorf("resolving upstream %q: %w", upstream, err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(port)), int(port), nil
+}
+
+// exitStatus describes how a process ended.
+func exitStatus(p Process) string {
+	if err := p.Err(); err != nil {
+		return err.Error()
+	}
+	return "exit status 0"
+}
+
+// becomeReady: the probe passed. Caller holds m.mu.
+func (m *Manager) becomeReady(a *app, in *instance) {
+	now := time.Now()
+	in.readyAt = now
+	a.lastActivity = now
+	a.lastErr = ""
+	a.setState(Ready)
+	m.log.Info("app started", "app", a.name, "reason", in.reason, "pid", in.proc.Pid(),
+		"upstream", in.upstream.String(), "took", now.Sub(in.spawnedAt))
+	m.logRefused(a)
+	if a.conns == 0 && mode(a.spec) == appfile.OnDemand {
+		m.armIdle(a)
+	}
+}
+
+// failStart records a start that did not reach ready. Caller holds m.mu.
+func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
+	if in.startErr == nil {
+		in.startErr = err
+	}
+	a.inst = nil
+	a.lastErr = in.startErr.Error()
+	a.failures++
+	d := backoffDelay(a.failures, m.cfg.BackoffMin, m.cfg.BackoffMax)
+	attrs := []any{"app", a.name, "reason", in.reason, "err", in.startErr, "failures", a.failures, "backoff", d}
+	if tail != "" {
+		attrs = append(attrs, "log_tail", tail)
+	}
+	m.log.Warn("app failed to start", attrs...)
+	m.logRefused(a)
+	m.enterFailed(a, d)
+}
+
+// crashed records the exit of a ready instance that nobody asked to stop.
+// Caller holds m.mu.
+func (m *Manager) crashed(a *app, in *instance, tail string) {
+	uptime := time.Since(in.readyAt)
+	a.inst = nil
+	a.lastErr = "exited: " + exitStatus(in.proc)
+	if uptime >= m.cfg.BackoffMax {
+		a.failures = 0 // it ran long enough: not a crash loop
+	} else {
+		a.failures++
+	}
+	d := backoffDelay(a.failures, m.cfg.BackoffMin, m.cfg.BackoffMax)
+	attrs := []any{"app", a.name, "pid", in.proc.Pid(), "status", exitStatus(in.proc), "uptime", uptime, "backoff", d}
+	if tail != "" {
+		attrs = append(attrs, "log_tail", tail)
+	}
+	m.log.Warn("app exited", attrs...)
+	if d > 0 {
+		m.enterFailed(a, d)
+		return
+	}
+	a.setState(Stopped)
+	m.afterStop(a, "crash", mode(a.spec) == appfile.Always)
+}
+
+// enterFailed moves a to failed for d, or forgets it if it was removed.
+// Caller holds m.mu.
+func (m *Manager) enterFailed(a *app, d time.Duration) {
+	if a.removed || m.closed {
+		a.setState(Stopped)
+		m.afterStop(a, "", false)
+		return
+	}
+	a.backoffUntil = time.Now().Add(d)
+	a.setState(Failed)
+	m.armBackoff(a, d)
+}
+
+// finishStop records the end of an instance that was asked to stop. Caller
+// holds m.mu.
+func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
+	a.inst = nil
+	if stopErr != nil {
+		m.log.Warn("stopping app", "app", a.name, "err", stopErr)
+	}
+	if in.startErr != nil {
+		// Stopped because it did not get ready in time.
+		m.failStart(a, in, in.startErr, tail)
+		return
+	}
+	attrs := []any{"app", a.name, "reason", in.stopReason}
+	if in.proc != nil {
+		attrs = append(attrs, "pid", in.proc.Pid())
+	}
+	if !in.readyAt.IsZero() {
+		a.failures = 0 // ran until we stopped it: not crash-looping
+		attrs = append(attrs, "uptime", time.Since(in.readyAt))
+	}
+	m.log.Info("app stopped", attrs...)
+	m.logRefused(a)
+	a.setState(Stopped)
+	restart := a.restartAfterStop
+	a.restartAfterStop = false
+	m.afterStop(a, a.restartReason, restart)
+}
+
+// afterStop follows a move to stopped: forget a removed app, or start again
+// when asked to. Caller holds m.mu.
+func (m *Manager) afterStop(a *app, reason string, restart bool) {
+	if a.removed {
+		if m.apps[a.name] == a {
+			delete(m.apps, a.name)
+		}
+		m.disarmIdle(a)
+		m.disarmBackoff(a)
+		return
+	}
+	if restart && !m.closed {
+		a.restarts++
+		a.restartReason = ""
+		m.beginStart(a, reason)
+	}
+}

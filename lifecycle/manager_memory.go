@@ -1,0 +1,72 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/memory"
+)
+
+// The Manager is what the memory Monitor stops and restarts.
+var _ memory.Apps = (*Manager)(nil)
+
+// MemoryUsage returns every configured app for the memory Monitor: its
+// process, connections (held callers included: stopping an app they wait
+// for would cut them too), last activity and memory settings.
+func (m *Manager) MemoryUsage() []memory.AppUsage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]memory.AppUsage, 0, len(m.apps))
+	for _, a := range m.apps {
+		if a.removed {
+			continue
+		}
+		u := memory.AppUsage{
+			Name:        a.name,
+			Mode:        mode(a.spec),
+			Stopping:    a.state == Stopping,
+			Connections: a.conns + a.pending,
+			Priority:    a.spec.MemoryPriority,
+			LastActive:  a.lastActivity,
+			MemoryMax:   a.spec.MemoryMax,
+		}
+		if in := a.inst; in != nil {
+			if in.proc != nil {
+				u.Pid = in.proc.Pid()
+			}
+			// An app that never had a connection (persistent, cron) was
+			// last active when it started.
+			if in.spawnedAt.After(u.LastActive) {
+				u.LastActive = in.spawnedAt
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// StopForMemory stops app even with open connections (which the stop cuts)
+// and waits until its process is gone. Whatever its mode, it stays stopped
+// until a connection (or a cron wake) starts it again.
+func (m *Manager) StopForMemory(ctx context.Context, name, reason string) error {
+	return m.Stop(ctx, name, reason)
+}
+
+// RestartForMemory replaces app's process, which outgrew its memory_max. An
+// on-demand app is only stopped: its next connection starts it fresh, and
+// until then it uses no memory. Persistent and always apps are started
+// again at once.
+func (m *Manager) RestartForMemory(ctx context.Context, name, reason string) error {
+	m.mu.Lock()
+	a := m.apps[name]
+	onDemand := a != nil && mode(a.spec) == appfile.OnDemand
+	m.mu.Unlock()
+	if onDemand {
+		return m.Stop(ctx, name, reason)
+	}
+	if err := m.restart(ctx, name, reason, reason); err != nil {
+		return fmt.Errorf("restarting app %q for memory: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package lifecycle
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// AppStatus is a snapshot of one app, for the status command and metrics.
+type AppStatus struct {
+	Name  string
+	State State
+	// Pid is the process (group leader) id while a process runs, else 0.
+	Pid  int
+	Mode appfile.Mode
+	// Upstream is where the current process listens ("" when none runs).
+	Upstream string
+	Listen   []string
+	// StartedAt is when the current process was spawned (zero when none).
+	StartedAt time.Time
+	// Connections counts open leases; Pending counts callers held while
+	// the app starts or stops.
+	Connections  int
+	Pending      int
+	LastActivity time.Time
+	// LastError is why the last start failed or the last process exited.
+	LastError string
+	// Starts counts spawns; Restarts the starts that replaced a process
+	// (reload, Restart, always-mode crash recovery).
+	Starts   int
+	Restarts int
+	// Refused counts callers turned away by max_pending.
+	Refused int
+}
+
+// Status returns a snapshot of every configured app, sorted by name.
+func (m *Manager) Status() []AppStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]AppStatus, 0, len(m.apps))
+	for _, a := range m.apps {
+		if a.removed {
+			continue
+		}
+		st := AppStatus{
+			Name:         a.name,
+			State:        a.state,
+			Mode:         mode(a.spec),
+			Listen:       slices.Clone(a.spec.Listen),
+			Connections:  a.conns,
+			Pending:      a.pending,
+			LastActivity: a.lastActivity,
+			LastError:    a.lastErr,
+			Starts:       a.starts,
+			Restarts:     a.restarts,
+			Refused:      a.refusedTotal,
+		}
+		if in := a.inst; in != nil {
+			if in.proc != nil {
+				st.Pid = in.proc.Pid()
+			}
+			if in.upstream.IsValid() {
+				st.Upstream = in.upstream.String()
+			}
+			st.StartedAt = in.spawnedAt
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(x, y AppStatus) int { return strings.Compare(x.Name, y.Name) })
+	return out
+}

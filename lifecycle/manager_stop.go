@@ -1,0 +1,145 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Stop stops app (its whole process group: stop_signal, then SIGKILL after
+// stop_timeout) and waits until the process is gone or ctx ends. reason
+// ("manual", "idle", "memory"...) goes to the log. A stopped or failed app is
+// left stopped. Connections that arrive meanwhile wait and start it afresh.
+func (m *Manager) Stop(ctx context.Context, name, reason string) error {
+	m.mu.Lock()
+	a := m.apps[name]
+	if a == nil || a.removed {
+		m.mu.Unlock()
+		return fmt.Errorf("stopping app %q: %w", name, ErrUnknownApp)
+	}
+	a.restartAfterStop = false
+	a.keepUntil = time.Time{}
+	switch a.state {
+	case Stopped:
+		m.mu.Unlock()
+		return nil
+	case Failed:
+		m.disarmBackoff(a)
+		a.setState(Stopped)
+		m.mu.Unlock()
+		return nil
+	case Starting, Ready:
+		m.disarmIdle(a)
+		a.inst.requestStop(reason)
+		a.setState(Stopping)
+	}
+	done := a.inst.done
+	m.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping app %q: %w", name, ctx.Err())
+	}
+}
+
+// Restart stops app if it runs and starts it again, waiting until it is
+// ready. Connections arriving meanwhile wait for the new process.
+func (m *Manager) Restart(ctx context.Context, name string) error {
+	if err := m.restart(ctx, name, "restart", "manual"); err != nil {
+		return fmt.Errorf("restarting app %q: %w", name, err)
+	}
+	return nil
+}
+
+// restart is Restart with the reasons for the log: why the old process
+// stops and why the new one starts.
+func (m *Manager) restart(ctx context.Context, name, stopReason, startReason string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.apps[name]
+	if a == nil || a.removed {
+		return ErrUnknownApp
+	}
+	switch a.state {
+	case Starting, Ready:
+		m.disarmIdle(a)
+		a.inst.requestStop(stopReason)
+		a.setState(Stopping)
+		fallthrough
+	case Stopping:
+		a.restartAfterStop, a.restartReason = true, startReason
+	}
+	_, err := m.waitReady(ctx, name, startReason, false)
+	return err
+}
+
+// KeepUp keeps app running until at least until (a scheduled wake's keep
+// window): it starts the app if it is stopped, without waiting for it to be
+// ready, and the idle timer does not stop it before until. A failed app
+// stays in backoff (ErrBackoff).
+func (m *Manager) KeepUp(name string, until time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("keeping app %q up: %w", name, ErrShuttingDown)
+	}
+	a := m.apps[name]
+	if a == nil || a.removed {
+		return fmt.Errorf("keeping app %q up: %w", name, ErrUnknownApp)
+	}
+	if until.After(a.keepUntil) {
+		a.keepUntil = until
+	}
+	switch a.state {
+	case Stopped:
+		m.beginStart(a, "cron")
+	case Stopping:
+		// Start again once the old process is gone.
+		if !a.restartAfterStop {
+			a.restartAfterStop, a.restartReason = true, "cron"
+		}
+	case Failed:
+		return fmt.Errorf("keeping app %q up: %w", name, ErrBackoff)
+	case Ready:
+		if a.conns == 0 && a.idleTimer != nil {
+			m.armIdle(a) // later deadline
+		}
+	}
+	return nil
+}
+
+// Shutdown stops every app in parallel and returns once all their processes
+// are gone, or when ctx ends. Callers waiting in Wake or Start get
+// ErrShuttingDown at once; no app starts again afterwards.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	var running []chan struct{}
+	for _, a := range m.apps {
+		m.disarmIdle(a)
+		m.disarmBackoff(a)
+		a.restartAfterStop = false
+		switch a.state {
+		case Starting, Ready:
+			a.inst.requestStop("shutdown")
+			a.setState(Stopping)
+		case Failed:
+			a.setState(Stopped)
+		default:
+			a.broadcast() // waiters see closed
+		}
+		if a.inst != nil {
+			running = append(running, a.inst.done)
+		}
+	}
+	m.mu.Unlock()
+	for _, done := range running {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("shutting down apps: %w", ctx.Err())
+		}
+	}
+	return nil
+}

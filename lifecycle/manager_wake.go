@@ -1,0 +1,170 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// refusedLogEvery bounds the log lines about refused callers to one per
+// app per interval while a flood lasts; a summary follows the start.
+const refusedLogEvery = time.Second
+
+// Wake returns the upstream of app's ready process, starting the app first
+// if it is stopped (reason "connection"). While the app starts, or while it
+// stops and then starts afresh, Wake waits, up to the app's start_timeout or
+// until ctx ends. On success the caller must call release once when its
+// connection closes; the app is not stopped for idleness while a lease is
+// open. It satisfies l4.Waker.
+func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, err := m.waitReady(ctx, name, "connection", true)
+	if err != nil {
+		return netip.AddrPort{}, nil, fmt.Errorf("waking app %q: %w", name, err)
+	}
+	a.conns++
+	a.lastActivity = time.Now()
+	m.disarmIdle(a)
+	var once sync.Once
+	release := func() { once.Do(func() { m.release(a) }) }
+	return a.inst.upstream, release, nil
+}
+
+// release ends one lease of a.
+func (m *Manager) release(a *app) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.conns--
+	a.lastActivity = time.Now()
+	if a.conns == 0 && a.state == Ready && !m.closed && mode(a.spec) == appfile.OnDemand {
+		m.armIdle(a)
+	}
+}
+
+// Start starts app if it is not running and waits until it is ready or its
+// start fails. reason ("connection", "cron", "manual", "boot") goes to the
+// log. A manual start ignores the backoff of a failed app; others get
+// ErrBackoff.
+func (m *Manager) Start(ctx context.Context, name, reason string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := m.waitReady(ctx, name, reason, false); err != nil {
+		return fmt.Errorf("starting app %q: %w", name, err)
+	}
+	return nil
+}
+
+// waitReady returns the app named name once it is ready, starting it when
+// stopped and waiting while it starts or stops. Caller holds m.mu; it is
+// released while waiting and held again on return. held says the caller is
+// a connection: it counts against max_pending.
+func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool) (*app, error) {
+	var (
+		timer   *time.Timer
+		began   time.Time     // when the wait began
+		limit   time.Duration // the start_timeout the timer was armed with
+		counted *app          // the app whose pending count includes us
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		if counted != nil {
+			counted.pending--
+		}
+	}()
+	for {
+		if m.closed {
+			return nil, ErrShuttingDown
+		}
+		a := m.apps[name]
+		if a == nil || a.removed {
+			return nil, ErrUnknownApp
+		}
+		switch a.state {
+		case Ready:
+			select {
+			case <-a.inst.proc.Done():
+				// Exited, and its goroutine has yet to say so: never
+				// hand out a dead upstream; wait for the next state.
+			default:
+				return a, nil
+			}
+		case Failed:
+			if reason != "manual" {
+				return nil, fmt.Errorf("%w (%s left; last error: %s)", ErrBackoff,
+					time.Until(a.backoffUntil).Round(time.Millisecond), a.lastErr)
+			}
+			m.beginStart(a, reason)
+		case Stopped:
+			m.beginStart(a, reason)
+		}
+		// Starting or stopping: wait for the next change.
+		if held && counted != a {
+			if a.pending >= maxPending(a.spec) {
+				m.refuse(a)
+				return nil, ErrTooManyPending
+			}
+			if counted != nil {
+				counted.pending--
+			}
+			a.pending++
+			counted = a
+		}
+		var waitingOn *instance
+		if a.state == Starting {
+			waitingOn = a.inst
+		}
+		if timer == nil {
+			began, limit = time.Now(), startTimeout(a.spec)
+			timer = time.NewTimer(limit)
+		} else if st := startTimeout(a.spec); st != limit {
+			// A reload changed start_timeout: it bounds this wait too,
+			// counted from when the wait began.
+			limit = st
+			timer.Reset(time.Until(began.Add(limit)))
+		}
+		changed := a.changed
+		m.mu.Unlock()
+		select {
+		case <-changed:
+			m.mu.Lock()
+		case <-ctx.Done():
+			m.mu.Lock()
+			return nil, ctx.Err()
+		case <-timer.C:
+			m.mu.Lock()
+			return nil, fmt.Errorf("%w after %v", ErrStartTimeout, limit)
+		}
+		if waitingOn != nil && waitingOn.startErr != nil {
+			return nil, waitingOn.startErr
+		}
+	}
+}
+
+// refuse counts a caller turned away by max_pending, logging at most once
+// per refusedLogEvery. Caller holds m.mu.
+func (m *Manager) refuse(a *app) {
+	a.refused++
+	a.refusedTotal++
+	if now := time.Now(); now.Sub(a.refusedLogged) >= refusedLogEvery {
+		m.logRefused(a)
+	}
+}
+
+// logRefused logs how many callers were refused since the last such line.
+// Caller holds m.mu.
+func (m *Manager) logRefused(a *app) {
+	if a.refused == 0 {
+		return
+	}
+	m.log.Warn("refused connections: too many pending", "app", a.name,
+		"refused", a.refused, "max_pending", maxPending(a.spec))
+	a.refused = 0
+	a.refusedLogged = time.Now()
+}

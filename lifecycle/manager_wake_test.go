@@ -1,0 +1,275 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
+)
+
+func TestWakeStartsStoppedApp(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("web", "-listen", "127.0.0.1:${PORT}", "-print-env", "GREETING")
+	spec.Env = map[string]string{"GREETING": "port-${PORT}-$PORTX-$$"}
+	h.m.Apply([]*appfile.Spec{spec})
+	if st := h.status("web"); st.State != Stopped || st.Starts != 0 {
+		t.Fatalf("before wake: %s, want stopped and never started", fmtStatus(st))
+	}
+
+	up, release := h.wake("web")
+	defer release()
+	if got := echo(t, up, "hello"); got != "hello" {
+		t.Fatalf("echo through upstream %v = %q", up, got)
+	}
+	st := h.status("web")
+	if st.State != Ready || st.Starts != 1 || st.Connections != 1 || !testutil.ProcessAlive(st.Pid) || st.Upstream != up.String() {
+		t.Fatalf("after wake: %s", fmtStatus(st))
+	}
+	h.waitLog(`msg="app started"`, "app=web", "reason=connection", "pid="+strconv.Itoa(st.Pid), "took=")
+
+	// The log file: private, with a start header and the program's output,
+	// ${PORT} expanded in argv (it listens on it) and in env (only PORT).
+	path := filepath.Join(h.cfg.StateDir, "logs", "web.log")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file mode %v, want 0600", fi.Mode().Perm())
+	}
+	di, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Mode().Perm() != 0o700 {
+		t.Errorf("log dir mode %v, want 0700", di.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(int(up.Port()))
+	for _, want := range []string{startHeader, "GREETING=port-" + port + "-$PORTX-$$\n", "listening on 127.0.0.1:" + port} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("log file lacks %q:\n%s", want, b)
+		}
+	}
+}
+
+func TestWakeUnknownApp(t *testing.T) {
+	h := newHarness(t)
+	_, _, err := h.m.Wake(context.Background(), "nope")
+	wantErr(t, err, ErrUnknownApp)
+}
+
+func TestConcurrentWakesSpawnOnce(t *testing.T) {
+	h := newHarness(t)
+	// A slow start, so that every caller arrives while it starts.
+	h.m.Apply([]*appfile.Spec{h.spec("web", "-delay", "200ms")})
+	const callers = 200
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ups  = map[netip.AddrPort]int{}
+		errs []error
+	)
+	for range callers {
+		wg.Go(func() {
+			up, release, err := h.m.Wake(ctx, "web")
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			ups[up]++
+			release()
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d wakes failed, first: %v", len(errs), callers, errs[0])
+	}
+	st := h.status("web")
+	if st.Starts != 1 || len(ups) != 1 || st.Connections != 0 || st.Pending != 0 {
+		t.Fatalf("after %d wakes: %s, upstreams %v; want one start, one upstream, no connection left", callers, fmtStatus(st), ups)
+	}
+}
+
+func TestHTTPReadinessWaitsFor2xx(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("web", "-mode", "http", "-ready-delay", "300ms")
+	spec.Ready.HTTP = "/healthz"
+	h.m.Apply([]*appfile.Spec{spec})
+	up, release := h.wake("web")
+	defer release()
+	// Were readiness a bare TCP connect, /healthz would still say 503.
+	resp, err := httpGet("http://" + up.String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp != 200 {
+		t.Fatalf("GET /healthz right after wake: %d, want 200", resp)
+	}
+}
+
+func TestExitBeforeReadyFailsWaitersAtOnce(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = 300*time.Millisecond, time.Second })
+	spec := h.spec("bad", "-crash")
+	spec.StartTimeout = time.Minute
+	h.m.Apply([]*appfile.Spec{spec})
+
+	const callers = 5
+	began := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() { _, _, errs[i] = h.m.Wake(context.Background(), "bad") })
+	}
+	wg.Wait()
+	// "At once" against a one-minute start timeout: generous for a loaded
+	// machine, far from the timeout.
+	if took := time.Since(began); took > 20*time.Second {
+		t.Errorf("waiters failed after %v, want well before the start timeout", took)
+	}
+	for _, err := range errs {
+		if err == nil {
+			t.Fatal("a wake of a crashing app succeeded")
+		}
+		if !errors.Is(err, ErrStartFailed) && !errors.Is(err, ErrBackoff) {
+			t.Fatalf("wake error %v, want ErrStartFailed (or ErrBackoff for a late caller)", err)
+		}
+	}
+	line := h.waitLog(`msg="app failed to start"`, "app=bad", "exit status 3", "backoff=300ms")
+	if !strings.Contains(line, "crashing on purpose") {
+		t.Errorf("failure log lacks the program's stderr tail: %s", line)
+	}
+	st := h.status("bad")
+	if st.Starts != 1 || !strings.Contains(st.LastError, "exit status 3") {
+		t.Fatalf("after failed start: %s", fmtStatus(st))
+	}
+}
+
+func TestWakeDuringBackoffFailsFast(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = time.Hour, time.Hour })
+	h.m.Apply([]*appfile.Spec{h.spec("bad", "-crash")})
+	_, _, err := h.m.Wake(context.Background(), "bad")
+	wantErr(t, err, ErrStartFailed)
+	h.waitState("bad", Failed)
+	_, _, err = h.m.Wake(context.Background(), "bad")
+	wantErr(t, err, ErrBackoff)
+	if st := h.status("bad"); st.Starts != 1 {
+		t.Fatalf("a wake during backoff spawned: %s", fmtStatus(st))
+	}
+}
+
+func TestBackoffDoublesAndLaterWakeRetries(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = 50*time.Millisecond, 150*time.Millisecond })
+	h.m.Apply([]*appfile.Spec{h.spec("bad", "-crash")})
+	for i, want := range []string{"backoff=50ms", "backoff=100ms", "backoff=150ms", "backoff=150ms"} {
+		// After the backoff the app is stopped again and a wake retries.
+		h.waitState("bad", Stopped)
+		_, _, err := h.m.Wake(context.Background(), "bad")
+		wantErr(t, err, ErrStartFailed)
+		h.waitLog(`msg="app failed to start"`, "failures="+strconv.Itoa(i+1)+" ", want)
+	}
+	if st := h.status("bad"); st.Starts != 4 {
+		t.Fatalf("after four failing wakes: %s", fmtStatus(st))
+	}
+}
+
+func TestStartTimeoutStopsProcess(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = time.Hour, time.Hour })
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	spec := h.spec("slow", "-mode", "sleep", "-pidfile", pidfile)
+	spec.StartTimeout = 500 * time.Millisecond
+	h.m.Apply([]*appfile.Spec{spec})
+	_, _, err := h.m.Wake(context.Background(), "slow")
+	wantErr(t, err, ErrStartTimeout)
+	pid := testutil.ReadPidFile(t, pidfile)
+	st := h.waitState("slow", Failed)
+	if testutil.ProcessAlive(pid) {
+		t.Fatalf("process %d outlived its start timeout", pid)
+	}
+	if !strings.Contains(st.LastError, ErrStartTimeout.Error()) {
+		t.Fatalf("last error %q", st.LastError)
+	}
+}
+
+func TestWaiterContextEndsWait(t *testing.T) {
+	h := newHarness(t)
+	h.m.Apply([]*appfile.Spec{h.spec("slow", "-mode", "sleep")})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := h.m.Wake(ctx, "slow")
+		errc <- err
+	}()
+	testutil.Eventually(t, mgrWait, func() bool { return h.status("slow").Pending == 1 }, "wake not pending")
+	cancel()
+	wantErr(t, <-errc, context.Canceled)
+	if st := h.status("slow"); st.Pending != 0 || st.State != Starting {
+		t.Fatalf("after the waiter left: %s, want starting with none pending", fmtStatus(st))
+	}
+}
+
+func TestMaxPendingRefusesExtraWaiters(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("slow", "-mode", "sleep") // never ready
+	spec.MaxPending = 3
+	h.m.Apply([]*appfile.Spec{spec})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make([]error, spec.MaxPending)
+	for i := range spec.MaxPending {
+		wg.Go(func() { _, _, errs[i] = h.m.Wake(ctx, "slow") })
+	}
+	testutil.Eventually(t, mgrWait, func() bool { return h.status("slow").Pending == spec.MaxPending }, "waiters not pending")
+
+	for range 10 {
+		_, _, err := h.m.Wake(context.Background(), "slow")
+		wantErr(t, err, ErrTooManyPending)
+	}
+	cancel()
+	wg.Wait()
+	for _, err := range errs {
+		wantErr(t, err, context.Canceled)
+	}
+	st := h.status("slow")
+	if st.Refused != 10 || st.Pending != 0 || st.Starts != 1 {
+		t.Fatalf("after 10 refusals: %s refused=%d", fmtStatus(st), st.Refused)
+	}
+	// Aggregated: the first refusal at once, the rest in a summary when
+	// the start ends, not one line each.
+	h.waitLog("too many pending", "app=slow", "refused=1 ")
+	if err := h.m.Stop(context.Background(), "slow", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitLog("too many pending", "app=slow", "refused=9 ")
+	if n := strings.Count(h.logs.String(), "too many pending"); n != 2 {
+		t.Fatalf("%d log lines about refusals, want 2", n)
+	}
+}
+
+// httpGet returns the status code of a GET to url, on a fresh connection.
+func httpGet(url string) (int, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: mgrWait}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}

@@ -1,0 +1,229 @@
+package memory
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"sync"
+)
+
+// Check reads memory once and stops or restarts apps as the Policy decides:
+// first apps over their memory_max, then, counting those as freed, victims
+// of a shortage. It returns the shortage stops it made (memory_max actions
+// are only logged), for tests and benchmarks.
+func (m *Monitor) Check(ctx context.Context) []Stop {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, policy := m.read(false)
+	attrs := readingAttrs(r, policy)
+
+	var acts []action
+	for _, l := range policy.OverMax(r) {
+		acts = append(acts, limitAction(l))
+		markStopping(&r, l.App)
+	}
+	stops := policy.Victims(r)
+	for _, s := range stops {
+		acts = append(acts, stopAction(s))
+	}
+	need, cause := policy.shortage(r, 0)
+	var freed int64
+	for _, s := range stops {
+		freed += s.RSS
+	}
+	switch short := need > freed; {
+	case short && !m.short:
+		m.log.Warn("memory short and not enough apps left to stop",
+			append(attrs, "cause", string(cause), "missing_bytes", need-freed)...)
+		m.short = true
+	case !short:
+		m.short = false
+	}
+	m.apply(ctx, attrs, acts)
+	return stops
+}
+
+// MakeRoom stops idle apps before app starts, when its expected size (the
+// peak RSS of its last run) would push memory below the floor or over
+// budget. The lifecycle manager calls it before spawning, without holding
+// its own lock. Apps with open connections are never stopped for it.
+//
+// It is on the cold-start path, so it costs next to nothing when there is
+// no floor or budget or the app's size is unknown, and otherwise reuses
+// the tree RSS measured by the last check (measuring only processes started
+// since).
+func (m *Monitor) MakeRoom(ctx context.Context, app string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.cfg.Policy
+	if p.MinAvailableBytes <= 0 && p.MinAvailablePercent <= 0 && p.Budget <= 0 {
+		return
+	}
+	expected := m.peakLocked(app)
+	if expected <= 0 {
+		return
+	}
+	r, policy := m.read(true)
+	var acts []action
+	for _, s := range policy.MakeRoom(r, app, expected) {
+		acts = append(acts, stopAction(s))
+	}
+	if len(acts) > 0 {
+		m.log.Info("making room before start", "app", app, "expected_bytes", expected)
+	}
+	m.apply(ctx, readingAttrs(r, policy), acts)
+}
+
+// read takes a Reading: MemAvailable, the apps and their tree RSS. With
+// cached set, an app whose process is the one the last read measured keeps
+// that RSS instead of being measured again. When MemAvailable cannot be
+// read, the returned policy has no floor, so the budget still works.
+func (m *Monitor) read(cached bool) (Reading, Policy) {
+	policy := m.cfg.Policy
+	var r Reading
+	var err error
+	r.Available, r.Total, err = m.cfg.Reader.Available()
+	if err != nil && !m.readFailing {
+		m.log.Warn("reading available memory; min_available is not enforced until it works again", "err", err)
+	}
+	m.readFailing = err != nil
+	if err != nil {
+		policy.MinAvailableBytes, policy.MinAvailablePercent = 0, 0
+		r.Available, r.Total = math.MaxInt64/2, 0
+	}
+	apps := m.cfg.Apps.MemoryUsage()
+	r.Apps = make([]AppReading, len(apps))
+	var w treeWalker
+	var last map[string]measuredRSS
+	if ms := m.measured.Load(); ms != nil {
+		last = *ms
+	}
+	measured := make(map[string]measuredRSS)
+	for i, a := range apps {
+		r.Apps[i].AppUsage = a
+		if a.Pid <= 0 {
+			continue
+		}
+		if c, ok := last[a.Name]; cached && ok && c.pid == a.Pid {
+			r.Apps[i].RSS = c.rss
+		} else {
+			// An error means the process just exited: nothing to free.
+			r.Apps[i].RSS, _ = w.treeRSS(a.Pid)
+		}
+		measured[a.Name] = measuredRSS{pid: a.Pid, rss: r.Apps[i].RSS}
+	}
+	m.measured.Store(&measured)
+	m.trackPeaks(r)
+	return r, policy
+}
+
+// trackPeaks records each running app's peak RSS and ends the runs of apps
+// no longer running. Apps that no longer exist are forgotten.
+func (m *Monitor) trackPeaks(r Reading) {
+	seen := make(map[string]bool, len(m.peaks))
+	for _, a := range r.Apps {
+		p := m.peaks[a.Name]
+		if p == nil {
+			if a.Pid == 0 {
+				continue // never seen running: nothing to remember
+			}
+			p = &peak{}
+			m.peaks[a.Name] = p
+		}
+		seen[a.Name] = true
+		if p.pid != 0 && p.pid != a.Pid { // the run we watched ended
+			p.lastRun, p.pid, p.run = p.run, 0, 0
+		}
+		if a.Pid != 0 {
+			p.pid = a.Pid
+			p.run = max(p.run, a.RSS)
+		}
+	}
+	for name := range m.peaks {
+		if !seen[name] {
+			delete(m.peaks, name)
+		}
+	}
+}
+
+// markStopping marks app in r as stopping, so that its memory counts as
+// freed for the decisions that follow.
+func markStopping(r *Reading, app string) {
+	for i := range r.Apps {
+		if r.Apps[i].Name == app {
+			r.Apps[i].Stopping = true
+		}
+	}
+}
+
+// action is one stop or restart to carry out.
+type action struct {
+	app         string
+	restart     bool
+	rss         int64
+	connections int
+	reason      string // for the lifecycle log: "memory: over budget"
+	attrs       []any  // for our log
+}
+
+func stopAction(s Stop) action {
+	return action{
+		app: s.App, rss: s.RSS, connections: s.Connections,
+		reason: "memory: " + string(s.Cause),
+		attrs:  []any{"cause", string(s.Cause), "last_resort", s.LastResort},
+	}
+}
+
+func limitAction(l Limit) action {
+	return action{
+		app: l.App, restart: l.Action == Restart, rss: l.RSS, connections: l.Connections,
+		reason: "memory: over memory_max",
+		attrs:  []any{"cause", "over memory_max", "memory_max_bytes", l.Max, "action", l.Action.String()},
+	}
+}
+
+// apply carries out acts concurrently (each stop may wait for stop_timeout)
+// and logs each with the reading that caused it and the memory it freed.
+// reading holds the attributes of the reading that caused them.
+func (m *Monitor) apply(ctx context.Context, reading []any, acts []action) {
+	var wg sync.WaitGroup
+	for _, a := range acts {
+		wg.Add(1)
+		go m.applyOne(ctx, &wg, reading, a)
+	}
+	wg.Wait()
+}
+
+// applyOne carries out one stop or restart.
+func (m *Monitor) applyOne(ctx context.Context, wg *sync.WaitGroup, reading []any, a action) {
+	defer wg.Done()
+	var err error
+	verb := "stopped app for memory"
+	if a.restart {
+		verb = "restarted app for memory"
+		err = m.cfg.Apps.RestartForMemory(ctx, a.app, a.reason)
+	} else {
+		err = m.cfg.Apps.StopForMemory(ctx, a.app, a.reason)
+	}
+	attrs := append([]any{"app", a.app, "freed_bytes", a.rss}, a.attrs...)
+	attrs = append(attrs, reading...)
+	switch {
+	case err != nil:
+		m.log.Error("acting on app for memory", append(attrs, "err", err, "restart", a.restart)...)
+	case a.connections > 0:
+		m.log.Warn(verb+", cutting open connections", append(attrs, "connections_cut", a.connections)...)
+	default:
+		m.log.Info(verb, attrs...)
+	}
+}
+
+// readingAttrs describes a reading for the log.
+func readingAttrs(r Reading, policy Policy) []any {
+	var sum int64
+	for _, a := range r.Apps {
+		sum += a.RSS
+	}
+	return []any{slog.Group("reading",
+		"available_bytes", r.Available, "total_bytes", r.Total,
+		"floor_bytes", policy.Floor(r.Total), "apps_rss_bytes", sum, "budget_bytes", policy.Budget)}
+}

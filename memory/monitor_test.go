@@ -1,0 +1,342 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// runMonitor runs a Monitor over apps until the test ends. It returns the
+// monitor and its log.
+func runMonitor(t *testing.T, cfg MonitorConfig) (*Monitor, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
+	if cfg.Interval == 0 {
+		cfg.Interval = 10 * time.Millisecond
+	}
+	m := NewMonitor(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	return m, logs
+}
+
+// plenty is a Reader that always reports plenty of memory, so that only the
+// budget matters.
+type plenty struct{}
+
+func (plenty) Available() (int64, int64, error) { return 1 << 40, 1 << 41, nil }
+
+// threeApps starts a, b and c allocating 64 MiB each, woken in that order
+// (a least recently active), with usage tweaks, and returns their summed
+// tree RSS.
+func threeApps(t *testing.T, apps *testApps, tweak map[string]func(*AppUsage)) int64 {
+	var sum int64
+	for i, name := range []string{"a", "b", "c"} {
+		u := AppUsage{LastActive: time.Now().Add(time.Duration(i-10) * time.Minute)}
+		if f := tweak[name]; f != nil {
+			f(&u)
+		}
+		sum += apps.start(name, 64, u)
+	}
+	return sum
+}
+
+// overBudget returns a policy whose budget the three apps exceed by 16 MiB:
+// stopping any one of them brings the sum well under it.
+func overBudget(sum int64) Policy {
+	return Policy{Budget: sum - 16*mib, Margin: 4 * mib}
+}
+
+// checkOnlyStopped waits for a first memory stop, lets the monitor run a few
+// more checks, and asserts that exactly want was stopped.
+func checkOnlyStopped(t *testing.T, apps *testApps, want string) {
+	t.Helper()
+	waitFor(t, "a memory stop", func() bool {
+		stopped, _ := apps.stops()
+		return len(stopped) > 0
+	})
+	apps.waitSnapshots(5)
+	stopped, restarted := apps.stops()
+	if !slices.Equal(stopped, []string{want}) || len(restarted) != 0 {
+		t.Fatalf("stopped %v, restarted %v; want only %s stopped", stopped, restarted, want)
+	}
+}
+
+func TestBudgetStopsLeastRecentlyActive(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, nil)
+	_, logs := runMonitor(t, MonitorConfig{Policy: overBudget(sum), Reader: plenty{}, Apps: apps})
+	checkOnlyStopped(t, apps, "a")
+	out := logs.String()
+	if !strings.Contains(out, "stopped app for memory") || !strings.Contains(out, "app=a") ||
+		!strings.Contains(out, "reading.apps_rss_bytes=") || !strings.Contains(out, "freed_bytes=") {
+		t.Errorf("log does not record the stop with its reading and freed memory:\n%s", out)
+	}
+}
+
+func TestUnderBudgetStopsNothing(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, nil)
+	runMonitor(t, MonitorConfig{Policy: Policy{Budget: sum + 64*mib}, Reader: plenty{}, Apps: apps})
+	apps.waitSnapshots(5)
+	if stopped, restarted := apps.stops(); len(stopped)+len(restarted) != 0 {
+		t.Fatalf("stopped %v, restarted %v under budget", stopped, restarted)
+	}
+}
+
+func TestOpenConnectionProtectsApp(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, map[string]func(*AppUsage){
+		"a": func(u *AppUsage) { u.Connections = 1 },
+	})
+	runMonitor(t, MonitorConfig{Policy: overBudget(sum), Reader: plenty{}, Apps: apps})
+	checkOnlyStopped(t, apps, "b")
+}
+
+func TestPriorityIsHonoured(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, map[string]func(*AppUsage){
+		"a": func(u *AppUsage) { u.Priority = 10 },
+		"b": func(u *AppUsage) { u.Priority = 10 },
+	})
+	runMonitor(t, MonitorConfig{Policy: overBudget(sum), Reader: plenty{}, Apps: apps})
+	checkOnlyStopped(t, apps, "c")
+}
+
+func TestAlwaysAppIsNeverStopped(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, map[string]func(*AppUsage){
+		"a": func(u *AppUsage) { u.Mode = appfile.Always },
+	})
+	runMonitor(t, MonitorConfig{Policy: overBudget(sum), Reader: plenty{}, Apps: apps})
+	checkOnlyStopped(t, apps, "b")
+}
+
+func TestLastResortCutsConnectionsWithWarning(t *testing.T) {
+	apps := newTestApps(t)
+	busy := func(n int) func(*AppUsage) { return func(u *AppUsage) { u.Connections = n } }
+	sum := threeApps(t, apps, map[string]func(*AppUsage){"a": busy(2), "b": busy(1), "c": busy(1)})
+	_, logs := runMonitor(t, MonitorConfig{Policy: overBudget(sum), Reader: plenty{}, Apps: apps})
+	checkOnlyStopped(t, apps, "a")
+	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "connections_cut=2") {
+		t.Errorf("no warning naming the 2 connections cut:\n%s", out)
+	}
+}
+
+// machine is a Reader for a pretend machine whose only memory users are
+// the test's apps: available memory is a fixed amount minus their real,
+// measured tree RSS. The test cannot make the real machine run short.
+type machine struct {
+	apps *testApps
+	free atomic.Int64 // available memory when no app runs
+}
+
+func (m *machine) Available() (int64, int64, error) {
+	avail := m.free.Load()
+	for _, pid := range m.apps.pids() {
+		if rss, err := TreeRSS(pid); err == nil {
+			avail -= rss
+		}
+	}
+	return avail, 8 << 30, nil
+}
+
+func TestLowAvailableMemoryStopsAppsUntilAboveFloor(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, nil)
+	floor := int64(1 << 30)
+	mach := &machine{apps: apps}
+	mach.free.Store(floor + sum + 64*mib) // plenty at first
+	runMonitor(t, MonitorConfig{Policy: Policy{MinAvailableBytes: floor, Margin: 4 * mib}, Reader: mach, Apps: apps})
+	apps.waitSnapshots(6)
+	if stopped, _ := apps.stops(); len(stopped) != 0 {
+		t.Fatalf("stopped %v above the floor", stopped)
+	}
+	// 16 MiB below the floor: stopping one app frees enough.
+	mach.free.Store(floor + sum - 16*mib)
+	checkOnlyStopped(t, apps, "a")
+}
+
+func TestMemoryMaxRestartsIdleApp(t *testing.T) {
+	apps := newTestApps(t)
+	rss := apps.start("leaky", 64, AppUsage{LastActive: time.Now()})
+	// Over the limit, but not 1.5 times over it.
+	limit := rss - 8*mib
+	apps.mu.Lock()
+	apps.apps["leaky"].usage.MemoryMax = limit
+	apps.mu.Unlock()
+	runMonitor(t, MonitorConfig{Reader: plenty{}, Apps: apps})
+	waitFor(t, "a restart", func() bool { _, r := apps.stops(); return len(r) > 0 })
+	apps.waitSnapshots(5)
+	stopped, restarted := apps.stops()
+	if len(stopped) != 0 || !slices.Equal(restarted, []string{"leaky"}) {
+		t.Fatalf("stopped %v, restarted %v; want leaky restarted once", stopped, restarted)
+	}
+}
+
+func TestMemoryMaxWaitsForIdleMoment(t *testing.T) {
+	apps := newTestApps(t)
+	rss := apps.start("leaky", 64, AppUsage{LastActive: time.Now(), Connections: 1})
+	apps.mu.Lock()
+	apps.apps["leaky"].usage.MemoryMax = rss - 8*mib
+	apps.mu.Unlock()
+	runMonitor(t, MonitorConfig{Reader: plenty{}, Apps: apps})
+	apps.waitSnapshots(5)
+	if stopped, restarted := apps.stops(); len(stopped)+len(restarted) != 0 {
+		t.Fatalf("busy app acted on: stopped %v, restarted %v", stopped, restarted)
+	}
+	apps.mu.Lock()
+	apps.apps["leaky"].usage.Connections = 0
+	apps.mu.Unlock()
+	waitFor(t, "a restart once idle", func() bool { _, r := apps.stops(); return len(r) == 1 })
+}
+
+func TestMemoryMaxFarOverStopsAtOnce(t *testing.T) {
+	apps := newTestApps(t)
+	rss := apps.start("leaky", 64, AppUsage{LastActive: time.Now(), Connections: 1})
+	apps.mu.Lock()
+	apps.apps["leaky"].usage.MemoryMax = rss / 2
+	apps.mu.Unlock()
+	runMonitor(t, MonitorConfig{Reader: plenty{}, Apps: apps})
+	checkOnlyStopped(t, apps, "leaky")
+}
+
+func TestMakeRoomUsesLastPeak(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, nil)
+	m := NewMonitor(MonitorConfig{
+		Policy: overBudget(sum + 32*mib), // the three fit; a fourth 64 MiB app does not
+		Reader: plenty{},
+		Apps:   apps,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	ctx := context.Background()
+	if stops := m.Check(ctx); len(stops) != 0 {
+		t.Fatalf("check stopped %+v", stops)
+	}
+	peak := apps.start("big", 64, AppUsage{LastActive: time.Now()})
+	m.Check(ctx) // observes big's peak (and stops one of a, b, c: over budget)
+	if got := m.PeakRSS("big"); got < peak*9/10 {
+		t.Fatalf("PeakRSS(big) = %d, want about %d", got, peak)
+	}
+	stopped, _ := apps.stops()
+	apps.stop("big") // idle stop
+	for _, name := range []string{"a", "b", "c"} {
+		if !slices.Contains(stopped, name) {
+			continue
+		}
+		apps.start(name, 64, AppUsage{LastActive: time.Now()}) // woken again
+	}
+	before, _ := apps.stops()
+	m.MakeRoom(ctx, "big") // sees big stopped, expects its last peak
+	after, _ := apps.stops()
+	if got := m.PeakRSS("big"); got < peak*9/10 {
+		t.Fatalf("PeakRSS(big) = %d after its run ended, want the last run's peak %d", got, peak)
+	}
+	if len(after) != len(before)+1 {
+		t.Fatalf("MakeRoom stopped %v, want one app", after[len(before):])
+	}
+}
+
+func TestMakeRoomForUnknownAppStopsNothing(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, nil)
+	m := NewMonitor(MonitorConfig{Policy: overBudget(sum + 32*mib), Reader: plenty{}, Apps: apps,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	m.MakeRoom(context.Background(), "never-seen")
+	if stopped, _ := apps.stops(); len(stopped) != 0 {
+		t.Fatalf("stopped %v for an app of unknown size", stopped)
+	}
+}
+
+func TestStalledShare(t *testing.T) {
+	tests := []struct {
+		name        string
+		prev, total uint64
+		elapsed     time.Duration
+		want        float64
+	}{
+		{"NoStall", 500, 500, time.Second, 0},
+		{"TenPercent", 0, 100_000, time.Second, 0.1},
+		{"AllTheTime", 1000, 251_000, 250 * time.Millisecond, 1},
+		{"CounterWentBack", 900, 100, time.Second, 0},
+		{"NoTimePassed", 0, 100, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stalledShare(tt.prev, tt.total, tt.elapsed); got < tt.want-1e-9 || got > tt.want+1e-9 {
+				t.Fatalf("stalledShare = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestShortageWithNothingToStopWarnsOnce(t *testing.T) {
+	apps := newTestApps(t)
+	rss := apps.start("core", 64, AppUsage{Mode: appfile.Always})
+	_, logs := runMonitor(t, MonitorConfig{Policy: Policy{Budget: rss / 2}, Reader: plenty{}, Apps: apps})
+	waitFor(t, "the shortage warning", func() bool { return strings.Contains(logs.String(), "not enough apps left to stop") })
+	apps.waitSnapshots(5)
+	if n := strings.Count(logs.String(), "not enough apps left to stop"); n != 1 {
+		t.Fatalf("warned %d times over several checks, want once", n)
+	}
+	if stopped, restarted := apps.stops(); len(stopped)+len(restarted) != 0 {
+		t.Fatalf("always app acted on: stopped %v, restarted %v", stopped, restarted)
+	}
+}
+
+// brokenReader fails as a missing /proc/meminfo would.
+type brokenReader struct{}
+
+func (brokenReader) Available() (int64, int64, error) {
+	return 0, 0, errors.New("reading meminfo: no such file")
+}
+
+func TestBudgetWorksWhenMeminfoCannotBeRead(t *testing.T) {
+	apps := newTestApps(t)
+	sum := threeApps(t, apps, nil)
+	p := overBudget(sum)
+	p.MinAvailablePercent = 50 // cannot be checked without meminfo; must not stop all
+	_, logs := runMonitor(t, MonitorConfig{Policy: p, Reader: brokenReader{}, Apps: apps})
+	checkOnlyStopped(t, apps, "a")
+	if n := strings.Count(logs.String(), "reading available memory"); n != 1 {
+		t.Errorf("the meminfo error was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+func TestLastRSSReportsTheLastCheck(t *testing.T) {
+	apps := newTestApps(t)
+	rss := apps.start("a", 64, AppUsage{})
+	m := NewMonitor(MonitorConfig{Reader: plenty{}, Apps: apps, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if got := m.LastRSS("a"); got != 0 {
+		t.Fatalf("LastRSS before any check = %d", got)
+	}
+	m.Check(context.Background())
+	if got := m.LastRSS("a"); got < rss*9/10 || got > rss*11/10 {
+		t.Fatalf("LastRSS = %d, want about %d", got, rss)
+	}
+	apps.stop("a")
+	m.Check(context.Background())
+	if got := m.LastRSS("a"); got != 0 {
+		t.Fatalf("LastRSS of a stopped app = %d", got)
+	}
+}
