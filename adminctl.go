@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dynapm/dynapm/admin"
+	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
@@ -15,10 +15,10 @@ import (
 type adminController struct {
 	mgr *lifecycle.Manager
 	// rss, when set, is an app's resident memory as last measured (0 when
-	// unknown), e.g. memory.Monitor.LastRSS; nextWake, when set, is an
-	// app's next scheduled start (zero when none).
-	rss      func(app string) int64
-	nextWake func(app string) time.Time
+	// unknown): memory.Monitor.LastRSS.
+	rss func(app string) int64
+	// sched, when set, gives each app's next scheduled wake and last job.
+	sched *cron.Scheduler
 }
 
 // Apps reports every app in the admin API's wire form.
@@ -46,12 +46,29 @@ func (c *adminController) Apps() []admin.App {
 				a.RSSBytes = uint64(max(c.rss(s.Name), 0))
 			}
 		}
-		if c.nextWake != nil {
-			a.NextWake = c.nextWake(s.Name)
+		if c.sched != nil {
+			a.NextWake = c.sched.NextWake(s.Name)
+			if r, ok := c.sched.LastJob(s.Name); ok {
+				a.LastJob = jobOf(r)
+			}
 		}
 		out = append(out, a)
 	}
 	return out
+}
+
+// jobOf is a job result in the admin API's wire form.
+func jobOf(r cron.JobResult) *admin.Job {
+	j := &admin.Job{
+		Command:  r.Command,
+		Started:  r.Time,
+		Seconds:  r.Duration.Seconds(),
+		ExitCode: r.ExitCode,
+	}
+	if r.Err != nil {
+		j.Error = r.Err.Error()
+	}
+	return j
 }
 
 // Start is a manual start: it ignores a failed app's backoff.

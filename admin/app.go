@@ -36,7 +36,7 @@ type App struct {
 
 // Job is the outcome of the last scheduled job an app ran.
 type Job struct {
-	Command  string    `json:"command"`
+	Command  []string  `json:"command"`
 	Started  time.Time `json:"started"`
 	Seconds  float64   `json:"seconds"`
 	ExitCode int       `json:"exit_code"`
