@@ -14,12 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dynapm/dynapm/admin"
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/memory"
+	"github.com/dynapm/dynapm/metrics"
+	"github.com/dynapm/dynapm/sdnotify"
 	"github.com/dynapm/dynapm/settings"
 )
 
@@ -37,6 +40,11 @@ type daemon struct {
 	sched  *cron.Scheduler
 	mem    *memory.Monitor
 	srv    *l4.Server
+	// admin is the admin API on STATE/dynapm.sock; metrics the Prometheus
+	// endpoint (nil when off); notify tells systemd how we are doing.
+	admin   *admin.Server
+	metrics *metrics.Server
+	notify  *sdnotify.Notifier
 	// table is the route table last put in force; only apply uses it.
 	table map[string][]l4.Route
 
@@ -53,6 +61,12 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		return fmt.Errorf("creating state directory: %w", err)
 	}
 	d := newDaemon(s, log)
+	// The admin API first: it takes the state directory's lock, so that a
+	// second daemon on the same state stops here, before it binds any
+	// app's address.
+	if err := d.serveAdmin(s); err != nil {
+		return errors.Join(err, d.shutdown())
+	}
 
 	// SIGHUP asks for a rescan; caught from before the first scan, so
 	// that an early one never kills the daemon.
@@ -76,12 +90,18 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	})
 	d.background(d.mem.Run)
 	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
+	if err := d.notify.Notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("serving %d apps", len(w.Snapshot())))); err != nil {
+		log.Warn("cannot tell systemd that dynapm is ready", "err", err)
+	}
 	for {
 		select {
 		case <-hup:
 			w.Rescan()
 		case <-ctx.Done():
 			log.Info("dynapm shutting down")
+			if err := d.notify.Notify(sdnotify.Stopping); err != nil {
+				log.Warn("cannot tell systemd that dynapm is stopping", "err", err)
+			}
 			return d.shutdown()
 		}
 	}
@@ -113,7 +133,30 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	})
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs")})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
+	d.notify = sdnotify.FromEnv()
 	return d
+}
+
+// serveAdmin starts the admin API and, when configured, the metrics
+// endpoint.
+func (d *daemon) serveAdmin(s settings.Settings) error {
+	ctl := &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched}
+	var err error
+	d.admin, err = admin.Serve(admin.Config{
+		StateDir:   s.StateDir,
+		LogDir:     filepath.Join(s.StateDir, "logs"),
+		Controller: ctl,
+		Logger:     d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the admin API: %w", err)
+	}
+	if s.Metrics != "" {
+		if d.metrics, err = metrics.Serve(s.Metrics, metrics.New(ctl.Apps), d.log); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // background runs loop until shutdown.
@@ -218,9 +261,18 @@ func (d *daemon) shutdown() error {
 	d.bg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	// Admin requests in progress end first: a start being waited for is
+	// abandoned, a followed log ends.
+	var admErr error
+	if d.admin != nil {
+		admErr = d.admin.Shutdown(ctx)
+	}
+	if d.metrics != nil {
+		admErr = errors.Join(admErr, d.metrics.Shutdown(ctx))
+	}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(ctx) }()
-	err := errors.Join(d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close())
+	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close())
 	if err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
