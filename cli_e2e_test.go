@@ -152,6 +152,10 @@ func TestCLIStartReportsWhyAnAppFailed(t *testing.T) {
 	if code != 1 || out != "" || !strings.Contains(errOut, "bad") || !strings.Contains(errOut, "exit") {
 		t.Fatalf("start of a crashing app: exit %d, out %q, err %q", code, out, errOut)
 	}
+	// The program's own last words, which went through the log pipe.
+	if !strings.Contains(errOut, "  testapp: crashing on purpose\n") {
+		t.Fatalf("start of a crashing app does not show its log: %q", errOut)
+	}
 }
 
 func TestCLILogsFollow(t *testing.T) {
@@ -290,5 +294,38 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 	}
 	if msg := read(); msg != "STOPPING=1" {
 		t.Fatalf("notification on SIGTERM = %q", msg)
+	}
+}
+
+func TestAppLogsRotate(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, "app_logs: {max_size: 1MiB, keep: 1}\n")
+	// 3 MiB of output before listening: three rotations, one old file kept.
+	writeFile(t, filepath.Join(apps, "chatty.yaml"), fmt.Sprintf(
+		"listen: %q\ncommand: \"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 3145728; echo; echo last line; exec %s -mode echo\"\nidle_timeout: 10m\nstart_timeout: 30s\n",
+		testutil.FreeAddr(t), testutil.TestApp(t)))
+	startDaemon(t, apps, "-state", state, "-config", config)
+	if code, _, errOut := dynapm(t, "start", "chatty", "-state", state); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	logDir := filepath.Join(state, "logs")
+	var backups []string
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		backups, _ = filepath.Glob(filepath.Join(logDir, "chatty-*.log"))
+		cur, err := os.ReadFile(filepath.Join(logDir, "chatty.log"))
+		return err == nil && len(backups) == 1 && strings.Contains(string(cur), "\nlast line\n")
+	}, "want chatty.log with the last line and one rotated file; have %v", &backups)
+	st, err := os.Stat(filepath.Join(logDir, "chatty.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 1<<20 {
+		t.Errorf("chatty.log is %d bytes, over max_size", st.Size())
+	}
+	// The program's own line follows ours ("testapp: listening ...").
+	code, out, _ := dynapm(t, "logs", "chatty", "-n", "2", "-state", state)
+	if code != 0 || !strings.HasPrefix(out, "last line\n") || strings.Count(out, "\n") != 2 {
+		t.Errorf("logs -n 2: exit %d, %q", code, out)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dynapm/dynapm/admin"
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/applog"
 	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/l4"
@@ -45,6 +46,8 @@ type daemon struct {
 	admin   *admin.Server
 	metrics *metrics.Server
 	notify  *sdnotify.Notifier
+	// logs carries the apps' output into rotating STATE/logs/NAME.log.
+	logs *applog.Logs
 	// table is the route table last put in force; only apply uses it.
 	table map[string][]l4.Route
 
@@ -112,8 +115,20 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d := &daemon{log: log}
 	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
 	d.driver = lifecycle.NewExecDriver(log)
+	keep := s.AppLogs.Keep
+	if keep == 0 {
+		keep = -1 // applog: none kept
+	}
+	d.logs = applog.New(applog.Config{
+		Dir:        filepath.Join(s.StateDir, "logs"),
+		MaxBytes:   s.AppLogs.MaxSize,
+		MaxBackups: keep,
+		Compress:   s.AppLogs.Compress,
+		Logger:     log,
+	})
 	d.mgr = lifecycle.NewManager(lifecycle.Config{
 		StateDir: s.StateDir,
+		Logs:     d.logs,
 		Logger:   log,
 		Driver:   d.driver,
 		// Before a start, stop other apps if memory is short, using the
@@ -273,6 +288,11 @@ func (d *daemon) shutdown() error {
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(ctx) }()
 	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close())
+	// Every app is gone: the last of their output drains into the files.
+	// Briefly: only a process that left its group can still hold a pipe.
+	logCtx, logCancel := context.WithTimeout(ctx, 2*time.Second)
+	defer logCancel()
+	err = errors.Join(err, d.logs.Close(logCtx))
 	if err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}

@@ -11,6 +11,7 @@ package lifecycle
 import (
 	"context"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -33,9 +34,20 @@ type Config struct {
 	// The daemon passes the memory Monitor's MakeRoom, which may stop other
 	// apps (through this Manager) to make room for app.
 	BeforeStart func(ctx context.Context, app string)
+	// Logs, when set, gives each start the writer for the program's
+	// output instead of STATE/logs/NAME.log opened directly: the daemon
+	// passes applog.Logs, which rotates the files.
+	Logs LogOpener
 	// ProbeInterval is the first interval between readiness probes
 	// (default 1ms); it grows to 25ms while the program starts.
 	ProbeInterval time.Duration
+}
+
+// LogOpener opens a writer for one start of app. The program gets w as
+// stdout and stderr; wait blocks until everything written to w by anyone
+// is in the log (or ctx ends).
+type LogOpener interface {
+	Open(app string) (w *os.File, wait func(context.Context) error, err error)
 }
 
 // Manager keeps the configured apps and their processes. It satisfies

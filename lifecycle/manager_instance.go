@@ -44,11 +44,12 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	if m.cfg.BeforeStart != nil {
 		m.cfg.BeforeStart(in.ctx, a.name)
 	}
-	proc, logf, err := m.spawn(a, in)
+	proc, logf, waitLog, err := m.spawn(a, in)
 	if logf != nil {
-		// The program holds its own descriptor; ours is only needed until
-		// it is gone.
-		defer logf.Close()
+		// The program holds its own descriptor. Ours goes now: with
+		// rotating logs it is a pipe, whose copy into the file ends only
+		// once every writer has closed it.
+		logf.Close()
 	}
 	if err != nil {
 		m.mu.Lock()
@@ -91,6 +92,10 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	stopErr := proc.Stop(sig, grace)
 	tail := ""
 	if wantTail {
+		// The whole group is gone: let its last output reach the file.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = waitLog(ctx)
+		cancel()
 		tail = m.logTail(a.name) // file I/O: outside the lock
 	}
 
@@ -107,16 +112,16 @@ func (m *Manager) runInstance(a *app, in *instance) {
 }
 
 // spawn picks the upstream, opens the log and starts the program.
-func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, error) {
+func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, func(context.Context) error, error) {
 	spec := in.spec
 	upstream, port, err := pickUpstream(in.ctx, spec.Upstream)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	now := time.Now()
-	logf, err := m.openLog(a.name, now)
+	logf, waitLog, err := m.openLog(a.name, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	m.mu.Lock()
 	in.upstream, in.spawnedAt = upstream, now
@@ -133,12 +138,12 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, error) {
 		Log:      logf,
 	})
 	if err != nil {
-		return nil, logf, err
+		return nil, logf, waitLog, err
 	}
 	m.mu.Lock()
 	in.proc = proc
 	m.mu.Unlock()
-	return proc, logf, nil
+	return proc, logf, waitLog, nil
 }
 
 // pickUpstream returns where the program must listen: the app's upstream, or
