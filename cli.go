@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -127,7 +128,15 @@ func actionCommand(verb string, args []string, stdout, stderr io.Writer,
 	a, err := do(c, ctx, name)
 	if err != nil {
 		// The daemon's answer names the app and the action already.
-		return exitCode(err, stderr)
+		code := exitCode(err, stderr)
+		var apiErr *admin.APIError
+		if errors.As(err, &apiErr) && apiErr.LogTail != "" {
+			fmt.Fprintf(stderr, "last lines of its log (dynapm logs %s):\n", name)
+			for _, l := range strings.Split(strings.TrimRight(apiErr.LogTail, "\n"), "\n") {
+				fmt.Fprintln(stderr, "  "+l)
+			}
+		}
+		return code
 	}
 	fmt.Fprintf(stdout, "%s: %s", a.Name, a.State)
 	if a.Pid != 0 {

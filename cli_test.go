@@ -226,12 +226,18 @@ func TestStartStopRestart(t *testing.T) {
 
 func TestStartReportsWhyTheAppDidNotStart(t *testing.T) {
 	state := cliServer(t, sampleApps())
+	if err := os.WriteFile(filepath.Join(state, "logs", "bad.log"), []byte("Error: listen EADDRINUSE\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	code, out, errOut := run(startCommand, "-state", state, "bad")
 	if code != 1 || out != "" {
 		t.Fatalf("exit %d, out %q", code, out)
 	}
 	if !strings.Contains(errOut, `"bad"`) || !strings.Contains(errOut, "address already in use") {
 		t.Fatalf("stderr %q lacks the reason", errOut)
+	}
+	if !strings.Contains(errOut, "last lines of its log (dynapm logs bad):\n  Error: listen EADDRINUSE\n") {
+		t.Fatalf("stderr %q lacks the log tail", errOut)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,10 @@ func TestStartWaitsForTheControllerAndReturnsStatus(t *testing.T) {
 func TestStartFailureReportsTheReason(t *testing.T) {
 	ctl := newTestController("web")
 	ctl.failStart["web"] = "exited with status 3: address already in use"
-	_, c, _ := startServer(t, ctl)
+	_, c, logDir := startServer(t, ctl)
+	if err := os.WriteFile(filepath.Join(logDir, "web.log"), []byte("--- starting ---\nbind: address already in use\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, err := c.Start(context.Background(), "web")
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict {
@@ -71,6 +75,9 @@ func TestStartFailureReportsTheReason(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "address already in use") {
 		t.Errorf("error %q lacks the reason", err)
+	}
+	if apiErr.LogTail != "--- starting ---\nbind: address already in use\n" {
+		t.Errorf("log tail = %q", apiErr.LogTail)
 	}
 }
 

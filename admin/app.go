@@ -49,4 +49,7 @@ type errorBody struct {
 	// Code is a machine-readable reason: "unknown_app", "bad_request",
 	// "failed".
 	Code string `json:"code"`
+	// LogTail is the end of the app's log when a start or restart failed:
+	// usually the program's own words about why.
+	LogTail string `json:"log_tail,omitempty"`
 }

@@ -24,6 +24,8 @@ type APIError struct {
 	Status  int
 	Code    string
 	Message string
+	// LogTail is the end of the app's log after a failed start.
+	LogTail string
 }
 
 func (e *APIError) Error() string { return e.Message }
@@ -74,7 +76,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*ht
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil || body.Error == "" {
 		body.Error = resp.Status
 	}
-	return nil, &APIError{Status: resp.StatusCode, Code: body.Code, Message: body.Error}
+	return nil, &APIError{Status: resp.StatusCode, Code: body.Code, Message: body.Error, LogTail: body.LogTail}
 }
 
 func (c *Client) getJSON(ctx context.Context, method, path string, v any) error {

@@ -17,9 +17,9 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/apps", s.listApps)
 	mux.HandleFunc("GET /v1/apps/{name}", s.getApp)
-	mux.HandleFunc("POST /v1/apps/{name}/start", s.action(Controller.Start))
-	mux.HandleFunc("POST /v1/apps/{name}/stop", s.action(Controller.Stop))
-	mux.HandleFunc("POST /v1/apps/{name}/restart", s.action(Controller.Restart))
+	mux.HandleFunc("POST /v1/apps/{name}/start", s.action(Controller.Start, true))
+	mux.HandleFunc("POST /v1/apps/{name}/stop", s.action(Controller.Stop, false))
+	mux.HandleFunc("POST /v1/apps/{name}/restart", s.action(Controller.Restart, true))
 	mux.HandleFunc("GET /v1/apps/{name}/logs", s.logs)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -67,7 +67,7 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
 
 // action serves start, stop and restart: it waits for the controller and
 // answers with the app's status afterwards.
-func (s *Server) action(do func(Controller, context.Context, string) error) http.HandlerFunc {
+func (s *Server) action(do func(Controller, context.Context, string) error, withTail bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if !appName.MatchString(name) {
@@ -80,7 +80,11 @@ func (s *Server) action(do func(Controller, context.Context, string) error) http
 				return
 			}
 			s.cfg.Logger.Warn("admin request failed", "app", name, "path", r.URL.Path, "err", err)
-			writeError(w, http.StatusConflict, "failed", err.Error())
+			body := errorBody{Error: err.Error(), Code: "failed"}
+			if withTail {
+				body.LogTail = s.logTail(name)
+			}
+			writeJSON(w, http.StatusConflict, body)
 			return
 		}
 		a, ok := s.findApp(name)

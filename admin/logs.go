@@ -80,6 +80,24 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	f = fw.f
 }
 
+// failureTailLines is how much of the log a failed start reports.
+const failureTailLines = 10
+
+// logTail returns the last lines of the app's log for an error report, ""
+// when there is none.
+func (s *Server) logTail(name string) string {
+	f, err := os.Open(filepath.Join(s.cfg.LogDir, name+".log"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _, err := tailLines(f, failureTailLines)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
 // tailLines returns the last n lines of f (reading at most maxTailBytes back
 // from its end) and the offset just after them, where following goes on.
 func tailLines(f *os.File, n int) ([]byte, int64, error) {
