@@ -233,27 +233,54 @@ func TestDaemonRefusesAStateDirOthersCanWrite(t *testing.T) {
 	}
 }
 
-func TestMetricsAfterAWake(t *testing.T) {
-	apps, state := t.TempDir(), stateDir(t)
-	listen, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "echo.yaml"),
-		strings.Replace(echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""), "idle_timeout: 300ms", "idle_timeout: 10m", 1))
-	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
-	startDaemon(t, apps, "-state", state, "-config", config)
-	if got := echoOnce(t, listen, "wake"); got != "wake" {
-		t.Fatalf("echo = %q", got)
-	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"dynapm_apps 1\n", `dynapm_app_state{app="echo",state="ready"} 1` + "\n"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q:\n%s", want, body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+func TestMetricsAfterAWakeAndAnIdleStop(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	listen, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	writeFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	startDaemon(t, apps, "-state", state, "-config", config)
+	if got := echoOnce(t, listen, "wake up"); got != "wake up" {
+		t.Fatalf("echo = %q", got)
+	}
+	var out string
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		out = scrapeMetrics(t, metricsAddr)
+		return strings.Contains(out, `dynapm_app_stops_total{app="echo",reason="idle"} 1`+"\n")
+	}, "no idle stop in the metrics:\n%s", &out)
+	for _, want := range []string{
+		"dynapm_apps 1",
+		`dynapm_app_state{app="echo",state="stopped"} 1`,
+		`dynapm_app_starts_total{app="echo",reason="connection"} 1`,
+		`dynapm_app_cold_start_seconds_count{app="echo"} 1`,
+		`dynapm_app_connections_total{app="echo"} 1`,
+		`dynapm_app_bytes_total{app="echo",direction="in"} 7`,
+		`dynapm_app_bytes_total{app="echo",direction="out"} 7`,
+		`dynapm_app_open_connections{app="echo"} 0`,
+		`dynapm_app_held_connections{app="echo"} 0`,
+		"dynapm_reload_errors_total 1",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("metrics lack %q", want)
 		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", out)
 	}
 }
 

@@ -44,6 +44,8 @@ type daemon struct {
 	// admin is the admin API on STATE/dynapm.sock; metrics the Prometheus
 	// endpoint (nil when off); notify tells systemd how we are doing.
 	admin   *admin.Server
+	ctl     *adminController
+	met     *metrics.Metrics // nil when metrics are off
 	metrics *metrics.Server
 	notify  *sdnotify.Notifier
 	// logs carries the apps' output into rotating STATE/logs/NAME.log.
@@ -79,7 +81,11 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 
 	// The watcher loads apps.d and applies the first snapshot before it
 	// returns; from then on every change to apps.d is applied as it comes.
-	w, err := appsdir.New(appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log})
+	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log}
+	if d.met != nil {
+		wcfg.Rejected = func(string, error) { d.met.ReloadErrors(1) }
+	}
+	w, err := appsdir.New(wcfg)
 	if err != nil {
 		return errors.Join(err, d.shutdown())
 	}
@@ -126,9 +132,15 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		Compress:   s.AppLogs.Compress,
 		Logger:     log,
 	})
+	var events lifecycle.Events
+	if s.Metrics != "" {
+		d.met = metrics.New(func() []admin.App { return d.ctl.Apps() })
+		events = d.met
+	}
 	d.mgr = lifecycle.NewManager(lifecycle.Config{
 		StateDir: s.StateDir,
 		Logs:     d.logs,
+		Events:   events,
 		Logger:   log,
 		Driver:   d.driver,
 		// Before a start, stop other apps if memory is short, using the
@@ -148,6 +160,10 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	})
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs")})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
+	if d.met != nil {
+		d.srv.Observer = d.met
+	}
+	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched}
 	d.notify = sdnotify.FromEnv()
 	return d
 }
@@ -155,19 +171,18 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 // serveAdmin starts the admin API and, when configured, the metrics
 // endpoint.
 func (d *daemon) serveAdmin(s settings.Settings) error {
-	ctl := &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched}
 	var err error
 	d.admin, err = admin.Serve(admin.Config{
 		StateDir:   s.StateDir,
 		LogDir:     filepath.Join(s.StateDir, "logs"),
-		Controller: ctl,
+		Controller: d.ctl,
 		Logger:     d.log,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the admin API: %w", err)
 	}
-	if s.Metrics != "" {
-		if d.metrics, err = metrics.Serve(s.Metrics, metrics.New(ctl.Apps), d.log); err != nil {
+	if d.met != nil {
+		if d.metrics, err = metrics.Serve(s.Metrics, d.met, d.log); err != nil {
 			return err
 		}
 	}

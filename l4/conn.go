@@ -190,6 +190,9 @@ func (c *proxyConn) finish() {
 	c.upstream.Close()
 	c.release()
 	c.s.untrack(c)
+	if o := c.s.Observer; o != nil {
+		o.ConnectionClosed(c.app, c.sent, c.received)
+	}
 	if log := c.s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("connection closed", slog.String("app", c.app),
 			slog.String("client", c.client.RemoteAddr().String()),

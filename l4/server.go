@@ -81,6 +81,10 @@ type Server struct {
 
 	// listenHook, when set, wraps every new listener. Tests use it to inject
 	// accept errors that cannot be made real cheaply.
+	// Observer, when set, is told of every spliced connection once it has
+	// ended (metrics): once per connection, never per read.
+	Observer Observer
+
 	listenHook func(net.Listener) net.Listener
 	// dialErrorHook, when set, sees every failed connect attempt; tests use
 	// it to act right after a refused connect.

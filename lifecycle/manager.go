@@ -38,6 +38,10 @@ type Config struct {
 	// output instead of STATE/logs/NAME.log opened directly: the daemon
 	// passes applog.Logs, which rotates the files.
 	Logs LogOpener
+	// Events, when set, is told of starts, readiness and stops (metrics).
+	// Its methods are called with the Manager's lock held: they must be
+	// quick and must not call the Manager.
+	Events Events
 	// ProbeInterval is the first interval between readiness probes
 	// (default 1ms); it grows to 25ms while the program starts.
 	ProbeInterval time.Duration
@@ -48,6 +52,19 @@ type Config struct {
 // is in the log (or ctx ends).
 type LogOpener interface {
 	Open(app string) (w *os.File, wait func(context.Context) error, err error)
+}
+
+// Events receives the Manager's lifecycle events, for metrics.
+type Events interface {
+	// AppStarted: a program is being spawned; reason is what asked for it
+	// (connection, cron, manual, boot, restart...).
+	AppStarted(app, reason string)
+	// AppReady: the program passed its readiness probe, coldStart after
+	// it was spawned.
+	AppReady(app string, coldStart time.Duration)
+	// AppStopped: a program is gone; reason is why (idle, memory,
+	// manual, reload, shutdown, crash, failed...).
+	AppStopped(app, reason string)
 }
 
 // Manager keeps the configured apps and their processes. It satisfies

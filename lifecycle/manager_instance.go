@@ -27,6 +27,9 @@ func (m *Manager) beginStart(a *app, reason string) {
 	}
 	a.inst = in
 	a.starts++
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStarted(a.name, reason)
+	}
 	m.disarmBackoff(a)
 	m.disarmIdle(a)
 	a.setState(Starting)
@@ -196,6 +199,9 @@ func (m *Manager) becomeReady(a *app, in *instance) {
 	a.setState(Ready)
 	m.log.Info("app started", "app", a.name, "reason", in.reason, "pid", in.proc.Pid(),
 		"upstream", in.upstream.String(), "took", now.Sub(in.spawnedAt))
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppReady(a.name, now.Sub(in.spawnedAt))
+	}
 	m.logRefused(a)
 	if a.conns == 0 && mode(a.spec) == appfile.OnDemand {
 		m.armIdle(a)
@@ -216,6 +222,9 @@ func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
 		attrs = append(attrs, "log_tail", tail)
 	}
 	m.log.Warn("app failed to start", attrs...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, "failed")
+	}
 	m.logRefused(a)
 	m.enterFailed(a, d)
 }
@@ -237,6 +246,9 @@ func (m *Manager) crashed(a *app, in *instance, tail string) {
 		attrs = append(attrs, "log_tail", tail)
 	}
 	m.log.Warn("app exited", attrs...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, "crash")
+	}
 	if d > 0 {
 		m.enterFailed(a, d)
 		return
@@ -279,6 +291,9 @@ func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
 		attrs = append(attrs, "uptime", time.Since(in.readyAt))
 	}
 	m.log.Info("app stopped", attrs...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, in.stopReason)
+	}
 	m.logRefused(a)
 	a.setState(Stopped)
 	restart := a.restartAfterStop

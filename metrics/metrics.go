@@ -46,7 +46,7 @@ func New(apps func() []admin.App) *Metrics {
 		}, []string{"app"}),
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynapm_app_connections_total",
-			Help: "Client connections accepted for the app.",
+			Help: "Client connections spliced to the app, counted when they end.",
 		}, []string{"app"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynapm_app_bytes_total",
@@ -54,7 +54,7 @@ func New(apps func() []admin.App) *Metrics {
 		}, []string{"app", "direction"}),
 		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dynapm_reload_errors_total",
-			Help: "App files that could not be loaded (each bad file on each load).",
+			Help: "App file versions that could not be put in force (each distinct problem once).",
 		}),
 	}
 	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.reloadErrors,
@@ -83,14 +83,11 @@ func (m *Metrics) AppStopped(app, reason string) {
 	m.stops.WithLabelValues(app, reason).Inc()
 }
 
-// ConnectionOpened counts an accepted client connection.
-func (m *Metrics) ConnectionOpened(app string) {
-	m.connections.WithLabelValues(app).Inc()
-}
-
-// ConnectionClosed adds a finished connection's bytes: in from the client
-// to the app, out back to the client. Once per connection, not per read.
+// ConnectionClosed counts a finished spliced connection and its bytes: in
+// from the client to the app, out back to the client. Once per
+// connection, not per read.
 func (m *Metrics) ConnectionClosed(app string, in, out int64) {
+	m.connections.WithLabelValues(app).Inc()
 	m.bytes.WithLabelValues(app, "in").Add(float64(in))
 	m.bytes.WithLabelValues(app, "out").Add(float64(out))
 }

@@ -82,7 +82,6 @@ func TestScrapeAfterAWakeAndAnIdleStop(t *testing.T) {
 	m := New(st.get)
 	s := serve(t, m)
 
-	m.ConnectionOpened("web")
 	m.AppStarted("web", "connection")
 	m.AppReady("web", 300*time.Millisecond)
 	m.ConnectionClosed("web", 100, 2500)
