@@ -87,6 +87,7 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		StateDir: s.StateDir,
 		Logger:   log,
 		Driver:   d.driver,
+		Drivers:  otherDrivers(log),
 	})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 
