@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,6 +71,7 @@ type daemon struct {
 	log     *slog.Logger
 	appsDir string
 	driver  *lifecycle.ExecDriver
+	drivers map[string]lifecycle.Driver // the others, by driver: name
 	mgr     *lifecycle.Manager
 	srv     *l4.Server
 }
@@ -83,11 +85,12 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	}
 	d := &daemon{log: log, appsDir: s.AppsDir}
 	d.driver = lifecycle.NewExecDriver(log)
+	d.drivers = otherDrivers(log)
 	d.mgr = lifecycle.NewManager(lifecycle.Config{
 		StateDir: s.StateDir,
 		Logger:   log,
 		Driver:   d.driver,
-		Drivers:  otherDrivers(log),
+		Drivers:  d.drivers,
 	})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 
@@ -173,7 +176,7 @@ func (d *daemon) shutdown() error {
 	go func() { srvDone <- d.srv.Shutdown(ctx) }()
 	mgrErr := d.mgr.Shutdown(ctx)
 	srvErr := <-srvDone
-	drvErr := d.driver.Close()
+	drvErr := errors.Join(d.driver.Close(), closeDrivers(d.drivers))
 	for _, err := range []error{mgrErr, srvErr, drvErr} {
 		if err != nil {
 			return fmt.Errorf("shutting down: %w", err)
