@@ -1,8 +1,10 @@
 package appfile
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -118,5 +120,34 @@ func TestDriverKeysNeedRestart(t *testing.T) {
 	same := *base
 	if same.NeedsRestart(base) || !same.Equal(base) {
 		t.Error("an identical copy needs a restart or is not equal")
+	}
+}
+
+// TestReadmeDriverExamples parses every YAML example of README.md's Drivers
+// section, so that the documentation cannot drift from the parser.
+func TestReadmeDriverExamples(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Drivers\n")
+	if !ok {
+		t.Fatal("README.md has no Drivers section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	drivers := map[string]bool{}
+	for _, block := range strings.Split(section, "```yaml\n")[1:] {
+		yaml, _, _ := strings.Cut(block, "```")
+		s, err := Parse(filepath.Join(t.TempDir(), "example.yaml"), []byte(yaml))
+		if err != nil {
+			t.Errorf("README example does not parse: %v\n%s", err, yaml)
+			continue
+		}
+		drivers[s.Driver] = true
+	}
+	for _, d := range []string{DriverDocker, DriverSwarm, DriverCommand} {
+		if !drivers[d] {
+			t.Errorf("README.md's Drivers section has no example of driver: %s", d)
+		}
 	}
 }

@@ -75,8 +75,9 @@ func (c *client) updateService(ctx context.Context, id string, version uint64, s
 type taskJSON struct {
 	DesiredState string
 	Status       struct {
-		State string
-		Err   string
+		State           string
+		Err             string
+		ContainerStatus struct{ ContainerID string }
 	}
 }
 

@@ -77,6 +77,7 @@ func (d *SwarmDriver) Start(ctx context.Context, req lifecycle.StartRequest) (li
 		app:      spec.Name,
 		service:  spec.Service,
 		replicas: replicas,
+		port:     upstreamPort(req.Upstream),
 		log:      d.cfg.Logger.With("app", spec.Name, "service", spec.Service),
 		done:     make(chan struct{}),
 	}
@@ -122,17 +123,23 @@ func (d *SwarmDriver) Running(ctx context.Context, spec *appfile.Spec) (bool, er
 
 // runningTasks counts the service's tasks in state running.
 func (d *SwarmDriver) runningTasks(ctx context.Context, id string) (int, error) {
+	tasks, err := d.tasksRunning(ctx, id)
+	return len(tasks), err
+}
+
+// tasksRunning lists the service's tasks in state running.
+func (d *SwarmDriver) tasksRunning(ctx context.Context, id string) ([]taskJSON, error) {
 	tasks, err := d.c.serviceTasks(ctx, id)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var out []taskJSON
 	for _, t := range tasks {
 		if t.Status.State == "running" {
-			n++
+			out = append(out, t)
 		}
 	}
-	return n, nil
+	return out, nil
 }
 
 // serviceProcess is one scaled-up service.
@@ -142,6 +149,7 @@ type serviceProcess struct {
 	service  string
 	id       string
 	replicas uint64
+	port     int // the upstream's port
 	log      *slog.Logger
 
 	ctx    context.Context // ends the event watch
@@ -211,13 +219,29 @@ func (p *serviceProcess) check(ctx context.Context) {
 	}
 }
 
-// Ready reports whether at least replicas tasks run.
+// Ready reports whether at least replicas tasks run and those on this node
+// accept connections on their own address (see listensInside: a port
+// published in host mode goes through docker-proxy too). Tasks on other
+// nodes are trusted once running; the Manager's probe of the upstream
+// follows.
 func (p *serviceProcess) Ready(ctx context.Context) (bool, error) {
-	n, err := p.driver.runningTasks(ctx, p.id)
+	tasks, err := p.driver.tasksRunning(ctx, p.id)
 	if err != nil {
 		return false, explain("probing", p.app, "service", p.service, err)
 	}
-	return uint64(n) >= p.replicas, nil
+	if uint64(len(tasks)) < p.replicas {
+		return false, nil
+	}
+	for _, t := range tasks {
+		info, err := p.driver.c.inspectContainer(ctx, t.Status.ContainerStatus.ContainerID)
+		if err != nil {
+			continue // another node's, or gone: the probe will tell
+		}
+		if ok, err := listensInside(ctx, info, p.port); !ok {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // Stop scales the service to 0 and waits until none of its tasks runs, up
