@@ -264,3 +264,17 @@ type netOpError struct{ err error }
 
 func (e *netOpError) Error() string { return "dial unix /x/docker.sock: " + e.err.Error() }
 func (e *netOpError) Unwrap() error { return e.err }
+
+func TestDockerReadyWaitsForTheProgramBehindDockerProxy(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	// The published port accepts (docker-proxy) as soon as the container
+	// runs; the program itself listens only after 1.5s.
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-delay", "1500ms")
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	up, _ := h.wake()
+	if got := echo(t, up, "behind the proxy"); got != "behind the proxy" {
+		t.Fatalf("echo = %q", got)
+	}
+}

@@ -53,9 +53,10 @@ func (w *watch) run(ctx context.Context, wg *sync.WaitGroup, since int64, ready 
 		failed <- err
 		return
 	}
+	delay := w.delay
 	for ctx.Err() == nil {
-		w.log.Warn("Docker event stream broke; subscribing again", "err", err, "retry_in", w.delay)
-		t := time.NewTimer(w.delay)
+		w.log.Warn("Docker event stream broke; subscribing again", "err", err, "retry_in", delay)
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -63,6 +64,19 @@ func (w *watch) run(ctx context.Context, wg *sync.WaitGroup, since int64, ready 
 		case <-t.C:
 		}
 		w.onGap(ctx)
-		err = w.c.events(ctx, w.filter, sinceNano(since+1), make(chan struct{}), handle)
+		subscribed := make(chan struct{})
+		err = w.c.events(ctx, w.filter, sinceNano(since+1), subscribed, handle)
+		select {
+		case <-subscribed:
+			delay = w.delay // it worked for a while: retry soon
+		default:
+			// The engine stays away: retry less and less often, so a
+			// stopped dockerd costs a log line a minute per app.
+			delay = min(2*delay, maxReconnectDelay)
+		}
 	}
 }
+
+// maxReconnectDelay caps the wait between subscriptions while the engine
+// stays unreachable.
+const maxReconnectDelay = time.Minute
