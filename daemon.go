@@ -37,10 +37,12 @@ const shutdownGrace = 30 * time.Second
 type daemon struct {
 	log    *slog.Logger
 	driver *lifecycle.ExecDriver
-	mgr    *lifecycle.Manager
-	sched  *cron.Scheduler
-	mem    *memory.Monitor
-	srv    *l4.Server
+	// drivers are the other ways to run an app, by driver: name.
+	drivers map[string]lifecycle.Driver
+	mgr     *lifecycle.Manager
+	sched   *cron.Scheduler
+	mem     *memory.Monitor
+	srv     *l4.Server
 	// admin is the admin API on STATE/dynapm.sock; metrics the Prometheus
 	// endpoint (nil when off); notify tells systemd how we are doing.
 	admin   *admin.Server
@@ -121,6 +123,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d := &daemon{log: log}
 	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
 	d.driver = lifecycle.NewExecDriver(log)
+	d.drivers = otherDrivers(log)
 	keep := s.AppLogs.Keep
 	if keep == 0 {
 		keep = -1 // applog: none kept
@@ -143,6 +146,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		Events:   events,
 		Logger:   log,
 		Driver:   d.driver,
+		Drivers:  d.drivers,
 		// Before a start, stop other apps if memory is short, using the
 		// app's last observed peak as its expected size.
 		BeforeStart: func(ctx context.Context, app string) { d.mem.MakeRoom(ctx, app) },
@@ -302,7 +306,7 @@ func (d *daemon) shutdown() error {
 	}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(ctx) }()
-	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close())
+	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close(), closeDrivers(d.drivers))
 	// Every app is gone: the last of their output drains into the files.
 	// Briefly: only a process that left its group can still hold a pipe.
 	logCtx, logCancel := context.WithTimeout(ctx, 2*time.Second)

@@ -63,3 +63,8 @@ func expandSpec(spec *appfile.Spec, port int) *appfile.Spec {
 	}
 	return &s
 }
+
+// AppEnv is the environment the Manager gives an app started on port, for a
+// driver that runs a command for the app outside a start (the command
+// driver's check at daemon start).
+func AppEnv(spec *appfile.Spec, port int) []string { return buildEnv(spec, port) }

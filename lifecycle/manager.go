@@ -26,6 +26,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Driver starts the apps' programs. Required.
 	Driver Driver
+	// Drivers holds the other drivers by the name an app file gives in
+	// driver: (docker, swarm, command). Driver serves exec and apps that
+	// name none; an app naming a driver missing here fails to start.
+	Drivers map[string]Driver
 	// BackoffMin and BackoffMax bound the delay before a start after a
 	// failure (default 1s and 1m); see backoff.go for the policy.
 	BackoffMin, BackoffMax time.Duration
@@ -76,6 +80,12 @@ type Manager struct {
 	mu     sync.Mutex
 	apps   map[string]*app
 	closed bool // Shutdown began: no new starts, waiters fail
+
+	// adopting counts the goroutines asking a RunningChecker about new
+	// apps; stopAdopting calls them off at Shutdown.
+	adopting     sync.WaitGroup
+	adoptCtx     context.Context
+	stopAdopting context.CancelFunc
 }
 
 // NewManager returns a Manager with no apps; Apply gives it some.
@@ -96,7 +106,9 @@ func NewManager(cfg Config) *Manager {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = defaultProbeInterval
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app)}
+	m.adoptCtx, m.stopAdopting = context.WithCancel(context.Background())
+	return m
 }
 
 // Apply makes the managed set match specs. New apps are added (persistent
@@ -121,6 +133,8 @@ func (m *Manager) Apply(specs []*appfile.Spec) {
 			m.apps[spec.Name] = a
 			if startsAtBoot(spec) {
 				m.beginStart(a, "boot")
+			} else {
+				m.maybeAdopt(a)
 			}
 			continue
 		}

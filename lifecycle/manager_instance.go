@@ -133,7 +133,11 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, func(context.C
 	if upstreamStr == "" {
 		upstreamStr = upstream.String()
 	}
-	proc, err := m.cfg.Driver.Start(in.ctx, StartRequest{
+	drv, err := m.driverFor(spec)
+	if err != nil {
+		return nil, logf, waitLog, err
+	}
+	proc, err := drv.Start(in.ctx, StartRequest{
 		Spec:     expandSpec(spec, port),
 		Upstream: upstreamStr,
 		Port:     port,
@@ -233,6 +237,10 @@ func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
 // Caller holds m.mu.
 func (m *Manager) crashed(a *app, in *instance, tail string) {
 	uptime := time.Since(in.readyAt)
+	if errors.Is(in.proc.Err(), ErrStoppedOutside) {
+		m.stoppedOutside(a, in, uptime)
+		return
+	}
 	a.inst = nil
 	a.lastErr = "exited: " + exitStatus(in.proc)
 	if uptime >= m.cfg.BackoffMax {

@@ -43,12 +43,13 @@ type config struct {
 	pidfile    string
 	allocMiB   int
 	printEnv   string
+	target     string
 }
 
 func main() {
 	var c config
 	flag.StringVar(&c.listen, "listen", "", "address to listen on (default 127.0.0.1:$PORT)")
-	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep")
+	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep | get (a healthcheck: GET -target, exit 0 on 2xx)")
 	flag.DurationVar(&c.delay, "delay", 0, "sleep this long before listening (slow start)")
 	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start")
 	flag.BoolVar(&c.crash, "crash", false, "print a line to stderr and exit 3 before listening")
@@ -60,6 +61,7 @@ func main() {
 	flag.StringVar(&c.pidfile, "pidfile", "", "write own pid to this file once listening")
 	flag.IntVar(&c.allocMiB, "alloc", 0, "allocate and touch this many MiB")
 	flag.StringVar(&c.printEnv, "print-env", "", "print this environment variable to stdout at start")
+	flag.StringVar(&c.target, "target", "", "get mode: the URL to GET")
 	flag.Parse()
 
 	if err := run(c); err != nil {
@@ -90,6 +92,9 @@ func run(c config) error {
 		if err := holdOutput(); err != nil {
 			return err
 		}
+	}
+	if c.mode == "get" {
+		return get(c.target)
 	}
 	if c.mode == "sleep" {
 		if c.pidfile != "" {
@@ -325,4 +330,19 @@ func serveHold(ln net.Listener) error {
 func hold(conn net.Conn) {
 	defer conn.Close()
 	_, _ = io.Copy(io.Discard, conn)
+}
+
+// get is a healthcheck client for images without a shell or curl (a
+// container FROM scratch): it GETs url and fails unless the answer is 2xx.
+func get(url string) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
 }
