@@ -21,6 +21,11 @@ type coldProgram struct {
 	request string // what the client sends to get a first byte
 }
 
+// dialAttempt bounds one connect attempt of the cold-path clients. A
+// connect on the loopback completes (or is refused) in microseconds, and
+// DynaPM's listener completes it at once even while the app is stopped.
+const dialAttempt = 25 * time.Millisecond
+
 const httpRequest = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
 
 // nodeServer is the smallest Node.js HTTP server.
@@ -135,7 +140,10 @@ func firstByte(addr, req string, limit time.Duration) (time.Duration, error) {
 func firstByteFrom(start time.Time, addr, req string, limit time.Duration) (time.Duration, error) {
 	deadline := time.Now().Add(limit)
 	for {
-		c, err := net.Dial("tcp", addr)
+		// A short timeout per attempt: on a loopback busy with other
+		// programs' connections a SYN is sometimes dropped, and the
+		// kernel would retransmit it only after a second.
+		c, err := net.DialTimeout("tcp", addr, dialAttempt)
 		if err != nil {
 			if time.Now().After(deadline) {
 				return 0, err

@@ -22,11 +22,40 @@ func (b *bench) herdScenario(ctx context.Context) error {
 	}
 	_ = os.Remove(b.herdLog)
 	n := b.cfg.herd
+	start, last, served, errs := herd(b.herdApp.listen, n)
+	spawns, ready, err := readSpawns(b.herdLog)
+	if err != nil {
+		return err
+	}
+	// The floor: the same herd straight to a running backend of the same
+	// program (the persistent bulk backend), no proxy, no wake.
+	dStart, dLast, dServed, dErrs := herd(b.bulkAddr[direct], n)
+	progress("herd: %d/%d served, %d errors, %d spawns, last served %s after the program listened, %s after the first connect; direct to a running backend: %d served in %s",
+		served, n, len(errs), spawns, last.Sub(ready).Round(time.Microsecond), last.Sub(start).Round(time.Microsecond),
+		dServed, dLast.Sub(dStart).Round(time.Microsecond))
+	scen := fmt.Sprintf("herd: %d simultaneous first connections", n)
+	b.rep.facts = append(b.rep.facts,
+		factRow{scen, "served", fmt.Sprintf("%d of %d", served, n), "all"},
+		factRow{scen, "spawns", strconv.Itoa(spawns), "1"},
+		factRow{scen, "last served, after the program began listening", ms(last.Sub(ready)), "< 50 ms"},
+		factRow{scen, "last served, after the first connect", ms(last.Sub(start)), ""},
+		factRow{scen, "floor: the same herd straight to the running program, first connect to last served", ms(dLast.Sub(dStart)), ""})
+	if len(errs) > 0 {
+		b.rep.note("herd: %d connections failed, e.g. %v", len(errs), errs[0])
+	}
+	if len(dErrs) > 0 {
+		b.rep.note("herd floor: %d direct connections failed, e.g. %v", len(dErrs), dErrs[0])
+	}
+	return nil
+}
+
+// herd opens n connections to addr at once (each asks PING and waits for
+// PONG) and returns when the first connect began, when the last answer
+// arrived, how many were served and the failures.
+func herd(addr string, n int) (start, last time.Time, served int, errs []error) {
 	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		served []time.Time
-		errs   []error
+		wg sync.WaitGroup
+		mu sync.Mutex
 	)
 	gate := make(chan struct{})
 	deadline := time.Now().Add(60 * time.Second)
@@ -35,42 +64,23 @@ func (b *bench) herdScenario(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			<-gate
-			at, err := herdClient(b.herdApp.listen, deadline)
+			at, err := herdClient(addr, deadline)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
 				return
 			}
-			served = append(served, at)
+			served++
+			if at.After(last) {
+				last = at
+			}
 		}()
 	}
-	start := time.Now()
+	start = time.Now()
 	close(gate)
 	wg.Wait()
-
-	spawns, ready, err := readSpawns(b.herdLog)
-	if err != nil {
-		return err
-	}
-	var last time.Time
-	for _, t := range served {
-		if t.After(last) {
-			last = t
-		}
-	}
-	progress("herd: %d/%d served, %d errors, %d spawns, last served %s after the program listened, %s after the first connect",
-		len(served), n, len(errs), spawns, last.Sub(ready).Round(time.Microsecond), last.Sub(start).Round(time.Microsecond))
-	scen := fmt.Sprintf("herd: %d simultaneous first connections", n)
-	b.rep.facts = append(b.rep.facts,
-		factRow{scen, "served", fmt.Sprintf("%d of %d", len(served), n), "all"},
-		factRow{scen, "spawns", strconv.Itoa(spawns), "1"},
-		factRow{scen, "last served, after the program began listening", ms(last.Sub(ready)), "< 50 ms"},
-		factRow{scen, "last served, after the first connect", ms(last.Sub(start)), ""})
-	if len(errs) > 0 {
-		b.rep.note("herd: %d connections failed, e.g. %v", len(errs), errs[0])
-	}
-	return nil
+	return start, last, served, errs
 }
 
 // herdClient connects, asks PING and returns when PONG arrived.

@@ -47,6 +47,7 @@ type config struct {
 	syscalls  bool
 	install   bool
 	keep      bool
+	dynapm    string
 	quick     bool
 	only      map[string]bool
 	args      []string
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "", "also write the report as markdown to this file (text between the bench markers is replaced)")
 	flag.StringVar(&c.svg, "svg", "", "write the chart here (default: bench.svg next to -out)")
 	flag.BoolVar(&c.syscalls, "syscalls", false, "also count the proxies' system calls and context switches per operation (perf stat, strace -c)")
+	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
 	flag.BoolVar(&c.install, "install", false, "apt-get install haproxy and wrk when missing")
 	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,cold,herd,scale (default all)")
