@@ -86,14 +86,17 @@ func (b *bench) scaleScenario(ctx context.Context) error {
 		n, many.ready.Round(time.Millisecond), mib(many.rss), mib(many.rssAfter), many.idleCPU, b.cfg.idle,
 		many.wake.Round(time.Microsecond), one.wake.Round(time.Microsecond), one.ready.Round(time.Millisecond))
 	scen := fmt.Sprintf("scale: %d app files", n)
-	perMin := time.Duration(float64(many.idleCPU) * float64(time.Minute) / float64(b.cfg.idle))
 	b.rep.facts = append(b.rep.facts,
 		factRow{scen, "daemon exec to ready", ms(many.ready), "< 2 s"},
 		factRow{scen, "daemon exec to ready, one app", ms(one.ready), ""},
 		factRow{scen, "RSS when ready / after the idle period", fmt.Sprintf("%.1f / %.1f MiB", mib(many.rss), mib(many.rssAfter)), "< 100 MiB"},
-		factRow{scen, "RSS with one app", fmt.Sprintf("%.1f MiB", mib(one.rss)), ""},
-		factRow{scen, fmt.Sprintf("CPU time over %s idle (per 60 s, 10 ms resolution)", b.cfg.idle),
-			fmt.Sprintf("%s (%.2f s)", many.idleCPU, perMin.Seconds()), "< 0.1 s per 60 s"},
+		factRow{scen, "RSS with one app", fmt.Sprintf("%.1f MiB", mib(one.rss)), ""})
+	if b.cfg.idle > 0 {
+		perMin := time.Duration(float64(many.idleCPU) * float64(time.Minute) / float64(b.cfg.idle))
+		b.rep.facts = append(b.rep.facts, factRow{scen, fmt.Sprintf("CPU time over %s idle (scaled to 60 s; 10 ms resolution)", b.cfg.idle),
+			fmt.Sprintf("%s (%.2f s per 60 s)", many.idleCPU, perMin.Seconds()), "< 0.1 s per 60 s"})
+	}
+	b.rep.facts = append(b.rep.facts,
 		factRow{scen, fmt.Sprintf("wake, connect to first byte, median of %d", b.cfg.scaleWake), ms(many.wake), "as with one app"},
 		factRow{scen, "the same with one app configured", ms(one.wake), ""})
 	return nil
