@@ -15,12 +15,12 @@ import (
 // target is under a millisecond, so the interval starts tiny (Config
 // ProbeInterval) and grows by a tenth per try up to probeMaxInterval: a
 // program that listens after a few milliseconds is seen within a fraction
-// of a millisecond, and a slow starter costs at most ~40 connects a second
-// after its first quarter second. A refused loopback connect costs a few
-// microseconds, so the fast start is cheap.
+// of a millisecond, and one that takes seconds is seen within 5 ms, at 200
+// refused connects a second. A refused loopback connect costs a few
+// microseconds of CPU, so even a slow start costs well under 1 % of a core.
 const (
 	defaultProbeInterval = 250 * time.Microsecond
-	probeMaxInterval     = 25 * time.Millisecond
+	probeMaxInterval     = 5 * time.Millisecond
 	// probeTryTimeout bounds one connect or HTTP request, so that a program
 	// that accepts but never answers is retried rather than waited on.
 	probeTryTimeout = time.Second
