@@ -15,12 +15,14 @@ import (
 // target is under a millisecond, so the interval starts tiny (Config
 // ProbeInterval) and grows by a tenth per try up to probeMaxInterval: a
 // program that listens after a few milliseconds is seen within a fraction
-// of a millisecond, and one that takes seconds is seen within 5 ms, at 200
-// refused connects a second. A refused loopback connect costs a few
-// microseconds of CPU, so even a slow start costs well under 1 % of a core.
+// of a millisecond, and a slower one within a millisecond, at 1,000 refused
+// connects a second. A refused loopback connect costs about 10 µs of CPU,
+// so a start costs at most about 1 % of a core while it lasts; that buys a
+// cold-start overhead under a millisecond for programs that take 50 ms or
+// more to listen (Python, Node), which a growing interval would not.
 const (
 	defaultProbeInterval = 250 * time.Microsecond
-	probeMaxInterval     = 5 * time.Millisecond
+	probeMaxInterval     = time.Millisecond
 	// probeTryTimeout bounds one connect or HTTP request, so that a program
 	// that accepts but never answers is retried rather than waited on.
 	probeTryTimeout = time.Second
