@@ -117,8 +117,7 @@ func (m *Manager) update(a *app, spec *appfile.Spec) {
 		if restart {
 			m.log.Info("restarting app: spec changed", "app", a.name)
 			a.restartAfterStop, a.restartReason = true, "reload"
-			a.inst.requestStop("reload")
-			a.setState(Stopping)
+			m.stopAll(a, "reload")
 			return
 		}
 	case Stopping:
@@ -144,13 +143,11 @@ func (m *Manager) update(a *app, spec *appfile.Spec) {
 		}
 	}
 	// Settings that need no restart: re-evaluate the idle timer with the
-	// new mode and idle_timeout.
+	// new mode and idle_timeout, and the instances with the new scale.
 	if a.state == Ready {
-		if mode(spec) == appfile.OnDemand && a.conns == 0 {
-			m.armIdle(a)
-		} else {
-			m.disarmIdle(a)
-		}
+		m.trimToMax(a)
+		m.armIdle(a)
+		m.ensureMin(a)
 	}
 	a.broadcast() // waiters re-read max_pending and the like
 }
@@ -164,8 +161,7 @@ func (m *Manager) remove(a *app) {
 	m.disarmBackoff(a)
 	switch a.state {
 	case Starting, Ready:
-		a.inst.requestStop("removed")
-		a.setState(Stopping)
+		m.stopAll(a, "removed")
 	case Stopping:
 		a.broadcast()
 	default:
