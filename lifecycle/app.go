@@ -79,6 +79,9 @@ type instance struct {
 	// index is $INSTANCE: the lowest index no live instance of the app
 	// held when it started.
 	index int
+	// app is the app it belongs to, so that a lease's release closure
+	// holds one pointer less (the warm path allocates it per connection).
+	app *app
 	// ctx is cancelled when the start is called off (stop while starting,
 	// shutdown), so that spawning and probing end at once.
 	ctx    context.Context

@@ -70,6 +70,18 @@ func (a *app) freeIndex() int {
 // exited is skipped even before its goroutine has recorded the exit: a
 // dead upstream is never handed out.
 func (a *app) pick() *instance {
+	if len(a.insts) == 1 { // the common case, on every connection
+		in := a.insts[0]
+		if !in.ready() {
+			return nil
+		}
+		select {
+		case <-in.proc.Done():
+			return nil
+		default:
+			return in
+		}
+	}
 	var best *instance
 	for _, in := range a.insts {
 		if !in.ready() || (best != nil && in.conns >= best.conns) {

@@ -32,6 +32,7 @@ func (m *Manager) launch(a *app, reason string) *instance {
 		spec:   a.spec,
 		reason: reason,
 		index:  a.freeIndex(),
+		app:    a,
 		ctx:    ctx,
 		cancel: cancel,
 		stopCh: make(chan struct{}),

@@ -28,18 +28,23 @@ func idleDeadline(a *app, in *instance) time.Time {
 // for idleness, and false when none may.
 func nextIdle(a *app) (time.Time, bool) {
 	var next time.Time
-	if a.state != Ready || a.active() <= minInstances(a.spec) {
+	if a.state != Ready {
 		return next, false
 	}
+	active := 0
 	for _, in := range a.insts {
-		if !in.ready() || in.conns > 0 {
+		if in.stopReq {
+			continue
+		}
+		active++
+		if in.readyAt.IsZero() || in.conns > 0 {
 			continue
 		}
 		if d := idleDeadline(a, in); next.IsZero() || d.Before(next) {
 			next = d
 		}
 	}
-	return next, !next.IsZero()
+	return next, !next.IsZero() && active > minInstances(a.spec)
 }
 
 // armIdle (re)arms a's idle timer for its earliest idle deadline, or

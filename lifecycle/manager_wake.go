@@ -39,14 +39,15 @@ func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func()
 		m.disarmIdle(a)
 	} // else other instances may still be idle: a stale firing sees the lease
 	var once sync.Once
-	release := func() { once.Do(func() { m.release(a, in) }) }
+	release := func() { once.Do(func() { m.release(in) }) }
 	return in.upstream, release, nil
 }
 
-// release ends one lease of in, an instance of a.
-func (m *Manager) release(a *app, in *instance) {
+// release ends one lease of in.
+func (m *Manager) release(in *instance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	a := in.app
 	in.conns--
 	a.conns--
 	now := time.Now()
