@@ -319,19 +319,22 @@ func burn(rounds int) uint64 {
 }
 
 // calibrate returns how many rounds of burn take about work on this
-// machine, measured over 50ms at start (0 for no work).
+// machine (0 for no work). It keeps the fastest of several short samples,
+// so that instances starting together on a busy machine do not each
+// measure the others' load and do less work per request.
 func calibrate(work time.Duration) int {
 	if work <= 0 {
 		return 0
 	}
 	const sample = 64
-	start, n := time.Now(), 0
-	for time.Since(start) < 50*time.Millisecond {
+	best := time.Duration(1<<63 - 1)
+	for range 20 {
+		start := time.Now()
 		runtime.KeepAlive(burn(sample))
-		n += sample
+		best = min(best, time.Since(start))
 	}
-	perRound := time.Since(start) / time.Duration(n)
-	return max(1, int(work/max(perRound, 1)))
+	perRound := max(best/sample, 1)
+	return max(1, int(work/perRound))
 }
 
 // echo copies the connection back to itself until the client half-closes,
