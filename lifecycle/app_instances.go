@@ -118,15 +118,6 @@ func (a *app) active() int {
 	return n
 }
 
-// first returns the instance shown by the app's top-level status fields:
-// the lowest index, or nil when none lives.
-func (a *app) first() *instance {
-	if len(a.insts) == 0 {
-		return nil
-	}
-	return a.insts[0]
-}
-
 // minInstances is how many instances idle stops leave running: scale.min,
 // and for persistent and always apps at least one.
 func minInstances(spec *appfile.Spec) int {
