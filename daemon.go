@@ -14,12 +14,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dynapm/dynapm/admin"
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/applog"
 	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/memory"
+	"github.com/dynapm/dynapm/metrics"
+	"github.com/dynapm/dynapm/sdnotify"
 	"github.com/dynapm/dynapm/settings"
 )
 
@@ -33,10 +37,21 @@ const shutdownGrace = 30 * time.Second
 type daemon struct {
 	log    *slog.Logger
 	driver *lifecycle.ExecDriver
-	mgr    *lifecycle.Manager
-	sched  *cron.Scheduler
-	mem    *memory.Monitor
-	srv    *l4.Server
+	// drivers are the other ways to run an app, by driver: name.
+	drivers map[string]lifecycle.Driver
+	mgr     *lifecycle.Manager
+	sched   *cron.Scheduler
+	mem     *memory.Monitor
+	srv     *l4.Server
+	// admin is the admin API on STATE/dynapm.sock; metrics the Prometheus
+	// endpoint (nil when off); notify tells systemd how we are doing.
+	admin   *admin.Server
+	ctl     *adminController
+	met     *metrics.Metrics // nil when metrics are off
+	metrics *metrics.Server
+	notify  *sdnotify.Notifier
+	// logs carries the apps' output into rotating STATE/logs/NAME.log.
+	logs *applog.Logs
 	// table is the route table last put in force; only apply uses it.
 	table map[string][]l4.Route
 
@@ -53,6 +68,12 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		return fmt.Errorf("creating state directory: %w", err)
 	}
 	d := newDaemon(s, log)
+	// The admin API first: it takes the state directory's lock, so that a
+	// second daemon on the same state stops here, before it binds any
+	// app's address.
+	if err := d.serveAdmin(s); err != nil {
+		return errors.Join(err, d.shutdown())
+	}
 
 	// SIGHUP asks for a rescan; caught from before the first scan, so
 	// that an early one never kills the daemon.
@@ -62,7 +83,11 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 
 	// The watcher loads apps.d and applies the first snapshot before it
 	// returns; from then on every change to apps.d is applied as it comes.
-	w, err := appsdir.New(appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log})
+	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log}
+	if d.met != nil {
+		wcfg.Rejected = func(string, error) { d.met.ReloadErrors(1) }
+	}
+	w, err := appsdir.New(wcfg)
 	if err != nil {
 		return errors.Join(err, d.shutdown())
 	}
@@ -76,12 +101,18 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	})
 	d.background(d.mem.Run)
 	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
+	if err := d.notify.Notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("serving %d apps", len(w.Snapshot())))); err != nil {
+		log.Warn("cannot tell systemd that dynapm is ready", "err", err)
+	}
 	for {
 		select {
 		case <-hup:
 			w.Rescan()
 		case <-ctx.Done():
 			log.Info("dynapm shutting down")
+			if err := d.notify.Notify(sdnotify.Stopping); err != nil {
+				log.Warn("cannot tell systemd that dynapm is stopping", "err", err)
+			}
 			return d.shutdown()
 		}
 	}
@@ -92,10 +123,30 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d := &daemon{log: log}
 	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
 	d.driver = lifecycle.NewExecDriver(log)
+	d.drivers = otherDrivers(log)
+	keep := s.AppLogs.Keep
+	if keep == 0 {
+		keep = -1 // applog: none kept
+	}
+	d.logs = applog.New(applog.Config{
+		Dir:        filepath.Join(s.StateDir, "logs"),
+		MaxBytes:   s.AppLogs.MaxSize,
+		MaxBackups: keep,
+		Compress:   s.AppLogs.Compress,
+		Logger:     log,
+	})
+	var events lifecycle.Events
+	if s.Metrics != "" {
+		d.met = metrics.New(func() []admin.App { return d.ctl.Apps() })
+		events = d.met
+	}
 	d.mgr = lifecycle.NewManager(lifecycle.Config{
 		StateDir: s.StateDir,
+		Logs:     d.logs,
+		Events:   events,
 		Logger:   log,
 		Driver:   d.driver,
+		Drivers:  d.drivers,
 		// Before a start, stop other apps if memory is short, using the
 		// app's last observed peak as its expected size.
 		BeforeStart: func(ctx context.Context, app string) { d.mem.MakeRoom(ctx, app) },
@@ -113,7 +164,33 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	})
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs")})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
+	if d.met != nil {
+		d.srv.Observer = d.met
+	}
+	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched}
+	d.notify = sdnotify.FromEnv()
 	return d
+}
+
+// serveAdmin starts the admin API and, when configured, the metrics
+// endpoint.
+func (d *daemon) serveAdmin(s settings.Settings) error {
+	var err error
+	d.admin, err = admin.Serve(admin.Config{
+		StateDir:   s.StateDir,
+		LogDir:     filepath.Join(s.StateDir, "logs"),
+		Controller: d.ctl,
+		Logger:     d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the admin API: %w", err)
+	}
+	if d.met != nil {
+		if d.metrics, err = metrics.Serve(s.Metrics, d.met, d.log); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // background runs loop until shutdown.
@@ -218,9 +295,23 @@ func (d *daemon) shutdown() error {
 	d.bg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	// Admin requests in progress end first: a start being waited for is
+	// abandoned, a followed log ends.
+	var admErr error
+	if d.admin != nil {
+		admErr = d.admin.Shutdown(ctx)
+	}
+	if d.metrics != nil {
+		admErr = errors.Join(admErr, d.metrics.Shutdown(ctx))
+	}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(ctx) }()
-	err := errors.Join(d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close())
+	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close(), closeDrivers(d.drivers))
+	// Every app is gone: the last of their output drains into the files.
+	// Briefly: only a process that left its group can still hold a pipe.
+	logCtx, logCancel := context.WithTimeout(ctx, 2*time.Second)
+	defer logCancel()
+	err = errors.Join(err, d.logs.Close(logCtx))
 	if err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}

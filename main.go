@@ -14,6 +14,12 @@ const usage = `dynapm keeps rarely used TCP services ready, starting them on the
 Usage:
   dynapm [run]  [-apps DIR] [-state DIR] [-config FILE]   run the daemon (the default)
   dynapm check  [-apps DIR] [-config FILE]                validate every app file; exit 1 on errors
+  dynapm status [-json]                                   every app: state, pid, uptime, connections, RSS...
+  dynapm start|stop|restart NAME                          start (waiting until ready), stop or restart an app
+  dynapm logs NAME [-n N] [-f]                            the end of an app's log; -f follows it
+
+The client commands find the daemon's admin socket (STATE/dynapm.sock)
+through -state DIR or -config FILE.
 
 Run "dynapm COMMAND -h" for a command's flags.
 `
@@ -33,6 +39,16 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return runCommand(args, stderr)
 	case "check":
 		return checkCommand(args, stdout, stderr)
+	case "status":
+		return statusCommand(args, stdout, stderr)
+	case "start":
+		return startCommand(args, stdout, stderr)
+	case "stop":
+		return stopCommand(args, stdout, stderr)
+	case "restart":
+		return restartCommand(args, stdout, stderr)
+	case "logs":
+		return logsCommand(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

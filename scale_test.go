@@ -63,7 +63,8 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 		"listen: %q\ncommand: 'exec %s -mode echo -pidfile %s/$INSTANCE.pid'\n"+
 			"scale: {max: 2, target_connections: 1}\nidle_timeout: 300ms\nstart_timeout: 20s\nstop_timeout: 2s\n",
 		listen, bin, pids))
-	d := startDaemon(t, apps)
+	state := stateDir(t)
+	d := startDaemon(t, apps, "-state", state)
 
 	a := openEcho(t, listen, "a") // starts instance 0
 	pid0 := testutil.ReadPidFile(t, filepath.Join(pids, "0.pid"))
@@ -76,6 +77,25 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 		return strings.Contains(d.out.String(), "reason=scale") && strings.Contains(d.out.String(), "instance=1")
 	}, "no log of instance 1 starting for scale:\n%s", d.out)
 	c := openEcho(t, listen, "c")
+
+	// The admin API and the status table show both instances.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		insts, _ := statusOf(t, state, "web")["instances"].([]any)
+		if len(insts) != 2 {
+			return false
+		}
+		for i, want := range []int{pid0, pid1} {
+			in, _ := insts[i].(map[string]any)
+			if in["index"] != float64(i) || in["pid"] != float64(want) || in["state"] != "ready" || in["upstream"] == "" {
+				return false
+			}
+		}
+		return true
+	}, "status -json does not show instances 0 (pid %d) and 1 (pid %d) ready: %v", pid0, pid1, statusOf(t, state, "web"))
+	code, out, errOut := dynapm(t, "status", "-state", state)
+	if code != 0 || !strings.Contains(out, "web#0") || !strings.Contains(out, "web#1") || !strings.Contains(out, strconv.Itoa(pid1)) {
+		t.Fatalf("status: exit %d, err %q, want a row per instance:\n%s", code, errOut, out)
+	}
 
 	// Killing instance 1 loses at most its own connections: a and b were
 	// served by instance 0 and go on.

@@ -33,9 +33,9 @@ func (s *Spec) Equal(o *Spec) bool {
 
 // NeedsRestart reports whether a running program started from old must be
 // restarted to match s: what it runs, where, with which environment, on
-// which upstream, or what bytes it receives (proxy_protocol). Everything
-// else (listen addresses, timeouts, stop_signal, match, schedules) takes
-// effect without a restart. A nil old always needs one.
+// which upstream, or what bytes it receives (proxy_protocol), and how it
+// runs (driver and the driver's keys). Everything else (listen addresses,
+// timeouts, stop_signal, match, schedules) takes effect without a restart. A nil old always needs one.
 func (s *Spec) NeedsRestart(old *Spec) bool {
 	if old == nil {
 		return true
@@ -44,5 +44,12 @@ func (s *Spec) NeedsRestart(old *Spec) bool {
 		!maps.Equal(s.Env, old.Env) ||
 		s.Dir != old.Dir ||
 		s.Upstream != old.Upstream ||
-		s.ProxyProtocol != old.ProxyProtocol
+		s.ProxyProtocol != old.ProxyProtocol ||
+		s.Driver != old.Driver ||
+		!slices.Equal(s.Containers, old.Containers) ||
+		s.Service != old.Service ||
+		s.Replicas != old.Replicas ||
+		!slices.Equal(s.StartCommand, old.StartCommand) ||
+		!slices.Equal(s.StopCommand, old.StopCommand) ||
+		!slices.Equal(s.CheckCommand, old.CheckCommand)
 }

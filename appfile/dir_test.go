@@ -107,6 +107,8 @@ func TestLoadDirListenConflicts(t *testing.T) {
 		{"sni and host", "listen: ':1001'\nmatch: {sni: [a.example.com]}", "listen: ':1001'\nmatch: {host: [a.example.com]}", ""},
 		{"same sni", "listen: ':1001'\nmatch: {sni: [a.example.com, c.example.com]}", "listen: ':1001'\nmatch: {sni: [c.example.com]}", `also matches sni "c.example.com"`},
 		{"same host", "listen: ':1001'\nmatch: {host: [a.example.com]}", "listen: ':1001'\nmatch: {host: [a.example.com]}", `also matches host "a.example.com"`},
+		{"wildcard and exact name", "listen: ':1001'\nmatch: {sni: ['*.example.com']}", "listen: ':1001'\nmatch: {sni: [a.example.com, '*.a.example.com']}", ""},
+		{"same wildcard", "listen: ':1001'\nmatch: {host: ['*.example.com']}", "listen: ':1001'\nmatch: {host: ['*.example.com']}", `also matches host "*.example.com"`},
 		{"match does not cure overlap", "listen: ':1001'\nmatch: {sni: [a.example.com]}", "listen: '127.0.0.1:1001'\nmatch: {sni: [b.example.com]}", "overlaps"},
 		{"same upstream", "listen: ':1001'\nupstream: '127.0.0.1:2001'", "listen: ':1002'\nupstream: 'localhost:2001'", "also the upstream of"},
 		{"upstream is another listen", "listen: ':1001'", "listen: ':1002'\nupstream: '127.0.0.1:1001'", "would proxy this app into that one"},

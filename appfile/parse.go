@@ -17,6 +17,7 @@ var topKeys = []string{
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
 	"memory_priority", "memory_max", "scale",
+	"driver", "container", "service", "replicas", "start", "stop", "check",
 }
 
 var (
@@ -67,9 +68,14 @@ func Parse(path string, data []byte) (*Spec, error) {
 		MaxPending:   DefaultMaxPending,
 	}
 	d.mapping("", raw, topKeys)
-	for _, req := range []string{"listen", "command"} {
+	s.Driver = d.driverOf(raw)
+	if s.Driver == DriverSwarm {
+		s.Replicas = DefaultReplicas
+	}
+	d.driverMismatch(s.Driver, raw)
+	for _, req := range requiredKeys(s.Driver) {
 		if _, ok := raw[req]; !ok {
-			d.errorf(req, "required key is missing")
+			d.errorf(req, "%s", missingMessage(s.Driver, req))
 		}
 	}
 	for _, key := range topKeys {
@@ -152,6 +158,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Jobs = d.jobs(key, v)
 	case "scale":
 		d.scale(s, key, v)
+	default:
+		d.driverField(s, key, v)
 	}
 }
 

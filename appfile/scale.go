@@ -52,8 +52,14 @@ func (d *decoder) scale(s *Spec, key string, v any) {
 }
 
 // scaleChecks refuses a fixed upstream on a scaled app: each instance needs
-// a port of its own, which DynaPM picks and passes as $PORT.
+// a port of its own, which DynaPM picks and passes as $PORT. Only the exec
+// driver runs several copies of a program: a container, a service or a
+// pm2 app is one thing that DynaPM starts and stops, not copies.
 func (d *decoder) scaleChecks(s *Spec) {
+	if s.Scale.Max > 1 && s.Driver != "" && s.Driver != DriverExec {
+		d.errorf("scale", "driver %s runs one instance: scale needs driver exec (swarm has replicas)", s.Driver)
+		return
+	}
 	if s.Scale.Max > 1 && s.Upstream != "" {
 		d.errorf("upstream", "an app with scale.max %d runs several instances, each on a port DynaPM picks and passes as $PORT: leave upstream out", s.Scale.Max)
 	}

@@ -49,6 +49,7 @@ func TestParseScaleErrors(t *testing.T) {
 		{"scale: {max: 2, target_connections: 0}\n", "scale.target_connections", ""},
 		{"scale: {max: 2, maxi: 3}\n", "scale.maxi", "unknown key"},
 		{"scale: 3\n", "scale", "expected a mapping"},
+		{"scale: {max: 2}\ndriver: command\nstart: [a]\nstop: [b]\nupstream: 127.0.0.1:2001\n", "scale", "scale needs driver exec"},
 	}
 	for _, c := range cases {
 		t.Run(c.extra, func(t *testing.T) {

@@ -85,6 +85,23 @@ type Spec struct {
 	Wake []Wake
 	// Jobs lists scheduled commands.
 	Jobs []Job
+
+	// Driver is how the app runs: DriverExec (the default), DriverDocker,
+	// DriverSwarm or DriverCommand. See drivers.go for the keys each uses.
+	Driver string
+	// Containers names the Docker containers of a docker app, started in
+	// order and stopped in reverse.
+	Containers []string
+	// Service names the Swarm service of a swarm app.
+	Service string
+	// Replicas is how many tasks a woken swarm app runs (default 1).
+	Replicas int
+	// StartCommand, StopCommand and CheckCommand drive a command app; a
+	// string in the file becomes ["/bin/sh", "-c", string]. CheckCommand
+	// is optional.
+	StartCommand []string
+	StopCommand  []string
+	CheckCommand []string
 }
 
 // Ready says how to tell that a started program serves.

@@ -165,6 +165,9 @@ func (w *Watcher) reject(path string, err error) {
 	for _, line := range strings.Split(msg, "\n") {
 		w.log.Error("app file not applied; "+kept, append(attrs, "err", line)...)
 	}
+	if w.cfg.Rejected != nil {
+		w.cfg.Rejected(path, err)
+	}
 }
 
 // removedAny reports whether any of paths was an app file that is gone.

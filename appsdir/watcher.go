@@ -52,6 +52,9 @@ type Config struct {
 	Retry time.Duration
 	// Logger receives one line per problem, naming file and field.
 	Logger *slog.Logger
+	// Rejected, when set, is called once per distinct problem that keeps
+	// an app file out of force (metrics count them).
+	Rejected func(path string, err error)
 }
 
 // AppError is an app that Apply could not put in force.

@@ -8,15 +8,21 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // serveBackend is the program the benchmark measures behind DynaPM. Each
 // connection sends one line: "PING" is answered with "PONG\n" (the cold
 // wake's first byte); "BULK n" is answered with n bytes (the download).
-func serveBackend(addr, pidfile string) error {
+func serveBackend(addr, pidfile, spawnlog string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
+	}
+	if spawnlog != "" {
+		if err := appendSpawn(spawnlog); err != nil {
+			return err
+		}
 	}
 	if pidfile != "" {
 		if err := os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
@@ -30,6 +36,21 @@ func serveBackend(addr, pidfile string) error {
 		}
 		go serveBackendConn(c)
 	}
+}
+
+// appendSpawn records this process's start (pid and the time it began
+// listening) as one line, so that the herd scenario can count spawns and
+// measure from the moment the program was ready.
+func appendSpawn(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%d %d\n", os.Getpid(), time.Now().UnixNano())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 var zeros = make([]byte, 256<<10)

@@ -1,38 +1,129 @@
-// Command bench measures DynaPM against a direct connection to the same
-// backend, in one run on this machine, and prints a report:
+// Command bench measures DynaPM, in one run on this machine, against a
+// direct connection to the same backend and against HAProxy in TCP mode,
+// and prints a report (and, with -out, writes it as markdown plus an SVG
+// chart):
 //
-//   - bulk: throughput of one large download through DynaPM vs direct;
+//   - keep-alive small requests, new connections and added latency (wrk
+//     against a tiny HTTP/1.1 backend), bulk (one large download): direct vs
+//     dynapm vs haproxy, alternating, medians of -runs repetitions, with the
+//     proxies' CPU time per request, connection or GB;
 //   - cold wake: connect-to-first-byte through DynaPM for a stopped app,
-//     minus the same program's own start-to-first-byte, measured alike.
+//     minus the same program's own start-to-first-byte (Go, and Python and
+//     Node servers where installed);
+//   - herd: many simultaneous first connections to a stopped app;
+//   - scale: thousands of app files (ready time, RSS, idle CPU, wake time).
 //
 // It builds the dynapm binary, writes an apps.d in a temporary directory
-// and uses its own executable as the backend program (-backend), so that
-// client, proxy and backend are three processes, as in real use. All
-// traffic stays on 127.0.0.1 and every loop is bounded.
+// and uses a copy of its own executable as the backend programs (-backend,
+// -backend-http), so that client, proxy and backend are separate processes,
+// as in real use. All traffic stays on 127.0.0.1 and every load is bounded
+// in count and time. HAProxy and wrk are used when installed (-install runs
+// apt-get for them); scenarios that need a missing tool are skipped with a
+// message.
 //
-// Usage: go run ./bench [-bulk 1GiB] [-runs 5] [-wakes 20]
+// Usage: go run ./bench [-quick] [-runs 3] [-duration 5s] [-out docs/BENCHMARKS.md]
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 )
 
+// config is what one benchmark run measures, from the flags.
+type config struct {
+	runs      int
+	dur       time.Duration
+	bulk      int64
+	wakes     int
+	herd      int
+	scaleApps int
+	idle      time.Duration
+	scaleWake int
+	out       string
+	svg       string
+	syscalls  bool
+	install   bool
+	keep      bool
+	dynapm    string
+	quick     bool
+	only      map[string]bool
+	args      []string
+}
+
+func (c *config) want(s string) bool { return len(c.only) == 0 || c.only[s] }
+
 func main() {
-	backend := flag.String("backend", "", "internal: run as the backend program listening on this address")
+	backend := flag.String("backend", "", "internal: run as the line backend (PING, BULK n) listening on this address")
+	backendHTTP := flag.String("backend-http", "", "internal: run as the tiny HTTP/1.1 backend listening on this address")
 	pidfile := flag.String("pidfile", "", "internal: backend writes its pid here once listening")
-	bulkMiB := flag.Int("bulk-mib", 1024, "MiB per bulk transfer")
-	runs := flag.Int("runs", 5, "bulk runs per path (the median is reported)")
-	wakes := flag.Int("wakes", 20, "cold wakes (the median overhead is reported)")
+	spawnlog := flag.String("spawnlog", "", "internal: backend appends \"pid unix-nanos\" here once listening")
+
+	var c config
+	flag.BoolVar(&c.quick, "quick", false, "a run of about a minute: shorter loads, one repetition, fewer wakes")
+	flag.IntVar(&c.runs, "runs", 3, "repetitions of every warm-path measurement (medians are reported)")
+	flag.DurationVar(&c.dur, "duration", 5*time.Second, "length of every wrk load")
+	bulkMiB := flag.Int("bulk-mib", 2048, "MiB per bulk transfer")
+	flag.IntVar(&c.wakes, "wakes", 15, "cold wakes per program (the median overhead is reported)")
+	flag.IntVar(&c.herd, "herd", 1000, "simultaneous first connections in the herd scenario")
+	flag.IntVar(&c.scaleApps, "scale-apps", 10000, "app files in the scale scenario")
+	flag.DurationVar(&c.idle, "idle", 10*time.Second, "idle period over which the scale daemon's CPU time is measured")
+	flag.IntVar(&c.scaleWake, "scale-wakes", 7, "wakes per daemon in the scale scenario")
+	flag.StringVar(&c.out, "out", "", "also write the report as markdown to this file (text between the bench markers is replaced)")
+	flag.StringVar(&c.svg, "svg", "", "write the chart here (default: bench.svg next to -out)")
+	flag.BoolVar(&c.syscalls, "syscalls", false, "also count the proxies' system calls and context switches per operation (perf stat, strace -c)")
+	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
+	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
+	flag.BoolVar(&c.install, "install", false, "apt-get install haproxy and wrk when missing")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,cold,herd,scale (default all)")
 	flag.Parse()
 
-	if *backend != "" {
-		err := serveBackend(*backend, *pidfile)
+	switch {
+	case *backend != "":
+		err := serveBackend(*backend, *pidfile, *spawnlog)
 		fmt.Fprintln(os.Stderr, "bench backend:", err)
 		os.Exit(1)
+	case *backendHTTP != "":
+		err := serveHTTPBackend(*backendHTTP)
+		fmt.Fprintln(os.Stderr, "bench http backend:", err)
+		os.Exit(1)
 	}
-	if err := run(int64(*bulkMiB)<<20, *runs, *wakes); err != nil {
+
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.bulk = int64(*bulkMiB) << 20
+	if c.quick {
+		// Explicit flags win over -quick's defaults.
+		quick := map[string]func(){
+			"runs":        func() { c.runs = 1 },
+			"duration":    func() { c.dur = 2 * time.Second },
+			"bulk-mib":    func() { c.bulk = 512 << 20 },
+			"wakes":       func() { c.wakes = 5 },
+			"idle":        func() { c.idle = 3 * time.Second },
+			"scale-wakes": func() { c.scaleWake = 3 },
+		}
+		for name, f := range quick {
+			if !set[name] {
+				f()
+			}
+		}
+	}
+	if c.out != "" && c.svg == "" {
+		c.svg = strings.TrimSuffix(c.out, "BENCHMARKS.md") + "bench.svg"
+		if !strings.HasSuffix(c.out, "BENCHMARKS.md") {
+			c.svg = c.out + ".svg"
+		}
+	}
+	if *only != "" {
+		c.only = map[string]bool{}
+		for _, s := range strings.Split(*only, ",") {
+			c.only[strings.TrimSpace(s)] = true
+		}
+	}
+	c.args = os.Args[1:]
+	if err := run(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -1,205 +1,254 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 )
 
-// run builds and starts DynaPM, measures both paths and prints the report.
-func run(bulkBytes int64, runs, wakes int) error {
-	work, err := os.MkdirTemp("", "dynapm-bench-")
+// bench is one benchmark run's shared state: the tools, the programs and
+// the main daemon with its apps.
+type bench struct {
+	cfg        *config
+	rep        *report
+	work       string
+	dynapmBin  string
+	backendBin string
+	python     string
+	hasWrk     bool
+
+	daemon *daemonProc
+	haprox *haproxyProc
+
+	// Addresses: the HTTP and bulk backends (direct), and the same through
+	// dynapm and haproxy.
+	httpAddr map[string]string
+	bulkAddr map[string]string
+	cold     []coldProgram
+	herdApp  app
+	herdLog  string
+}
+
+// run builds and starts everything, measures every scenario asked for,
+// prints the report and writes the markdown and chart when asked.
+func run(c *config) error {
+	b := &bench{cfg: c, rep: &report{started: time.Now()}}
+	b.tools()
+	b.rep.machine = describeMachine()
+	b.hasWrk = b.rep.machine.wrk != ""
+
+	var err error
+	b.work, err = os.MkdirTemp("", "dynapm-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if c.keep {
+		defer progress("kept %s", b.work)
+	} else {
+		defer os.RemoveAll(b.work)
+	}
+	if err := b.build(); err != nil {
+		return err
+	}
+	if err := b.startMain(); err != nil {
+		return err
+	}
+	defer func() {
+		if b.haprox != nil {
+			b.haprox.stop()
+		}
+		b.daemon.stop()
+	}()
+
+	ctx := context.Background()
+	steps := []struct {
+		name string
+		f    func(context.Context) error
+	}{
+		// The cold path first: the warm path's connection churn leaves
+		// tens of thousands of TIME_WAIT sockets on the loopback for a
+		// minute, during which some connects stall on SYN retransmits.
+		{"cold", b.coldScenario},
+		{"herd", b.herdScenario},
+		{"scale", b.scaleScenario},
+		{"bulk", b.bulkScenario},
+		{"warm", b.warm},
+	}
+	for _, s := range steps {
+		if !c.want(s.name) {
+			continue
+		}
+		progress("== %s", s.name)
+		if err := s.f(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	if c.syscalls && (c.want("warm") || c.want("bulk")) {
+		progress("== syscalls")
+		if err := b.syscallScenario(ctx); err != nil {
+			return fmt.Errorf("syscalls: %w", err)
+		}
+	}
+	b.rep.commands = b.commands()
+	fmt.Print(b.rep.text())
+	if c.out != "" {
+		if err := b.rep.writeMarkdown(c.out, c.svg); err != nil {
+			return err
+		}
+		if err := os.WriteFile(c.svg, []byte(b.rep.svg()), 0o644); err != nil {
+			return err
+		}
+		progress("wrote %s and %s", c.out, c.svg)
+	}
+	return nil
+}
+
+// tools installs HAProxy and wrk when asked and notes what is missing.
+func (b *bench) tools() {
+	missing := []string{}
+	for _, t := range []string{"haproxy", "wrk"} {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 && b.cfg.install {
+		progress("installing %v with apt-get", missing)
+		cmd := exec.Command("sh", "-c", "apt-get update -qq && apt-get install -y -qq "+joinArgs(missing))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			progress("installing %v failed: %v", missing, err)
+		}
+	}
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		b.rep.note("HAProxy is not installed: the haproxy columns are empty (run with -install, or apt-get install haproxy).")
+		progress("haproxy not installed: skipping the haproxy comparisons")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		b.rep.note("wrk is not installed: the keep-alive, new-connection and latency scenarios were skipped (run with -install, or apt-get install wrk).")
+		progress("wrk not installed: skipping the keep-alive, new-connection and latency scenarios")
+	}
+}
+
+// build compiles dynapm and copies this program as the backend binary, so
+// that the backends are plain binaries even under "go run".
+func (b *bench) build() error {
+	b.dynapmBin = filepath.Join(b.work, "dynapm")
+	if b.cfg.dynapm != "" {
+		if err := copyFile(b.cfg.dynapm, b.dynapmBin); err != nil {
+			return fmt.Errorf("copying -dynapm binary: %w", err)
+		}
+	} else {
+		progress("building dynapm")
+		if out, err := exec.Command("go", "build", "-o", b.dynapmBin, ".").CombinedOutput(); err != nil {
+			return fmt.Errorf("building dynapm (run from the repository root): %v\n%s", err, out)
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	dynapm := filepath.Join(work, "dynapm")
-	if out, err := exec.Command("go", "build", "-o", dynapm, ".").CombinedOutput(); err != nil {
-		return fmt.Errorf("building dynapm: %v\n%s", err, out)
-	}
-	// A copy of this program, so that the benchmark's backend is a plain
-	// binary even when it runs under "go run".
-	backendBin := filepath.Join(work, "backend")
-	if err := copyFile(self, backendBin); err != nil {
-		return err
-	}
+	b.backendBin = filepath.Join(b.work, "backend")
+	return copyFile(self, b.backendBin)
+}
 
-	bulkDirect, bulkListen := freeAddr(), freeAddr()
-	coldUp, coldListen := freeAddr(), freeAddr()
-	coldPid := filepath.Join(work, "cold.pid")
-	apps := filepath.Join(work, "apps.d")
-	if err := os.Mkdir(apps, 0o755); err != nil {
-		return err
-	}
-	writeApp := func(name, listen, upstream, pidfile, settings string) error {
-		return os.WriteFile(filepath.Join(apps, name+".yaml"), []byte(fmt.Sprintf(
-			"listen: %q\nupstream: %q\ncommand: [%q, \"-backend\", %q, \"-pidfile\", %q]\n%s",
-			listen, upstream, backendBin, upstream, pidfile, settings)), 0o644)
-	}
-	if err := writeApp("bulk", bulkListen, bulkDirect, "", "mode: persistent\n"); err != nil {
-		return err
-	}
-	if err := writeApp("cold", coldListen, coldUp, coldPid, "idle_timeout: 50ms\n"); err != nil {
-		return err
-	}
-
-	daemon := exec.Command(dynapm, "run", "-apps", apps, "-state", filepath.Join(work, "state"))
-	daemonLog, err := os.Create(filepath.Join(work, "daemon.log"))
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
 	if err != nil {
 		return err
 	}
-	daemon.Stdout, daemon.Stderr = daemonLog, daemonLog
-	if err := daemon.Start(); err != nil {
+	return os.WriteFile(to, data, 0o755)
+}
+
+// startMain writes the main daemon's apps (persistent warm-path backends,
+// on-demand cold and herd apps), starts it, and starts HAProxy in front of
+// the same backends.
+func (b *bench) startMain() error {
+	dir := filepath.Join(b.work, "main")
+	apps := filepath.Join(dir, "apps.d")
+	if err := os.MkdirAll(apps, 0o755); err != nil {
 		return err
 	}
-	defer func() {
-		_ = daemon.Process.Signal(syscall.SIGTERM)
-		_ = daemon.Wait()
-	}()
-	if err := waitDial(bulkDirect, 30*time.Second); err != nil {
-		return fmt.Errorf("persistent bulk backend did not come up: %w", err)
+	b.httpAddr = map[string]string{direct: freeAddr(), dynapm: freeAddr()}
+	b.bulkAddr = map[string]string{direct: freeAddr(), dynapm: freeAddr()}
+	files := []app{
+		{name: "http", listen: b.httpAddr[dynapm], upstream: b.httpAddr[direct],
+			command: []string{b.backendBin, "-backend-http", b.httpAddr[direct]}, extra: "mode: persistent\n"},
+		{name: "bulk", listen: b.bulkAddr[dynapm], upstream: b.bulkAddr[direct],
+			command: []string{b.backendBin, "-backend", b.bulkAddr[direct]}, extra: "mode: persistent\n"},
 	}
-
-	fmt.Printf("DynaPM benchmark, %s, %d CPUs\n\n", time.Now().Format(time.RFC3339), runtime.NumCPU())
-
-	// Bulk: alternate direct and DynaPM so that both see the same machine.
-	var direct, proxied []float64
-	for i := 0; i < runs; i++ {
-		d, err := download(bulkDirect, bulkBytes)
-		if err != nil {
-			return fmt.Errorf("direct download: %w", err)
-		}
-		p, err := download(bulkListen, bulkBytes)
-		if err != nil {
-			return fmt.Errorf("download through dynapm: %w", err)
-		}
-		direct, proxied = append(direct, d), append(proxied, p)
+	b.herdLog = filepath.Join(dir, "herd.spawns")
+	b.herdApp = app{name: "herd", listen: freeAddr(),
+		command: []string{b.backendBin, "-backend", "127.0.0.1:${PORT}", "-spawnlog", b.herdLog},
+		extra:   fmt.Sprintf("idle_timeout: 1s\nmax_pending: %d\n", b.cfg.herd+100)}
+	files = append(files, b.herdApp)
+	cold, err := b.coldPrograms(dir)
+	if err != nil {
+		return err
 	}
-	md, mp := median(direct), median(proxied)
-	fmt.Printf("bulk (%d MiB x %d, one connection each)\n", bulkBytes>>20, runs)
-	fmt.Printf("  direct        %8.0f MB/s\n", md/1e6)
-	fmt.Printf("  through dynapm%8.0f MB/s\n", mp/1e6)
-	fmt.Printf("  ratio         %8.2f  (goal >= 0.75)\n\n", mp/md)
-
-	// Cold wake: DynaPM's connect-to-first-byte for a stopped app vs the
-	// program's own start-to-first-byte, alternating.
-	var bare, woken []time.Duration
-	for i := 0; i < wakes; i++ {
-		b, err := bareStart(backendBin, freeAddr())
-		if err != nil {
-			return fmt.Errorf("bare start: %w", err)
-		}
-		if err := waitStopped(coldPid, 20*time.Second); err != nil {
+	for _, p := range cold {
+		files = append(files, p.app)
+	}
+	b.cold = cold
+	for _, a := range files {
+		if err := a.write(apps); err != nil {
 			return err
 		}
-		w, err := firstByte(coldListen, 30*time.Second)
-		if err != nil {
-			return fmt.Errorf("cold wake through dynapm: %w", err)
-		}
-		bare, woken = append(bare, b), append(woken, w)
 	}
-	mb, mw := medianDur(bare), medianDur(woken)
-	fmt.Printf("cold wake (%d wakes; backend: a small Go server)\n", wakes)
-	fmt.Printf("  program alone, start to first byte   %8s\n", mb.Round(time.Microsecond))
-	fmt.Printf("  through dynapm, connect to first byte%8s\n", mw.Round(time.Microsecond))
-	fmt.Printf("  overhead (median of differences)     %8s  (goal < 1ms)\n", medianDiff(woken, bare).Round(time.Microsecond))
+	progress("starting dynapm")
+	b.daemon, _, err = startDaemon(b.dynapmBin, dir, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	for _, addr := range []string{b.httpAddr[direct], b.bulkAddr[direct]} {
+		if err := waitDial(addr, 30*time.Second); err != nil {
+			b.daemon.stop()
+			return fmt.Errorf("persistent backend %s did not come up: %w", addr, err)
+		}
+	}
+	if _, err := exec.LookPath("haproxy"); err == nil {
+		b.httpAddr[haproxy], b.bulkAddr[haproxy] = freeAddr(), freeAddr()
+		listens := [][2]string{{b.httpAddr[haproxy], b.httpAddr[direct]}, {b.bulkAddr[haproxy], b.bulkAddr[direct]}}
+		b.haprox, err = startHAProxy(dir, listens)
+		if err != nil {
+			b.daemon.stop()
+			return err
+		}
+		b.rep.haproxy = b.haprox.config
+	}
 	return nil
 }
 
-// download reads n bytes from a BULK request and returns bytes per second.
-func download(addr string, n int64) (float64, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return 0, err
+// proxyPid is the process whose CPU a target's load is charged to.
+func (b *bench) proxyPid(target string) int {
+	switch target {
+	case dynapm:
+		return b.daemon.pid()
+	case haproxy:
+		return b.haprox.pid()
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-	start := time.Now()
-	if _, err := fmt.Fprintf(c, "BULK %d\n", n); err != nil {
-		return 0, err
-	}
-	got, err := io.Copy(io.Discard, c)
-	if err != nil {
-		return 0, err
-	}
-	if got != n {
-		return 0, fmt.Errorf("got %d bytes, want %d", got, n)
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return 0
 }
 
-// bareStart starts the backend directly and returns the time from the
-// spawn to the first byte of a PING answer, polling connect as tightly as
-// a client could.
-func bareStart(bin, addr string) (time.Duration, error) {
-	start := time.Now()
-	cmd := exec.Command(bin, "-backend", addr)
-	if err := cmd.Start(); err != nil {
-		return 0, err
+// present lists the targets this run can measure.
+func (b *bench) present() []string {
+	if b.haprox == nil {
+		return []string{direct, dynapm}
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	if _, err := firstByte(addr, 30*time.Second); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+	return targets
 }
 
-// firstByte connects (retrying refused connects every 100µs) and returns
-// the time from the first connect attempt to the first byte of the reply.
-func firstByte(addr string, limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	deadline := start.Add(limit)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			if time.Now().After(deadline) {
-				return 0, err
-			}
-			time.Sleep(100 * time.Microsecond)
-			continue
-		}
-		defer c.Close()
-		_ = c.SetDeadline(deadline)
-		if _, err := io.WriteString(c, "PING\n"); err != nil {
-			return 0, err
-		}
-		r := bufio.NewReader(c)
-		if _, err := r.ReadByte(); err != nil {
-			return 0, err
-		}
-		return time.Since(start), nil
+// order rotates the targets per repetition, so that none always runs first
+// (or right after another) on a machine whose load drifts.
+func order(ts []string, rep int) []string {
+	out := make([]string, len(ts))
+	for i := range ts {
+		out[i] = ts[(i+rep)%len(ts)]
 	}
-}
-
-// waitStopped waits until the process in pidfile (if any) has exited.
-func waitStopped(pidfile string, limit time.Duration) error {
-	data, err := os.ReadFile(pidfile)
-	if err != nil {
-		return nil // never started
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	deadline := time.Now().Add(limit)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cold app pid %d still running after %s", pid, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return os.Remove(pidfile)
+	return out
 }
 
 func waitDial(addr string, limit time.Duration) error {
@@ -212,7 +261,7 @@ func waitDial(addr string, limit time.Duration) error {
 		if time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -225,30 +274,17 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-func copyFile(from, to string) error {
-	data, err := os.ReadFile(from)
-	if err != nil {
-		return err
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func joinArgs(xs []string) string {
+	s := ""
+	for i, x := range xs {
+		if i > 0 {
+			s += " "
+		}
+		s += x
 	}
-	return os.WriteFile(to, data, 0o755)
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianDur(xs []time.Duration) time.Duration {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianDiff(a, b []time.Duration) time.Duration {
-	d := make([]time.Duration, len(a))
-	for i := range a {
-		d[i] = a[i] - b[i]
-	}
-	return medianDur(d)
+	return s
 }

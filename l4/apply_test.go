@@ -130,7 +130,12 @@ func TestApplyChangingRoutesKeepsSocketAndConnections(t *testing.T) {
 		t.Fatalf("socket rebound to %s, was %s", got, addr)
 	}
 	roundTrip(t, old, "old connection keeps flowing")
-	if got := readName(t, dialTCP(t, addr), 3); got != "bbb" {
+	// The address is now shared by name: a new client must speak first.
+	nc := dialTCP(t, addr)
+	if _, err := nc.Write([]byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readName(t, nc, 3); got != "bbb" {
 		t.Errorf("new connection routed to %q, want the new default route bbb", got)
 	}
 }

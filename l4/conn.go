@@ -58,33 +58,39 @@ func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) bool {
 	return true
 }
 
-// route picks the route of a new connection among the routes of its listen
-// address: the default route (no SNI, no Host). Until SNI and Host are
-// peeked, an address without a default route uses its first route.
-func route(routes []Route) (Route, bool) {
-	for _, r := range routes {
-		if len(r.SNI) == 0 && len(r.Host) == 0 {
-			return r, true
-		}
-	}
-	if len(routes) > 0 {
-		return routes[0], true
-	}
-	return Route{}, false
-}
-
-// serveConn routes c, wakes its app without reading the client's bytes (they
-// wait in the kernel), dials the upstream and splices: the client-to-upstream
-// direction runs in this goroutine, the other in pipeUpstreamToClient.
-func (s *Server) serveConn(c *proxyConn, routes *[]Route) {
+// serveConn routes c, wakes its app, dials the upstream and splices: the
+// client-to-upstream direction runs in this goroutine, the other in
+// pipeUpstreamToClient. On an address with a single default route the
+// client's bytes are not read before the splice (they wait in the kernel
+// while the app wakes); on an address shared by name they are peeked first
+// and sent to the upstream ahead of the rest.
+func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	defer s.wg.Done()
 	log := s.logger()
-	r, ok := route(*routes)
-	if !ok {
-		log.Warn("no route for connection", slog.String("client", c.client.RemoteAddr().String()))
+	var p peeked
+	idx := rs.def
+	if rs.peek {
+		var err error
+		p, err = s.peek(c.client)
+		if err != nil {
+			if log.Enabled(context.Background(), slog.LevelDebug) {
+				log.Debug("closing connection that named no app in time", slog.String("listen", l.addr),
+					slog.String("client", c.client.RemoteAddr().String()), slog.Any("error", err))
+			}
+			s.drop(c, nil)
+			return
+		}
+		defer s.releasePeek(&p)
+		// The routes may have been reloaded while the client was sending.
+		rs = l.routes.Load()
+		idx = rs.match(p.proto, p.name)
+	}
+	if idx < 0 {
+		l.logNoMatch(c, p)
 		s.drop(c, nil)
 		return
 	}
+	r := rs.routes[idx]
 	c.app = r.App
 	c.start = time.Now()
 	upstream, release, err := s.Waker.Wake(s.ctx, r.App)
@@ -109,14 +115,16 @@ func (s *Server) serveConn(c *proxyConn, routes *[]Route) {
 		s.drop(c, release)
 		return
 	}
-	if r.ProxyProtocol != "" {
-		if err := writeProxyHeader(up, c.client, r.ProxyProtocol); err != nil {
-			log.Warn("sending proxy protocol header failed, closing connection",
+	if r.ProxyProtocol != "" || len(p.data) > 0 {
+		if err := writePreamble(up, c.client, r.ProxyProtocol, p.data); err != nil {
+			log.Warn("sending first bytes to upstream failed, closing connection",
 				slog.String("app", r.App), slog.Any("error", err))
 			up.Close()
 			s.drop(c, release)
 			return
 		}
+		c.sent = int64(len(p.data))
+		s.releasePeek(&p)
 	}
 	if !s.splicing(c, up) {
 		up.Close()
@@ -152,7 +160,7 @@ func (c *proxyConn) pipeUpstreamToClient() {
 // bytes copied, before the other direction can read it.
 func (c *proxyConn) pipe(dst, src *net.TCPConn, count *int64) {
 	n, err := c.s.copyConn(dst, src)
-	*count = n
+	*count += n
 	if err != nil {
 		c.abort()
 	} else {
@@ -190,6 +198,9 @@ func (c *proxyConn) finish() {
 	c.upstream.Close()
 	c.release()
 	c.s.untrack(c)
+	if o := c.s.Observer; o != nil {
+		o.ConnectionClosed(c.app, c.sent, c.received)
+	}
 	if log := c.s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("connection closed", slog.String("app", c.app),
 			slog.String("client", c.client.RemoteAddr().String()),
@@ -199,17 +210,23 @@ func (c *proxyConn) finish() {
 	}
 }
 
-// writeProxyHeader tells upstream where client's connection came from,
-// before any of the client's bytes.
-func writeProxyHeader(upstream, client *net.TCPConn, version string) error {
-	src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
-	dst := client.LocalAddr().(*net.TCPAddr).AddrPort()
-	hdr, err := appendProxyHeader(make([]byte, 0, 64), version, src, dst)
-	if err != nil {
-		return err
+// writePreamble sends upstream what goes before the client's unread bytes:
+// the PROXY protocol header of version (if any), telling upstream where
+// client's connection came from, then the bytes peeked from the client. One
+// writev for both.
+func writePreamble(upstream, client *net.TCPConn, version string, peeked []byte) error {
+	var hdr []byte
+	if version != "" {
+		src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
+		dst := client.LocalAddr().(*net.TCPAddr).AddrPort()
+		var err error
+		if hdr, err = appendProxyHeader(make([]byte, 0, 64), version, src, dst); err != nil {
+			return err
+		}
 	}
-	if _, err := upstream.Write(hdr); err != nil {
-		return fmt.Errorf("writing proxy protocol header: %w", err)
+	bufs := net.Buffers{hdr, peeked}
+	if _, err := bufs.WriteTo(upstream); err != nil {
+		return fmt.Errorf("writing to upstream: %w", err)
 	}
 	return nil
 }

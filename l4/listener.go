@@ -16,7 +16,11 @@ type listener struct {
 	s      *Server
 	addr   string // the table key
 	ln     net.Listener
-	routes atomic.Pointer[[]Route]
+	routes atomic.Pointer[routeSet]
+
+	// Rate limit of the "no app for this name" log.
+	noMatchLast       atomic.Int64 // UnixNano of the last such log
+	noMatchSuppressed atomic.Int64
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the listener is closed
@@ -25,7 +29,7 @@ type listener struct {
 // listen binds addr. Keep-alive is off: it costs setsockopt calls on every
 // accepted connection, and a held connection's liveness is the client's
 // business.
-func (s *Server) listen(addr string, routes []Route) (*listener, error) {
+func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
@@ -35,7 +39,7 @@ func (s *Server) listen(addr string, routes []Route) (*listener, error) {
 		ln = s.listenHook(ln)
 	}
 	l := &listener{s: s, addr: addr, ln: ln, done: make(chan struct{})}
-	l.routes.Store(&routes)
+	l.routes.Store(routes)
 	return l, nil
 }
 
@@ -113,6 +117,6 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		s.wg.Add(1)
-		go s.serveConn(pc, l.routes.Load())
+		go s.serveConn(pc, l, l.routes.Load())
 	}
 }

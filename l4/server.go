@@ -76,11 +76,22 @@ type Server struct {
 	DialConcurrency int
 
 	// ErrorLogInterval rate-limits repeated logs of the same kind (accept
-	// errors per listener). Zero means 5s.
+	// errors and connections matching no app, per listener). Zero means 5s.
 	ErrorLogInterval time.Duration
+
+	// PeekTimeout bounds, from accept, how long a connection on an address
+	// shared by name (routes with SNI or Host) may take to send the TLS
+	// ClientHello or HTTP headers that name its app; a client still silent
+	// then is closed without waking anything. Addresses with a single
+	// default route are never peeked. Zero means 5s.
+	PeekTimeout time.Duration
 
 	// listenHook, when set, wraps every new listener. Tests use it to inject
 	// accept errors that cannot be made real cheaply.
+	// Observer, when set, is told of every spliced connection once it has
+	// ended (metrics): once per connection, never per read.
+	Observer Observer
+
 	listenHook func(net.Listener) net.Listener
 	// dialErrorHook, when set, sees every failed connect attempt; tests use
 	// it to act right after a refused connect.
@@ -95,6 +106,7 @@ type Server struct {
 	conns     map[*proxyConn]struct{}
 	wg        sync.WaitGroup // accept loops and connection goroutines
 	bufs      sync.Pool      // *[]byte of bufSize, for copyConn
+	peekBufs  sync.Pool      // *[]byte of peekBufSize, for peek
 
 	dialMu    sync.Mutex
 	dialGates map[netip.AddrPort]*dialGate
@@ -132,6 +144,13 @@ func (s *Server) initLocked() {
 // routes); addresses no longer in the table stop listening, but connections
 // already accepted on them keep flowing until they end.
 //
+// An address whose routes carry SNI or Host is shared by name: each
+// connection's first bytes are peeked (see PeekTimeout) and matched against
+// the routes' names, exact names before "*." wildcards, the longest wildcard
+// first; a connection matching none goes to the route without names, or is
+// closed if there is none. A peeked connection that was accepted before an
+// Apply is matched against the routes in force when its name is known.
+//
 // Apply returns one error per address that could not be bound, keyed by
 // address, naming the apps that wanted it; nil if all went well. Other
 // addresses are applied regardless.
@@ -162,9 +181,9 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 		}
 	}
 	for addr, routes := range table {
-		rs := append([]Route(nil), routes...)
+		rs := newRouteSet(routes)
 		if l, ok := s.listeners[addr]; ok {
-			l.routes.Store(&rs)
+			l.routes.Store(rs)
 			continue
 		}
 		l, err := s.listen(addr, rs)

@@ -64,3 +64,8 @@ func expandSpec(spec *appfile.Spec, port int) *appfile.Spec {
 	}
 	return &s
 }
+
+// AppEnv is the environment the Manager gives an app started on port, for a
+// driver that runs a command for the app outside a start (the command
+// driver's check at daemon start); $INSTANCE is 0 there.
+func AppEnv(spec *appfile.Spec, port int) []string { return buildEnv(spec, port, 0) }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -25,21 +26,35 @@ func (m *Manager) logPath(name string) string {
 }
 
 // openLog opens the app's log for appending (creating it and its directory
-// private to the daemon's user) and writes a header for this start.
-func (m *Manager) openLog(name string, now time.Time) (*os.File, error) {
+// private to the daemon's user), or a writer from Config.Logs, and writes a
+// header for this start. The wait function it returns blocks until what
+// was written is in the file.
+func (m *Manager) openLog(name string, now time.Time) (*os.File, func(context.Context) error, error) {
+	if m.cfg.Logs != nil {
+		w, wait, err := m.cfg.Logs.Open(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := fmt.Fprintf(w, "%s%s ---\n", startHeader, now.Format(time.RFC3339Nano)); err != nil {
+			w.Close()
+			return nil, nil, fmt.Errorf("writing log: %w", err)
+		}
+		return w, wait, nil
+	}
+	noWait := func(context.Context) error { return nil }
 	path := m.logPath(name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating log directory: %w", err)
+		return nil, nil, fmt.Errorf("creating log directory: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("opening log: %w", err)
+		return nil, nil, fmt.Errorf("opening log: %w", err)
 	}
 	if _, err := fmt.Fprintf(f, "%s%s ---\n", startHeader, now.Format(time.RFC3339Nano)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("writing log: %w", err)
+		return nil, nil, fmt.Errorf("writing log: %w", err)
 	}
-	return f, nil
+	return f, noWait, nil
 }
 
 // logTail returns the last lines of the app's log (at most tailLines lines

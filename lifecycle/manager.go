@@ -11,6 +11,7 @@ package lifecycle
 import (
 	"context"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -25,6 +26,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Driver starts the apps' programs. Required.
 	Driver Driver
+	// Drivers holds the other drivers by the name an app file gives in
+	// driver: (docker, swarm, command). Driver serves exec and apps that
+	// name none; an app naming a driver missing here fails to start.
+	Drivers map[string]Driver
 	// BackoffMin and BackoffMax bound the delay before a start after a
 	// failure (default 1s and 1m); see backoff.go for the policy.
 	BackoffMin, BackoffMax time.Duration
@@ -33,9 +38,42 @@ type Config struct {
 	// The daemon passes the memory Monitor's MakeRoom, which may stop other
 	// apps (through this Manager) to make room for app.
 	BeforeStart func(ctx context.Context, app string)
+	// Logs, when set, gives each start the writer for the program's
+	// output instead of STATE/logs/NAME.log opened directly: the daemon
+	// passes applog.Logs, which rotates the files.
+	Logs LogOpener
+	// Events, when set, is told of starts, readiness and stops (metrics).
+	// Its methods are called with the Manager's lock held: they must be
+	// quick and must not call the Manager.
+	Events Events
 	// ProbeInterval is the first interval between readiness probes
 	// (default 1ms); it grows to 25ms while the program starts.
 	ProbeInterval time.Duration
+}
+
+// LogOpener opens a writer for one start of app. The program gets w as
+// stdout and stderr; wait blocks until everything written to w by anyone
+// is in the log (or ctx ends).
+type LogOpener interface {
+	Open(app string) (w *os.File, wait func(context.Context) error, err error)
+}
+
+// Events receives the Manager's lifecycle events, for metrics. They are per
+// program, that is per instance: each instance of a scaled app that starts
+// reports AppStarted, then AppReady or AppStopped ("failed"), and each one
+// that ends reports AppStopped, whether the app runs on with its other
+// instances or not. Starts minus stops is thus the number of programs
+// alive, and a cold start is observed once per program spawned.
+type Events interface {
+	// AppStarted: a program is being spawned; reason is what asked for it
+	// (connection, cron, manual, boot, restart...).
+	AppStarted(app, reason string)
+	// AppReady: the program passed its readiness probe, coldStart after
+	// it was spawned.
+	AppReady(app string, coldStart time.Duration)
+	// AppStopped: a program is gone; reason is why (idle, memory,
+	// manual, reload, shutdown, crash, failed...).
+	AppStopped(app, reason string)
 }
 
 // Manager keeps the configured apps and their processes. It satisfies
@@ -47,6 +85,12 @@ type Manager struct {
 	mu     sync.Mutex
 	apps   map[string]*app
 	closed bool // Shutdown began: no new starts, waiters fail
+
+	// adopting counts the goroutines asking a RunningChecker about new
+	// apps; stopAdopting calls them off at Shutdown.
+	adopting     sync.WaitGroup
+	adoptCtx     context.Context
+	stopAdopting context.CancelFunc
 }
 
 // NewManager returns a Manager with no apps; Apply gives it some.
@@ -67,7 +111,9 @@ func NewManager(cfg Config) *Manager {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = defaultProbeInterval
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app)}
+	m.adoptCtx, m.stopAdopting = context.WithCancel(context.Background())
+	return m
 }
 
 // Apply makes the managed set match specs. New apps are added (persistent
@@ -92,6 +138,8 @@ func (m *Manager) Apply(specs []*appfile.Spec) {
 			m.apps[spec.Name] = a
 			if startsAtBoot(spec) {
 				m.beginStart(a, "boot")
+			} else {
+				m.maybeAdopt(a)
 			}
 			continue
 		}

@@ -40,6 +40,9 @@ func (m *Manager) launch(a *app, reason string) *instance {
 	}
 	a.addInstance(in)
 	a.starts++
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStarted(a.name, reason)
+	}
 	go m.runInstance(a, in)
 	return in
 }
@@ -55,11 +58,12 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	if m.cfg.BeforeStart != nil {
 		m.cfg.BeforeStart(in.ctx, a.name)
 	}
-	proc, logf, err := m.spawn(a, in)
+	proc, logf, waitLog, err := m.spawn(a, in)
 	if logf != nil {
-		// The program holds its own descriptor; ours is only needed until
-		// it is gone.
-		defer logf.Close()
+		// The program holds its own descriptor. Ours goes now: with
+		// rotating logs it is a pipe, whose copy into the file ends only
+		// once every writer has closed it.
+		logf.Close()
 	}
 	if err != nil {
 		m.mu.Lock()
@@ -104,6 +108,10 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	stopErr := proc.Stop(sig, grace)
 	tail := ""
 	if wantTail {
+		// The whole group is gone: let its last output reach the file.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = waitLog(ctx)
+		cancel()
 		tail = m.logTail(a.name) // file I/O: outside the lock
 	}
 
@@ -120,16 +128,16 @@ func (m *Manager) runInstance(a *app, in *instance) {
 }
 
 // spawn picks the upstream, opens the log and starts the program.
-func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, error) {
+func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, func(context.Context) error, error) {
 	spec := in.spec
 	upstream, port, err := pickUpstream(in.ctx, spec.Upstream)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	now := time.Now()
-	logf, err := m.openLog(a.name, now)
+	logf, waitLog, err := m.openLog(a.name, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	m.mu.Lock()
 	in.upstream, in.spawnedAt = upstream, now
@@ -138,7 +146,11 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, error) {
 	if upstreamStr == "" {
 		upstreamStr = upstream.String()
 	}
-	proc, err := m.cfg.Driver.Start(in.ctx, StartRequest{
+	drv, err := m.driverFor(spec)
+	if err != nil {
+		return nil, logf, waitLog, err
+	}
+	proc, err := drv.Start(in.ctx, StartRequest{
 		Spec:     expandSpec(spec, port),
 		Upstream: upstreamStr,
 		Port:     port,
@@ -146,12 +158,12 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, error) {
 		Log:      logf,
 	})
 	if err != nil {
-		return nil, logf, err
+		return nil, logf, waitLog, err
 	}
 	m.mu.Lock()
 	in.proc = proc
 	m.mu.Unlock()
-	return proc, logf, nil
+	return proc, logf, waitLog, nil
 }
 
 // pickUpstream returns where the program must listen: the app's upstream, or
@@ -206,6 +218,9 @@ func (m *Manager) becomeReady(a *app, in *instance) {
 	a.setState(Ready)
 	m.log.Info("app started", instAttrs(a, in, []any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid(),
 		"upstream", in.upstream.String(), "took", now.Sub(in.spawnedAt)})...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppReady(a.name, now.Sub(in.spawnedAt))
+	}
 	m.logRefused(a)
 	m.armIdle(a)
 	m.ensureMin(a)
@@ -225,6 +240,9 @@ func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
 		attrs = append(attrs, "log_tail", tail)
 	}
 	m.log.Warn("app failed to start", attrs...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, "failed")
+	}
 	m.logRefused(a)
 	if a.active() > 0 {
 		// An added instance failed: the others serve on, and no instance
@@ -248,6 +266,10 @@ func (m *Manager) holdOffScaling(a *app, d time.Duration) {
 // Caller holds m.mu.
 func (m *Manager) crashed(a *app, in *instance, tail string) {
 	uptime := time.Since(in.readyAt)
+	if errors.Is(in.proc.Err(), ErrStoppedOutside) {
+		m.stoppedOutside(a, in, uptime)
+		return
+	}
 	a.dropInstance(in)
 	a.lastErr = "exited: " + exitStatus(in.proc)
 	if uptime >= m.cfg.BackoffMax {
@@ -261,6 +283,9 @@ func (m *Manager) crashed(a *app, in *instance, tail string) {
 		attrs = append(attrs, "log_tail", tail)
 	}
 	m.log.Warn("app exited", attrs...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, "crash")
+	}
 	if a.active() > 0 {
 		// Out of the rotation; the others serve on. Its connections are
 		// lost, theirs are not.
@@ -313,6 +338,9 @@ func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
 	if !in.readyAt.IsZero() {
 		a.failures = 0 // ran until we stopped it: not crash-looping
 		attrs = append(attrs, "uptime", time.Since(in.readyAt))
+	}
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, in.stopReason)
 	}
 	if a.state != Stopping || len(a.insts) > 0 {
 		// Stopped alone while the app runs on, or the app waits for its

@@ -113,6 +113,8 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 // are gone, or when ctx ends. Callers waiting in Wake or Start get
 // ErrShuttingDown at once; no app starts again afterwards.
 func (m *Manager) Shutdown(ctx context.Context) error {
+	m.stopAdopting()
+	m.adopting.Wait()
 	m.mu.Lock()
 	m.closed = true
 	var running []chan struct{}

@@ -99,8 +99,12 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 			next.Stop()
 		}
 	}()
+	checker, _ := proc.(ReadyChecker)
 	for {
-		lastErr := p.once(ctx, upstream, httpPath)
+		lastErr := gateReady(ctx, checker)
+		if lastErr == nil {
+			lastErr = p.once(ctx, upstream, httpPath)
+		}
 		if lastErr == nil {
 			return nil
 		}

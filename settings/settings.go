@@ -30,6 +30,18 @@ type Settings struct {
 	Metrics string
 	Log     Log
 	Memory  Memory
+	AppLogs AppLogs
+}
+
+// AppLogs configures the rotation of the apps' logs, STATE/logs/NAME.log.
+type AppLogs struct {
+	// MaxSize is the size in bytes past which a log is rotated (counted
+	// in whole MiB, rounded up).
+	MaxSize int64
+	// Keep is how many rotated files are kept per app (0: none).
+	Keep int
+	// Compress gzips the rotated files.
+	Compress bool
 }
 
 // Log configures the daemon's own log.
@@ -60,6 +72,7 @@ func Default() Settings {
 		StateDir: "./.dynapm",
 		Log:      Log{Format: "text", Level: "info"},
 		Memory:   Memory{Interval: time.Second},
+		AppLogs:  AppLogs{MaxSize: 10 << 20, Keep: 3},
 	}
 }
 
@@ -78,9 +91,10 @@ func (l Log) SlogLevel() slog.Level {
 }
 
 var (
-	topKeys    = []string{"apps_dir", "state_dir", "metrics", "log", "memory"}
-	logKeys    = []string{"format", "level"}
-	memoryKeys = []string{"min_available", "budget", "interval"}
+	topKeys     = []string{"apps_dir", "state_dir", "metrics", "log", "memory", "app_logs"}
+	appLogsKeys = []string{"max_size", "keep", "compress"}
+	logKeys     = []string{"format", "level"}
+	memoryKeys  = []string{"min_available", "budget", "interval"}
 )
 
 // Load reads the settings file at path (YAML, TOML or JSON by extension)
@@ -134,6 +148,24 @@ func Load(path string) (Settings, error) {
 			}
 			if x, ok := m["interval"]; ok {
 				s.Memory.Interval = d.interval("memory.interval", x, s.Memory.Interval)
+			}
+		}
+	}
+	if v, ok := raw["app_logs"]; ok {
+		if m := d.keys("app_logs", v, appLogsKeys); m != nil {
+			if x, ok := m["max_size"]; ok {
+				before := len(d.errs)
+				if n := d.size("app_logs.max_size", x); n > 0 {
+					s.AppLogs.MaxSize = n
+				} else if len(d.errs) == before {
+					d.errorf("app_logs.max_size", "expected a size above 0 such as 10MiB, got %s", describe(x))
+				}
+			}
+			if x, ok := m["keep"]; ok {
+				s.AppLogs.Keep = d.count("app_logs.keep", x)
+			}
+			if x, ok := m["compress"]; ok {
+				s.AppLogs.Compress = d.boolean("app_logs.compress", x)
 			}
 		}
 	}
@@ -295,4 +327,37 @@ func (d *decoder) interval(field string, v any, def time.Duration) time.Duration
 		return def
 	}
 	return dur
+}
+
+// count accepts a whole number ≥ 0.
+func (d *decoder) count(field string, v any) int {
+	switch v := v.(type) {
+	case int:
+		if v >= 0 {
+			return v
+		}
+	case int64:
+		if v >= 0 && v <= math.MaxInt32 {
+			return int(v)
+		}
+	case uint64:
+		if v <= math.MaxInt32 {
+			return int(v)
+		}
+	case float64:
+		if v >= 0 && v == math.Trunc(v) && v <= math.MaxInt32 {
+			return int(v)
+		}
+	}
+	d.errorf(field, "expected a whole number ≥ 0, got %s", describe(v))
+	return 0
+}
+
+// boolean accepts true or false.
+func (d *decoder) boolean(field string, v any) bool {
+	b, ok := v.(bool)
+	if !ok {
+		d.errorf(field, "expected true or false, got %s", describe(v))
+	}
+	return b
 }

@@ -23,7 +23,8 @@ func write(t *testing.T, name, content string) string {
 
 func TestDefault(t *testing.T) {
 	s := Default()
-	want := Settings{AppsDir: "./apps.d", StateDir: "./.dynapm", Log: Log{"text", "info"}, Memory: Memory{Interval: time.Second}}
+	want := Settings{AppsDir: "./apps.d", StateDir: "./.dynapm", Log: Log{"text", "info"}, Memory: Memory{Interval: time.Second},
+		AppLogs: AppLogs{MaxSize: 10 << 20, Keep: 3}}
 	if s != want {
 		t.Errorf("Default() = %+v, want %+v", s, want)
 	}
@@ -40,6 +41,7 @@ state_dir: /var/lib/dynapm
 metrics: 127.0.0.1:9464
 log: {format: json, level: debug}
 memory: {min_available: 512MiB, budget: 4GiB, interval: 250ms}
+app_logs: {max_size: 50MiB, keep: 0, compress: true}
 `,
 		"dynapm.toml": `
 apps_dir = "./apps"
@@ -52,10 +54,15 @@ level = "debug"
 min_available = "512MiB"
 budget = "4GiB"
 interval = "250ms"
+[app_logs]
+max_size = "50MiB"
+keep = 0
+compress = true
 `,
 		"dynapm.json": `{"apps_dir": "./apps", "state_dir": "/var/lib/dynapm", "metrics": "127.0.0.1:9464",
 "log": {"format": "json", "level": "debug"},
-"memory": {"min_available": "512MiB", "budget": "4GiB", "interval": "250ms"}}`,
+"memory": {"min_available": "512MiB", "budget": "4GiB", "interval": "250ms"},
+"app_logs": {"max_size": "50MiB", "keep": 0, "compress": true}}`,
 	}
 	for name, content := range files {
 		p := write(t, name, content)
@@ -69,6 +76,7 @@ interval = "250ms"
 			Metrics:  "127.0.0.1:9464",
 			Log:      Log{"json", "debug"},
 			Memory:   Memory{MinAvailableBytes: 512 << 20, Budget: 4 << 30, Interval: 250 * time.Millisecond},
+			AppLogs:  AppLogs{MaxSize: 50 << 20, Keep: 0, Compress: true},
 		}
 		if s != want {
 			t.Errorf("%s: got %+v, want %+v", name, s, want)
@@ -112,6 +120,12 @@ func TestLoadErrors(t *testing.T) {
 		{"apps_dir: ''\n", "apps_dir", "empty string"},
 		{"state_dir: [a]\n", "state_dir", "got a list"},
 		{"apps_dir: [\n", "", "invalid YAML"},
+		{"app_logs: {max_size: 0}\n", "app_logs.max_size", "above 0"},
+		{"app_logs: {max_size: big}\n", "app_logs.max_size", `got "big"`},
+		{"app_logs: {keep: -1}\n", "app_logs.keep", "got -1"},
+		{"app_logs: {keep: two}\n", "app_logs.keep", `got "two"`},
+		{"app_logs: {compress: yes please}\n", "app_logs.compress", "expected true or false"},
+		{"app_logs: {rotate: daily}\n", "app_logs.rotate", "unknown key"},
 	}
 	for _, c := range cases {
 		p := write(t, "dynapm.yaml", c.content)
@@ -189,7 +203,8 @@ memory:
 	want := Settings{
 		AppsDir: filepath.Join(dir, "apps.d"), StateDir: filepath.Join(dir, ".dynapm"),
 		Metrics: "127.0.0.1:9464", Log: Log{"text", "info"},
-		Memory: Memory{MinAvailablePercent: 10, Budget: 4 << 30, Interval: time.Second},
+		Memory:  Memory{MinAvailablePercent: 10, Budget: 4 << 30, Interval: time.Second},
+		AppLogs: Default().AppLogs,
 	}
 	if s != want {
 		t.Errorf("got %+v, want %+v", s, want)

@@ -44,12 +44,13 @@ type config struct {
 	allocMiB   int
 	printEnv   string
 	work       time.Duration
+	target     string
 }
 
 func main() {
 	var c config
 	flag.StringVar(&c.listen, "listen", "", "address to listen on (default 127.0.0.1:$PORT)")
-	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep")
+	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep | get (a healthcheck: GET -target, exit 0 on 2xx)")
 	flag.DurationVar(&c.delay, "delay", 0, "sleep this long before listening (slow start)")
 	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start")
 	flag.BoolVar(&c.crash, "crash", false, "print a line to stderr and exit 3 before listening")
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&c.allocMiB, "alloc", 0, "allocate and touch this many MiB")
 	flag.StringVar(&c.printEnv, "print-env", "", "print this environment variable to stdout at start")
 	flag.DurationVar(&c.work, "work", 0, "echo mode: burn this much CPU time per read before echoing it (a CPU-bound backend)")
+	flag.StringVar(&c.target, "target", "", "get mode: the URL to GET")
 	flag.Parse()
 
 	if err := run(c); err != nil {
@@ -92,6 +94,9 @@ func run(c config) error {
 		if err := holdOutput(); err != nil {
 			return err
 		}
+	}
+	if c.mode == "get" {
+		return get(c.target)
 	}
 	if c.mode == "sleep" {
 		if c.pidfile != "" {
@@ -385,4 +390,19 @@ func serveHold(ln net.Listener) error {
 func hold(conn net.Conn) {
 	defer conn.Close()
 	_, _ = io.Copy(io.Discard, conn)
+}
+
+// get is a healthcheck client for images without a shell or curl (a
+// container FROM scratch): it GETs url and fails unless the answer is 2xx.
+func get(url string) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
 }

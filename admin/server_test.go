@@ -1,0 +1,107 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestServeRefusesStateDirWritableByOthers(t *testing.T) {
+	dir := shortDir(t)
+	if err := os.Chmod(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Serve(Config{StateDir: dir, Controller: newTestController()})
+	if err == nil {
+		t.Fatal("Serve accepted a group-writable state directory")
+	}
+	for _, want := range []string{dir, "chmod 700"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestSocketIsPrivateAndRemovedOnShutdown(t *testing.T) {
+	s, _, _ := startServer(t, newTestController())
+	st, err := os.Stat(s.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Type() != fs.ModeSocket || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode = %v, want a socket with 0600", st.Mode())
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(s.Socket()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("socket still there after shutdown: %v", err)
+	}
+}
+
+func TestSecondDaemonOnSameStateDirIsRefused(t *testing.T) {
+	s, c, _ := startServer(t, newTestController("web"))
+	_, err := Serve(Config{StateDir: filepath.Dir(s.Socket()), Controller: newTestController()})
+	if err == nil || !strings.Contains(err.Error(), "another dynapm") {
+		t.Fatalf("second Serve: err = %v, want another dynapm is running", err)
+	}
+	// The first one is untouched.
+	if _, err := c.Apps(context.Background()); err != nil {
+		t.Fatalf("first daemon no longer answers: %v", err)
+	}
+}
+
+func TestStaleSocketIsReplaced(t *testing.T) {
+	dir := shortDir(t)
+	// A socket file left behind by a daemon that died: nothing listens.
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: SocketPath(dir), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	s, err := Serve(Config{StateDir: dir, Controller: newTestController("web")})
+	if err != nil {
+		t.Fatalf("Serve with a stale socket: %v", err)
+	}
+	defer s.Shutdown(context.Background())
+	apps, err := (&Client{Socket: s.Socket()}).Apps(context.Background())
+	if err != nil || len(apps) != 1 {
+		t.Fatalf("Apps = %v, %v; want one app", apps, err)
+	}
+}
+
+func TestSocketSomeoneAnswersOnIsNotStolen(t *testing.T) {
+	dir := shortDir(t)
+	ln, err := net.Listen("unix", SocketPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = Serve(Config{StateDir: dir, Controller: newTestController()})
+	if err == nil || !strings.Contains(err.Error(), "answering") {
+		t.Fatalf("Serve over a live socket: err = %v", err)
+	}
+	if _, err := os.Lstat(SocketPath(dir)); err != nil {
+		t.Fatalf("live socket was removed: %v", err)
+	}
+}
+
+func TestNonSocketAtSocketPathIsNotRemoved(t *testing.T) {
+	dir := shortDir(t)
+	if err := os.WriteFile(SocketPath(dir), []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Serve(Config{StateDir: dir, Controller: newTestController()})
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("err = %v, want not a socket", err)
+	}
+	if b, _ := os.ReadFile(SocketPath(dir)); string(b) != "precious" {
+		t.Fatal("file at the socket path was changed")
+	}
+}

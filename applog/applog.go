@@ -1,0 +1,192 @@
+// Package applog writes the apps' stdout and stderr to STATE/logs/NAME.log
+// with size-based rotation (lumberjack), while still handing each program a
+// plain *os.File: the program writes into a pipe and a goroutine in the
+// daemon copies the pipe into the rotating file. The program never learns
+// about rotation, and a grandchild that keeps the pipe open delays nothing
+// but the end of that copy.
+package applog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"gopkg.in/natefinch/lumberjack.v2"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultMaxBytes   = 10 << 20
+	DefaultMaxBackups = 3
+)
+
+// Config says where app logs go and how they rotate.
+type Config struct {
+	// Dir holds NAME.log and its rotated predecessors (NAME-TIME.log).
+	Dir string
+	// MaxBytes is the size past which the log is rotated; lumberjack counts
+	// in MiB, so it is rounded up to whole MiB. DefaultMaxBytes when zero.
+	MaxBytes int64
+	// MaxBackups is how many rotated files are kept; DefaultMaxBackups
+	// when zero, none when negative.
+	MaxBackups int
+	// MaxAgeDays removes rotated files older than this; 0 keeps them
+	// regardless of age.
+	MaxAgeDays int
+	// Compress gzips rotated files.
+	Compress bool
+	Logger   *slog.Logger
+}
+
+// Logs owns every app's rotating log file and the goroutines that fill them.
+type Logs struct {
+	cfg Config
+
+	mu      sync.Mutex
+	closed  bool
+	files   map[string]*lumberjack.Logger
+	readers map[*os.File]struct{} // read ends being copied
+	wg      sync.WaitGroup
+}
+
+// New returns the app logs kept in cfg.Dir.
+func New(cfg Config) *Logs {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	switch {
+	case cfg.MaxBackups == 0:
+		cfg.MaxBackups = DefaultMaxBackups
+	case cfg.MaxBackups < 0:
+		cfg.MaxBackups = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Logs{cfg: cfg, files: map[string]*lumberjack.Logger{}, readers: map[*os.File]struct{}{}}
+}
+
+// Path is the current log file of app.
+func (l *Logs) Path(app string) string {
+	return filepath.Join(l.cfg.Dir, app+".log")
+}
+
+// Open returns a new writer for app's log: the write end of a pipe, to be
+// given to the program as stdout and stderr. The caller must close its own
+// copy once the program has started (the program holds its own), otherwise
+// the copy into the log never ends. wait blocks until every holder of the
+// write end has closed it and all it wrote is in the log file, or until
+// ctx ends; call it after the program exits and before reading its last
+// lines.
+func (l *Logs) Open(app string) (w *os.File, wait func(context.Context) error, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, nil, errors.New("opening app log: app logs are closed")
+	}
+	if err := os.MkdirAll(l.cfg.Dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("creating log directory: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening app log pipe: %w", err)
+	}
+	lj := l.files[app]
+	if lj == nil {
+		// One lumberjack.Logger per app for the daemon's lifetime: each
+		// starts a goroutine on first write that it never ends, so a
+		// logger per start would leak one per start.
+		lj = &lumberjack.Logger{
+			Filename:   l.Path(app),
+			MaxSize:    int((l.cfg.MaxBytes + 1<<20 - 1) >> 20),
+			MaxBackups: l.cfg.MaxBackups,
+			MaxAge:     l.cfg.MaxAgeDays,
+			Compress:   l.cfg.Compress,
+			LocalTime:  true,
+		}
+		l.files[app] = lj
+	}
+	l.readers[r] = struct{}{}
+	done := make(chan struct{})
+	l.wg.Add(1)
+	go l.copyLog(app, r, lj, done)
+	wait = func(ctx context.Context) error {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the log of app %q: %w", app, ctx.Err())
+		}
+	}
+	return w, wait, nil
+}
+
+// copyLog copies one program's output into its log until every writer is
+// gone (or Close closes the read end). It keeps reading after a write
+// error, so that a full disk never blocks the program on a full pipe.
+func (l *Logs) copyLog(app string, r *os.File, lj *lumberjack.Logger, done chan<- struct{}) {
+	defer l.wg.Done()
+	defer close(done)
+	defer func() {
+		l.mu.Lock()
+		delete(l.readers, r)
+		l.mu.Unlock()
+		r.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	reported := false
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := lj.Write(buf[:n]); werr != nil && !reported {
+				l.cfg.Logger.Error("writing app log; output is dropped until it works again", "app", app, "err", werr)
+				reported = true
+			} else if werr == nil {
+				reported = false
+			}
+		}
+		if err != nil {
+			return // io.EOF: every writer is gone; or Close
+		}
+	}
+}
+
+// Close waits until ctx ends for the copies to finish by themselves (the
+// programs are normally stopped by then), then ends the rest by closing the
+// pipes' read ends, which leftovers of a program may still hold open, and
+// closes the log files.
+func (l *Logs) Close(ctx context.Context) error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	drained := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		l.mu.Lock()
+		for r := range l.readers {
+			// A Read in progress returns once the descriptor closes.
+			r.Close()
+		}
+		l.mu.Unlock()
+		<-drained
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for _, lj := range l.files {
+		errs = append(errs, lj.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing app logs: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package applog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// lumberjack starts one goroutine per Logger that it never ends (see
+	// the comment in Open): one per app, by design.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"))
+}
+
+func closeLogs(t *testing.T, l *Logs) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Close(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+func waitCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// startProgram runs sh -c script in its own process group with w as its
+// stdout and stderr, and closes the caller's copy of w as the daemon does.
+func startProgram(t *testing.T, w *os.File, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func TestProgramOutputLandsInTheLog(t *testing.T) {
+	l := New(Config{Dir: filepath.Join(t.TempDir(), "logs")})
+	defer closeLogs(t, l)
+	w, wait, err := l.Open("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintln(w, "--- starting ---"); err != nil {
+		t.Fatal(err)
+	}
+	cmd := startProgram(t, w, "echo out; echo err >&2")
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(waitCtx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(l.Path("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "--- starting ---\nout\nerr\n" {
+		t.Fatalf("log = %q", got)
+	}
+	st, err := os.Stat(l.Path("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("log mode = %v, want 0600", st.Mode().Perm())
+	}
+}
+
+func TestSecondStartAppendsToTheSameLog(t *testing.T) {
+	l := New(Config{Dir: t.TempDir()})
+	defer closeLogs(t, l)
+	for i := range 2 {
+		w, wait, err := l.Open("web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := startProgram(t, w, fmt.Sprintf("echo run %d", i)).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait(waitCtx(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := os.ReadFile(l.Path("web"))
+	if string(got) != "run 0\nrun 1\n" {
+		t.Fatalf("log = %q", got)
+	}
+}
+
+func TestGrandchildHoldingTheLogDoesNotBlockTheProgram(t *testing.T) {
+	l := New(Config{Dir: t.TempDir()})
+	defer closeLogs(t, l)
+	w, wait, err := l.Open("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shell exits at once; its background child keeps stdout open.
+	cmd := startProgram(t, w, "sleep 60 & echo parent done")
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Wait on the program blocked while a grandchild held its output")
+	}
+	// The copy goes on while the grandchild lives...
+	if err := wait(waitCtx(t, 20*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait = %v, want the deadline while the grandchild holds the pipe", err)
+	}
+	// ...and ends with it (stopping kills the process group).
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(waitCtx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(l.Path("web"))
+	if string(got) != "parent done\n" {
+		t.Fatalf("log = %q", got)
+	}
+}
+
+func TestRotationKeepsAFewOldFiles(t *testing.T) {
+	dir := t.TempDir()
+	l := New(Config{Dir: dir, MaxBytes: 1 << 20, MaxBackups: 2})
+	defer closeLogs(t, l)
+	w, wait, err := l.Open("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5 MiB in numbered 1 KiB lines: about five rotations.
+	line := strings.Repeat("x", 1017)
+	const lines = 5 << 10
+	writeErr := make(chan error, 1)
+	go func() {
+		defer w.Close()
+		for i := range lines {
+			if _, err := fmt.Fprintf(w, "%05d %s\n", i, line); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(waitCtx(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := os.ReadFile(l.Path("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur) > 1<<20 {
+		t.Errorf("current log is %d bytes, over the 1 MiB limit", len(cur))
+	}
+	if !bytes.HasSuffix(cur, []byte(fmt.Sprintf("%05d %s\n", lines-1, line))) {
+		t.Error("current log does not end with the last line written")
+	}
+	// lumberjack removes old backups in its own goroutine after rotating.
+	var backups []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		backups, _ = filepath.Glob(filepath.Join(dir, "web-*.log"))
+		if len(backups) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(backups) != 2 {
+		t.Fatalf("backups = %v, want 2", backups)
+	}
+}
+
+func TestCloseEndsCopiesLeftoversStillHold(t *testing.T) {
+	l := New(Config{Dir: t.TempDir()})
+	w, _, err := l.Open("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close() // a leftover process still holding the write end
+	if _, err := fmt.Fprintln(w, "written before close"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Open("web"); err == nil {
+		t.Fatal("Open after Close succeeded")
+	}
+	// goleak (TestMain) checks that the copy goroutine has ended.
+}

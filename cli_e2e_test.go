@@ -1,0 +1,358 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/internal/testutil"
+)
+
+// The client commands, run as the real binary against a real daemon.
+
+// stateDir is a private state directory with a path short enough for the
+// admin socket (sun_path is 108 bytes).
+func stateDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// dynapm runs the binary to completion and returns its exit code and output.
+func dynapm(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(dynapmBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stdout.String(), stderr.String()
+	case errors.As(err, &exitErr):
+		return exitErr.ExitCode(), stdout.String(), stderr.String()
+	default:
+		t.Fatalf("running dynapm %v: %v", args, err)
+		return 0, "", ""
+	}
+}
+
+// statusOf returns the app's object from `dynapm status -json`.
+func statusOf(t *testing.T, state, app string) map[string]any {
+	t.Helper()
+	code, out, errOut := dynapm(t, "status", "-json", "-state", state)
+	if code != 0 {
+		t.Fatalf("status -json: exit %d: %s", code, errOut)
+	}
+	var apps []map[string]any
+	if err := json.Unmarshal([]byte(out), &apps); err != nil {
+		t.Fatalf("status -json output is not a JSON array: %v\n%s", err, out)
+	}
+	for _, a := range apps {
+		if a["name"] == app {
+			return a
+		}
+	}
+	t.Fatalf("status -json has no app %q:\n%s", app, out)
+	return nil
+}
+
+func TestCLIStatusStartStopRestartLogs(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	listen := testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	// A long idle timeout: the app stays up between the commands.
+	writeFile(t, filepath.Join(apps, "echo.yaml"),
+		strings.Replace(echoApp(t, listen, pidfile, ""), "idle_timeout: 300ms", "idle_timeout: 10m", 1))
+	startDaemon(t, apps, "-state", state)
+
+	if a := statusOf(t, state, "echo"); a["state"] != "stopped" || a["pid"] != float64(0) {
+		t.Fatalf("before any start: %v", a)
+	}
+
+	code, out, errOut := dynapm(t, "start", "echo", "-state", state)
+	if code != 0 || !strings.HasPrefix(out, "echo: ready (pid ") {
+		t.Fatalf("start: exit %d, out %q, err %q", code, out, errOut)
+	}
+	pid := testutil.ReadPidFile(t, pidfile)
+	a := statusOf(t, state, "echo")
+	if a["state"] != "ready" || a["pid"] != float64(pid) {
+		t.Fatalf("after start: %v, want ready with pid %d", a, pid)
+	}
+	if got := echoOnce(t, listen, "served"); got != "served" {
+		t.Fatalf("echo = %q", got)
+	}
+
+	code, out, errOut = dynapm(t, "status", "-state", state)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "NAME") {
+		t.Fatalf("status table:\n%s", out)
+	}
+	for _, want := range []string{"echo", "ready", fmt.Sprint(pid), listen} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("status row %q lacks %q", lines[1], want)
+		}
+	}
+
+	code, out, errOut = dynapm(t, "restart", "-state", state, "echo")
+	if code != 0 || !strings.HasPrefix(out, "echo: ready (pid ") {
+		t.Fatalf("restart: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if testutil.ProcessAlive(pid) {
+		t.Errorf("old pid %d still alive after restart", pid)
+	}
+	if a := statusOf(t, state, "echo"); a["pid"] == float64(pid) || a["restarts"] != float64(1) {
+		t.Errorf("after restart: %v", a)
+	}
+
+	code, out, errOut = dynapm(t, "stop", "echo", "-state", state)
+	if code != 0 || !strings.HasPrefix(out, "echo: stopped") {
+		t.Fatalf("stop: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if a := statusOf(t, state, "echo"); a["state"] != "stopped" || a["pid"] != float64(0) {
+		t.Fatalf("after stop: %v", a)
+	}
+
+	// Two starts so far; the log has a header for each.
+	code, out, errOut = dynapm(t, "logs", "echo", "-n", "100", "-state", state)
+	if code != 0 || strings.Count(out, "--- starting at ") != 2 {
+		t.Fatalf("logs: exit %d, out %q, err %q", code, out, errOut)
+	}
+
+	code, _, errOut = dynapm(t, "start", "nope", "-state", state)
+	if code != 1 || !strings.Contains(errOut, `unknown app "nope"`) {
+		t.Fatalf("start nope: exit %d, err %q", code, errOut)
+	}
+}
+
+func TestCLIStartReportsWhyAnAppFailed(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	writeFile(t, filepath.Join(apps, "bad.yaml"), fmt.Sprintf(
+		"listen: %q\ncommand: [%q, \"-crash\"]\nstart_timeout: 20s\n", testutil.FreeAddr(t), testutil.TestApp(t)))
+	startDaemon(t, apps, "-state", state)
+	code, out, errOut := dynapm(t, "start", "bad", "-state", state)
+	if code != 1 || out != "" || !strings.Contains(errOut, "bad") || !strings.Contains(errOut, "exit") {
+		t.Fatalf("start of a crashing app: exit %d, out %q, err %q", code, out, errOut)
+	}
+	// The program's own last words, which went through the log pipe.
+	if !strings.Contains(errOut, "  testapp: crashing on purpose\n") {
+		t.Fatalf("start of a crashing app does not show its log: %q", errOut)
+	}
+}
+
+func TestCLILogsFollow(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, testutil.FreeAddr(t), filepath.Join(t.TempDir(), "pid"), ""))
+	startDaemon(t, apps, "-state", state)
+
+	follow := exec.Command(dynapmBin, "logs", "-f", "echo", "-state", state)
+	out := &syncBuffer{}
+	follow.Stdout, follow.Stderr = out, out
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = follow.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = follow.Process.Kill()
+		<-exited
+	})
+
+	if code, _, errOut := dynapm(t, "start", "echo", "-state", state); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), "--- starting at ") },
+		"logs -f did not show the start; output %q", out)
+
+	// ^C ends it quietly.
+	if err := follow.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("logs -f after SIGINT: %v; output %q", waitErr, out)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("logs -f did not exit on SIGINT")
+	}
+}
+
+func TestCLISaysWhenTheDaemonIsNotRunning(t *testing.T) {
+	state := stateDir(t)
+	for _, args := range [][]string{
+		{"status"}, {"status", "-json"}, {"start", "web"}, {"stop", "web"}, {"restart", "web"}, {"logs", "web"},
+	} {
+		code, _, errOut := dynapm(t, append(args, "-state", state)...)
+		if code != 1 || !strings.Contains(errOut, "dynapm is not running (no socket at "+filepath.Join(state, "dynapm.sock")+"); start it with `dynapm run`") {
+			t.Errorf("%v: exit %d, err %q", args, code, errOut)
+		}
+	}
+}
+
+func TestSecondDaemonOnTheSameStateDirIsRefused(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	startDaemon(t, apps, "-state", state)
+	code, _, errOut := dynapm(t, "run", "-apps", apps, "-state", state)
+	if code != 1 || !strings.Contains(errOut, "another dynapm is running") {
+		t.Fatalf("second daemon: exit %d, err %q", code, errOut)
+	}
+	// The first still answers.
+	if code, _, errOut := dynapm(t, "status", "-state", state); code != 0 {
+		t.Fatalf("status after the refused second daemon: %s", errOut)
+	}
+}
+
+func TestDaemonRefusesAStateDirOthersCanWrite(t *testing.T) {
+	state := stateDir(t)
+	if err := os.Chmod(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := dynapm(t, "run", "-apps", t.TempDir(), "-state", state)
+	if code != 1 || !strings.Contains(errOut, "chmod 700 "+state) {
+		t.Fatalf("exit %d, err %q", code, errOut)
+	}
+}
+
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+func TestMetricsAfterAWakeAndAnIdleStop(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	listen, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	writeFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	startDaemon(t, apps, "-state", state, "-config", config)
+	if got := echoOnce(t, listen, "wake up"); got != "wake up" {
+		t.Fatalf("echo = %q", got)
+	}
+	var out string
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		out = scrapeMetrics(t, metricsAddr)
+		return strings.Contains(out, `dynapm_app_stops_total{app="echo",reason="idle"} 1`+"\n")
+	}, "no idle stop in the metrics:\n%s", &out)
+	for _, want := range []string{
+		"dynapm_apps 1",
+		`dynapm_app_state{app="echo",state="stopped"} 1`,
+		`dynapm_app_starts_total{app="echo",reason="connection"} 1`,
+		`dynapm_app_cold_start_seconds_count{app="echo"} 1`,
+		`dynapm_app_connections_total{app="echo"} 1`,
+		`dynapm_app_bytes_total{app="echo",direction="in"} 7`,
+		`dynapm_app_bytes_total{app="echo",direction="out"} 7`,
+		`dynapm_app_open_connections{app="echo"} 0`,
+		`dynapm_app_held_connections{app="echo"} 0`,
+		"dynapm_reload_errors_total 1",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", out)
+	}
+}
+
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	sockDir := stateDir(t)
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(sockDir, "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	cmd := exec.Command(dynapmBin, "run", "-apps", t.TempDir(), "-state", stateDir(t))
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(sockDir, "notify"))
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	read := func() string {
+		if err := notify.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		n, err := notify.Read(buf)
+		if err != nil {
+			t.Fatalf("reading notification: %v; daemon output:\n%s", err, out)
+		}
+		return string(buf[:n])
+	}
+	if msg := read(); !strings.HasPrefix(msg, "READY=1\n") {
+		t.Fatalf("first notification = %q", msg)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if msg := read(); msg != "STOPPING=1" {
+		t.Fatalf("notification on SIGTERM = %q", msg)
+	}
+}
+
+func TestAppLogsRotate(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, "app_logs: {max_size: 1MiB, keep: 1}\n")
+	// 3 MiB of output before listening: three rotations, one old file kept.
+	writeFile(t, filepath.Join(apps, "chatty.yaml"), fmt.Sprintf(
+		"listen: %q\ncommand: \"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 3145728; echo; echo last line; exec %s -mode echo\"\nidle_timeout: 10m\nstart_timeout: 30s\n",
+		testutil.FreeAddr(t), testutil.TestApp(t)))
+	startDaemon(t, apps, "-state", state, "-config", config)
+	if code, _, errOut := dynapm(t, "start", "chatty", "-state", state); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	logDir := filepath.Join(state, "logs")
+	var backups []string
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		backups, _ = filepath.Glob(filepath.Join(logDir, "chatty-*.log"))
+		cur, err := os.ReadFile(filepath.Join(logDir, "chatty.log"))
+		return err == nil && len(backups) == 1 && strings.Contains(string(cur), "\nlast line\n")
+	}, "want chatty.log with the last line and one rotated file; have %v", &backups)
+	st, err := os.Stat(filepath.Join(logDir, "chatty.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 1<<20 {
+		t.Errorf("chatty.log is %d bytes, over max_size", st.Size())
+	}
+	// The program's own line follows ours ("testapp: listening ...").
+	code, out, _ := dynapm(t, "logs", "chatty", "-n", "2", "-state", state)
+	if code != 0 || !strings.HasPrefix(out, "last line\n") || strings.Count(out, "\n") != 2 {
+		t.Errorf("logs -n 2: exit %d, %q", code, out)
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dynapm/dynapm/admin"
+)
+
+// maxErrorWidth bounds the LAST-ERROR column so one long error does not
+// push the table off the screen; `status -json` has the whole text.
+const maxErrorWidth = 60
+
+// writeStatusTable prints apps as an aligned table, times relative to now.
+func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
+	if len(apps) == 0 {
+		_, err := fmt.Fprintln(w, "no apps configured")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLISTEN\tLAST-ERROR")
+	for _, a := range apps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n",
+			a.Name, a.State, pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
+			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now),
+			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.LastError, maxErrorWidth)))
+		writeInstanceRows(tw, a)
+	}
+	return tw.Flush()
+}
+
+// writeInstanceRows prints a line per instance under an app that runs more
+// than one (scale), named NAME#INDEX, with the instance's upstream in the
+// LISTEN column: where that copy of the program listens. An app with one
+// instance keeps its single row.
+func writeInstanceRows(w io.Writer, a admin.App) {
+	if len(a.Instances) < 2 {
+		return
+	}
+	for _, in := range a.Instances {
+		uptime := "-"
+		if !in.StartedAt.IsZero() || in.UptimeSeconds != 0 {
+			uptime = shortDuration(time.Duration(in.UptimeSeconds * float64(time.Second)))
+		}
+		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t%s\t-\n",
+			a.Name, in.Index, in.State, pidCell(in.Pid), uptime, in.Connections, dash(in.Upstream))
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func pidCell(pid int) string {
+	if pid == 0 {
+		return "-"
+	}
+	return fmt.Sprint(pid)
+}
+
+func uptimeCell(a admin.App) string {
+	if a.StartedAt.IsZero() && a.UptimeSeconds == 0 {
+		return "-"
+	}
+	return shortDuration(time.Duration(a.UptimeSeconds * float64(time.Second)))
+}
+
+func agoCell(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return shortDuration(now.Sub(t)) + " ago"
+}
+
+func inCell(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return "in " + shortDuration(t.Sub(now))
+}
+
+// shortDuration is a duration in at most two units: 45s, 3m12s, 5h07m,
+// 12d03h.
+func shortDuration(d time.Duration) string {
+	d = max(d, 0).Round(time.Second)
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+	default:
+		return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
+	}
+}
+
+// bytesCell is a size in binary units (12.5M), "-" when unknown.
+func bytesCell(b uint64) string {
+	if b == 0 {
+		return "-"
+	}
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%dB", b)
+	}
+	v, suffix := float64(b), "KMGTPE"
+	i := -1
+	for v >= unit && i < len(suffix)-1 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f%c", v, suffix[i])
+}
+
+// oneLine folds s onto one line of at most width runes.
+func oneLine(s string, width int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > width {
+		return string(r[:width-1]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,280 @@
+package dockerdriver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
+	"github.com/dynapm/dynapm/lifecycle"
+)
+
+func TestDockerWakeStartsContainerAndIdleStopsIt(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 500ms\nstop_timeout: 2s\n", name))})
+	if running(t, name) {
+		t.Fatal("container runs before any wake")
+	}
+	up, release := h.wake()
+	if got := echo(t, up, "through docker"); got != "through docker" {
+		t.Fatalf("echo = %q", got)
+	}
+	if !running(t, name) {
+		t.Fatal("container not running after the wake")
+	}
+	if st := h.status(); st.Pid == 0 {
+		t.Errorf("Pid = 0, want the container's main process")
+	}
+	release()
+	h.waitState(lifecycle.Stopped)
+	if running(t, name) {
+		t.Error("container still runs after the idle stop")
+	}
+}
+
+func TestDockerStoppedOutsideIsNoticed(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	_, release := h.wake()
+	release()
+	docker(t, "stop", "-t", "5", name)
+	st := h.waitState(lifecycle.Stopped)
+	if st.LastError != "" {
+		t.Errorf("LastError = %q, want none: an outside stop is not a crash", st.LastError)
+	}
+	if !strings.Contains(h.logs.String(), "app stopped from outside") {
+		t.Errorf("no outside stop in the log:\n%s", h.logs)
+	}
+	up, _ := h.wake()
+	if got := echo(t, up, "again"); got != "again" {
+		t.Fatalf("echo after the restart = %q", got)
+	}
+}
+
+func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-crash-after", "1s")
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	_, release := h.wake()
+	release()
+	var st lifecycle.AppStatus
+	testutil.Eventually(t, dockerWait, func() bool {
+		st = h.status()
+		return st.LastError != ""
+	}, "the crash was not recorded: %+v", &st)
+	if !strings.Contains(st.LastError, "exited with code 3") {
+		t.Errorf("LastError = %q, want the container's exit code", st.LastError)
+	}
+}
+
+func TestDockerContainersStartInOrderAndStopInReverse(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	back := createContainer(t, imageBase, testutil.FreePort(t), "-mode", "echo", "-listen", "0.0.0.0:8080")
+	front := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", back, front))})
+	up, release := h.wake()
+	if got := echo(t, up, "x"); got != "x" {
+		t.Fatalf("echo = %q", got)
+	}
+	release()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	if err := h.m.Stop(ctx, "app", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	times := func(field string) (time.Time, time.Time) {
+		parse := func(name string) time.Time {
+			v, err := time.Parse(time.RFC3339Nano, docker(t, "inspect", "-f", "{{.State."+field+"}}", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		return parse(back), parse(front)
+	}
+	if b, f := times("StartedAt"); !b.Before(f) {
+		t.Errorf("started %s at %v, %s at %v: want the first listed first", back, b, front, f)
+	}
+	if b, f := times("FinishedAt"); !f.Before(b) {
+		t.Errorf("stopped %s at %v, %s at %v: want the last listed first", back, b, front, f)
+	}
+}
+
+func TestDockerHealthcheckGatesReadiness(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	// The port accepts at once but /healthz answers 503 for 2s: a TCP probe
+	// alone would call it ready too early.
+	name := createContainer(t, imageHealth, port, "-mode", "http", "-listen", "0.0.0.0:8080", "-ready-delay", "2s")
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	up, _ := h.wake()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: dockerWait}
+	resp, err := client.Get("http://" + up.String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz = %s %q right after the wake: readiness did not wait for the healthcheck", resp.Status, body)
+	}
+	if got := docker(t, "inspect", "-f", "{{.State.Health.Status}}", name); got != "healthy" {
+		t.Errorf("health = %q", got)
+	}
+}
+
+func TestDockerMemoryFromEngineStats(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-alloc", "64")
+	d := NewContainerDriver(Config{})
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	h := newHarness(t, Config{})
+	proc, err := d.Start(ctx, lifecycle.StartRequest{Spec: h.spec(dockerSpec(port, "", name))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Stop(syscall.SIGTERM, 2*time.Second)
+	mr, ok := proc.(lifecycle.MemoryReporter)
+	if !ok {
+		t.Fatal("a container process does not report memory")
+	}
+	const want = 64 << 20
+	var got uint64
+	testutil.Eventually(t, dockerWait, func() bool {
+		got, err = mr.MemoryBytes(ctx)
+		return err == nil && got >= want
+	}, "memory = %d (err %v), want at least %d (testapp touches 64 MiB)", &got, &err, want)
+	if got > 1<<30 {
+		t.Errorf("memory = %d, implausibly large", got)
+	}
+	if err := proc.Stop(syscall.SIGTERM, 2*time.Second); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	select {
+	case <-proc.Done():
+	default:
+		t.Error("Done not closed after Stop")
+	}
+	if proc.Err() != nil {
+		t.Errorf("Err after Stop = %v, want nil", proc.Err())
+	}
+}
+
+func TestDockerAdoptsRunningContainer(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	docker(t, "start", name)
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 300ms\n", name))})
+	h.waitState(lifecycle.Ready)
+	if !strings.Contains(h.logs.String(), "reason=adopt") {
+		t.Errorf("no adoption in the log:\n%s", h.logs)
+	}
+	// Adopted, it is stopped when idle like any other.
+	h.waitState(lifecycle.Stopped)
+	if running(t, name) {
+		t.Error("adopted container still runs after the idle stop")
+	}
+}
+
+func TestDockerMissingContainerSaysSo(t *testing.T) {
+	needEngine(t)
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(testutil.FreePort(t), "", "dynapm-test-no-such-container"))})
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	err := h.m.Start(ctx, "app", "manual")
+	if !errors.Is(err, lifecycle.ErrStartFailed) || !strings.Contains(err.Error(), `no container named "dynapm-test-no-such-container"`) ||
+		!strings.Contains(err.Error(), "docker create") {
+		t.Fatalf("Start = %v, want a failed start naming the missing container and how to create it", err)
+	}
+}
+
+// TestDockerUnreachableEngineSaysSo needs no engine: it names a socket
+// nobody listens on.
+func TestDockerUnreachableEngineSaysSo(t *testing.T) {
+	h := newHarness(t, Config{Host: "unix://" + t.TempDir() + "/docker.sock"})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(testutil.FreePort(t), "", "web"))})
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	err := h.m.Start(ctx, "app", "manual")
+	for _, want := range []string{`starting app "app"`, "cannot reach the Docker Engine at unix://", "is dockerd running? is DOCKER_HOST right?"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Start = %v, want it to contain %q", err, want)
+		}
+	}
+}
+
+func TestDockerHostForms(t *testing.T) {
+	cases := []struct{ host, network, address, err string }{
+		{"unix:///var/run/docker.sock", "unix", "/var/run/docker.sock", ""},
+		{"tcp://127.0.0.1:2375", "tcp", "127.0.0.1:2375", ""},
+		{"ssh://me@host", "", "", "expected unix:///path/to/docker.sock or tcp://host:port"},
+		{"unix://", "", "", "expected unix://"},
+	}
+	for _, c := range cases {
+		cl := newClient(c.host)
+		if c.err != "" {
+			_, err := cl.apiVersion(context.Background())
+			if err == nil || !strings.Contains(err.Error(), c.err) || !errors.Is(err, errUnreachable) {
+				t.Errorf("%s: err = %v, want %q", c.host, err, c.err)
+			}
+			continue
+		}
+		if cl.err != nil || cl.network != c.network || cl.address != c.address {
+			t.Errorf("%s: %s %s (err %v), want %s %s", c.host, cl.network, cl.address, cl.err, c.network, c.address)
+		}
+	}
+}
+
+func TestDockerPermissionDeniedSaysWhatToDo(t *testing.T) {
+	c := newClient("unix:///x/docker.sock")
+	err := explain("starting", "web", "container", "db", c.classify(&netOpError{syscall.EACCES}))
+	for _, want := range []string{`starting app "web"`, "permission denied on the Docker socket /x/docker.sock", "docker group"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: want %q", err, want)
+		}
+	}
+}
+
+// netOpError stands for the dial error the kernel gives on a socket the
+// daemon may not open (a root test cannot be refused for real).
+type netOpError struct{ err error }
+
+func (e *netOpError) Error() string { return "dial unix /x/docker.sock: " + e.err.Error() }
+func (e *netOpError) Unwrap() error { return e.err }
+
+func TestDockerReadyWaitsForTheProgramBehindDockerProxy(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	// The published port accepts (docker-proxy) as soon as the container
+	// runs; the program itself listens only after 1.5s.
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-delay", "1500ms")
+	h := newHarness(t, Config{})
+	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	up, _ := h.wake()
+	if got := echo(t, up, "behind the proxy"); got != "behind the proxy" {
+		t.Fatalf("echo = %q", got)
+	}
+}

@@ -1,0 +1,46 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// Optional interfaces. A Driver or Process implements them when it knows
+// more than a process id can tell; the Manager looks for them with a type
+// assertion, so the exec driver needs none of them.
+
+// ReadyChecker is implemented by a Process with a readiness signal of its
+// own: a container's healthcheck, the running tasks of a Swarm service. The
+// Manager's probe calls Ready until it reports true and only then probes
+// the upstream as usual, so that a container that is healthy but not yet
+// reachable, or a routing mesh that accepts connections with no task
+// behind it, is not taken for ready. An error is retried like a failed
+// probe until start_timeout.
+type ReadyChecker interface {
+	Ready(ctx context.Context) (bool, error)
+}
+
+// MemoryReporter is implemented by a Process whose memory is not the sum
+// of a process group's (a container's memory lives in the engine's cgroup
+// figures). MemoryBytes returns the instance's memory in use, in bytes.
+type MemoryReporter interface {
+	MemoryBytes(ctx context.Context) (uint64, error)
+}
+
+// RunningChecker is implemented by a Driver that can tell whether an app is
+// running without the Manager having started it (a container someone
+// started, a service a `check` command reports as up). The Manager asks
+// once when it learns of an on-demand app and, when it runs, adopts it
+// (reason "adopt"): Start then attaches to it rather than starting anew,
+// and the idle timer applies as usual.
+type RunningChecker interface {
+	Running(ctx context.Context, spec *appfile.Spec) (bool, error)
+}
+
+// ErrStoppedOutside is what a Process's Err wraps when the instance ended
+// because someone else stopped it (docker stop, a pm2 stop, a systemctl
+// stop): the Manager records the app as stopped, not crashed, so that the
+// next connection starts it again without a crash backoff.
+var ErrStoppedOutside = errors.New("stopped from outside DynaPM")

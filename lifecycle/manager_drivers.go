@@ -1,0 +1,100 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// errNotReadyYet is the probe's last error while a ReadyChecker says no.
+var errNotReadyYet = errors.New("driver reports not ready yet")
+
+// driverFor returns the Driver that runs spec.
+func (m *Manager) driverFor(spec *appfile.Spec) (Driver, error) {
+	if spec.Driver == "" || spec.Driver == appfile.DriverExec {
+		return m.cfg.Driver, nil
+	}
+	if d := m.cfg.Drivers[spec.Driver]; d != nil {
+		return d, nil
+	}
+	return nil, fmt.Errorf("no %q driver in this daemon", spec.Driver)
+}
+
+// gateReady asks a Process's own readiness signal, when it has one, before
+// the upstream is probed (see ReadyChecker).
+func gateReady(ctx context.Context, checker ReadyChecker) error {
+	if checker == nil {
+		return nil
+	}
+	ok, err := checker.Ready(ctx)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return errNotReadyYet
+	}
+	return nil
+}
+
+// stoppedOutside records the end of a ready instance that someone else
+// stopped: a stop, not a crash, so no backoff. The other instances of a
+// scaled app serve on; when it was the last one the app is stopped, and an
+// always app starts again. Caller holds m.mu.
+func (m *Manager) stoppedOutside(a *app, in *instance, uptime time.Duration) {
+	a.dropInstance(in)
+	a.failures = 0
+	a.lastErr = ""
+	m.log.Info("app stopped from outside", instAttrs(a, in, []any{"app", a.name, "status", exitStatus(in.proc), "uptime", uptime})...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, "outside")
+	}
+	if a.active() > 0 {
+		m.settle(a)
+		m.armIdle(a)
+		m.ensureMin(a)
+		return
+	}
+	a.setState(Stopped)
+	m.afterStop(a, "stopped from outside", mode(a.spec) == appfile.Always)
+}
+
+// maybeAdopt asks the driver of a new on-demand app, when it can tell,
+// whether the app already runs, and adopts it if so (see RunningChecker).
+// Caller holds m.mu; the question is asked outside it.
+func (m *Manager) maybeAdopt(a *app) {
+	drv, err := m.driverFor(a.spec)
+	if err != nil {
+		return
+	}
+	rc, ok := drv.(RunningChecker)
+	if !ok {
+		return
+	}
+	m.adopting.Add(1)
+	go m.adopt(a, a.spec, rc)
+}
+
+// adopt starts a (reason "adopt") if its driver reports it running and
+// nothing has happened to it meanwhile.
+func (m *Manager) adopt(a *app, spec *appfile.Spec, rc RunningChecker) {
+	defer m.adopting.Done()
+	ctx, cancel := context.WithTimeout(m.adoptCtx, startTimeout(spec))
+	defer cancel()
+	running, err := rc.Running(ctx, spec)
+	if err != nil {
+		m.log.Warn("cannot tell whether app runs already; it starts on demand", "app", spec.Name, "err", err)
+		return
+	}
+	if !running {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || a.removed || a.spec != spec || a.state != Stopped || m.apps[a.name] != a {
+		return
+	}
+	m.beginStart(a, "adopt")
+}

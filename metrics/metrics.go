@@ -1,0 +1,108 @@
+// Package metrics exposes DynaPM's Prometheus metrics, all named dynapm_*.
+// Event counters (starts, stops, cold starts, bytes) are fed by the
+// lifecycle manager and the proxy through Metrics' methods; gauges (held and
+// open connections, RSS, app count) are read from a status snapshot at
+// scrape time, so that the data path pays nothing for them.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dynapm/dynapm/admin"
+)
+
+// Metrics holds DynaPM's metrics in a registry of its own (no global
+// state). All methods are safe for concurrent use.
+type Metrics struct {
+	reg          *prometheus.Registry
+	starts       *prometheus.CounterVec
+	stops        *prometheus.CounterVec
+	coldStart    *prometheus.HistogramVec
+	connections  *prometheus.CounterVec
+	bytes        *prometheus.CounterVec
+	reloadErrors prometheus.Counter
+}
+
+// New registers DynaPM's metrics, the Go runtime's and the daemon process's.
+// apps, called at every scrape, reports the apps' current status.
+func New(apps func() []admin.App) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynapm_app_starts_total",
+			Help: "Program starts, by reason: connection, cron, manual, boot, restart.",
+		}, []string{"app", "reason"}),
+		stops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynapm_app_stops_total",
+			Help: "Program stops, by reason: idle, memory, manual, crash, reload, shutdown.",
+		}, []string{"app", "reason"}),
+		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dynapm_app_cold_start_seconds",
+			Help:    "Time from spawning a program to its being ready.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14), // 5ms … 41s
+		}, []string{"app"}),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynapm_app_connections_total",
+			Help: "Client connections spliced to the app, counted when they end.",
+		}, []string{"app"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynapm_app_bytes_total",
+			Help: "Bytes spliced, counted when a connection ends; direction in is client to app.",
+		}, []string{"app", "direction"}),
+		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dynapm_reload_errors_total",
+			Help: "App file versions that could not be put in force (each distinct problem once).",
+		}),
+	}
+	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.reloadErrors,
+		&snapshot{apps: apps},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "dynapm"}),
+	)
+	return m
+}
+
+// Registry is where the metrics are registered, for serving or testing.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// AppStarted counts a program start; reason is what caused it.
+func (m *Metrics) AppStarted(app, reason string) {
+	m.starts.WithLabelValues(app, reason).Inc()
+}
+
+// AppReady records how long the program took from spawn to ready.
+func (m *Metrics) AppReady(app string, coldStart time.Duration) {
+	m.coldStart.WithLabelValues(app).Observe(coldStart.Seconds())
+}
+
+// AppStopped counts a program stop (or exit: reason "crash").
+func (m *Metrics) AppStopped(app, reason string) {
+	m.stops.WithLabelValues(app, reason).Inc()
+}
+
+// ConnectionClosed counts a finished spliced connection and its bytes: in
+// from the client to the app, out back to the client. Once per
+// connection, not per read.
+func (m *Metrics) ConnectionClosed(app string, in, out int64) {
+	m.connections.WithLabelValues(app).Inc()
+	m.bytes.WithLabelValues(app, "in").Add(float64(in))
+	m.bytes.WithLabelValues(app, "out").Add(float64(out))
+}
+
+// ReloadErrors counts app files that failed to load.
+func (m *Metrics) ReloadErrors(n int) {
+	m.reloadErrors.Add(float64(n))
+}
+
+// Forget drops a removed app's series.
+func (m *Metrics) Forget(app string) {
+	l := prometheus.Labels{"app": app}
+	m.starts.DeletePartialMatch(l)
+	m.stops.DeletePartialMatch(l)
+	m.coldStart.DeletePartialMatch(l)
+	m.connections.DeletePartialMatch(l)
+	m.bytes.DeletePartialMatch(l)
+}

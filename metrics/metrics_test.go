@@ -1,0 +1,134 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dynapm/dynapm/admin"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// status is a settable app status source.
+type status struct {
+	mu   sync.Mutex
+	apps []admin.App
+}
+
+func (s *status) get() []admin.App {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]admin.App(nil), s.apps...)
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %s\n%s", resp.Status, b)
+	}
+	return string(b)
+}
+
+func serve(t *testing.T, m *Metrics) *Server {
+	t.Helper()
+	s, err := Serve("127.0.0.1:0", m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func requireLines(t *testing.T, out string, lines ...string) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		have[l] = true
+	}
+	for _, l := range lines {
+		if !have[l] {
+			t.Errorf("metrics lack %q", l)
+		}
+	}
+}
+
+func TestScrapeAfterAWakeAndAnIdleStop(t *testing.T) {
+	st := &status{apps: []admin.App{
+		{Name: "web", State: "ready", Connections: 2, Pending: 1, RSSBytes: 4096, UptimeSeconds: 12, Restarts: 1},
+		{Name: "api", State: "stopped"},
+	}}
+	m := New(st.get)
+	s := serve(t, m)
+
+	m.AppStarted("web", "connection")
+	m.AppReady("web", 300*time.Millisecond)
+	m.ConnectionClosed("web", 100, 2500)
+	m.AppStopped("web", "idle")
+	m.ReloadErrors(2)
+
+	out := scrape(t, s.Addr())
+	requireLines(t, out,
+		`dynapm_apps 2`,
+		`dynapm_app_state{app="web",state="ready"} 1`,
+		`dynapm_app_state{app="web",state="stopped"} 0`,
+		`dynapm_app_state{app="api",state="stopped"} 1`,
+		`dynapm_app_open_connections{app="web"} 2`,
+		`dynapm_app_held_connections{app="web"} 1`,
+		`dynapm_app_rss_bytes{app="web"} 4096`,
+		`dynapm_app_uptime_seconds{app="web"} 12`,
+		`dynapm_app_restarts_total{app="web"} 1`,
+		`dynapm_app_starts_total{app="web",reason="connection"} 1`,
+		`dynapm_app_stops_total{app="web",reason="idle"} 1`,
+		`dynapm_app_connections_total{app="web"} 1`,
+		`dynapm_app_bytes_total{app="web",direction="in"} 100`,
+		`dynapm_app_bytes_total{app="web",direction="out"} 2500`,
+		`dynapm_app_cold_start_seconds_count{app="web"} 1`,
+		`dynapm_app_cold_start_seconds_bucket{app="web",le="0.32"} 1`,
+		`dynapm_app_cold_start_seconds_bucket{app="web",le="0.16"} 0`,
+		`dynapm_reload_errors_total 2`,
+	)
+	if !strings.Contains(out, "dynapm_process_resident_memory_bytes") || !strings.Contains(out, "go_goroutines") {
+		t.Error("daemon process and Go runtime metrics missing")
+	}
+
+	// Gauges follow the status at each scrape.
+	st.mu.Lock()
+	st.apps = st.apps[1:]
+	st.mu.Unlock()
+	m.Forget("web")
+	out = scrape(t, s.Addr())
+	requireLines(t, out, `dynapm_apps 1`)
+	if strings.Contains(out, `app="web"`) {
+		t.Error("a forgotten app still has series")
+	}
+}
+
+func TestServeReportsABusyAddress(t *testing.T) {
+	m := New(func() []admin.App { return nil })
+	s := serve(t, m)
+	if _, err := Serve(s.Addr(), m, nil); err == nil {
+		t.Fatal("second Serve on the same address succeeded")
+	}
+}

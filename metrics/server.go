@@ -1,0 +1,65 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves /metrics over TCP.
+type Server struct {
+	http *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// Serve listens on addr (host:port) and serves m at /metrics until
+// Shutdown.
+func Serve(addr string, m *Metrics, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}))
+	s := &Server{
+		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		ln:   ln,
+		done: make(chan struct{}),
+	}
+	go s.serve(logger)
+	logger.Info("metrics listening", "addr", ln.Addr().String())
+	return s, nil
+}
+
+func (s *Server) serve(logger *slog.Logger) {
+	defer close(s.done)
+	if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("metrics server stopped", "err", err)
+	}
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops the server, waiting for scrapes in progress until ctx
+// ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	<-s.done
+	if err != nil {
+		return fmt.Errorf("shutting down metrics: %w", err)
+	}
+	return nil
+}
