@@ -40,6 +40,16 @@ func (c *adminController) Apps() []admin.App {
 			Starts:       s.Starts,
 			Restarts:     s.Restarts,
 		}
+		for _, in := range s.Instances {
+			a.Instances = append(a.Instances, admin.Instance{
+				Index:       in.Index,
+				Pid:         in.Pid,
+				State:       string(in.State),
+				Upstream:    in.Upstream,
+				Connections: in.Connections,
+				StartedAt:   in.StartedAt,
+			})
+		}
 		if s.Pid != 0 {
 			a.StartedAt = s.StartedAt
 			if c.rss != nil {

@@ -27,8 +27,27 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 			a.Name, a.State, pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
 			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now),
 			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.LastError, maxErrorWidth)))
+		writeInstanceRows(tw, a)
 	}
 	return tw.Flush()
+}
+
+// writeInstanceRows prints a line per instance under an app that runs more
+// than one (scale), named NAME#INDEX, with the instance's upstream in the
+// LISTEN column: where that copy of the program listens. An app with one
+// instance keeps its single row.
+func writeInstanceRows(w io.Writer, a admin.App) {
+	if len(a.Instances) < 2 {
+		return
+	}
+	for _, in := range a.Instances {
+		uptime := "-"
+		if !in.StartedAt.IsZero() || in.UptimeSeconds != 0 {
+			uptime = shortDuration(time.Duration(in.UptimeSeconds * float64(time.Second)))
+		}
+		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t%s\t-\n",
+			a.Name, in.Index, in.State, pidCell(in.Pid), uptime, in.Connections, dash(in.Upstream))
+	}
 }
 
 func dash(s string) string {

@@ -150,6 +150,50 @@ func TestStatusPrintsATable(t *testing.T) {
 	}
 }
 
+func TestStatusShowsEachInstanceOfAScaledApp(t *testing.T) {
+	now := time.Now()
+	ctl := &cliController{apps: []admin.App{
+		{Name: "api", State: "ready", Pid: 11, StartedAt: now.Add(-time.Minute), Connections: 5,
+			Listen: []string{"127.0.0.1:8080"}, Upstream: "127.0.0.1:30001",
+			Instances: []admin.Instance{
+				{Index: 0, Pid: 11, State: "ready", Upstream: "127.0.0.1:30001", Connections: 3, StartedAt: now.Add(-time.Minute)},
+				{Index: 1, Pid: 12, State: "starting", Upstream: "127.0.0.1:30002", Connections: 2, StartedAt: now.Add(-5 * time.Second)},
+			}},
+		{Name: "web", State: "ready", Pid: 21, StartedAt: now.Add(-time.Minute), Listen: []string{"127.0.0.1:8081"},
+			Instances: []admin.Instance{{Index: 0, Pid: 21, State: "ready", Upstream: "127.0.0.1:30003", StartedAt: now.Add(-time.Minute)}}},
+	}}
+	state := cliServer(t, ctl)
+	code, out, errOut := run(statusCommand, "-state", state)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	// Header, api, its two instances, web (one instance: no extra row).
+	if len(lines) != 5 {
+		t.Fatalf("want 5 lines, got:\n%s", out)
+	}
+	col := strings.Index(lines[0], "LISTEN")
+	for i, want := range []struct{ name, pid, upstream string }{{"api#0", "11", "127.0.0.1:30001"}, {"api#1", "12", "127.0.0.1:30002"}} {
+		f := strings.Fields(lines[2+i])
+		if f[0] != want.name || f[2] != want.pid || !strings.HasPrefix(lines[2+i][col:], want.upstream) {
+			t.Errorf("instance row %q, want %s pid %s with %s under LISTEN", lines[2+i], want.name, want.pid, want.upstream)
+		}
+	}
+	if !strings.HasPrefix(lines[4], "web ") {
+		t.Errorf("last row %q, want web", lines[4])
+	}
+
+	code, out, _ = run(statusCommand, "-json", "-state", state)
+	var apps []admin.App
+	if err := json.Unmarshal([]byte(out), &apps); code != 0 || err != nil {
+		t.Fatalf("-json: exit %d, %v", code, err)
+	}
+	in := apps[0].Instances
+	if len(in) != 2 || in[1].Index != 1 || in[1].Pid != 12 || in[1].State != "starting" || in[1].Connections != 2 || in[1].UptimeSeconds < 4 {
+		t.Errorf("api instances = %+v", in)
+	}
+}
+
 func TestStatusJSON(t *testing.T) {
 	state := cliServer(t, sampleApps())
 	code, out, errOut := run(statusCommand, "-json", "-state", state)

@@ -32,6 +32,27 @@ type App struct {
 	Starts    int       `json:"starts"`
 	Restarts  int       `json:"restarts"`
 	LastJob   *Job      `json:"last_job,omitempty"`
+	// Instances are the app's live processes by index: one for an app
+	// without scale, up to scale.max for one with it, none when stopped.
+	// Pid, StartedAt and Upstream above are the first instance's;
+	// Connections above is their sum.
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one process of an app (scale runs several).
+type Instance struct {
+	// Index is the instance's $INSTANCE (0, 1, ...).
+	Index int `json:"index"`
+	// Pid is 0 until the process is spawned.
+	Pid int `json:"pid"`
+	// State is starting, ready or stopping.
+	State string `json:"state"`
+	// Upstream is where this instance listens ("" until picked).
+	Upstream    string    `json:"upstream"`
+	Connections int       `json:"connections"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	// UptimeSeconds is filled in by the server from StartedAt, as App's.
+	UptimeSeconds float64 `json:"uptime_seconds"`
 }
 
 // Job is the outcome of the last scheduled job an app ran.

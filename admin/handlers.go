@@ -38,6 +38,15 @@ func (s *Server) apps() []App {
 		if apps[i].Listen == nil {
 			apps[i].Listen = []string{}
 		}
+		if apps[i].Instances == nil {
+			apps[i].Instances = []Instance{}
+		}
+		for j := range apps[i].Instances {
+			in := &apps[i].Instances[j]
+			if !in.StartedAt.IsZero() && in.UptimeSeconds == 0 {
+				in.UptimeSeconds = now.Sub(in.StartedAt).Round(time.Second).Seconds()
+			}
+		}
 	}
 	return apps
 }

@@ -19,6 +19,7 @@ func (s *Spec) Equal(o *Spec) bool {
 		s.StopTimeout == o.StopTimeout &&
 		s.Ready == o.Ready &&
 		s.MaxPending == o.MaxPending &&
+		s.Scale == o.Scale &&
 		s.MemoryPriority == o.MemoryPriority && s.MemoryMax == o.MemoryMax &&
 		slices.Equal(s.Match.SNI, o.Match.SNI) &&
 		slices.Equal(s.Match.Host, o.Match.Host) &&

@@ -16,7 +16,7 @@ var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
-	"memory_priority", "memory_max",
+	"memory_priority", "memory_max", "scale",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 }
 
@@ -156,6 +156,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Wake = d.wake(key, v)
 	case "jobs":
 		s.Jobs = d.jobs(key, v)
+	case "scale":
+		d.scale(s, key, v)
 	default:
 		d.driverField(s, key, v)
 	}
@@ -277,6 +279,7 @@ func (d *decoder) match(s *Spec, key string, v any) {
 
 // crossChecks looks at fields together once each has been read.
 func (d *decoder) crossChecks(s *Spec) {
+	d.scaleChecks(s)
 	if s.Upstream == "" {
 		return
 	}

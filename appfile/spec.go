@@ -64,6 +64,9 @@ type Spec struct {
 	Ready        Ready
 	// MaxPending bounds the connections held while the app starts.
 	MaxPending int
+	// Scale runs several instances behind the app's listen addresses (the
+	// zero value: one instance).
+	Scale Scale
 
 	// Match picks this app on a listen address shared with other apps.
 	Match Match

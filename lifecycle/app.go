@@ -20,9 +20,12 @@ type app struct {
 	// can be selected together with a context.
 	changed chan struct{}
 
-	// inst is the current process instance while state is starting, ready
-	// or stopping; nil otherwise.
-	inst *instance
+	// insts holds the app's live instances, sorted by index: one for an
+	// app without scale. While state is starting, ready or stopping there
+	// is at least one; while stopped or failed only instances stopped on
+	// their own (idle, scale down) may linger until their process is gone.
+	// See app_instances.go for the invariants.
+	insts []*instance
 	// restartAfterStop asks for a fresh start as soon as the instance being
 	// stopped is gone (reload of a changed spec, Restart).
 	restartAfterStop bool
@@ -31,7 +34,7 @@ type app struct {
 	// once its process is gone.
 	removed bool
 
-	conns        int // open leases
+	conns        int // open leases, over all instances
 	pending      int // Wake callers held while the app starts or stops
 	lastActivity time.Time
 	keepUntil    time.Time // no idle stop before this (cron wake keep)
@@ -72,7 +75,13 @@ func (a *app) broadcast() {
 // set before that goroutine starts are guarded by Manager.mu.
 type instance struct {
 	spec   *appfile.Spec // the spec it was started with
-	reason string        // why it was started: connection, cron, manual, boot, reload...
+	reason string        // why it was started: connection, cron, manual, boot, reload, scale...
+	// index is $INSTANCE: the lowest index no live instance of the app
+	// held when it started.
+	index int
+	// app is the app it belongs to, so that a lease's release closure
+	// holds one pointer less (the warm path allocates it per connection).
+	app *app
 	// ctx is cancelled when the start is called off (stop while starting,
 	// shutdown), so that spawning and probing end at once.
 	ctx    context.Context
@@ -93,6 +102,9 @@ type instance struct {
 	// startErr is why the start failed; waiters that waited for this start
 	// return it.
 	startErr error
+
+	conns        int       // open leases on this instance
+	lastActivity time.Time // last lease or release, or when it got ready
 }
 
 // requestStop asks the instance to end (idempotent). Caller holds Manager.mu.

@@ -40,12 +40,13 @@ func isNameByte(c byte) bool {
 	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
-// buildEnv returns the program's environment: the daemon's, then PORT, then
-// the app's env (sorted by key, so the result is stable) with the port
+// buildEnv returns the program's environment: the daemon's, then PORT and
+// INSTANCE (the instance's index, 0 for an app without scale), then the
+// app's env (sorted by key, so the result is stable) with the port
 // expanded. Later entries win for duplicate keys (os/exec keeps the last
 // one), so an app file may still set PORT itself.
-func buildEnv(spec *appfile.Spec, port int) []string {
-	env := append(os.Environ(), "PORT="+strconv.Itoa(port))
+func buildEnv(spec *appfile.Spec, port, instance int) []string {
+	env := append(os.Environ(), "PORT="+strconv.Itoa(port), "INSTANCE="+strconv.Itoa(instance))
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		env = append(env, k+"="+expandPort(spec.Env[k], port))
 	}
@@ -66,5 +67,5 @@ func expandSpec(spec *appfile.Spec, port int) *appfile.Spec {
 
 // AppEnv is the environment the Manager gives an app started on port, for a
 // driver that runs a command for the app outside a start (the command
-// driver's check at daemon start).
-func AppEnv(spec *appfile.Spec, port int) []string { return buildEnv(spec, port) }
+// driver's check at daemon start); $INSTANCE is 0 there.
+func AppEnv(spec *appfile.Spec, port int) []string { return buildEnv(spec, port, 0) }

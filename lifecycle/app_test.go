@@ -31,9 +31,12 @@ func TestExpandPort(t *testing.T) {
 func TestBuildEnvAddsPortAndAppEnv(t *testing.T) {
 	t.Setenv("DYNAPM_TEST_VAR", "daemon")
 	spec := &appfile.Spec{Env: map[string]string{"B": "b:${PORT}", "A": "a", "DYNAPM_TEST_VAR": "app"}}
-	env := buildEnv(spec, 9000)
+	env := buildEnv(spec, 9000, 2)
 	if !slices.Contains(env, "PORT=9000") {
 		t.Error("no PORT=9000")
+	}
+	if !slices.Contains(env, "INSTANCE=2") {
+		t.Error("no INSTANCE=2")
 	}
 	tail := env[len(env)-3:]
 	if want := []string{"A=a", "B=b:9000", "DYNAPM_TEST_VAR=app"}; !slices.Equal(tail, want) {

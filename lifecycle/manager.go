@@ -58,7 +58,12 @@ type LogOpener interface {
 	Open(app string) (w *os.File, wait func(context.Context) error, err error)
 }
 
-// Events receives the Manager's lifecycle events, for metrics.
+// Events receives the Manager's lifecycle events, for metrics. They are per
+// program, that is per instance: each instance of a scaled app that starts
+// reports AppStarted, then AppReady or AppStopped ("failed"), and each one
+// that ends reports AppStopped, whether the app runs on with its other
+// instances or not. Starts minus stops is thus the number of programs
+// alive, and a cold start is observed once per program spawned.
 type Events interface {
 	// AppStarted: a program is being spawned; reason is what asked for it
 	// (connection, cron, manual, boot, restart...).
@@ -160,8 +165,7 @@ func (m *Manager) update(a *app, spec *appfile.Spec) {
 		if restart {
 			m.log.Info("restarting app: spec changed", "app", a.name)
 			a.restartAfterStop, a.restartReason = true, "reload"
-			a.inst.requestStop("reload")
-			a.setState(Stopping)
+			m.stopAll(a, "reload")
 			return
 		}
 	case Stopping:
@@ -187,13 +191,11 @@ func (m *Manager) update(a *app, spec *appfile.Spec) {
 		}
 	}
 	// Settings that need no restart: re-evaluate the idle timer with the
-	// new mode and idle_timeout.
+	// new mode and idle_timeout, and the instances with the new scale.
 	if a.state == Ready {
-		if mode(spec) == appfile.OnDemand && a.conns == 0 {
-			m.armIdle(a)
-		} else {
-			m.disarmIdle(a)
-		}
+		m.trimToMax(a)
+		m.armIdle(a)
+		m.ensureMin(a)
 	}
 	a.broadcast() // waiters re-read max_pending and the like
 }
@@ -207,8 +209,7 @@ func (m *Manager) remove(a *app) {
 	m.disarmBackoff(a)
 	switch a.state {
 	case Starting, Ready:
-		a.inst.requestStop("removed")
-		a.setState(Stopping)
+		m.stopAll(a, "removed")
 	case Stopping:
 		a.broadcast()
 	default:

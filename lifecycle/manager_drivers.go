@@ -40,13 +40,23 @@ func gateReady(ctx context.Context, checker ReadyChecker) error {
 }
 
 // stoppedOutside records the end of a ready instance that someone else
-// stopped: a stop, not a crash, so no backoff; an always app starts again.
-// Caller holds m.mu.
+// stopped: a stop, not a crash, so no backoff. The other instances of a
+// scaled app serve on; when it was the last one the app is stopped, and an
+// always app starts again. Caller holds m.mu.
 func (m *Manager) stoppedOutside(a *app, in *instance, uptime time.Duration) {
-	a.inst = nil
+	a.dropInstance(in)
 	a.failures = 0
 	a.lastErr = ""
-	m.log.Info("app stopped from outside", "app", a.name, "status", exitStatus(in.proc), "uptime", uptime)
+	m.log.Info("app stopped from outside", instAttrs(a, in, []any{"app", a.name, "status", exitStatus(in.proc), "uptime", uptime})...)
+	if m.cfg.Events != nil {
+		m.cfg.Events.AppStopped(a.name, "outside")
+	}
+	if a.active() > 0 {
+		m.settle(a)
+		m.armIdle(a)
+		m.ensureMin(a)
+		return
+	}
 	a.setState(Stopped)
 	m.afterStop(a, "stopped from outside", mode(a.spec) == appfile.Always)
 }

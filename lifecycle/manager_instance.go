@@ -16,24 +16,35 @@ import (
 // beginStart moves a from stopped (or failed) to starting and launches the
 // goroutine that spawns and probes the new instance. Caller holds m.mu.
 func (m *Manager) beginStart(a *app, reason string) {
+	m.disarmBackoff(a)
+	m.disarmIdle(a)
+	m.launch(a, reason)
+	a.setState(Starting)
+}
+
+// launch adds an instance to a (the lowest free index) and starts the
+// goroutine that spawns and probes it. The app's state is the caller's
+// business: beginStart moves it to starting, a scale-up leaves it ready.
+// Caller holds m.mu.
+func (m *Manager) launch(a *app, reason string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{
 		spec:   a.spec,
 		reason: reason,
+		index:  a.freeIndex(),
+		app:    a,
 		ctx:    ctx,
 		cancel: cancel,
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	a.inst = in
+	a.addInstance(in)
 	a.starts++
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppStarted(a.name, reason)
 	}
-	m.disarmBackoff(a)
-	m.disarmIdle(a)
-	a.setState(Starting)
 	go m.runInstance(a, in)
+	return in
 }
 
 // runInstance owns one instance from spawn to exit: it spawns the program,
@@ -79,7 +90,9 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	default:
 		in.startErr = fmt.Errorf("%w after %v: %v", ErrStartTimeout, startTimeout(in.spec), err)
 		in.requestStop("start timeout")
-		a.setState(Stopping) // waiters see startErr and fail at once
+		if a.state == Starting {
+			a.setState(Stopping) // waiters see startErr and fail at once
+		} // else an added instance: the app serves on with the others
 	}
 	m.mu.Unlock()
 
@@ -141,7 +154,7 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, func(context.C
 		Spec:     expandSpec(spec, port),
 		Upstream: upstreamStr,
 		Port:     port,
-		Env:      buildEnv(spec, port),
+		Env:      buildEnv(spec, port, in.index),
 		Log:      logf,
 	})
 	if err != nil {
@@ -194,22 +207,23 @@ func exitStatus(p Process) string {
 	return "exit status 0"
 }
 
-// becomeReady: the probe passed. Caller holds m.mu.
+// becomeReady: the probe passed; the instance joins the rotation. Caller
+// holds m.mu.
 func (m *Manager) becomeReady(a *app, in *instance) {
 	now := time.Now()
 	in.readyAt = now
+	in.lastActivity = now
 	a.lastActivity = now
 	a.lastErr = ""
 	a.setState(Ready)
-	m.log.Info("app started", "app", a.name, "reason", in.reason, "pid", in.proc.Pid(),
-		"upstream", in.upstream.String(), "took", now.Sub(in.spawnedAt))
+	m.log.Info("app started", instAttrs(a, in, []any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid(),
+		"upstream", in.upstream.String(), "took", now.Sub(in.spawnedAt)})...)
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppReady(a.name, now.Sub(in.spawnedAt))
 	}
 	m.logRefused(a)
-	if a.conns == 0 && mode(a.spec) == appfile.OnDemand {
-		m.armIdle(a)
-	}
+	m.armIdle(a)
+	m.ensureMin(a)
 }
 
 // failStart records a start that did not reach ready. Caller holds m.mu.
@@ -217,11 +231,11 @@ func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
 	if in.startErr == nil {
 		in.startErr = err
 	}
-	a.inst = nil
+	a.dropInstance(in)
 	a.lastErr = in.startErr.Error()
 	a.failures++
 	d := backoffDelay(a.failures, m.cfg.BackoffMin, m.cfg.BackoffMax)
-	attrs := []any{"app", a.name, "reason", in.reason, "err", in.startErr, "failures", a.failures, "backoff", d}
+	attrs := instAttrs(a, in, []any{"app", a.name, "reason", in.reason, "err", in.startErr, "failures", a.failures, "backoff", d})
 	if tail != "" {
 		attrs = append(attrs, "log_tail", tail)
 	}
@@ -230,7 +244,22 @@ func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
 		m.cfg.Events.AppStopped(a.name, "failed")
 	}
 	m.logRefused(a)
+	if a.active() > 0 {
+		// An added instance failed: the others serve on, and no instance
+		// is added before the backoff is over.
+		m.holdOffScaling(a, d)
+		return
+	}
 	m.enterFailed(a, d)
+}
+
+// holdOffScaling keeps a running app from adding instances for d after one
+// failed or crashed; the backoff timer then tops it up to its minimum.
+// Caller holds m.mu.
+func (m *Manager) holdOffScaling(a *app, d time.Duration) {
+	a.backoffUntil = time.Now().Add(d)
+	m.armBackoff(a, d)
+	m.settle(a)
 }
 
 // crashed records the exit of a ready instance that nobody asked to stop.
@@ -241,7 +270,7 @@ func (m *Manager) crashed(a *app, in *instance, tail string) {
 		m.stoppedOutside(a, in, uptime)
 		return
 	}
-	a.inst = nil
+	a.dropInstance(in)
 	a.lastErr = "exited: " + exitStatus(in.proc)
 	if uptime >= m.cfg.BackoffMax {
 		a.failures = 0 // it ran long enough: not a crash loop
@@ -249,13 +278,25 @@ func (m *Manager) crashed(a *app, in *instance, tail string) {
 		a.failures++
 	}
 	d := backoffDelay(a.failures, m.cfg.BackoffMin, m.cfg.BackoffMax)
-	attrs := []any{"app", a.name, "pid", in.proc.Pid(), "status", exitStatus(in.proc), "uptime", uptime, "backoff", d}
+	attrs := instAttrs(a, in, []any{"app", a.name, "pid", in.proc.Pid(), "status", exitStatus(in.proc), "uptime", uptime, "backoff", d})
 	if tail != "" {
 		attrs = append(attrs, "log_tail", tail)
 	}
 	m.log.Warn("app exited", attrs...)
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppStopped(a.name, "crash")
+	}
+	if a.active() > 0 {
+		// Out of the rotation; the others serve on. Its connections are
+		// lost, theirs are not.
+		if d > 0 {
+			m.holdOffScaling(a, d)
+		} else {
+			m.settle(a)
+		}
+		m.armIdle(a)
+		m.ensureMin(a)
+		return
 	}
 	if d > 0 {
 		m.enterFailed(a, d)
@@ -281,7 +322,7 @@ func (m *Manager) enterFailed(a *app, d time.Duration) {
 // finishStop records the end of an instance that was asked to stop. Caller
 // holds m.mu.
 func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
-	a.inst = nil
+	a.dropInstance(in)
 	if stopErr != nil {
 		m.log.Warn("stopping app", "app", a.name, "err", stopErr)
 	}
@@ -290,7 +331,7 @@ func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
 		m.failStart(a, in, in.startErr, tail)
 		return
 	}
-	attrs := []any{"app", a.name, "reason", in.stopReason}
+	attrs := instAttrs(a, in, []any{"app", a.name, "reason", in.stopReason})
 	if in.proc != nil {
 		attrs = append(attrs, "pid", in.proc.Pid())
 	}
@@ -298,10 +339,16 @@ func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
 		a.failures = 0 // ran until we stopped it: not crash-looping
 		attrs = append(attrs, "uptime", time.Since(in.readyAt))
 	}
-	m.log.Info("app stopped", attrs...)
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppStopped(a.name, in.stopReason)
 	}
+	if a.state != Stopping || len(a.insts) > 0 {
+		// Stopped alone while the app runs on, or the app waits for its
+		// other instances to be gone.
+		m.log.Info("app instance stopped", attrs...)
+		return
+	}
+	m.log.Info("app stopped", attrs...)
 	m.logRefused(a)
 	a.setState(Stopped)
 	restart := a.restartAfterStop

@@ -31,9 +31,14 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 			LastActive:  a.lastActivity,
 			MemoryMax:   a.spec.MemoryMax,
 		}
-		if in := a.inst; in != nil {
+		for _, in := range a.insts {
 			if in.proc != nil {
-				u.Pid = in.proc.Pid()
+				if u.Pid == 0 {
+					u.Pid = in.proc.Pid()
+				}
+				if len(a.insts) > 1 {
+					u.Pids = append(u.Pids, in.proc.Pid())
+				}
 			}
 			// An app that never had a connection (persistent, cron) was
 			// last active when it started.

@@ -33,6 +33,24 @@ type AppStatus struct {
 	Restarts int
 	// Refused counts callers turned away by max_pending.
 	Refused int
+	// Instances lists the app's live processes by index: one for an app
+	// without scale. Pid, Upstream and StartedAt above are the first's;
+	// Connections above is their sum.
+	Instances []InstanceStatus
+}
+
+// InstanceStatus is a snapshot of one instance of an app.
+type InstanceStatus struct {
+	// Index is the instance's $INSTANCE.
+	Index int
+	// Pid is its process (group leader) id, 0 until spawned.
+	Pid int
+	// State is starting, ready or stopping.
+	State State
+	// Upstream is where it listens ("" until picked).
+	Upstream    string
+	Connections int
+	StartedAt   time.Time
 }
 
 // Status returns a snapshot of every configured app, sorted by name.
@@ -57,14 +75,19 @@ func (m *Manager) Status() []AppStatus {
 			Restarts:     a.restarts,
 			Refused:      a.refusedTotal,
 		}
-		if in := a.inst; in != nil {
+		for _, in := range a.insts {
+			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns, StartedAt: in.spawnedAt}
 			if in.proc != nil {
-				st.Pid = in.proc.Pid()
+				is.Pid = in.proc.Pid()
 			}
 			if in.upstream.IsValid() {
-				st.Upstream = in.upstream.String()
+				is.Upstream = in.upstream.String()
 			}
-			st.StartedAt = in.spawnedAt
+			st.Instances = append(st.Instances, is)
+		}
+		if len(st.Instances) > 0 {
+			first := st.Instances[0]
+			st.Pid, st.Upstream, st.StartedAt = first.Pid, first.Upstream, first.StartedAt
 		}
 		out = append(out, st)
 	}

@@ -30,17 +30,18 @@ func (m *Manager) Stop(ctx context.Context, name, reason string) error {
 		return nil
 	case Starting, Ready:
 		m.disarmIdle(a)
-		a.inst.requestStop(reason)
-		a.setState(Stopping)
+		m.stopAll(a, reason)
 	}
-	done := a.inst.done
+	dones := a.dones()
 	m.mu.Unlock()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stopping app %q: %w", name, ctx.Err())
+	for _, done := range dones {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("stopping app %q: %w", name, ctx.Err())
+		}
 	}
+	return nil
 }
 
 // Restart stops app if it runs and starts it again, waiting until it is
@@ -64,13 +65,12 @@ func (m *Manager) restart(ctx context.Context, name, stopReason, startReason str
 	switch a.state {
 	case Starting, Ready:
 		m.disarmIdle(a)
-		a.inst.requestStop(stopReason)
-		a.setState(Stopping)
+		m.stopAll(a, stopReason)
 		fallthrough
 	case Stopping:
 		a.restartAfterStop, a.restartReason = true, startReason
 	}
-	_, err := m.waitReady(ctx, name, startReason, false)
+	_, _, err := m.waitReady(ctx, name, startReason, false)
 	return err
 }
 
@@ -102,7 +102,7 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 	case Failed:
 		return fmt.Errorf("keeping app %q up: %w", name, ErrBackoff)
 	case Ready:
-		if a.conns == 0 && a.idleTimer != nil {
+		if a.idleTimer != nil {
 			m.armIdle(a) // later deadline
 		}
 	}
@@ -124,16 +124,13 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		a.restartAfterStop = false
 		switch a.state {
 		case Starting, Ready:
-			a.inst.requestStop("shutdown")
-			a.setState(Stopping)
+			m.stopAll(a, "shutdown")
 		case Failed:
 			a.setState(Stopped)
 		default:
 			a.broadcast() // waiters see closed
 		}
-		if a.inst != nil {
-			running = append(running, a.inst.done)
-		}
+		running = append(running, a.dones()...)
 	}
 	m.mu.Unlock()
 	for _, done := range running {

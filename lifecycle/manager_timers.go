@@ -6,25 +6,56 @@ import (
 	"github.com/dynapm/dynapm/appfile"
 )
 
-// Timers are armed only while they can fire: the idle timer while an
-// on-demand app is ready with no open lease, the backoff timer while an app
-// is failed. A timer that fires re-checks everything under the lock, so a
+// Timers are armed only while they can fire: the idle timer while a ready
+// app has an instance with no open lease that may stop (on-demand apps down
+// to none, scaled apps down to scale.min), the backoff timer while an app
+// is failed or holds off adding instances. A timer that fires re-checks everything under the lock, so a
 // stale firing (a lease or a stop arrived while it waited for the lock)
 // does nothing.
 
-// idleDeadline is when a ready app with no lease may be stopped: idle_timeout
-// after its last activity, and not before its keep window ends.
-func idleDeadline(a *app) time.Time {
-	d := a.lastActivity.Add(idleTimeout(a.spec))
+// idleDeadline is when a ready instance with no lease may be stopped:
+// idle_timeout after its last activity, and not before the app's keep
+// window ends.
+func idleDeadline(a *app, in *instance) time.Time {
+	d := in.lastActivity.Add(idleTimeout(a.spec))
 	if a.keepUntil.After(d) {
 		d = a.keepUntil
 	}
 	return d
 }
 
-// armIdle (re)arms a's idle timer for its idle deadline. Caller holds m.mu.
+// nextIdle returns the earliest idle deadline of a's instances that may stop
+// for idleness, and false when none may.
+func nextIdle(a *app) (time.Time, bool) {
+	var next time.Time
+	if a.state != Ready {
+		return next, false
+	}
+	active := 0
+	for _, in := range a.insts {
+		if in.stopReq {
+			continue
+		}
+		active++
+		if in.readyAt.IsZero() || in.conns > 0 {
+			continue
+		}
+		if d := idleDeadline(a, in); next.IsZero() || d.Before(next) {
+			next = d
+		}
+	}
+	return next, !next.IsZero() && active > minInstances(a.spec)
+}
+
+// armIdle (re)arms a's idle timer for its earliest idle deadline, or
+// disarms it when no instance may stop for idleness. Caller holds m.mu.
 func (m *Manager) armIdle(a *app) {
-	d := time.Until(idleDeadline(a))
+	next, ok := nextIdle(a)
+	if !ok {
+		m.disarmIdle(a)
+		return
+	}
+	d := time.Until(next)
 	if a.idleTimer == nil {
 		a.idleTimer = time.AfterFunc(d, func() { m.idleFired(a) })
 		return
@@ -39,22 +70,43 @@ func (m *Manager) disarmIdle(a *app) {
 	}
 }
 
-// idleFired stops a if it is still idle: ready, on-demand, no lease, past its
-// deadline. Checked under the lock that Wake takes to lease, so an idle stop
-// and a new lease never race: if the lease came first the stop is abandoned,
-// otherwise the lease sees stopping and waits for a fresh start.
+// idleFired stops the instances of a that are still idle (ready, no lease,
+// past their deadline), highest index first, down to the app's minimum: for
+// an on-demand app without scale.min that is none, and the idle stop of
+// the last instance stops the app. Checked under the lock that Wake takes
+// to lease, so an idle stop and a new lease never race: if the lease came
+// first the stop is abandoned, otherwise the lease goes to another
+// instance or sees stopping and waits for a fresh start.
 func (m *Manager) idleFired(a *app) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.apps[a.name] != a || a.state != Ready || a.conns > 0 || mode(a.spec) != appfile.OnDemand {
+	if m.closed || m.apps[a.name] != a || a.state != Ready {
 		return
 	}
-	if left := time.Until(idleDeadline(a)); left > 0 {
-		a.idleTimer.Reset(left)
-		return
+	now := time.Now()
+	active, floor := a.active(), minInstances(a.spec)
+	var next time.Time
+	for i := len(a.insts) - 1; i >= 0 && active > floor; i-- {
+		in := a.insts[i]
+		if !in.ready() || in.conns > 0 {
+			continue
+		}
+		if d := idleDeadline(a, in); d.After(now) {
+			if next.IsZero() || d.Before(next) {
+				next = d
+			}
+			continue
+		}
+		active--
+		if active == 0 {
+			m.stopAll(a, "idle")
+			return
+		}
+		m.retire(a, in, "idle")
 	}
-	a.inst.requestStop("idle")
-	a.setState(Stopping)
+	if !next.IsZero() && active > floor {
+		a.idleTimer.Reset(time.Until(next))
+	}
 }
 
 // armBackoff arms a's backoff timer to fire after d. Caller holds m.mu.
@@ -78,11 +130,16 @@ func (m *Manager) disarmBackoff(a *app) {
 func (m *Manager) backoffFired(a *app) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.apps[a.name] != a || a.state != Failed {
+	if m.closed || m.apps[a.name] != a || (a.state != Failed && a.state != Ready) {
 		return
 	}
 	if left := time.Until(a.backoffUntil); left > 0 {
 		a.backoffTimer.Reset(left)
+		return
+	}
+	if a.state == Ready {
+		// An added instance failed: top the app up to its minimum again.
+		m.ensureMin(a)
 		return
 	}
 	if mode(a.spec) == appfile.Always {

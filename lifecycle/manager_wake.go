@@ -6,42 +6,53 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/dynapm/dynapm/appfile"
 )
 
 // refusedLogEvery bounds the log lines about refused callers to one per
 // app per interval while a flood lasts; a summary follows the start.
 const refusedLogEvery = time.Second
 
-// Wake returns the upstream of app's ready process, starting the app first
-// if it is stopped (reason "connection"). While the app starts, or while it
-// stops and then starts afresh, Wake waits, up to the app's start_timeout or
-// until ctx ends. On success the caller must call release once when its
-// connection closes; the app is not stopped for idleness while a lease is
-// open. It satisfies l4.Waker.
+// Wake returns the upstream of a ready process of app, starting the app
+// first if it is stopped (reason "connection"). While the app starts, or
+// while it stops and then starts afresh, Wake waits, up to the app's
+// start_timeout or until ctx ends. A scaled app's connection goes to the
+// ready instance with the fewest open leases, and when every ready
+// instance holds target_connections one more instance starts (the
+// connection does not wait for it). On success the caller must call
+// release once when its connection closes; the instance is not stopped for
+// idleness while a lease is open. It satisfies l4.Waker.
 func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, err := m.waitReady(ctx, name, "connection", true)
+	a, in, err := m.waitReady(ctx, name, "connection", true)
 	if err != nil {
 		return netip.AddrPort{}, nil, fmt.Errorf("waking app %q: %w", name, err)
 	}
+	if a.spec.Scale.Max > 1 {
+		m.maybeScaleUp(a)
+	}
+	now := time.Now()
+	in.conns++
 	a.conns++
-	a.lastActivity = time.Now()
-	m.disarmIdle(a)
+	in.lastActivity, a.lastActivity = now, now
+	if len(a.insts) == 1 {
+		m.disarmIdle(a)
+	} // else other instances may still be idle: a stale firing sees the lease
 	var once sync.Once
-	release := func() { once.Do(func() { m.release(a) }) }
-	return a.inst.upstream, release, nil
+	release := func() { once.Do(func() { m.release(in) }) }
+	return in.upstream, release, nil
 }
 
-// release ends one lease of a.
-func (m *Manager) release(a *app) {
+// release ends one lease of in.
+func (m *Manager) release(in *instance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	a := in.app
+	in.conns--
 	a.conns--
-	a.lastActivity = time.Now()
-	if a.conns == 0 && a.state == Ready && !m.closed && mode(a.spec) == appfile.OnDemand {
+	now := time.Now()
+	in.lastActivity, a.lastActivity = now, now
+	if in.conns == 0 && a.state == Ready && !m.closed && in.ready() {
 		m.armIdle(a)
 	}
 }
@@ -53,17 +64,18 @@ func (m *Manager) release(a *app) {
 func (m *Manager) Start(ctx context.Context, name, reason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, err := m.waitReady(ctx, name, reason, false); err != nil {
+	if _, _, err := m.waitReady(ctx, name, reason, false); err != nil {
 		return fmt.Errorf("starting app %q: %w", name, err)
 	}
 	return nil
 }
 
-// waitReady returns the app named name once it is ready, starting it when
-// stopped and waiting while it starts or stops. Caller holds m.mu; it is
-// released while waiting and held again on return. held says the caller is
-// a connection: it counts against max_pending.
-func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool) (*app, error) {
+// waitReady returns the app named name once it is ready, with the ready
+// instance a new connection should go to, starting it when stopped and
+// waiting while it starts or stops. Caller holds m.mu; it is released while
+// waiting and held again on return. held says the caller is a connection:
+// it counts against max_pending.
+func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool) (*app, *instance, error) {
 	var (
 		timer   *time.Timer
 		began   time.Time     // when the wait began
@@ -80,24 +92,23 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 	}()
 	for {
 		if m.closed {
-			return nil, ErrShuttingDown
+			return nil, nil, ErrShuttingDown
 		}
 		a := m.apps[name]
 		if a == nil || a.removed {
-			return nil, ErrUnknownApp
+			return nil, nil, ErrUnknownApp
 		}
 		switch a.state {
 		case Ready:
-			select {
-			case <-a.inst.proc.Done():
-				// Exited, and its goroutine has yet to say so: never
-				// hand out a dead upstream; wait for the next state.
-			default:
-				return a, nil
+			if in := a.pick(); in != nil {
+				return a, in, nil
 			}
+			// Every ready process exited, and their goroutines have yet
+			// to say so: never hand out a dead upstream; wait for the
+			// next state.
 		case Failed:
 			if reason != "manual" {
-				return nil, fmt.Errorf("%w (%s left; last error: %s)", ErrBackoff,
+				return nil, nil, fmt.Errorf("%w (%s left; last error: %s)", ErrBackoff,
 					time.Until(a.backoffUntil).Round(time.Millisecond), a.lastErr)
 			}
 			m.beginStart(a, reason)
@@ -108,7 +119,7 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 		if held && counted != a {
 			if a.pending >= maxPending(a.spec) {
 				m.refuse(a)
-				return nil, ErrTooManyPending
+				return nil, nil, ErrTooManyPending
 			}
 			if counted != nil {
 				counted.pending--
@@ -118,7 +129,7 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 		}
 		var waitingOn *instance
 		if a.state == Starting {
-			waitingOn = a.inst
+			waitingOn = a.startingInstance()
 		}
 		if timer == nil {
 			began, limit = time.Now(), startTimeout(a.spec)
@@ -136,13 +147,13 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 			m.mu.Lock()
 		case <-ctx.Done():
 			m.mu.Lock()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-timer.C:
 			m.mu.Lock()
-			return nil, fmt.Errorf("%w after %v", ErrStartTimeout, limit)
+			return nil, nil, fmt.Errorf("%w after %v", ErrStartTimeout, limit)
 		}
 		if waitingOn != nil && waitingOn.startErr != nil {
-			return nil, waitingOn.startErr
+			return nil, nil, waitingOn.startErr
 		}
 	}
 }

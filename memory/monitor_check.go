@@ -104,13 +104,25 @@ func (m *Monitor) read(cached bool) (Reading, Policy) {
 		if a.Pid <= 0 {
 			continue
 		}
-		if c, ok := last[a.Name]; cached && ok && c.pid == a.Pid {
+		switch c, ok := last[a.Name]; {
+		case len(a.Pids) > 1:
+			// Several instances: their sum, measured afresh (the cache
+			// knows one pid per app).
+			for _, pid := range a.Pids {
+				rss, _ := w.treeRSS(pid)
+				r.Apps[i].RSS += rss
+			}
+		case cached && ok && c.pid == a.Pid:
 			r.Apps[i].RSS = c.rss
-		} else {
+		default:
 			// An error means the process just exited: nothing to free.
 			r.Apps[i].RSS, _ = w.treeRSS(a.Pid)
 		}
-		measured[a.Name] = measuredRSS{pid: a.Pid, rss: r.Apps[i].RSS}
+		mr := measuredRSS{pid: a.Pid, rss: r.Apps[i].RSS}
+		if len(a.Pids) > 1 {
+			mr.pid = -1 // a sum over instances: never reused as one pid's
+		}
+		measured[a.Name] = mr
 	}
 	m.measured.Store(&measured)
 	m.trackPeaks(r)

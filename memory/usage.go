@@ -15,6 +15,10 @@ type AppUsage struct {
 	// Pid is the app's main process, 0 when no process runs. Its whole
 	// process tree is measured.
 	Pid int
+	// Pids lists every process of an app running several instances (Pid
+	// among them), nil for an app with one: its RSS is the sum of their
+	// trees.
+	Pids []int
 	// Stopping says a stop is already under way: its memory is counted as
 	// about to be freed, so no further app is stopped for it.
 	Stopping bool

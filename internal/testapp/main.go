@@ -43,6 +43,7 @@ type config struct {
 	pidfile    string
 	allocMiB   int
 	printEnv   string
+	work       time.Duration
 	target     string
 }
 
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&c.pidfile, "pidfile", "", "write own pid to this file once listening")
 	flag.IntVar(&c.allocMiB, "alloc", 0, "allocate and touch this many MiB")
 	flag.StringVar(&c.printEnv, "print-env", "", "print this environment variable to stdout at start")
+	flag.DurationVar(&c.work, "work", 0, "echo mode: burn this much CPU time per read before echoing it (a CPU-bound backend)")
 	flag.StringVar(&c.target, "target", "", "get mode: the URL to GET")
 	flag.Parse()
 
@@ -131,7 +133,7 @@ func run(c config) error {
 
 	switch c.mode {
 	case "echo":
-		return serveEcho(ln)
+		return serveEcho(ln, c.work)
 	case "http":
 		return serveHTTP(ln, start.Add(c.readyDelay))
 	case "hold":
@@ -272,14 +274,72 @@ func listen(addr string, backlog int) (net.Listener, error) {
 	return net.FileListener(f)
 }
 
-func serveEcho(ln net.Listener) error {
+func serveEcho(ln net.Listener, work time.Duration) error {
+	rounds := calibrate(work)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			return err
 		}
-		go echo(conn)
+		if rounds > 0 {
+			go echoWorking(conn, rounds)
+		} else {
+			go echo(conn)
+		}
 	}
+}
+
+// echoWorking echoes each read after a fixed amount of computation (rounds,
+// calibrated to -work of CPU time), as a CPU-bound request handler would:
+// with GOMAXPROCS=1 one process computes one request at a time, so
+// throughput grows only with more processes.
+func echoWorking(conn net.Conn, rounds int) {
+	defer conn.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := conn.Read(buf)
+		if n > 0 {
+			runtime.KeepAlive(burn(rounds)) // keep the work from being optimised away
+			if _, werr := conn.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// burn hashes rounds blocks of 4096 steps: a fixed amount of work, so that
+// requests sharing a CPU take longer, as real computation does.
+func burn(rounds int) uint64 {
+	h := uint64(14695981039346656037)
+	for range rounds {
+		for i := range 4096 {
+			h ^= uint64(i)
+			h *= 1099511628211
+		}
+	}
+	return h
+}
+
+// calibrate returns how many rounds of burn take about work on this
+// machine (0 for no work). It keeps the fastest of several short samples,
+// so that instances starting together on a busy machine do not each
+// measure the others' load and do less work per request.
+func calibrate(work time.Duration) int {
+	if work <= 0 {
+		return 0
+	}
+	const sample = 64
+	best := time.Duration(1<<63 - 1)
+	for range 20 {
+		start := time.Now()
+		runtime.KeepAlive(burn(sample))
+		best = min(best, time.Since(start))
+	}
+	perRound := max(best/sample, 1)
+	return max(1, int(work/perRound))
 }
 
 // echo copies the connection back to itself until the client half-closes,
