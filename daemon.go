@@ -271,12 +271,16 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 	table := make(map[string][]l4.Route)
 	for _, s := range specs {
 		for _, addr := range s.Listen {
-			table[addr] = append(table[addr], l4.Route{
+			r := l4.Route{
 				App:           s.Name,
 				SNI:           s.Match.SNI,
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
-			})
+			}
+			if s.UnavailableReply != "" {
+				r.UnavailableReply = []byte(s.UnavailableReply)
+			}
+			table[addr] = append(table[addr], r)
 		}
 	}
 	return table

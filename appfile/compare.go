@@ -27,6 +27,7 @@ func (s *Spec) Equal(o *Spec) bool {
 			return a.Cron == b.Cron && slices.Equal(a.Command, b.Command) &&
 				a.Timeout == b.Timeout && a.NeedsApp == b.NeedsApp
 		}) &&
+		s.UnavailableReply == o.UnavailableReply &&
 		!s.NeedsRestart(o)
 }
 
@@ -43,5 +44,7 @@ func (s *Spec) NeedsRestart(old *Spec) bool {
 		!maps.Equal(s.Env, old.Env) ||
 		s.Dir != old.Dir ||
 		s.Upstream != old.Upstream ||
-		s.ProxyProtocol != old.ProxyProtocol
+		s.ProxyProtocol != old.ProxyProtocol ||
+		s.User != old.User || s.Group != old.Group ||
+		s.Limits != old.Limits || s.Umask != old.Umask
 }

@@ -17,6 +17,7 @@ var topKeys = []string{
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
 	"memory_priority", "memory_max",
+	"unavailable_reply", "user", "group", "limits", "umask",
 }
 
 var (
@@ -150,6 +151,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Wake = d.wake(key, v)
 	case "jobs":
 		s.Jobs = d.jobs(key, v)
+	case "unavailable_reply", "user", "group", "limits", "umask":
+		d.guardField(s, key, v)
 	}
 }
 
