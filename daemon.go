@@ -72,6 +72,14 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	if err := d.serveAdmin(s); err != nil {
 		return errors.Join(err, d.shutdown())
 	}
+	// With the state locked and before any app starts: stop what a
+	// previous daemon that died left running (its reaper died with it),
+	// so that no upstream port is still taken.
+	runDir := filepath.Join(s.StateDir, "run")
+	lifecycle.StopStale(ctx, runDir, log)
+	if err := d.driver.RecordGroups(runDir); err != nil {
+		return errors.Join(err, d.shutdown())
+	}
 
 	// SIGHUP asks for a rescan; caught from before the first scan, so
 	// that an early one never kills the daemon.

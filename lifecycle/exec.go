@@ -39,6 +39,8 @@ type ExecDriver struct {
 	logger *slog.Logger
 	// reaperMinLife: see defaultReaperMinLife (tests shorten it).
 	reaperMinLife time.Duration
+	// runDir, when set, holds a record of each live group (exec_stale.go).
+	runDir string
 
 	// mu guards everything below.
 	mu     sync.Mutex
@@ -120,6 +122,7 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 		done:   make(chan struct{}),
 	}
 	d.registerLocked(p)
+	d.writeRecordLocked(p, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	d.wg.Add(1)
 	go p.watch()
 	p.logger.Debug("process started", "command", req.Spec.Command)
