@@ -89,7 +89,8 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 
 	// The watcher loads apps.d and applies the first snapshot before it
 	// returns; from then on every change to apps.d is applied as it comes.
-	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log}
+	// As root, an app file anyone can edit would run anything as root.
+	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log, OwnerWritableOnly: os.Geteuid() == 0}
 	if d.met != nil {
 		wcfg.Rejected = func(string, error) { d.met.ReloadErrors(1) }
 	}
@@ -214,6 +215,9 @@ func (d *daemon) background(loop func(context.Context)) {
 // can serve. apply is called from one goroutine at a time
 // (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
+	if errs := privilegeErrors(specs, os.Geteuid()); len(errs) > 0 {
+		return errs
+	}
 	table := routeTable(specs)
 	failed := d.srv.Apply(mergeTables(d.table, table))
 	if len(failed) > 0 && respelled(failed, d.table, table) {
@@ -325,4 +329,27 @@ func (d *daemon) shutdown() error {
 	}
 	d.log.Info("dynapm stopped")
 	return nil
+}
+
+// privilegeErrors names every app whose file asks for what a daemon running
+// as euid cannot give: user and group need root.
+func privilegeErrors(specs []*appfile.Spec, euid int) []appsdir.AppError {
+	if euid == 0 {
+		return nil
+	}
+	var errs []appsdir.AppError
+	for _, s := range specs {
+		field := ""
+		switch {
+		case s.User != "":
+			field = "user"
+		case s.Group != "":
+			field = "group"
+		default:
+			continue
+		}
+		errs = append(errs, appsdir.AppError{App: s.Name, Err: &appfile.FieldError{File: s.File, Field: field,
+			Msg: fmt.Sprintf("dynapm runs as uid %d, not root: it cannot run an app as another user; remove %s or run dynapm as root", euid, field)}})
+	}
+	return errs
 }

@@ -89,6 +89,9 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 		Env:         req.Env,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
+	if err := applyGuards(cmd, req.Spec); err != nil {
+		return nil, fmt.Errorf("starting app %q: %w", name, err)
+	}
 	if cmd.Env == nil {
 		// A nil Env would mean the daemon's environment; the contract is
 		// that req.Env is the whole environment.

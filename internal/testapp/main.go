@@ -43,6 +43,7 @@ type config struct {
 	pidfile    string
 	allocMiB   int
 	printEnv   string
+	printLimit bool
 }
 
 func main() {
@@ -60,6 +61,7 @@ func main() {
 	flag.StringVar(&c.pidfile, "pidfile", "", "write own pid to this file once listening")
 	flag.IntVar(&c.allocMiB, "alloc", 0, "allocate and touch this many MiB")
 	flag.StringVar(&c.printEnv, "print-env", "", "print this environment variable to stdout at start")
+	flag.BoolVar(&c.printLimit, "print-limits", false, "print nofile, nproc, umask, uid and gid to stdout at start")
 	flag.Parse()
 
 	if err := run(c); err != nil {
@@ -72,6 +74,9 @@ func run(c config) error {
 	start := time.Now()
 	if c.printEnv != "" {
 		fmt.Printf("%s=%s\n", c.printEnv, os.Getenv(c.printEnv))
+	}
+	if c.printLimit {
+		printLimits()
 	}
 	if c.ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
@@ -325,4 +330,15 @@ func serveHold(ln net.Listener) error {
 func hold(conn net.Conn) {
 	defer conn.Close()
 	_, _ = io.Copy(io.Discard, conn)
+}
+
+// printLimits prints the limits a wrapper or the daemon set on this process:
+// "limits nofile=N nproc=N umask=0NNN uid=N gid=N".
+func printLimits() {
+	var nofile, nproc syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile)
+	_ = syscall.Getrlimit(6, &nproc) // RLIMIT_NPROC on Linux
+	mask := syscall.Umask(0)
+	syscall.Umask(mask)
+	fmt.Printf("limits nofile=%d nproc=%d umask=%#o uid=%d gid=%d\n", nofile.Cur, nproc.Cur, mask, os.Getuid(), os.Getgid())
 }
