@@ -74,6 +74,14 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	if err := d.serveAdmin(s); err != nil {
 		return errors.Join(err, d.shutdown())
 	}
+	// With the state locked and before any app starts: stop what a
+	// previous daemon that died left running (its reaper died with it),
+	// so that no upstream port is still taken.
+	runDir := filepath.Join(s.StateDir, "run")
+	lifecycle.StopStale(ctx, runDir, log)
+	if err := d.driver.RecordGroups(runDir); err != nil {
+		return errors.Join(err, d.shutdown())
+	}
 
 	// SIGHUP asks for a rescan; caught from before the first scan, so
 	// that an early one never kills the daemon.
@@ -83,7 +91,8 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 
 	// The watcher loads apps.d and applies the first snapshot before it
 	// returns; from then on every change to apps.d is applied as it comes.
-	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log}
+	// As root, an app file anyone can edit would run anything as root.
+	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log, OwnerWritableOnly: os.Geteuid() == 0}
 	if d.met != nil {
 		wcfg.Rejected = func(string, error) { d.met.ReloadErrors(1) }
 	}
@@ -210,6 +219,9 @@ func (d *daemon) background(loop func(context.Context)) {
 // can serve. apply is called from one goroutine at a time
 // (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
+	if errs := privilegeErrors(specs, os.Geteuid()); len(errs) > 0 {
+		return errs
+	}
 	table := routeTable(specs)
 	failed := d.srv.Apply(mergeTables(d.table, table))
 	if len(failed) > 0 && respelled(failed, d.table, table) {
@@ -275,12 +287,16 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 	table := make(map[string][]l4.Route)
 	for _, s := range specs {
 		for _, addr := range s.Listen {
-			table[addr] = append(table[addr], l4.Route{
+			r := l4.Route{
 				App:           s.Name,
 				SNI:           s.Match.SNI,
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
-			})
+			}
+			if s.UnavailableReply != "" {
+				r.UnavailableReply = []byte(s.UnavailableReply)
+			}
+			table[addr] = append(table[addr], r)
 		}
 	}
 	return table
@@ -317,4 +333,27 @@ func (d *daemon) shutdown() error {
 	}
 	d.log.Info("dynapm stopped")
 	return nil
+}
+
+// privilegeErrors names every app whose file asks for what a daemon running
+// as euid cannot give: user and group need root.
+func privilegeErrors(specs []*appfile.Spec, euid int) []appsdir.AppError {
+	if euid == 0 {
+		return nil
+	}
+	var errs []appsdir.AppError
+	for _, s := range specs {
+		field := ""
+		switch {
+		case s.User != "":
+			field = "user"
+		case s.Group != "":
+			field = "group"
+		default:
+			continue
+		}
+		errs = append(errs, appsdir.AppError{App: s.Name, Err: &appfile.FieldError{File: s.File, Field: field,
+			Msg: fmt.Sprintf("dynapm runs as uid %d, not root: it cannot run an app as another user; remove %s or run dynapm as root", euid, field)}})
+	}
+	return errs
 }

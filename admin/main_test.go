@@ -112,7 +112,7 @@ func sortedKeys(m map[string]*App) []string {
 
 // shortDir is a private temp dir with a path short enough for a Unix
 // socket (sun_path is 108 bytes; t.TempDir() paths can be longer).
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "d")
 	if err != nil {
@@ -127,7 +127,7 @@ func shortDir(t *testing.T) string {
 
 // startServer serves ctl from a fresh state dir and returns the server and
 // a client for it.
-func startServer(t *testing.T, ctl Controller) (*Server, *Client, string) {
+func startServer(t testing.TB, ctl Controller) (*Server, *Client, string) {
 	t.Helper()
 	dir := shortDir(t)
 	logDir := filepath.Join(dir, "logs")

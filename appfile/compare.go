@@ -28,6 +28,7 @@ func (s *Spec) Equal(o *Spec) bool {
 			return a.Cron == b.Cron && slices.Equal(a.Command, b.Command) &&
 				a.Timeout == b.Timeout && a.NeedsApp == b.NeedsApp
 		}) &&
+		s.UnavailableReply == o.UnavailableReply &&
 		!s.NeedsRestart(o)
 }
 
@@ -51,5 +52,7 @@ func (s *Spec) NeedsRestart(old *Spec) bool {
 		s.Replicas != old.Replicas ||
 		!slices.Equal(s.StartCommand, old.StartCommand) ||
 		!slices.Equal(s.StopCommand, old.StopCommand) ||
-		!slices.Equal(s.CheckCommand, old.CheckCommand)
+		!slices.Equal(s.CheckCommand, old.CheckCommand) ||
+		s.User != old.User || s.Group != old.Group ||
+		s.Limits != old.Limits || s.Umask != old.Umask
 }

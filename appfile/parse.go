@@ -18,6 +18,7 @@ var topKeys = []string{
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
 	"memory_priority", "memory_max", "scale",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
+	"unavailable_reply", "user", "group", "limits", "umask",
 }
 
 var (
@@ -158,6 +159,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Jobs = d.jobs(key, v)
 	case "scale":
 		d.scale(s, key, v)
+	case "unavailable_reply", "user", "group", "limits", "umask":
+		d.guardField(s, key, v)
 	default:
 		d.driverField(s, key, v)
 	}

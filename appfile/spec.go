@@ -102,6 +102,28 @@ type Spec struct {
 	StartCommand []string
 	StopCommand  []string
 	CheckCommand []string
+	// UnavailableReply, when not empty, is written to a held client whose
+	// app cannot serve it (the start failed, the app is backing off, or
+	// start_timeout ran out) before the connection is closed: an HTTP 503,
+	// a Redis -LOADING error... Empty means a bare close.
+	UnavailableReply string
+	// User and Group, when set, are the account the program runs as; only
+	// a daemon running as root can honour them.
+	User, Group string
+	// Limits are resource limits applied to the program; zero fields are
+	// left as the daemon has them.
+	Limits Limits
+	// Umask is the program's file mode creation mask as an octal string
+	// ("027"), or empty to inherit the daemon's.
+	Umask string
+}
+
+// Limits are per-app resource limits (setrlimit). Zero means unset.
+type Limits struct {
+	// NoFile is RLIMIT_NOFILE, the most open file descriptors.
+	NoFile int
+	// NProc is RLIMIT_NPROC, the most processes of the app's user.
+	NProc int
 }
 
 // Ready says how to tell that a started program serves.

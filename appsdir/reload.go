@@ -123,6 +123,12 @@ func (w *Watcher) readFile(path string) {
 		return
 	}
 	h := sha256.Sum256(data)
+	if w.cfg.OwnerWritableOnly {
+		// A chmod that fixes (or breaks) the mode is a change too.
+		if fi, err := os.Stat(path); err == nil {
+			h = sha256.Sum256(append(data, byte(fi.Mode().Perm()&0o022)))
+		}
+	}
 	if f != nil && f.hash == h {
 		return // a touch, or a save of the same bytes
 	}
@@ -133,6 +139,9 @@ func (w *Watcher) readFile(path string) {
 	f.hash = h
 	f.next, f.applyFailed = nil, false
 	spec, err := appfile.Parse(path, data)
+	if err == nil && w.cfg.OwnerWritableOnly {
+		err = appfile.CheckNotWritableByOthers(path)
+	}
 	if err != nil {
 		f.lastErr = ""
 		w.reject(path, err)

@@ -55,6 +55,9 @@ type Config struct {
 	// Rejected, when set, is called once per distinct problem that keeps
 	// an app file out of force (metrics count them).
 	Rejected func(path string, err error)
+	// OwnerWritableOnly refuses app files (and Dir itself, at New) that
+	// group or others may write: a daemon running as root sets it.
+	OwnerWritableOnly bool
 }
 
 // AppError is an app that Apply could not put in force.
@@ -115,6 +118,11 @@ func New(cfg Config) (*Watcher, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.OwnerWritableOnly {
+		if err := appfile.CheckNotWritableByOthers(cfg.Dir); err != nil {
+			return nil, err
+		}
 	}
 	fsw, err := fsnotify.NewWatcher()
 	if err != nil {

@@ -101,7 +101,7 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		}
 		log.Log(context.Background(), level, "waking app failed, closing connection",
 			slog.String("app", r.App), slog.Any("error", err))
-		s.drop(c, nil)
+		s.dropUnavailable(c, nil, r.UnavailableReply)
 		return
 	}
 	up, err := s.dial(s.ctx, upstream)
@@ -112,7 +112,7 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		}
 		log.Log(context.Background(), level, "dialing upstream failed, closing connection",
 			slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("error", err))
-		s.drop(c, release)
+		s.dropUnavailable(c, release, r.UnavailableReply)
 		return
 	}
 	if r.ProxyProtocol != "" || len(p.data) > 0 {

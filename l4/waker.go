@@ -30,4 +30,9 @@ type Route struct {
 	Host []string
 	// ProxyProtocol is "", "v1" or "v2": the header sent to the upstream first.
 	ProxyProtocol string
+	// UnavailableReply, when not empty, is written to a held client before
+	// it is closed because its app could not be woken (or its upstream not
+	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,
+	// which keeps the proxy protocol-agnostic. Never sent during Shutdown.
+	UnavailableReply []byte
 }

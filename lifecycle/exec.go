@@ -39,6 +39,8 @@ type ExecDriver struct {
 	logger *slog.Logger
 	// reaperMinLife: see defaultReaperMinLife (tests shorten it).
 	reaperMinLife time.Duration
+	// runDir, when set, holds a record of each live group (exec_stale.go).
+	runDir string
 
 	// mu guards everything below.
 	mu     sync.Mutex
@@ -87,6 +89,9 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 		Env:         req.Env,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
+	if err := applyGuards(cmd, req.Spec); err != nil {
+		return nil, fmt.Errorf("starting app %q: %w", name, err)
+	}
 	if cmd.Env == nil {
 		// A nil Env would mean the daemon's environment; the contract is
 		// that req.Env is the whole environment.
@@ -120,6 +125,7 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 		done:   make(chan struct{}),
 	}
 	d.registerLocked(p)
+	d.writeRecordLocked(p, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	d.wg.Add(1)
 	go p.watch()
 	p.logger.Debug("process started", "command", req.Spec.Command)

@@ -164,6 +164,7 @@ func (d *ExecDriver) unregister(p *execProcess) {
 	defer d.mu.Unlock()
 	if d.groups[p.pid] == p {
 		delete(d.groups, p.pid)
+		d.removeRecordLocked(p.pid)
 	}
 	if d.reaper == nil {
 		return

@@ -45,6 +45,7 @@ type config struct {
 	printEnv   string
 	work       time.Duration
 	target     string
+	printLimit bool
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.StringVar(&c.printEnv, "print-env", "", "print this environment variable to stdout at start")
 	flag.DurationVar(&c.work, "work", 0, "echo mode: burn this much CPU time per read before echoing it (a CPU-bound backend)")
 	flag.StringVar(&c.target, "target", "", "get mode: the URL to GET")
+	flag.BoolVar(&c.printLimit, "print-limits", false, "print nofile, nproc, umask, uid and gid to stdout at start")
 	flag.Parse()
 
 	if err := run(c); err != nil {
@@ -76,6 +78,9 @@ func run(c config) error {
 	start := time.Now()
 	if c.printEnv != "" {
 		fmt.Printf("%s=%s\n", c.printEnv, os.Getenv(c.printEnv))
+	}
+	if c.printLimit {
+		printLimits()
 	}
 	if c.ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
@@ -405,4 +410,15 @@ func get(url string) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// printLimits prints the limits a wrapper or the daemon set on this process:
+// "limits nofile=N nproc=N umask=0NNN uid=N gid=N".
+func printLimits() {
+	var nofile, nproc syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile)
+	_ = syscall.Getrlimit(6, &nproc) // RLIMIT_NPROC on Linux
+	mask := syscall.Umask(0)
+	syscall.Umask(mask)
+	fmt.Printf("limits nofile=%d nproc=%d umask=%#o uid=%d gid=%d\n", nofile.Cur, nproc.Cur, mask, os.Getuid(), os.Getgid())
 }

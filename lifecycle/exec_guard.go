@@ -1,0 +1,94 @@
+package lifecycle
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// guardScript runs the program with the app's limits and umask: a shell is
+// the one portable way to set them on the child alone (setrlimit in the
+// daemon would apply to the daemon too, and prlimit after start races with
+// the program). It is only used when an app sets limits or umask. Each
+// setting must succeed, or the program does not run: an app that asked for
+// a limit never runs without it. dash names the process limit -p, bash -u.
+// $0 is the program, "$@" its arguments.
+func guardScript(spec *appfile.Spec) string {
+	s := ""
+	if n := spec.Limits.NoFile; n > 0 {
+		s += "ulimit -n " + strconv.Itoa(n) + " || exit 126; "
+	}
+	if n := spec.Limits.NProc; n > 0 {
+		s += "{ ulimit -u " + strconv.Itoa(n) + " 2>/dev/null || ulimit -p " + strconv.Itoa(n) + "; } || exit 126; "
+	}
+	if spec.Umask != "" {
+		s += "umask " + spec.Umask + " || exit 126; "
+	}
+	return s + `exec "$0" "$@"`
+}
+
+// applyGuards makes cmd run as the app's user and group and under its
+// limits and umask. Without those keys it leaves cmd alone.
+func applyGuards(cmd *exec.Cmd, spec *appfile.Spec) error {
+	if spec.User != "" || spec.Group != "" {
+		cred, err := credential(spec.User, spec.Group)
+		if err != nil {
+			return err
+		}
+		cmd.SysProcAttr.Credential = cred
+	}
+	if spec.Limits != (appfile.Limits{}) || spec.Umask != "" {
+		cmd.Args = append([]string{"sh", "-c", guardScript(spec), cmd.Path}, cmd.Args[1:]...)
+		cmd.Path = "/bin/sh"
+	}
+	return nil
+}
+
+// credential resolves user and group (names or numeric ids). A user alone
+// runs with its primary group; no supplementary group is kept. Only root
+// can switch: any other daemon gets a clear error. A bare numeric uid runs
+// with the gid of the same number unless group says otherwise.
+func credential(userName, groupName string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("user and group need a daemon running as root (running as uid %d)", os.Geteuid())
+	}
+	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
+	if n, err := strconv.ParseUint(userName, 10, 32); err == nil {
+		// A bare uid need not be in the password database.
+		cred.Uid, cred.Gid = uint32(n), uint32(n)
+	} else if userName != "" {
+		u, err := user.Lookup(userName)
+		if err != nil {
+			if u, err = user.LookupId(userName); err != nil {
+				return nil, fmt.Errorf("looking up user %q: %w", userName, err)
+			}
+		}
+		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("user %q has a non-numeric uid or gid", userName)
+		}
+		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+	}
+	if n, err := strconv.ParseUint(groupName, 10, 32); err == nil {
+		cred.Gid = uint32(n)
+	} else if groupName != "" {
+		g, err := user.LookupGroup(groupName)
+		if err != nil {
+			if g, err = user.LookupGroupId(groupName); err != nil {
+				return nil, fmt.Errorf("looking up group %q: %w", groupName, err)
+			}
+		}
+		gid, err := strconv.ParseUint(g.Gid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("group %q has a non-numeric gid", groupName)
+		}
+		cred.Gid = uint32(gid)
+	}
+	return cred, nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
+)
+
+func TestUserAndGroupNeedARootDaemon(t *testing.T) {
+	specs := []*appfile.Spec{
+		{Name: "plain", File: "/apps/plain.yaml"},
+		{Name: "web", File: "/apps/web.yaml", User: "www"},
+		{Name: "db", File: "/apps/db.yaml", Group: "db"},
+	}
+	if errs := privilegeErrors(specs, 0); errs != nil {
+		t.Fatalf("root daemon refused %v", errs)
+	}
+	errs := privilegeErrors(specs, 1000)
+	if len(errs) != 2 {
+		t.Fatalf("non-root daemon: %d errors, want 2: %v", len(errs), errs)
+	}
+	for i, want := range []string{"/apps/web.yaml: user: dynapm runs as uid 1000, not root", "/apps/db.yaml: group: dynapm runs as uid 1000"} {
+		if got := errs[i].Err.Error(); !strings.Contains(got, want) {
+			t.Errorf("error %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestRootDaemonRefusesAnAppFileOthersCanWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the check is made by a daemon running as root")
+	}
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	file := filepath.Join(apps, "echo.yaml")
+	writeFile(t, file, echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	if err := os.Chmod(file, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, apps)
+	if want := "chmod go-w " + file; !strings.Contains(d.out.String(), want) {
+		t.Fatalf("daemon log does not say %q:\n%s", want, d.out)
+	}
+	if tryEcho(listen, "x") {
+		t.Fatal("an app file anyone can write is served")
+	}
+	// Fixing the mode is enough: the file is read again.
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return tryEcho(listen, "fixed") },
+		"the app is not served once its mode is fixed")
+}
+
+func TestRootDaemonRefusesAnAppsDirOthersCanWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the check is made by a daemon running as root")
+	}
+	apps := t.TempDir()
+	if err := os.Chmod(apps, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := dynapm(t, "run", "-apps", apps, "-state", stateDir(t))
+	if code == 0 || !strings.Contains(errOut, "chmod go-w "+apps) {
+		t.Fatalf("exit %d, output:\n%s\nwant a failure saying chmod go-w %s", code, errOut, apps)
+	}
+}
+
+func TestSecretEnvValuesNeverReachTheDaemonLog(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	listen := testutil.FreeAddr(t)
+	const secret = "s3cr3t-9f8e7d6c5b4a"
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, "log: {level: debug}\n")
+	file := filepath.Join(apps, "app.yaml")
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	app := func(extra string) string {
+		return fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nenv: {API_TOKEN: %q, OTHER: \"x-${PORT}\"}\nidle_timeout: 10m\nstop_timeout: 2s\n",
+			listen, testutil.TestApp(t), pidfile, extra, secret)
+	}
+	writeFile(t, file, app(""))
+	d := startDaemon(t, apps, "-state", state, "-config", config)
+	// A wake, a crash, a reload (changed command and env), a restart.
+	echoOnce(t, listen, "wake")
+	pid := testutil.ReadPidFile(t, pidfile)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(d.out.String(), `msg="app exited"`) },
+		"the crash was not logged")
+	writeFile(t, file, strings.Replace(app(", \"-backlog\", \"64\""), secret, secret+"-v2", 1))
+	testutil.Eventually(t, 20*time.Second, func() bool { return tryEcho(listen, "reloaded") },
+		"app not served after the reload")
+	if code, _, errOut := dynapm(t, "restart", "app", "-state", state); code != 0 {
+		t.Fatalf("restart: exit %d: %s", code, errOut)
+	}
+	out := d.out.String()
+	if !strings.Contains(out, "level=DEBUG") {
+		t.Fatalf("no debug lines: the test would prove little:\n%s", out)
+	}
+	if strings.Contains(out, secret) {
+		t.Fatalf("the daemon's log holds the secret env value:\n%s", out)
+	}
+}
