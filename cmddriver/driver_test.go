@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,30 +28,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // wait bounds every wait on the Manager: generous for a loaded machine.
 const wait = 20 * time.Second
 
-// lockedBuffer collects the Manager's log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a Manager whose command driver runs real shell commands around
 // the testapp program, which listens on addr and writes its pid to pidfile.
 type env struct {
 	t       *testing.T
 	m       *lifecycle.Manager
-	logs    *lockedBuffer
+	logs    *testutil.Buffer
 	dir     string
 	app     string
 	addr    string
@@ -61,7 +42,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
 	exec := lifecycle.NewExecDriver(logger)
 	m := lifecycle.NewManager(lifecycle.Config{

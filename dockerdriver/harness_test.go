@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,36 +18,18 @@ import (
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
-// lockedBuffer collects a log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a Manager with the docker and swarm drivers.
 type harness struct {
 	t      *testing.T
 	m      *lifecycle.Manager
-	logs   *lockedBuffer
+	logs   *testutil.Buffer
 	logger *slog.Logger
 	dir    string
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
 	cfg.Logger = logger
 	if cfg.ReconnectDelay == 0 {
