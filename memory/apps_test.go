@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 // testApps stands in for the lifecycle manager (which lands separately):
@@ -141,11 +142,5 @@ func (ta *testApps) waitSnapshots(n int) {
 // deadline.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
+	testutil.Eventually(t, 30*time.Second, cond, "waiting for %s", what)
 }
