@@ -164,7 +164,7 @@ func TestCLILogsFollow(t *testing.T) {
 	startDaemon(t, apps, "-state", state)
 
 	follow := exec.Command(dynapmBin, "logs", "-f", "echo", "-state", state)
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	follow.Stdout, follow.Stderr = out, out
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 	defer notify.Close()
 	cmd := exec.Command(dynapmBin, "run", "-apps", t.TempDir(), "-state", stateDir(t))
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(sockDir, "notify"))
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,28 +36,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // runningDaemon is a dynapm daemon started by a test.
 type runningDaemon struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testutil.Buffer
 	done    chan struct{}
 	appsDir string
 }
@@ -68,7 +49,7 @@ func startDaemon(t *testing.T, appsDir string, extra ...string) *runningDaemon {
 	t.Helper()
 	state := t.TempDir()
 	args := append([]string{"run", "-apps", appsDir, "-state", state}, extra...)
-	d := &runningDaemon{cmd: exec.Command(dynapmBin, args...), out: &syncBuffer{}, done: make(chan struct{}), appsDir: appsDir}
+	d := &runningDaemon{cmd: exec.Command(dynapmBin, args...), out: &testutil.Buffer{}, done: make(chan struct{}), appsDir: appsDir}
 	d.cmd.Stdout = d.out
 	d.cmd.Stderr = d.out
 	if err := d.cmd.Start(); err != nil {

@@ -7,8 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 func TestTailLines(t *testing.T) {
@@ -86,24 +87,6 @@ func TestLogsOfKnownAppWithoutLogIsEmpty(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func appendTo(t *testing.T, path, s string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -121,7 +104,7 @@ func TestLogsFollowStreamsAppendsAcrossRotation(t *testing.T) {
 	path := filepath.Join(logDir, "web.log")
 	appendTo(t, path, "old\nbefore\n")
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- c.Logs(ctx, "web", 1, true, &out) }()
 	waitFor(t, "the tail", func() bool { return out.String() == "before\n" })
@@ -148,7 +131,7 @@ func TestLogsFollowStreamsAppendsAcrossRotation(t *testing.T) {
 func TestShutdownEndsFollowingClients(t *testing.T) {
 	s, c, logDir := startServer(t, newTestController("web"))
 	appendTo(t, filepath.Join(logDir, "web.log"), "hello\n")
-	var out syncBuffer
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- c.Logs(context.Background(), "web", 10, true, &out) }()
 	waitFor(t, "the tail", func() bool { return out.String() == "hello\n" })

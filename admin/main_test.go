@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -148,14 +150,8 @@ func startServer(t testing.TB, ctl Controller) (*Server, *Client, string) {
 	return s, &Client{Socket: s.Socket()}, logDir
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, cond, "waiting for %s", what)
 }

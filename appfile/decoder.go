@@ -33,8 +33,9 @@ func join(prefix, key string) string {
 
 func index(field string, i int) string { return fmt.Sprintf("%s[%d]", field, i) }
 
-// describe renders a found value for "expected X, got Y" messages.
-func describe(v any) string {
+// Describe renders a value found in a parsed file for "expected X, got Y"
+// messages (the settings file's decoder uses it too).
+func Describe(v any) string {
 	switch v := v.(type) {
 	case nil:
 		return "nothing (null)"
@@ -57,7 +58,7 @@ func describe(v any) string {
 func (d *decoder) mapping(field string, v any, known []string) (map[string]any, bool) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		d.errorf(field, "expected a mapping with keys %s, got %s", strings.Join(known, ", "), describe(v))
+		d.errorf(field, "expected a mapping with keys %s, got %s", strings.Join(known, ", "), Describe(v))
 		return nil, false
 	}
 	var unknown []string
@@ -119,7 +120,7 @@ func editDistance(a, b string) int {
 func (d *decoder) str(field string, v any, expected string) (string, bool) {
 	s, ok := v.(string)
 	if !ok {
-		d.errorf(field, "expected %s, got %s", expected, describe(v))
+		d.errorf(field, "expected %s, got %s", expected, Describe(v))
 	}
 	return s, ok
 }
@@ -141,7 +142,7 @@ func (d *decoder) scalar(field string, v any) (string, bool) {
 			return strconv.FormatInt(int64(v), 10), true
 		}
 	}
-	d.errorf(field, "expected a string, got %s (quote it)", describe(v))
+	d.errorf(field, "expected a string, got %s (quote it)", Describe(v))
 	return "", false
 }
 
@@ -161,12 +162,12 @@ func (d *decoder) integer(field string, v any, lo, hi int) (int, bool) {
 		}
 	case float64:
 		if v != math.Trunc(v) || math.IsInf(v, 0) || math.IsNaN(v) {
-			d.errorf(field, "expected an integer from %d to %d, got %s", lo, hi, describe(v))
+			d.errorf(field, "expected an integer from %d to %d, got %s", lo, hi, Describe(v))
 			return 0, false
 		}
 		n = int64(max(min(v, math.MaxInt32+1), math.MinInt32-1))
 	default:
-		d.errorf(field, "expected an integer from %d to %d, got %s", lo, hi, describe(v))
+		d.errorf(field, "expected an integer from %d to %d, got %s", lo, hi, Describe(v))
 		return 0, false
 	}
 	if n < int64(lo) || n > int64(hi) {
@@ -179,7 +180,7 @@ func (d *decoder) integer(field string, v any, lo, hi int) (int, bool) {
 func (d *decoder) boolean(field string, v any) (bool, bool) {
 	b, ok := v.(bool)
 	if !ok {
-		d.errorf(field, "expected true or false, got %s", describe(v))
+		d.errorf(field, "expected true or false, got %s", Describe(v))
 	}
 	return b, ok
 }
@@ -194,20 +195,20 @@ func (d *decoder) duration(field string, v any, zeroOK bool) (time.Duration, boo
 		if zeroOK && (v == 0 || v == int64(0) || v == float64(0) || v == uint64(0)) {
 			return 0, true
 		}
-		d.errorf(field, "expected %s, got %s", expected, describe(v))
+		d.errorf(field, "expected %s, got %s", expected, Describe(v))
 		return 0, false
 	}
 	dur, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		d.errorf(field, "expected %s, got %s", expected, describe(v))
+		d.errorf(field, "expected %s, got %s", expected, Describe(v))
 		return 0, false
 	}
 	switch {
 	case dur < 0:
-		d.errorf(field, "expected a duration of 0 or more, got %s", describe(v))
+		d.errorf(field, "expected a duration of 0 or more, got %s", Describe(v))
 		return 0, false
 	case dur == 0 && !zeroOK:
-		d.errorf(field, "expected a duration greater than 0, got %s", describe(v))
+		d.errorf(field, "expected a duration greater than 0, got %s", Describe(v))
 		return 0, false
 	}
 	return dur, true
@@ -225,7 +226,7 @@ func (d *decoder) stringList(field string, v any, expected string, check func(fi
 	case []any:
 		items = v
 	default:
-		d.errorf(field, "expected %s or a list of them, got %s", expected, describe(v))
+		d.errorf(field, "expected %s or a list of them, got %s", expected, Describe(v))
 		return nil, false
 	}
 	if len(items) == 0 {
@@ -238,7 +239,7 @@ func (d *decoder) stringList(field string, v any, expected string, check func(fi
 		f := index(field, i)
 		s, isStr := it.(string)
 		if !isStr {
-			d.errorf(f, "expected %s, got %s", expected, describe(it))
+			d.errorf(f, "expected %s, got %s", expected, Describe(it))
 			ok = false
 			continue
 		}
@@ -283,6 +284,6 @@ func (d *decoder) argv(field string, v any) ([]string, bool) {
 		}
 		return out, ok
 	}
-	d.errorf(field, "expected a command (a list of words or a string), got %s", describe(v))
+	d.errorf(field, "expected a command (a list of words or a string), got %s", Describe(v))
 	return nil, false
 }

@@ -217,7 +217,7 @@ func unwrapPathError(err error) error {
 func (d *decoder) env(s *Spec, key string, v any) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		d.errorf(key, "expected a mapping of NAME: value, got %s", describe(v))
+		d.errorf(key, "expected a mapping of NAME: value, got %s", Describe(v))
 		return
 	}
 	for _, name := range slices.Sorted(maps.Keys(m)) {

@@ -57,13 +57,13 @@ func (d *decoder) cronSpec(field string, v any) (string, bool) {
 func (d *decoder) list(field string, v any, what string, each func(field string, m map[string]any)) {
 	items, ok := v.([]any)
 	if !ok {
-		d.errorf(field, "expected a list of %s, got %s", what, describe(v))
+		d.errorf(field, "expected a list of %s, got %s", what, Describe(v))
 		return
 	}
 	for i, it := range items {
 		f := index(field, i)
 		if _, isMap := it.(map[string]any); !isMap {
-			d.errorf(f, "expected a mapping (%s), got %s", what, describe(it))
+			d.errorf(f, "expected a mapping (%s), got %s", what, Describe(it))
 			continue
 		}
 		each(f, it.(map[string]any))

@@ -55,32 +55,38 @@ func ParseBytes(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// size accepts a byte count as a number or a string with a unit.
-func (d *decoder) size(field string, v any) int64 {
+// ParseBytesValue accepts a byte count as the YAML, TOML and JSON parsers
+// give it: a non-negative integral number, or a string with a unit for
+// ParseBytes. The error says what was expected and what was found.
+func ParseBytesValue(v any) (int64, error) {
 	switch v := v.(type) {
 	case string:
-		n, err := ParseBytes(v)
-		if err != nil {
-			d.errorf(field, "%v", err)
-		}
-		return n
+		return ParseBytes(v)
 	case int:
 		if v >= 0 {
-			return int64(v)
+			return int64(v), nil
 		}
 	case int64:
 		if v >= 0 {
-			return v
+			return v, nil
 		}
 	case uint64:
 		if v <= math.MaxInt64 {
-			return int64(v)
+			return int64(v), nil
 		}
 	case float64:
 		if v >= 0 && v == math.Trunc(v) && v < math.MaxInt64 {
-			return int64(v)
+			return int64(v), nil
 		}
 	}
-	d.errorf(field, "expected a size such as 512MiB or 4GiB, or 0, got %s", describe(v))
-	return 0
+	return 0, fmt.Errorf("expected a size such as 512MiB or 4GiB, or 0, got %s", Describe(v))
+}
+
+// size accepts a byte count as a number or a string with a unit.
+func (d *decoder) size(field string, v any) int64 {
+	n, err := ParseBytesValue(v)
+	if err != nil {
+		d.errorf(field, "%v", err)
+	}
+	return n
 }

@@ -1,7 +1,6 @@
 package appsdir
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,7 +25,7 @@ type recorder struct {
 	mu    sync.Mutex
 	snaps [][]*appfile.Spec
 	fail  func(*appfile.Spec) error // optional: apps that cannot be applied
-	logs  bytes.Buffer
+	logs  testutil.Buffer           // the watcher's log
 }
 
 func (r *recorder) apply(specs []*appfile.Spec) []AppError {
@@ -46,17 +45,9 @@ func (r *recorder) apply(specs []*appfile.Spec) []AppError {
 	return errs
 }
 
-func (r *recorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.logs.Write(p)
-}
+func (r *recorder) Write(p []byte) (int, error) { return r.logs.Write(p) }
 
-func (r *recorder) log() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.logs.String()
-}
+func (r *recorder) log() string { return r.logs.String() }
 
 func (r *recorder) count() int {
 	r.mu.Lock()

@@ -51,17 +51,7 @@ func startDaemon(bin, dir string, limit time.Duration) (*daemonProc, time.Durati
 func (d *daemonProc) pid() int { return d.cmd.Process.Pid }
 
 // stop ends the daemon (which stops its apps) and waits for it.
-func (d *daemonProc) stop() {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(40 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-done
-	}
-}
+func (d *daemonProc) stop() { terminate(d.cmd, 40*time.Second) }
 
 // count returns how often the daemon logged msg for app.
 func (d *daemonProc) count(msg, app string) int {

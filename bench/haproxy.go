@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -65,14 +64,4 @@ func startHAProxy(dir string, listens [][2]string) (*haproxyProc, error) {
 
 func (h *haproxyProc) pid() int { return h.cmd.Process.Pid }
 
-func (h *haproxyProc) stop() {
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = h.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-done
-	}
-}
+func (h *haproxyProc) stop() { terminate(h.cmd, 10*time.Second) }

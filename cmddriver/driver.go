@@ -123,7 +123,6 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		spec:   spec,
 		env:    env,
 		log:    log,
-		done:   make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if len(spec.CheckCommand) > 0 {

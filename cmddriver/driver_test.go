@@ -1,25 +1,22 @@
 package cmddriver
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/managertest"
 	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -29,30 +26,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // wait bounds every wait on the Manager: generous for a loaded machine.
 const wait = 20 * time.Second
 
-// lockedBuffer collects the Manager's log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a Manager whose command driver runs real shell commands around
 // the testapp program, which listens on addr and writes its pid to pidfile.
 type env struct {
-	t       *testing.T
-	m       *lifecycle.Manager
-	logs    *lockedBuffer
+	*managertest.Harness
 	dir     string
 	app     string
 	addr    string
@@ -61,30 +38,11 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
-	exec := lifecycle.NewExecDriver(logger)
-	m := lifecycle.NewManager(lifecycle.Config{
-		StateDir:   t.TempDir(),
-		Logger:     logger,
-		Driver:     exec,
-		Drivers:    map[string]lifecycle.Driver{appfile.DriverCommand: New(Config{Logger: logger, CheckInterval: 50 * time.Millisecond, StopPollInterval: 10 * time.Millisecond})},
-		BackoffMin: 50 * time.Millisecond,
-		BackoffMax: 400 * time.Millisecond,
+	h := managertest.New(t, wait, func(logger *slog.Logger) map[string]lifecycle.Driver {
+		return map[string]lifecycle.Driver{appfile.DriverCommand: New(Config{Logger: logger, CheckInterval: 50 * time.Millisecond, StopPollInterval: 10 * time.Millisecond})}
 	})
 	dir := t.TempDir()
-	e := &env{t: t, m: m, logs: logs, dir: dir, app: testutil.TestApp(t), addr: testutil.FreeAddr(t), pidfile: filepath.Join(dir, "app.pid")}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := m.Shutdown(ctx); err != nil {
-			t.Errorf("shutting down manager: %v", err)
-		}
-		if err := exec.Close(); err != nil {
-			t.Errorf("closing exec driver: %v", err)
-		}
-	})
-	return e
+	return &env{Harness: h, dir: dir, app: testutil.TestApp(t), addr: testutil.FreeAddr(t), pidfile: filepath.Join(dir, "app.pid")}
 }
 
 // checkCmd exits 0 while the pid in the pid file is a live process (not a
@@ -98,65 +56,19 @@ func (e *env) startCmd() string {
 
 // spec parses an app file of driver: command with the given extra YAML.
 func (e *env) spec(extra string) *appfile.Spec {
-	e.t.Helper()
+	e.T.Helper()
 	yaml := fmt.Sprintf("listen: '127.0.0.1:1'\ndriver: command\nupstream: '%s'\nstop: 'kill $(cat app.pid)'\n%s", e.addr, extra)
 	s, err := appfile.Parse(filepath.Join(e.dir, "app.yaml"), []byte(yaml))
 	if err != nil {
-		e.t.Fatalf("parsing app file: %v\n%s", err, yaml)
+		e.T.Fatalf("parsing app file: %v\n%s", err, yaml)
 	}
 	return s
-}
-
-func (e *env) status() lifecycle.AppStatus {
-	e.t.Helper()
-	for _, st := range e.m.Status() {
-		if st.Name == "app" {
-			return st
-		}
-	}
-	e.t.Fatal("app not in status")
-	return lifecycle.AppStatus{}
-}
-
-func (e *env) waitState(s lifecycle.State) lifecycle.AppStatus {
-	e.t.Helper()
-	var st lifecycle.AppStatus
-	testutil.Eventually(e.t, wait, func() bool {
-		st = e.status()
-		return st.State == s
-	}, "app not %s: %+v", s, &st)
-	return st
 }
 
 // echo sends msg through a connection to up and returns the answer.
 func echo(t *testing.T, up netip.AddrPort, msg string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", up.String(), wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(wait))
-	if _, err := io.WriteString(c, msg+"\n"); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading echo: %v", err)
-	}
-	return strings.TrimSpace(line)
-}
-
-func (e *env) wake() (netip.AddrPort, func()) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	up, release, err := e.m.Wake(ctx, "app")
-	if err != nil {
-		e.t.Fatalf("waking: %v", err)
-	}
-	e.t.Cleanup(release)
-	return up, release
+	return testutil.EchoLine(t, up.String(), msg, wait)
 }
 
 func (e *env) exists(name string) bool {
@@ -166,8 +78,8 @@ func (e *env) exists(name string) bool {
 
 func TestCommandWakeRunsStartAndIdleRunsStop(t *testing.T) {
 	e := newEnv(t)
-	e.m.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\ncheck: \"%s\"\nidle_timeout: 300ms\n", e.startCmd(), checkCmd))})
-	up, release := e.wake()
+	e.M.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\ncheck: \"%s\"\nidle_timeout: 300ms\n", e.startCmd(), checkCmd))})
+	up, release := e.Wake()
 	if got := echo(t, up, "hello"); got != "hello" {
 		t.Fatalf("echo = %q", got)
 	}
@@ -176,32 +88,32 @@ func TestCommandWakeRunsStartAndIdleRunsStop(t *testing.T) {
 		t.Fatalf("testapp %d not running after the wake", pid)
 	}
 	release()
-	e.waitState(lifecycle.Stopped)
+	e.WaitState(lifecycle.Stopped)
 	testutil.Eventually(t, wait, func() bool { return !testutil.ProcessAlive(pid) }, "testapp %d still runs after the idle stop", pid)
-	if !strings.Contains(e.logs.String(), "reason=idle") {
-		t.Errorf("no idle stop in the log:\n%s", e.logs)
+	if !strings.Contains(e.Logs.String(), "reason=idle") {
+		t.Errorf("no idle stop in the log:\n%s", e.Logs)
 	}
 }
 
 func TestCommandStoppedOutsideIsNoticedByCheck(t *testing.T) {
 	e := newEnv(t)
-	e.m.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\ncheck: \"%s\"\n", e.startCmd(), checkCmd))})
-	up, release := e.wake()
+	e.M.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\ncheck: \"%s\"\n", e.startCmd(), checkCmd))})
+	up, release := e.Wake()
 	release()
 	pid := testutil.ReadPidFile(t, e.pidfile)
 	// Someone else stops it (pm2 stop, systemctl stop...).
 	if err := exec.Command("kill", fmt.Sprint(pid)).Run(); err != nil {
 		t.Fatal(err)
 	}
-	st := e.waitState(lifecycle.Stopped)
+	st := e.WaitState(lifecycle.Stopped)
 	if st.LastError != "" {
 		t.Errorf("LastError = %q, want none: an outside stop is not a crash", st.LastError)
 	}
-	if !strings.Contains(e.logs.String(), "app stopped from outside") {
-		t.Errorf("no outside stop in the log:\n%s", e.logs)
+	if !strings.Contains(e.Logs.String(), "app stopped from outside") {
+		t.Errorf("no outside stop in the log:\n%s", e.Logs)
 	}
 	// The next connection starts it again, without a crash backoff.
-	up2, _ := e.wake()
+	up2, _ := e.Wake()
 	if got := echo(t, up2, "again"); got != "again" || up2 != up {
 		t.Fatalf("echo = %q via %v (first %v)", got, up2, up)
 	}
@@ -228,12 +140,12 @@ func TestCommandCheckAdoptsRunningApp(t *testing.T) {
 	})
 	testutil.ReadPidFile(t, e.pidfile)
 
-	e.m.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\ncheck: \"%s\"\n", e.startCmd(), checkCmd))})
-	e.waitState(lifecycle.Ready)
-	if !strings.Contains(e.logs.String(), "reason=adopt") {
-		t.Errorf("no adoption in the log:\n%s", e.logs)
+	e.M.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\ncheck: \"%s\"\n", e.startCmd(), checkCmd))})
+	e.WaitState(lifecycle.Ready)
+	if !strings.Contains(e.Logs.String(), "reason=adopt") {
+		t.Errorf("no adoption in the log:\n%s", e.Logs)
 	}
-	up, release := e.wake()
+	up, release := e.Wake()
 	if got := echo(t, up, "adopted"); got != "adopted" {
 		t.Fatalf("echo = %q", got)
 	}
@@ -243,7 +155,7 @@ func TestCommandCheckAdoptsRunningApp(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := e.m.Stop(ctx, "app", "manual"); err != nil {
+	if err := e.M.Stop(ctx, "app", "manual"); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -255,11 +167,11 @@ func TestCommandCheckAdoptsRunningApp(t *testing.T) {
 
 func TestCommandWithoutCheckIsNotAdopted(t *testing.T) {
 	e := newEnv(t)
-	e.m.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\n", e.startCmd()))})
-	if st := e.status(); st.State != lifecycle.Stopped {
+	e.M.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\n", e.startCmd()))})
+	if st := e.Status(); st.State != lifecycle.Stopped {
 		t.Fatalf("state %s before any wake", st.State)
 	}
-	up, release := e.wake()
+	up, release := e.Wake()
 	if got := echo(t, up, "x"); got != "x" || !e.exists("started") {
 		t.Fatalf("echo = %q, started %v", got, e.exists("started"))
 	}
@@ -267,7 +179,7 @@ func TestCommandWithoutCheckIsNotAdopted(t *testing.T) {
 	pid := testutil.ReadPidFile(t, e.pidfile)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := e.m.Stop(ctx, "app", "manual"); err != nil {
+	if err := e.M.Stop(ctx, "app", "manual"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, wait, func() bool { return !testutil.ProcessAlive(pid) }, "testapp %d still runs after Stop", pid)
@@ -275,10 +187,10 @@ func TestCommandWithoutCheckIsNotAdopted(t *testing.T) {
 
 func TestCommandStartFailureReportsExitStatus(t *testing.T) {
 	e := newEnv(t)
-	e.m.Apply([]*appfile.Spec{e.spec("start: 'echo cannot; exit 3'\n")})
+	e.M.Apply([]*appfile.Spec{e.spec("start: 'echo cannot; exit 3'\n")})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	err := e.m.Start(ctx, "app", "manual")
+	err := e.M.Start(ctx, "app", "manual")
 	if !errors.Is(err, lifecycle.ErrStartFailed) || !strings.Contains(err.Error(), "exit status 3") {
 		t.Fatalf("Start = %v, want ErrStartFailed with exit status 3", err)
 	}
@@ -288,16 +200,16 @@ func TestCommandStartThatDoesNotReturnIsKilled(t *testing.T) {
 	e := newEnv(t)
 	// Foreground: start never returns.
 	start := fmt.Sprintf("%s -mode echo -listen %s -pidfile app.pid", e.app, e.addr)
-	e.m.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\nstart_timeout: 1s\n", start))})
+	e.M.Apply([]*appfile.Spec{e.spec(fmt.Sprintf("start: '%s'\nstart_timeout: 1s\n", start))})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	// The caller's wait and the start command share start_timeout: either
 	// may end first.
-	err := e.m.Start(ctx, "app", "manual")
+	err := e.M.Start(ctx, "app", "manual")
 	if !errors.Is(err, lifecycle.ErrStartFailed) && !errors.Is(err, lifecycle.ErrStartTimeout) {
 		t.Fatalf("Start = %v, want a failed or timed out start", err)
 	}
-	if st := e.waitState(lifecycle.Failed); !strings.Contains(st.LastError, "did not return") {
+	if st := e.WaitState(lifecycle.Failed); !strings.Contains(st.LastError, "did not return") {
 		t.Errorf("LastError = %q, want it to say that start did not return", st.LastError)
 	}
 	pid := testutil.ReadPidFile(t, e.pidfile)

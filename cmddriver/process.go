@@ -30,10 +30,10 @@ type process struct {
 	cancel   context.CancelFunc
 	watching sync.WaitGroup
 
-	done     chan struct{}
-	doneOnce sync.Once
-	mu       sync.Mutex
-	err      error // why done closed; guarded by mu
+	// ExitState is Done, closed when Stop has stopped the app or when
+	// check reports it gone, and Err: nil after Stop, wrapping
+	// lifecycle.ErrStoppedOutside when check reported the app gone.
+	lifecycle.ExitState
 
 	stopOnce sync.Once
 	stopErr  error // written once inside stopOnce
@@ -41,27 +41,6 @@ type process struct {
 
 // Pid is 0: the app's processes are not DynaPM's children.
 func (p *process) Pid() int { return 0 }
-
-// Done is closed when Stop has stopped the app, or when check reports it
-// gone.
-func (p *process) Done() <-chan struct{} { return p.done }
-
-// Err is nil after Stop, and wraps lifecycle.ErrStoppedOutside when check
-// reported the app gone.
-func (p *process) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}
-
-func (p *process) finish(err error) {
-	p.doneOnce.Do(func() {
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(p.done)
-	})
-}
 
 // watch runs check every CheckInterval until Stop, and ends the process
 // when check reports the app gone. A check that cannot run (timeout) is
@@ -83,7 +62,7 @@ func (p *process) watch() {
 		case err != nil:
 			p.log.Warn("checking whether the app runs", "err", err)
 		case !running:
-			p.finish(errCheckGone)
+			p.Finish(errCheckGone)
 			return
 		}
 	}
@@ -100,7 +79,7 @@ func (p *process) Stop(_ syscall.Signal, timeout time.Duration) error {
 		if !errors.Is(p.Err(), lifecycle.ErrStoppedOutside) {
 			p.stopErr = p.stop(timeout)
 		}
-		p.finish(nil)
+		p.Finish(nil)
 	})
 	return p.stopErr
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 // waitFor polls cond until it holds or the deadline passes. The deadlines
@@ -21,13 +22,7 @@ import (
 // loaded 2-core CI machine may add seconds.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, cond, "waiting for %s", what)
 }
 
 // keepUpCall is one recorded Waker.KeepUp call.
@@ -196,19 +191,6 @@ func readFile(t *testing.T, path string) string {
 func lines(t *testing.T, path string) []string {
 	t.Helper()
 	return strings.Fields(readFile(t, path))
-}
-
-// processGone tells whether pid has exited (a zombie counts: it runs no
-// more, and whether it is reaped depends on the container's init).
-func processGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// The state follows the command name in parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
 
 // count returns how many logged lines contain every one of parts.

@@ -47,7 +47,7 @@ func (s *Scheduler) runJobOnce(spec *appfile.Spec, i int, start time.Time, res *
 	if job.Timeout > 0 {
 		deadline = start.Add(job.Timeout)
 	}
-	argv, env := job.Command, jobEnv(spec, 0, false)
+	argv, env := job.Command, spec.EnvironWithoutPort()
 	if job.NeedsApp {
 		ctx, cancel := context.WithCancel(s.stopping)
 		if !deadline.IsZero() {
@@ -62,7 +62,7 @@ func (s *Scheduler) runJobOnce(spec *appfile.Spec, i int, start time.Time, res *
 		}
 		defer release()
 		port := int(upstream.Port())
-		argv, env = expandArgv(job.Command, port), jobEnv(spec, port, true)
+		argv, env = appfile.ExpandPorts(job.Command, port), spec.Environ(port)
 	}
 
 	fmt.Fprintf(logf, "--- job %d (cron %s) started ---\n", i, job.Cron)

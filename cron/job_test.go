@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 func TestJobRunsInDirWithEnvAndLogsWithMarkers(t *testing.T) {
@@ -90,7 +91,7 @@ func TestJobTimeoutKillsWholeProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the grandchild to die", func() bool { return processGone(pid) })
+	waitFor(t, 10*time.Second, "the grandchild to die", func() bool { return !testutil.ProcessAlive(pid) })
 }
 
 func TestOverlappingRunIsSkipped(t *testing.T) {
@@ -164,7 +165,7 @@ func TestProcessesLeftBehindByAJobAreStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the leftover process to die", func() bool { return processGone(pid) })
+	waitFor(t, 10*time.Second, "the leftover process to die", func() bool { return !testutil.ProcessAlive(pid) })
 	if !rec.has("job left processes behind", "app=leaky") {
 		t.Errorf("leftover processes not logged")
 	}

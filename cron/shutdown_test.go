@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 func TestShutdownKillsJobsStillRunningAfterGrace(t *testing.T) {
@@ -32,7 +33,7 @@ func TestShutdownKillsJobsStillRunningAfterGrace(t *testing.T) {
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("Shutdown returned after %s, before the 300ms grace", d)
 	}
-	if !processGone(pid) {
+	if testutil.ProcessAlive(pid) {
 		t.Errorf("job process %d outlived Shutdown", pid)
 	}
 	res, ok := s.LastJob("stuck")

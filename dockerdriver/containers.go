@@ -44,7 +44,6 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 		names:  make(map[string]string),
 		killed: make(map[string]bool),
 		port:   upstreamPort(req.Upstream),
-		done:   make(chan struct{}),
 	}
 	var wasRunning []bool
 	for _, name := range spec.Containers {
@@ -125,9 +124,11 @@ type containerProcess struct {
 	killed   map[string]bool // a kill event came before the die; guarded by mu
 	oom      map[string]bool
 	stopping bool
-	err      error
-	done     chan struct{}
-	doneOnce sync.Once
+
+	// ExitState is Done, closed when one of the containers dies or after
+	// Stop, and Err: why a container died, lifecycle.ErrStoppedOutside when
+	// someone stopped or killed it, an exit code otherwise; nil after Stop.
+	lifecycle.ExitState
 
 	stopOnce sync.Once
 	stopErr  error
@@ -135,25 +136,6 @@ type containerProcess struct {
 
 // Pid is the host pid of the first container's main process at start.
 func (p *containerProcess) Pid() int { return p.pid }
-
-// Done is closed when one of the containers dies, or after Stop.
-func (p *containerProcess) Done() <-chan struct{} { return p.done }
-
-// Err says why a container died: lifecycle.ErrStoppedOutside when someone
-// stopped or killed it, an exit code otherwise; nil after Stop.
-func (p *containerProcess) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}
-
-// finishLocked closes done with err. Caller holds p.mu.
-func (p *containerProcess) finishLocked(err error) {
-	p.doneOnce.Do(func() {
-		p.err = err
-		close(p.done)
-	})
-}
 
 // onEvent handles the die, kill and oom events of the app's containers.
 func (p *containerProcess) onEvent(e event) {
@@ -176,11 +158,11 @@ func (p *containerProcess) onEvent(e event) {
 		code := e.Actor.Attributes["exitCode"]
 		switch {
 		case p.oom[id]:
-			p.finishLocked(fmt.Errorf("container %q was killed by the kernel's OOM killer (exit code %s)", name, code))
+			p.Finish(fmt.Errorf("container %q was killed by the kernel's OOM killer (exit code %s)", name, code))
 		case p.killed[id]:
-			p.finishLocked(fmt.Errorf("container %q was stopped (exit code %s): %w", name, code, lifecycle.ErrStoppedOutside))
+			p.Finish(fmt.Errorf("container %q was stopped (exit code %s): %w", name, code, lifecycle.ErrStoppedOutside))
 		default:
-			p.finishLocked(fmt.Errorf("container %q exited with code %s", name, code))
+			p.Finish(fmt.Errorf("container %q exited with code %s", name, code))
 		}
 	}
 }
@@ -193,7 +175,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 			if errors.Is(err, errNotFound) {
 				p.mu.Lock()
 				if !p.stopping {
-					p.finishLocked(fmt.Errorf("container %q was removed: %w", p.names[id], lifecycle.ErrStoppedOutside))
+					p.Finish(fmt.Errorf("container %q was removed: %w", p.names[id], lifecycle.ErrStoppedOutside))
 				}
 				p.mu.Unlock()
 			}
@@ -202,7 +184,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 		if !info.State.Running {
 			p.mu.Lock()
 			if !p.stopping {
-				p.finishLocked(fmt.Errorf("container %q is not running: %w", p.names[id], lifecycle.ErrStoppedOutside))
+				p.Finish(fmt.Errorf("container %q is not running: %w", p.names[id], lifecycle.ErrStoppedOutside))
 			}
 			p.mu.Unlock()
 		}
@@ -272,7 +254,7 @@ func (p *containerProcess) Stop(_ syscall.Signal, timeout time.Duration) error {
 		p.cancel()
 		p.wg.Wait()
 		p.mu.Lock()
-		p.finishLocked(nil)
+		p.Finish(nil)
 		p.mu.Unlock()
 		p.stopErr = errors.Join(errs...)
 	})

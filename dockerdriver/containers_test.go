@@ -20,22 +20,22 @@ func TestDockerWakeStartsContainerAndIdleStopsIt(t *testing.T) {
 	port := testutil.FreePort(t)
 	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 500ms\nstop_timeout: 2s\n", name))})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 500ms\nstop_timeout: 2s\n", name))})
 	if running(t, name) {
 		t.Fatal("container runs before any wake")
 	}
-	up, release := h.wake()
+	up, release := h.Wake()
 	if got := echo(t, up, "through docker"); got != "through docker" {
 		t.Fatalf("echo = %q", got)
 	}
 	if !running(t, name) {
 		t.Fatal("container not running after the wake")
 	}
-	if st := h.status(); st.Pid == 0 {
+	if st := h.Status(); st.Pid == 0 {
 		t.Errorf("Pid = 0, want the container's main process")
 	}
 	release()
-	h.waitState(lifecycle.Stopped)
+	h.WaitState(lifecycle.Stopped)
 	if running(t, name) {
 		t.Error("container still runs after the idle stop")
 	}
@@ -46,18 +46,18 @@ func TestDockerStoppedOutsideIsNoticed(t *testing.T) {
 	port := testutil.FreePort(t)
 	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
-	_, release := h.wake()
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	_, release := h.Wake()
 	release()
 	docker(t, "stop", "-t", "5", name)
-	st := h.waitState(lifecycle.Stopped)
+	st := h.WaitState(lifecycle.Stopped)
 	if st.LastError != "" {
 		t.Errorf("LastError = %q, want none: an outside stop is not a crash", st.LastError)
 	}
-	if !strings.Contains(h.logs.String(), "app stopped from outside") {
-		t.Errorf("no outside stop in the log:\n%s", h.logs)
+	if !strings.Contains(h.Logs.String(), "app stopped from outside") {
+		t.Errorf("no outside stop in the log:\n%s", h.Logs)
 	}
-	up, _ := h.wake()
+	up, _ := h.Wake()
 	if got := echo(t, up, "again"); got != "again" {
 		t.Fatalf("echo after the restart = %q", got)
 	}
@@ -68,12 +68,12 @@ func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
 	port := testutil.FreePort(t)
 	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-crash-after", "1s")
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
-	_, release := h.wake()
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	_, release := h.Wake()
 	release()
 	var st lifecycle.AppStatus
 	testutil.Eventually(t, dockerWait, func() bool {
-		st = h.status()
+		st = h.Status()
 		return st.LastError != ""
 	}, "the crash was not recorded: %+v", &st)
 	if !strings.Contains(st.LastError, "exited with code 3") {
@@ -87,15 +87,15 @@ func TestDockerContainersStartInOrderAndStopInReverse(t *testing.T) {
 	back := createContainer(t, imageBase, testutil.FreePort(t), "-mode", "echo", "-listen", "0.0.0.0:8080")
 	front := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", back, front))})
-	up, release := h.wake()
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", back, front))})
+	up, release := h.Wake()
 	if got := echo(t, up, "x"); got != "x" {
 		t.Fatalf("echo = %q", got)
 	}
 	release()
 	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
 	defer cancel()
-	if err := h.m.Stop(ctx, "app", "manual"); err != nil {
+	if err := h.M.Stop(ctx, "app", "manual"); err != nil {
 		t.Fatal(err)
 	}
 	times := func(field string) (time.Time, time.Time) {
@@ -123,8 +123,8 @@ func TestDockerHealthcheckGatesReadiness(t *testing.T) {
 	// alone would call it ready too early.
 	name := createContainer(t, imageHealth, port, "-mode", "http", "-listen", "0.0.0.0:8080", "-ready-delay", "2s")
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
-	up, _ := h.wake()
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	up, _ := h.Wake()
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: dockerWait}
 	resp, err := client.Get("http://" + up.String() + "/healthz")
 	if err != nil {
@@ -186,13 +186,13 @@ func TestDockerAdoptsRunningContainer(t *testing.T) {
 	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
 	docker(t, "start", name)
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 300ms\n", name))})
-	h.waitState(lifecycle.Ready)
-	if !strings.Contains(h.logs.String(), "reason=adopt") {
-		t.Errorf("no adoption in the log:\n%s", h.logs)
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 300ms\n", name))})
+	h.WaitState(lifecycle.Ready)
+	if !strings.Contains(h.Logs.String(), "reason=adopt") {
+		t.Errorf("no adoption in the log:\n%s", h.Logs)
 	}
 	// Adopted, it is stopped when idle like any other.
-	h.waitState(lifecycle.Stopped)
+	h.WaitState(lifecycle.Stopped)
 	if running(t, name) {
 		t.Error("adopted container still runs after the idle stop")
 	}
@@ -201,10 +201,10 @@ func TestDockerAdoptsRunningContainer(t *testing.T) {
 func TestDockerMissingContainerSaysSo(t *testing.T) {
 	needEngine(t)
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(testutil.FreePort(t), "", "dynapm-test-no-such-container"))})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(testutil.FreePort(t), "", "dynapm-test-no-such-container"))})
 	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
 	defer cancel()
-	err := h.m.Start(ctx, "app", "manual")
+	err := h.M.Start(ctx, "app", "manual")
 	if !errors.Is(err, lifecycle.ErrStartFailed) || !strings.Contains(err.Error(), `no container named "dynapm-test-no-such-container"`) ||
 		!strings.Contains(err.Error(), "docker create") {
 		t.Fatalf("Start = %v, want a failed start naming the missing container and how to create it", err)
@@ -215,10 +215,10 @@ func TestDockerMissingContainerSaysSo(t *testing.T) {
 // nobody listens on.
 func TestDockerUnreachableEngineSaysSo(t *testing.T) {
 	h := newHarness(t, Config{Host: "unix://" + t.TempDir() + "/docker.sock"})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(testutil.FreePort(t), "", "web"))})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(testutil.FreePort(t), "", "web"))})
 	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
 	defer cancel()
-	err := h.m.Start(ctx, "app", "manual")
+	err := h.M.Start(ctx, "app", "manual")
 	for _, want := range []string{`starting app "app"`, "cannot reach the Docker Engine at unix://", "is dockerd running? is DOCKER_HOST right?"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Start = %v, want it to contain %q", err, want)
@@ -272,8 +272,8 @@ func TestDockerReadyWaitsForTheProgramBehindDockerProxy(t *testing.T) {
 	// runs; the program itself listens only after 1.5s.
 	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-delay", "1500ms")
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
-	up, _ := h.wake()
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	up, _ := h.Wake()
 	if got := echo(t, up, "behind the proxy"); got != "behind the proxy" {
 		t.Fatalf("echo = %q", got)
 	}

@@ -79,7 +79,6 @@ func (d *SwarmDriver) Start(ctx context.Context, req lifecycle.StartRequest) (li
 		replicas: replicas,
 		port:     upstreamPort(req.Upstream),
 		log:      d.cfg.Logger.With("app", spec.Name, "service", spec.Service),
-		done:     make(chan struct{}),
 	}
 	svc, err := d.c.inspectService(ctx, spec.Service)
 	if err != nil {
@@ -158,9 +157,12 @@ type serviceProcess struct {
 
 	mu       sync.Mutex
 	stopping bool
-	err      error
-	done     chan struct{}
-	doneOnce sync.Once
+
+	// ExitState is Done, closed when the service is scaled to 0 or removed
+	// by someone else or after Stop, and Err: wrapping
+	// lifecycle.ErrStoppedOutside after an outside scale-down; nil after
+	// Stop.
+	lifecycle.ExitState
 
 	stopOnce sync.Once
 	stopErr  error
@@ -169,28 +171,13 @@ type serviceProcess struct {
 // Pid is 0: the tasks are not local processes of DynaPM.
 func (p *serviceProcess) Pid() int { return 0 }
 
-// Done is closed when the service is scaled to 0 or removed by someone
-// else, or after Stop.
-func (p *serviceProcess) Done() <-chan struct{} { return p.done }
-
-// Err wraps lifecycle.ErrStoppedOutside after an outside scale-down; nil
-// after Stop.
-func (p *serviceProcess) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}
-
 func (p *serviceProcess) finish(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopping && err != nil {
 		return
 	}
-	p.doneOnce.Do(func() {
-		p.err = err
-		close(p.done)
-	})
+	p.Finish(err)
 }
 
 // onEvent looks at the service after each of its events: an update may be

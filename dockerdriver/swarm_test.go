@@ -78,9 +78,9 @@ func TestSwarmScalesServiceUpOnWakeAndDownOnStop(t *testing.T) {
 	port := testutil.FreePort(t)
 	svc := createService(t, port)
 	h := newHarness(t, Config{})
-	h.m.Apply([]*appfile.Spec{h.spec(fmt.Sprintf("driver: swarm\nservice: %s\nupstream: '127.0.0.1:%d'\nstop_timeout: 2s\n", svc, port))})
+	h.M.Apply([]*appfile.Spec{h.spec(fmt.Sprintf("driver: swarm\nservice: %s\nupstream: '127.0.0.1:%d'\nstop_timeout: 2s\n", svc, port))})
 
-	up, release := h.wake()
+	up, release := h.Wake()
 	if got := echo(t, up, "through swarm"); got != "through swarm" {
 		t.Fatalf("echo = %q", got)
 	}
@@ -90,7 +90,7 @@ func TestSwarmScalesServiceUpOnWakeAndDownOnStop(t *testing.T) {
 	release()
 	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
 	defer cancel()
-	if err := h.m.Stop(ctx, "app", "manual"); err != nil {
+	if err := h.M.Stop(ctx, "app", "manual"); err != nil {
 		t.Fatal(err)
 	}
 	if got := replicas(t, svc); got != "0" {
@@ -101,13 +101,13 @@ func TestSwarmScalesServiceUpOnWakeAndDownOnStop(t *testing.T) {
 	}
 
 	// Scaled down by someone else: noticed, and the next wake scales up.
-	h.wake()
+	h.Wake()
 	docker(t, "service", "scale", "-d", svc+"=0")
-	st := h.waitState(lifecycle.Stopped)
+	st := h.WaitState(lifecycle.Stopped)
 	if st.LastError != "" {
 		t.Errorf("LastError = %q, want none: an outside scale-down is not a crash", st.LastError)
 	}
-	up, _ = h.wake()
+	up, _ = h.Wake()
 	if got := echo(t, up, "again"); got != "again" {
 		t.Fatalf("echo after the outside scale-down = %q", got)
 	}

@@ -12,22 +12,6 @@ import (
 	"github.com/dynapm/dynapm/appfile"
 )
 
-func TestExpandPort(t *testing.T) {
-	for in, want := range map[string]string{
-		"${PORT}":          "8080",
-		"$PORT":            "8080",
-		"127.0.0.1:$PORT/": "127.0.0.1:8080/",
-		"$PORTS ${PORT}x":  "$PORTS 8080x",
-		"pa$$word $HOME":   "pa$$word $HOME",
-		"${PORT":           "${PORT",
-		"no dollar":        "no dollar",
-	} {
-		if got := expandPort(in, 8080); got != want {
-			t.Errorf("expandPort(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestBuildEnvAddsPortAndAppEnv(t *testing.T) {
 	t.Setenv("DYNAPM_TEST_VAR", "daemon")
 	spec := &appfile.Spec{Env: map[string]string{"B": "b:${PORT}", "A": "a", "DYNAPM_TEST_VAR": "app"}}

@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,32 +21,13 @@ import (
 // tests must not flake on a loaded 2-core machine.
 const mgrWait = 15 * time.Second
 
-// lockedBuffer collects log output written by the Manager's goroutines while
-// the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a Manager with a real exec driver, a state directory and a
 // captured log.
 type harness struct {
 	t    testing.TB
 	m    *Manager
 	cfg  Config
-	logs *lockedBuffer
+	logs *testutil.Buffer
 	bin  string // the testapp program
 	dir  string // working directory for the apps
 }
@@ -58,7 +37,7 @@ type harness struct {
 // the test ends.
 func newHarness(t testing.TB, edit ...func(*Config)) *harness {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := NewExecDriver(logger)
 	cfg := Config{

@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 // runMonitor runs a Monitor over apps until the test ends. It returns the
 // monitor and its log.
-func runMonitor(t *testing.T, cfg MonitorConfig) (*Monitor, *syncBuffer) {
+func runMonitor(t *testing.T, cfg MonitorConfig) (*Monitor, *testutil.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
 	if cfg.Interval == 0 {
 		cfg.Interval = 10 * time.Millisecond

@@ -158,7 +158,7 @@ func Load(path string) (Settings, error) {
 				if n := d.size("app_logs.max_size", x); n > 0 {
 					s.AppLogs.MaxSize = n
 				} else if len(d.errs) == before {
-					d.errorf("app_logs.max_size", "expected a size above 0 such as 10MiB, got %s", describe(x))
+					d.errorf("app_logs.max_size", "expected a size above 0 such as 10MiB, got %s", appfile.Describe(x))
 				}
 			}
 			if x, ok := m["keep"]; ok {
@@ -185,25 +185,11 @@ func (d *decoder) errorf(field, format string, args ...any) {
 	d.errs = append(d.errs, &appfile.FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-func describe(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return "nothing (null)"
-	case string:
-		return strconv.Quote(v)
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a mapping"
-	}
-	return fmt.Sprintf("%v", v)
-}
-
 // keys checks that v is a mapping with only known keys.
 func (d *decoder) keys(field string, v any, known []string) map[string]any {
 	m, ok := v.(map[string]any)
 	if !ok {
-		d.errorf(field, "expected a mapping with keys %s, got %s", strings.Join(known, ", "), describe(v))
+		d.errorf(field, "expected a mapping with keys %s, got %s", strings.Join(known, ", "), appfile.Describe(v))
 		return nil
 	}
 	var unknown []string
@@ -226,7 +212,7 @@ func (d *decoder) keys(field string, v any, known []string) map[string]any {
 func (d *decoder) str(field string, v any, expected string) (string, bool) {
 	s, ok := v.(string)
 	if !ok {
-		d.errorf(field, "expected %s, got %s", expected, describe(v))
+		d.errorf(field, "expected %s, got %s", expected, appfile.Describe(v))
 	}
 	return s, ok
 }
@@ -269,36 +255,16 @@ func (d *decoder) oneOf(field string, v any, allowed ...string) string {
 	return s
 }
 
-// size accepts a byte count as a number or a string with a unit.
+// size accepts a byte count as a number or a string with a unit; null is 0.
 func (d *decoder) size(field string, v any) int64 {
-	switch v := v.(type) {
-	case nil:
+	if v == nil {
 		return 0
-	case string:
-		n, err := ParseBytes(v)
-		if err != nil {
-			d.errorf(field, "%v", err)
-		}
-		return n
-	case int:
-		if v >= 0 {
-			return int64(v)
-		}
-	case int64:
-		if v >= 0 {
-			return v
-		}
-	case uint64:
-		if v <= math.MaxInt64 {
-			return int64(v)
-		}
-	case float64:
-		if v >= 0 && v == math.Trunc(v) && v < math.MaxInt64 {
-			return int64(v)
-		}
 	}
-	d.errorf(field, "expected a size such as 512MiB or 4GiB, or 0, got %s", describe(v))
-	return 0
+	n, err := appfile.ParseBytesValue(v)
+	if err != nil {
+		d.errorf(field, "%v", err)
+	}
+	return n
 }
 
 // minAvailable accepts "10%" or a size.
@@ -349,7 +315,7 @@ func (d *decoder) count(field string, v any) int {
 			return int(v)
 		}
 	}
-	d.errorf(field, "expected a whole number ≥ 0, got %s", describe(v))
+	d.errorf(field, "expected a whole number ≥ 0, got %s", appfile.Describe(v))
 	return 0
 }
 
@@ -357,7 +323,7 @@ func (d *decoder) count(field string, v any) int {
 func (d *decoder) boolean(field string, v any) bool {
 	b, ok := v.(bool)
 	if !ok {
-		d.errorf(field, "expected true or false, got %s", describe(v))
+		d.errorf(field, "expected true or false, got %s", appfile.Describe(v))
 	}
 	return b
 }
