@@ -119,6 +119,13 @@ func New(cfg Config) (*Watcher, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Specs name their files by absolute path; so must the watcher, or a
+	// relative apps dir ("./apps.d", the default) would never match them.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("watching apps dir: %w", err)
+	}
+	cfg.Dir = dir
 	if cfg.OwnerWritableOnly {
 		if err := appfile.CheckNotWritableByOthers(cfg.Dir); err != nil {
 			return nil, err

@@ -361,3 +361,24 @@ func TestAppRejectedByApplyIsRetriedWithoutAnEdit(t *testing.T) {
 		t.Fatalf("the same apply error was logged %d times, want once", n)
 	}
 }
+
+// The default apps dir is relative (./apps.d): removing a file there must
+// remove its app like anywhere else.
+func TestRelativeDirRemovesApps(t *testing.T) {
+	parent := t.TempDir()
+	t.Chdir(parent)
+	if err := os.Mkdir("apps.d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join("apps.d", "web.yaml"), app(9001, ""))
+	write(t, filepath.Join("apps.d", "other.yaml"), app(9002, ""))
+	_, r := watch(t, "./apps.d", 0)
+	if r.last("web") == nil {
+		t.Fatal("app in a relative dir not loaded")
+	}
+	if err := os.Remove(filepath.Join("apps.d", "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return r.last("web") == nil && r.last("other") != nil },
+		"app removed from a relative apps dir is still in force")
+}
