@@ -64,6 +64,9 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, admin.ErrNotRunning):
+		fmt.Fprintln(stderr, err) // it names dynapm already
+		return 1
 	}
 	fmt.Fprintln(stderr, "dynapm:", err)
 	return 1
