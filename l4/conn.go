@@ -54,34 +54,38 @@ func (s *Server) untrack(c *proxyConn) {
 // returns the event loop to hand c to, with c.lc set, or nil if c is to be
 // copied by goroutines.
 func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) (*eventLoop, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, false
-	}
-	c.upstream = upstream
-	l := s.eventLoopLocked()
-	if l == nil {
-		return nil, true
-	}
 	// The loop gets duplicates of both descriptors, and the Go sockets are
-	// closed (see dupFd); on any failure c stays on goroutines.
+	// closed (see dupFd); on any failure c stays on goroutines. The system
+	// calls are made outside s.mu, which the accept loops take too.
 	fds := [2]int{-1, -1}
-	var err error
-	if fds[0], err = dupFd(c.client); err == nil {
-		fds[1], err = dupFd(upstream)
+	dupErr := errNoLoop
+	if s.DataPath != DataPathGoroutines {
+		if fds[0], dupErr = dupFd(c.client); dupErr == nil {
+			fds[1], dupErr = dupFd(upstream)
+		}
 	}
-	if err != nil {
+	s.mu.Lock()
+	closed := s.closed
+	var l *eventLoop
+	if !closed {
+		c.upstream = upstream
+		if dupErr == nil {
+			if l = s.eventLoopLocked(); l != nil {
+				c.lc = &loopConn{pc: c, fd: fds}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if l == nil {
 		for _, fd := range fds {
 			if fd >= 0 {
 				syscall.Close(fd)
 			}
 		}
-		return nil, true
+		return nil, !closed
 	}
 	c.client.Close()
 	upstream.Close()
-	c.lc = &loopConn{pc: c, fd: fds}
 	return l, true
 }
 

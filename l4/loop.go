@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -73,6 +74,7 @@ type loopConn struct {
 	dir      [2]loopDir
 	ndone    int
 	reset    bool
+	cutReq   bool // under the loop's mu: Shutdown asked for a reset
 }
 
 // loopDir is one direction's state.
@@ -128,10 +130,14 @@ func (l *eventLoop) add(c *loopConn) {
 // cut asks the loop to reset c (Shutdown's deadline passed).
 func (l *eventLoop) cut(c *loopConn) {
 	l.mu.Lock()
+	c.cutReq = true // in case c is not queued yet
 	l.cuts = append(l.cuts, c)
 	l.mu.Unlock()
 	l.wake()
 }
+
+// errNoLoop stands for "the goroutines copy this connection".
+var errNoLoop = errors.New("l4: no event loop")
 
 // stop ends the loop once every connection handed to it has finished, and
 // waits for it.
@@ -199,6 +205,11 @@ func (l *eventLoop) takeQueue() bool {
 	l.mu.Lock()
 	q, cuts, stopped := l.queue, l.cuts, l.stopped
 	l.queue, l.cuts = nil, nil
+	for _, c := range q {
+		if c.cutReq {
+			cuts = append(cuts, c) // cut before it was handed over
+		}
+	}
 	l.mu.Unlock()
 	for _, c := range q {
 		l.register(c)
