@@ -21,7 +21,7 @@ func benchTarget(b *testing.B, proxied bool, handler func(*net.TCPConn)) string 
 	}
 	w := newTestWaker(b)
 	w.add("bench", &testApp{upstream: be.addrPort()})
-	s := &Server{Waker: w, Logger: slog.New(slog.DiscardHandler)}
+	s := &Server{Waker: w, Logger: slog.New(slog.DiscardHandler), DataPath: testDataPath}
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

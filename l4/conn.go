@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -16,9 +17,11 @@ type proxyConn struct {
 	// upstream is set, under s.mu, once the connection is spliced; nil
 	// while it is held (routing, waking, dialing).
 	upstream *net.TCPConn
-	app      string
-	release  func()
-	start    time.Time
+	// lc is set, under s.mu, when the event loop moves c's bytes.
+	lc      *loopConn
+	app     string
+	release func()
+	start   time.Time
 
 	// pending counts the directions still copying: the one that brings it
 	// to zero closes both sockets and releases the lease.
@@ -47,15 +50,43 @@ func (s *Server) untrack(c *proxyConn) {
 }
 
 // splicing records c's upstream, marking c as spliced; false if the server
-// is shutting down, in which case the caller drops the connection.
-func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
+// is shutting down, in which case the caller drops the connection. It
+// returns the event loop to hand c to, with c.lc set, or nil if c is to be
+// copied by goroutines.
+func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) (*eventLoop, bool) {
+	// The loop gets duplicates of both descriptors, and the Go sockets are
+	// closed (see dupFd); on any failure c stays on goroutines. The system
+	// calls are made outside s.mu, which the accept loops take too.
+	fds := [2]int{-1, -1}
+	dupErr := errNoLoop
+	if s.DataPath != DataPathGoroutines {
+		if fds[0], dupErr = dupFd(c.client); dupErr == nil {
+			fds[1], dupErr = dupFd(upstream)
+		}
 	}
-	c.upstream = upstream
-	return true
+	s.mu.Lock()
+	closed := s.closed
+	var l *eventLoop
+	if !closed {
+		c.upstream = upstream
+		if dupErr == nil {
+			if l = s.eventLoopLocked(); l != nil {
+				c.lc = &loopConn{pc: c, fd: fds}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if l == nil {
+		for _, fd := range fds {
+			if fd >= 0 {
+				syscall.Close(fd)
+			}
+		}
+		return nil, !closed
+	}
+	c.client.Close()
+	upstream.Close()
+	return l, true
 }
 
 // serveConn routes c, wakes its app, dials the upstream and splices: the
@@ -126,12 +157,18 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		c.sent = int64(len(p.data))
 		s.releasePeek(&p)
 	}
-	if !s.splicing(c, up) {
+	loop, ok := s.splicing(c, up)
+	if !ok {
 		up.Close()
 		s.drop(c, release)
 		return
 	}
 	c.release = release
+	if loop != nil {
+		s.wg.Add(1) // done by the loop once c has ended
+		loop.add(c.lc)
+		return
+	}
 	c.pending.Store(2)
 	s.wg.Add(1)
 	go c.pipeUpstreamToClient()
@@ -186,6 +223,11 @@ func (c *proxyConn) abort() {
 // closeBoth closes the connection's sockets; Shutdown uses it to cut
 // connections still open when its context ends.
 func (c *proxyConn) closeBoth() {
+	if c.lc != nil {
+		// The loop owns the descriptors until it hands c back.
+		c.s.loop.cut(c.lc)
+		return
+	}
 	c.client.Close()
 	if c.upstream != nil {
 		c.upstream.Close()

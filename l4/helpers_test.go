@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,8 +20,30 @@ import (
 	"go.uber.org/goleak"
 )
 
+// testDataPath is the Server.DataPath every test server uses. TestMain runs
+// the whole suite once per data path: with the default (the event loop),
+// then again in a child process with L4_TEST_DATAPATH=goroutines.
+var testDataPath = os.Getenv("L4_TEST_DATAPATH")
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak (data path %q): %v\n", testDataPath, err)
+			code = 1
+		}
+	}
+	if code == 0 && testDataPath == "" {
+		fmt.Println("=== l4: the same tests with DataPath goroutines")
+		cmd := exec.Command(os.Args[0], os.Args[1:]...)
+		cmd.Env = append(os.Environ(), "L4_TEST_DATAPATH="+DataPathGoroutines)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "suite with DataPath goroutines: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // backend is a real in-process TCP server standing in for an app's program.
@@ -232,8 +255,9 @@ func newServer(t testing.TB, w Waker) (*Server, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	s := &Server{
-		Waker:  w,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Waker:    w,
+		DataPath: testDataPath,
+		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

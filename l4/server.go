@@ -92,7 +92,17 @@ type Server struct {
 	// ended (metrics): once per connection, never per read.
 	Observer Observer
 
+	// DataPath chooses how spliced connections move their bytes:
+	// DataPathLoop (the default, "") hands them to one epoll loop on a
+	// locked OS thread; DataPathGoroutines copies each with two goroutines
+	// on Go's netpoller. If the loop cannot be created (epoll or eventfd
+	// refused), the goroutines are used.
+	DataPath string
+
 	listenHook func(net.Listener) net.Listener
+	// noSplice keeps the event loop on read/write even for bulk, so that
+	// tests exercise its partial-write path at every size.
+	noSplice bool
 	// dialErrorHook, when set, sees every failed connect attempt; tests use
 	// it to act right after a refused connect.
 	dialErrorHook func(error)
@@ -107,6 +117,9 @@ type Server struct {
 	wg        sync.WaitGroup // accept loops and connection goroutines
 	bufs      sync.Pool      // *[]byte of bufSize, for copyConn
 	peekBufs  sync.Pool      // *[]byte of peekBufSize, for peek
+
+	loop     *eventLoop // started with the first spliced connection, under mu
+	loopFail bool       // the loop could not be created: goroutines only
 
 	dialMu    sync.Mutex
 	dialGates map[netip.AddrPort]*dialGate
@@ -255,6 +268,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.stopLoop()
 		return nil
 	case <-ctx.Done():
 	}
@@ -264,5 +278,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	<-done
+	s.stopLoop()
 	return ctx.Err()
+}
+
+// stopLoop ends the event loop, if any, once no connection uses it.
+func (s *Server) stopLoop() {
+	s.mu.Lock()
+	l := s.loop
+	s.loop = nil
+	s.mu.Unlock()
+	if l != nil {
+		l.stop()
+	}
+}
+
+// eventLoopLocked returns the event loop, starting it on first use; nil
+// when connections are to be copied by goroutines. s.mu must be held.
+func (s *Server) eventLoopLocked() *eventLoop {
+	if s.DataPath == DataPathGoroutines || s.loopFail {
+		return nil
+	}
+	if s.loop == nil {
+		l, err := newEventLoop(s)
+		if err != nil {
+			s.loopFail = true
+			s.logger().Warn("starting the event loop failed, copying with goroutines", "error", err)
+			return nil
+		}
+		s.loop = l
+	}
+	return s.loop
 }

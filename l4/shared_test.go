@@ -257,7 +257,7 @@ func TestPeekTimeoutClosesSilentClientWithoutWaking(t *testing.T) {
 
 func TestShutdownClosesClientsStillBeingPeeked(t *testing.T) {
 	w := newTestWaker(t)
-	s := &Server{Waker: w, PeekTimeout: time.Hour}
+	s := &Server{Waker: w, PeekTimeout: time.Hour, DataPath: testDataPath}
 	if errs := s.Apply(map[string][]Route{"127.0.0.1:0": {{App: "a", Host: []string{"a.test"}}}}); errs != nil {
 		t.Fatal(errs)
 	}

@@ -12,7 +12,7 @@ import (
 func TestShutdownClosesHeldConnectionsAtOnce(t *testing.T) {
 	w := newTestWaker(t)
 	w.add("never", &testApp{gate: make(chan struct{}), start: func() *backend { return startBackend(t, echo) }})
-	s := &Server{Waker: w}
+	s := &Server{Waker: w, DataPath: testDataPath}
 	addr := listenOne(t, s, "never")
 	c := dialTCP(t, addr)
 	c.Write([]byte("waiting"))
@@ -45,7 +45,7 @@ func TestShutdownClosesHeldConnectionsAtOnce(t *testing.T) {
 func TestShutdownWaitsForSplicedConnections(t *testing.T) {
 	w := newTestWaker(t)
 	w.add("echo", &testApp{start: func() *backend { return startBackend(t, echo) }})
-	s := &Server{Waker: w}
+	s := &Server{Waker: w, DataPath: testDataPath}
 	addr := listenOne(t, s, "echo")
 	c := dialTCP(t, addr)
 	roundTrip(t, c, "before")
@@ -86,7 +86,7 @@ func TestShutdownWaitsForSplicedConnections(t *testing.T) {
 func TestShutdownCutsSplicedConnectionsWhenContextEnds(t *testing.T) {
 	w := newTestWaker(t)
 	w.add("echo", &testApp{start: func() *backend { return startBackend(t, echo) }})
-	s := &Server{Waker: w}
+	s := &Server{Waker: w, DataPath: testDataPath}
 	c := dialTCP(t, listenOne(t, s, "echo"))
 	roundTrip(t, c, "open")
 

@@ -1,0 +1,492 @@
+package l4
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// DataPath values for Server.DataPath.
+const (
+	// DataPathLoop moves spliced connections to one edge-triggered epoll
+	// loop on a locked OS thread: raw non-blocking read/write through one
+	// buffer, splice(2) through a per-connection pipe once a direction
+	// turns bulk.
+	DataPathLoop = "loop"
+	// DataPathGoroutines copies each spliced connection with two
+	// goroutines on Go's netpoller.
+	DataPathGoroutines = "goroutines"
+)
+
+const (
+	loopBufSize = 32 << 10
+	pipeSize    = 1 << 20
+	// loopEvents is the epoll_wait batch.
+	loopEvents = 256
+	// evWake marks the eventfd's epoll registration.
+	evWake  = -1
+	epollET = 1 << 31 // EPOLLET, negative in package syscall
+
+	fSetPipeSz   = 1031 // F_SETPIPE_SZ
+	spliceMove   = 0x1  // SPLICE_F_MOVE
+	spliceNonblk = 0x2  // SPLICE_F_NONBLOCK
+)
+
+// eventLoop owns the sockets of the connections handed to it, from the
+// moment the first bytes may flow until both directions ended. Its state is
+// touched only by its own goroutine, except the queue under mu.
+//
+// Why: a goroutine per direction on Go's netpoller costs a read that
+// returns EAGAIN after every message (Go reads until EAGAIN before it
+// parks) and a park/unpark through the scheduler per message. The loop
+// reads until a short read (unless the peer's FIN was reported), writes
+// at once, and blocks only in epoll_wait.
+type eventLoop struct {
+	s    *Server
+	epfd int
+	evfd int
+
+	mu      sync.Mutex
+	queue   []*loopConn // new connections
+	cuts    []*loopConn // connections Shutdown wants reset
+	stopped bool
+	done    chan struct{}
+
+	// Loop goroutine only.
+	buf   []byte
+	slots []*loopConn // epoll data holds the slot index and a generation
+	free  []int32
+}
+
+// loopConn is a connection while the loop moves its bytes. Side 0 is the
+// client, side 1 the upstream; direction i reads side i and writes side 1-i.
+type loopConn struct {
+	pc       *proxyConn
+	fd       [2]int
+	slot     int32
+	gen      int32
+	active   bool
+	readable [2]bool // edge-triggered: set by an event, cleared by a drained read
+	hup      [2]bool // peer's FIN, a hang-up or an error was reported
+	dir      [2]loopDir
+	ndone    int
+	reset    bool
+	cutReq   bool // under the loop's mu: Shutdown asked for a reset
+}
+
+// loopDir is one direction's state.
+type loopDir struct {
+	pend    []byte // bytes read but not yet written (after a partial write)
+	eof     bool   // the source returned EOF; half-close once flushed
+	done    bool
+	pipe    [2]int // splice pipe, once the direction turned bulk; -1 before
+	inPipe  int
+	count   int64
+	pendBuf []byte
+}
+
+func newEventLoop(s *Server) (*eventLoop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("creating epoll: %w", err)
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if e != 0 {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("creating eventfd: %w", e)
+	}
+	evfd := int(r)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: evWake}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(evfd)
+		return nil, fmt.Errorf("registering eventfd: %w", err)
+	}
+	l := &eventLoop{s: s, epfd: epfd, evfd: evfd, done: make(chan struct{}), buf: make([]byte, loopBufSize)}
+	go l.run()
+	return l, nil
+}
+
+func (l *eventLoop) wake() {
+	one := uint64(1)
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.evfd), uintptr(unsafe.Pointer(&one)), 8)
+}
+
+// add hands c to the loop. The caller has counted it in s.wg; the loop
+// calls finish and s.wg.Done once both directions ended.
+func (l *eventLoop) add(c *loopConn) {
+	l.mu.Lock()
+	l.queue = append(l.queue, c)
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		l.wake()
+	}
+}
+
+// cut asks the loop to reset c (Shutdown's deadline passed).
+func (l *eventLoop) cut(c *loopConn) {
+	l.mu.Lock()
+	c.cutReq = true // in case c is not queued yet
+	l.cuts = append(l.cuts, c)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// errNoLoop stands for "the goroutines copy this connection".
+var errNoLoop = errors.New("l4: no event loop")
+
+// stop ends the loop once every connection handed to it has finished, and
+// waits for it.
+func (l *eventLoop) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	l.wake()
+	<-l.done
+}
+
+// run is the loop's goroutine, locked to its thread so that the thread
+// blocked in epoll_wait is the one the kernel wakes.
+func (l *eventLoop) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(l.done)
+	events := make([]syscall.EpollEvent, loopEvents)
+	for {
+		n, err := syscall.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			l.s.logger().Error("epoll_wait failed; cutting the loop's connections", "error", err)
+			l.shutdownLoop()
+			return
+		}
+		for i := range events[:n] {
+			ev := &events[i]
+			if ev.Fd == evWake {
+				if l.takeQueue() {
+					l.shutdownLoop()
+					return
+				}
+				continue
+			}
+			if int(ev.Fd) >= len(l.slots) {
+				continue
+			}
+			c := l.slots[ev.Fd]
+			if c == nil || c.gen != ev.Pad>>1 {
+				continue // an event of a connection that has ended
+			}
+			side := int(ev.Pad & 1)
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+				c.readable[side] = true
+			}
+			if ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+				c.hup[side] = true
+			}
+			l.pump(c, side)
+			if c.active {
+				l.pump(c, 1-side)
+			}
+		}
+	}
+}
+
+// takeQueue registers the queued connections and resets the cut ones;
+// true if the loop must stop.
+func (l *eventLoop) takeQueue() bool {
+	var cnt uint64
+	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&cnt)), 8)
+	l.mu.Lock()
+	q, cuts, stopped := l.queue, l.cuts, l.stopped
+	l.queue, l.cuts = nil, nil
+	for _, c := range q {
+		if c.cutReq {
+			cuts = append(cuts, c) // cut before it was handed over
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range q {
+		l.register(c)
+	}
+	for _, c := range cuts {
+		if c.active {
+			l.abort(c)
+		}
+	}
+	return stopped
+}
+
+func (l *eventLoop) register(c *loopConn) {
+	if n := len(l.free); n > 0 {
+		c.slot = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		c.slot = int32(len(l.slots))
+		l.slots = append(l.slots, nil)
+	}
+	c.gen++
+	if old := l.slots[c.slot]; old != nil {
+		c.gen = old.gen + 1
+	}
+	l.slots[c.slot] = c
+	c.active = true
+	for i := range c.dir {
+		c.dir[i].pipe = [2]int{-1, -1}
+	}
+	// Registering reports the sockets' current state at once (bytes the
+	// client sent while its app woke, say), so no read is tried blindly.
+	for side := range 2 {
+		ev := syscall.EpollEvent{
+			Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
+			Fd:     c.slot,
+			Pad:    c.gen<<1 | int32(side),
+		}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
+			l.s.logger().Warn("registering a connection with epoll failed, closing it",
+				"app", c.pc.app, "error", err)
+			l.abort(c)
+			return
+		}
+	}
+}
+
+func rawRead(fd int, p []byte) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
+func rawWrite(fd int, p []byte) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
+func rawSplice(in, out, n int) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceMove|spliceNonblk)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
+// pump moves direction di's bytes as far as the sockets allow without
+// blocking.
+func (l *eventLoop) pump(c *loopConn, di int) {
+	d := &c.dir[di]
+	if d.done {
+		return
+	}
+	src, dst := c.fd[di], c.fd[1-di]
+	for {
+		if len(d.pend) > 0 {
+			n, e := rawWrite(dst, d.pend)
+			d.pend = d.pend[n:]
+			if e == syscall.EAGAIN || (e == 0 && len(d.pend) > 0) {
+				return // wait for EPOLLOUT on dst
+			}
+			if e != 0 {
+				l.abort(c)
+				return
+			}
+		}
+		if d.inPipe > 0 {
+			n, e := rawSplice(d.pipe[0], dst, d.inPipe)
+			d.inPipe -= n
+			if e == syscall.EAGAIN {
+				return
+			}
+			if e != 0 {
+				l.abort(c)
+				return
+			}
+			if d.inPipe > 0 {
+				continue
+			}
+		}
+		if d.eof {
+			l.endDir(c, di)
+			return
+		}
+		if !c.readable[di] {
+			return
+		}
+		if d.pipe[0] >= 0 {
+			n, e := rawSplice(src, d.pipe[1], pipeSize)
+			switch {
+			case e == syscall.EAGAIN:
+				c.readable[di] = false
+				return
+			case e != 0:
+				l.abort(c)
+				return
+			case n == 0:
+				d.eof = true
+			default:
+				d.inPipe += n
+				d.count += int64(n)
+			}
+			continue
+		}
+		n, e := rawRead(src, l.buf)
+		switch {
+		case e == syscall.EAGAIN:
+			c.readable[di] = false
+			return
+		case e != 0:
+			l.abort(c)
+			return
+		case n == 0:
+			d.eof = true
+			continue
+		}
+		d.count += int64(n)
+		w, e := rawWrite(dst, l.buf[:n])
+		if e != 0 && e != syscall.EAGAIN {
+			l.abort(c)
+			return
+		}
+		if w < n {
+			d.pendBuf = append(d.pendBuf[:0], l.buf[w:n]...)
+			d.pend = d.pendBuf
+		}
+		if n == len(l.buf) {
+			if !l.s.noSplice {
+				l.startSplice(d)
+			}
+		} else if !c.hup[di] {
+			// A short read drained the socket: the next bytes bring a new
+			// edge. Only a reported FIN makes it read on, to see the EOF
+			// that came with the last bytes.
+			c.readable[di] = false
+		}
+		if len(d.pend) > 0 {
+			return
+		}
+	}
+}
+
+// startSplice switches d to splice(2) through a pipe of its own: a read
+// filled the whole buffer, so this direction carries bulk. On failure d
+// stays on read/write.
+func (l *eventLoop) startSplice(d *loopDir) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return
+	}
+	// A larger pipe moves a MB in one splice pair; the default (64 KiB)
+	// stays if the limit (pipe-max-size) refuses it.
+	syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), fSetPipeSz, pipeSize)
+	d.pipe = p
+	d.pendBuf = nil
+}
+
+// endDir half-closes direction di's destination once its source ended and
+// everything is written. When the other direction has ended already the
+// shutdown is skipped: the close that follows sends the FIN.
+func (l *eventLoop) endDir(c *loopConn, di int) {
+	d := &c.dir[di]
+	d.done = true
+	c.ndone++
+	if c.ndone == 2 {
+		l.complete(c)
+		return
+	}
+	syscall.RawSyscall(syscall.SYS_SHUTDOWN, uintptr(c.fd[1-di]), syscall.SHUT_WR, 0)
+}
+
+// abort resets both sockets (SO_LINGER 0) and ends c: a reset or write
+// error on one side is passed on to the other.
+func (l *eventLoop) abort(c *loopConn) {
+	if !c.active {
+		return
+	}
+	c.reset = true
+	c.pc.aborted.Store(true)
+	lin := syscall.Linger{Onoff: 1, Linger: 0}
+	for _, fd := range c.fd {
+		syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &lin)
+	}
+	l.complete(c)
+}
+
+// complete frees c's slot and hands the connection back: the sockets are
+// closed through Go (so its netpoller forgets them), then release and the
+// Observer run, as on the goroutine path.
+func (l *eventLoop) complete(c *loopConn) {
+	c.active = false
+	l.slots[c.slot] = nil
+	l.free = append(l.free, c.slot)
+	for i := range c.dir {
+		d := &c.dir[i]
+		if d.pipe[0] >= 0 {
+			syscall.Close(d.pipe[0])
+			syscall.Close(d.pipe[1])
+			d.pipe = [2]int{-1, -1}
+		}
+	}
+	syscall.Close(c.fd[0])
+	syscall.Close(c.fd[1])
+	pc := c.pc
+	pc.sent += c.dir[0].count
+	pc.received += c.dir[1].count
+	pc.finish()
+	l.s.wg.Done()
+}
+
+// shutdownLoop resets whatever is still registered (nothing, when Shutdown
+// waited for its connections) and releases the loop's descriptors.
+func (l *eventLoop) shutdownLoop() {
+	for _, c := range l.slots {
+		if c != nil && c.active {
+			l.abort(c)
+		}
+	}
+	l.mu.Lock()
+	q := l.queue
+	l.queue, l.cuts = nil, nil
+	l.mu.Unlock()
+	for _, c := range q {
+		c.active = true
+		c.slot = int32(len(l.slots))
+		l.slots = append(l.slots, c)
+		c.dir[0].pipe, c.dir[1].pipe = [2]int{-1, -1}, [2]int{-1, -1}
+		l.abort(c)
+	}
+	syscall.Close(l.epfd)
+	syscall.Close(l.evfd)
+}
+
+// dupFd returns a duplicate of c's descriptor (non-blocking, like c's),
+// owned by the caller. Closing c afterwards takes the socket out of Go's
+// netpoller, which would otherwise wake a thread for every event on a socket
+// no goroutine reads; the duplicate keeps the socket open.
+func dupFd(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var e syscall.Errno
+	cerr := rc.Control(func(f uintptr) {
+		r, _, errno := syscall.RawSyscall(syscall.SYS_FCNTL, f, syscall.F_DUPFD_CLOEXEC, 0)
+		fd, e = int(r), errno
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	if e != 0 {
+		return -1, fmt.Errorf("duplicating a socket: %w", e)
+	}
+	return fd, nil
+}

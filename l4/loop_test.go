@@ -1,0 +1,107 @@
+package l4
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"net"
+	"testing"
+	"time"
+)
+
+// usesLoop reports whether s moved its connections through the event loop.
+func usesLoop(s *Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loop != nil
+}
+
+func TestDataPathOptionChoosesLoopOrGoroutines(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("echo", &testApp{start: func() *backend { return startBackend(t, echo) }})
+	s, _ := newServer(t, w)
+	c := dialTCP(t, listenOne(t, s, "echo"))
+	sendAndEcho(t, c, 10, 1)
+	want := testDataPath != DataPathGoroutines
+	if got := usesLoop(s); got != want {
+		t.Errorf("DataPath %q: event loop in use = %v, want %v", testDataPath, got, want)
+	}
+}
+
+// A client that reads slowly through a small receive buffer makes the proxy's
+// writes fill up: the bytes read but not yet written must wait, and the
+// source must not be read meanwhile (backpressure), without losing a byte.
+func TestSlowReaderGetsEveryByteInOrder(t *testing.T) {
+	for _, noSplice := range []bool{false, true} {
+		t.Run(map[bool]string{false: "splice", true: "read-write"}[noSplice], func(t *testing.T) {
+			testSlowReader(t, noSplice)
+		})
+	}
+}
+
+func testSlowReader(t *testing.T, noSplice bool) {
+	const size = 4 << 20
+	payload := make([]byte, size)
+	rand.NewChaCha8([32]byte{7}).Read(payload)
+	w := newTestWaker(t)
+	w.add("app", &testApp{start: func() *backend {
+		return startBackend(t, func(c *net.TCPConn) {
+			c.Write(payload)
+			// handler returns: the backend closes with the last bytes.
+		})
+	}})
+	s, _ := newServer(t, w)
+	s.noSplice = noSplice
+	c := dialTCP(t, listenOne(t, s, "app"))
+	c.SetReadBuffer(64 << 10)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	got := sha256.New()
+	buf := make([]byte, 4096)
+	var n int64
+	for {
+		k, err := c.Read(buf)
+		got.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", n, err)
+		}
+	}
+	want := sha256.Sum256(payload)
+	if n != size || !bytes.Equal(got.Sum(nil), want[:]) {
+		t.Fatalf("client got %d bytes (digest match %v), want %d intact", n, bytes.Equal(got.Sum(nil), want[:]), size)
+	}
+	c.Close()
+	waitFor(t, "lease released", func() bool { return w.releases.Load() == 1 })
+}
+
+// A backend that answers and closes at once sends its FIN together with the
+// last bytes: the proxy must see that EOF without another event, or the
+// client would wait forever. Many short exchanges make the race likely.
+func TestFINArrivingWithLastBytesEndsConnection(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("app", &testApp{start: func() *backend {
+		return startBackend(t, func(c *net.TCPConn) {
+			b := make([]byte, 16)
+			n, _ := c.Read(b)
+			c.Write(b[:n])
+		})
+	}})
+	s, _ := newServer(t, w)
+	addr := listenOne(t, s, "app")
+	const conns = 200
+	for i := range conns {
+		c := dialTCP(t, addr)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("ping"))
+		b, err := io.ReadAll(c)
+		if err != nil || string(b) != "ping" {
+			t.Fatalf("connection %d: got %q, %v; want \"ping\" then EOF", i, b, err)
+		}
+		c.Close()
+	}
+	waitFor(t, "every lease released", func() bool { return w.releases.Load() == conns })
+}
