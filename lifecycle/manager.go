@@ -47,7 +47,7 @@ type Config struct {
 	// quick and must not call the Manager.
 	Events Events
 	// ProbeInterval is the first interval between readiness probes
-	// (default 1ms); it grows to 25ms while the program starts.
+	// (default 250µs); it grows to 1ms while the program starts.
 	ProbeInterval time.Duration
 }
 

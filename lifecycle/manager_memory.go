@@ -11,15 +11,18 @@ import (
 // The Manager is what the memory Monitor stops and restarts.
 var _ memory.Apps = (*Manager)(nil)
 
-// MemoryUsage returns every configured app for the memory Monitor: its
-// process, connections (held callers included: stopping an app they wait
-// for would cut them too), last activity and memory settings.
+// MemoryUsage returns, for the memory Monitor, every app that has run since
+// the daemon started: its process, connections (held callers included:
+// stopping an app they wait for would cut them too), last activity and
+// memory settings. Apps that never ran are left out: they use no memory and
+// have no peak to remember, and with thousands of them configured the
+// monitor's check must not cost thousands of entries a second.
 func (m *Manager) MemoryUsage() []memory.AppUsage {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]memory.AppUsage, 0, len(m.apps))
+	out := make([]memory.AppUsage, 0, min(len(m.apps), 64))
 	for _, a := range m.apps {
-		if a.removed {
+		if a.removed || (a.starts == 0 && len(a.insts) == 0) {
 			continue
 		}
 		u := memory.AppUsage{
