@@ -79,11 +79,15 @@ type Events interface {
 // Manager keeps the configured apps and their processes. It satisfies
 // l4.Waker. All methods are safe for concurrent use.
 type Manager struct {
-	cfg    Config
-	log    *slog.Logger
-	probe  *prober
-	mu     sync.Mutex
-	apps   map[string]*app
+	cfg   Config
+	log   *slog.Logger
+	probe *prober
+	mu    sync.Mutex
+	apps  map[string]*app
+	// ran holds the apps that have started at least once, so that what
+	// only concerns running apps (the memory check) does not walk
+	// thousands of apps that never ran.
+	ran    map[*app]struct{}
 	closed bool // Shutdown began: no new starts, waiters fail
 
 	// adopting counts the goroutines asking a RunningChecker about new
@@ -111,7 +115,7 @@ func NewManager(cfg Config) *Manager {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = defaultProbeInterval
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app), ran: make(map[*app]struct{})}
 	m.adoptCtx, m.stopAdopting = context.WithCancel(context.Background())
 	return m
 }
@@ -213,7 +217,15 @@ func (m *Manager) remove(a *app) {
 	case Stopping:
 		a.broadcast()
 	default:
-		delete(m.apps, a.name)
+		m.forget(a)
 		a.setState(Stopped)
 	}
+}
+
+// forget drops a removed app. Caller holds m.mu.
+func (m *Manager) forget(a *app) {
+	if m.apps[a.name] == a {
+		delete(m.apps, a.name)
+	}
+	delete(m.ran, a)
 }

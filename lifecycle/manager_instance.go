@@ -40,6 +40,7 @@ func (m *Manager) launch(a *app, reason string) *instance {
 	}
 	a.addInstance(in)
 	a.starts++
+	m.ran[a] = struct{}{}
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppStarted(a.name, reason)
 	}
@@ -360,9 +361,7 @@ func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
 // when asked to. Caller holds m.mu.
 func (m *Manager) afterStop(a *app, reason string, restart bool) {
 	if a.removed {
-		if m.apps[a.name] == a {
-			delete(m.apps, a.name)
-		}
+		m.forget(a)
 		m.disarmIdle(a)
 		m.disarmBackoff(a)
 		return

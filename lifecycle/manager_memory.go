@@ -20,9 +20,9 @@ var _ memory.Apps = (*Manager)(nil)
 func (m *Manager) MemoryUsage() []memory.AppUsage {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]memory.AppUsage, 0, min(len(m.apps), 64))
-	for _, a := range m.apps {
-		if a.removed || (a.starts == 0 && len(a.insts) == 0) {
+	out := make([]memory.AppUsage, 0, len(m.ran))
+	for a := range m.ran {
+		if a.removed {
 			continue
 		}
 		u := memory.AppUsage{

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/memory"
 )
 
@@ -163,4 +164,26 @@ func TestMemoryMaxStopsIdleOnDemandApp(t *testing.T) {
 	if i := slices.IndexFunc(usage, func(u memory.AppUsage) bool { return u.Name == "leaky" }); i < 0 || usage[i].Pid != 0 || usage[i].MemoryMax != spec.MemoryMax {
 		t.Fatalf("MemoryUsage = %+v", usage)
 	}
+}
+
+func TestMemoryUsageLeavesOutAppsThatNeverRan(t *testing.T) {
+	h := newHarness(t)
+	h.m.Apply([]*appfile.Spec{h.spec("ran"), h.spec("idle")})
+	wakeInTurn(h, "ran")
+	var names []string
+	for _, u := range h.m.MemoryUsage() {
+		names = append(names, u.Name)
+	}
+	if !slices.Equal(names, []string{"ran"}) {
+		t.Fatalf("MemoryUsage lists %v, want only the app that ran", names)
+	}
+	if err := h.m.Stop(context.Background(), "ran", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if u := h.m.MemoryUsage(); len(u) != 1 || u[0].Pid != 0 {
+		t.Fatalf("a stopped app that ran must stay listed (its peak is remembered), with no pid: %+v", u)
+	}
+	h.m.Apply(nil)
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(h.m.MemoryUsage()) == 0 },
+		"a removed app is still listed")
 }
