@@ -54,6 +54,12 @@ type Config struct {
 	// KillGrace is how long a job that ran past its timeout has between
 	// SIGTERM and SIGKILL to its process group (default DefaultKillGrace).
 	KillGrace time.Duration
+	// Track, when set, is told of each job's process group right after
+	// the job starts, with the app's name and the program run; the job
+	// calls untrack once the group is over. The daemon passes the exec
+	// driver's TrackGroup, so that a job dies with the daemon like an app
+	// does (its reaper) and a later daemon stops what a dead one left.
+	Track func(pgid int, app, program string) (untrack func())
 	// Location is the time zone of schedules without a CRON_TZ= prefix
 	// (default time.Local).
 	Location *time.Location
