@@ -171,7 +171,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		Apps:     d.mgr,
 		Logger:   log,
 	})
-	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs"),
+	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
 		Track: d.driver.TrackGroup})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
