@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/dynapm/dynapm/appfile"
 )
@@ -19,6 +20,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	specs, errs := appfile.LoadDir(s.AppsDir)
+	specs, errs = modeErrors(s.AppsDir, specs, errs, os.Geteuid())
 	for _, err := range errs {
 		fmt.Fprintln(stdout, err)
 	}
@@ -28,4 +30,28 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "ok: %d app file(s) valid in %s\n", len(specs), s.AppsDir)
 	return 0
+}
+
+// modeErrors applies, when euid is root, the check a daemon running as root
+// makes (appsdir.Config.OwnerWritableOnly), with the same words: an apps
+// directory or app file that group or others can write is refused. It
+// returns the specs the daemon would serve and errs with the refusals
+// added.
+func modeErrors(dir string, specs []*appfile.Spec, errs []error, euid int) ([]*appfile.Spec, []error) {
+	if euid != 0 {
+		return specs, errs
+	}
+	if err := appfile.CheckNotWritableByOthers(dir); err != nil {
+		// The daemon does not start at all.
+		errs = append([]error{err}, errs...)
+	}
+	kept := specs[:0:0]
+	for _, s := range specs {
+		if err := appfile.CheckNotWritableByOthers(s.File); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	return kept, errs
 }

@@ -356,3 +356,43 @@ func TestAppLogsRotate(t *testing.T) {
 		t.Errorf("logs -n 2: exit %d, %q", code, out)
 	}
 }
+
+func TestMetricsDropARemovedApp(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	gone, kept, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	// gone idles long enough to be running when its file is removed: its
+	// stop (reason "removed") comes after the reload.
+	goneFile := filepath.Join(apps, "gone.yaml")
+	writeFile(t, goneFile, strings.Replace(echoApp(t, gone, filepath.Join(t.TempDir(), "pid"), ""),
+		"idle_timeout: 300ms", "idle_timeout: 5m", 1))
+	writeFile(t, filepath.Join(apps, "kept.yaml"), echoApp(t, kept, filepath.Join(t.TempDir(), "pid"), ""))
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	startDaemon(t, apps, "-state", state, "-config", config)
+	for _, addr := range []string{gone, kept} {
+		if got := echoOnce(t, addr, "hi"); got != "hi" {
+			t.Fatalf("echo via %s = %q", addr, got)
+		}
+	}
+	var out string
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		out = scrapeMetrics(t, metricsAddr)
+		return strings.Contains(out, `dynapm_app_connections_total{app="gone"} 1`+"\n")
+	}, "no connection of gone in the metrics:\n%s", &out)
+
+	if err := os.Remove(goneFile); err != nil {
+		t.Fatal(err)
+	}
+	// Once the manager has let the app go (its state gauge is gone), no
+	// series of it is left, not even its stop.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		out = scrapeMetrics(t, metricsAddr)
+		return strings.Contains(out, "dynapm_apps 1\n") && !strings.Contains(out, `dynapm_app_state{app="gone"`)
+	}, "removed app still in the status:\n%s", &out)
+	if strings.Contains(out, `app="gone"`) {
+		t.Errorf("removed app still has series:\n%s", out)
+	}
+	if !strings.Contains(out, `dynapm_app_connections_total{app="kept"} 1`+"\n") {
+		t.Errorf("the other app lost its series:\n%s", out)
+	}
+}

@@ -33,3 +33,22 @@ func TestCronJobRunsInTheAppDirWithItsEnv(t *testing.T) {
 		return err == nil && string(data) == "cron\n"
 	}, "the cron job did not run in the app's dir with its env")
 }
+
+func TestCronJobDiesWithASIGKILLedDaemon(t *testing.T) {
+	apps := t.TempDir()
+	pidfile := filepath.Join(t.TempDir(), "job.pid")
+	writeFile(t, filepath.Join(apps, "batch.yaml"), fmt.Sprintf(
+		"listen: %q\ncommand: [\"true\"]\njobs:\n  - cron: \"@every 1s\"\n    command: [%q, \"-mode\", \"sleep\", \"-pidfile\", %q]\n",
+		testutil.FreeAddr(t), testutil.TestApp(t), pidfile))
+	d := startDaemon(t, apps)
+	pid := testutil.ReadPidFile(t, pidfile)
+	if !testutil.ProcessAlive(pid) {
+		t.Fatalf("job process %d not running", pid)
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	testutil.Eventually(t, 10*time.Second, func() bool { return !testutil.ProcessAlive(pid) },
+		"job process %d outlived a SIGKILLed daemon", pid)
+}

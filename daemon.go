@@ -52,8 +52,10 @@ type daemon struct {
 	notify  *sdnotify.Notifier
 	// logs carries the apps' output into rotating STATE/logs/NAME.log.
 	logs *applog.Logs
-	// table is the route table last put in force; only apply uses it.
+	// table is the route table last put in force, names the apps in force;
+	// only apply uses them.
 	table map[string][]l4.Route
+	names map[string]bool
 
 	// Background loops (watcher, memory monitor) run under bgCtx and are
 	// waited for by shutdown.
@@ -171,7 +173,9 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		Apps:     d.mgr,
 		Logger:   log,
 	})
-	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, LogDir: filepath.Join(s.StateDir, "logs")})
+	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
+		// A job's process group dies with the daemon, like an app's.
+		Track: d.driver.TrackGroup})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 	if d.met != nil {
 		d.srv.Observer = d.met
@@ -232,10 +236,24 @@ func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 	if len(failed) > 0 {
 		return bindErrors(specs, failed)
 	}
+	names := make(map[string]bool, len(specs))
+	for _, s := range specs {
+		names[s.Name] = true
+		if d.met != nil && !d.names[s.Name] {
+			d.met.Keep(s.Name) // added (back): counted from its first start
+		}
+	}
 	d.mgr.Apply(specs)
 	d.sched.Apply(specs)
 	d.srv.Apply(table) // closes the addresses no app wants any more
 	d.table = table
+	for name := range d.names {
+		if d.met != nil && !names[name] {
+			// A removed app's series go, not to be scraped forever.
+			d.met.Forget(name)
+		}
+	}
+	d.names = names
 	return nil
 }
 

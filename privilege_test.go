@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -107,5 +108,55 @@ func TestSecretEnvValuesNeverReachTheDaemonLog(t *testing.T) {
 	}
 	if strings.Contains(out, secret) {
 		t.Fatalf("the daemon's log holds the secret env value:\n%s", out)
+	}
+}
+
+func TestCheckAsRootRefusesWhatARootDaemonRefuses(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the check is made when running as root")
+	}
+	apps := t.TempDir()
+	good, loose := filepath.Join(apps, "good.yaml"), filepath.Join(apps, "loose.yaml")
+	writeFile(t, good, "listen: \"127.0.0.1:9001\"\ncommand: [\"true\"]\n")
+	writeFile(t, loose, "listen: \"127.0.0.1:9002\"\ncommand: [\"true\"]\n")
+	if err := os.Chmod(loose, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(apps, 0o757); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("check exit code = %d, want 1; output:\n%s%s", code, &stdout, &stderr)
+	}
+	out := stdout.String()
+	// The daemon's words: the watcher reports exactly these errors.
+	for _, path := range []string{apps, loose} {
+		want := appfile.CheckNotWritableByOthers(path).Error()
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "chmod go-w "+loose) || !strings.Contains(out, "apps directory is writable") {
+		t.Errorf("check output does not say how to fix both:\n%s", out)
+	}
+	if strings.Contains(out, good) {
+		t.Errorf("check blames good.yaml:\n%s", out)
+	}
+	if !strings.Contains(out, "2 problem(s); 1 app file(s) valid") {
+		t.Errorf("check summary wrong:\n%s", out)
+	}
+
+	// Fixed modes pass.
+	if err := os.Chmod(loose, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(apps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr); code != 0 {
+		t.Fatalf("check after fixing the modes exit code = %d; output:\n%s", code, &stdout)
 	}
 }

@@ -37,11 +37,11 @@ func (s *Scheduler) runJobOnce(spec *appfile.Spec, i int, start time.Time, res *
 	if len(job.Command) == 0 {
 		return errors.New("running job: empty command")
 	}
-	logf, err := s.openLog(spec.Name)
+	logf, closeLog, err := s.openLog(spec.Name)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
+	defer closeLog()
 
 	var deadline time.Time
 	if job.Timeout > 0 {
@@ -84,18 +84,37 @@ func describeExit(code int, err error) string {
 	}
 }
 
-// openLog opens the app's log for appending, creating it (and LogDir)
-// private to the daemon's user, like the lifecycle manager does.
-func (s *Scheduler) openLog(app string) (*os.File, error) {
+// openLog returns the writer for the app's log and the function that
+// closes it: from Config.Logs, or the file LogDir/NAME.log opened for
+// appending (created, with LogDir, private to the daemon's user). With
+// Config.Logs, closing waits (up to KillGrace) until the job's output is in
+// the log, so that it is there before the job's result is recorded.
+func (s *Scheduler) openLog(app string) (*os.File, func(), error) {
+	if s.cfg.Logs != nil {
+		w, wait, err := s.cfg.Logs.Open(app)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening log: %w", err)
+		}
+		return w, func() {
+			w.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.KillGrace)
+			defer cancel()
+			if err := wait(ctx); err != nil {
+				// Only a process that left the job's group can still hold
+				// the pipe; its output is copied on when it comes.
+				s.log.Warn("job output not all in the log yet", "app", app, "err", err)
+			}
+		}, nil
+	}
 	dir := s.cfg.LogDir
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("creating log directory: %w", err)
+			return nil, nil, fmt.Errorf("creating log directory: %w", err)
 		}
 	}
 	f, err := os.OpenFile(filepath.Join(dir, app+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("opening log: %w", err)
+		return nil, nil, fmt.Errorf("opening log: %w", err)
 	}
-	return f, nil
+	return f, func() { f.Close() }, nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,5 +191,50 @@ func TestNeedsAppJobNotRunWhenWakeFails(t *testing.T) {
 	}
 	if log := readFile(t, filepath.Join(logDir, "down.log")); !strings.Contains(log, "--- job 0 (cron @every 1s) not run: waking app: no such app ---") {
 		t.Errorf("app log lacks the not-run marker:\n%s", log)
+	}
+}
+
+func TestJobProcessGroupIsTrackedWhileItRuns(t *testing.T) {
+	type call struct {
+		pgid      int
+		app, prog string
+		untracked bool
+	}
+	var mu sync.Mutex
+	var calls []*call
+	track := func(pgid int, app, prog string) func() {
+		c := &call{pgid: pgid, app: app, prog: prog}
+		mu.Lock()
+		calls = append(calls, c)
+		mu.Unlock()
+		return func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if c.untracked {
+				t.Errorf("group %d untracked twice", pgid)
+			}
+			c.untracked = true
+		}
+	}
+	s, _ := newTestScheduler(t, newRecWaker(t), func(c *Config) { c.Track = track })
+	dir := t.TempDir()
+	s.Apply([]*appfile.Spec{jobSpec("tracked", dir, "@every 1s", `echo $$ >> pids`)})
+	waitFor(t, 20*time.Second, "a job result", func() bool { _, ok := s.LastJob("tracked"); return ok })
+	pid, err := strconv.Atoi(lines(t, filepath.Join(dir, "pids"))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) == 0 {
+		t.Fatal("Track never called")
+	}
+	c := calls[0]
+	if c.pgid != pid || c.app != "tracked" || c.prog != "/bin/sh" {
+		t.Errorf("Track(%d, %q, %q), want Track(%d, %q, %q)", c.pgid, c.app, c.prog, pid, "tracked", "/bin/sh")
+	}
+	// The result is recorded after the job's group was untracked.
+	if !c.untracked {
+		t.Errorf("group %d still tracked after its job finished", c.pgid)
 	}
 }

@@ -36,6 +36,12 @@ func (s *Scheduler) runCommand(spec *appfile.Spec, i int, argv, env []string, lo
 	s.jobsRunning.Add(1)
 	defer s.jobsRunning.Add(-1)
 	pgid := cmd.Process.Pid
+	if s.cfg.Track != nil {
+		// Deferred before the waits below return: every return path has
+		// waited for the leader and stopped what it left behind.
+		untrack := s.cfg.Track(pgid, spec.Name, argv[0])
+		defer untrack()
+	}
 	done := make(chan error, 1)
 	go waitJob(cmd, done)
 

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,15 +39,28 @@ type Waker interface {
 	Wake(ctx context.Context, app string) (upstream netip.AddrPort, release func(), err error)
 }
 
+// LogOpener opens a writer for app's log (applog.Logs satisfies it). The
+// job's command gets w as stdout and stderr; once the caller has closed its
+// own copy of w, wait blocks until everything written to w by anyone is in
+// the log (or ctx ends).
+type LogOpener interface {
+	Open(app string) (w *os.File, wait func(context.Context) error, err error)
+}
+
 // Config holds a Scheduler's settings. Zero values take the defaults.
 type Config struct {
 	// Waker starts and holds apps. Required.
 	Waker Waker
 	// Logger receives the scheduler's log; nil means slog.Default().
 	Logger *slog.Logger
-	// LogDir holds NAME.log, each app's log: job output is appended there
-	// between marker lines naming the job. Empty means the current
-	// directory.
+	// Logs, when set, gives each job run the writer for its output, as it
+	// gives the app's own starts one: the daemon passes applog.Logs, so
+	// job output counts towards the log's rotation and a job running
+	// across a rotation goes on writing into the current file.
+	Logs LogOpener
+	// LogDir holds NAME.log, each app's log, when Logs is nil: job output
+	// is appended there between marker lines naming the job. Empty means
+	// the current directory.
 	LogDir string
 	// ShutdownGrace is how long Shutdown waits for running jobs before it
 	// kills them (default DefaultShutdownGrace).
@@ -54,6 +68,12 @@ type Config struct {
 	// KillGrace is how long a job that ran past its timeout has between
 	// SIGTERM and SIGKILL to its process group (default DefaultKillGrace).
 	KillGrace time.Duration
+	// Track, when set, is told of each job's process group right after
+	// the job starts, with the app's name and the program run; the job
+	// calls untrack once the group is over. The daemon passes the exec
+	// driver's TrackGroup, so that a job dies with the daemon like an app
+	// does (its reaper) and a later daemon stops what a dead one left.
+	Track func(pgid int, app, program string) (untrack func())
 	// Location is the time zone of schedules without a CRON_TZ= prefix
 	// (default time.Local).
 	Location *time.Location

@@ -49,6 +49,9 @@ type ExecDriver struct {
 	// groups holds the live process groups by pgid (the leader's pid), from
 	// Start until the group has no live member left.
 	groups map[int]*execProcess
+	// tracked holds the groups others started and gave to TrackGroup, by
+	// pgid, with their app's name.
+	tracked map[int]string
 
 	// wg counts the goroutines that wait for processes and for the reaper.
 	wg sync.WaitGroup
@@ -63,6 +66,7 @@ func NewExecDriver(logger *slog.Logger) *ExecDriver {
 		logger:        logger,
 		reaperMinLife: defaultReaperMinLife,
 		groups:        make(map[int]*execProcess),
+		tracked:       make(map[int]string),
 	}
 }
 

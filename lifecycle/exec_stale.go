@@ -56,27 +56,31 @@ func (d *ExecDriver) RecordGroups(dir string) error {
 // the second line of defence, so it is logged, not returned. d.mu must be
 // held, which orders it before the group's removeRecordLocked.
 func (d *ExecDriver) writeRecordLocked(p *execProcess, app, program string, sig syscall.Signal, timeout time.Duration) {
+	if err := d.writeGroupRecordLocked(p.pid, app, program, sig, timeout); err != nil {
+		p.logger.Warn("cannot record process group", "err", err)
+	}
+}
+
+// writeGroupRecordLocked writes the record of group pgid, whose leader
+// must still be alive (not a zombie). d.mu must be held.
+func (d *ExecDriver) writeGroupRecordLocked(pgid int, app, program string, sig syscall.Signal, timeout time.Duration) error {
 	dir := d.runDir
 	if dir == "" {
-		return
+		return nil
 	}
-	ticks, err := startTicks(p.pid)
+	ticks, err := startTicks(pgid)
 	if err != nil {
-		p.logger.Warn("cannot record process group", "err", err)
-		return
+		return err
 	}
-	rec := groupRecord{App: app, Pgid: p.pid, Program: program, StartTicks: ticks, BootID: bootID(),
+	rec := groupRecord{App: app, Pgid: pgid, Program: program, StartTicks: ticks, BootID: bootID(),
 		StopSignal: int(sig), StopTimeout: timeout}
 	b, _ := json.Marshal(rec)
-	path := recordPath(dir, p.pid)
+	path := recordPath(dir, pgid)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		p.logger.Warn("cannot record process group", "err", err)
-		return
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		p.logger.Warn("cannot record process group", "err", err)
-	}
+	return os.Rename(tmp, path)
 }
 
 // removeRecordLocked forgets the record of group pgid. d.mu must be held.

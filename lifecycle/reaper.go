@@ -118,7 +118,12 @@ func (d *ExecDriver) ensureReaperLocked() error {
 			d.logger.Warn("registering process group with reaper", "pgid", pgid, "err", err)
 		}
 	}
-	d.logger.Debug("reaper started", "pid", r.cmd.Process.Pid, "groups", len(d.groups))
+	for pgid := range d.tracked {
+		if err := r.send('+', pgid); err != nil {
+			d.logger.Warn("registering process group with reaper", "pgid", pgid, "err", err)
+		}
+	}
+	d.logger.Debug("reaper started", "pid", r.cmd.Process.Pid, "groups", len(d.groups), "tracked", len(d.tracked))
 	return nil
 }
 

@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,13 +25,20 @@ type Metrics struct {
 	connections  *prometheus.CounterVec
 	bytes        *prometheus.CounterVec
 	reloadErrors prometheus.Counter
+
+	// forgotten holds the apps whose series Forget dropped: a removed app's
+	// last events (its stop, its last connections ending) come after that
+	// and must not bring the series back.
+	mu        sync.RWMutex
+	forgotten map[string]struct{}
 }
 
 // New registers DynaPM's metrics, the Go runtime's and the daemon process's.
 // apps, called at every scrape, reports the apps' current status.
 func New(apps func() []admin.App) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		forgotten: make(map[string]struct{}),
+		reg:       prometheus.NewRegistry(),
 		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynapm_app_starts_total",
 			Help: "Program starts, by reason: connection, cron, manual, boot, restart.",
@@ -70,16 +78,31 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // AppStarted counts a program start; reason is what caused it.
 func (m *Metrics) AppStarted(app, reason string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.forgottenLocked(app) {
+		return
+	}
 	m.starts.WithLabelValues(app, reason).Inc()
 }
 
 // AppReady records how long the program took from spawn to ready.
 func (m *Metrics) AppReady(app string, coldStart time.Duration) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.forgottenLocked(app) {
+		return
+	}
 	m.coldStart.WithLabelValues(app).Observe(coldStart.Seconds())
 }
 
 // AppStopped counts a program stop (or exit: reason "crash").
 func (m *Metrics) AppStopped(app, reason string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.forgottenLocked(app) {
+		return
+	}
 	m.stops.WithLabelValues(app, reason).Inc()
 }
 
@@ -87,6 +110,11 @@ func (m *Metrics) AppStopped(app, reason string) {
 // from the client to the app, out back to the client. Once per
 // connection, not per read.
 func (m *Metrics) ConnectionClosed(app string, in, out int64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.forgottenLocked(app) {
+		return
+	}
 	m.connections.WithLabelValues(app).Inc()
 	m.bytes.WithLabelValues(app, "in").Add(float64(in))
 	m.bytes.WithLabelValues(app, "out").Add(float64(out))
@@ -97,12 +125,32 @@ func (m *Metrics) ReloadErrors(n int) {
 	m.reloadErrors.Add(float64(n))
 }
 
-// Forget drops a removed app's series.
+// Forget drops a removed app's series, and ignores the events that still
+// come for it (its last stop, its last connections ending) until Keep.
 func (m *Metrics) Forget(app string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.forgotten[app] = struct{}{}
 	l := prometheus.Labels{"app": app}
 	m.starts.DeletePartialMatch(l)
 	m.stops.DeletePartialMatch(l)
 	m.coldStart.DeletePartialMatch(l)
 	m.connections.DeletePartialMatch(l)
 	m.bytes.DeletePartialMatch(l)
+}
+
+// Keep counts the events of an app added (back) from now on, undoing
+// Forget. Apps never forgotten are counted without it.
+func (m *Metrics) Keep(app string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.forgotten, app)
+}
+
+// forgottenLocked tells whether app's events are ignored. The caller holds
+// m.mu (read) until it has counted the event, so that Forget cannot drop
+// the series in between and the count bring it back.
+func (m *Metrics) forgottenLocked(app string) bool {
+	_, ok := m.forgotten[app]
+	return ok
 }

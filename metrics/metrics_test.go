@@ -123,6 +123,17 @@ func TestScrapeAfterAWakeAndAnIdleStop(t *testing.T) {
 	if strings.Contains(out, `app="web"`) {
 		t.Error("a forgotten app still has series")
 	}
+
+	// A removed app's last events come after Forget: they are ignored...
+	m.AppStopped("web", "removed")
+	m.ConnectionClosed("web", 1, 1)
+	if out = scrape(t, s.Addr()); strings.Contains(out, `app="web"`) {
+		t.Error("events after Forget brought a forgotten app's series back")
+	}
+	// ...until the app is added back.
+	m.Keep("web")
+	m.AppStarted("web", "connection")
+	requireLines(t, scrape(t, s.Addr()), `dynapm_app_starts_total{app="web",reason="connection"} 1`)
 }
 
 func TestServeReportsABusyAddress(t *testing.T) {
