@@ -150,16 +150,24 @@ func TestDaemonServesGoodAppsDespiteABadFile(t *testing.T) {
 	}
 }
 
-func TestDaemonSIGTERMStopsAppsAndExitsZero(t *testing.T) {
+// startAppWithGrandchild runs a daemon with one echo app that forks a
+// grandchild ignoring SIGTERM, wakes it, and returns both pids.
+func startAppWithGrandchild(t *testing.T) (d *runningDaemon, pid, gpid int) {
+	t.Helper()
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	grand := filepath.Join(t.TempDir(), "grandchild")
 	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, pidfile, fmt.Sprintf(", \"-grandchild\", %q", grand)))
-	d := startDaemon(t, apps)
+	d = startDaemon(t, apps)
 	echoOnce(t, listen, "x")
-	pid := testutil.ReadPidFile(t, pidfile)
-	gpid := testutil.ReadPidFile(t, grand)
+	pid = testutil.ReadPidFile(t, pidfile)
+	gpid = testutil.ReadPidFile(t, grand)
+	return d, pid, gpid
+}
+
+func TestDaemonSIGTERMStopsAppsAndExitsZero(t *testing.T) {
+	d, pid, gpid := startAppWithGrandchild(t)
 
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -180,15 +188,7 @@ func TestDaemonSIGTERMStopsAppsAndExitsZero(t *testing.T) {
 }
 
 func TestDaemonSIGKILLLeavesNoAppProcess(t *testing.T) {
-	apps := t.TempDir()
-	listen := testutil.FreeAddr(t)
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	grand := filepath.Join(t.TempDir(), "grandchild")
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, pidfile, fmt.Sprintf(", \"-grandchild\", %q", grand)))
-	d := startDaemon(t, apps)
-	echoOnce(t, listen, "x")
-	pid := testutil.ReadPidFile(t, pidfile)
-	gpid := testutil.ReadPidFile(t, grand)
+	d, pid, gpid := startAppWithGrandchild(t)
 
 	if err := d.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
