@@ -17,6 +17,9 @@ type proxyConn struct {
 	// upstream is set, under s.mu, once the connection is spliced; nil
 	// while it is held (routing, waking, dialing).
 	upstream *net.TCPConn
+	// spliced is set, under s.mu, once the connection is spliced (to the
+	// event loop or to goroutines).
+	spliced bool
 	// lc is set, under s.mu, when the event loop moves c's bytes.
 	lc      *loopConn
 	app     string
@@ -69,6 +72,7 @@ func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) (*eventLoop, bool
 	var l *eventLoop
 	if !closed {
 		c.upstream = upstream
+		c.spliced = true
 		if dupErr == nil {
 			if l = s.eventLoopLocked(); l != nil {
 				c.lc = &loopConn{pc: c, fd: fds}
@@ -135,6 +139,10 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		s.dropUnavailable(c, nil, r.UnavailableReply)
 		return
 	}
+	if s.DataPath != DataPathGoroutines && r.ProxyProtocol == "" && len(p.data) == 0 {
+		s.serveRaw(c, r, upstream, release)
+		return
+	}
 	up, err := s.dial(s.ctx, upstream)
 	if err != nil {
 		level := slog.LevelWarn
@@ -169,8 +177,14 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		loop.add(c.lc)
 		return
 	}
+	c.pipeBoth(up)
+}
+
+// pipeBoth copies c's directions with goroutines: the client-to-upstream
+// one in this goroutine, the other in pipeUpstreamToClient.
+func (c *proxyConn) pipeBoth(up *net.TCPConn) {
 	c.pending.Store(2)
-	s.wg.Add(1)
+	c.s.wg.Add(1)
 	go c.pipeUpstreamToClient()
 	c.pipe(up, c.client, &c.sent)
 }
@@ -237,7 +251,9 @@ func (c *proxyConn) closeBoth() {
 // finish runs once, after both directions ended.
 func (c *proxyConn) finish() {
 	c.client.Close()
-	c.upstream.Close()
+	if c.upstream != nil {
+		c.upstream.Close()
+	}
 	c.release()
 	c.s.untrack(c)
 	if o := c.s.Observer; o != nil {

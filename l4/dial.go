@@ -21,6 +21,23 @@ import (
 // DialTimeout overall. A refused connect right after a wake is retried a few
 // times too, quickly.
 func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPConn, error) {
+	addr := upstream.String()
+	var c *net.TCPConn
+	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
+		d := net.Dialer{KeepAlive: -1, Timeout: timeout}
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c = nc.(*net.TCPConn)
+		}
+		return err
+	})
+	return c, err
+}
+
+// dialGated runs connect attempts to upstream, each bounded by the timeout
+// it is given, through upstream's gate and with dial's timeouts and
+// retries, until one succeeds (nil error) or the attempts are exhausted.
+func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect func(ctx context.Context, timeout time.Duration) error) error {
 	ctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	defer cancel()
 	g := s.acquireGate(upstream)
@@ -28,7 +45,7 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPCon
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("dialing upstream %s: waiting for a dial slot: %w", upstream, ctx.Err())
+		return fmt.Errorf("dialing upstream %s: waiting for a dial slot: %w", upstream, ctx.Err())
 	}
 	defer func() { <-g.slots }()
 	attempt := durationOr(s.DialAttemptTimeout, DefaultDialAttemptTimeout)
@@ -38,19 +55,17 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPCon
 		refusedLeft = DefaultDialRefusedRetries
 	}
 	refusedDelay := durationOr(s.DialRefusedDelay, DefaultDialRefusedDelay)
-	addr := upstream.String()
 	var timer *time.Timer
 	for tries := 1; ; tries++ {
-		d := net.Dialer{KeepAlive: -1, Timeout: attempt}
-		c, err := d.DialContext(ctx, "tcp", addr)
+		err := connect(ctx, attempt)
 		if err == nil {
-			return c.(*net.TCPConn), nil
+			return nil
 		}
 		if s.dialErrorHook != nil {
 			s.dialErrorHook(err)
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("dialing upstream %s (%d attempts): %w", addr, tries, err)
+			return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 		}
 		var ne net.Error
 		switch {
@@ -65,13 +80,13 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPCon
 			case <-timer.C:
 			case <-ctx.Done():
 				timer.Stop()
-				return nil, fmt.Errorf("dialing upstream %s (%d attempts): %w", addr, tries, err)
+				return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 			}
 			refusedDelay *= 2
 		case errors.As(err, &ne) && ne.Timeout():
 			attempt = min(2*attempt, maxAttempt)
 		default:
-			return nil, fmt.Errorf("dialing upstream %s (%d attempts): %w", addr, tries, err)
+			return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 		}
 	}
 }

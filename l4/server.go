@@ -253,7 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.close()
 	}
 	for c := range s.conns {
-		if c.upstream == nil {
+		if !c.spliced {
 			// Still held (waking or dialing): the client gets its close
 			// now, whatever the Waker does with the cancelled context.
 			c.client.Close()
