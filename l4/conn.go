@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -12,8 +13,18 @@ import (
 
 // proxyConn is one accepted connection, from accept to its last byte.
 type proxyConn struct {
-	s      *Server
+	s *Server
+	// client is the client's socket, or nil while the client is the raw
+	// descriptor cfd (see acceptRaw).
 	client *net.TCPConn
+	// cfd is the client's raw descriptor, -1 once it is owned elsewhere
+	// (wrapped in client, or handed to the loop). While c is tracked and
+	// not spliced it is changed and closed only under s.mu or after
+	// untrack, so that Shutdown can shut it down under s.mu.
+	cfd int
+	// remote is the client's address as accept returned it, for raw
+	// clients.
+	remote netip.AddrPort
 	// upstream is set, under s.mu, once the connection is spliced; nil
 	// while it is held (routing, waking, dialing).
 	upstream *net.TCPConn
@@ -104,6 +115,10 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	log := s.logger()
 	var p peeked
 	idx := rs.def
+	if rs.peek && !s.goClient(c) {
+		s.drop(c, nil)
+		return
+	}
 	if rs.peek {
 		var err error
 		p, err = s.peek(c.client)
@@ -121,6 +136,10 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		idx = rs.match(p.proto, p.name)
 	}
 	if idx < 0 {
+		if !s.goClient(c) {
+			s.drop(c, nil)
+			return
+		}
 		l.logNoMatch(c, p)
 		s.drop(c, nil)
 		return
@@ -141,6 +160,10 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	}
 	if s.DataPath != DataPathGoroutines && r.ProxyProtocol == "" && len(p.data) == 0 {
 		s.serveRaw(c, r, upstream, release)
+		return
+	}
+	if !s.goClient(c) {
+		s.drop(c, release)
 		return
 	}
 	up, err := s.dial(s.ctx, upstream)
@@ -191,11 +214,17 @@ func (c *proxyConn) pipeBoth(up *net.TCPConn) {
 
 // drop ends a connection that never got spliced.
 func (s *Server) drop(c *proxyConn, release func()) {
-	c.client.Close()
+	if c.client != nil {
+		c.client.Close()
+	}
 	if release != nil {
 		release()
 	}
 	s.untrack(c)
+	if c.cfd >= 0 {
+		syscall.Close(c.cfd) // untracked: Shutdown no longer sees it
+		c.cfd = -1
+	}
 }
 
 // pipeUpstreamToClient is the second direction of a spliced connection.
@@ -242,6 +271,10 @@ func (c *proxyConn) closeBoth() {
 		c.s.loop.cut(c.lc)
 		return
 	}
+	if c.client == nil {
+		syscall.Shutdown(c.cfd, syscall.SHUT_RDWR)
+		return
+	}
 	c.client.Close()
 	if c.upstream != nil {
 		c.upstream.Close()
@@ -250,7 +283,9 @@ func (c *proxyConn) closeBoth() {
 
 // finish runs once, after both directions ended.
 func (c *proxyConn) finish() {
-	c.client.Close()
+	if c.client != nil {
+		c.client.Close()
+	}
 	if c.upstream != nil {
 		c.upstream.Close()
 	}
@@ -261,7 +296,7 @@ func (c *proxyConn) finish() {
 	}
 	if log := c.s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("connection closed", slog.String("app", c.app),
-			slog.String("client", c.client.RemoteAddr().String()),
+			slog.String("client", c.clientAddr()),
 			slog.Int64("sent", c.sent), slog.Int64("received", c.received),
 			slog.Bool("reset", c.aborted.Load()),
 			slog.Duration("duration", time.Since(c.start)))

@@ -38,7 +38,12 @@ func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, releas
 		loop.add(c.lc)
 		return
 	}
-	// No loop: fall back to goroutines on a Go socket.
+	// No loop: fall back to goroutines on Go sockets.
+	if !s.goClient(c) {
+		syscall.Close(fd)
+		s.drop(c, release)
+		return
+	}
 	up, err := fileConn(fd)
 	if err != nil {
 		s.logger().Warn("wrapping the upstream socket failed, closing connection",
@@ -60,7 +65,13 @@ func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, releas
 // loop (the caller then wraps upfd and calls splicing); false, with upfd
 // closed, if the server is shutting down.
 func (s *Server) splicingRaw(c *proxyConn, upfd int) (*eventLoop, bool) {
-	cfd, dupErr := dupFd(c.client)
+	// A raw client is handed over as it is; a Go one is duplicated (see
+	// dupFd).
+	cfd := c.cfd
+	var dupErr error
+	if c.client != nil {
+		cfd, dupErr = dupFd(c.client)
+	}
 	s.mu.Lock()
 	closed := s.closed
 	var l *eventLoop
@@ -68,14 +79,17 @@ func (s *Server) splicingRaw(c *proxyConn, upfd int) (*eventLoop, bool) {
 		if l = s.eventLoopLocked(); l != nil {
 			c.spliced = true
 			c.lc = &loopConn{pc: c, fd: [2]int{cfd, upfd}}
+			c.cfd = -1
 		}
 	}
 	s.mu.Unlock()
 	if l != nil {
-		c.client.Close()
+		if c.client != nil {
+			c.client.Close()
+		}
 		return l, true
 	}
-	if cfd >= 0 {
+	if c.client != nil && cfd >= 0 {
 		syscall.Close(cfd)
 	}
 	if closed {
@@ -99,4 +113,73 @@ func fileConn(fd int) (*net.TCPConn, error) {
 		return nil, fmt.Errorf("wrapping a socket: not TCP")
 	}
 	return tc, nil
+}
+
+// goClient gives c a Go socket for its client if it has a raw descriptor,
+// for the paths that read, write or wait on the client through Go (peeking,
+// replies, PROXY headers, the goroutine copy). False if that failed; the
+// descriptor is closed then.
+func (s *Server) goClient(c *proxyConn) bool {
+	if c.client != nil {
+		return true
+	}
+	// Under s.mu: Shutdown shuts down held clients' descriptors.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tc, err := fileConn(c.cfd)
+	c.cfd = -1
+	if err != nil {
+		s.logger().Warn("wrapping the client socket failed, closing connection", slog.Any("error", err))
+		return false
+	}
+	c.client = tc
+	return true
+}
+
+// clientAddr is the client's address for logs.
+func (c *proxyConn) clientAddr() string {
+	if c.client != nil {
+		return c.client.RemoteAddr().String()
+	}
+	return c.remote.String()
+}
+
+// acceptRaw accepts one connection with accept4 on the listener's
+// descriptor, waiting on Go's netpoller for the listener only. The accepted
+// socket stays out of Go's netpoller (no epoll registration, no
+// getsockname), for connections the event loop will carry.
+func (l *listener) acceptRaw(rc syscall.RawConn) (*proxyConn, error) {
+	var (
+		nfd  int
+		sa   syscall.Sockaddr
+		aerr error
+	)
+	err := rc.Read(func(fd uintptr) bool {
+		for {
+			nfd, sa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			switch aerr {
+			case syscall.EINTR, syscall.ECONNABORTED:
+				continue
+			case syscall.EAGAIN:
+				return false // wait for the listener to be readable
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, os.NewSyscallError("accept4", aerr)
+	}
+	// As Go does for accepted sockets: small answers must not wait.
+	syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	pc := &proxyConn{s: l.s, cfd: nfd}
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		pc.remote = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *syscall.SockaddrInet6:
+		pc.remote = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return pc, nil
 }

@@ -5,17 +5,23 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // listener is one listen address: its socket, its accept loop and the routes
 // its connections are matched against.
 type listener struct {
-	s      *Server
-	addr   string // the table key
-	ln     net.Listener
+	s    *Server
+	addr string // the table key
+	ln   net.Listener
+	// file is the listening socket when connections are accepted with
+	// raw accept4 (see acceptRaw); ln is closed then, so that only file's
+	// descriptor is in Go's netpoller.
+	file   *os.File
 	routes atomic.Pointer[routeSet]
 
 	// Rate limit of the "no app for this name" log.
@@ -39,6 +45,15 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 		ln = s.listenHook(ln)
 	}
 	l := &listener{s: s, addr: addr, ln: ln, done: make(chan struct{})}
+	if tl, ok := ln.(*net.TCPListener); ok && s.DataPath != DataPathGoroutines && s.listenHook == nil {
+		// net's listener refuses RawConn.Read; an os.File on a duplicate
+		// allows it. Closing ln takes the original descriptor out of Go's
+		// netpoller, which would otherwise be woken for every connection.
+		if fd, err := dupFd(tl); err == nil {
+			l.file = os.NewFile(uintptr(fd), addr)
+			ln.Close()
+		}
+	}
 	l.routes.Store(routes)
 	return l, nil
 }
@@ -48,6 +63,9 @@ func (l *listener) close() {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.ln.Close()
+		if l.file != nil {
+			l.file.Close()
+		}
 	})
 }
 
@@ -67,8 +85,16 @@ func (l *listener) acceptLoop() {
 		suppressed int
 		timer      *time.Timer
 	)
+	// With the event loop, connections are accepted with raw accept4
+	// (see acceptRaw); a hooked listener (tests) keeps Accept.
+	var rc syscall.RawConn
+	if l.file != nil {
+		if r, err := l.file.SyscallConn(); err == nil {
+			rc = r
+		}
+	}
 	for {
-		c, err := l.ln.Accept()
+		pc, err := l.accept(rc)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -105,18 +131,38 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		delay = 0
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			s.logger().Error("accepted a non-TCP connection", slog.String("listen", l.addr))
-			c.Close()
+		if pc == nil {
 			continue
 		}
-		pc := &proxyConn{s: s, client: tc}
 		if !s.track(pc) {
-			tc.Close()
+			if pc.client != nil {
+				pc.client.Close()
+			} else {
+				syscall.Close(pc.cfd)
+			}
 			continue
 		}
 		s.wg.Add(1)
 		go s.serveConn(pc, l, l.routes.Load())
 	}
+}
+
+// accept returns the next connection: through accept4 when rc is set,
+// through the net.Listener otherwise. A nil connection with a nil error
+// means one was accepted and closed.
+func (l *listener) accept(rc syscall.RawConn) (*proxyConn, error) {
+	if rc != nil {
+		return l.acceptRaw(rc)
+	}
+	c, err := l.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		l.s.logger().Error("accepted a non-TCP connection", slog.String("listen", l.addr))
+		c.Close()
+		return nil, nil
+	}
+	return &proxyConn{s: l.s, client: tc, cfd: -1}, nil
 }

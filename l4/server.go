@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -256,7 +257,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if !c.spliced {
 			// Still held (waking or dialing): the client gets its close
 			// now, whatever the Waker does with the cancelled context.
-			c.client.Close()
+			// A raw descriptor is only shut down: its goroutine closes it.
+			if c.client != nil {
+				c.client.Close()
+			} else {
+				syscall.Shutdown(c.cfd, syscall.SHUT_RDWR)
+			}
 		}
 	}
 	s.mu.Unlock()

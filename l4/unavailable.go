@@ -28,6 +28,10 @@ func (s *Server) dropUnavailable(c *proxyConn, release func(), reply []byte) {
 	if release != nil {
 		release()
 	}
+	if !s.goClient(c) {
+		s.drop(c, nil)
+		return
+	}
 	_ = c.client.SetWriteDeadline(time.Now().Add(unavailableWriteTimeout))
 	if _, err := c.client.Write(reply); err == nil {
 		_ = c.client.CloseWrite()
