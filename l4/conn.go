@@ -194,13 +194,23 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		s.drop(c, release)
 		return
 	}
-	c.release = release
-	if loop != nil {
-		s.wg.Add(1) // done by the loop once c has ended
-		loop.add(c.lc)
+	if s.handOver(c, loop, release) {
 		return
 	}
 	c.pipeBoth(up)
+}
+
+// handOver makes release c's to call when it ends and, when there is a
+// loop, gives c to it: the loop then closes the sockets and calls release.
+// It reports whether the loop took c.
+func (s *Server) handOver(c *proxyConn, loop *eventLoop, release func()) bool {
+	c.release = release
+	if loop == nil {
+		return false
+	}
+	s.wg.Add(1) // done by the loop once c has ended
+	loop.add(c.lc)
+	return true
 }
 
 // pipeBoth copies c's directions with goroutines: the client-to-upstream

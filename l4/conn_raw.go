@@ -32,10 +32,7 @@ func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, releas
 		s.drop(c, release)
 		return
 	}
-	c.release = release
-	if loop != nil {
-		s.wg.Add(1) // done by the loop once c has ended
-		loop.add(c.lc)
+	if s.handOver(c, loop, release) {
 		return
 	}
 	// No loop: fall back to goroutines on Go sockets.
