@@ -10,14 +10,9 @@ import (
 
 // checkCommand validates every app file and prints one line per problem.
 func checkCommand(args []string, stdout, stderr io.Writer) int {
-	f := newFlags("check", stderr)
-	if err := f.fs.Parse(args); err != nil {
-		return 2
-	}
-	s, err := f.settings()
-	if err != nil {
-		fmt.Fprintln(stderr, "dynapm:", err)
-		return 1
+	s, code, ok := parseSettings("check", args, stderr)
+	if !ok {
+		return code
 	}
 	specs, errs := appfile.LoadDir(s.AppsDir)
 	specs, errs = modeErrors(s.AppsDir, specs, errs, os.Geteuid())

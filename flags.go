@@ -46,3 +46,19 @@ func (f *commonFlags) settings() (settings.Settings, error) {
 	})
 	return s, nil
 }
+
+// parseSettings parses a daemon-side command's flags and loads its
+// settings. ok false means it failed; code is then the exit code, the
+// problem already reported on stderr.
+func parseSettings(name string, args []string, stderr io.Writer) (s settings.Settings, code int, ok bool) {
+	f := newFlags(name, stderr)
+	if err := f.fs.Parse(args); err != nil {
+		return s, 2, false
+	}
+	s, err := f.settings()
+	if err != nil {
+		fmt.Fprintln(stderr, "dynapm:", err)
+		return s, 1, false
+	}
+	return s, 0, true
+}

@@ -13,14 +13,9 @@ import (
 
 // runCommand runs the daemon until SIGTERM or SIGINT.
 func runCommand(args []string, stderr io.Writer) int {
-	f := newFlags("run", stderr)
-	if err := f.fs.Parse(args); err != nil {
-		return 2
-	}
-	s, err := f.settings()
-	if err != nil {
-		fmt.Fprintln(stderr, "dynapm:", err)
-		return 1
+	s, code, ok := parseSettings("run", args, stderr)
+	if !ok {
+		return code
 	}
 	log, err := newLogger(s.Log, stderr)
 	if err != nil {
