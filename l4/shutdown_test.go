@@ -78,8 +78,11 @@ func TestShutdownWaitsForSplicedConnections(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return after the last connection ended")
 	}
-	if got := w.releases.Load(); got != 1 {
-		t.Errorf("releases = %d, want 1", got)
+	// The probe dials above may have been accepted just before the listener
+	// closed; each of those is a connection of its own, so the check is that
+	// every lease handed out was given back, not a fixed count.
+	if rel, wakes := w.releases.Load(), w.wakes.Load(); rel != wakes || rel < 1 {
+		t.Errorf("releases = %d, wakes = %d: want every lease (at least one) released", rel, wakes)
 	}
 }
 
