@@ -175,7 +175,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	})
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
-		Track: d.driver.TrackGroup})
+		StartGroup: d.driver.StartGroup})
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 	if d.met != nil {
 		d.srv.Observer = d.met

@@ -3,6 +3,7 @@ package cron
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -202,8 +203,14 @@ func TestJobProcessGroupIsTrackedWhileItRuns(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var calls []*call
-	track := func(pgid int, app, prog string) func() {
-		c := &call{pgid: pgid, app: app, prog: prog}
+	start := func(cmd *exec.Cmd, app, prog string) (func(), error) {
+		if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
+			t.Errorf("job command does not ask for a process group of its own")
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		c := &call{pgid: cmd.Process.Pid, app: app, prog: prog}
 		mu.Lock()
 		calls = append(calls, c)
 		mu.Unlock()
@@ -211,12 +218,12 @@ func TestJobProcessGroupIsTrackedWhileItRuns(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			if c.untracked {
-				t.Errorf("group %d untracked twice", pgid)
+				t.Errorf("group %d untracked twice", c.pgid)
 			}
 			c.untracked = true
-		}
+		}, nil
 	}
-	s, _ := newTestScheduler(t, newRecWaker(t), func(c *Config) { c.Track = track })
+	s, _ := newTestScheduler(t, newRecWaker(t), func(c *Config) { c.StartGroup = start })
 	dir := t.TempDir()
 	s.Apply([]*appfile.Spec{jobSpec("tracked", dir, "@every 1s", `echo $$ >> pids`)})
 	waitFor(t, 20*time.Second, "a job result", func() bool { _, ok := s.LastJob("tracked"); return ok })
@@ -227,11 +234,11 @@ func TestJobProcessGroupIsTrackedWhileItRuns(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) == 0 {
-		t.Fatal("Track never called")
+		t.Fatal("StartGroup never called")
 	}
 	c := calls[0]
 	if c.pgid != pid || c.app != "tracked" || c.prog != "/bin/sh" {
-		t.Errorf("Track(%d, %q, %q), want Track(%d, %q, %q)", c.pgid, c.app, c.prog, pid, "tracked", "/bin/sh")
+		t.Errorf("StartGroup for group %d (%q, %q), want group %d (%q, %q)", c.pgid, c.app, c.prog, pid, "tracked", "/bin/sh")
 	}
 	// The result is recorded after the job's group was untracked.
 	if !c.untracked {

@@ -30,18 +30,22 @@ func (s *Scheduler) runCommand(spec *appfile.Spec, i int, argv, env []string, lo
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	untrack := func() {}
+	var err error
+	if s.cfg.StartGroup != nil {
+		untrack, err = s.cfg.StartGroup(cmd, spec.Name, argv[0])
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		return -1, fmt.Errorf("starting job: %w", err)
 	}
+	// Deferred before the waits below return: every return path has
+	// waited for the leader and stopped what it left behind.
+	defer untrack()
 	s.jobsRunning.Add(1)
 	defer s.jobsRunning.Add(-1)
 	pgid := cmd.Process.Pid
-	if s.cfg.Track != nil {
-		// Deferred before the waits below return: every return path has
-		// waited for the leader and stopped what it left behind.
-		untrack := s.cfg.Track(pgid, spec.Name, argv[0])
-		defer untrack()
-	}
 	done := make(chan error, 1)
 	go waitJob(cmd, done)
 

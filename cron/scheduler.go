@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,12 +69,13 @@ type Config struct {
 	// KillGrace is how long a job that ran past its timeout has between
 	// SIGTERM and SIGKILL to its process group (default DefaultKillGrace).
 	KillGrace time.Duration
-	// Track, when set, is told of each job's process group right after
-	// the job starts, with the app's name and the program run; the job
-	// calls untrack once the group is over. The daemon passes the exec
-	// driver's TrackGroup, so that a job dies with the daemon like an app
-	// does (its reaper) and a later daemon stops what a dead one left.
-	Track func(pgid int, app, program string) (untrack func())
+	// StartGroup, when set, starts each job's command (which asks for a
+	// process group of its own) and guards its group, with the app's name
+	// and the program run; the job calls untrack once the group is over.
+	// The daemon passes the exec driver's StartGroup, so that a job dies
+	// with the daemon like an app does (its reaper) and a later daemon
+	// stops what a dead one left. Nil means cmd.Start, unguarded.
+	StartGroup func(cmd *exec.Cmd, app, program string) (untrack func(), err error)
 	// Location is the time zone of schedules without a CRON_TZ= prefix
 	// (default time.Local).
 	Location *time.Location

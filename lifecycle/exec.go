@@ -49,7 +49,7 @@ type ExecDriver struct {
 	// groups holds the live process groups by pgid (the leader's pid), from
 	// Start until the group has no live member left.
 	groups map[int]*execProcess
-	// tracked holds the groups others started and gave to TrackGroup, by
+	// tracked holds the groups started by StartGroup (scheduled jobs), by
 	// pgid, with their app's name.
 	tracked map[int]string
 

@@ -1,6 +1,8 @@
 package lifecycle
 
 import (
+	"fmt"
+	"os/exec"
 	"syscall"
 )
 
@@ -8,43 +10,50 @@ import (
 // (a scheduled job) between SIGTERM and SIGKILL when it finds it left over.
 const trackedStopTimeout = killGrace
 
-// TrackGroup puts process group pgid, started by someone else (the
-// scheduler runs jobs in groups of their own), under the same guard as the
+// StartGroup starts cmd, which must ask for a process group of its own
+// (SysProcAttr.Setpgid), and puts that group under the same guard as the
 // driver's own groups: the reaper kills it if the daemon dies, and with
-// RecordGroups a later daemon stops it if the reaper died too. app names
-// the group in the record and the log; program is what was run. The
-// caller must call untrack (exactly once) when the group has no live
-// member left, so that a reused pgid is never killed. A group whose leader
-// already exited is guarded by the reaper but not recorded. After Close,
-// TrackGroup does nothing.
-func (d *ExecDriver) TrackGroup(pgid int, app, program string) (untrack func()) {
-	if pgid <= 1 {
-		return func() {}
+// RecordGroups a later daemon stops it if the reaper died too. The
+// scheduler runs its jobs through it. app names the group in the record
+// and the log; program is what was run. The reaper is made ready before
+// cmd starts and the group is registered under the same lock right after,
+// so that a daemon killed at any moment leaves no unguarded group (a job
+// whose reaper had yet to be started once outlived a SIGKILLed daemon).
+// The caller must call untrack (exactly once) when the group has no live
+// member left, so that a reused pgid is never killed. After Close,
+// StartGroup fails without starting anything.
+func (d *ExecDriver) StartGroup(cmd *exec.Cmd, app, program string) (untrack func(), err error) {
+	if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
+		return nil, fmt.Errorf("starting a process group for app %q: the command does not ask for a group of its own", app)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return func() {}
+		return nil, fmt.Errorf("starting a process group for app %q: driver closed", app)
 	}
-	log := d.logger.With("app", app, "pgid", pgid)
+	log := d.logger.With("app", app)
 	if err := d.ensureReaperLocked(); err != nil {
 		// watchReaper or the next start retries; the stale record below
 		// still guards the group.
 		log.Warn("cannot start the reaper for a process group", "err", err)
 	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	pgid := cmd.Process.Pid
 	d.tracked[pgid] = app
 	if d.reaper != nil {
 		if err := d.reaper.send('+', pgid); err != nil {
-			log.Warn("registering process group with reaper", "err", err)
+			log.Warn("registering process group with reaper", "pgid", pgid, "err", err)
 		}
 	}
 	if err := d.writeGroupRecordLocked(pgid, app, program, syscall.SIGTERM, trackedStopTimeout); err != nil {
-		log.Debug("cannot record process group", "err", err)
+		log.Debug("cannot record process group", "pgid", pgid, "err", err)
 	}
-	return func() { d.untrack(pgid) }
+	return func() { d.untrack(pgid) }, nil
 }
 
-// untrack forgets a group given to TrackGroup.
+// untrack forgets a group started by StartGroup.
 func (d *ExecDriver) untrack(pgid int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -2,23 +2,43 @@ package lifecycle
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
 
-func TestTrackedGroupIsRecordedUntilUntracked(t *testing.T) {
+// startGroup starts a sleeping testapp through d.StartGroup and kills its
+// group at the end of the test.
+func startGroup(t *testing.T, d *ExecDriver, app, program string) (pgid int, untrack func()) {
+	t.Helper()
+	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	untrack, err := d.StartGroup(cmd, app, program)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	})
+	return cmd.Process.Pid, untrack
+}
+
+func TestStartedGroupIsRecordedUntilUntracked(t *testing.T) {
 	d := newExecTestDriver(t)
 	run := filepath.Join(t.TempDir(), "run")
 	if err := d.RecordGroups(run); err != nil {
 		t.Fatal(err)
 	}
-	pgid := startOrphanGroup(t)
-	untrack := d.TrackGroup(pgid, "nightly", "/bin/backup")
+	pgid, untrack := startGroup(t, d, "nightly", "/bin/backup")
 	rec, ok := readRecord(recordPath(run, pgid))
 	if !ok {
-		t.Fatalf("no record of tracked group %d in %s", pgid, run)
+		t.Fatalf("no record of started group %d in %s", pgid, run)
 	}
 	if rec.App != "nightly" || rec.Program != "/bin/backup" || rec.Pgid != pgid ||
 		rec.StopTimeout != trackedStopTimeout || !rec.stillOurs() {
@@ -31,23 +51,53 @@ func TestTrackedGroupIsRecordedUntilUntracked(t *testing.T) {
 	untrack() // a second call changes nothing
 }
 
-func TestReaperKillsTrackedGroupsButNotUntrackedOnes(t *testing.T) {
+func TestReaperKillsStartedGroupsButNotUntrackedOnes(t *testing.T) {
 	d := newExecTestDriver(t)
-	kept, dropped := startOrphanGroup(t), startOrphanGroup(t)
-	d.TrackGroup(kept, "a", "sleep")
-	d.TrackGroup(dropped, "b", "sleep")()
-	// No app was ever started: TrackGroup must have started the reaper.
+	kept, _ := startGroup(t, d, "a", "sleep")
+	dropped, untrack := startGroup(t, d, "b", "sleep")
+	untrack()
+	// No app was ever started: StartGroup must have started the reaper
+	// before the group's first process ran.
 	d.mu.Lock()
 	r := d.reaper
 	d.mu.Unlock()
 	if r == nil {
-		t.Fatal("TrackGroup did not start the reaper")
+		t.Fatal("StartGroup did not start the reaper")
 	}
 	// EOF on the reaper's stdin, as when the daemon dies.
 	r.w.Close()
 	testutil.Eventually(t, execWaitLimit, func() bool { return !testutil.ProcessAlive(kept) },
-		"tracked group %d survived the reaper", kept)
+		"started group %d survived the reaper", kept)
 	if !testutil.ProcessAlive(dropped) {
 		t.Fatalf("untracked group %d was killed", dropped)
+	}
+}
+
+func TestStartGroupRefusesACommandWithoutAGroupOfItsOwn(t *testing.T) {
+	d := newExecTestDriver(t)
+	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep")
+	if _, err := d.StartGroup(cmd, "a", "sleep"); err == nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("StartGroup started a command that shares the daemon's process group")
+	}
+	if cmd.Process != nil {
+		t.Fatal("StartGroup started the command although it refused it")
+	}
+}
+
+func TestStartGroupAfterCloseStartsNothing(t *testing.T) {
+	d := newExecTestDriver(t)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if _, err := d.StartGroup(cmd, "a", "sleep"); err == nil || cmd.Process != nil {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		t.Fatalf("StartGroup after Close: err %v, started %v", err, cmd.Process != nil)
 	}
 }
