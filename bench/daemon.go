@@ -90,6 +90,7 @@ func tail(b []byte, n int) []byte {
 type app struct {
 	name, listen, upstream string
 	command                []string
+	shell                  string // instead of command: a string run by /bin/sh -c
 	extra                  string // more YAML lines
 }
 
@@ -99,14 +100,18 @@ func (a app) write(dir string) error {
 	if a.upstream != "" {
 		fmt.Fprintf(&b, "upstream: %q\n", a.upstream)
 	}
-	b.WriteString("command: [")
-	for i, s := range a.command {
-		if i > 0 {
-			b.WriteString(", ")
+	if a.shell != "" {
+		fmt.Fprintf(&b, "command: %q\n", a.shell)
+	} else {
+		b.WriteString("command: [")
+		for i, s := range a.command {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", s)
 		}
-		fmt.Fprintf(&b, "%q", s)
+		b.WriteString("]\n")
 	}
-	b.WriteString("]\n")
 	b.WriteString(a.extra)
 	return os.WriteFile(filepath.Join(dir, a.name+".yaml"), []byte(b.String()), 0o644)
 }

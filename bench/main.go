@@ -11,7 +11,12 @@
 //     minus the same program's own start-to-first-byte (Go, and Python and
 //     Node servers where installed);
 //   - herd: many simultaneous first connections to a stopped app;
-//   - scale: thousands of app files (ready time, RSS, idle CPU, wake time).
+//   - scale: thousands of app files (ready time, RSS, idle CPU, wake time);
+//   - reload: a new file to its listener accepting, an edit to the restarted
+//     app answering, with a thousand other apps configured;
+//   - instances: the request rate of a CPU-bound app at 1 and 2 instances;
+//   - shared: new connections routed by HTTP Host or TLS SNI on a shared
+//     port against a port of its own.
 //
 // It builds the dynapm binary, writes an apps.d in a temporary directory
 // and uses a copy of its own executable as the backend programs (-backend,
@@ -42,15 +47,22 @@ type config struct {
 	scaleApps int
 	idle      time.Duration
 	scaleWake int
-	out       string
-	svg       string
-	syscalls  bool
-	install   bool
-	keep      bool
-	dynapm    string
-	quick     bool
-	only      map[string]bool
-	args      []string
+	// reload
+	reloadOthers, reloads int
+	// instances
+	instances, instanceClients int
+	instanceWork               time.Duration
+	// shared
+	sharedClients int
+	out           string
+	svg           string
+	syscalls      bool
+	install       bool
+	keep          bool
+	dynapm        string
+	quick         bool
+	only          map[string]bool
+	args          []string
 }
 
 func (c *config) want(s string) bool { return len(c.only) == 0 || c.only[s] }
@@ -58,6 +70,7 @@ func (c *config) want(s string) bool { return len(c.only) == 0 || c.only[s] }
 func main() {
 	backend := flag.String("backend", "", "internal: run as the line backend (PING, BULK n) listening on this address")
 	backendHTTP := flag.String("backend-http", "", "internal: run as the tiny HTTP/1.1 backend listening on this address")
+	backendTLS := flag.String("backend-tls", "", "internal: run as the TLS backend (PING over TLS) listening on this address")
 	pidfile := flag.String("pidfile", "", "internal: backend writes its pid here once listening")
 	spawnlog := flag.String("spawnlog", "", "internal: backend appends \"pid unix-nanos\" here once listening")
 
@@ -71,13 +84,19 @@ func main() {
 	flag.IntVar(&c.scaleApps, "scale-apps", 10000, "app files in the scale scenario")
 	flag.DurationVar(&c.idle, "idle", 10*time.Second, "idle period over which the scale daemon's CPU time is measured")
 	flag.IntVar(&c.scaleWake, "scale-wakes", 7, "wakes per daemon in the scale scenario")
+	flag.IntVar(&c.reloadOthers, "reload-others", 1000, "other app files configured in the reload scenario")
+	flag.IntVar(&c.reloads, "reloads", 20, "new files and edits timed in the reload scenario")
+	flag.IntVar(&c.instances, "instances", 2, "instances of the scaled run in the instances scenario")
+	flag.IntVar(&c.instanceClients, "instance-clients", 8, "client connections in the instances scenario")
+	flag.DurationVar(&c.instanceWork, "instance-work", time.Millisecond, "CPU time per request of the instances scenario's program")
+	flag.IntVar(&c.sharedClients, "shared-clients", 8, "concurrent TLS clients in the shared-port scenario")
 	flag.StringVar(&c.out, "out", "", "also write the report as markdown to this file (text between the bench markers is replaced)")
 	flag.StringVar(&c.svg, "svg", "", "write the chart here (default: bench.svg next to -out)")
 	flag.BoolVar(&c.syscalls, "syscalls", false, "also count the proxies' system calls and context switches per operation (perf stat, strace -c)")
 	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
 	flag.BoolVar(&c.install, "install", false, "apt-get install haproxy and wrk when missing")
-	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,cold,herd,scale (default all)")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,cold,herd,scale,reload,instances,shared (default all)")
 	flag.Parse()
 
 	switch {
@@ -88,6 +107,10 @@ func main() {
 	case *backendHTTP != "":
 		err := serveHTTPBackend(*backendHTTP)
 		fmt.Fprintln(os.Stderr, "bench http backend:", err)
+		os.Exit(1)
+	case *backendTLS != "":
+		err := serveTLSBackend(*backendTLS)
+		fmt.Fprintln(os.Stderr, "bench tls backend:", err)
 		os.Exit(1)
 	}
 
@@ -103,6 +126,7 @@ func main() {
 			"wakes":       func() { c.wakes = 5 },
 			"idle":        func() { c.idle = 3 * time.Second },
 			"scale-wakes": func() { c.scaleWake = 3 },
+			"reloads":     func() { c.reloads = 5 },
 		}
 		for name, f := range quick {
 			if !set[name] {

@@ -18,6 +18,7 @@ type bench struct {
 	work       string
 	dynapmBin  string
 	backendBin string
+	testappBin string // internal/testapp: the instances scenario's CPU-bound program
 	python     string
 	hasWrk     bool
 
@@ -31,6 +32,7 @@ type bench struct {
 	cold     []coldProgram
 	herdApp  app
 	herdLog  string
+	shared   sharedAddrs
 }
 
 // run builds and starts everything, measures every scenario asked for,
@@ -75,8 +77,11 @@ func run(c *config) error {
 		{"cold", b.coldScenario},
 		{"herd", b.herdScenario},
 		{"scale", b.scaleScenario},
+		{"reload", b.reloadScenario},
+		{"instances", b.instancesScenario},
 		{"bulk", b.bulkScenario},
 		{"warm", b.warm},
+		{"shared", b.sharedScenario},
 	}
 	for _, s := range steps {
 		if !c.want(s.name) {
@@ -147,6 +152,10 @@ func (b *bench) build() error {
 			return fmt.Errorf("building dynapm (run from the repository root): %v\n%s", err, out)
 		}
 	}
+	b.testappBin = filepath.Join(b.work, "testapp")
+	if out, err := exec.Command("go", "build", "-o", b.testappBin, "./internal/testapp").CombinedOutput(); err != nil {
+		return fmt.Errorf("building internal/testapp (run from the repository root): %v\n%s", err, out)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -185,6 +194,9 @@ func (b *bench) startMain() error {
 		command: []string{b.backendBin, "-backend", "127.0.0.1:${PORT}", "-spawnlog", b.herdLog},
 		extra:   fmt.Sprintf("idle_timeout: 1s\nmax_pending: %d\n", b.cfg.herd+100)}
 	files = append(files, b.herdApp)
+	if b.cfg.want("shared") {
+		files = append(files, b.sharedApps()...)
+	}
 	cold, err := b.coldPrograms(dir)
 	if err != nil {
 		return err
@@ -203,7 +215,11 @@ func (b *bench) startMain() error {
 	if err != nil {
 		return err
 	}
-	for _, addr := range []string{b.httpAddr[direct], b.bulkAddr[direct]} {
+	persistent := []string{b.httpAddr[direct], b.bulkAddr[direct]}
+	if b.cfg.want("shared") {
+		persistent = append(persistent, b.shared.tls[direct])
+	}
+	for _, addr := range persistent {
 		if err := waitDial(addr, 30*time.Second); err != nil {
 			b.daemon.stop()
 			return fmt.Errorf("persistent backend %s did not come up: %w", addr, err)

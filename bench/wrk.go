@@ -13,7 +13,8 @@ import (
 // wrkLoad is one wrk invocation's shape.
 type wrkLoad struct {
 	threads, conns int
-	close          bool // send "Connection: close": one connection per request
+	close          bool   // send "Connection: close": one connection per request
+	host           string // send this Host header instead of the URL's
 }
 
 func (l wrkLoad) args(url string, d time.Duration) []string {
@@ -21,6 +22,9 @@ func (l wrkLoad) args(url string, d time.Duration) []string {
 		fmt.Sprintf("-d%ds", int(d.Round(time.Second)/time.Second)), "--latency"}
 	if l.close {
 		a = append(a, "-H", "Connection: close")
+	}
+	if l.host != "" {
+		a = append(a, "-H", "Host: "+l.host)
 	}
 	return append(a, url)
 }
