@@ -176,6 +176,9 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
 		StartGroup: d.driver.StartGroup})
+	// The Manager is a ReadyWaker too: connections to a ready app are
+	// served from the accept loop.
+	var _ l4.ReadyWaker = d.mgr
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
 	if d.met != nil {
 		d.srv.Observer = d.met

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 )
 
 // serveRaw dials upstream with raw system calls and hands c to the event
@@ -35,7 +36,71 @@ func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, releas
 	if s.handOver(c, loop, release) {
 		return
 	}
-	// No loop: fall back to goroutines on Go sockets.
+	s.pipeRaw(c, r, fd, release)
+}
+
+// serveReady serves c from the accept loop when nothing has to be waited
+// for: the address has a single default route without a PROXY header, the
+// Waker leases a ready backend at once (ReadyWaker) and the upstream
+// accepts the connect within the connect call, as a running program on the
+// loopback does. Then c goes to the event loop with no goroutine of its
+// own: a warm connection costs the accept loop a lease, a socket and a
+// connect. A connect that does not complete at once (a full accept queue)
+// is left to a goroutine that dials with the gate and the retries. It
+// reports whether it took c; false leaves c untouched for serveConn.
+func (s *Server) serveReady(c *proxyConn, rs *routeSet) bool {
+	if c.cfd < 0 || rs.peek || rs.def < 0 {
+		return false
+	}
+	rw, ok := s.Waker.(ReadyWaker)
+	if !ok {
+		return false
+	}
+	r := rs.routes[rs.def]
+	if r.ProxyProtocol != "" {
+		return false
+	}
+	upstream, release, ok := rw.TryWake(r.App)
+	if !ok {
+		return false
+	}
+	c.app, c.start = r.App, time.Now()
+	// A zero timeout: only the poll that does not block.
+	fd, err := connectRaw(s.ctx, upstream, 0)
+	if err != nil {
+		s.wg.Add(1)
+		go s.serveLeased(c, r, upstream, release)
+		return true
+	}
+	loop, ok := s.splicingRaw(c, fd)
+	switch {
+	case !ok:
+		s.drop(c, release)
+	case !s.handOver(c, loop, release):
+		// No loop after all: the goroutines copy.
+		s.wg.Add(1)
+		go s.pipeRawLeased(c, r, fd, release)
+	}
+	return true
+}
+
+// serveLeased is serveRaw for a connection whose lease the accept loop
+// took (see serveReady).
+func (s *Server) serveLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func()) {
+	defer s.wg.Done()
+	s.serveRaw(c, r, upstream, release)
+}
+
+// pipeRawLeased is pipeRaw in a goroutine of its own (see serveReady).
+func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func()) {
+	defer s.wg.Done()
+	s.pipeRaw(c, r, fd, release)
+}
+
+// pipeRaw copies c with goroutines on Go sockets, for when there is no
+// event loop: the client and the raw upstream descriptor fd (taken over)
+// are wrapped first.
+func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func()) {
 	if !s.goClient(c) {
 		syscall.Close(fd)
 		s.drop(c, release)

@@ -156,6 +156,7 @@ type testApp struct {
 
 	once    sync.Once
 	backend *backend
+	started atomic.Pointer[backend] // backend, for TryWake, once started
 }
 
 // testWaker is a real Waker: it starts in-process backends on first Wake,
@@ -168,6 +169,8 @@ type testWaker struct {
 	wakes    atomic.Int64 // successful Wake calls
 	releases atomic.Int64
 	canceled atomic.Int64 // Wake calls that ended by ctx
+	tryWakes atomic.Int64 // successful TryWake calls
+	noTry    atomic.Bool  // TryWake always says no: every connection takes Wake
 }
 
 func newTestWaker(t testing.TB) *testWaker {
@@ -204,9 +207,46 @@ func (w *testWaker) Wake(ctx context.Context, app string) (netip.AddrPort, func(
 	}
 	up := a.upstream
 	if !up.IsValid() {
-		a.once.Do(func() { a.backend = a.start() })
+		a.once.Do(func() {
+			a.backend = a.start()
+			a.started.Store(a.backend)
+		})
 		up = a.backend.addrPort()
 	}
+	return up, w.lease(app), nil
+}
+
+// TryWake makes testWaker a ReadyWaker: an app is ready once a Wake has
+// started its backend (or it has a fixed upstream), and neither a closed
+// gate nor an error stands in the way.
+func (w *testWaker) TryWake(app string) (netip.AddrPort, func(), bool) {
+	w.mu.Lock()
+	a, ok := w.apps[app]
+	w.mu.Unlock()
+	if !ok || a.err != nil || w.noTry.Load() {
+		return netip.AddrPort{}, nil, false
+	}
+	if a.gate != nil {
+		select {
+		case <-a.gate:
+		default:
+			return netip.AddrPort{}, nil, false
+		}
+	}
+	up := a.upstream
+	if !up.IsValid() {
+		b := a.started.Load()
+		if b == nil {
+			return netip.AddrPort{}, nil, false
+		}
+		up = b.addrPort()
+	}
+	w.tryWakes.Add(1)
+	return up, w.lease(app), true
+}
+
+// lease counts a successful Wake or TryWake and returns its release.
+func (w *testWaker) lease(app string) func() {
 	w.wakes.Add(1)
 	var released atomic.Bool
 	release := func() {
@@ -216,7 +256,7 @@ func (w *testWaker) Wake(ctx context.Context, app string) (netip.AddrPort, func(
 		}
 		w.releases.Add(1)
 	}
-	return up, release, nil
+	return release
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -142,8 +142,12 @@ func (l *listener) acceptLoop() {
 			}
 			continue
 		}
+		rs := l.routes.Load()
+		if s.serveReady(pc, rs) {
+			continue
+		}
 		s.wg.Add(1)
-		go s.serveConn(pc, l, l.routes.Load())
+		go s.serveConn(pc, l, rs)
 	}
 }
 

@@ -20,6 +20,19 @@ type Waker interface {
 	Wake(ctx context.Context, app string) (upstream netip.AddrPort, release func(), err error)
 }
 
+// ReadyWaker is a Waker that can also lease a backend of an app that is
+// ready now, without waiting. lifecycle.Manager satisfies it. When the
+// Server's Waker implements it, a connection to a ready app on an address
+// of its own is leased, connected and handed to the event loop by the
+// accept loop itself, with no goroutine of its own; every other connection
+// (a stopped or starting app, a connect that does not complete at once, an
+// address shared by name, a PROXY header) takes the usual path.
+type ReadyWaker interface {
+	// TryWake is Wake for an app that is ready: it returns at once, false
+	// (and nothing to release) when the app would have to be waited for.
+	TryWake(app string) (upstream netip.AddrPort, release func(), ok bool)
+}
+
 // Route sends the connections of one listen address to one app.
 type Route struct {
 	// App is the app's name, passed to Waker.Wake.

@@ -28,6 +28,33 @@ func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func()
 	if err != nil {
 		return netip.AddrPort{}, nil, fmt.Errorf("waking app %q: %w", name, err)
 	}
+	up, release := m.lease(a, in)
+	return up, release, nil
+}
+
+// TryWake is Wake for an app that is ready now: it leases a ready backend
+// without waiting, or reports false (the app is stopped, starting,
+// stopping, failed or unknown) and leaves the app alone, so that the
+// caller can wait in Wake without blocking whatever called TryWake.
+func (m *Manager) TryWake(name string) (netip.AddrPort, func(), bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.apps[name]
+	if m.closed || a == nil || a.removed || a.state != Ready {
+		return netip.AddrPort{}, nil, false
+	}
+	in := a.pick()
+	if in == nil {
+		return netip.AddrPort{}, nil, false
+	}
+	up, release := m.lease(a, in)
+	return up, release, true
+}
+
+// lease counts one connection on in, an instance of a that is ready, and
+// returns its upstream and the release to call when the connection ends.
+// Caller holds m.mu.
+func (m *Manager) lease(a *app, in *instance) (netip.AddrPort, func()) {
 	if a.spec.Scale.Max > 1 {
 		m.maybeScaleUp(a)
 	}
@@ -40,7 +67,7 @@ func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func()
 	} // else other instances may still be idle: a stale firing sees the lease
 	var once sync.Once
 	release := func() { once.Do(func() { m.release(in) }) }
-	return in.upstream, release, nil
+	return in.upstream, release
 }
 
 // release ends one lease of in.

@@ -273,3 +273,43 @@ func httpGet(url string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// TryWake leases only an app that is ready now: a stopped app is left
+// stopped (no start, no wait), a ready one is leased like Wake leases it,
+// with the connection counted until the release, after which the idle
+// timer runs again.
+func TestTryWakeLeasesOnlyAReadyApp(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("web")
+	spec.IdleTimeout = 200 * time.Millisecond
+	h.m.Apply([]*appfile.Spec{spec})
+	if _, _, ok := h.m.TryWake("web"); ok {
+		t.Fatal("TryWake leased a stopped app")
+	}
+	if _, _, ok := h.m.TryWake("nope"); ok {
+		t.Fatal("TryWake leased an unknown app")
+	}
+	if st := h.status("web"); st.State != Stopped || st.Starts != 0 {
+		t.Fatalf("after TryWake of a stopped app: %s, want stopped and never started", fmtStatus(st))
+	}
+
+	up, release := h.wake("web")
+	release()
+	tup, trelease, ok := h.m.TryWake("web")
+	if !ok {
+		t.Fatalf("TryWake of a ready app said no: %s", fmtStatus(h.status("web")))
+	}
+	if tup != up {
+		t.Errorf("TryWake upstream %v, Wake gave %v", tup, up)
+	}
+	if got := echo(t, tup, "warm"); got != "warm" {
+		t.Fatalf("echo through TryWake's upstream = %q", got)
+	}
+	if st := h.status("web"); st.Connections != 1 || st.Starts != 1 {
+		t.Fatalf("with a TryWake lease open: %s, want one connection, one start", fmtStatus(st))
+	}
+	trelease()
+	trelease() // a second call changes nothing
+	h.waitState("web", Stopped)
+	h.waitLog(`msg="app stopped"`, "app=web", "reason=idle")
+}
