@@ -300,6 +300,36 @@ func TestKeepUpIdleCountdownStartsWhenKeepEnds(t *testing.T) {
 	wantErr(t, h.m.KeepUp("nope", until), ErrUnknownApp)
 }
 
+func TestKeepUpOfARunningAppExtendsItsWindowAndNeverShortensIt(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("web")
+	spec.IdleTimeout = time.Second
+	h.m.Apply([]*appfile.Spec{spec})
+	if err := h.m.KeepUp("web", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	first := h.waitState("web", Ready)
+
+	// Running, idle for at most a second: a second wake pushes the stop out
+	// to its own window's end plus the idle timeout.
+	later := time.Now().Add(time.Second)
+	if err := h.m.KeepUp("web", later); err != nil {
+		t.Fatal(err)
+	}
+	// A wake whose window ends earlier leaves the later one in force.
+	if err := h.m.KeepUp("web", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState("web", Stopped)
+	if now, end := time.Now(), later.Add(spec.IdleTimeout); now.Before(end) {
+		t.Fatalf("stopped at %v, before the extended window + idle_timeout ended at %v", now, end)
+	}
+	h.waitLog(`msg="app stopped"`, "app=web", "reason=idle", "pid="+strconv.Itoa(first.Pid))
+	if st := h.status("web"); st.Starts != 1 {
+		t.Fatalf("the wakes of a running app started it again: %s", fmtStatus(st))
+	}
+}
+
 func TestRestartReplacesProcess(t *testing.T) {
 	h := newHarness(t)
 	h.m.Apply([]*appfile.Spec{h.spec("web")})
