@@ -51,8 +51,7 @@ func (e *entry) Run() {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			e.s.log.Error("panic in scheduled entry", "app", e.app, e.kind.String(), def.index, "cron", e.cron,
-				"panic", r, "stack", string(debug.Stack()))
+			e.s.logPanic(e.app, e.kind, def.index, e.cron, r)
 		}
 	}()
 	if e.s.stopping.Err() != nil {
@@ -64,6 +63,13 @@ func (e *entry) Run() {
 	case kindJob:
 		e.s.runJob(def.spec, def.index)
 	}
+}
+
+// logPanic logs a panic recovered in entry index of app's kind with the
+// stack. Call it from the deferred function that recovered.
+func (s *Scheduler) logPanic(app string, k kind, index int, cron string, r any) {
+	s.log.Error("panic in scheduled entry", "app", app, k.String(), index, "cron", cron,
+		"panic", r, "stack", string(debug.Stack()))
 }
 
 // String is the kind's name, also the log attribute holding an entry's
