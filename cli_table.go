@@ -21,11 +21,11 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLISTEN\tLAST-ERROR")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLAST-JOB\tLISTEN\tLAST-ERROR")
 	for _, a := range apps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			a.Name, a.State, pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
-			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now),
+			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now), jobCell(a.LastJob, now),
 			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.LastError, maxErrorWidth)))
 		writeInstanceRows(tw, a)
 	}
@@ -45,7 +45,7 @@ func writeInstanceRows(w io.Writer, a admin.App) {
 		if !in.StartedAt.IsZero() || in.UptimeSeconds != 0 {
 			uptime = shortDuration(time.Duration(in.UptimeSeconds * float64(time.Second)))
 		}
-		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t%s\t-\n",
+		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t-\t%s\t-\n",
 			a.Name, in.Index, in.State, pidCell(in.Pid), uptime, in.Connections, dash(in.Upstream))
 	}
 }
@@ -83,6 +83,37 @@ func inCell(t, now time.Time) string {
 		return "-"
 	}
 	return "in " + shortDuration(t.Sub(now))
+}
+
+// jobCell is the last job run in brief: how it ended ("exit 0", "exit 2",
+// or "failed" when it did not exit on its own: timed out, killed, never
+// started), how long it took and how long ago it finished; "-" when no job
+// has run. `status -json` has the command and the error text.
+func jobCell(j *admin.Job, now time.Time) string {
+	if j == nil {
+		return "-"
+	}
+	outcome := "failed"
+	if j.ExitCode >= 0 {
+		outcome = fmt.Sprintf("exit %d", j.ExitCode)
+	}
+	took := time.Duration(j.Seconds * float64(time.Second))
+	ended := j.Started
+	if !ended.IsZero() {
+		ended = ended.Add(took)
+	}
+	return fmt.Sprintf("%s %s %s", outcome, jobDuration(took), agoCell(ended, now))
+}
+
+// jobDuration is how long a job ran: 350ms, 1.2s, then as shortDuration.
+func jobDuration(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%dms", max(d, 0).Milliseconds())
+	}
+	if d = d.Round(100 * time.Millisecond); d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return shortDuration(d)
 }
 
 // shortDuration is a duration in at most two units: 45s, 3m12s, 5h07m,

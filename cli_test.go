@@ -127,7 +127,7 @@ func TestStatusPrintsATable(t *testing.T) {
 		t.Fatalf("want a header and 3 rows, got:\n%s", out)
 	}
 	header := strings.Fields(lines[0])
-	wantHeader := []string{"NAME", "STATE", "PID", "UPTIME", "CONNS", "HELD", "RSS", "LAST-ACTIVE", "NEXT-WAKE", "LISTEN", "LAST-ERROR"}
+	wantHeader := []string{"NAME", "STATE", "PID", "UPTIME", "CONNS", "HELD", "RSS", "LAST-ACTIVE", "NEXT-WAKE", "LAST-JOB", "LISTEN", "LAST-ERROR"}
 	if strings.Join(header, " ") != strings.Join(wantHeader, " ") {
 		t.Errorf("header = %q", lines[0])
 	}
@@ -146,6 +146,43 @@ func TestStatusPrintsATable(t *testing.T) {
 	for _, want := range []string{"in 2h00m", "exited with status 1: bind: address already in use"} {
 		if !strings.Contains(lines[2], want) {
 			t.Errorf("web row %q lacks %q", lines[2], want)
+		}
+	}
+}
+
+func TestStatusTableShowsTheLastJobRun(t *testing.T) {
+	now := time.Now()
+	ctl := &cliController{apps: []admin.App{
+		{Name: "ok", State: "stopped", Listen: []string{"127.0.0.1:8080"},
+			LastJob: &admin.Job{Command: []string{"./tidy"}, Started: now.Add(-5*time.Minute - 1200*time.Millisecond), Seconds: 1.2}},
+		{Name: "sad", State: "stopped", Listen: []string{"127.0.0.1:8081"},
+			LastJob: &admin.Job{Command: []string{"false"}, Started: now.Add(-time.Hour), Seconds: 0.35, ExitCode: 2, Error: "exit status 2"}},
+		{Name: "slow", State: "ready", Pid: 7, StartedAt: now.Add(-time.Hour), Listen: []string{"127.0.0.1:8082"},
+			LastJob: &admin.Job{Command: []string{"./sync"}, Started: now.Add(-3 * time.Minute), Seconds: 65, ExitCode: -1, Error: "job timed out after 1m5s: signal: killed"}},
+		{Name: "quiet", State: "stopped", Listen: []string{"127.0.0.1:8083"}},
+	}}
+	state := cliServer(t, ctl)
+	code, out, errOut := run(statusCommand, "-state", state)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("want a header and 4 rows, got:\n%s", out)
+	}
+	// The cell under LAST-JOB, up to the LISTEN column.
+	from, to := strings.Index(lines[0], "LAST-JOB"), strings.Index(lines[0], "LISTEN")
+	if from < 0 || to < from {
+		t.Fatalf("header lacks LAST-JOB before LISTEN: %q", lines[0])
+	}
+	for i, want := range []string{
+		"exit 0 1.2s 5m00s ago",
+		"exit 2 350ms 1h00m ago",
+		"failed 1m05s 1m55s ago", // did not exit on its own: the error is in -json
+		"-",
+	} {
+		if got := strings.TrimSpace(lines[1+i][from:to]); got != want {
+			t.Errorf("%s: LAST-JOB = %q, want %q (row %q)", ctl.apps[i].Name, got, want, lines[1+i])
 		}
 	}
 }

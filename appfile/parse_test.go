@@ -255,6 +255,16 @@ func TestParseKeys(t *testing.T) {
 		{name: "wake six fields", yaml: "wake: [{cron: '0 0 9 * * 1-5'}]\n", field: "wake[0].cron", want: "expected a cron schedule"},
 		{name: "wake bad field", yaml: "wake: [{cron: '61 * * * *'}]\n", field: "wake[0].cron", want: "61"},
 		{name: "wake tz without schedule", yaml: "wake: [{cron: 'CRON_TZ=UTC'}]\n", field: "wake[0].cron", want: "expected a cron schedule"},
+		{name: "wake unknown zone", yaml: "wake: [{cron: 'CRON_TZ=Mars/Base 0 9 * * *'}]\n", field: "wake[0].cron",
+			want: `unknown time zone "Mars/Base" (expected CRON_TZ=Area/City from the tz database) in "CRON_TZ=Mars/Base 0 9 * * *"`},
+		{name: "wake unknown zone old prefix", yaml: "wake: [{cron: '@daily'}, {cron: 'TZ=Europe/Atlantis @daily'}]\n", field: "wake[1].cron",
+			want: `unknown time zone "Europe/Atlantis" (expected CRON_TZ=Area/City`},
+		{name: "wake empty zone", yaml: "wake: [{cron: 'CRON_TZ= @daily'}]\n", field: "wake[0].cron", want: "malformed time zone prefix"},
+		{name: "wake known zone", yaml: "wake: [{cron: 'CRON_TZ=Europe/Berlin 0 8 * * 1-5', keep: 2h}]\n", check: func(t *testing.T, s *Spec) {
+			if len(s.Wake) != 1 || s.Wake[0].Cron != "CRON_TZ=Europe/Berlin 0 8 * * 1-5" {
+				t.Errorf("Wake = %+v", s.Wake)
+			}
+		}},
 		{name: "wake every 0s", yaml: "wake: [{cron: '@every 0s'}]\n", field: "wake[0].cron", want: "at least 1s"},
 		{name: "wake no cron", yaml: "wake: [{keep: 1h}]\n", field: "wake[0].cron", want: "required key is missing"},
 		{name: "wake bad keep", yaml: "wake: [{cron: '@daily', keep: forever}]\n", field: "wake[0].keep", want: "duration"},
@@ -277,6 +287,8 @@ func TestParseKeys(t *testing.T) {
 		{name: "jobs no command", yaml: "jobs: [{cron: '@daily'}]\n", field: "jobs[0].command", want: "required key is missing"},
 		{name: "jobs bad needs_app", yaml: "jobs: [{cron: '@daily', command: x, needs_app: 'yes'}]\n", field: "jobs[0].needs_app", want: "expected true or false"},
 		{name: "jobs bad cron", yaml: "jobs: [{cron: 'often', command: x}]\n", field: "jobs[0].cron", want: `got "often"`},
+		{name: "jobs unknown zone", yaml: "jobs: [{cron: '@hourly', command: x}, {cron: 'CRON_TZ=Mars/Base @daily', command: x}]\n", field: "jobs[1].cron",
+			want: `unknown time zone "Mars/Base" (expected CRON_TZ=Area/City from the tz database)`},
 		{name: "jobs unknown key", yaml: "jobs: [{cron: '@daily', comand: x}]\n", field: "jobs[0].comand", want: "did you mean command?"},
 		// unknown and misplaced keys
 		{name: "unknown top key", yaml: "idel_timeout: 10m\n", field: "idel_timeout", want: "unknown key (did you mean idle_timeout? known keys: listen, upstream, command"},

@@ -1,6 +1,7 @@
 package appfile
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,9 +14,29 @@ var (
 	jobKeys  = []string{"cron", "command", "timeout", "needs_app"}
 )
 
+// CutZone splits the CRON_TZ=Zone (or TZ=Zone) prefix off a schedule the
+// way robfig/cron reads it: the zone runs from the "=" to the first space.
+// ok is false when spec has no such prefix; zone or rest may be empty when
+// it is malformed.
+func CutZone(spec string) (zone, rest string, ok bool) {
+	if !strings.HasPrefix(spec, "TZ=") && !strings.HasPrefix(spec, "CRON_TZ=") {
+		return "", spec, false
+	}
+	_, after, _ := strings.Cut(spec, "=")
+	zone, rest, _ = strings.Cut(after, " ")
+	return zone, strings.TrimSpace(rest), true
+}
+
+// zoneError is a CRON_TZ= prefix naming no zone of the tz database.
+type zoneError struct{ zone string }
+
+func (e *zoneError) Error() string {
+	return fmt.Sprintf("unknown time zone %q (expected CRON_TZ=Area/City from the tz database)", e.zone)
+}
+
 // checkCron validates a schedule the way the scheduler will read it: five
 // fields, or a descriptor such as @daily or @every 1h, optionally prefixed
-// by CRON_TZ=Zone.
+// by CRON_TZ=Zone. A zone that does not load is a *zoneError.
 func checkCron(spec string) (err error) {
 	// cron v3.0.1 slices out of range on "CRON_TZ=X" with nothing after it;
 	// a bad file must never take the daemon down.
@@ -24,15 +45,20 @@ func checkCron(spec string) (err error) {
 			err = fmt.Errorf("malformed time zone prefix")
 		}
 	}()
+	zone, rest, hasZone := CutZone(spec)
+	if hasZone {
+		if zone == "" || rest == "" {
+			return fmt.Errorf("malformed time zone prefix")
+		}
+		// Checked here, not left to the parser, to say what a zone is.
+		if _, err := time.LoadLocation(zone); err != nil {
+			return &zoneError{zone: zone}
+		}
+	}
 	if _, err := cron.ParseStandard(spec); err != nil {
 		return err
 	}
 	// @every 0s or a negative interval parses, then silently becomes 1s.
-	rest := spec
-	if strings.HasPrefix(rest, "TZ=") || strings.HasPrefix(rest, "CRON_TZ=") {
-		_, rest, _ = strings.Cut(rest, " ")
-		rest = strings.TrimSpace(rest)
-	}
 	if after, ok := strings.CutPrefix(rest, "@every "); ok {
 		if d, err := time.ParseDuration(strings.TrimSpace(after)); err == nil && d < time.Second {
 			return fmt.Errorf("@every needs an interval of at least 1s")
@@ -47,6 +73,10 @@ func (d *decoder) cronSpec(field string, v any) (string, bool) {
 		return "", false
 	}
 	if err := checkCron(s); err != nil {
+		if ze := (*zoneError)(nil); errors.As(err, &ze) {
+			d.errorf(field, "%v in %q", ze, s)
+			return "", false
+		}
 		d.errorf(field, `expected a cron schedule (5 fields, or @daily, @every 1h...; CRON_TZ= prefix allowed), got %q: %v`, s, err)
 		return "", false
 	}

@@ -1,6 +1,8 @@
 package cron
 
 import (
+	"sync/atomic"
+
 	"github.com/dynapm/dynapm/appfile"
 )
 
@@ -9,6 +11,21 @@ type appEntries struct {
 	wakes []*entry
 	jobs  []*entry
 	last  *JobResult
+	// running[i] is set while job i of the app runs (entry.claim). It
+	// belongs to the job's place in the app, not to its entry, so that a
+	// run begun under an old schedule string still holds off the first
+	// fire of the entry that replaced it. It only grows: a job that comes
+	// back at an index sees a run still going there.
+	running []*atomic.Bool
+}
+
+// runningFlag returns the flag of job i, made on first use. Caller holds
+// s.mu.
+func (a *appEntries) runningFlag(i int) *atomic.Bool {
+	for len(a.running) <= i {
+		a.running = append(a.running, new(atomic.Bool))
+	}
+	return a.running[i]
 }
 
 // Apply makes the scheduled entries match specs. An entry whose schedule
@@ -16,7 +33,9 @@ type appEntries struct {
 // again nor loses its next fire), even if its keep, command or position
 // changed: it runs the new definition from its next fire on. New schedules
 // are added, gone ones removed; apps missing from specs lose all their
-// entries (a job of theirs that is running finishes). A schedule that does
+// entries (a job of theirs that is running finishes). A job run that goes
+// on across a reload holds off the job's next fire, whether its entry was
+// kept, moved or replaced by one with a new schedule. A schedule that does
 // not parse is logged and skipped (the appfile parser rejects those first).
 func (s *Scheduler) Apply(specs []*appfile.Spec) {
 	s.mu.Lock()
@@ -40,8 +59,8 @@ func (s *Scheduler) Apply(specs []*appfile.Spec) {
 		for i, j := range spec.Jobs {
 			jobs[i] = j.Cron
 		}
-		a.wakes = s.reconcile(spec, kindWake, a.wakes, wakes)
-		a.jobs = s.reconcile(spec, kindJob, a.jobs, jobs)
+		a.wakes = s.reconcile(spec, kindWake, a, a.wakes, wakes)
+		a.jobs = s.reconcile(spec, kindJob, a, a.jobs, jobs)
 	}
 	for name, a := range s.apps {
 		if seen[name] {
@@ -59,8 +78,9 @@ func (s *Scheduler) Apply(specs []*appfile.Spec) {
 
 // reconcile returns the entries for crons (the schedule strings of
 // spec.Wake or spec.Jobs, in order), reusing old entries with the same
-// schedule string and removing the old entries left over. Caller holds s.mu.
-func (s *Scheduler) reconcile(spec *appfile.Spec, k kind, old []*entry, crons []string) []*entry {
+// schedule string and removing the old entries left over. A job's entry
+// runs with a's running flag for its index. Caller holds s.mu.
+func (s *Scheduler) reconcile(spec *appfile.Spec, k kind, a *appEntries, old []*entry, crons []string) []*entry {
 	pool := make(map[string][]*entry, len(old))
 	for _, e := range old {
 		pool[e.cron] = append(pool[e.cron], e)
@@ -68,6 +88,9 @@ func (s *Scheduler) reconcile(spec *appfile.Spec, k kind, old []*entry, crons []
 	out := make([]*entry, 0, len(crons))
 	for i, c := range crons {
 		def := &entryDef{spec: spec, index: i}
+		if k == kindJob {
+			def.running = a.runningFlag(i)
+		}
 		if es := pool[c]; len(es) > 0 {
 			e := es[0]
 			pool[c] = es[1:]

@@ -1,6 +1,7 @@
 package cron
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -149,5 +150,59 @@ func TestApplySkipsAnUnparsableScheduleAndKeepsTheRest(t *testing.T) {
 	}
 	if d := time.Until(s.NextWake("odd")); d < 58*time.Minute || d > time.Hour+time.Second {
 		t.Errorf("NextWake is in %s, want the good entry's hour", d)
+	}
+}
+
+func TestReloadDuringAJobRunDoesNotLetItOverlap(t *testing.T) {
+	// The run holds until the test creates the gate file, so that the
+	// reloaded job's fires come while it runs, however slow the machine.
+	const script = `echo start >> runs; while [ ! -e gate ]; do sleep 0.05; done; echo end >> runs`
+	for _, tc := range []struct {
+		name   string
+		reload func(dir string) *appfile.Spec
+		// skipped is in the skip line of the reloaded job's entry, not in
+		// the old entry's.
+		skipped string
+	}{
+		{
+			name: "schedule changed: a new entry at the same index",
+			reload: func(dir string) *appfile.Spec {
+				return jobSpec("long", dir, "@every 1000ms", script)
+			},
+			skipped: "cron=@every 1000ms",
+		},
+		{
+			name: "job moved: its entry at a new index",
+			reload: func(dir string) *appfile.Spec {
+				spec := jobSpec("long", dir, "@every 1s", script)
+				spec.Jobs = append([]appfile.Job{{Cron: "@yearly", Command: []string{"true"}}}, spec.Jobs...)
+				return spec
+			},
+			skipped: "job=1",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, rec := newTestScheduler(t, newRecWaker(t), nil)
+			dir := t.TempDir()
+			runs := filepath.Join(dir, "runs")
+			s.Apply([]*appfile.Spec{jobSpec("long", dir, "@every 1s", script)})
+			waitFor(t, 20*time.Second, "the first run to start", func() bool { return len(lines(t, runs)) > 0 })
+
+			s.Apply([]*appfile.Spec{tc.reload(dir)})
+			waitFor(t, 20*time.Second, "the reloaded job to fire", func() bool {
+				return len(lines(t, runs)) > 1 || rec.has("job still running, skipping this run", "app=long", tc.skipped)
+			})
+			if got := lines(t, runs); len(got) > 1 {
+				t.Fatalf("the reloaded job started while the first run went on: %q", got)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "gate"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 20*time.Second, "the first run to end", func() bool {
+				got := lines(t, runs)
+				return len(got) > 1 && got[1] == "end"
+			})
+		})
 	}
 }

@@ -17,7 +17,7 @@ func (s *Scheduler) runJob(spec *appfile.Spec, i int) {
 	job := spec.Jobs[i]
 	start := time.Now()
 	res := JobResult{Time: start, Job: i, Command: job.Command, ExitCode: -1}
-	res.Err = s.runJobOnce(spec, i, start, &res)
+	res.Err = s.runJobRecovered(spec, i, start, &res)
 	res.Duration = time.Since(start)
 	s.record(spec.Name, res)
 
@@ -28,6 +28,20 @@ func (s *Scheduler) runJob(spec *appfile.Spec, i int) {
 		return
 	}
 	s.log.Info("job finished", attrs...)
+}
+
+// runJobRecovered is runJobOnce with a panic (in the waker, the log
+// opener, the group starter...) logged and turned into the run's error, so
+// that the run has a result that status shows. The deferred releases in
+// runJobOnce (the app's lease, the log) have run by then.
+func (s *Scheduler) runJobRecovered(spec *appfile.Spec, i int, start time.Time, res *JobResult) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logPanic(spec.Name, kindJob, i, spec.Jobs[i].Cron, r)
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return s.runJobOnce(spec, i, start, res)
 }
 
 // runJobOnce wakes the app if the job needs it, runs the command with its

@@ -1,6 +1,7 @@
 package cron
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,5 +245,49 @@ func TestJobProcessGroupIsTrackedWhileItRuns(t *testing.T) {
 	// The result is recorded after the job's group was untracked.
 	if !c.untracked {
 		t.Errorf("group %d still tracked after its job finished", c.pgid)
+	}
+}
+
+// panickyLogs is a LogOpener whose first opens panic, as a bug in a piece
+// that a job run goes through would; later opens go to the real logs.
+type panickyLogs struct {
+	LogOpener
+	panics atomic.Int32
+}
+
+func (p *panickyLogs) Open(app string) (*os.File, func(context.Context) error, error) {
+	if p.panics.Add(-1) >= 0 {
+		panic("log opener exploded")
+	}
+	return p.LogOpener.Open(app)
+}
+
+func TestPanicInJobIsRecoveredLoggedAndRecorded(t *testing.T) {
+	logs, _ := newRotatingLogs(t)
+	opener := &panickyLogs{LogOpener: logs}
+	opener.panics.Store(1)
+	s, rec := newTestScheduler(t, newRecWaker(t), func(c *Config) { c.Logs = opener })
+	dir := t.TempDir()
+	s.Apply([]*appfile.Spec{jobSpec("boom", dir, "@every 1s", "echo ran >> runs")})
+
+	waitFor(t, 20*time.Second, "a job result", func() bool { _, ok := s.LastJob("boom"); return ok })
+	res, _ := s.LastJob("boom")
+	if res.Err == nil || !strings.HasPrefix(res.Err.Error(), "panic: log opener exploded") || res.ExitCode != -1 || res.Time.IsZero() {
+		t.Errorf("LastJob after a panic = %+v, want exit code -1 and a \"panic: ...\" error", res)
+	}
+	if !rec.has("panic in scheduled entry", "app=boom", "job=0", "panic=log opener exploded", "stack=") {
+		t.Errorf("the panic was not logged with app, job and stack")
+	}
+	if !rec.has("job failed", "app=boom", "exit_code=-1", "err=panic: log opener exploded") {
+		t.Errorf("no job failed record for the panicked run")
+	}
+	// The panicked run is over: the next fire runs the job, not skipped as
+	// overlapping it.
+	waitFor(t, 20*time.Second, "a good run after the panic", func() bool {
+		res, _ := s.LastJob("boom")
+		return res.Err == nil && len(lines(t, filepath.Join(dir, "runs"))) > 0
+	})
+	if rec.has("job still running", "app=boom") {
+		t.Errorf("a run after the panic was skipped as overlapping")
 	}
 }

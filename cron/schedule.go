@@ -2,11 +2,12 @@ package cron
 
 import (
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	rcron "github.com/robfig/cron/v3"
+
+	"github.com/dynapm/dynapm/appfile"
 )
 
 // parseSchedule reads a schedule the way the appfile parser validated it:
@@ -26,21 +27,17 @@ func parseSchedule(spec string, loc *time.Location) (sched rcron.Schedule, err e
 		return nil, fmt.Errorf("parsing schedule %q: %w", spec, err)
 	}
 	// The parser puts time.Local into schedules without a zone prefix.
-	if ss, ok := sched.(*rcron.SpecSchedule); ok && !hasZonePrefix(spec) {
-		c := *ss
-		c.Location = loc
-		ss = &c
-		sched = ss
+	if _, _, zoned := appfile.CutZone(spec); !zoned {
+		if ss, ok := sched.(*rcron.SpecSchedule); ok {
+			c := *ss
+			c.Location = loc
+			sched = &c
+		}
 	}
 	if ss, ok := sched.(*rcron.SpecSchedule); ok && ss.Hour&allHours != allHours {
 		sched = dstSafe{ss}
 	}
 	return sched, nil
-}
-
-func hasZonePrefix(spec string) bool {
-	spec = strings.TrimSpace(spec)
-	return strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")
 }
 
 // recordingSchedule remembers the last fire time robfig/cron computed for

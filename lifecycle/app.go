@@ -37,7 +37,7 @@ type app struct {
 	conns        int // open leases, over all instances
 	pending      int // Wake callers held while the app starts or stops
 	lastActivity time.Time
-	keepUntil    time.Time // no idle stop before this (cron wake keep)
+	keepUntil    time.Time // the idle countdown starts no earlier (cron wake keep)
 	idleTimer    *time.Timer
 
 	failures     int // consecutive failures, for backoff

@@ -76,8 +76,10 @@ func (m *Manager) restart(ctx context.Context, name, stopReason, startReason str
 
 // KeepUp keeps app running until at least until (a scheduled wake's keep
 // window): it starts the app if it is stopped, without waiting for it to be
-// ready, and the idle timer does not stop it before until. A failed app
-// stays in backoff (ErrBackoff).
+// ready, and its idle countdown starts at until at the earliest: with no
+// connection it stops idle_timeout after until. A later window extends the
+// one in force, an earlier one leaves it. A failed app stays in backoff
+// (ErrBackoff).
 func (m *Manager) KeepUp(name string, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

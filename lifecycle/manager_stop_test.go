@@ -272,21 +272,62 @@ func TestPersistentAppStartsAtBootAndNeverIdles(t *testing.T) {
 	}
 }
 
-func TestKeepUpHoldsPastIdleTimeout(t *testing.T) {
+func TestKeepUpIdleCountdownStartsWhenKeepEnds(t *testing.T) {
 	h := newHarness(t)
 	spec := h.spec("web")
-	spec.IdleTimeout = 10 * time.Millisecond
+	spec.IdleTimeout = time.Second
 	h.m.Apply([]*appfile.Spec{spec})
-	until := time.Now().Add(500 * time.Millisecond)
+	until := time.Now().Add(300 * time.Millisecond)
 	if err := h.m.KeepUp("web", until); err != nil {
 		t.Fatal(err)
 	}
 	h.waitLog(`msg="app started"`, "app=web", "reason=cron")
-	h.waitState("web", Stopped)
-	if now := time.Now(); now.Before(until) {
-		t.Fatalf("stopped at %v, before the keep window ended at %v", now, until)
+	started := h.waitState("web", Ready)
+
+	// The keep window is over, the idle countdown has just begun: still up.
+	// (A check that comes late, past the idle timeout too, proves nothing
+	// and is skipped rather than failed.)
+	<-time.After(time.Until(until))
+	st := h.status("web")
+	if time.Now().Before(until.Add(spec.IdleTimeout)) && (st.State != Ready || st.Pid != started.Pid) {
+		t.Fatalf("right after the keep window: %s, want still ready with pid %d", fmtStatus(st), started.Pid)
 	}
+	h.waitState("web", Stopped)
+	if now, end := time.Now(), until.Add(spec.IdleTimeout); now.Before(end) {
+		t.Fatalf("stopped at %v, before keep + idle_timeout ended at %v", now, end)
+	}
+	h.waitLog(`msg="app stopped"`, "app=web", "reason=idle")
 	wantErr(t, h.m.KeepUp("nope", until), ErrUnknownApp)
+}
+
+func TestKeepUpOfARunningAppExtendsItsWindowAndNeverShortensIt(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("web")
+	spec.IdleTimeout = time.Second
+	h.m.Apply([]*appfile.Spec{spec})
+	if err := h.m.KeepUp("web", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	first := h.waitState("web", Ready)
+
+	// Running, idle for at most a second: a second wake pushes the stop out
+	// to its own window's end plus the idle timeout.
+	later := time.Now().Add(time.Second)
+	if err := h.m.KeepUp("web", later); err != nil {
+		t.Fatal(err)
+	}
+	// A wake whose window ends earlier leaves the later one in force.
+	if err := h.m.KeepUp("web", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState("web", Stopped)
+	if now, end := time.Now(), later.Add(spec.IdleTimeout); now.Before(end) {
+		t.Fatalf("stopped at %v, before the extended window + idle_timeout ended at %v", now, end)
+	}
+	h.waitLog(`msg="app stopped"`, "app=web", "reason=idle", "pid="+strconv.Itoa(first.Pid))
+	if st := h.status("web"); st.Starts != 1 {
+		t.Fatalf("the wakes of a running app started it again: %s", fmtStatus(st))
+	}
 }
 
 func TestRestartReplacesProcess(t *testing.T) {

@@ -14,14 +14,16 @@ import (
 // does nothing.
 
 // idleDeadline is when a ready instance with no lease may be stopped:
-// idle_timeout after its last activity, and not before the app's keep
-// window ends.
+// idle_timeout after its last activity or after the app's keep window
+// ends, whichever is later. A scheduled wake's keep is time the app is up
+// whatever its traffic, so the idle countdown only starts once it is over:
+// an app woken with no connection runs keep + idle_timeout.
 func idleDeadline(a *app, in *instance) time.Time {
-	d := in.lastActivity.Add(idleTimeout(a.spec))
-	if a.keepUntil.After(d) {
-		d = a.keepUntil
+	from := in.lastActivity
+	if a.keepUntil.After(from) {
+		from = a.keepUntil
 	}
-	return d
+	return from.Add(idleTimeout(a.spec))
 }
 
 // nextIdle returns the earliest idle deadline of a's instances that may stop
