@@ -23,6 +23,9 @@ type listener struct {
 	// descriptor is in Go's netpoller.
 	file   *os.File
 	routes atomic.Pointer[routeSet]
+	// accepting: the accept loop runs. A listener only bound (Bind) lets
+	// the kernel queue connections until Apply starts it. Under s.mu.
+	accepting bool
 
 	// Rate limit of the "no app for this name" log.
 	noMatchLast       atomic.Int64 // UnixNano of the last such log
