@@ -87,8 +87,6 @@ type Server struct {
 	// default route are never peeked. Zero means 5s.
 	PeekTimeout time.Duration
 
-	// listenHook, when set, wraps every new listener. Tests use it to inject
-	// accept errors that cannot be made real cheaply.
 	// Observer, when set, is told of every spliced connection once it has
 	// ended (metrics): once per connection, never per read.
 	Observer Observer
@@ -100,7 +98,6 @@ type Server struct {
 	// refused), the goroutines are used.
 	DataPath string
 
-	listenHook func(net.Listener) net.Listener
 	// noSplice keeps the event loop on read/write even for bulk, so that
 	// tests exercise its partial-write path at every size.
 	noSplice bool
