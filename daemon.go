@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -56,6 +55,9 @@ type daemon struct {
 	// only apply uses them.
 	table map[string][]l4.Route
 	names map[string]bool
+	// bound, when set, is called by apply once the new addresses are
+	// bound and before the manager hears of the new apps (tests).
+	bound func()
 
 	// Background loops (watcher, memory monitor) run under bgCtx and are
 	// waited for by shutdown.
@@ -219,25 +221,33 @@ func (d *daemon) background(loop func(context.Context)) {
 }
 
 // apply makes the proxy, the manager and the scheduler serve exactly
-// specs. New listen addresses are bound first, while the old ones stay
-// open: an app whose new address cannot be bound is reported back, and the
-// watcher calls apply again with that app's last good version, whose
-// sockets never closed meanwhile. The manager only ever sees apps the proxy
-// can serve. apply is called from one goroutine at a time
-// (appsdir.Config.Apply).
+// specs. New listen addresses are bound first, without accepting on them,
+// while the old ones stay open: an app whose new address cannot be bound
+// is reported back, and the watcher calls apply again with that app's last
+// good version, whose sockets never closed meanwhile. Only then does the
+// manager learn of the new apps, and only after that does the proxy accept
+// on the new addresses and route to them: a client that connects as soon
+// as an address is bound waits in the kernel's accept queue, and is never
+// routed to an app the manager does not know yet. apply is called from one
+// goroutine at a time (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 	if errs := privilegeErrors(specs, os.Geteuid()); len(errs) > 0 {
 		return errs
 	}
 	table := routeTable(specs)
-	failed := d.srv.Apply(mergeTables(d.table, table))
+	failed := d.srv.Bind(table)
 	if len(failed) > 0 && respelled(failed, d.table, table) {
 		// localhost:80 replacing 127.0.0.1:80 can only bind once the
-		// old spelling is closed.
-		failed = d.srv.Apply(table)
+		// old spelling is closed: close the dropped addresses (the
+		// others keep their routes), then bind again.
+		d.srv.Apply(keptRoutes(d.table, table))
+		failed = d.srv.Bind(table)
 	}
 	if len(failed) > 0 {
 		return bindErrors(specs, failed)
+	}
+	if d.bound != nil {
+		d.bound()
 	}
 	names := make(map[string]bool, len(specs))
 	for _, s := range specs {
@@ -248,7 +258,9 @@ func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 	}
 	d.mgr.Apply(specs)
 	d.sched.Apply(specs)
-	d.srv.Apply(table) // closes the addresses no app wants any more
+	// Accepts on the new addresses, swaps the routes of kept ones and
+	// closes the addresses no app wants any more.
+	d.srv.Apply(table)
 	d.table = table
 	for name := range d.names {
 		if d.met != nil && !names[name] {
@@ -275,15 +287,15 @@ func bindErrors(specs []*appfile.Spec, failed map[string]error) []appsdir.AppErr
 	return errs
 }
 
-// mergeTables returns next plus the addresses of prev that next drops.
-func mergeTables(prev, next map[string][]l4.Route) map[string][]l4.Route {
-	merged := maps.Clone(next)
+// keptRoutes returns the entries of prev whose address next keeps.
+func keptRoutes(prev, next map[string][]l4.Route) map[string][]l4.Route {
+	kept := make(map[string][]l4.Route, len(prev))
 	for addr, routes := range prev {
-		if _, ok := merged[addr]; !ok {
-			merged[addr] = routes
+		if _, ok := next[addr]; ok {
+			kept[addr] = routes
 		}
 	}
-	return merged
+	return kept
 }
 
 // respelled reports whether an address that failed to bind shares its port

@@ -71,6 +71,10 @@ type Watcher struct {
 	cfg Config
 	log *slog.Logger
 	fsw *fsnotify.Watcher
+	// events and errs are fsw's channels. Tests swap them to lose events
+	// and to inject an overflow: a real one needs a system-wide sysctl.
+	events <-chan fsnotify.Event
+	errs   <-chan error
 
 	rescan chan struct{}
 
@@ -143,6 +147,8 @@ func New(cfg Config) (*Watcher, error) {
 		cfg:     cfg,
 		log:     log,
 		fsw:     fsw,
+		events:  fsw.Events,
+		errs:    fsw.Errors,
 		rescan:  make(chan struct{}, 1),
 		files:   map[string]*file{},
 		pending: map[string]time.Time{},
@@ -179,12 +185,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.fsw.Events:
+		case ev, ok := <-w.events:
 			if !ok {
 				return errors.New("watching apps dir: event channel closed")
 			}
 			w.noteEvent(ev, timer)
-		case err, ok := <-w.fsw.Errors:
+		case err, ok := <-w.errs:
 			if !ok {
 				return errors.New("watching apps dir: error channel closed")
 			}

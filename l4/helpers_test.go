@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	if code == 0 && testDataPath == "" {
+	if code == 0 && testDataPath == "" && os.Getenv(aloneEnv) == "" {
 		fmt.Println("=== l4: the same tests with DataPath goroutines")
 		cmd := exec.Command(os.Args[0], os.Args[1:]...)
 		cmd.Env = append(os.Environ(), "L4_TEST_DATAPATH="+DataPathGoroutines)
@@ -44,6 +44,33 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// aloneEnv names the one test that a re-executed test binary runs (see
+// runAlone); the child inherits L4_TEST_DATAPATH, so it runs on the same
+// data path as its parent.
+const aloneEnv = "L4_TEST_ALONE"
+
+// runAlone re-executes the test binary to run only the calling test, in a
+// process of its own, for tests that change what the whole process may do
+// (its descriptor limit, say). It returns true in that child, where the
+// test goes on; in the parent it waits for the child, fails the test if the
+// child failed, and returns false.
+func runAlone(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(aloneEnv) == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), aloneEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s in a process of its own: %v\n%s", t.Name(), err, out)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("%s did not run in the child process:\n%s", t.Name(), out)
+	}
+	return false
 }
 
 // backend is a real in-process TCP server standing in for an app's program.

@@ -23,6 +23,9 @@ type listener struct {
 	// descriptor is in Go's netpoller.
 	file   *os.File
 	routes atomic.Pointer[routeSet]
+	// accepting: the accept loop runs. A listener only bound (Bind) lets
+	// the kernel queue connections until Apply starts it. Under s.mu.
+	accepting bool
 
 	// Rate limit of the "no app for this name" log.
 	noMatchLast       atomic.Int64 // UnixNano of the last such log
@@ -41,11 +44,8 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.listenHook != nil {
-		ln = s.listenHook(ln)
-	}
 	l := &listener{s: s, addr: addr, ln: ln, done: make(chan struct{})}
-	if tl, ok := ln.(*net.TCPListener); ok && s.DataPath != DataPathGoroutines && s.listenHook == nil {
+	if tl, ok := ln.(*net.TCPListener); ok && s.DataPath != DataPathGoroutines {
 		// net's listener refuses RawConn.Read; an os.File on a duplicate
 		// allows it. Closing ln takes the original descriptor out of Go's
 		// netpoller, which would otherwise be woken for every connection.
@@ -86,7 +86,7 @@ func (l *listener) acceptLoop() {
 		timer      *time.Timer
 	)
 	// With the event loop, connections are accepted with raw accept4
-	// (see acceptRaw); a hooked listener (tests) keeps Accept.
+	// (see acceptRaw).
 	var rc syscall.RawConn
 	if l.file != nil {
 		if r, err := l.file.SyscallConn(); err == nil {

@@ -87,8 +87,6 @@ type Server struct {
 	// default route are never peeked. Zero means 5s.
 	PeekTimeout time.Duration
 
-	// listenHook, when set, wraps every new listener. Tests use it to inject
-	// accept errors that cannot be made real cheaply.
 	// Observer, when set, is told of every spliced connection once it has
 	// ended (metrics): once per connection, never per read.
 	Observer Observer
@@ -100,7 +98,6 @@ type Server struct {
 	// refused), the goroutines are used.
 	DataPath string
 
-	listenHook func(net.Listener) net.Listener
 	// noSplice keeps the event loop on read/write even for bulk, so that
 	// tests exercise its partial-write path at every size.
 	noSplice bool
@@ -168,21 +165,14 @@ func (s *Server) initLocked() {
 // Apply returns one error per address that could not be bound, keyed by
 // address, naming the apps that wanted it; nil if all went well. Other
 // addresses are applied regardless.
+//
+// Addresses bound by an earlier Bind start accepting here, with the routes
+// of table.
 func (s *Server) Apply(table map[string][]Route) map[string]error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs map[string]error
-	addErr := func(addr string, err error) {
-		if errs == nil {
-			errs = make(map[string]error)
-		}
-		errs[addr] = err
-	}
 	if s.closed {
-		for addr, routes := range table {
-			addErr(addr, fmt.Errorf("listening on %s for %s: %w", addr, appNames(routes), ErrServerClosed))
-		}
-		return errs
+		return closedErrors(table)
 	}
 	s.initLocked()
 
@@ -194,20 +184,73 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 			l.close()
 		}
 	}
+	errs := s.bindLocked(table)
 	for addr, routes := range table {
-		rs := newRouteSet(routes)
-		if l, ok := s.listeners[addr]; ok {
-			l.routes.Store(rs)
+		l, ok := s.listeners[addr]
+		if !ok {
+			continue // could not be bound
+		}
+		l.routes.Store(newRouteSet(routes))
+		if !l.accepting {
+			l.accepting = true
+			s.wg.Add(1)
+			go l.acceptLoop()
+		}
+	}
+	return errs
+}
+
+// Bind binds every address of table that is not listening yet, but does
+// not accept on it: a client connecting meanwhile completes its handshake
+// and waits in the kernel's accept queue, its bytes unread, until an Apply
+// whose table has the address starts accepting. Addresses already
+// listening keep their routes, and nothing is closed. Errors are returned
+// as by Apply.
+//
+// This lets a caller bind first, and only if that worked, tell its Waker
+// of new apps and then Apply: no connection reaches the Waker for an app
+// it does not know yet, and an address that cannot be bound changes
+// nothing. An address bound but left out of the next Apply's table is
+// closed by it.
+func (s *Server) Bind(table map[string][]Route) map[string]error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return closedErrors(table)
+	}
+	s.initLocked()
+	return s.bindLocked(table)
+}
+
+// bindLocked binds the addresses of table that have no listener, without
+// accepting on them. s.mu must be held.
+func (s *Server) bindLocked(table map[string][]Route) map[string]error {
+	var errs map[string]error
+	for addr, routes := range table {
+		if _, ok := s.listeners[addr]; ok {
 			continue
 		}
-		l, err := s.listen(addr, rs)
+		l, err := s.listen(addr, newRouteSet(routes))
 		if err != nil {
-			addErr(addr, fmt.Errorf("listening on %s for %s: %w", addr, appNames(routes), err))
+			if errs == nil {
+				errs = make(map[string]error)
+			}
+			errs[addr] = fmt.Errorf("listening on %s for %s: %w", addr, appNames(routes), err)
 			continue
 		}
 		s.listeners[addr] = l
-		s.wg.Add(1)
-		go l.acceptLoop()
+	}
+	return errs
+}
+
+// closedErrors is ErrServerClosed for every address of table.
+func closedErrors(table map[string][]Route) map[string]error {
+	if len(table) == 0 {
+		return nil
+	}
+	errs := make(map[string]error, len(table))
+	for addr, routes := range table {
+		errs[addr] = fmt.Errorf("listening on %s for %s: %w", addr, appNames(routes), ErrServerClosed)
 	}
 	return errs
 }
@@ -227,7 +270,7 @@ func appNames(routes []Route) string {
 }
 
 // Addr returns the bound address of listen, a key of the table last applied
-// (useful with port 0), or nil if that address is not listening.
+// or bound (useful with port 0), or nil if that address is not listening.
 func (s *Server) Addr(listen string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -73,7 +73,9 @@ func NewExecDriver(logger *slog.Logger) *ExecDriver {
 // Start launches req.Spec.Command in a new process group, with req.Env as its
 // whole environment, req.Spec.Dir as working directory, and stdout and stderr
 // going to req.Log. It returns as soon as the program runs. ctx only bounds
-// the launch: the process outlives it.
+// the launch: the process outlives it. An app with a fixed upstream on
+// which something already accepts connections is not started (see
+// checkUpstreamFree): the error wraps ErrUpstreamInUse.
 func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, error) {
 	name := req.Spec.Name
 	if err := ctx.Err(); err != nil {
@@ -81,6 +83,11 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 	}
 	if len(req.Spec.Command) == 0 {
 		return nil, fmt.Errorf("starting app %q: empty command", name)
+	}
+	if req.Spec.Upstream != "" {
+		if err := checkUpstreamFree(ctx, name, req.Spec.Upstream); err != nil {
+			return nil, err
+		}
 	}
 	path, err := findProgram(req.Spec.Command[0], req.Spec.Dir, req.Env)
 	if err != nil {

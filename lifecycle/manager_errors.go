@@ -16,6 +16,10 @@ var (
 	ErrBackoff = errors.New("backing off after failure")
 	// ErrShuttingDown: the Manager is shutting down.
 	ErrShuttingDown = errors.New("shutting down")
+	// ErrUpstreamInUse: something already accepts connections on the
+	// fixed upstream of an exec app about to be started, so it cannot be
+	// the app's program; the start fails (and backs off).
+	ErrUpstreamInUse = errors.New("upstream already in use")
 	// ErrStartFailed: the start failed (spawn error, exit before ready);
 	// the message holds the cause.
 	ErrStartFailed = errors.New("start failed")

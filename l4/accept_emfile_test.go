@@ -1,0 +1,124 @@
+package l4
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// exhaustDescriptors lowers the process's descriptor limit to just above
+// the highest descriptor open and fills every free slot below it, so that
+// the next socket, accepted or not, fails with EMFILE. The returned func
+// gives the descriptors and the limit back.
+func exhaustDescriptors(t *testing.T) (restore func()) {
+	t.Helper()
+	var orig syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	highest := 0
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil {
+			highest = max(highest, fd)
+		}
+	}
+	low := orig
+	low.Cur = uint64(highest) + 1
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var fillers []int
+	restore = func() {
+		for _, fd := range fillers {
+			syscall.Close(fd)
+		}
+		fillers = nil
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
+			t.Errorf("restoring the descriptor limit: %v", err)
+		}
+	}
+	for range highest + 1 {
+		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if errors.Is(err, syscall.EMFILE) {
+			return restore
+		}
+		if err != nil {
+			restore()
+			t.Fatalf("filling the descriptor table: %v", err)
+		}
+		fillers = append(fillers, fd)
+	}
+	restore()
+	t.Fatal("the descriptor table never filled up")
+	return nil
+}
+
+// A real EMFILE, on whichever data path the suite runs: with the event loop
+// the listener accepts with raw accept4, with goroutines through Go's
+// Accept. The test lowers the descriptor limit of its own process, so it
+// runs in a child process (runAlone), alone.
+func TestAcceptLoopBacksOffOnEMFILEAndKeepsServing(t *testing.T) {
+	if !runAlone(t) {
+		return
+	}
+	w := twoApps(t)
+	s, logs := newServer(t, w)
+	s.AcceptBackoffMin = time.Millisecond
+	s.AcceptBackoffMax = 4 * time.Millisecond
+	s.ErrorLogInterval = time.Hour // one line for the whole burst
+	addr := listenOne(t, s, "aaa")
+	s.mu.Lock()
+	raw := s.listeners["127.0.0.1:0"].file != nil
+	s.mu.Unlock()
+	if want := testDataPath != DataPathGoroutines; raw != want {
+		t.Fatalf("listener accepts with raw accept4: %v, want %v on data path %q", raw, want, testDataPath)
+	}
+
+	// The client's socket exists before the table is full: connecting
+	// it needs no new descriptor on the client's side.
+	cfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := os.NewFile(uintptr(cfd), "client")
+	t.Cleanup(func() { client.Close() })
+	ap := netip.MustParseAddrPort(addr)
+	restore := exhaustDescriptors(t)
+	t.Cleanup(restore) // before the server's shutdown
+	if err := syscall.Connect(cfd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	waitFor(t, "accept backing off", func() bool { return strings.Contains(logs.String(), "backing off") })
+	restore()
+	if l := logs.String(); !strings.Contains(l, "too many open files") {
+		t.Fatalf("backing off, but not on EMFILE:\n%s", l)
+	}
+
+	// The loop retries after its pause and serves the waiting client.
+	nc, err := net.FileConn(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*net.TCPConn)
+	t.Cleanup(func() { c.Close() })
+	if got := readName(t, c, 3); got != "aaa" {
+		t.Errorf("routed to %q, want aaa", got)
+	}
+	roundTrip(t, c, "served after EMFILE")
+	if got := readName(t, dialTCP(t, addr), 3); got != "aaa" {
+		t.Errorf("next connection routed to %q, want aaa", got)
+	}
+	if n := strings.Count(logs.String(), "backing off"); n != 1 {
+		t.Errorf("%d backing-off lines within the log interval, want 1:\n%s", n, logs)
+	}
+}

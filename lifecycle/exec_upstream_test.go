@@ -1,0 +1,145 @@
+package lifecycle
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
+)
+
+// startForeign runs testapp echoing on listen as a process DynaPM knows
+// nothing of (no record in STATE/run), and returns its pid once it listens.
+// It is killed when the test ends; kill ends it sooner.
+func startForeign(t *testing.T, listen string) (pid int, kill func()) {
+	t.Helper()
+	pidfile := filepath.Join(t.TempDir(), "foreign.pid")
+	cmd := exec.Command(testutil.TestApp(t), "-mode", "echo", "-listen", listen, "-pidfile", pidfile)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	kill = func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	t.Cleanup(kill)
+	return testutil.ReadPidFile(t, pidfile), kill
+}
+
+func TestStartRefusesAFixedUpstreamAForeignProcessAlreadyServes(t *testing.T) {
+	// An hour of backoff: what follows the failure is decided by the
+	// test, not by a timer.
+	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = time.Hour, time.Hour })
+	upstream := testutil.FreeAddr(t)
+	foreign, kill := startForeign(t, upstream)
+	mine := filepath.Join(t.TempDir(), "mine.pid")
+	spec := h.spec("web", "-mode", "echo", "-listen", upstream, "-pidfile", mine)
+	spec.Upstream = upstream
+	h.m.Apply([]*appfile.Spec{spec})
+
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	_, _, err := h.m.Wake(ctx, "web")
+	wantErr(t, err, ErrUpstreamInUse)
+	wantErr(t, err, ErrStartFailed)
+	msg := err.Error()
+	for _, want := range []string{`app "web"`, upstream, "pid " + strconv.Itoa(foreign), "testapp -mode echo -listen " + upstream, "stop that process"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not hold %q", msg, want)
+		}
+	}
+	if _, err := os.Stat(mine); !os.IsNotExist(err) {
+		t.Errorf("the app's program ran although its upstream was taken (pid file: %v)", err)
+	}
+	if line := h.logLine("app failed to start", "app=web", "upstream already in use"); line == "" {
+		t.Errorf("the failure is not logged with the app:\n%s", h.logs)
+	}
+
+	// The usual backoff: the next connection fails fast, no new attempt.
+	_, _, err = h.m.Wake(ctx, "web")
+	wantErr(t, err, ErrBackoff)
+	if st := h.status("web"); st.State != Failed || st.Starts != 1 || !strings.Contains(st.LastError, "upstream already in use") {
+		t.Fatalf("after the refused start: %s, want failed after 1 start", fmtStatus(st))
+	}
+
+	// Once the port is free, the app starts and is the one served.
+	kill()
+	if err := h.m.Start(ctx, "web", "manual"); err != nil {
+		t.Fatalf("starting after the foreign process left: %v", err)
+	}
+	up, release := h.wake("web")
+	defer release()
+	if got := echo(t, up, "mine"); got != "mine" {
+		t.Fatalf("echo = %q", got)
+	}
+	if st := h.status("web"); st.Pid != testutil.ReadPidFile(t, mine) {
+		t.Fatalf("served by pid %d, want the app's own program", st.Pid)
+	}
+}
+
+func TestFixedUpstreamThatIsFreeStartsAsUsual(t *testing.T) {
+	h := newHarness(t)
+	upstream := testutil.FreeAddr(t)
+	spec := h.spec("web", "-mode", "echo", "-listen", upstream)
+	spec.Upstream = upstream
+	h.m.Apply([]*appfile.Spec{spec})
+	up, release := h.wake("web")
+	defer release()
+	if up.String() != upstream {
+		t.Fatalf("leased %v, want %s", up, upstream)
+	}
+	if got := echo(t, up, "free"); got != "free" {
+		t.Fatalf("echo = %q", got)
+	}
+}
+
+func TestFindListenerNamesTheHolderOnIPv4AndIPv6(t *testing.T) {
+	addrs := []string{testutil.FreeAddr(t)}
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	} else {
+		t.Logf("no IPv6 loopback, IPv4 only: %v", err)
+	}
+	for _, addr := range addrs {
+		pid, _ := startForeign(t, addr)
+		gotPid, cmd, ok := findListener(netip.MustParseAddrPort(addr))
+		if !ok || gotPid != pid || !strings.Contains(cmd, "-listen "+addr) {
+			t.Errorf("findListener(%s) = %d, %q, %v; want pid %d and its command", addr, gotPid, cmd, ok, pid)
+		}
+	}
+	// Nothing listens on a port just released.
+	free := netip.MustParseAddrPort(testutil.FreeAddr(t))
+	if pid, cmd, ok := findListener(free); ok {
+		t.Errorf("findListener(%s) = %d, %q on a free port", free, pid, cmd)
+	}
+}
+
+func TestParseProcAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0100007F:1F90":                         "127.0.0.1:8080",
+		"00000000:0050":                         "0.0.0.0:80",
+		"00000000000000000000000001000000:1F90": "[::1]:8080",
+		"0000000000000000FFFF00000100007F:0016": "[::ffff:127.0.0.1]:22",
+	} {
+		got, ok := parseProcAddr(in)
+		if !ok || got.String() != want {
+			t.Errorf("parseProcAddr(%q) = %v, %v; want %s", in, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "0100007F", "zz00007F:0050", "0100:0050", "0100007F:fffff"} {
+		if got, ok := parseProcAddr(bad); ok {
+			t.Errorf("parseProcAddr(%q) = %v, want failure", bad, got)
+		}
+	}
+}

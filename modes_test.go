@@ -1,0 +1,73 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/internal/testutil"
+)
+
+// pidIn returns the pid in path, or 0 if there is none (yet).
+func pidIn(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+func TestAlwaysAppIsRestartedAfterACrash(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	writeFile(t, filepath.Join(apps, "core.yaml"), echoApp(t, listen, pidfile, "")+"mode: always\n")
+	d := startDaemon(t, apps)
+	pid := testutil.ReadPidFile(t, pidfile) // started with the daemon, no connection
+
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var next int
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		next = pidIn(pidfile)
+		return next != 0 && next != pid && testutil.ProcessAlive(next)
+	}, "no new process after the always app %d was killed; daemon output:\n%s", pid, d.out)
+	if testutil.ProcessAlive(pid) {
+		t.Errorf("killed pid %d is still alive (or an unreaped zombie)", pid)
+	}
+	if !strings.Contains(d.out.String(), "app exited") {
+		t.Errorf("the crash was not logged:\n%s", d.out)
+	}
+	if got := echoOnce(t, listen, "after the restart"); got != "after the restart" {
+		t.Fatalf("echo after the restart = %q", got)
+	}
+	if got := pidIn(pidfile); got != next {
+		t.Fatalf("the connection was served by pid %d, not the restarted %d", got, next)
+	}
+}
+
+func TestHotAddedPersistentAppStartsWithoutAConnection(t *testing.T) {
+	apps := t.TempDir()
+	d := startDaemon(t, apps)
+	listen := testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	writeFile(t, filepath.Join(apps, "db.yaml"), echoApp(t, listen, pidfile, "")+"mode: persistent\n")
+
+	var pid int
+	testutil.Eventually(t, reloadWait, func() bool {
+		pid = pidIn(pidfile)
+		return pid != 0 && testutil.ProcessAlive(pid)
+	}, "the hot-added persistent app did not start; daemon output:\n%s", d.out)
+	if got := echoOnce(t, listen, "persistent"); got != "persistent" {
+		t.Fatalf("echo = %q", got)
+	}
+	if got := pidIn(pidfile); got != pid {
+		t.Fatalf("the connection was served by pid %d, not the one started by the reload (%d)", got, pid)
+	}
+}
