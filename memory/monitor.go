@@ -72,6 +72,9 @@ type Monitor struct {
 	// is swapped whole, not under mu, so that LastRSS never waits for a
 	// check that is stopping apps.
 	measured atomic.Pointer[map[string]measuredRSS]
+	// shortage is the limits the last check found memory short of: they
+	// stay short until memory is back past their margin.
+	shortage Shortage
 	// short remembers that the last check could not free enough, so the
 	// warning is logged once per shortage, not at every check.
 	short bool

@@ -9,8 +9,10 @@ import (
 
 // Check reads memory once and stops or restarts apps as the Policy decides:
 // first apps over their memory_max, then, counting those as freed, victims
-// of a shortage. It returns the shortage stops it made (memory_max actions
-// are only logged), for tests and benchmarks.
+// of a shortage. A shortage lasts from one check to the next until memory
+// is back past the margin, so stops that freed less than expected are
+// followed by more at the next check. It returns the shortage stops it
+// made (memory_max actions are only logged), for tests and benchmarks.
 func (m *Monitor) Check(ctx context.Context) []Stop {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -22,11 +24,16 @@ func (m *Monitor) Check(ctx context.Context) []Stop {
 		acts = append(acts, limitAction(l))
 		markStopping(&r, l.App)
 	}
-	stops := policy.Victims(r)
+	during := m.shortage
+	stops := policy.Victims(r, during)
 	for _, s := range stops {
 		acts = append(acts, stopAction(s))
 	}
-	need, cause := policy.shortage(r, 0)
+	need, cause, now := policy.shortage(r, 0, during)
+	m.shortage = now
+	if during != (Shortage{}) && now == (Shortage{}) {
+		m.log.Info("memory shortage over: back past the margin", attrs...)
+	}
 	var freed int64
 	for _, s := range stops {
 		freed += s.RSS

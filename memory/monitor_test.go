@@ -177,6 +177,66 @@ func TestLowAvailableMemoryStopsAppsUntilAboveFloor(t *testing.T) {
 	checkOnlyStopped(t, apps, "a")
 }
 
+// A stop that frees less than the app's RSS promised (here: something else
+// takes 32 MiB of what a gave back) leaves memory above the floor but short
+// of the margin; the shortage goes on and the next check stops b. Once past
+// the margin it is over: the same reading between floor and margin then
+// stops nothing.
+func TestFloorShortageStopsUntilPastTheMargin(t *testing.T) {
+	apps := newTestApps(t)
+	rss := map[string]int64{}
+	for i, name := range []string{"a", "b", "c"} {
+		rss[name] = apps.start(name, 64, AppUsage{LastActive: time.Now().Add(time.Duration(i-10) * time.Minute)})
+	}
+	floor, margin := int64(1<<30), int64(32*mib)
+	mach := &machine{apps: apps}
+	var once sync.Once
+	apps.afterStop = func(string) {
+		// a's stop gives back a's RSS, but all other than 32 MiB of it is
+		// taken at once: available memory ends 16 MiB above the floor.
+		once.Do(func() { mach.free.Add(-(rss["a"] - 32*mib)) })
+	}
+	mach.free.Store(floor - 16*mib + rss["a"] + rss["b"] + rss["c"]) // 16 MiB below the floor
+	_, logs := runMonitor(t, MonitorConfig{Policy: Policy{MinAvailableBytes: floor, Margin: margin}, Reader: mach, Apps: apps})
+	waitFor(t, "two memory stops", func() bool { stopped, _ := apps.stops(); return len(stopped) >= 2 })
+	apps.waitSnapshots(5)
+	if stopped, _ := apps.stops(); !slices.Equal(stopped, []string{"a", "b"}) {
+		t.Fatalf("stopped %v, want a then b (a freed too little)", stopped)
+	}
+	waitFor(t, "the end of the shortage logged", func() bool { return strings.Contains(logs.String(), "memory shortage over") })
+	// 16 MiB above the floor again, short of the margin, but no shortage
+	// is under way: nothing is stopped.
+	mach.free.Add(-rss["b"])
+	apps.waitSnapshots(5)
+	if stopped, _ := apps.stops(); len(stopped) != 2 {
+		t.Fatalf("stopped %v between floor and margin outside a shortage", stopped)
+	}
+}
+
+// Over budget, a stops; meanwhile d starts, and the sum lands under the
+// budget but over budget-margin: the shortage goes on until b stops too.
+func TestBudgetShortageStopsUntilUnderTheMargin(t *testing.T) {
+	apps := newTestApps(t)
+	var sum int64
+	rss := map[string]int64{}
+	for i, name := range []string{"a", "b", "c"} {
+		rss[name] = apps.start(name, 64, AppUsage{LastActive: time.Now().Add(time.Duration(i-10) * time.Minute)})
+		sum += rss[name]
+	}
+	d := startHelper(t, 40, false) // 24 MiB less than a: the sum ends 16 MiB under budget
+	var once sync.Once
+	apps.afterStop = func(string) {
+		once.Do(func() { apps.add("d", d, 40, AppUsage{LastActive: time.Now()}) })
+	}
+	budget := sum - 8*mib
+	runMonitor(t, MonitorConfig{Policy: Policy{Budget: budget, Margin: 32 * mib}, Reader: plenty{}, Apps: apps})
+	waitFor(t, "two memory stops", func() bool { stopped, _ := apps.stops(); return len(stopped) >= 2 })
+	apps.waitSnapshots(5)
+	if stopped, _ := apps.stops(); !slices.Equal(stopped, []string{"a", "b"}) {
+		t.Fatalf("stopped %v, want a then b (d took what a freed)", stopped)
+	}
+}
+
 func TestMemoryMaxRestartsIdleApp(t *testing.T) {
 	apps := newTestApps(t)
 	rss := apps.start("leaky", 64, AppUsage{LastActive: time.Now()})
