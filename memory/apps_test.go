@@ -69,7 +69,7 @@ func (ta *testApps) stop(name string) {
 	ta.mu.Unlock()
 	a.h.kill()
 	ta.mu.Lock()
-	a.usage.Pid = 0
+	a.usage.Pid, a.usage.Reporters = 0, nil
 	ta.mu.Unlock()
 }
 
@@ -91,7 +91,7 @@ func (ta *testApps) StopForMemory(ctx context.Context, name, reason string) erro
 	ta.mu.Unlock()
 	a.h.kill()
 	ta.mu.Lock()
-	a.usage.Pid, a.usage.Stopping = 0, false
+	a.usage.Pid, a.usage.Reporters, a.usage.Stopping = 0, nil, false
 	ta.stopped = append(ta.stopped, name)
 	after := ta.afterStop
 	ta.mu.Unlock()
