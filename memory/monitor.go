@@ -96,6 +96,9 @@ type Monitor struct {
 	// psiTotal and psiAt are the last PSI reading, for the stall share.
 	psiTotal uint64
 	psiAt    time.Time
+	// readPSI is ReadPSI; tests feed stalls through it, which they cannot
+	// make real.
+	readPSI func() (PSI, bool, error)
 }
 
 // peak tracks one app's RSS peaks across runs.
@@ -137,7 +140,10 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Monitor{cfg: cfg, log: cfg.Logger, peaks: make(map[string]*peak), reportFailing: make(map[string]bool)}
+	return &Monitor{
+		cfg: cfg, log: cfg.Logger, readPSI: ReadPSI,
+		peaks: make(map[string]*peak), reportFailing: make(map[string]bool),
+	}
 }
 
 // Run checks memory every Interval (sooner while the kernel reports memory
@@ -162,7 +168,7 @@ func (m *Monitor) nextInterval() time.Duration {
 	if m.cfg.PSIStallShare < 0 {
 		return m.cfg.Interval
 	}
-	p, ok, err := ReadPSI()
+	p, ok, err := m.readPSI()
 	if err != nil || !ok {
 		return m.cfg.Interval
 	}

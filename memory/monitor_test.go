@@ -401,3 +401,68 @@ func TestLastRSSReportsTheLastCheck(t *testing.T) {
 		t.Fatalf("LastRSS of a stopped app = %d", got)
 	}
 }
+
+// psiFeed is a PSI reading the test sets: the kernel's cannot be made to
+// stall on demand.
+type psiFeed struct {
+	psi   PSI
+	ok    bool
+	err   error
+	reads int
+}
+
+func (f *psiFeed) read() (PSI, bool, error) {
+	f.reads++
+	return f.psi, f.ok, f.err
+}
+
+func TestNextIntervalIsFastWhileTasksStallOnMemory(t *testing.T) {
+	feed := &psiFeed{ok: true, psi: PSI{SomeTotal: 1000}}
+	m := NewMonitor(MonitorConfig{Apps: newTestApps(t), Interval: time.Second, FastInterval: 100 * time.Millisecond})
+	m.readPSI = feed.read
+	if got := m.nextInterval(); got != time.Second {
+		t.Fatalf("first look (nothing to compare with) = %v, want the interval", got)
+	}
+	// 10 s of stall since the last look, which was well under 10 s ago.
+	feed.psi.SomeTotal += 10_000_000
+	if got := m.nextInterval(); got != 100*time.Millisecond {
+		t.Fatalf("while stalled = %v, want the fast interval", got)
+	}
+	// No stall since: back to the interval.
+	if got := m.nextInterval(); got != time.Second {
+		t.Fatalf("after the stall = %v, want the interval", got)
+	}
+	// A stall counter that went backwards counts as none.
+	feed.psi.SomeTotal = 10
+	if got := m.nextInterval(); got != time.Second {
+		t.Fatalf("after the counter went back = %v, want the interval", got)
+	}
+}
+
+func TestNextIntervalWithoutPSI(t *testing.T) {
+	tests := []struct {
+		name  string
+		feed  psiFeed
+		share float64
+		reads int
+	}{
+		{"KernelWithoutPSI", psiFeed{ok: false}, 0, 2},
+		{"ReadError", psiFeed{err: errors.New("reading memory pressure: permission denied")}, 0, 2},
+		{"PSIIgnored", psiFeed{ok: true}, -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMonitor(MonitorConfig{Apps: newTestApps(t), Interval: time.Second, FastInterval: time.Millisecond, PSIStallShare: tt.share})
+			m.readPSI = tt.feed.read
+			for range 2 {
+				tt.feed.psi.SomeTotal += 10_000_000 // would be a stall, were it read
+				if got := m.nextInterval(); got != time.Second {
+					t.Fatalf("nextInterval = %v, want the interval", got)
+				}
+			}
+			if tt.feed.reads != tt.reads {
+				t.Errorf("PSI read %d times, want %d", tt.feed.reads, tt.reads)
+			}
+		})
+	}
+}
