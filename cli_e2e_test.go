@@ -466,3 +466,18 @@ func TestMetricsCountStartsAndStopsByReasonLabel(t *testing.T) {
 		t.Logf("metrics:\n%s", out)
 	}
 }
+
+func TestDaemonNamesTheMetricsSettingItCannotListenOn(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, fmt.Sprintf("metrics: %q\n", busy.Addr().String()))
+	code, _, errOut := dynapm(t, "run", "-apps", t.TempDir(), "-state", stateDir(t), "-config", config)
+	want := fmt.Sprintf("listening for metrics on %s (setting `metrics` in %s): ", busy.Addr(), config)
+	if code == 0 || !strings.Contains(errOut, want) {
+		t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, errOut, want)
+	}
+}
