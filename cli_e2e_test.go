@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -394,5 +395,89 @@ func TestMetricsDropARemovedApp(t *testing.T) {
 	}
 	if !strings.Contains(out, `dynapm_app_connections_total{app="kept"} 1`+"\n") {
 		t.Errorf("the other app lost its series:\n%s", out)
+	}
+}
+
+// The starts and stops are counted under a fixed set of reason labels, not
+// the detailed reasons of the log: a persistent app starts at boot, is
+// stopped for memory (reason "memory", logged as "memory: over budget"), a
+// restart and a stop from the CLI are "manual", an exit on its own "crash".
+func TestMetricsCountStartsAndStopsByReasonLabel(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	listenP, listenM, listenC, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	long := func(s string) string { return strings.Replace(s, "idle_timeout: 300ms", "idle_timeout: 10m", 1) }
+	writeFile(t, filepath.Join(apps, "p.yaml"),
+		long(echoApp(t, listenP, filepath.Join(t.TempDir(), "pid"), ", \"-alloc\", \"64\""))+"mode: persistent\n")
+	writeFile(t, filepath.Join(apps, "m.yaml"), long(echoApp(t, listenM, filepath.Join(t.TempDir(), "pid"), ", \"-alloc\", \"64\"")))
+	writeFile(t, filepath.Join(apps, "c.yaml"), long(echoApp(t, listenC, filepath.Join(t.TempDir(), "pid"), ", \"-crash-after\", \"1s\"")))
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	// One 64 MiB app fits, two do not.
+	writeFile(t, config, fmt.Sprintf("metrics: %q\nmemory:\n  budget: 110MiB\n  interval: 100ms\n", metricsAddr))
+	d := startDaemon(t, apps, "-state", state, "-config", config)
+
+	var out string
+	waitMetric := func(line string) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, func() bool {
+			out = scrapeMetrics(t, metricsAddr)
+			return strings.Contains(out, line+"\n")
+		}, "metrics lack %q:\n%s", line, &out)
+	}
+	waitMetric(`dynapm_app_starts_total{app="p",reason="boot"} 1`)
+	// c crashes a second after it listens, while the rest goes on.
+	if code, _, errOut := dynapm(t, "start", "c", "-state", state); code != 0 {
+		t.Fatalf("start c: exit %d: %s", code, errOut)
+	}
+	if got := echoOnce(t, listenM, "m"); got != "m" { // now over budget: p, the older, is stopped
+		t.Fatalf("echo m = %q", got)
+	}
+	waitMetric(`dynapm_app_stops_total{app="p",reason="memory"} 1`)
+	if !strings.Contains(d.out.String(), `reason="memory: over budget"`) {
+		t.Errorf("the log lacks the detailed reason of the memory stop")
+	}
+	for _, cmd := range []string{"restart", "stop"} {
+		if code, _, errOut := dynapm(t, cmd, "m", "-state", state); code != 0 {
+			t.Fatalf("%s m: exit %d: %s", cmd, code, errOut)
+		}
+	}
+	waitMetric(`dynapm_app_stops_total{app="c",reason="crash"} 1`)
+	for _, want := range []string{
+		`dynapm_app_starts_total{app="m",reason="connection"} 1`,
+		`dynapm_app_starts_total{app="m",reason="manual"} 1`,
+		`dynapm_app_stops_total{app="m",reason="manual"} 2`,
+		`dynapm_app_starts_total{app="c",reason="manual"} 1`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	known := "connection cron manual boot reload crash memory scale adopt outside other idle removed failed shutdown"
+	for line := range strings.Lines(out) {
+		if !strings.HasPrefix(line, "dynapm_app_starts_total{") && !strings.HasPrefix(line, "dynapm_app_stops_total{") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `reason="`)
+		reason, _, _ := strings.Cut(rest, `"`)
+		if !slices.Contains(strings.Fields(known), reason) {
+			t.Errorf("label reason=%q is not in the fixed set: %s", reason, line)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", out)
+	}
+}
+
+func TestDaemonNamesTheMetricsSettingItCannotListenOn(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, fmt.Sprintf("metrics: %q\n", busy.Addr().String()))
+	code, _, errOut := dynapm(t, "run", "-apps", t.TempDir(), "-state", stateDir(t), "-config", config)
+	want := fmt.Sprintf("listening for metrics on %s (setting `metrics` in %s): ", busy.Addr(), config)
+	if code == 0 || !strings.Contains(errOut, want) {
+		t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, errOut, want)
 	}
 }

@@ -204,7 +204,11 @@ func (d *daemon) serveAdmin(s settings.Settings) error {
 		return fmt.Errorf("starting the admin API: %w", err)
 	}
 	if d.met != nil {
-		if d.metrics, err = metrics.Serve(s.Metrics, d.met, d.log); err != nil {
+		setting := "setting `metrics`"
+		if s.File != "" {
+			setting += " in " + s.File
+		}
+		if d.metrics, err = metrics.Serve(s.Metrics, setting, d.met, d.log); err != nil {
 			return err
 		}
 	}

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/managertest"
 	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/lifecycle"
+	"github.com/dynapm/dynapm/memory"
 )
 
 func TestDockerWakeStartsContainerAndIdleStopsIt(t *testing.T) {
@@ -177,6 +179,39 @@ func TestDockerMemoryFromEngineStats(t *testing.T) {
 	}
 	if proc.Err() != nil {
 		t.Errorf("Err after Stop = %v, want nil", proc.Err())
+	}
+}
+
+// plentyOfMemory reports a machine with memory to spare, so that only the
+// budget decides.
+type plentyOfMemory struct{}
+
+func (plentyOfMemory) Available() (int64, int64, error) { return 1 << 40, 1 << 41, nil }
+
+// The memory policy counts a container app by the engine's figure: over a
+// budget, the app is stopped like an exec app, and the stop names that
+// figure.
+func TestDockerBudgetStopsContainerApp(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-alloc", "64")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "stop_timeout: 2s\n", name))})
+	_, release := h.Wake()
+	release()
+	mon := memory.NewMonitor(memory.MonitorConfig{
+		Policy: memory.Policy{Budget: 32 << 20},
+		Reader: plentyOfMemory{},
+		Apps:   h.M,
+		Logger: h.Logger,
+	})
+	stops := mon.Check(context.Background())
+	if len(stops) != 1 || stops[0].App != managertest.App || stops[0].RSS < 64<<20 {
+		t.Fatalf("memory check stopped %+v, want the app with at least the 64 MiB its container touched", stops)
+	}
+	h.WaitState(lifecycle.Stopped)
+	if running(t, name) {
+		t.Error("container still runs after the memory stop")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/memory"
 )
 
 // Optional interfaces. A Driver or Process implements them when it knows
@@ -22,12 +23,15 @@ type ReadyChecker interface {
 	Ready(ctx context.Context) (bool, error)
 }
 
-// MemoryReporter is implemented by a Process whose memory is not the sum
-// of a process group's (a container's memory lives in the engine's cgroup
-// figures). MemoryBytes returns the instance's memory in use, in bytes.
-type MemoryReporter interface {
-	MemoryBytes(ctx context.Context) (uint64, error)
-}
+// MemoryReporter is implemented by a Process whose memory is not its
+// process tree's (a container's memory lives in the engine's cgroup
+// figures). MemoryBytes returns the instance's memory in use, in bytes,
+// and must return when ctx ends. The memory policy (budget, memory_max,
+// who is stopped first) counts this figure for the instance instead of
+// measuring the tree under Pid; an instance with neither a Pid nor a
+// MemoryBytes counts 0. It is memory.Reporter, which the memory Monitor
+// calls: one interface for both sides.
+type MemoryReporter = memory.Reporter
 
 // RunningChecker is implemented by a Driver that can tell whether an app is
 // running without the Manager having started it (a container someone

@@ -12,7 +12,8 @@ import (
 var _ memory.Apps = (*Manager)(nil)
 
 // MemoryUsage returns, for the memory Monitor, every app that has run since
-// the daemon started: its process, connections (held callers included:
+// the daemon started: its process (and the instances that report their own
+// memory, MemoryReporter), connections (held callers included:
 // stopping an app they wait for would cut them too), last activity and
 // memory settings. Apps that never ran are left out: they use no memory and
 // have no peak to remember, and with thousands of them configured the
@@ -41,6 +42,11 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 				}
 				if len(a.insts) > 1 {
 					u.Pids = append(u.Pids, in.proc.Pid())
+				}
+				// A container's memory is the engine's figure, which the
+				// Monitor asks for without this lock held.
+				if r, ok := in.proc.(MemoryReporter); ok {
+					u.Reporters = append(u.Reporters, r)
 				}
 			}
 			// An app that never had a connection (persistent, cron) was

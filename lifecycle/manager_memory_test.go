@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,9 @@ func wakeInTurn(h *harness, names ...string) int64 {
 	for _, n := range names {
 		_, release := h.wake(n)
 		release()
+		if h.status(n).Pid == 0 {
+			continue // no tree to measure (the memoryDriver's noPid apps)
+		}
 		rss, err := memory.TreeRSS(h.status(n).Pid)
 		if err != nil {
 			h.t.Fatal(err)
@@ -186,4 +190,101 @@ func TestMemoryUsageLeavesOutAppsThatNeverRan(t *testing.T) {
 	h.m.Apply(nil)
 	testutil.Eventually(t, 10*time.Second, func() bool { return len(h.m.MemoryUsage()) == 0 },
 		"a removed app is still listed")
+}
+
+// memoryDriver is the exec driver as another driver would look to the
+// memory policy: the processes of the apps in reports say their own memory
+// (as a container's engine figure does), settable while they run; those of
+// the apps in noPid show no pid (as a Swarm service or a command driver
+// app).
+type memoryDriver struct {
+	Driver
+	reports map[string]*atomic.Uint64
+	noPid   map[string]bool
+}
+
+func (d memoryDriver) Start(ctx context.Context, req StartRequest) (Process, error) {
+	p, err := d.Driver.Start(ctx, req)
+	switch {
+	case err != nil:
+		return nil, err
+	case d.reports[req.Spec.Name] != nil:
+		return reportingProcess{p, d.reports[req.Spec.Name]}, nil
+	case d.noPid[req.Spec.Name]:
+		return noPidProcess{p}, nil
+	}
+	return p, nil
+}
+
+type reportingProcess struct {
+	Process
+	bytes *atomic.Uint64
+}
+
+func (p reportingProcess) MemoryBytes(context.Context) (uint64, error) { return p.bytes.Load(), nil }
+
+type noPidProcess struct{ Process }
+
+func (noPidProcess) Pid() int { return 0 }
+
+// The budget counts what a MemoryReporter says, not the process tree: big
+// and small are small programs, but once big reports 512 MiB it is over a
+// 256 MiB budget and big alone is stopped. The first check reads the
+// figures of processes new to it; the second those read before it decides.
+func TestMemoryBudgetCountsTheFigureAProcessReports(t *testing.T) {
+	reports := map[string]*atomic.Uint64{"big": {}, "small": {}}
+	reports["big"].Store(100 * mib)
+	reports["small"].Store(4 * mib)
+	h := newHarness(t, func(c *Config) { c.Driver = memoryDriver{Driver: c.Driver, reports: reports} })
+	h.m.Apply([]*appfile.Spec{h.spec("big"), h.spec("small")})
+	wakeInTurn(h, "big", "small")
+	mon := memory.NewMonitor(memory.MonitorConfig{
+		Policy: memory.Policy{Budget: 256 * mib, Margin: 8 * mib},
+		Reader: plentyOfMemory{},
+		Apps:   h.m,
+		Logger: h.cfg.Logger,
+	})
+	ctx := context.Background()
+	if stops := mon.Check(ctx); len(stops) != 0 {
+		t.Fatalf("check stopped %+v under budget", stops)
+	}
+	if got := mon.LastRSS("small"); got != 4*mib {
+		t.Fatalf("LastRSS(small) = %d, want the 4 MiB it reports, not its tree's", got)
+	}
+	reports["big"].Store(512 * mib)
+	stops := mon.Check(ctx)
+	if len(stops) != 1 || stops[0].App != "big" || stops[0].RSS != 512*mib {
+		t.Fatalf("memory check stopped %+v, want big with its 512 MiB", stops)
+	}
+	h.waitState("big", Stopped)
+	if st := h.status("small"); st.State != Ready {
+		t.Errorf("small is %s, want ready", st.State)
+	}
+}
+
+// An app whose driver gives neither a pid nor a figure counts 0: it is
+// listed, but never stopped for memory, even with a budget it would exceed.
+func TestMemoryAppWithNeitherPidNorFigureCountsZero(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Driver = memoryDriver{Driver: c.Driver, noPid: map[string]bool{"svc": true}} })
+	h.m.Apply([]*appfile.Spec{h.spec("svc", "-alloc", "64")})
+	wakeInTurn(h, "svc")
+	mon := memory.NewMonitor(memory.MonitorConfig{
+		Policy: memory.Policy{Budget: 1 * mib},
+		Reader: plentyOfMemory{},
+		Apps:   h.m,
+		Logger: h.cfg.Logger,
+	})
+	if stops := mon.Check(context.Background()); len(stops) != 0 {
+		t.Fatalf("check stopped %+v", stops)
+	}
+	usage := h.m.MemoryUsage()
+	if len(usage) != 1 || usage[0].Name != "svc" || usage[0].Pid != 0 || len(usage[0].Reporters) != 0 {
+		t.Fatalf("MemoryUsage = %+v, want svc without pid or reporter", usage)
+	}
+	if got := mon.LastRSS("svc"); got != 0 {
+		t.Errorf("LastRSS(svc) = %d, want 0", got)
+	}
+	if st := h.status("svc"); st.State != Ready {
+		t.Errorf("svc is %s, want ready", st.State)
+	}
 }

@@ -22,6 +22,9 @@ type testApps struct {
 	snapshots int
 	stopped   []string
 	restarted []string
+	// afterStop, when set, runs after each memory stop, before
+	// StopForMemory returns (so before the Monitor's next check).
+	afterStop func(name string)
 }
 
 type testApp struct {
@@ -39,6 +42,17 @@ func newTestApps(t testing.TB) *testApps {
 func (ta *testApps) start(name string, mib int, usage AppUsage) int64 {
 	ta.t.Helper()
 	h := startHelper(ta.t, mib, false)
+	rss, err := TreeRSS(h.pid())
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	ta.add(name, h, mib, usage)
+	return rss
+}
+
+// add reports the already started helper h as app name from now on. It
+// does not touch the test, so it may run on the Monitor's goroutines.
+func (ta *testApps) add(name string, h *helper, mib int, usage AppUsage) {
 	usage.Name, usage.Pid = name, h.pid()
 	if usage.Mode == "" {
 		usage.Mode = appfile.OnDemand
@@ -46,11 +60,6 @@ func (ta *testApps) start(name string, mib int, usage AppUsage) int64 {
 	ta.mu.Lock()
 	ta.apps[name] = &testApp{usage: usage, mib: mib, h: h}
 	ta.mu.Unlock()
-	rss, err := TreeRSS(h.pid())
-	if err != nil {
-		ta.t.Fatal(err)
-	}
-	return rss
 }
 
 // stop stops app as an idle stop would (not for memory).
@@ -60,7 +69,7 @@ func (ta *testApps) stop(name string) {
 	ta.mu.Unlock()
 	a.h.kill()
 	ta.mu.Lock()
-	a.usage.Pid = 0
+	a.usage.Pid, a.usage.Reporters = 0, nil
 	ta.mu.Unlock()
 }
 
@@ -82,9 +91,13 @@ func (ta *testApps) StopForMemory(ctx context.Context, name, reason string) erro
 	ta.mu.Unlock()
 	a.h.kill()
 	ta.mu.Lock()
-	defer ta.mu.Unlock()
-	a.usage.Pid, a.usage.Stopping = 0, false
+	a.usage.Pid, a.usage.Reporters, a.usage.Stopping = 0, nil, false
 	ta.stopped = append(ta.stopped, name)
+	after := ta.afterStop
+	ta.mu.Unlock()
+	if after != nil {
+		after(name)
+	}
 	return nil
 }
 

@@ -30,7 +30,8 @@ type Apps interface {
 
 // Defaults for MonitorConfig fields left zero.
 const (
-	DefaultInterval = time.Second
+	DefaultInterval      = time.Second
+	DefaultReportTimeout = 5 * time.Second
 	// DefaultPSIStallShare: when tasks stalled on memory for this share of
 	// the time since the last check, the next check comes at FastInterval.
 	DefaultPSIStallShare = 0.01
@@ -51,6 +52,10 @@ type MonitorConfig struct {
 	PSIStallShare float64
 	// Reader reads MemAvailable; nil means MeminfoReader.
 	Reader Reader
+	// ReportTimeout bounds each check's reading of the memory that app
+	// instances report themselves (AppUsage.Reporters: a Docker Engine
+	// stats call); default 5s.
+	ReportTimeout time.Duration
 	// Apps is the lifecycle manager. Required.
 	Apps Apps
 	// Logger receives memory stops; nil means slog.Default().
@@ -72,6 +77,16 @@ type Monitor struct {
 	// is swapped whole, not under mu, so that LastRSS never waits for a
 	// check that is stopping apps.
 	measured atomic.Pointer[map[string]measuredRSS]
+	// reporting lists the apps with Reporters at the last read: the next
+	// check reads their figures before it takes mu, so that a slow engine
+	// does not hold up MakeRoom on the cold-start path.
+	reporting atomic.Pointer[[]reportingApp]
+	// reportFailing holds the apps whose Reporters failed at the last read,
+	// to log it once per failing streak.
+	reportFailing map[string]bool
+	// shortage is the limits the last check found memory short of: they
+	// stay short until memory is back past their margin.
+	shortage Shortage
 	// short remembers that the last check could not free enough, so the
 	// warning is logged once per shortage, not at every check.
 	short bool
@@ -81,11 +96,14 @@ type Monitor struct {
 	// psiTotal and psiAt are the last PSI reading, for the stall share.
 	psiTotal uint64
 	psiAt    time.Time
+	// readPSI is ReadPSI; tests feed stalls through it, which they cannot
+	// make real.
+	readPSI func() (PSI, bool, error)
 }
 
 // peak tracks one app's RSS peaks across runs.
 type peak struct {
-	pid     int   // the run being observed, 0 when none
+	pid     int   // the run being observed (AppUsage.runID), 0 when none
 	run     int64 // peak of that run
 	lastRun int64 // peak of the last run that ended
 }
@@ -94,6 +112,9 @@ type peak struct {
 type measuredRSS struct {
 	pid int
 	rss int64
+	// reporters is the number of Reporters whose figures rss sums, 0 for
+	// a process tree.
+	reporters int
 }
 
 // NewMonitor returns a Monitor; Run starts it.
@@ -113,10 +134,16 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 	if cfg.Reader == nil {
 		cfg.Reader = MeminfoReader{}
 	}
+	if cfg.ReportTimeout <= 0 {
+		cfg.ReportTimeout = DefaultReportTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Monitor{cfg: cfg, log: cfg.Logger, peaks: make(map[string]*peak)}
+	return &Monitor{
+		cfg: cfg, log: cfg.Logger, readPSI: ReadPSI,
+		peaks: make(map[string]*peak), reportFailing: make(map[string]bool),
+	}
 }
 
 // Run checks memory every Interval (sooner while the kernel reports memory
@@ -141,7 +168,7 @@ func (m *Monitor) nextInterval() time.Duration {
 	if m.cfg.PSIStallShare < 0 {
 		return m.cfg.Interval
 	}
-	p, ok, err := ReadPSI()
+	p, ok, err := m.readPSI()
 	if err != nil || !ok {
 		return m.cfg.Interval
 	}

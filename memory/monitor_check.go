@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"math"
@@ -9,12 +10,18 @@ import (
 
 // Check reads memory once and stops or restarts apps as the Policy decides:
 // first apps over their memory_max, then, counting those as freed, victims
-// of a shortage. It returns the shortage stops it made (memory_max actions
-// are only logged), for tests and benchmarks.
+// of a shortage. A shortage lasts from one check to the next until memory
+// is back past the margin, so stops that freed less than expected are
+// followed by more at the next check. It returns the shortage stops it
+// made (memory_max actions are only logged), for tests and benchmarks.
 func (m *Monitor) Check(ctx context.Context) []Stop {
+	var reported map[string]reported
+	if ra := m.reporting.Load(); ra != nil {
+		reported = m.report(ctx, *ra)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, policy := m.read(false)
+	r, policy := m.read(ctx, false, reported)
 	attrs := readingAttrs(r, policy)
 
 	var acts []action
@@ -22,11 +29,16 @@ func (m *Monitor) Check(ctx context.Context) []Stop {
 		acts = append(acts, limitAction(l))
 		markStopping(&r, l.App)
 	}
-	stops := policy.Victims(r)
+	during := m.shortage
+	stops := policy.Victims(r, during)
 	for _, s := range stops {
 		acts = append(acts, stopAction(s))
 	}
-	need, cause := policy.shortage(r, 0)
+	need, cause, now := policy.shortage(r, 0, during)
+	m.shortage = now
+	if during != (Shortage{}) && now == (Shortage{}) {
+		m.log.Info("memory shortage over: back past the margin", attrs...)
+	}
 	var freed int64
 	for _, s := range stops {
 		freed += s.RSS
@@ -63,7 +75,7 @@ func (m *Monitor) MakeRoom(ctx context.Context, app string) {
 	if expected <= 0 {
 		return
 	}
-	r, policy := m.read(true)
+	r, policy := m.read(ctx, true, nil)
 	var acts []action
 	for _, s := range policy.MakeRoom(r, app, expected) {
 		acts = append(acts, stopAction(s))
@@ -74,11 +86,13 @@ func (m *Monitor) MakeRoom(ctx context.Context, app string) {
 	m.apply(ctx, readingAttrs(r, policy), acts)
 }
 
-// read takes a Reading: MemAvailable, the apps and their tree RSS. With
-// cached set, an app whose process is the one the last read measured keeps
-// that RSS instead of being measured again. When MemAvailable cannot be
-// read, the returned policy has no floor, so the budget still works.
-func (m *Monitor) read(cached bool) (Reading, Policy) {
+// read takes a Reading: MemAvailable, the apps and their tree RSS (or
+// reported figures). With cached set, an app whose process is the one the
+// last read measured keeps that RSS instead of being measured again, and
+// no Reporter is asked. reported holds the figures Check read before it
+// took m.mu. When MemAvailable cannot be read, the returned policy has no
+// floor, so the budget still works.
+func (m *Monitor) read(ctx context.Context, cached bool, reported map[string]reported) (Reading, Policy) {
 	policy := m.cfg.Policy
 	var r Reading
 	var err error
@@ -99,34 +113,123 @@ func (m *Monitor) read(cached bool) (Reading, Policy) {
 		last = *ms
 	}
 	measured := make(map[string]measuredRSS)
+	var reporting []reportingApp
 	for i, a := range apps {
 		r.Apps[i].AppUsage = a
-		if a.Pid <= 0 {
+		if a.Pid <= 0 && len(a.Reporters) == 0 {
 			continue
 		}
+		mr := measuredRSS{pid: a.Pid, reporters: len(a.Reporters)}
 		switch c, ok := last[a.Name]; {
+		case len(a.Reporters) > 0:
+			ra := reportingApp{name: a.Name, pid: a.Pid, reps: a.Reporters}
+			reporting = append(reporting, ra)
+			f, fresh := reported[a.Name]
+			mr.rss = m.reportedRSS(ctx, ra, cached, f, fresh, c, ok)
 		case len(a.Pids) > 1:
 			// Several instances: their sum, measured afresh (the cache
 			// knows one pid per app).
 			for _, pid := range a.Pids {
 				rss, _ := w.treeRSS(pid)
-				r.Apps[i].RSS += rss
+				mr.rss += rss
 			}
-		case cached && ok && c.pid == a.Pid:
-			r.Apps[i].RSS = c.rss
+			mr.pid = -1 // a sum over instances: never reused as one pid's
+		case cached && ok && c.pid == a.Pid && c.reporters == 0:
+			mr.rss = c.rss
 		default:
 			// An error means the process just exited: nothing to free.
-			r.Apps[i].RSS, _ = w.treeRSS(a.Pid)
+			mr.rss, _ = w.treeRSS(a.Pid)
 		}
-		mr := measuredRSS{pid: a.Pid, rss: r.Apps[i].RSS}
-		if len(a.Pids) > 1 {
-			mr.pid = -1 // a sum over instances: never reused as one pid's
-		}
+		r.Apps[i].RSS = mr.rss
 		measured[a.Name] = mr
 	}
 	m.measured.Store(&measured)
+	m.reporting.Store(&reporting)
 	m.trackPeaks(r)
 	return r, policy
+}
+
+// reportingApp is an app whose instances report their memory.
+type reportingApp struct {
+	name string
+	pid  int
+	reps []Reporter
+}
+
+// reported is the sum of an app's reported figures, and the run it was
+// read for.
+type reported struct {
+	pid, reporters int
+	bytes          int64
+	err            error
+}
+
+// report asks every Reporter of apps for its figure, all at once and
+// bounded by ReportTimeout, and returns each app's sum.
+func (m *Monitor) report(ctx context.Context, apps []reportingApp) map[string]reported {
+	if len(apps) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.ReportTimeout)
+	defer cancel()
+	figures := make([][]uint64, len(apps))
+	errs := make([][]error, len(apps))
+	var wg sync.WaitGroup
+	for i, a := range apps {
+		figures[i], errs[i] = make([]uint64, len(a.reps)), make([]error, len(a.reps))
+		for j, rep := range a.reps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				figures[i][j], errs[i][j] = rep.MemoryBytes(ctx)
+			}()
+		}
+	}
+	wg.Wait()
+	out := make(map[string]reported, len(apps))
+	for i, a := range apps {
+		f := reported{pid: a.pid, reporters: len(a.reps)}
+		for j := range a.reps {
+			f.bytes += int64(min(figures[i][j], math.MaxInt64/2))
+			f.err = cmp.Or(f.err, errs[i][j])
+		}
+		out[a.name] = f
+	}
+	return out
+}
+
+// reportedRSS returns the memory of an app whose instances report it: the
+// figures Check read for this run (f, when fresh), else, outside MakeRoom,
+// figures asked for now (the run began since the last check). MakeRoom asks
+// no Reporter: it keeps the last read's figure for the same run, or takes
+// the app's last peak for a run not yet measured. When a Reporter fails,
+// the last figure for the same run stands (0 for a new run), with a warning
+// once per failing streak. last is what the last read measured (ok when it
+// measured the app). Caller holds m.mu.
+func (m *Monitor) reportedRSS(ctx context.Context, a reportingApp, cached bool, f reported, fresh bool, last measuredRSS, ok bool) int64 {
+	sameRun := ok && last.pid == a.pid && last.reporters == len(a.reps)
+	switch {
+	case fresh && f.pid == a.pid && f.reporters == len(a.reps):
+	case cached && sameRun:
+		return last.rss
+	case cached:
+		return m.peakLocked(a.name)
+	default:
+		f = m.report(ctx, []reportingApp{a})[a.name]
+	}
+	if f.err != nil {
+		if !m.reportFailing[a.name] {
+			m.log.Warn("reading the memory an app reports; counting its last figure until it works again",
+				"app", a.name, "err", f.err)
+		}
+		m.reportFailing[a.name] = true
+		if sameRun {
+			return last.rss
+		}
+		return 0
+	}
+	delete(m.reportFailing, a.name)
+	return f.bytes
 }
 
 // trackPeaks records each running app's peak RSS and ends the runs of apps
@@ -134,26 +237,32 @@ func (m *Monitor) read(cached bool) (Reading, Policy) {
 func (m *Monitor) trackPeaks(r Reading) {
 	seen := make(map[string]bool, len(m.peaks))
 	for _, a := range r.Apps {
+		run := a.runID()
 		p := m.peaks[a.Name]
 		if p == nil {
-			if a.Pid == 0 {
+			if run == 0 {
 				continue // never seen running: nothing to remember
 			}
 			p = &peak{}
 			m.peaks[a.Name] = p
 		}
 		seen[a.Name] = true
-		if p.pid != 0 && p.pid != a.Pid { // the run we watched ended
+		if p.pid != 0 && p.pid != run { // the run we watched ended
 			p.lastRun, p.pid, p.run = p.run, 0, 0
 		}
-		if a.Pid != 0 {
-			p.pid = a.Pid
+		if run != 0 {
+			p.pid = run
 			p.run = max(p.run, a.RSS)
 		}
 	}
 	for name := range m.peaks {
 		if !seen[name] {
 			delete(m.peaks, name)
+		}
+	}
+	for name := range m.reportFailing {
+		if !seen[name] {
+			delete(m.reportFailing, name)
 		}
 	}
 }

@@ -177,6 +177,66 @@ func TestLowAvailableMemoryStopsAppsUntilAboveFloor(t *testing.T) {
 	checkOnlyStopped(t, apps, "a")
 }
 
+// A stop that frees less than the app's RSS promised (here: something else
+// takes 32 MiB of what a gave back) leaves memory above the floor but short
+// of the margin; the shortage goes on and the next check stops b. Once past
+// the margin it is over: the same reading between floor and margin then
+// stops nothing.
+func TestFloorShortageStopsUntilPastTheMargin(t *testing.T) {
+	apps := newTestApps(t)
+	rss := map[string]int64{}
+	for i, name := range []string{"a", "b", "c"} {
+		rss[name] = apps.start(name, 64, AppUsage{LastActive: time.Now().Add(time.Duration(i-10) * time.Minute)})
+	}
+	floor, margin := int64(1<<30), int64(32*mib)
+	mach := &machine{apps: apps}
+	var once sync.Once
+	apps.afterStop = func(string) {
+		// a's stop gives back a's RSS, but all other than 32 MiB of it is
+		// taken at once: available memory ends 16 MiB above the floor.
+		once.Do(func() { mach.free.Add(-(rss["a"] - 32*mib)) })
+	}
+	mach.free.Store(floor - 16*mib + rss["a"] + rss["b"] + rss["c"]) // 16 MiB below the floor
+	_, logs := runMonitor(t, MonitorConfig{Policy: Policy{MinAvailableBytes: floor, Margin: margin}, Reader: mach, Apps: apps})
+	waitFor(t, "two memory stops", func() bool { stopped, _ := apps.stops(); return len(stopped) >= 2 })
+	apps.waitSnapshots(5)
+	if stopped, _ := apps.stops(); !slices.Equal(stopped, []string{"a", "b"}) {
+		t.Fatalf("stopped %v, want a then b (a freed too little)", stopped)
+	}
+	waitFor(t, "the end of the shortage logged", func() bool { return strings.Contains(logs.String(), "memory shortage over") })
+	// 16 MiB above the floor again, short of the margin, but no shortage
+	// is under way: nothing is stopped.
+	mach.free.Add(-rss["b"])
+	apps.waitSnapshots(5)
+	if stopped, _ := apps.stops(); len(stopped) != 2 {
+		t.Fatalf("stopped %v between floor and margin outside a shortage", stopped)
+	}
+}
+
+// Over budget, a stops; meanwhile d starts, and the sum lands under the
+// budget but over budget-margin: the shortage goes on until b stops too.
+func TestBudgetShortageStopsUntilUnderTheMargin(t *testing.T) {
+	apps := newTestApps(t)
+	var sum int64
+	rss := map[string]int64{}
+	for i, name := range []string{"a", "b", "c"} {
+		rss[name] = apps.start(name, 64, AppUsage{LastActive: time.Now().Add(time.Duration(i-10) * time.Minute)})
+		sum += rss[name]
+	}
+	d := startHelper(t, 40, false) // 24 MiB less than a: the sum ends 16 MiB under budget
+	var once sync.Once
+	apps.afterStop = func(string) {
+		once.Do(func() { apps.add("d", d, 40, AppUsage{LastActive: time.Now()}) })
+	}
+	budget := sum - 8*mib
+	runMonitor(t, MonitorConfig{Policy: Policy{Budget: budget, Margin: 32 * mib}, Reader: plenty{}, Apps: apps})
+	waitFor(t, "two memory stops", func() bool { stopped, _ := apps.stops(); return len(stopped) >= 2 })
+	apps.waitSnapshots(5)
+	if stopped, _ := apps.stops(); !slices.Equal(stopped, []string{"a", "b"}) {
+		t.Fatalf("stopped %v, want a then b (d took what a freed)", stopped)
+	}
+}
+
 func TestMemoryMaxRestartsIdleApp(t *testing.T) {
 	apps := newTestApps(t)
 	rss := apps.start("leaky", 64, AppUsage{LastActive: time.Now()})
@@ -339,5 +399,70 @@ func TestLastRSSReportsTheLastCheck(t *testing.T) {
 	m.Check(context.Background())
 	if got := m.LastRSS("a"); got != 0 {
 		t.Fatalf("LastRSS of a stopped app = %d", got)
+	}
+}
+
+// psiFeed is a PSI reading the test sets: the kernel's cannot be made to
+// stall on demand.
+type psiFeed struct {
+	psi   PSI
+	ok    bool
+	err   error
+	reads int
+}
+
+func (f *psiFeed) read() (PSI, bool, error) {
+	f.reads++
+	return f.psi, f.ok, f.err
+}
+
+func TestNextIntervalIsFastWhileTasksStallOnMemory(t *testing.T) {
+	feed := &psiFeed{ok: true, psi: PSI{SomeTotal: 1000}}
+	m := NewMonitor(MonitorConfig{Apps: newTestApps(t), Interval: time.Second, FastInterval: 100 * time.Millisecond})
+	m.readPSI = feed.read
+	if got := m.nextInterval(); got != time.Second {
+		t.Fatalf("first look (nothing to compare with) = %v, want the interval", got)
+	}
+	// 10 s of stall since the last look, which was well under 10 s ago.
+	feed.psi.SomeTotal += 10_000_000
+	if got := m.nextInterval(); got != 100*time.Millisecond {
+		t.Fatalf("while stalled = %v, want the fast interval", got)
+	}
+	// No stall since: back to the interval.
+	if got := m.nextInterval(); got != time.Second {
+		t.Fatalf("after the stall = %v, want the interval", got)
+	}
+	// A stall counter that went backwards counts as none.
+	feed.psi.SomeTotal = 10
+	if got := m.nextInterval(); got != time.Second {
+		t.Fatalf("after the counter went back = %v, want the interval", got)
+	}
+}
+
+func TestNextIntervalWithoutPSI(t *testing.T) {
+	tests := []struct {
+		name  string
+		feed  psiFeed
+		share float64
+		reads int
+	}{
+		{"KernelWithoutPSI", psiFeed{ok: false}, 0, 2},
+		{"ReadError", psiFeed{err: errors.New("reading memory pressure: permission denied")}, 0, 2},
+		{"PSIIgnored", psiFeed{ok: true}, -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMonitor(MonitorConfig{Apps: newTestApps(t), Interval: time.Second, FastInterval: time.Millisecond, PSIStallShare: tt.share})
+			m.readPSI = tt.feed.read
+			for range 2 {
+				tt.feed.psi.SomeTotal += 10_000_000 // would be a stall, were it read
+				if got := m.nextInterval(); got != time.Second {
+					t.Fatalf("nextInterval = %v, want the interval", got)
+				}
+			}
+			if tt.feed.reads != tt.reads {
+				t.Errorf("PSI read %d times, want %d", tt.feed.reads, tt.reads)
+			}
+		})
 	}
 }

@@ -73,10 +73,24 @@ func (p Policy) margin(limit int64) int64 {
 	return limit / 20
 }
 
+// Shortage says which limits memory is short of. The Monitor carries it
+// from one check to the next: a limit once crossed stays short until memory
+// is back past its margin (above floor+Margin, under Budget-Margin), so that
+// stops which freed less than their RSS promised are followed by more stops
+// at the next check, not by nothing until the limit is crossed again.
+type Shortage struct {
+	// Floor: MemAvailable went below min_available.
+	Floor bool
+	// Budget: the apps' total tree RSS went over budget.
+	Budget bool
+}
+
 // shortage returns how many bytes must be freed for the reading, with
-// extra bytes about to be used by an app that starts, and why. need is 0
-// when memory is neither below the floor nor over budget.
-func (p Policy) shortage(r Reading, extra int64) (need int64, cause Cause) {
+// extra bytes about to be used by an app that starts, and why; during is
+// the shortage the previous check left, now the shortage after this
+// reading. need is 0 when memory is neither below the floor nor over budget
+// (nor, for a limit in during, short of its margin).
+func (p Policy) shortage(r Reading, extra int64, during Shortage) (need int64, cause Cause, now Shortage) {
 	avail, sum := r.Available-extra, extra
 	for _, a := range r.Apps {
 		if a.Stopping {
@@ -85,26 +99,36 @@ func (p Policy) shortage(r Reading, extra int64) (need int64, cause Cause) {
 		}
 		sum += a.RSS
 	}
-	if floor := p.Floor(r.Total); floor > 0 && avail < floor {
-		need, cause = floor+p.margin(floor)-avail, CauseFloor
-	}
-	if p.Budget > 0 && sum > p.Budget {
-		if n := sum - (p.Budget - p.margin(p.Budget)); n > need {
-			need, cause = n, CauseBudget
+	if floor := p.Floor(r.Total); floor > 0 {
+		target := floor + p.margin(floor)
+		if avail < floor || during.Floor && avail < target {
+			now.Floor = true
+			need, cause = target-avail, CauseFloor
 		}
 	}
-	return need, cause
+	if p.Budget > 0 {
+		target := p.Budget - p.margin(p.Budget)
+		if sum > p.Budget || during.Budget && sum > target {
+			now.Budget = true
+			if n := sum - target; n > need {
+				need, cause = n, CauseBudget
+			}
+		}
+	}
+	return need, cause, now
 }
 
 // Victims returns the apps to stop, in order, to bring memory back above
-// the floor plus margin and under the budget minus margin. Each victim's
-// RSS counts as freed. Never an always app; apps without open connections
-// before apps with; lower memory_priority first; least recently active
-// first. Apps with open connections are chosen only when the others do not
-// free enough, flagged LastResort. The list may free less than needed when
-// no more apps can be stopped.
-func (p Policy) Victims(r Reading) []Stop {
-	need, cause := p.shortage(r, 0)
+// the floor plus margin and under the budget minus margin. during is the
+// shortage the previous check left (the zero Shortage for none): a limit in
+// it is short until its margin is reached, not only once crossed. Each
+// victim's RSS counts as freed. Never an always app; apps without open
+// connections before apps with; lower memory_priority first; least
+// recently active first. Apps with open connections are chosen only when
+// the others do not free enough, flagged LastResort. The list may free less
+// than needed when no more apps can be stopped.
+func (p Policy) Victims(r Reading, during Shortage) []Stop {
+	need, cause, _ := p.shortage(r, 0, during)
 	return pick(r, need, cause, "", true)
 }
 
@@ -117,7 +141,7 @@ func (p Policy) MakeRoom(r Reading, app string, expected int64) []Stop {
 	if expected <= 0 {
 		return nil
 	}
-	need, _ := p.shortage(r, expected)
+	need, _, _ := p.shortage(r, expected, Shortage{})
 	return pick(r, need, CauseMakeRoom, app, false)
 }
 

@@ -207,7 +207,7 @@ func TestVictims(t *testing.T) {
 			if avail == 0 {
 				avail = 900 * mib
 			}
-			stops := tt.policy.Victims(Reading{Available: avail, Total: 1000 * mib, Apps: tt.apps})
+			stops := tt.policy.Victims(Reading{Available: avail, Total: 1000 * mib, Apps: tt.apps}, Shortage{})
 			if got := names(stops); !slices.Equal(got, tt.want) {
 				t.Fatalf("victims = %v, want %v", got, tt.want)
 			}
@@ -230,9 +230,49 @@ func TestVictimsFlagConnectionsCut(t *testing.T) {
 	p := Policy{Budget: 100 * mib, Margin: 1}
 	stops := p.Victims(Reading{Available: 900 * mib, Total: 1000 * mib, Apps: []AppReading{
 		with(app("busy", 200, 1), func(a *AppReading) { a.Connections = 7 }),
-	}})
+	}}, Shortage{})
 	if len(stops) != 1 || !stops[0].LastResort || stops[0].Connections != 7 {
 		t.Fatalf("stops = %+v, want busy as last resort cutting 7 connections", stops)
+	}
+}
+
+// Between the limit and its margin, only a shortage already under way stops
+// apps: that is the hysteresis across checks.
+func TestShortageLastsUntilPastTheMargin(t *testing.T) {
+	floor := Policy{MinAvailableBytes: 100 * mib, Margin: 20 * mib}
+	budget := Policy{Budget: 150 * mib, Margin: 10 * mib}
+	apps := []AppReading{app("a", 30, 3), app("b", 30, 2), app("c", 85, 1)} // 145 MiB
+	tests := []struct {
+		name   string
+		policy Policy
+		avail  int64
+		during Shortage
+		want   []string
+		now    Shortage
+	}{
+		{"FloorBetweenLimitAndMarginWithoutShortage", floor, 110 * mib, Shortage{}, nil, Shortage{}},
+		{"FloorBetweenLimitAndMarginDuringShortage", floor, 110 * mib, Shortage{Floor: true}, []string{"a"}, Shortage{Floor: true}},
+		{"FloorPastTheMarginEndsShortage", floor, 120 * mib, Shortage{Floor: true}, nil, Shortage{}},
+		{"FloorCrossed", floor, 90 * mib, Shortage{}, []string{"a"}, Shortage{Floor: true}},
+		{"BudgetBetweenLimitAndMarginWithoutShortage", budget, 900 * mib, Shortage{}, nil, Shortage{}},
+		{"BudgetBetweenLimitAndMarginDuringShortage", budget, 900 * mib, Shortage{Budget: true}, []string{"a"}, Shortage{Budget: true}},
+		{"BudgetShortageDoesNotKeepTheFloorShort", floor, 110 * mib, Shortage{Budget: true}, nil, Shortage{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Reading{Available: tt.avail, Total: 1000 * mib, Apps: apps}
+			if got := names(tt.policy.Victims(r, tt.during)); !slices.Equal(got, tt.want) {
+				t.Errorf("victims = %v, want %v", got, tt.want)
+			}
+			if _, _, now := tt.policy.shortage(r, 0, tt.during); now != tt.now {
+				t.Errorf("shortage after the reading = %+v, want %+v", now, tt.now)
+			}
+		})
+	}
+	// Under budget-margin the budget shortage is over.
+	under := []AppReading{app("a", 30, 3), app("b", 30, 2), app("c", 75, 1)} // 135 < 140
+	if _, _, now := budget.shortage(Reading{Available: 900 * mib, Total: 1000 * mib, Apps: under}, 0, Shortage{Budget: true}); now != (Shortage{}) {
+		t.Errorf("shortage under budget-margin = %+v, want none", now)
 	}
 }
 
@@ -240,7 +280,7 @@ func TestDefaultMarginIsFivePercent(t *testing.T) {
 	p := Policy{Budget: 200 * mib} // margin 10 MiB: stop until sum <= 190
 	apps := []AppReading{app("a", 100, 1), app("b", 95, 2), app("c", 6, 3)}
 	// 201 MiB; stopping c leaves 195 > 190, so b goes too.
-	if got := names(p.Victims(Reading{Available: 900 * mib, Total: 1000 * mib, Apps: apps})); !slices.Equal(got, []string{"c", "b"}) {
+	if got := names(p.Victims(Reading{Available: 900 * mib, Total: 1000 * mib, Apps: apps}, Shortage{})); !slices.Equal(got, []string{"c", "b"}) {
 		t.Fatalf("victims = %v, want [c b]", got)
 	}
 }

@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -41,11 +42,11 @@ func New(apps func() []admin.App) *Metrics {
 		reg:       prometheus.NewRegistry(),
 		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynapm_app_starts_total",
-			Help: "Program starts, by reason: connection, cron, manual, boot, restart.",
+			Help: "Program starts, by reason: " + strings.Join(startReasons, ", ") + ".",
 		}, []string{"app", "reason"}),
 		stops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynapm_app_stops_total",
-			Help: "Program stops, by reason: idle, memory, manual, crash, reload, shutdown.",
+			Help: "Program stops and exits, by reason: " + strings.Join(stopReasons, ", ") + ".",
 		}, []string{"app", "reason"}),
 		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dynapm_app_cold_start_seconds",
@@ -76,14 +77,16 @@ func New(apps func() []admin.App) *Metrics {
 // Registry is where the metrics are registered, for serving or testing.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// AppStarted counts a program start; reason is what caused it.
+// AppStarted counts a program start; reason is what caused it, in the
+// lifecycle manager's words, counted under one of a fixed set of labels
+// (startReasons).
 func (m *Metrics) AppStarted(app, reason string) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.forgottenLocked(app) {
 		return
 	}
-	m.starts.WithLabelValues(app, reason).Inc()
+	m.starts.WithLabelValues(app, startLabel(reason)).Inc()
 }
 
 // AppReady records how long the program took from spawn to ready.
@@ -96,14 +99,16 @@ func (m *Metrics) AppReady(app string, coldStart time.Duration) {
 	m.coldStart.WithLabelValues(app).Observe(coldStart.Seconds())
 }
 
-// AppStopped counts a program stop (or exit: reason "crash").
+// AppStopped counts a program stop (or exit: reason "crash"); reason, in
+// the lifecycle manager's words, is counted under one of a fixed set of
+// labels (stopReasons).
 func (m *Metrics) AppStopped(app, reason string) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.forgottenLocked(app) {
 		return
 	}
-	m.stops.WithLabelValues(app, reason).Inc()
+	m.stops.WithLabelValues(app, stopLabel(reason)).Inc()
 }
 
 // ConnectionClosed counts a finished spliced connection and its bytes: in

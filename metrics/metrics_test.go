@@ -2,10 +2,12 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,7 +51,7 @@ func scrape(t *testing.T, addr string) string {
 
 func serve(t *testing.T, m *Metrics) *Server {
 	t.Helper()
-	s, err := Serve("127.0.0.1:0", m, nil)
+	s, err := Serve("127.0.0.1:0", "", m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +138,15 @@ func TestScrapeAfterAWakeAndAnIdleStop(t *testing.T) {
 	requireLines(t, scrape(t, s.Addr()), `dynapm_app_starts_total{app="web",reason="connection"} 1`)
 }
 
-func TestServeReportsABusyAddress(t *testing.T) {
+func TestServeReportsABusyAddressAndItsSetting(t *testing.T) {
 	m := New(func() []admin.App { return nil })
 	s := serve(t, m)
-	if _, err := Serve(s.Addr(), m, nil); err == nil {
+	_, err := Serve(s.Addr(), "setting `metrics` in /etc/dynapm.yaml", m, nil)
+	if err == nil {
 		t.Fatal("second Serve on the same address succeeded")
+	}
+	want := "listening for metrics on " + s.Addr() + " (setting `metrics` in /etc/dynapm.yaml): "
+	if !strings.HasPrefix(err.Error(), want) || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("err = %v, want it to start %q and wrap EADDRINUSE", err, want)
 	}
 }

@@ -20,14 +20,19 @@ type Server struct {
 }
 
 // Serve listens on addr (host:port) and serves m at /metrics until
-// Shutdown.
-func Serve(addr string, m *Metrics, logger *slog.Logger) (*Server, error) {
+// Shutdown. setting says where addr was configured ("setting `metrics` in
+// /etc/dynapm.yaml"), so that an address that cannot be listened on points
+// the operator at what to change; "" leaves it out.
+func Serve(addr, setting string, m *Metrics, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listening for metrics: %w", err)
+		if setting != "" {
+			return nil, fmt.Errorf("listening for metrics on %s (%s): %w", addr, setting, err)
+		}
+		return nil, fmt.Errorf("listening for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{

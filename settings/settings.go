@@ -31,6 +31,9 @@ type Settings struct {
 	Log     Log
 	Memory  Memory
 	AppLogs AppLogs
+	// File is the settings file these were read from, "" for none: errors
+	// about a setting name it.
+	File string
 }
 
 // AppLogs configures the rotation of the apps' logs, STATE/logs/NAME.log.
@@ -116,6 +119,7 @@ func Load(path string) (Settings, error) {
 	if err != nil {
 		return s, err
 	}
+	s.File = path
 	d := &decoder{file: path}
 	d.keys("", raw, topKeys)
 	base := filepath.Dir(path)

@@ -77,6 +77,7 @@ compress = true
 			Log:      Log{"json", "debug"},
 			Memory:   Memory{MinAvailableBytes: 512 << 20, Budget: 4 << 30, Interval: 250 * time.Millisecond},
 			AppLogs:  AppLogs{MaxSize: 50 << 20, Keep: 0, Compress: true},
+			File:     p,
 		}
 		if s != want {
 			t.Errorf("%s: got %+v, want %+v", name, s, want)
@@ -205,6 +206,7 @@ memory:
 		Metrics: "127.0.0.1:9464", Log: Log{"text", "info"},
 		Memory:  Memory{MinAvailablePercent: 10, Budget: 4 << 30, Interval: time.Second},
 		AppLogs: Default().AppLogs,
+		File:    p,
 	}
 	if s != want {
 		t.Errorf("got %+v, want %+v", s, want)
