@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,6 +62,61 @@ func TestDockerStoppedOutsideIsNoticed(t *testing.T) {
 	if got := echo(t, up, "again"); got != "again" {
 		t.Fatalf("echo after the restart = %q", got)
 	}
+}
+
+func TestDockerStopKillsAfterStopTimeout(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	// The program ignores SIGTERM: only the engine's SIGKILL, due
+	// stop_timeout after the stop signal, ends it.
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-ignore-term")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "stop_timeout: 1s\n", name))})
+	_, release := h.Wake()
+	release()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	began := time.Now()
+	if err := h.M.Stop(ctx, "app", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if running(t, name) {
+		t.Fatal("container still runs after the stop")
+	}
+	if code := docker(t, "inspect", "-f", "{{.State.ExitCode}}", name); code != "137" {
+		t.Errorf("exit code = %s, want 137: the program ignores SIGTERM, only SIGKILL ends it", code)
+	}
+	// The engine's kill events say when each signal went: SIGKILL must
+	// follow SIGTERM by stop_timeout. (The stop's own duration proves
+	// little: tearing a container down takes about a second anyway.)
+	sent := killSignals(t, name, began)
+	term, kill := sent["15"], sent["9"]
+	if term.IsZero() || kill.IsZero() {
+		t.Fatalf("kill events = %v, want SIGTERM (15) then SIGKILL (9)", sent)
+	}
+	if gap := kill.Sub(term); gap < 900*time.Millisecond {
+		t.Errorf("SIGKILL came %v after SIGTERM, want about stop_timeout (1s) at least", gap)
+	}
+}
+
+// killSignals returns when the engine first sent each signal (by number)
+// to container name since the given time, from its kill events.
+func killSignals(t *testing.T, name string, since time.Time) map[string]time.Time {
+	t.Helper()
+	out := docker(t, "events", "--since", sinceNano(since.UnixNano()), "--until", sinceNano(time.Now().UnixNano()),
+		"--filter", "container="+name, "--filter", "event=kill", "--format", "{{.TimeNano}} {{.Actor.Attributes.signal}}")
+	sent := make(map[string]time.Time)
+	for _, line := range strings.Split(out, "\n") {
+		ns, sig, ok := strings.Cut(line, " ")
+		n, err := strconv.ParseInt(ns, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		if _, seen := sent[sig]; !seen {
+			sent[sig] = time.Unix(0, n)
+		}
+	}
+	return sent
 }
 
 func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
