@@ -37,6 +37,10 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 	if len(spec.Containers) == 0 {
 		return nil, fmt.Errorf("starting app %q: driver: docker needs container names", spec.Name)
 	}
+	stopSig, err := d.stopSignal(ctx, spec.StopSignal)
+	if err != nil {
+		return nil, explain("starting", spec.Name, "container", spec.Containers[0], err)
+	}
 	p := &containerProcess{
 		driver: d,
 		app:    spec.Name,
@@ -78,7 +82,7 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 			// started, newest first.
 			for j := i - 1; j >= 0; j-- {
 				if !wasRunning[j] {
-					_ = d.c.stopContainer(context.Background(), p.ids[j], timeoutSeconds(spec.StopTimeout))
+					_ = d.c.stopContainer(context.Background(), p.ids[j], stopSig, timeoutSeconds(spec.StopTimeout))
 				}
 			}
 			p.cancel()
@@ -90,6 +94,29 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 		p.pid = info.State.Pid
 	}
 	return p, nil
+}
+
+// errStopSignal: the engine cannot stop a container with the app's
+// stop_signal (its API is older than signalAPI).
+var errStopSignal = errors.New("the Docker Engine cannot stop a container with a chosen signal")
+
+// stopSignal returns the signal the engine's stop is to send for an app's
+// stop_signal sig: 0, the container's own (its STOPSIGNAL, SIGTERM
+// unless the image or docker create says otherwise), for the default
+// SIGTERM; sig otherwise, which an engine older than signalAPI cannot
+// send (errStopSignal).
+func (d *ContainerDriver) stopSignal(ctx context.Context, sig syscall.Signal) (syscall.Signal, error) {
+	if sig == 0 || sig == syscall.SIGTERM {
+		return 0, nil
+	}
+	v, err := d.c.apiVersion(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !apiAtLeast(v, signalAPI) {
+		return 0, fmt.Errorf("%w: it speaks API %s, and stop_signal %v (%d) needs %s (Docker 23 or later)", errStopSignal, v, sig, int(sig), signalAPI)
+	}
+	return sig, nil
 }
 
 // Running reports whether every container of spec runs.
@@ -233,21 +260,25 @@ func (p *containerProcess) MemoryBytes(ctx context.Context) (uint64, error) {
 	return total, nil
 }
 
-// Stop stops the containers in reverse order, each with its own stop
-// signal (the image's STOPSIGNAL; sig is not used: the engine API takes no
-// signal before version 1.42) and SIGKILL after timeout. Safe to call more
-// than once.
-func (p *containerProcess) Stop(_ syscall.Signal, timeout time.Duration) error {
+// Stop stops the containers in reverse order with sig (the app's
+// stop_signal; the default SIGTERM means each container's own, see
+// stopSignal) and SIGKILL after timeout. Safe to call more than once.
+func (p *containerProcess) Stop(sig syscall.Signal, timeout time.Duration) error {
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
 		p.stopping = true
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout+stopCallGrace)
 		defer cancel()
+		engineSig, err := p.driver.stopSignal(ctx, sig)
+		if err != nil {
+			// Start refused such a stop_signal; a reload changed it since.
+			p.log.Warn("stopping the containers with their own stop signal", "err", err)
+		}
 		var errs []error
 		for i := len(p.ids) - 1; i >= 0; i-- {
 			id := p.ids[i]
-			if err := p.driver.c.stopContainer(ctx, id, timeoutSeconds(timeout)); err != nil && !errors.Is(err, errNotFound) {
+			if err := p.driver.c.stopContainer(ctx, id, engineSig, timeoutSeconds(timeout)); err != nil && !errors.Is(err, errNotFound) {
 				errs = append(errs, explain("stopping", p.app, "container", p.names[id], err))
 			}
 		}

@@ -119,6 +119,80 @@ func killSignals(t *testing.T, name string, since time.Time) map[string]time.Tim
 	return sent
 }
 
+// stopWith wakes app, stops it and returns the container's exit code and
+// the signals the engine sent it.
+func stopWith(t *testing.T, h *harness, name string) (string, map[string]time.Time) {
+	t.Helper()
+	_, release := h.Wake()
+	release()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	began := time.Now()
+	if err := h.M.Stop(ctx, "app", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	return docker(t, "inspect", "-f", "{{.State.ExitCode}}", name), killSignals(t, name, began)
+}
+
+// testapp exits 0 on SIGTERM; on SIGQUIT Go's runtime makes it exit 2.
+const quitExitCode = "2"
+
+func TestDockerStopSignalIsSent(t *testing.T) {
+	needImages(t)
+	if v := engineAPI(t); !apiAtLeast(v, signalAPI) {
+		t.Skipf("this engine speaks API %s: stopping with a chosen signal needs %s (TestDockerStopSignalOnOldEngineIsRefused runs instead)", v, signalAPI)
+	}
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "stop_signal: SIGQUIT\nstop_timeout: 5s\n", name))})
+	code, sent := stopWith(t, h, name)
+	if code != quitExitCode {
+		t.Errorf("exit code = %s, want %s (SIGQUIT); signals sent: %v", code, quitExitCode, sent)
+	}
+	if _, ok := sent["3"]; !ok {
+		t.Errorf("signals sent = %v, want SIGQUIT (3)", sent)
+	}
+}
+
+func TestDockerStopSignalOnOldEngineIsRefused(t *testing.T) {
+	needImages(t)
+	v := engineAPI(t)
+	if apiAtLeast(v, signalAPI) {
+		t.Skipf("this engine speaks API %s: it takes a stop signal (TestDockerStopSignalIsSent runs instead)", v)
+	}
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "stop_signal: SIGQUIT\n", name))})
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	err := h.M.Start(ctx, "app", "manual")
+	if !errors.Is(err, lifecycle.ErrStartFailed) {
+		t.Fatalf("Start = %v, want a failed start", err)
+	}
+	for _, want := range []string{`starting app "app"`, "cannot stop a container with a chosen signal", "API " + v, "stop_signal quit (3) needs " + signalAPI,
+		"docker create --stop-signal", "upgrade Docker"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Start = %v, want it to contain %q", err, want)
+		}
+	}
+	if running(t, name) {
+		t.Error("the container was started although it could not be stopped as the app file says")
+	}
+}
+
+func TestDockerDefaultStopSignalIsTheContainersOwn(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainerWith(t, []string{"--stop-signal", "SIGQUIT"}, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	if code, sent := stopWith(t, h, name); code != quitExitCode {
+		t.Errorf("exit code = %s, want %s: the container's own SIGQUIT, not SIGTERM; signals sent: %v", code, quitExitCode, sent)
+	}
+}
+
 func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
 	needImages(t)
 	port := testutil.FreePort(t)

@@ -50,6 +50,20 @@ func needEngine(t *testing.T) {
 	}
 }
 
+// engineAPI returns the API version the engine speaks.
+func engineAPI(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	c := newClient(hostFromEnv())
+	defer c.http.CloseIdleConnections()
+	v, err := c.apiVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // docker runs the docker command and returns its trimmed output.
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
@@ -140,6 +154,13 @@ var (
 // when the test ends. It returns the container's name.
 func createContainer(t *testing.T, image string, hostPort int, args ...string) string {
 	t.Helper()
+	return createContainerWith(t, nil, image, hostPort, args...)
+}
+
+// createContainerWith is createContainer with more options of docker
+// create (opts) before the image.
+func createContainerWith(t *testing.T, opts []string, image string, hostPort int, args ...string) string {
+	t.Helper()
 	containerMu.Lock()
 	containerSeq++
 	name := fmt.Sprintf("dynapm-test-%d-%d", os.Getpid(), containerSeq)
@@ -151,7 +172,8 @@ func createContainer(t *testing.T, image string, hostPort int, args ...string) s
 			t.Errorf("removing container %s: %v\n%s", name, err, out)
 		}
 	})
-	createArgs := []string{"create", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", hostPort), image}
+	createArgs := append([]string{"create", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", hostPort)}, opts...)
+	createArgs = append(createArgs, image)
 	docker(t, append(createArgs, args...)...)
 	return name
 }
