@@ -13,19 +13,30 @@ import (
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
-// ContainerDriver runs driver: docker apps. It satisfies lifecycle.Driver
-// and lifecycle.RunningChecker; its Processes satisfy
-// lifecycle.ReadyChecker and lifecycle.MemoryReporter.
+// ContainerDriver runs driver: docker apps. It satisfies lifecycle.Driver,
+// lifecycle.RunningChecker and lifecycle.OutsideStartWatcher; its
+// Processes satisfy lifecycle.ReadyChecker and lifecycle.MemoryReporter.
 type ContainerDriver struct {
 	cfg Config
 	c   *client
+
+	mu      sync.Mutex
+	adopter lifecycle.Adopter
+	apps    map[string]*knownApp // by app name; see outside.go
+	closed  bool
+	// The watch of container starts (outside.go): watchReady is closed
+	// once its first subscription was answered, watchCancel ends it,
+	// watchWG counts its goroutines.
+	watchReady  chan struct{}
+	watchCancel context.CancelFunc
+	watchWG     sync.WaitGroup
 }
 
 // NewContainerDriver returns the docker driver. It does not contact the
 // engine: an unreachable engine is reported when an app starts.
 func NewContainerDriver(cfg Config) *ContainerDriver {
 	cfg.defaults()
-	return &ContainerDriver{cfg: cfg, c: newClient(cfg.Host)}
+	return &ContainerDriver{cfg: cfg, c: newClient(cfg.Host), apps: make(map[string]*knownApp)}
 }
 
 // Start starts the app's containers in order and returns once the engine
@@ -76,6 +87,10 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 		p.cancel()
 		return nil, explain("starting", spec.Name, "container", spec.Containers[0], fmt.Errorf("following events: %w", err))
 	}
+	// Known as DynaPM's before the containers start: their start events
+	// are not someone else's.
+	d.ensureWatch(ctx)
+	d.learn(spec, p.ids, p)
 	for i, id := range p.ids {
 		if err := d.c.startContainer(ctx, id); err != nil {
 			// Put back what this start changed: stop the containers it
@@ -87,6 +102,7 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 			}
 			p.cancel()
 			p.wg.Wait()
+			d.forget(spec.Name, p)
 			return nil, explain("starting", spec.Name, "container", spec.Containers[i], err)
 		}
 	}
@@ -119,18 +135,32 @@ func (d *ContainerDriver) stopSignal(ctx context.Context, sig syscall.Signal) (s
 	return sig, nil
 }
 
-// Running reports whether every container of spec runs.
+// Running reports whether every container of spec runs. From then on,
+// the driver watches for someone else starting them (outside.go).
 func (d *ContainerDriver) Running(ctx context.Context, spec *appfile.Spec) (bool, error) {
+	d.ensureWatch(ctx)
+	running, ids, err := d.running(ctx, spec)
+	if err != nil {
+		return false, err
+	}
+	d.learn(spec, ids, nil)
+	return running, nil
+}
+
+// running reports whether every container of spec runs, with the ids the
+// containers resolve to.
+func (d *ContainerDriver) running(ctx context.Context, spec *appfile.Spec) (bool, []string, error) {
+	all := len(spec.Containers) > 0
+	ids := make([]string, 0, len(spec.Containers))
 	for _, name := range spec.Containers {
 		info, err := d.c.inspectContainer(ctx, name)
 		if err != nil {
-			return false, explain("inspecting", spec.Name, "container", name, err)
+			return false, nil, explain("inspecting", spec.Name, "container", name, err)
 		}
-		if !info.State.Running {
-			return false, nil
-		}
+		ids = append(ids, info.ID)
+		all = all && info.State.Running
 	}
-	return len(spec.Containers) > 0, nil
+	return all, ids, nil
 }
 
 // containerProcess is one started container app.

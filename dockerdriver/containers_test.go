@@ -328,6 +328,35 @@ func TestDockerAdoptsRunningContainer(t *testing.T) {
 	}
 }
 
+func TestDockerStartedOutsideIsAdoptedAndIdleStopped(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 300ms\n", name))})
+	_, release := h.Wake()
+	release()
+	h.WaitState(lifecycle.Stopped)
+	if running(t, name) {
+		t.Fatal("container still runs after the idle stop")
+	}
+	docker(t, "start", name)
+	adopted := func() bool {
+		logs := h.Logs.String()
+		return strings.Contains(logs, `msg="app started" app=app reason=adopt`)
+	}
+	testutil.Eventually(t, dockerWait, adopted, "the container started outside was not adopted:\n%s", h.Logs)
+	// Adopted, it is stopped when idle like any other.
+	var st lifecycle.AppStatus
+	testutil.Eventually(t, dockerWait, func() bool {
+		st = h.Status()
+		return st.State == lifecycle.Stopped && !running(t, name)
+	}, "adopted container not idle-stopped: %+v", &st)
+	if st.Starts != 2 {
+		t.Errorf("Starts = %d, want 2: the wake, then the adoption (DynaPM's own starts are not adopted)", st.Starts)
+	}
+}
+
 func TestDockerMissingContainerSaysSo(t *testing.T) {
 	needEngine(t)
 	h := newHarness(t, Config{})
