@@ -19,6 +19,10 @@ type testM struct{ m *testing.M }
 
 func (t testM) Run() int {
 	code := t.m.Run()
+	if err := leaveSwarm(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
+	}
 	removeImages()
 	return code
 }
@@ -67,13 +71,20 @@ func engineAPI(t *testing.T) string {
 // docker runs the docker command and returns its trimmed output.
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	out, err := dockerOutput(args...)
 	if err != nil {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return strings.TrimSpace(string(out))
+	return out
+}
+
+// dockerOutput runs the docker command, bounded by dockerWait, and
+// returns its trimmed output.
+func dockerOutput(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }
 
 // Images built by this test binary, named after its pid so that parallel
