@@ -215,11 +215,11 @@ func (p *containerProcess) onEvent(e event) {
 		code := e.Actor.Attributes["exitCode"]
 		switch {
 		case p.oom[id]:
-			p.Finish(fmt.Errorf("container %q was killed by the kernel's OOM killer (exit code %s)", name, code))
+			p.Finish(fmt.Errorf("app %q: container %q was killed by the kernel's OOM killer (exit code %s)", p.app, name, code))
 		case p.killed[id]:
-			p.Finish(fmt.Errorf("container %q was stopped (exit code %s): %w", name, code, lifecycle.ErrStoppedOutside))
+			p.Finish(fmt.Errorf("app %q: container %q was stopped (exit code %s): %w", p.app, name, code, lifecycle.ErrStoppedOutside))
 		default:
-			p.Finish(fmt.Errorf("container %q exited with code %s", name, code))
+			p.Finish(fmt.Errorf("app %q: container %q exited with code %s", p.app, name, code))
 		}
 	}
 }
@@ -232,7 +232,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 			if errors.Is(err, errNotFound) {
 				p.mu.Lock()
 				if !p.stopping {
-					p.Finish(fmt.Errorf("container %q was removed: %w", p.names[id], lifecycle.ErrStoppedOutside))
+					p.Finish(fmt.Errorf("app %q: container %q was removed: %w", p.app, p.names[id], lifecycle.ErrStoppedOutside))
 				}
 				p.mu.Unlock()
 			}
@@ -241,7 +241,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 		if !info.State.Running {
 			p.mu.Lock()
 			if !p.stopping {
-				p.Finish(fmt.Errorf("container %q is not running: %w", p.names[id], lifecycle.ErrStoppedOutside))
+				p.Finish(fmt.Errorf("app %q: container %q is not running: %w", p.app, p.names[id], lifecycle.ErrStoppedOutside))
 			}
 			p.mu.Unlock()
 		}
@@ -259,18 +259,21 @@ func (p *containerProcess) Ready(ctx context.Context) (bool, error) {
 			return false, explain("probing", p.app, "container", p.names[id], err)
 		}
 		if !info.State.Running {
-			return false, fmt.Errorf("container %q is %s", p.names[id], info.State.Status)
+			return false, fmt.Errorf("probing app %q: container %q is %s", p.app, p.names[id], info.State.Status)
 		}
 		if h := info.State.Health; h != nil {
 			switch h.Status {
 			case "healthy":
 				continue
 			case "unhealthy":
-				return false, fmt.Errorf("container %q is unhealthy", p.names[id])
+				return false, fmt.Errorf("probing app %q: container %q is unhealthy", p.app, p.names[id])
 			}
 			return false, nil
 		}
 		if ok, err := listensInside(ctx, info, p.port); !ok {
+			if err != nil {
+				err = fmt.Errorf("probing app %q: container %q: %w", p.app, p.names[id], err)
+			}
 			return false, err
 		}
 	}

@@ -3,6 +3,7 @@ package dockerdriver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -206,8 +207,8 @@ func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
 		st = h.Status()
 		return st.LastError != ""
 	}, "the crash was not recorded: %+v", &st)
-	if !strings.Contains(st.LastError, "exited with code 3") {
-		t.Errorf("LastError = %q, want the container's exit code", st.LastError)
+	if want := `app "app": container "` + name + `" exited with code 3`; !strings.Contains(st.LastError, want) {
+		t.Errorf("LastError = %q, want %q: the app, the container and its exit code", st.LastError, want)
 	}
 }
 
@@ -354,6 +355,38 @@ func TestDockerStartedOutsideIsAdoptedAndIdleStopped(t *testing.T) {
 	}, "adopted container not idle-stopped: %+v", &st)
 	if st.Starts != 2 {
 		t.Errorf("Starts = %d, want 2: the wake, then the adoption (DynaPM's own starts are not adopted)", st.Starts)
+	}
+}
+
+// TestDockerProcessErrorsNameAppAndContainer: what a container process
+// reports after an outside kill (its Err, its Ready) names both.
+func TestDockerProcessErrorsNameAppAndContainer(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	d := NewContainerDriver(Config{})
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	h := newHarness(t, Config{})
+	proc, err := d.Start(ctx, lifecycle.StartRequest{Spec: h.spec(dockerSpec(port, "", name)), Upstream: fmt.Sprintf("127.0.0.1:%d", port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Stop(syscall.SIGTERM, 2*time.Second)
+	docker(t, "kill", name)
+	select {
+	case <-proc.Done():
+	case <-ctx.Done():
+		t.Fatal("the outside kill was not noticed")
+	}
+	want := `app "app": container "` + name + `" was stopped`
+	if err := proc.Err(); !errors.Is(err, lifecycle.ErrStoppedOutside) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Err = %v, want %q wrapping ErrStoppedOutside", err, want)
+	}
+	_, err = proc.(lifecycle.ReadyChecker).Ready(ctx)
+	if want := `probing app "app": container "` + name + `" is exited`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Ready = %v, want %q", err, want)
 	}
 }
 

@@ -166,6 +166,9 @@ func TestSwarmScalesServiceUpOnWakeAndDownOnStop(t *testing.T) {
 	if st.LastError != "" {
 		t.Errorf("LastError = %q, want none: an outside scale-down is not a crash", st.LastError)
 	}
+	if want := `app \"app\": service \"` + svc + `\" was scaled to 0`; !strings.Contains(h.Logs.String(), want) {
+		t.Errorf("log does not say %s:\n%s", want, h.Logs)
+	}
 	up, _ = h.Wake()
 	if got := echo(t, up, "again"); got != "again" {
 		t.Fatalf("echo after the outside scale-down = %q", got)
