@@ -24,14 +24,23 @@ const DefaultReplicas = 1
 // keys it accepts. A driver-specific key under another driver is an error:
 // it would be silently ignored, which hides a wrong driver: line.
 var driverKeys = map[string]struct{ required, allowed []string }{
-	DriverExec:    {required: []string{"command"}, allowed: []string{"command"}},
-	DriverDocker:  {required: []string{"container", "upstream"}, allowed: []string{"container"}},
+	DriverExec:    {required: []string{"command"}, allowed: []string{"command", "stop_signal"}},
+	DriverDocker:  {required: []string{"container", "upstream"}, allowed: []string{"container", "stop_signal"}},
 	DriverSwarm:   {required: []string{"service", "upstream"}, allowed: []string{"service", "replicas"}},
 	DriverCommand: {required: []string{"start", "stop", "upstream"}, allowed: []string{"start", "stop", "check"}},
 }
 
 // driverSpecific are the keys that only some drivers accept.
-var driverSpecific = []string{"command", "container", "service", "replicas", "start", "stop", "check"}
+var driverSpecific = []string{"command", "container", "service", "replicas", "start", "stop", "check", "stop_signal"}
+
+// mismatchHints say, for a key under a driver that does not use it, what
+// does its job there.
+var mismatchHints = map[string]map[string]string{
+	"stop_signal": {
+		DriverSwarm:   "tasks stop with the service's own stop signal (docker service update --stop-signal)",
+		DriverCommand: "the stop command says how the app stops",
+	},
+}
 
 // driverNames lists the drivers for messages, default first.
 var driverNames = []string{DriverExec, DriverDocker, DriverSwarm, DriverCommand}
@@ -73,7 +82,11 @@ func (d *decoder) driverMismatch(driver string, raw map[string]any) {
 				users = append(users, "driver: "+name)
 			}
 		}
-		d.errorf(key, "not used by driver: %s (only by %s)", driver, strings.Join(users, ", "))
+		hint := ""
+		if h := mismatchHints[key][driver]; h != "" {
+			hint = ": " + h
+		}
+		d.errorf(key, "not used by driver: %s (only by %s)%s", driver, strings.Join(users, ", "), hint)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -48,6 +49,11 @@ func TestParseDrivers(t *testing.T) {
 				t.Errorf("spec = %+v", s)
 			}
 		}},
+		{"docker stop_signal", "driver: docker\ncontainer: web\nupstream: '127.0.0.1:2'\nstop_signal: SIGQUIT\n", func(t *testing.T, s *Spec) {
+			if s.StopSignal != syscall.SIGQUIT {
+				t.Errorf("StopSignal = %v, want SIGQUIT", s.StopSignal)
+			}
+		}},
 		{"command without check", "driver: command\nstart: a\nstop: b\nupstream: '127.0.0.1:2'\n", func(t *testing.T, s *Spec) {
 			if s.CheckCommand != nil {
 				t.Errorf("CheckCommand = %q, want none", s.CheckCommand)
@@ -86,6 +92,10 @@ func TestParseDrivers(t *testing.T) {
 		{"command needs start", "driver: command\nstop: x\nupstream: '127.0.0.1:2'\n", "start", "required key is missing"},
 		{"command needs stop", "driver: command\nstart: x\nupstream: '127.0.0.1:2'\n", "stop", "required key is missing"},
 		{"command needs upstream", "driver: command\nstart: x\nstop: y\n", "upstream", "does not choose the port"},
+		{"swarm refuses stop_signal", "driver: swarm\nservice: a\nupstream: '127.0.0.1:2'\nstop_signal: SIGINT\n", "stop_signal",
+			"not used by driver: swarm (only by driver: exec, driver: docker): tasks stop with the service's own stop signal (docker service update --stop-signal)"},
+		{"command refuses stop_signal", "driver: command\nstart: x\nstop: y\nupstream: '127.0.0.1:2'\nstop_signal: SIGTERM\n", "stop_signal",
+			"not used by driver: command (only by driver: exec, driver: docker): the stop command says how the app stops"},
 		{"command empty check", "driver: command\nstart: x\nstop: y\ncheck: ''\nupstream: '127.0.0.1:2'\n", "check", "empty string"},
 	}
 	for _, c := range bad {

@@ -138,7 +138,11 @@ func (d *Driver) Running(ctx context.Context, spec *appfile.Spec) (bool, error) 
 	if len(spec.CheckCommand) == 0 {
 		return false, nil
 	}
-	return d.check(ctx, spec, specEnv(spec))
+	running, err := d.check(ctx, spec, specEnv(spec))
+	if err != nil {
+		return false, fmt.Errorf("checking app %q: %w", spec.Name, err)
+	}
+	return running, nil
 }
 
 // check runs the check command once: exit 0 means running, another exit

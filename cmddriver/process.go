@@ -13,10 +13,6 @@ import (
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
-// errCheckGone is the Err of an app that check reported gone while DynaPM
-// believed it up.
-var errCheckGone = fmt.Errorf("check command reports the app not running: %w", lifecycle.ErrStoppedOutside)
-
 // process is one started command app. It has no process of its own: the
 // app runs wherever its start command put it.
 type process struct {
@@ -62,7 +58,8 @@ func (p *process) watch() {
 		case err != nil:
 			p.log.Warn("checking whether the app runs", "err", err)
 		case !running:
-			p.Finish(errCheckGone)
+			// Gone while DynaPM believed it up: someone stopped it.
+			p.Finish(fmt.Errorf("app %q: check command reports it not running: %w", p.spec.Name, lifecycle.ErrStoppedOutside))
 			return
 		}
 	}

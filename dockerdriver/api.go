@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"syscall"
 )
 
 // containerJSON is the part of GET /containers/{id}/json the drivers read.
@@ -47,11 +49,34 @@ func (c *client) startContainer(ctx context.Context, id string) error {
 	return c.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/start", nil, nil, nil)
 }
 
-// stopContainer stops a container: its stop signal, then SIGKILL after
-// timeoutSec. A stopped container is left alone (304).
-func (c *client) stopContainer(ctx context.Context, id string, timeoutSec int) error {
+// stopContainer stops a container: sig, or its own stop signal when sig
+// is 0, then SIGKILL after timeoutSec. A stopped container is left alone
+// (304). The engine takes sig from API version signalAPI on; the caller
+// checks (an older engine ignores the parameter).
+func (c *client) stopContainer(ctx context.Context, id string, sig syscall.Signal, timeoutSec int) error {
 	q := url.Values{"t": {strconv.Itoa(timeoutSec)}}
+	if sig != 0 {
+		// A number: the engine parses numbers and names alike.
+		q.Set("signal", strconv.Itoa(int(sig)))
+	}
 	return c.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/stop", q, nil, nil)
+}
+
+// signalAPI is the first Engine API version whose container stop takes a
+// signal (Docker 23).
+const signalAPI = "1.42"
+
+// apiAtLeast reports whether API version v ("1.41") is at least want.
+func apiAtLeast(v, want string) bool {
+	parse := func(s string) (int, int, bool) {
+		a, b, ok := strings.Cut(s, ".")
+		major, err1 := strconv.Atoi(a)
+		minor, err2 := strconv.Atoi(b)
+		return major, minor, ok && err1 == nil && err2 == nil
+	}
+	vMajor, vMinor, ok := parse(v)
+	wMajor, wMinor, _ := parse(want)
+	return ok && (vMajor > wMajor || vMajor == wMajor && vMinor >= wMinor)
 }
 
 // statsJSON is the memory part of GET /containers/{id}/stats.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -51,7 +52,7 @@ func withReplicas(spec json.RawMessage, n uint64) (json.RawMessage, error) {
 	mode, _ := m["Mode"].(map[string]any)
 	rep, _ := mode["Replicated"].(map[string]any)
 	if rep == nil {
-		return nil, fmt.Errorf("service is not in replicated mode")
+		return nil, errors.New("not in replicated mode")
 	}
 	rep["Replicas"] = n
 	return json.Marshal(m)

@@ -28,6 +28,9 @@ var (
 	errPermission = errors.New("permission denied on the Docker socket")
 	// errNotFound: the engine answered 404 (no such container or service).
 	errNotFound = errors.New("not found")
+	// errNotManager: the engine answered a Swarm call with 503, not being
+	// a swarm manager (in no swarm, or a worker).
+	errNotManager = errors.New("the Docker Engine is not a swarm manager")
 )
 
 // apiError is a non-2xx answer of the engine.
@@ -41,7 +44,13 @@ func (e *apiError) Error() string {
 }
 
 func (e *apiError) Is(target error) bool {
-	return target == errNotFound && e.Status == http.StatusNotFound
+	switch target {
+	case errNotFound:
+		return e.Status == http.StatusNotFound
+	case errNotManager:
+		return e.Status == http.StatusServiceUnavailable && strings.Contains(e.Message, "not a swarm manager")
+	}
+	return false
 }
 
 // client is a small typed client of the Docker Engine API: only the calls

@@ -13,19 +13,30 @@ import (
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
-// ContainerDriver runs driver: docker apps. It satisfies lifecycle.Driver
-// and lifecycle.RunningChecker; its Processes satisfy
-// lifecycle.ReadyChecker and lifecycle.MemoryReporter.
+// ContainerDriver runs driver: docker apps. It satisfies lifecycle.Driver,
+// lifecycle.RunningChecker and lifecycle.OutsideStartWatcher; its
+// Processes satisfy lifecycle.ReadyChecker and lifecycle.MemoryReporter.
 type ContainerDriver struct {
 	cfg Config
 	c   *client
+
+	mu      sync.Mutex
+	adopter lifecycle.Adopter
+	apps    map[string]*knownApp // by app name; see outside.go
+	closed  bool
+	// The watch of container starts (outside.go): watchReady is closed
+	// once its first subscription was answered, watchCancel ends it,
+	// watchWG counts its goroutines.
+	watchReady  chan struct{}
+	watchCancel context.CancelFunc
+	watchWG     sync.WaitGroup
 }
 
 // NewContainerDriver returns the docker driver. It does not contact the
 // engine: an unreachable engine is reported when an app starts.
 func NewContainerDriver(cfg Config) *ContainerDriver {
 	cfg.defaults()
-	return &ContainerDriver{cfg: cfg, c: newClient(cfg.Host)}
+	return &ContainerDriver{cfg: cfg, c: newClient(cfg.Host), apps: make(map[string]*knownApp)}
 }
 
 // Start starts the app's containers in order and returns once the engine
@@ -36,6 +47,10 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 	spec := req.Spec
 	if len(spec.Containers) == 0 {
 		return nil, fmt.Errorf("starting app %q: driver: docker needs container names", spec.Name)
+	}
+	stopSig, err := d.stopSignal(ctx, spec.StopSignal)
+	if err != nil {
+		return nil, explain("starting", spec.Name, "container", spec.Containers[0], err)
 	}
 	p := &containerProcess{
 		driver: d,
@@ -72,17 +87,22 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 		p.cancel()
 		return nil, explain("starting", spec.Name, "container", spec.Containers[0], fmt.Errorf("following events: %w", err))
 	}
+	// Known as DynaPM's before the containers start: their start events
+	// are not someone else's.
+	d.ensureWatch(ctx)
+	d.learn(spec, p.ids, p)
 	for i, id := range p.ids {
 		if err := d.c.startContainer(ctx, id); err != nil {
 			// Put back what this start changed: stop the containers it
 			// started, newest first.
 			for j := i - 1; j >= 0; j-- {
 				if !wasRunning[j] {
-					_ = d.c.stopContainer(context.Background(), p.ids[j], timeoutSeconds(spec.StopTimeout))
+					_ = d.c.stopContainer(context.Background(), p.ids[j], stopSig, timeoutSeconds(spec.StopTimeout))
 				}
 			}
 			p.cancel()
 			p.wg.Wait()
+			d.forget(spec.Name, p)
 			return nil, explain("starting", spec.Name, "container", spec.Containers[i], err)
 		}
 	}
@@ -92,18 +112,55 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 	return p, nil
 }
 
-// Running reports whether every container of spec runs.
+// errStopSignal: the engine cannot stop a container with the app's
+// stop_signal (its API is older than signalAPI).
+var errStopSignal = errors.New("the Docker Engine cannot stop a container with a chosen signal")
+
+// stopSignal returns the signal the engine's stop is to send for an app's
+// stop_signal sig: 0, the container's own (its STOPSIGNAL, SIGTERM
+// unless the image or docker create says otherwise), for the default
+// SIGTERM; sig otherwise, which an engine older than signalAPI cannot
+// send (errStopSignal).
+func (d *ContainerDriver) stopSignal(ctx context.Context, sig syscall.Signal) (syscall.Signal, error) {
+	if sig == 0 || sig == syscall.SIGTERM {
+		return 0, nil
+	}
+	v, err := d.c.apiVersion(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !apiAtLeast(v, signalAPI) {
+		return 0, fmt.Errorf("%w: it speaks API %s, and stop_signal %v (%d) needs %s (Docker 23 or later)", errStopSignal, v, sig, int(sig), signalAPI)
+	}
+	return sig, nil
+}
+
+// Running reports whether every container of spec runs. From then on,
+// the driver watches for someone else starting them (outside.go).
 func (d *ContainerDriver) Running(ctx context.Context, spec *appfile.Spec) (bool, error) {
+	d.ensureWatch(ctx)
+	running, ids, err := d.running(ctx, spec)
+	if err != nil {
+		return false, err
+	}
+	d.learn(spec, ids, nil)
+	return running, nil
+}
+
+// running reports whether every container of spec runs, with the ids the
+// containers resolve to.
+func (d *ContainerDriver) running(ctx context.Context, spec *appfile.Spec) (bool, []string, error) {
+	all := len(spec.Containers) > 0
+	ids := make([]string, 0, len(spec.Containers))
 	for _, name := range spec.Containers {
 		info, err := d.c.inspectContainer(ctx, name)
 		if err != nil {
-			return false, explain("inspecting", spec.Name, "container", name, err)
+			return false, nil, explain("inspecting", spec.Name, "container", name, err)
 		}
-		if !info.State.Running {
-			return false, nil
-		}
+		ids = append(ids, info.ID)
+		all = all && info.State.Running
 	}
-	return len(spec.Containers) > 0, nil
+	return all, ids, nil
 }
 
 // containerProcess is one started container app.
@@ -158,11 +215,11 @@ func (p *containerProcess) onEvent(e event) {
 		code := e.Actor.Attributes["exitCode"]
 		switch {
 		case p.oom[id]:
-			p.Finish(fmt.Errorf("container %q was killed by the kernel's OOM killer (exit code %s)", name, code))
+			p.Finish(fmt.Errorf("app %q: container %q was killed by the kernel's OOM killer (exit code %s)", p.app, name, code))
 		case p.killed[id]:
-			p.Finish(fmt.Errorf("container %q was stopped (exit code %s): %w", name, code, lifecycle.ErrStoppedOutside))
+			p.Finish(fmt.Errorf("app %q: container %q was stopped (exit code %s): %w", p.app, name, code, lifecycle.ErrStoppedOutside))
 		default:
-			p.Finish(fmt.Errorf("container %q exited with code %s", name, code))
+			p.Finish(fmt.Errorf("app %q: container %q exited with code %s", p.app, name, code))
 		}
 	}
 }
@@ -175,7 +232,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 			if errors.Is(err, errNotFound) {
 				p.mu.Lock()
 				if !p.stopping {
-					p.Finish(fmt.Errorf("container %q was removed: %w", p.names[id], lifecycle.ErrStoppedOutside))
+					p.Finish(fmt.Errorf("app %q: container %q was removed: %w", p.app, p.names[id], lifecycle.ErrStoppedOutside))
 				}
 				p.mu.Unlock()
 			}
@@ -184,7 +241,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 		if !info.State.Running {
 			p.mu.Lock()
 			if !p.stopping {
-				p.Finish(fmt.Errorf("container %q is not running: %w", p.names[id], lifecycle.ErrStoppedOutside))
+				p.Finish(fmt.Errorf("app %q: container %q is not running: %w", p.app, p.names[id], lifecycle.ErrStoppedOutside))
 			}
 			p.mu.Unlock()
 		}
@@ -202,18 +259,21 @@ func (p *containerProcess) Ready(ctx context.Context) (bool, error) {
 			return false, explain("probing", p.app, "container", p.names[id], err)
 		}
 		if !info.State.Running {
-			return false, fmt.Errorf("container %q is %s", p.names[id], info.State.Status)
+			return false, fmt.Errorf("probing app %q: container %q is %s", p.app, p.names[id], info.State.Status)
 		}
 		if h := info.State.Health; h != nil {
 			switch h.Status {
 			case "healthy":
 				continue
 			case "unhealthy":
-				return false, fmt.Errorf("container %q is unhealthy", p.names[id])
+				return false, fmt.Errorf("probing app %q: container %q is unhealthy", p.app, p.names[id])
 			}
 			return false, nil
 		}
 		if ok, err := listensInside(ctx, info, p.port); !ok {
+			if err != nil {
+				err = fmt.Errorf("probing app %q: container %q: %w", p.app, p.names[id], err)
+			}
 			return false, err
 		}
 	}
@@ -233,21 +293,25 @@ func (p *containerProcess) MemoryBytes(ctx context.Context) (uint64, error) {
 	return total, nil
 }
 
-// Stop stops the containers in reverse order, each with its own stop
-// signal (the image's STOPSIGNAL; sig is not used: the engine API takes no
-// signal before version 1.42) and SIGKILL after timeout. Safe to call more
-// than once.
-func (p *containerProcess) Stop(_ syscall.Signal, timeout time.Duration) error {
+// Stop stops the containers in reverse order with sig (the app's
+// stop_signal; the default SIGTERM means each container's own, see
+// stopSignal) and SIGKILL after timeout. Safe to call more than once.
+func (p *containerProcess) Stop(sig syscall.Signal, timeout time.Duration) error {
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
 		p.stopping = true
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout+stopCallGrace)
 		defer cancel()
+		engineSig, err := p.driver.stopSignal(ctx, sig)
+		if err != nil {
+			// Start refused such a stop_signal; a reload changed it since.
+			p.log.Warn("stopping the containers with their own stop signal", "err", err)
+		}
 		var errs []error
 		for i := len(p.ids) - 1; i >= 0; i-- {
 			id := p.ids[i]
-			if err := p.driver.c.stopContainer(ctx, id, timeoutSeconds(timeout)); err != nil && !errors.Is(err, errNotFound) {
+			if err := p.driver.c.stopContainer(ctx, id, engineSig, timeoutSeconds(timeout)); err != nil && !errors.Is(err, errNotFound) {
 				errs = append(errs, explain("stopping", p.app, "container", p.names[id], err))
 			}
 		}

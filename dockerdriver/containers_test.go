@@ -3,8 +3,10 @@ package dockerdriver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,6 +67,135 @@ func TestDockerStoppedOutsideIsNoticed(t *testing.T) {
 	}
 }
 
+func TestDockerStopKillsAfterStopTimeout(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	// The program ignores SIGTERM: only the engine's SIGKILL, due
+	// stop_timeout after the stop signal, ends it.
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080", "-ignore-term")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "stop_timeout: 1s\n", name))})
+	_, release := h.Wake()
+	release()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	began := time.Now()
+	if err := h.M.Stop(ctx, "app", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if running(t, name) {
+		t.Fatal("container still runs after the stop")
+	}
+	if code := docker(t, "inspect", "-f", "{{.State.ExitCode}}", name); code != "137" {
+		t.Errorf("exit code = %s, want 137: the program ignores SIGTERM, only SIGKILL ends it", code)
+	}
+	// The engine's kill events say when each signal went: SIGKILL must
+	// follow SIGTERM by stop_timeout. (The stop's own duration proves
+	// little: tearing a container down takes about a second anyway.)
+	sent := killSignals(t, name, began)
+	term, kill := sent["15"], sent["9"]
+	if term.IsZero() || kill.IsZero() {
+		t.Fatalf("kill events = %v, want SIGTERM (15) then SIGKILL (9)", sent)
+	}
+	if gap := kill.Sub(term); gap < 900*time.Millisecond {
+		t.Errorf("SIGKILL came %v after SIGTERM, want about stop_timeout (1s) at least", gap)
+	}
+}
+
+// killSignals returns when the engine first sent each signal (by number)
+// to container name since the given time, from its kill events.
+func killSignals(t *testing.T, name string, since time.Time) map[string]time.Time {
+	t.Helper()
+	out := docker(t, "events", "--since", sinceNano(since.UnixNano()), "--until", sinceNano(time.Now().UnixNano()),
+		"--filter", "container="+name, "--filter", "event=kill", "--format", "{{.TimeNano}} {{.Actor.Attributes.signal}}")
+	sent := make(map[string]time.Time)
+	for _, line := range strings.Split(out, "\n") {
+		ns, sig, ok := strings.Cut(line, " ")
+		n, err := strconv.ParseInt(ns, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		if _, seen := sent[sig]; !seen {
+			sent[sig] = time.Unix(0, n)
+		}
+	}
+	return sent
+}
+
+// stopWith wakes app, stops it and returns the container's exit code and
+// the signals the engine sent it.
+func stopWith(t *testing.T, h *harness, name string) (string, map[string]time.Time) {
+	t.Helper()
+	_, release := h.Wake()
+	release()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	began := time.Now()
+	if err := h.M.Stop(ctx, "app", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	return docker(t, "inspect", "-f", "{{.State.ExitCode}}", name), killSignals(t, name, began)
+}
+
+// testapp exits 0 on SIGTERM; on SIGQUIT Go's runtime makes it exit 2.
+const quitExitCode = "2"
+
+func TestDockerStopSignalIsSent(t *testing.T) {
+	needImages(t)
+	if v := engineAPI(t); !apiAtLeast(v, signalAPI) {
+		t.Skipf("this engine speaks API %s: stopping with a chosen signal needs %s (TestDockerStopSignalOnOldEngineIsRefused runs instead)", v, signalAPI)
+	}
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "stop_signal: SIGQUIT\nstop_timeout: 5s\n", name))})
+	code, sent := stopWith(t, h, name)
+	if code != quitExitCode {
+		t.Errorf("exit code = %s, want %s (SIGQUIT); signals sent: %v", code, quitExitCode, sent)
+	}
+	if _, ok := sent["3"]; !ok {
+		t.Errorf("signals sent = %v, want SIGQUIT (3)", sent)
+	}
+}
+
+func TestDockerStopSignalOnOldEngineIsRefused(t *testing.T) {
+	needImages(t)
+	v := engineAPI(t)
+	if apiAtLeast(v, signalAPI) {
+		t.Skipf("this engine speaks API %s: it takes a stop signal (TestDockerStopSignalIsSent runs instead)", v)
+	}
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "stop_signal: SIGQUIT\n", name))})
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	err := h.M.Start(ctx, "app", "manual")
+	if !errors.Is(err, lifecycle.ErrStartFailed) {
+		t.Fatalf("Start = %v, want a failed start", err)
+	}
+	for _, want := range []string{`starting app "app"`, "cannot stop a container with a chosen signal", "API " + v, "stop_signal quit (3) needs " + signalAPI,
+		"docker create --stop-signal", "upgrade Docker"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Start = %v, want it to contain %q", err, want)
+		}
+	}
+	if running(t, name) {
+		t.Error("the container was started although it could not be stopped as the app file says")
+	}
+}
+
+func TestDockerDefaultStopSignalIsTheContainersOwn(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainerWith(t, []string{"--stop-signal", "SIGQUIT"}, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "", name))})
+	if code, sent := stopWith(t, h, name); code != quitExitCode {
+		t.Errorf("exit code = %s, want %s: the container's own SIGQUIT, not SIGTERM; signals sent: %v", code, quitExitCode, sent)
+	}
+}
+
 func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
 	needImages(t)
 	port := testutil.FreePort(t)
@@ -78,8 +209,8 @@ func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
 		st = h.Status()
 		return st.LastError != ""
 	}, "the crash was not recorded: %+v", &st)
-	if !strings.Contains(st.LastError, "exited with code 3") {
-		t.Errorf("LastError = %q, want the container's exit code", st.LastError)
+	if want := `app "app": container "` + name + `" exited with code 3`; !strings.Contains(st.LastError, want) {
+		t.Errorf("LastError = %q, want %q: the app, the container and its exit code", st.LastError, want)
 	}
 }
 
@@ -230,6 +361,67 @@ func TestDockerAdoptsRunningContainer(t *testing.T) {
 	h.WaitState(lifecycle.Stopped)
 	if running(t, name) {
 		t.Error("adopted container still runs after the idle stop")
+	}
+}
+
+func TestDockerStartedOutsideIsAdoptedAndIdleStopped(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	h := newHarness(t, Config{})
+	h.M.Apply([]*appfile.Spec{h.spec(dockerSpec(port, "idle_timeout: 300ms\n", name))})
+	_, release := h.Wake()
+	release()
+	h.WaitState(lifecycle.Stopped)
+	if running(t, name) {
+		t.Fatal("container still runs after the idle stop")
+	}
+	docker(t, "start", name)
+	adopted := func() bool {
+		logs := h.Logs.String()
+		return strings.Contains(logs, `msg="app started" app=app reason=adopt`)
+	}
+	testutil.Eventually(t, dockerWait, adopted, "the container started outside was not adopted:\n%s", h.Logs)
+	// Adopted, it is stopped when idle like any other.
+	var st lifecycle.AppStatus
+	testutil.Eventually(t, dockerWait, func() bool {
+		st = h.Status()
+		return st.State == lifecycle.Stopped && !running(t, name)
+	}, "adopted container not idle-stopped: %+v", &st)
+	if st.Starts != 2 {
+		t.Errorf("Starts = %d, want 2: the wake, then the adoption (DynaPM's own starts are not adopted)", st.Starts)
+	}
+}
+
+// TestDockerProcessErrorsNameAppAndContainer: what a container process
+// reports after an outside kill (its Err, its Ready) names both.
+func TestDockerProcessErrorsNameAppAndContainer(t *testing.T) {
+	needImages(t)
+	port := testutil.FreePort(t)
+	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
+	d := NewContainerDriver(Config{})
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	h := newHarness(t, Config{})
+	proc, err := d.Start(ctx, lifecycle.StartRequest{Spec: h.spec(dockerSpec(port, "", name)), Upstream: fmt.Sprintf("127.0.0.1:%d", port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Stop(syscall.SIGTERM, 2*time.Second)
+	docker(t, "kill", name)
+	select {
+	case <-proc.Done():
+	case <-ctx.Done():
+		t.Fatal("the outside kill was not noticed")
+	}
+	want := `app "app": container "` + name + `" was stopped`
+	if err := proc.Err(); !errors.Is(err, lifecycle.ErrStoppedOutside) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Err = %v, want %q wrapping ErrStoppedOutside", err, want)
+	}
+	_, err = proc.(lifecycle.ReadyChecker).Ready(ctx)
+	if want := `probing app "app": container "` + name + `" is exited`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Ready = %v, want %q", err, want)
 	}
 }
 

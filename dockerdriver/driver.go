@@ -10,7 +10,8 @@
 // reverse; DynaPM never creates or removes them. While an app is up, the
 // engine's events tell when one of its containers dies, so that an app
 // stopped by someone else (docker stop) is known stopped at once and the
-// next connection starts it again. A Swarm app scales an existing
+// next connection starts it again; while it is stopped, they tell when
+// someone starts its containers, and the app is adopted (outside.go). A Swarm app scales an existing
 // replicated service between 0 and replicas.
 package dockerdriver
 
@@ -59,9 +60,18 @@ func timeoutSeconds(d time.Duration) int {
 	return max(1, int((d+time.Second-1)/time.Second))
 }
 
-// Close releases the driver's idle connections to the engine. Processes
-// started by the driver stay usable (a call opens a new connection).
+// Close ends the watch of container starts and releases the driver's idle
+// connections to the engine. Processes started by the driver stay usable
+// (a call opens a new connection).
 func (d *ContainerDriver) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	cancel := d.watchCancel
+	d.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	d.watchWG.Wait()
 	d.c.http.CloseIdleConnections()
 	return nil
 }

@@ -13,6 +13,10 @@ func explain(verb, app, kind, name string, err error) error {
 		return fmt.Errorf("%s app %q: %w; is dockerd running? is DOCKER_HOST right?", verb, app, err)
 	case errors.Is(err, errPermission):
 		return fmt.Errorf("%s app %q: %w; add the user DynaPM runs as to the docker group (or run it as root)", verb, app, err)
+	case errors.Is(err, errStopSignal):
+		return fmt.Errorf("%s app %q: %w; remove stop_signal from the app file and create the containers with it instead (docker create --stop-signal ...), or upgrade Docker", verb, app, err)
+	case errors.Is(err, errNotManager):
+		return fmt.Errorf("%s app %q: %s %q: %w (%w); make it one (docker swarm init, or join this node to the swarm as a manager), or point DOCKER_HOST at a manager", verb, app, kind, name, errNotManager, err)
 	case errors.Is(err, errNotFound):
 		hint := "create it first (docker create --name " + name + " ...)"
 		if kind == "service" {

@@ -19,6 +19,10 @@ type testM struct{ m *testing.M }
 
 func (t testM) Run() int {
 	code := t.m.Run()
+	if err := leaveSwarm(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
+	}
 	removeImages()
 	return code
 }
@@ -50,16 +54,37 @@ func needEngine(t *testing.T) {
 	}
 }
 
-// docker runs the docker command and returns its trimmed output.
-func docker(t *testing.T, args ...string) string {
+// engineAPI returns the API version the engine speaks.
+func engineAPI(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	c := newClient(hostFromEnv())
+	defer c.http.CloseIdleConnections()
+	v, err := c.apiVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// docker runs the docker command and returns its trimmed output.
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := dockerOutput(args...)
 	if err != nil {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return strings.TrimSpace(string(out))
+	return out
+}
+
+// dockerOutput runs the docker command, bounded by dockerWait, and
+// returns its trimmed output.
+func dockerOutput(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }
 
 // Images built by this test binary, named after its pid so that parallel
@@ -140,6 +165,13 @@ var (
 // when the test ends. It returns the container's name.
 func createContainer(t *testing.T, image string, hostPort int, args ...string) string {
 	t.Helper()
+	return createContainerWith(t, nil, image, hostPort, args...)
+}
+
+// createContainerWith is createContainer with more options of docker
+// create (opts) before the image.
+func createContainerWith(t *testing.T, opts []string, image string, hostPort int, args ...string) string {
+	t.Helper()
 	containerMu.Lock()
 	containerSeq++
 	name := fmt.Sprintf("dynapm-test-%d-%d", os.Getpid(), containerSeq)
@@ -151,7 +183,8 @@ func createContainer(t *testing.T, image string, hostPort int, args ...string) s
 			t.Errorf("removing container %s: %v\n%s", name, err, out)
 		}
 	})
-	createArgs := []string{"create", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", hostPort), image}
+	createArgs := append([]string{"create", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", hostPort)}, opts...)
+	createArgs = append(createArgs, image)
 	docker(t, append(createArgs, args...)...)
 	return name
 }

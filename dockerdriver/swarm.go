@@ -47,7 +47,7 @@ func (d *SwarmDriver) scale(ctx context.Context, name string, n uint64, atLeast 
 			return svc.ID, err
 		}
 		if !replicated {
-			return svc.ID, fmt.Errorf("service %q is in global mode: driver: swarm scales replicated services", name)
+			return svc.ID, errors.New("in global mode: driver: swarm scales replicated services")
 		}
 		if cur == n || (atLeast && cur > n) {
 			return svc.ID, nil
@@ -113,11 +113,17 @@ func (d *SwarmDriver) Running(ctx context.Context, spec *appfile.Spec) (bool, er
 		return false, explain("inspecting", spec.Name, "service", spec.Service, err)
 	}
 	n, replicated, err := serviceMode(svc.Spec)
-	if err != nil || !replicated || n == 0 {
-		return false, err
+	if err != nil {
+		return false, explain("inspecting", spec.Name, "service", spec.Service, err)
+	}
+	if !replicated || n == 0 {
+		return false, nil
 	}
 	running, err := d.runningTasks(ctx, svc.ID)
-	return running > 0, err
+	if err != nil {
+		return false, explain("inspecting", spec.Name, "service", spec.Service, err)
+	}
+	return running > 0, nil
 }
 
 // runningTasks counts the service's tasks in state running.
@@ -185,7 +191,7 @@ func (p *serviceProcess) finish(err error) {
 func (p *serviceProcess) onEvent(e event) {
 	switch e.Action {
 	case "remove":
-		p.finish(fmt.Errorf("service %q was removed: %w", p.service, lifecycle.ErrStoppedOutside))
+		p.finish(fmt.Errorf("app %q: service %q was removed: %w", p.app, p.service, lifecycle.ErrStoppedOutside))
 	case "update":
 		p.check(p.ctx)
 	}
@@ -195,14 +201,14 @@ func (p *serviceProcess) onEvent(e event) {
 func (p *serviceProcess) check(ctx context.Context) {
 	svc, err := p.driver.c.inspectService(ctx, p.id)
 	if errors.Is(err, errNotFound) {
-		p.finish(fmt.Errorf("service %q was removed: %w", p.service, lifecycle.ErrStoppedOutside))
+		p.finish(fmt.Errorf("app %q: service %q was removed: %w", p.app, p.service, lifecycle.ErrStoppedOutside))
 		return
 	}
 	if err != nil {
 		return
 	}
 	if n, replicated, err := serviceMode(svc.Spec); err == nil && (!replicated || n == 0) {
-		p.finish(fmt.Errorf("service %q was scaled to 0: %w", p.service, lifecycle.ErrStoppedOutside))
+		p.finish(fmt.Errorf("app %q: service %q was scaled to 0: %w", p.app, p.service, lifecycle.ErrStoppedOutside))
 	}
 }
 
@@ -225,6 +231,9 @@ func (p *serviceProcess) Ready(ctx context.Context) (bool, error) {
 			continue // another node's, or gone: the probe will tell
 		}
 		if ok, err := listensInside(ctx, info, p.port); !ok {
+			if err != nil {
+				err = fmt.Errorf("probing app %q: service %q: task container %.12s: %w", p.app, p.service, info.ID, err)
+			}
 			return false, err
 		}
 	}

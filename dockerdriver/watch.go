@@ -19,11 +19,15 @@ type watch struct {
 	delay   time.Duration
 	onEvent func(event)
 	onGap   func(ctx context.Context)
+	// persist keeps trying after a first subscription that failed, as
+	// after a broken stream.
+	persist bool
 }
 
 // start subscribes and returns once the engine has accepted the
 // subscription, so that whatever the caller does next is seen; or returns
-// the error of that first subscription (no goroutine is left then).
+// the error of that first subscription (no goroutine is left then, unless
+// persist).
 func (w *watch) start(ctx context.Context, wg *sync.WaitGroup) error {
 	ready := make(chan struct{})
 	failed := make(chan error, 1)
@@ -51,7 +55,9 @@ func (w *watch) run(ctx context.Context, wg *sync.WaitGroup, since int64, ready 
 	case <-ready:
 	default:
 		failed <- err
-		return
+		if !w.persist {
+			return
+		}
 	}
 	delay := w.delay
 	for ctx.Err() == nil {

@@ -43,6 +43,28 @@ type RunningChecker interface {
 	Running(ctx context.Context, spec *appfile.Spec) (bool, error)
 }
 
+// OutsideStartWatcher is implemented by a Driver that notices when an app
+// it runs is started by someone else while DynaPM has it stopped (a
+// container started with docker start). NewManager hands it the Manager
+// as its Adopter; the driver calls Adopt for an app it sees running, and
+// the Manager adopts the app as it does one found running when it learns
+// of it (see RunningChecker): Start attaches to it, and idle and memory
+// stops apply as usual.
+type OutsideStartWatcher interface {
+	WatchOutsideStarts(Adopter)
+}
+
+// Adopter is the Manager's side of OutsideStartWatcher.
+type Adopter interface {
+	// Adopt starts app name with reason "adopt" if it is stopped and its
+	// current spec is what the driver saw running (same reports it: the
+	// app's driver and objects, which a reload may have changed), and
+	// reports whether it did. It does not wait for the start. same is
+	// called with the Manager's lock held: it must be quick and must not
+	// call the Manager.
+	Adopt(name string, same func(*appfile.Spec) bool) bool
+}
+
 // ErrStoppedOutside is what a Process's Err wraps when the instance ended
 // because someone else stopped it (docker stop, a pm2 stop, a systemctl
 // stop): the Manager records the app as stopped, not crashed, so that the

@@ -117,6 +117,11 @@ func NewManager(cfg Config) *Manager {
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app), ran: make(map[*app]struct{})}
 	m.adoptCtx, m.stopAdopting = context.WithCancel(context.Background())
+	for _, d := range cfg.Drivers {
+		if w, ok := d.(OutsideStartWatcher); ok {
+			w.WatchOutsideStarts(m)
+		}
+	}
 	return m
 }
 

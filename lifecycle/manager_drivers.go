@@ -93,8 +93,24 @@ func (m *Manager) adopt(a *app, spec *appfile.Spec, rc RunningChecker) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || a.removed || a.spec != spec || a.state != Stopped || m.apps[a.name] != a {
-		return
+	m.adoptLocked(a, func(s *appfile.Spec) bool { return s == spec })
+}
+
+// Adopt starts app name (reason "adopt") if it is stopped and same
+// accepts its spec; it satisfies Adopter.
+func (m *Manager) Adopt(name string, same func(*appfile.Spec) bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.adoptLocked(m.apps[name], same)
+}
+
+// adoptLocked starts a (reason "adopt") if nothing has happened to it
+// since its driver saw it running: it is still configured, with a spec
+// same accepts, and stopped. Caller holds m.mu.
+func (m *Manager) adoptLocked(a *app, same func(*appfile.Spec) bool) bool {
+	if a == nil || m.closed || a.removed || a.state != Stopped || m.apps[a.name] != a || !same(a.spec) {
+		return false
 	}
 	m.beginStart(a, "adopt")
+	return true
 }
