@@ -64,8 +64,8 @@ func exhaustDescriptors(t *testing.T) (restore func()) {
 }
 
 // A real EMFILE, on whichever data path the suite runs: with the event loop
-// the listener accepts with raw accept4, with goroutines through Go's
-// Accept. The test lowers the descriptor limit of its own process, so it
+// the loop accepts (and pauses the listener for its backoff), with
+// goroutines the accept loop through Go's Accept. The test lowers the descriptor limit of its own process, so it
 // runs in a child process (runAlone), alone.
 func TestAcceptLoopBacksOffOnEMFILEAndKeepsServing(t *testing.T) {
 	if !runAlone(t) {
@@ -78,10 +78,10 @@ func TestAcceptLoopBacksOffOnEMFILEAndKeepsServing(t *testing.T) {
 	s.ErrorLogInterval = time.Hour // one line for the whole burst
 	addr := listenOne(t, s, "aaa")
 	s.mu.Lock()
-	raw := s.listeners["127.0.0.1:0"].file != nil
+	inLoop := s.listeners["127.0.0.1:0"].inLoop
 	s.mu.Unlock()
-	if want := testDataPath != DataPathGoroutines; raw != want {
-		t.Fatalf("listener accepts with raw accept4: %v, want %v on data path %q", raw, want, testDataPath)
+	if want := testDataPath != DataPathGoroutines; inLoop != want {
+		t.Fatalf("the event loop accepts: %v, want %v on data path %q", inLoop, want, testDataPath)
 	}
 
 	// The client's socket exists before the table is full: connecting

@@ -20,24 +20,27 @@ func acceptQueue(t *testing.T, s *Server, addr string) int {
 	if l == nil {
 		t.Fatalf("no listener for %s", addr)
 	}
-	var sc syscall.Conn = l.file
-	if l.file == nil {
-		sc = l.ln.(*net.TCPListener)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// struct tcp_info: 8 bytes of u8 fields, then u32 rto, ato, snd_mss,
 	// rcv_mss, unacked.
 	var info [104]byte
 	size := uint32(len(info))
 	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
+	getInfo := func(fd uintptr) {
 		_, _, errno = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
-	}); err != nil {
-		t.Fatal(err)
+	}
+	// A listener that is only bound still holds its descriptor (the raw
+	// duplicate on the event loop's path, else Go's socket).
+	if l.fd >= 0 {
+		getInfo(uintptr(l.fd))
+	} else {
+		rc, err := l.ln.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.Control(getInfo); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if errno != 0 {
 		t.Fatalf("getsockopt TCP_INFO: %v", errno)

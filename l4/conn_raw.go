@@ -47,8 +47,9 @@ func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, releas
 // own: a warm connection costs the accept loop a lease, a socket and a
 // connect. A connect that does not complete at once (a full accept queue)
 // is left to a goroutine that dials with the gate and the retries. It
-// reports whether it took c; false leaves c untouched for serveConn.
-func (s *Server) serveReady(c *proxyConn, rs *routeSet) bool {
+// reports whether it took c; false leaves c untouched for serveConn. self
+// is the event loop when it calls from its own thread (it accepted c).
+func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 	if c.cfd < 0 || rs.peek || rs.def < 0 {
 		return false
 	}
@@ -76,6 +77,11 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet) bool {
 	switch {
 	case !ok:
 		s.drop(c, release)
+	case loop != nil && loop == self:
+		// Accepted by the loop itself: registered now, no queue.
+		c.release = release
+		s.wg.Add(1) // done by the loop once c has ended
+		loop.register(c.lc)
 	case !s.handOver(c, loop, release):
 		// No loop after all: the goroutines copy.
 		s.wg.Add(1)
@@ -234,14 +240,20 @@ func (l *listener) acceptRaw(rc syscall.RawConn) (*proxyConn, error) {
 	if aerr != nil {
 		return nil, os.NewSyscallError("accept4", aerr)
 	}
+	return l.s.rawConn(nfd, sa), nil
+}
+
+// rawConn is a connection for a socket accept4 returned, with the peer
+// address it gave.
+func (s *Server) rawConn(nfd int, sa syscall.Sockaddr) *proxyConn {
 	// As Go does for accepted sockets: small answers must not wait.
 	syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	pc := &proxyConn{s: l.s, cfd: nfd}
+	pc := &proxyConn{s: s, cfd: nfd}
 	switch a := sa.(type) {
 	case *syscall.SockaddrInet4:
 		pc.remote = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *syscall.SockaddrInet6:
 		pc.remote = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
-	return pc, nil
+	return pc
 }

@@ -18,14 +18,27 @@ type listener struct {
 	s    *Server
 	addr string // the table key
 	ln   net.Listener
-	// file is the listening socket when connections are accepted with
-	// raw accept4 (see acceptRaw); ln is closed then, so that only file's
-	// descriptor is in Go's netpoller.
+	// fd is a duplicate of the listening socket, outside Go's netpoller,
+	// when the event loop carries connections (-1 otherwise); ln is
+	// closed then. The event loop accepts on it (see loopAccept), or, if
+	// there is no loop, file wraps it for the accept loop's raw accept4.
+	// Only the loop, or the accept loop through file, closes it.
+	fd     int
 	file   *os.File
 	routes atomic.Pointer[routeSet]
-	// accepting: the accept loop runs. A listener only bound (Bind) lets
-	// the kernel queue connections until Apply starts it. Under s.mu.
+	// accepting: connections are accepted (by the event loop or the accept
+	// loop). A listener only bound (Bind) lets the kernel queue
+	// connections until Apply starts it. Under s.mu.
 	accepting bool
+	// inLoop: the event loop accepts for this listener. Under s.mu.
+	inLoop bool
+	// Event loop only (or the paused listener's resume goroutine, which
+	// the loop hands it to): its registration and accept backoff.
+	lid        int32
+	removed    bool
+	delay      time.Duration
+	lastLog    time.Time
+	suppressed int
 
 	// Rate limit of the "no app for this name" log.
 	noMatchLast       atomic.Int64 // UnixNano of the last such log
@@ -44,13 +57,13 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &listener{s: s, addr: addr, ln: ln, done: make(chan struct{})}
+	l := &listener{s: s, addr: addr, ln: ln, fd: -1, done: make(chan struct{})}
 	if tl, ok := ln.(*net.TCPListener); ok && s.DataPath != DataPathGoroutines {
-		// net's listener refuses RawConn.Read; an os.File on a duplicate
-		// allows it. Closing ln takes the original descriptor out of Go's
-		// netpoller, which would otherwise be woken for every connection.
+		// Closing ln takes the original descriptor out of Go's netpoller,
+		// which would otherwise be woken for every connection; the
+		// duplicate keeps the socket listening.
 		if fd, err := dupFd(tl); err == nil {
-			l.file = os.NewFile(uintptr(fd), addr)
+			l.fd = fd
 			ln.Close()
 		}
 	}
@@ -58,35 +71,56 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	return l, nil
 }
 
-// close stops accepting. Connections already accepted are left alone.
+// start begins accepting: on the event loop when there is one and l has a
+// raw descriptor, else in an accept loop of its own. s.mu must be held.
+func (l *listener) start() {
+	s := l.s
+	l.accepting = true
+	s.wg.Add(1) // done when l stops accepting for good
+	if l.fd >= 0 {
+		if loop := s.eventLoopLocked(); loop != nil {
+			l.inLoop = true
+			loop.addListener(l)
+			return
+		}
+		// No loop: accept with raw accept4 through Go's netpoller.
+		l.file = os.NewFile(uintptr(l.fd), l.addr)
+		l.fd = -1
+	}
+	go l.acceptLoop()
+}
+
+// close stops accepting and frees the address at once, for a new bind.
+// Connections already accepted are left alone. s.mu must be held.
 func (l *listener) close() {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.ln.Close()
-		if l.file != nil {
+		switch {
+		case l.inLoop:
+			// The loop owns the descriptor and closes it; shutting the
+			// socket down stops it listening now (the port is free for
+			// a new listener) without a close racing the loop's accept.
+			syscall.Shutdown(l.fd, syscall.SHUT_RD)
+			l.s.loop.removeListener(l)
+		case l.fd >= 0:
+			syscall.Close(l.fd) // bound, never started
+		case l.file != nil:
 			l.file.Close()
 		}
 	})
 }
 
-// acceptLoop accepts connections until the listener is closed. Any other
-// Accept error (EMFILE, ENFILE, ECONNABORTED...) is taken as temporary: the
-// loop backs off, doubling from AcceptBackoffMin to AcceptBackoffMax as
-// net/http does, and keeps serving.
+// acceptLoop accepts connections until the listener is closed, when the
+// event loop does not accept for it. Any other Accept error (EMFILE,
+// ENFILE, ECONNABORTED...) is taken as temporary: the loop backs off (see
+// backoff) and keeps serving.
 func (l *listener) acceptLoop() {
 	s := l.s
 	defer s.wg.Done()
-	minDelay := durationOr(s.AcceptBackoffMin, DefaultAcceptBackoffMin)
-	maxDelay := durationOr(s.AcceptBackoffMax, DefaultAcceptBackoffMax)
-	logEvery := durationOr(s.ErrorLogInterval, DefaultErrorLogInterval)
-	var (
-		delay      time.Duration
-		lastLog    time.Time
-		suppressed int
-		timer      *time.Timer
-	)
-	// With the event loop, connections are accepted with raw accept4
-	// (see acceptRaw).
+	var timer *time.Timer
+	// Without the event loop but with a raw descriptor, connections are
+	// accepted with raw accept4 (see acceptRaw).
 	var rc syscall.RawConn
 	if l.file != nil {
 		if r, err := l.file.SyscallConn(); err == nil {
@@ -104,19 +138,7 @@ func (l *listener) acceptLoop() {
 				return
 			default:
 			}
-			if delay == 0 {
-				delay = minDelay
-			} else {
-				delay = min(2*delay, maxDelay)
-			}
-			if now := time.Now(); now.Sub(lastLog) >= logEvery {
-				s.logger().Warn("accepting connection failed, backing off",
-					slog.String("listen", l.addr), slog.Any("error", err),
-					slog.Duration("delay", delay), slog.Int("suppressed", suppressed))
-				lastLog, suppressed = now, 0
-			} else {
-				suppressed++
-			}
+			delay := l.backoff(err)
 			if timer == nil {
 				timer = time.NewTimer(delay)
 			} else {
@@ -130,25 +152,55 @@ func (l *listener) acceptLoop() {
 			}
 			continue
 		}
-		delay = 0
+		l.delay = 0
 		if pc == nil {
 			continue
 		}
-		if !s.track(pc) {
-			if pc.client != nil {
-				pc.client.Close()
-			} else {
-				syscall.Close(pc.cfd)
-			}
-			continue
-		}
-		rs := l.routes.Load()
-		if s.serveReady(pc, rs) {
-			continue
-		}
-		s.wg.Add(1)
-		go s.serveConn(pc, l, rs)
+		l.serve(pc, nil)
 	}
+}
+
+// serve takes an accepted connection: it is served at once when its app is
+// ready (serveReady), else by a goroutine of its own. self is the event
+// loop when the loop accepted it, nil in an accept loop.
+func (l *listener) serve(pc *proxyConn, self *eventLoop) {
+	s := l.s
+	if !s.track(pc) {
+		if pc.client != nil {
+			pc.client.Close()
+		} else {
+			syscall.Close(pc.cfd)
+		}
+		return
+	}
+	rs := l.routes.Load()
+	if s.serveReady(pc, rs, self) {
+		return
+	}
+	s.wg.Add(1)
+	go s.serveConn(pc, l, rs)
+}
+
+// backoff returns the pause after one more failed accept, doubling from
+// AcceptBackoffMin to AcceptBackoffMax as net/http does, and logs the
+// failure (rate-limited to one line per ErrorLogInterval). Called by
+// whoever accepts for l: its accept loop or the event loop.
+func (l *listener) backoff(err error) time.Duration {
+	s := l.s
+	if l.delay == 0 {
+		l.delay = durationOr(s.AcceptBackoffMin, DefaultAcceptBackoffMin)
+	} else {
+		l.delay = min(2*l.delay, durationOr(s.AcceptBackoffMax, DefaultAcceptBackoffMax))
+	}
+	if now := time.Now(); now.Sub(l.lastLog) >= durationOr(s.ErrorLogInterval, DefaultErrorLogInterval) {
+		s.logger().Warn("accepting connection failed, backing off",
+			slog.String("listen", l.addr), slog.Any("error", err),
+			slog.Duration("delay", l.delay), slog.Int("suppressed", l.suppressed))
+		l.lastLog, l.suppressed = now, 0
+	} else {
+		l.suppressed++
+	}
+	return l.delay
 }
 
 // accept returns the next connection: through accept4 when rc is set,

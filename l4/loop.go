@@ -52,6 +52,8 @@ type eventLoop struct {
 	mu      sync.Mutex
 	queue   []*loopConn // new connections
 	cuts    []*loopConn // connections Shutdown wants reset
+	lqueue  []*listener // listeners to accept for (see loop_accept.go)
+	lremove []*listener // listeners to stop accepting for
 	stopped bool
 	done    chan struct{}
 
@@ -59,6 +61,12 @@ type eventLoop struct {
 	buf   []byte
 	slots []*loopConn // epoll data holds the slot index and a generation
 	free  []int32
+	// The listeners accepted for, by id (epoll data: listenerEvent), and
+	// those with connections left after a round's batch.
+	lsts        map[int32]*listener
+	nextLID     int32
+	acceptMore  []*listener
+	acceptSpare []*listener
 }
 
 // loopConn is a connection while the loop moves its bytes. Side 0 is the
@@ -157,7 +165,11 @@ func (l *eventLoop) run() {
 	defer close(l.done)
 	events := make([]syscall.EpollEvent, loopEvents)
 	for {
-		n, err := syscall.EpollWait(l.epfd, events, -1)
+		timeout := -1
+		if len(l.acceptMore) > 0 {
+			timeout = 0 // a listener still has connections waiting
+		}
+		n, err := syscall.EpollWait(l.epfd, events, timeout)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
@@ -172,6 +184,12 @@ func (l *eventLoop) run() {
 				if l.takeQueue() {
 					l.shutdownLoop()
 					return
+				}
+				continue
+			}
+			if ev.Fd < evWake {
+				if lst := l.lsts[evWake-1-ev.Fd]; lst != nil {
+					l.acceptFrom(lst)
 				}
 				continue
 			}
@@ -194,6 +212,9 @@ func (l *eventLoop) run() {
 				l.pump(c, 1-side)
 			}
 		}
+		if len(l.acceptMore) > 0 {
+			l.acceptAgain()
+		}
 	}
 }
 
@@ -204,13 +225,17 @@ func (l *eventLoop) takeQueue() bool {
 	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&cnt)), 8)
 	l.mu.Lock()
 	q, cuts, stopped := l.queue, l.cuts, l.stopped
-	l.queue, l.cuts = nil, nil
+	ladd, lrem := l.lqueue, l.lremove
+	l.queue, l.cuts, l.lqueue, l.lremove = nil, nil, nil, nil
 	for _, c := range q {
 		if c.cutReq {
 			cuts = append(cuts, c) // cut before it was handed over
 		}
 	}
 	l.mu.Unlock()
+	if len(ladd) > 0 || len(lrem) > 0 {
+		l.takeListeners(ladd, lrem)
+	}
 	for _, c := range q {
 		l.register(c)
 	}
@@ -454,8 +479,15 @@ func (l *eventLoop) shutdownLoop() {
 	}
 	l.mu.Lock()
 	q := l.queue
-	l.queue, l.cuts = nil, nil
+	lsts := append(l.lqueue, l.lremove...)
+	l.queue, l.cuts, l.lqueue, l.lremove = nil, nil, nil, nil
 	l.mu.Unlock()
+	// Listeners still here (only when epoll_wait failed: a Shutdown
+	// removes every listener before it stops the loop) stop accepting.
+	for _, lst := range l.lsts {
+		lsts = append(lsts, lst)
+	}
+	l.takeListeners(nil, lsts)
 	for _, c := range q {
 		c.active = true
 		c.slot = int32(len(l.slots))

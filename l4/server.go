@@ -192,9 +192,7 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 		}
 		l.routes.Store(newRouteSet(routes))
 		if !l.accepting {
-			l.accepting = true
-			s.wg.Add(1)
-			go l.acceptLoop()
+			l.start()
 		}
 	}
 	return errs

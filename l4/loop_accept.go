@@ -1,0 +1,142 @@
+package l4
+
+import (
+	"syscall"
+	"time"
+)
+
+// The event loop accepts too: each listening socket of a Server whose loop
+// carries connections is registered with the loop's epoll, and the loop
+// accepts, leases a ready app (ReadyWaker), connects and registers both
+// sockets itself. A warm connection then costs no goroutine, no hand-over
+// through the eventfd and no netpoller wake-up: the thread that moves the
+// bytes does everything, as HAProxy's threads do. Connections that must
+// wait (a stopped app, a name to peek, a slow connect) go to a goroutine
+// of their own as before.
+
+// acceptBatch bounds the connections accepted per readiness event, so that
+// a flood of connects cannot starve the bytes of open connections; a
+// listener with more waiting is accepted from again after the events of
+// the same round.
+const acceptBatch = 64
+
+// listenerEvent is the epoll data of listener lid: below evWake, so that
+// it is told from connection slots (>= 0) and the eventfd (evWake).
+func listenerEvent(lid int32) int32 { return evWake - 1 - lid }
+
+// addListener asks the loop to accept for l (again, after a pause). The
+// caller has counted l in s.wg; the loop calls s.wg.Done once l is removed.
+func (l *eventLoop) addListener(lst *listener) {
+	l.mu.Lock()
+	l.lqueue = append(l.lqueue, lst)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// removeListener asks the loop to stop accepting for l and close its
+// descriptor; l's socket is already shut down (see listener.close).
+func (l *eventLoop) removeListener(lst *listener) {
+	l.mu.Lock()
+	l.lremove = append(l.lremove, lst)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// takeListeners registers and removes the listeners queued by addListener
+// and removeListener, removals first: a listener removed while it was
+// paused is never registered again. Loop goroutine only.
+func (l *eventLoop) takeListeners(add, remove []*listener) {
+	for _, lst := range remove {
+		if lst.removed {
+			continue
+		}
+		lst.removed = true
+		if _, ok := l.lsts[lst.lid]; ok {
+			delete(l.lsts, lst.lid)
+			syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
+		}
+		syscall.Close(lst.fd)
+		l.s.wg.Done()
+	}
+	for _, lst := range add {
+		if lst.removed {
+			continue
+		}
+		if l.lsts == nil {
+			l.lsts = make(map[int32]*listener)
+		}
+		// Ids are never reused, so that an event of a removed listener
+		// still in this round's batch finds nothing.
+		lst.lid = l.nextLID
+		l.nextLID++
+		l.lsts[lst.lid] = lst
+		// Registering reports connections already queued at once.
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: listenerEvent(lst.lid)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
+			delete(l.lsts, lst.lid)
+			l.pause(lst, err)
+		}
+	}
+}
+
+// acceptFrom accepts up to acceptBatch connections of lst and serves each.
+// Loop goroutine only.
+func (l *eventLoop) acceptFrom(lst *listener) {
+	for range acceptBatch {
+		nfd, sa, err := syscall.Accept4(lst.fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		switch err {
+		case nil:
+		case syscall.EAGAIN:
+			return
+		case syscall.EINTR, syscall.ECONNABORTED:
+			continue
+		default:
+			select {
+			case <-lst.done:
+				return // shut down (EINVAL): its removal is queued
+			default:
+			}
+			delete(l.lsts, lst.lid)
+			syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
+			l.pause(lst, err)
+			return
+		}
+		lst.delay = 0
+		lst.serve(l.s.rawConn(nfd, sa), l)
+	}
+	l.acceptMore = append(l.acceptMore, lst)
+}
+
+// pause stops accepting for lst, after an error such as EMFILE, for its
+// backoff; resumeListener then hands it back. lst is not registered.
+func (l *eventLoop) pause(lst *listener, err error) {
+	delay := lst.backoff(err)
+	l.s.wg.Add(1)
+	go l.resumeListener(lst, delay)
+}
+
+// resumeListener gives lst back to the loop after delay, unless it is
+// closed meanwhile (its removal, queued by close, then wins).
+func (l *eventLoop) resumeListener(lst *listener, delay time.Duration) {
+	defer l.s.wg.Done()
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		l.addListener(lst)
+	case <-lst.done:
+	}
+}
+
+// acceptAgain accepts from the listeners a round left with connections
+// waiting. Loop goroutine only.
+func (l *eventLoop) acceptAgain() {
+	more := l.acceptMore
+	l.acceptMore = l.acceptSpare[:0]
+	for _, lst := range more {
+		if _, ok := l.lsts[lst.lid]; ok && !lst.removed {
+			l.acceptFrom(lst)
+		}
+	}
+	l.acceptSpare = more[:0]
+}
