@@ -284,25 +284,30 @@ func TestMetricsAfterAWakeAndAnIdleStop(t *testing.T) {
 	}
 }
 
-func TestDaemonNotifiesSystemd(t *testing.T) {
+// notifyingDaemon runs a daemon on apps under a NOTIFY_SOCKET, as systemd
+// runs a Type=notify service, and returns it with a function that reads
+// the next notification.
+func notifyingDaemon(t *testing.T, apps, state string) (*exec.Cmd, func() string) {
+	t.Helper()
 	sockDir := stateDir(t)
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(sockDir, "notify"), Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer notify.Close()
-	cmd := exec.Command(dynapmBin, "run", "-apps", t.TempDir(), "-state", stateDir(t))
+	t.Cleanup(func() { notify.Close() })
+	cmd := exec.Command(dynapmBin, "run", "-apps", apps, "-state", state)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(sockDir, "notify"))
 	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-	}()
+	})
 	read := func() string {
+		t.Helper()
 		if err := notify.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -313,6 +318,11 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 		}
 		return string(buf[:n])
 	}
+	return cmd, read
+}
+
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	cmd, read := notifyingDaemon(t, t.TempDir(), stateDir(t))
 	if msg := read(); !strings.HasPrefix(msg, "READY=1\n") {
 		t.Fatalf("first notification = %q", msg)
 	}
@@ -321,6 +331,27 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 	}
 	if msg := read(); msg != "STOPPING=1" {
 		t.Fatalf("notification on SIGTERM = %q", msg)
+	}
+}
+
+// Only the daemon talks to systemd: an app that saw NOTIFY_SOCKET could
+// report the service ready or stopping behind the daemon's back.
+func TestAppsDoNotInheritTheNotifySocket(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	writeFile(t, filepath.Join(apps, "db.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q, \"-print-env\", \"NOTIFY_SOCKET\"]\nmode: persistent\n",
+		testutil.FreeAddr(t), testutil.TestApp(t)))
+	_, read := notifyingDaemon(t, apps, state)
+	if msg := read(); !strings.HasPrefix(msg, "READY=1\n") {
+		t.Fatalf("first notification = %q", msg)
+	}
+	logFile := filepath.Join(state, "logs", "db.log")
+	var log []byte
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		log, _ = os.ReadFile(logFile)
+		return bytes.Contains(log, []byte("NOTIFY_SOCKET="))
+	}, "the app did not print its environment; %s: %q", logFile, &log)
+	if !bytes.Contains(log, []byte("NOTIFY_SOCKET=\n")) {
+		t.Fatalf("the app inherited the notify socket: %q", log)
 	}
 }
 

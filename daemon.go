@@ -182,6 +182,10 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	}
 	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched}
 	d.notify = sdnotify.FromEnv()
+	// Only the daemon talks to systemd (the unit has NotifyAccess=main):
+	// apps, jobs and the reaper must not inherit the socket, which is what
+	// sd_notify's unset_environment does.
+	os.Unsetenv("NOTIFY_SOCKET")
 	return d
 }
 
