@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -429,5 +430,77 @@ func TestMetricsDropARemovedApp(t *testing.T) {
 	}
 	if !strings.Contains(out, `dynapm_app_connections_total{app="kept"} 1`+"\n") {
 		t.Errorf("the other app lost its series:\n%s", out)
+	}
+}
+
+// wakeAndIdle wakes the echo app on listen and waits until it has stopped
+// for idleness, so that the daemon has logged app lines of both kinds.
+func wakeAndIdle(t *testing.T, d *runningDaemon, listen string) {
+	t.Helper()
+	if got := echoOnce(t, listen, "log me"); got != "log me" {
+		t.Fatalf("echo = %q", got)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Count(d.out.String(), "app stopped") == 1 },
+		"no idle stop logged:\n%s", d.out)
+}
+
+func TestDaemonLogsJSONLinesWhenAsked(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	writeFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, "log: {format: json}\n")
+	d := startDaemon(t, apps, "-config", config)
+	wakeAndIdle(t, d, listen)
+
+	msgs := map[string]map[string]any{}
+	for line := range strings.Lines(d.out.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("daemon output line is not JSON (%v): %q", err, line)
+		}
+		msg, _ := rec["msg"].(string)
+		level, _ := rec["level"].(string)
+		if msg == "" || level == "" {
+			t.Errorf("line without msg or level: %q", line)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"])); err != nil {
+			t.Errorf("line without a time: %q", line)
+		}
+		// About an app: it is named, or the file that is not one yet.
+		if strings.HasPrefix(msg, "app ") && rec["app"] == nil && rec["file"] == nil {
+			t.Errorf("app line names no app: %q", line)
+		}
+		msgs[msg] = rec
+	}
+	for _, msg := range []string{"app started", "app stopped"} {
+		if rec := msgs[msg]; rec == nil || rec["app"] != "echo" || rec["reason"] == nil {
+			t.Errorf("%q line: %v, want app echo with a reason", msg, rec)
+		}
+	}
+	if rec := msgs["app file not applied; it is not served"]; rec == nil || rec["level"] != "ERROR" ||
+		!strings.HasSuffix(fmt.Sprint(rec["file"]), "bad.yaml") || !strings.Contains(fmt.Sprint(rec["err"]), "idle_timeout") {
+		t.Errorf("the bad file's line: %v, want an ERROR naming bad.yaml and idle_timeout", rec)
+	}
+}
+
+func TestDaemonLogsTextByDefault(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	d := startDaemon(t, apps)
+	wakeAndIdle(t, d, listen)
+
+	line := regexp.MustCompile(`^time=\S+ level=(DEBUG|INFO|WARN|ERROR) msg=("[^"]*"|\S+)( |$)`)
+	for l := range strings.Lines(d.out.String()) {
+		if !line.MatchString(l) {
+			t.Errorf("daemon output line is not a slog text line: %q", l)
+		}
+	}
+	for _, msg := range []string{`msg="app started" app=echo reason=connection`, `msg="app stopped" app=echo reason=idle`} {
+		if !strings.Contains(d.out.String(), msg) {
+			t.Errorf("daemon output lacks %s:\n%s", msg, d.out)
+		}
 	}
 }
