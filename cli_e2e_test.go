@@ -234,6 +234,21 @@ func TestDaemonRefusesAStateDirOthersCanWrite(t *testing.T) {
 	}
 }
 
+func TestDaemonRefusesAStateDirTooLongForItsSocket(t *testing.T) {
+	state := filepath.Join(stateDir(t), strings.Repeat("long-", 20))
+	sock := filepath.Join(state, "dynapm.sock")
+	code, _, errOut := dynapm(t, "run", "-apps", t.TempDir(), "-state", state)
+	want := fmt.Sprintf("admin socket path %s is %d bytes, over the 107 bytes a Unix socket path may have; use a shorter state directory", sock, len(sock))
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("run: exit %d, err %q; want exit 1 saying %q", code, errOut, want)
+	}
+	// The client commands say the same, not "connect: invalid argument".
+	code, _, errOut = dynapm(t, "status", "-state", state)
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("status: exit %d, err %q; want exit 1 saying %q", code, errOut, want)
+	}
+}
+
 // scrapeMetrics fetches addr's /metrics on a connection of its own, closed
 // after it: no idle connection is left in the daemon's counts or to
 // outlive the test.
