@@ -98,6 +98,11 @@ func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 	if got := echoOnce(t, listen, "served"); got != "served" {
 		t.Fatalf("echo = %q", got)
 	}
+	// The memory monitor's reading of the running process reaches status.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		rss, _ := statusOf(t, state, "echo")["rss_bytes"].(float64)
+		return rss > 0
+	}, "status -json of a running app never shows rss_bytes > 0: %v", statusOf(t, state, "echo"))
 
 	code, out, errOut = dynapm(t, "status", "-state", state)
 	if code != 0 {
@@ -141,6 +146,36 @@ func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 	code, _, errOut = dynapm(t, "start", "nope", "-state", state)
 	if code != 1 || !strings.Contains(errOut, `unknown app "nope"`) {
 		t.Fatalf("start nope: exit %d, err %q", code, errOut)
+	}
+}
+
+// The scheduler's next wake reaches status, as JSON and in the table.
+func TestCLIStatusShowsTheNextScheduledWake(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	writeFile(t, filepath.Join(apps, "report.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\nwake: [{cron: \"@every 3h\", keep: 1m}]\n",
+		testutil.FreeAddr(t), testutil.TestApp(t)))
+	writeFile(t, filepath.Join(apps, "plain.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\n", testutil.FreeAddr(t), testutil.TestApp(t)))
+	before := time.Now()
+	startDaemon(t, apps, "-state", state)
+
+	a := statusOf(t, state, "report")
+	next, err := time.Parse(time.RFC3339Nano, fmt.Sprint(a["next_wake"]))
+	if err != nil {
+		t.Fatalf("next_wake of an app with a wake schedule: %v (%v)", a["next_wake"], err)
+	}
+	// @every 3h from when the daemon loaded it.
+	if next.Before(before.Add(3*time.Hour-time.Minute)) || next.After(time.Now().Add(3*time.Hour+time.Minute)) {
+		t.Errorf("next_wake = %v, want about 3h from %v", next, before)
+	}
+	if p := statusOf(t, state, "plain"); p["next_wake"] != nil {
+		t.Errorf("an app without a schedule has next_wake %v", p["next_wake"])
+	}
+	code, out, errOut := dynapm(t, "status", "-state", state)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	if !regexp.MustCompile(`(?m)^report .* in (2h5\dm|3h00m) `).MatchString(out) {
+		t.Errorf("status table does not show report's next wake in about 3h:\n%s", out)
 	}
 }
 
