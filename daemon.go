@@ -227,7 +227,8 @@ func (d *daemon) background(loop func(context.Context)) {
 // can serve. apply is called from one goroutine at a time
 // (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
-	if errs := privilegeErrors(specs, os.Geteuid()); len(errs) > 0 {
+	euid := os.Geteuid()
+	if errs := append(privilegeErrors(specs, euid), ownerErrors(specs, euid)...); len(errs) > 0 {
 		return errs
 	}
 	table := routeTable(specs)
