@@ -86,7 +86,9 @@ func isReset(err error) bool {
 // connection: reaching it is a hang.
 func chaosEcho(addr, msg string, deadline time.Duration) (outcome, string) {
 	c, err := net.DialTimeout("tcp", addr, deadline)
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	// A reset during the connect is a refusal too: the SYN reached the
+	// listener just as its file's removal closed it.
+	if errors.Is(err, syscall.ECONNREFUSED) || isReset(err) {
 		return outRefused, ""
 	}
 	if err != nil {
