@@ -27,11 +27,12 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// modeErrors applies, when euid is root, the check a daemon running as root
-// makes (appsdir.Config.OwnerWritableOnly), with the same words: an apps
-// directory or app file that group or others can write is refused. It
-// returns the specs the daemon would serve and errs with the refusals
-// added.
+// modeErrors applies, when euid is root, the checks a daemon running as
+// root makes (appsdir.Config.OwnerWritableOnly and ownerError), with the
+// same words: an apps directory or app file that group or others can
+// write is refused, and so is an app file root does not own unless the app
+// runs as its owner. It returns the specs the daemon would serve and errs
+// with the refusals added.
 func modeErrors(dir string, specs []*appfile.Spec, errs []error, euid int) ([]*appfile.Spec, []error) {
 	if euid != 0 {
 		return specs, errs
@@ -43,6 +44,10 @@ func modeErrors(dir string, specs []*appfile.Spec, errs []error, euid int) ([]*a
 	kept := specs[:0:0]
 	for _, s := range specs {
 		if err := appfile.CheckNotWritableByOthers(s.File); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := ownerError(s); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -98,6 +99,11 @@ func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 	if got := echoOnce(t, listen, "served"); got != "served" {
 		t.Fatalf("echo = %q", got)
 	}
+	// The memory monitor's reading of the running process reaches status.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		rss, _ := statusOf(t, state, "echo")["rss_bytes"].(float64)
+		return rss > 0
+	}, "status -json of a running app never shows rss_bytes > 0: %v", statusOf(t, state, "echo"))
 
 	code, out, errOut = dynapm(t, "status", "-state", state)
 	if code != 0 {
@@ -141,6 +147,36 @@ func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 	code, _, errOut = dynapm(t, "start", "nope", "-state", state)
 	if code != 1 || !strings.Contains(errOut, `unknown app "nope"`) {
 		t.Fatalf("start nope: exit %d, err %q", code, errOut)
+	}
+}
+
+// The scheduler's next wake reaches status, as JSON and in the table.
+func TestCLIStatusShowsTheNextScheduledWake(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	writeFile(t, filepath.Join(apps, "report.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\nwake: [{cron: \"@every 3h\", keep: 1m}]\n",
+		testutil.FreeAddr(t), testutil.TestApp(t)))
+	writeFile(t, filepath.Join(apps, "plain.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\n", testutil.FreeAddr(t), testutil.TestApp(t)))
+	before := time.Now()
+	startDaemon(t, apps, "-state", state)
+
+	a := statusOf(t, state, "report")
+	next, err := time.Parse(time.RFC3339Nano, fmt.Sprint(a["next_wake"]))
+	if err != nil {
+		t.Fatalf("next_wake of an app with a wake schedule: %v (%v)", a["next_wake"], err)
+	}
+	// @every 3h from when the daemon loaded it.
+	if next.Before(before.Add(3*time.Hour-time.Minute)) || next.After(time.Now().Add(3*time.Hour+time.Minute)) {
+		t.Errorf("next_wake = %v, want about 3h from %v", next, before)
+	}
+	if p := statusOf(t, state, "plain"); p["next_wake"] != nil {
+		t.Errorf("an app without a schedule has next_wake %v", p["next_wake"])
+	}
+	code, out, errOut := dynapm(t, "status", "-state", state)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	if !regexp.MustCompile(`(?m)^report .* in (2h5\dm|3h00m) `).MatchString(out) {
+		t.Errorf("status table does not show report's next wake in about 3h:\n%s", out)
 	}
 }
 
@@ -234,9 +270,28 @@ func TestDaemonRefusesAStateDirOthersCanWrite(t *testing.T) {
 	}
 }
 
+func TestDaemonRefusesAStateDirTooLongForItsSocket(t *testing.T) {
+	state := filepath.Join(stateDir(t), strings.Repeat("long-", 20))
+	sock := filepath.Join(state, "dynapm.sock")
+	code, _, errOut := dynapm(t, "run", "-apps", t.TempDir(), "-state", state)
+	want := fmt.Sprintf("admin socket path %s is %d bytes, over the 107 bytes a Unix socket path may have; use a shorter state directory", sock, len(sock))
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("run: exit %d, err %q; want exit 1 saying %q", code, errOut, want)
+	}
+	// The client commands say the same, not "connect: invalid argument".
+	code, _, errOut = dynapm(t, "status", "-state", state)
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("status: exit %d, err %q; want exit 1 saying %q", code, errOut, want)
+	}
+}
+
+// scrapeMetrics fetches addr's /metrics on a connection of its own, closed
+// after it: no idle connection is left in the daemon's counts or to
+// outlive the test.
 func scrapeMetrics(t *testing.T, addr string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,25 +340,30 @@ func TestMetricsAfterAWakeAndAnIdleStop(t *testing.T) {
 	}
 }
 
-func TestDaemonNotifiesSystemd(t *testing.T) {
+// notifyingDaemon runs a daemon on apps under a NOTIFY_SOCKET, as systemd
+// runs a Type=notify service, and returns it with a function that reads
+// the next notification.
+func notifyingDaemon(t *testing.T, apps, state string) (*exec.Cmd, func() string) {
+	t.Helper()
 	sockDir := stateDir(t)
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(sockDir, "notify"), Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer notify.Close()
-	cmd := exec.Command(dynapmBin, "run", "-apps", t.TempDir(), "-state", stateDir(t))
+	t.Cleanup(func() { notify.Close() })
+	cmd := exec.Command(dynapmBin, "run", "-apps", apps, "-state", state)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(sockDir, "notify"))
 	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-	}()
+	})
 	read := func() string {
+		t.Helper()
 		if err := notify.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -314,6 +374,11 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 		}
 		return string(buf[:n])
 	}
+	return cmd, read
+}
+
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	cmd, read := notifyingDaemon(t, t.TempDir(), stateDir(t))
 	if msg := read(); !strings.HasPrefix(msg, "READY=1\n") {
 		t.Fatalf("first notification = %q", msg)
 	}
@@ -322,6 +387,27 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 	}
 	if msg := read(); msg != "STOPPING=1" {
 		t.Fatalf("notification on SIGTERM = %q", msg)
+	}
+}
+
+// Only the daemon talks to systemd: an app that saw NOTIFY_SOCKET could
+// report the service ready or stopping behind the daemon's back.
+func TestAppsDoNotInheritTheNotifySocket(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	writeFile(t, filepath.Join(apps, "db.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q, \"-print-env\", \"NOTIFY_SOCKET\"]\nmode: persistent\n",
+		testutil.FreeAddr(t), testutil.TestApp(t)))
+	_, read := notifyingDaemon(t, apps, state)
+	if msg := read(); !strings.HasPrefix(msg, "READY=1\n") {
+		t.Fatalf("first notification = %q", msg)
+	}
+	logFile := filepath.Join(state, "logs", "db.log")
+	var log []byte
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		log, _ = os.ReadFile(logFile)
+		return bytes.Contains(log, []byte("NOTIFY_SOCKET="))
+	}, "the app did not print its environment; %s: %q", logFile, &log)
+	if !bytes.Contains(log, []byte("NOTIFY_SOCKET=\n")) {
+		t.Fatalf("the app inherited the notify socket: %q", log)
 	}
 }
 
@@ -479,5 +565,77 @@ func TestDaemonNamesTheMetricsSettingItCannotListenOn(t *testing.T) {
 	want := fmt.Sprintf("listening for metrics on %s (setting `metrics` in %s): ", busy.Addr(), config)
 	if code == 0 || !strings.Contains(errOut, want) {
 		t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, errOut, want)
+	}
+}
+
+// wakeAndIdle wakes the echo app on listen and waits until it has stopped
+// for idleness, so that the daemon has logged app lines of both kinds.
+func wakeAndIdle(t *testing.T, d *runningDaemon, listen string) {
+	t.Helper()
+	if got := echoOnce(t, listen, "log me"); got != "log me" {
+		t.Fatalf("echo = %q", got)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Count(d.out.String(), "app stopped") == 1 },
+		"no idle stop logged:\n%s", d.out)
+}
+
+func TestDaemonLogsJSONLinesWhenAsked(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	writeFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, "log: {format: json}\n")
+	d := startDaemon(t, apps, "-config", config)
+	wakeAndIdle(t, d, listen)
+
+	msgs := map[string]map[string]any{}
+	for line := range strings.Lines(d.out.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("daemon output line is not JSON (%v): %q", err, line)
+		}
+		msg, _ := rec["msg"].(string)
+		level, _ := rec["level"].(string)
+		if msg == "" || level == "" {
+			t.Errorf("line without msg or level: %q", line)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"])); err != nil {
+			t.Errorf("line without a time: %q", line)
+		}
+		// About an app: it is named, or the file that is not one yet.
+		if strings.HasPrefix(msg, "app ") && rec["app"] == nil && rec["file"] == nil {
+			t.Errorf("app line names no app: %q", line)
+		}
+		msgs[msg] = rec
+	}
+	for _, msg := range []string{"app started", "app stopped"} {
+		if rec := msgs[msg]; rec == nil || rec["app"] != "echo" || rec["reason"] == nil {
+			t.Errorf("%q line: %v, want app echo with a reason", msg, rec)
+		}
+	}
+	if rec := msgs["app file not applied; it is not served"]; rec == nil || rec["level"] != "ERROR" ||
+		!strings.HasSuffix(fmt.Sprint(rec["file"]), "bad.yaml") || !strings.Contains(fmt.Sprint(rec["err"]), "idle_timeout") {
+		t.Errorf("the bad file's line: %v, want an ERROR naming bad.yaml and idle_timeout", rec)
+	}
+}
+
+func TestDaemonLogsTextByDefault(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	d := startDaemon(t, apps)
+	wakeAndIdle(t, d, listen)
+
+	line := regexp.MustCompile(`^time=\S+ level=(DEBUG|INFO|WARN|ERROR) msg=("[^"]*"|\S+)( |$)`)
+	for l := range strings.Lines(d.out.String()) {
+		if !line.MatchString(l) {
+			t.Errorf("daemon output line is not a slog text line: %q", l)
+		}
+	}
+	for _, msg := range []string{`msg="app started" app=echo reason=connection`, `msg="app stopped" app=echo reason=idle`} {
+		if !strings.Contains(d.out.String(), msg) {
+			t.Errorf("daemon output lacks %s:\n%s", msg, d.out)
+		}
 	}
 }

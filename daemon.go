@@ -187,6 +187,10 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	}
 	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched}
 	d.notify = sdnotify.FromEnv()
+	// Only the daemon talks to systemd (the unit has NotifyAccess=main):
+	// apps, jobs and the reaper must not inherit the socket, which is what
+	// sd_notify's unset_environment does.
+	os.Unsetenv("NOTIFY_SOCKET")
 	return d
 }
 
@@ -235,7 +239,8 @@ func (d *daemon) background(loop func(context.Context)) {
 // routed to an app the manager does not know yet. apply is called from one
 // goroutine at a time (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
-	if errs := privilegeErrors(specs, os.Geteuid()); len(errs) > 0 {
+	euid := os.Geteuid()
+	if errs := append(privilegeErrors(specs, euid), ownerErrors(specs, euid)...); len(errs) > 0 {
 		return errs
 	}
 	table := routeTable(specs)

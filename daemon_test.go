@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/internal/testutil"
+	"go.uber.org/goleak"
 )
 
 // dynapmBin is the daemon binary built once for this package's tests.
@@ -33,6 +34,18 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// The daemons run as processes, but the admin server of the client
+	// tests, the CLI's clients and the tests' own echo and wait
+	// goroutines run here: none may outlive its test. The one exception
+	// is lumberjack's per-log goroutine, which it never ends (one per app
+	// log, by design: see applog), started by the tests that run a daemon
+	// in this process (apply_order_test.go).
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun")); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -55,6 +55,11 @@ func parseSettings(name string, args []string, stderr io.Writer) (s settings.Set
 	if err := f.fs.Parse(args); err != nil {
 		return s, 2, false
 	}
+	// `dynapm check apps.d` must not quietly check ./apps.d instead.
+	if f.fs.NArg() > 0 {
+		usageError(f.fs, fmt.Sprintf("unexpected argument %q (the app files are given with -apps DIR)", f.fs.Arg(0)))
+		return s, 2, false
+	}
 	s, err := f.settings()
 	if err != nil {
 		fmt.Fprintln(stderr, "dynapm:", err)

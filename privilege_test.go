@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,4 +161,138 @@ func TestCheckAsRootRefusesWhatARootDaemonRefuses(t *testing.T) {
 	if code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr); code != 0 {
 		t.Fatalf("check after fixing the modes exit code = %d; output:\n%s", code, &stdout)
 	}
+}
+
+// nobody is the account the ownership tests give app files to: it exists
+// on every system the tests run on as root (uid 65534, group nogroup).
+const nobody = 65534
+
+// chownNobody gives path to nobody, as if that user had written it.
+func chownNobody(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Chown(path, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRootRefusesAnAppFileItDoesNotOwnUnlessTheAppRunsAsItsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the check is made by a daemon running as root")
+	}
+	dir := t.TempDir()
+	owned, rootOwned := filepath.Join(dir, "web.yaml"), filepath.Join(dir, "root.yaml")
+	writeFile(t, owned, "")
+	writeFile(t, rootOwned, "")
+	chownNobody(t, owned)
+	for _, tc := range []struct {
+		name string
+		spec appfile.Spec
+		// field and want describe the refusal; want "" means accepted.
+		field, want string
+	}{
+		{"root's file", appfile.Spec{File: rootOwned}, "", ""},
+		{"runs as its owner", appfile.Spec{File: owned, User: "nobody"}, "", ""},
+		{"runs as its owner's uid", appfile.Spec{File: owned, User: "65534"}, "", ""},
+		{"runs as its owner with its group", appfile.Spec{File: owned, User: "nobody", Group: "65534"}, "", ""},
+		{"no user", appfile.Spec{File: owned},
+			"", "owned by nobody (uid 65534), not root, and dynapm runs as root: nobody (uid 65534) could make root run anything; fix it with: chown root " + owned + ", or set user: nobody"},
+		{"another user", appfile.Spec{File: owned, User: "root"},
+			"user", "the app would run as uid 0, not as the file's owner; fix it with: chown root " + owned + ", or set user: nobody"},
+		{"a group its owner is not in", appfile.Spec{File: owned, User: "nobody", Group: "0"},
+			"group", "gid 0, which is not one of nobody (uid 65534)'s groups"},
+		{"an unknown user", appfile.Spec{File: owned, User: "no-such-user-here"}, "user", `looking up user "no-such-user-here"`},
+		{"a driver acting as root", appfile.Spec{File: owned, User: "nobody", Driver: appfile.DriverCommand},
+			"driver", "driver: command acts as the daemon's user (root)"},
+		{"jobs, which run as root", appfile.Spec{File: owned, User: "nobody", Jobs: []appfile.Job{{Command: []string{"true"}}}},
+			"jobs", "jobs run as the daemon's user (root), not as user: nobody"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ownerError(&tc.spec)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var fe *appfile.FieldError
+			if !errors.As(err, &fe) || fe.File != tc.spec.File || fe.Field != tc.field || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v (field %q); want on field %q of %s: %q", err, fieldOf(fe), tc.field, tc.spec.File, tc.want)
+			}
+		})
+	}
+}
+
+func fieldOf(fe *appfile.FieldError) string {
+	if fe == nil {
+		return "<none>"
+	}
+	return fe.Field
+}
+
+// A root daemon end to end: nobody's app file is refused until root owns
+// it, or served as nobody when it says user: nobody; check says the same.
+func TestRootDaemonServesAnAppFileOfAnotherUserOnlyAsThatUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the check is made by a daemon running as root")
+	}
+	// nobody must be able to enter the app's directory and run the
+	// program: a world-readable copy, out of the tests' private dirs.
+	apps, err := os.MkdirTemp("", "owned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(apps) })
+	prog := filepath.Join(apps, "testapp")
+	bin, err := os.ReadFile(testutil.TestApp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prog, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(apps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refusedAddr, asOwnerAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	refused, asOwner := filepath.Join(apps, "refused.yaml"), filepath.Join(apps, "asowner.yaml")
+	writeFile(t, refused, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\n", refusedAddr, prog))
+	writeFile(t, asOwner, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\nuser: nobody\nidle_timeout: 10m\n", asOwnerAddr, prog))
+	chownNobody(t, refused)
+	chownNobody(t, asOwner)
+
+	var stdout, stderr bytes.Buffer
+	if code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr); code != 1 ||
+		!strings.Contains(stdout.String(), refused+": app file is owned by nobody (uid 65534), not root") ||
+		strings.Contains(stdout.String(), asOwner) {
+		t.Fatalf("check: exit %d, output:\n%s%s\nwant refused.yaml refused, asowner.yaml accepted", code, &stdout, &stderr)
+	}
+
+	state := stateDir(t)
+	d := startDaemon(t, apps, "-state", state)
+	if want := "chown root " + refused; !strings.Contains(d.out.String(), want) {
+		t.Fatalf("daemon log does not say %q:\n%s", want, d.out)
+	}
+	if tryEcho(refusedAddr, "x") {
+		t.Fatal("an app file of another user is served as root")
+	}
+	if got := echoOnce(t, asOwnerAddr, "as nobody"); got != "as nobody" {
+		t.Fatalf("echo from the app running as its owner = %q", got)
+	}
+	pid, ok := statusOf(t, state, "asowner")["pid"].(float64)
+	if !ok || pid == 0 {
+		t.Fatalf("asowner has no pid: %v", statusOf(t, state, "asowner"))
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", int(pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Uid:\s+65534\s`).Match(status) {
+		t.Fatalf("the app of nobody's file does not run as nobody:\n%s", status)
+	}
+	// Giving the file to root is enough: it is tried again without an edit.
+	if err := os.Chown(refused, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return tryEcho(refusedAddr, "root's now") },
+		"the app is not served once root owns its file")
 }

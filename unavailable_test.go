@@ -52,3 +52,23 @@ func TestUnavailableReplyReachesClientsOfACrashingApp(t *testing.T) {
 		t.Fatalf("app without unavailable_reply sent %q (%v); want a bare close", got, err)
 	}
 }
+
+// A program too slow for its start_timeout: the held client, which sent
+// its request while it waited, receives the reply when the wait runs out,
+// then a close.
+func TestUnavailableReplyReachesAClientHeldPastStartTimeout(t *testing.T) {
+	apps := t.TempDir()
+	const reply = "-LOADING DynaPM: the app is starting, retry\r\n"
+	listen := testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "slow.yaml"), fmt.Sprintf(
+		"listen: %q\ncommand: [%q, \"-delay\", \"1h\"]\nstart_timeout: 1s\nstop_timeout: 2s\nunavailable_reply: \"-LOADING DynaPM: the app is starting, retry\\r\\n\"\n",
+		listen, testutil.TestApp(t)))
+	d := startDaemon(t, apps)
+
+	got, err := request(t, listen, "PING\r\n")
+	if err != nil || got != reply {
+		t.Fatalf("held past start_timeout: got %q, %v; want %q then a close", got, err, reply)
+	}
+	// It was the start_timeout that ran out, not a crash of the program.
+	d.waitLog(t, `msg="waking app failed, closing connection"`, "app=slow", "start timed out")
+}

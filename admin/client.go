@@ -54,6 +54,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*ht
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
+	if err := CheckSocketPath(c.Socket); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err

@@ -57,6 +57,9 @@ func Serve(cfg Config) (*Server, error) {
 	if cfg.FollowInterval <= 0 {
 		cfg.FollowInterval = 250 * time.Millisecond
 	}
+	if err := CheckSocketPath(SocketPath(cfg.StateDir)); err != nil {
+		return nil, err
+	}
 	if err := CheckPrivateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}

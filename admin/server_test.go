@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -103,5 +104,42 @@ func TestNonSocketAtSocketPathIsNotRemoved(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(SocketPath(dir)); string(b) != "precious" {
 		t.Fatal("file at the socket path was changed")
+	}
+}
+
+// A state directory whose socket path the kernel cannot bind is refused
+// with the path, the limit and what to do, by the daemon and the client
+// alike, rather than "bind: invalid argument".
+func TestStateDirTooLongForASocketIsRefusedClearly(t *testing.T) {
+	dir := shortDir(t)
+	long := filepath.Join(dir, strings.Repeat("x", maxSocketPath-len(dir)-len(SocketName)-2))
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// One byte under the limit still works: the check is not too eager.
+	s, err := Serve(Config{StateDir: long, Controller: newTestController()})
+	if err != nil {
+		t.Fatalf("socket path of %d bytes refused: %v", len(SocketPath(long)), err)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	tooLong := long + "y"
+	if err := os.Mkdir(tooLong, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := SocketPath(tooLong)
+	_, serveErr := Serve(Config{StateDir: tooLong, Controller: newTestController()})
+	_, clientErr := (&Client{Socket: sock}).Apps(context.Background())
+	for who, err := range map[string]error{"Serve": serveErr, "the client": clientErr} {
+		if err == nil {
+			t.Fatalf("%s accepted a socket path of %d bytes", who, len(sock))
+		}
+		for _, want := range []string{sock, fmt.Sprintf("%d bytes, over the 107 bytes", len(sock)), "use a shorter state directory (-state DIR"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q does not say %q", who, err, want)
+			}
+		}
 	}
 }

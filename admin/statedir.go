@@ -28,6 +28,20 @@ func CheckPrivateDir(dir string) error {
 	return nil
 }
 
+// maxSocketPath is the longest path a Unix socket can be bound or dialed
+// at: sun_path holds 108 bytes, the last one the terminating NUL.
+const maxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
+
+// CheckSocketPath refuses a socket path the kernel cannot take, with what
+// to do about it rather than the bare EINVAL bind and connect return.
+func CheckSocketPath(path string) error {
+	if len(path) > maxSocketPath {
+		return fmt.Errorf("admin socket path %s is %d bytes, over the %d bytes a Unix socket path may have; use a shorter state directory (-state DIR, or state_dir in the settings)",
+			path, len(path), maxSocketPath)
+	}
+	return nil
+}
+
 // lockStateDir takes an exclusive lock on DIR/dynapm.lock for as long as the
 // returned file stays open, so that two daemons never share a state
 // directory (they would fight over the socket and the app logs).

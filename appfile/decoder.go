@@ -125,11 +125,39 @@ func (d *decoder) str(field string, v any, expected string) (string, bool) {
 	return s, ok
 }
 
-// scalar accepts a string, an integer or a boolean as a string. Argv words
-// and environment values are strings, but a YAML user writing
-// [sleep, 10] or {DEBUG: 1} means the text; floats are refused because
-// their text is ambiguous (1.10 reads back as 1.1).
-func (d *decoder) scalar(field string, v any) (string, bool) {
+// kindOf names the type of a value found in a parsed file, never the value
+// itself: for messages about values that may be secret (environment
+// values), which end up in the daemon's log.
+func kindOf(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "nothing (null)"
+	case string:
+		return "a string"
+	case bool:
+		return "true or false"
+	case int, int64, uint64:
+		return "an integer"
+	case float64:
+		if v == math.Trunc(v) {
+			return "a large number"
+		}
+		return "a number with a fraction"
+	case time.Time:
+		return "a timestamp"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	return "a value of another type"
+}
+
+// scalarText is a string, an integer or a boolean as a string. Argv words
+// and environment values are strings, but a YAML user writing [sleep, 10]
+// or {DEBUG: 1} means the text; floats are refused because their text is
+// ambiguous (1.10 reads back as 1.1).
+func scalarText(v any) (string, bool) {
 	switch v := v.(type) {
 	case string:
 		return v, true
@@ -142,8 +170,27 @@ func (d *decoder) scalar(field string, v any) (string, bool) {
 			return strconv.FormatInt(int64(v), 10), true
 		}
 	}
-	d.errorf(field, "expected a string, got %s (quote it)", Describe(v))
 	return "", false
+}
+
+// scalar is scalarText for an argv word, whose value the error shows.
+func (d *decoder) scalar(field string, v any) (string, bool) {
+	s, ok := scalarText(v)
+	if !ok {
+		d.errorf(field, "expected a string, got %s (quote it)", Describe(v))
+	}
+	return s, ok
+}
+
+// envValue is scalarText for an environment value. The error names the
+// field (the variable) and the type found, never the value: env holds
+// secrets, and the error goes to the daemon's log.
+func (d *decoder) envValue(field string, v any) (string, bool) {
+	s, ok := scalarText(v)
+	if !ok {
+		d.errorf(field, "expected a string, got %s (quote the value)", kindOf(v))
+	}
+	return s, ok
 }
 
 // integer accepts any integral number the three parsers produce.

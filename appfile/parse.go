@@ -217,7 +217,8 @@ func unwrapPathError(err error) error {
 func (d *decoder) env(s *Spec, key string, v any) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		d.errorf(key, "expected a mapping of NAME: value, got %s", Describe(v))
+		// kindOf, not Describe: `env: TOKEN=...` would put the value in the log.
+		d.errorf(key, "expected a mapping of NAME: value, got %s", kindOf(v))
 		return
 	}
 	for _, name := range slices.Sorted(maps.Keys(m)) {
@@ -227,7 +228,7 @@ func (d *decoder) env(s *Spec, key string, v any) {
 			d.errorf(f, "expected an environment variable name (letters, digits and _, not starting with a digit), got %q", name)
 			continue
 		}
-		if str, ok := d.scalar(f, val); ok {
+		if str, ok := d.envValue(f, val); ok {
 			s.Env[name] = str
 		}
 	}

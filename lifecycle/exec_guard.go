@@ -36,7 +36,7 @@ func guardScript(spec *appfile.Spec) string {
 // limits and umask. Without those keys it leaves cmd alone.
 func applyGuards(cmd *exec.Cmd, spec *appfile.Spec) error {
 	if spec.User != "" || spec.Group != "" {
-		cred, err := credential(spec.User, spec.Group)
+		cred, err := Credential(spec.User, spec.Group)
 		if err != nil {
 			return err
 		}
@@ -49,11 +49,13 @@ func applyGuards(cmd *exec.Cmd, spec *appfile.Spec) error {
 	return nil
 }
 
-// credential resolves user and group (names or numeric ids). A user alone
-// runs with its primary group; no supplementary group is kept. Only root
-// can switch: any other daemon gets a clear error. A bare numeric uid runs
-// with the gid of the same number unless group says otherwise.
-func credential(userName, groupName string) (*syscall.Credential, error) {
+// Credential resolves user and group (names or numeric ids) into the
+// account an app's program runs as. A user alone runs with its primary
+// group; no supplementary group is kept. Only root can switch: any other
+// daemon gets a clear error. A bare numeric uid runs with the gid of the
+// same number unless group says otherwise. Exported so that the root
+// daemon's check of who owns an app file resolves exactly as the start.
+func Credential(userName, groupName string) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("user and group need a daemon running as root (running as uid %d)", os.Geteuid())
 	}

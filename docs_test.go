@@ -1,0 +1,57 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Every test docs/RELIABILITY.md names as proof exists, and every row
+// names at least one: a renamed or deleted test must not leave a promise
+// without its proof.
+func TestReliabilityTableNamesTestsThatExist(t *testing.T) {
+	doc, err := os.ReadFile("docs/RELIABILITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := map[string]bool{}
+	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)\w+)\(`).FindAllSubmatch(src, -1) {
+			defined[string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile("`((?:Test|Fuzz)\\w+)`")
+	rows := 0
+	for line := range strings.Lines(string(doc)) {
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| Scenario") {
+			continue
+		}
+		rows++
+		names := name.FindAllStringSubmatch(line, -1)
+		if len(names) == 0 {
+			t.Errorf("row names no test: %s", line)
+		}
+		for _, n := range names {
+			if !defined[n[1]] {
+				t.Errorf("%s, named in docs/RELIABILITY.md, is not a test in this repository", n[1])
+			}
+		}
+	}
+	if rows == 0 {
+		t.Fatal("no table rows in docs/RELIABILITY.md")
+	}
+}
