@@ -149,12 +149,7 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	c.start = time.Now()
 	upstream, release, err := s.Waker.Wake(s.ctx, r.App)
 	if err != nil {
-		level := slog.LevelWarn
-		if s.ctx.Err() != nil {
-			level = slog.LevelInfo // shutting down: expected
-		}
-		log.Log(context.Background(), level, "waking app failed, closing connection",
-			slog.String("app", r.App), slog.Any("error", err))
+		s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("error", err))
 		s.dropUnavailable(c, nil, r.UnavailableReply)
 		return
 	}
@@ -166,15 +161,12 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		s.drop(c, release)
 		return
 	}
-	up, err := s.dial(s.ctx, upstream)
-	if err != nil {
-		level := slog.LevelWarn
-		if s.ctx.Err() != nil {
-			level = slog.LevelInfo
-		}
-		log.Log(context.Background(), level, "dialing upstream failed, closing connection",
-			slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("error", err))
-		s.dropUnavailable(c, release, r.UnavailableReply)
+	var up *net.TCPConn
+	release, ok := s.dialLeased(c, r, upstream, release, func(a netip.AddrPort) (err error) {
+		up, err = s.dial(s.ctx, a)
+		return err
+	})
+	if !ok {
 		return
 	}
 	if r.ProxyProtocol != "" || len(p.data) > 0 {

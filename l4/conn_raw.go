@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,15 +16,12 @@ import (
 // netpoller. If the loop cannot be had, the socket is wrapped in a
 // *net.TCPConn and the goroutines copy, as on the other path.
 func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, release func()) {
-	fd, err := s.dialRaw(s.ctx, upstream)
-	if err != nil {
-		level := slog.LevelWarn
-		if s.ctx.Err() != nil {
-			level = slog.LevelInfo
-		}
-		s.logger().Log(context.Background(), level, "dialing upstream failed, closing connection",
-			slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("error", err))
-		s.dropUnavailable(c, release, r.UnavailableReply)
+	fd := -1
+	release, ok := s.dialLeased(c, r, upstream, release, func(up netip.AddrPort) (err error) {
+		fd, err = s.dialRaw(s.ctx, up)
+		return err
+	})
+	if !ok {
 		return
 	}
 	loop, ok := s.splicingRaw(c, fd)

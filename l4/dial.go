@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"syscall"
@@ -42,12 +43,23 @@ func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect
 	defer cancel()
 	g := s.acquireGate(upstream)
 	defer s.releaseGate(upstream, g)
-	select {
-	case g.slots <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("dialing upstream %s: waiting for a dial slot: %w", upstream, ctx.Err())
+	take := func() error {
+		select {
+		case g.slots <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("dialing upstream %s: waiting for a dial slot: %w", upstream, ctx.Err())
+		}
 	}
-	defer func() { <-g.slots }()
+	if err := take(); err != nil {
+		return err
+	}
+	held := true
+	defer func() {
+		if held {
+			<-g.slots
+		}
+	}()
 	attempt := durationOr(s.DialAttemptTimeout, DefaultDialAttemptTimeout)
 	maxAttempt := durationOr(s.DialAttemptMax, DefaultDialAttemptMax)
 	refusedLeft := s.DialRefusedRetries
@@ -71,6 +83,11 @@ func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED) && refusedLeft > 0:
 			refusedLeft--
+			// Nothing is in flight while this dial waits to retry: the
+			// slot goes to the others (dials queued behind a refusing
+			// upstream would otherwise each wait out all its retries).
+			<-g.slots
+			held = false
 			if timer == nil {
 				timer = time.NewTimer(refusedDelay)
 			} else {
@@ -83,6 +100,10 @@ func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect
 				return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 			}
 			refusedDelay *= 2
+			if terr := take(); terr != nil {
+				return terr
+			}
+			held = true
 		case errors.As(err, &ne) && ne.Timeout():
 			attempt = min(2*attempt, maxAttempt)
 		default:
@@ -119,4 +140,48 @@ func (s *Server) releaseGate(upstream netip.AddrPort, g *dialGate) {
 	if g.refs == 0 {
 		delete(s.dialGates, upstream)
 	}
+}
+
+// maxRewakes bounds how often one connection gives its lease back and wakes
+// its app again because the upstream refused every connect.
+const maxRewakes = 2
+
+// dialLeased connects c to the upstream of its lease through connect (a
+// dial with the gate and retries). When the upstream refuses every connect
+// (its program exited, killed or crashed, and the Waker has yet to see it
+// or restart it), it gives the lease back and wakes the app again, up to
+// maxRewakes times: the new lease is the restarted program's, so the client
+// is served rather than closed. It returns the lease in force once
+// connected; on failure c has been dropped (with the route's unavailable
+// reply) and the log says why.
+func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func(), connect func(netip.AddrPort) error) (func(), bool) {
+	for rewakes := 0; ; rewakes++ {
+		err := connect(upstream)
+		if err == nil {
+			return release, true
+		}
+		if rewakes == maxRewakes || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
+			s.logDrop("dialing upstream failed, closing connection",
+				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("error", err))
+			s.dropUnavailable(c, release, r.UnavailableReply)
+			return nil, false
+		}
+		release()
+		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
+			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("error", err))
+			s.dropUnavailable(c, nil, r.UnavailableReply)
+			return nil, false
+		}
+	}
+}
+
+// logDrop logs why a connection is being closed: a warning, or only
+// information while the server shuts down (its wakes and dials are
+// cancelled on purpose then).
+func (s *Server) logDrop(msg string, attrs ...slog.Attr) {
+	level := slog.LevelWarn
+	if s.ctx.Err() != nil {
+		level = slog.LevelInfo
+	}
+	s.logger().LogAttrs(context.Background(), level, msg, attrs...)
 }

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -159,9 +161,59 @@ func TestDialGivesUpOnRefusedConnects(t *testing.T) {
 	if _, err := io.ReadAll(c); err != nil {
 		t.Fatalf("client read: %v, want EOF", err)
 	}
-	waitFor(t, "lease released", func() bool { return w.releases.Load() == 1 })
+	// The first lease and each of the maxRewakes new ones: all refused,
+	// all released.
+	waitFor(t, "leases released", func() bool { return w.releases.Load() == 1+maxRewakes })
+	if got := w.wakes.Load(); got != 1+maxRewakes {
+		t.Errorf("%d leases, want %d (the first and %d new ones after refusals)", got, 1+maxRewakes, maxRewakes)
+	}
 	if l := logs.String(); !strings.Contains(l, "3 attempts") || !strings.Contains(l, "app=gone") {
 		t.Errorf("log does not report the 3 refused attempts for app gone:\n%s", l)
+	}
+}
+
+// movingWaker leases its first Wake on a dead upstream (a program killed
+// after it was found ready, before anyone noticed) and every later one on
+// a live backend (the restarted program).
+type movingWaker struct {
+	*testWaker
+	dead, live netip.AddrPort
+	calls      atomic.Int64
+}
+
+func (w *movingWaker) Wake(ctx context.Context, app string) (netip.AddrPort, func(), error) {
+	up := w.live
+	if w.calls.Add(1) == 1 {
+		up = w.dead
+	}
+	return up, w.lease(app), nil
+}
+
+// A lease whose upstream refuses every connect is given back and the app
+// woken again: the client is served by the program behind the new lease,
+// not closed, and both leases are released.
+func TestRefusingUpstreamIsLeasedAgainAndTheClientServed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	live := startBackend(t, echo)
+	w := &movingWaker{testWaker: newTestWaker(t), dead: dead, live: live.addrPort()}
+	w.noTry.Store(true) // every connection through Wake
+	s, logs := newServer(t, w)
+	s.DialRefusedRetries = 1
+	s.DialRefusedDelay = time.Millisecond
+	c := dialTCP(t, listenOne(t, s, "moved"))
+	roundTrip(t, c, "served by the restarted program")
+	c.Close()
+	waitFor(t, "both leases released", func() bool { return w.releases.Load() == 2 })
+	if got := w.calls.Load(); got != 2 {
+		t.Errorf("%d wakes, want 2 (the dead lease, then a new one)", got)
+	}
+	if l := logs.String(); strings.Contains(l, "closing connection") {
+		t.Errorf("the connection was closed:\n%s", l)
 	}
 }
 
