@@ -18,9 +18,8 @@ import (
 // owner could otherwise make root run anything. The one exception is an
 // app that runs as its owner, so that the file gives its owner nothing it
 // did not have: user: set to the owner, group: (if any) one of the owner's
-// groups, and nothing the daemon runs as itself (jobs, which run as the
-// daemon's user, and drivers other than exec, which act as root). nil for
-// a file root owns.
+// groups, and no driver other than exec (the others act as root; the
+// app's jobs run as its user, like its program). nil for a file root owns.
 func ownerError(s *appfile.Spec) error {
 	fi, err := os.Stat(s.File)
 	if err != nil {
@@ -58,9 +57,6 @@ func ownerError(s *appfile.Spec) error {
 	}
 	if s.Driver != "" && s.Driver != appfile.DriverExec {
 		return refuse("driver", fmt.Sprintf("driver: %s acts as the daemon's user (root), not as user: %s", s.Driver, s.User), "")
-	}
-	if len(s.Jobs) > 0 {
-		return refuse("jobs", fmt.Sprintf("jobs run as the daemon's user (root), not as user: %s", s.User), ", or move the jobs to a file root owns")
 	}
 	return nil
 }

@@ -205,7 +205,8 @@ func TestJobProcessGroupIsTrackedWhileItRuns(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var calls []*call
-	start := func(cmd *exec.Cmd, app, prog string) (func(), error) {
+	start := func(cmd *exec.Cmd, spec *appfile.Spec, prog string) (func(), error) {
+		app := spec.Name
 		if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
 			t.Errorf("job command does not ask for a process group of its own")
 		}

@@ -33,7 +33,7 @@ func (s *Scheduler) runCommand(spec *appfile.Spec, i int, argv, env []string, lo
 	untrack := func() {}
 	var err error
 	if s.cfg.StartGroup != nil {
-		untrack, err = s.cfg.StartGroup(cmd, spec.Name, argv[0])
+		untrack, err = s.cfg.StartGroup(cmd, spec, argv[0])
 	} else {
 		err = cmd.Start()
 	}

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynapm/dynapm/appfile"
 	rcron "github.com/robfig/cron/v3"
 )
 
@@ -70,12 +71,14 @@ type Config struct {
 	// SIGTERM and SIGKILL to its process group (default DefaultKillGrace).
 	KillGrace time.Duration
 	// StartGroup, when set, starts each job's command (which asks for a
-	// process group of its own) and guards its group, with the app's name
-	// and the program run; the job calls untrack once the group is over.
-	// The daemon passes the exec driver's StartGroup, so that a job dies
-	// with the daemon like an app does (its reaper) and a later daemon
-	// stops what a dead one left. Nil means cmd.Start, unguarded.
-	StartGroup func(cmd *exec.Cmd, app, program string) (untrack func(), err error)
+	// process group of its own) as its app's program runs (the app's
+	// user, group, limits and umask) and guards its group, naming the
+	// program run; the job calls untrack once the group is over. The
+	// daemon passes the exec driver's StartGroup, so that a job runs with
+	// no more rights than its app, dies with the daemon like an app does
+	// (its reaper), and a later daemon stops what a dead one left. Nil
+	// means cmd.Start: as the daemon's user, unguarded (tests).
+	StartGroup func(cmd *exec.Cmd, spec *appfile.Spec, program string) (untrack func(), err error)
 	// Location is the time zone of schedules without a CRON_TZ= prefix
 	// (default time.Local).
 	Location *time.Location

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os/exec"
 	"syscall"
+
+	"github.com/dynapm/dynapm/appfile"
 )
 
 // trackedStopTimeout is how long a later daemon gives a tracked group
@@ -11,20 +13,27 @@ import (
 const trackedStopTimeout = killGrace
 
 // StartGroup starts cmd, which must ask for a process group of its own
-// (SysProcAttr.Setpgid), and puts that group under the same guard as the
+// (SysProcAttr.Setpgid), as spec's app's program would run (its user,
+// group, limits and umask), and puts that group under the same guard as the
 // driver's own groups: the reaper kills it if the daemon dies, and with
 // RecordGroups a later daemon stops it if the reaper died too. The
-// scheduler runs its jobs through it. app names the group in the record
-// and the log; program is what was run. The reaper is made ready before
+// scheduler runs its jobs through it. The app's name names the group in
+// the record and the log; program is what was run. The reaper is made ready before
 // cmd starts and the group is registered under the same lock right after,
 // so that a daemon killed at any moment leaves no unguarded group (a job
 // whose reaper had yet to be started once outlived a SIGKILLed daemon).
 // The caller must call untrack (exactly once) when the group has no live
 // member left, so that a reused pgid is never killed. After Close,
 // StartGroup fails without starting anything.
-func (d *ExecDriver) StartGroup(cmd *exec.Cmd, app, program string) (untrack func(), err error) {
+func (d *ExecDriver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (untrack func(), err error) {
+	app := spec.Name
 	if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
 		return nil, fmt.Errorf("starting a process group for app %q: the command does not ask for a group of its own", app)
+	}
+	// A job runs as its app's program does: same user and group, same
+	// limits and umask.
+	if err := applyGuards(cmd, spec); err != nil {
+		return nil, fmt.Errorf("starting a process group for app %q: %w", app, err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -1,12 +1,15 @@
 package lifecycle
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/testutil"
 )
 
@@ -16,7 +19,7 @@ func startGroup(t *testing.T, d *ExecDriver, app, program string) (pgid int, unt
 	t.Helper()
 	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	untrack, err := d.StartGroup(cmd, app, program)
+	untrack, err := d.StartGroup(cmd, &appfile.Spec{Name: app}, program)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,7 @@ func TestReaperKillsStartedGroupsButNotUntrackedOnes(t *testing.T) {
 func TestStartGroupRefusesACommandWithoutAGroupOfItsOwn(t *testing.T) {
 	d := newExecTestDriver(t)
 	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep")
-	if _, err := d.StartGroup(cmd, "a", "sleep"); err == nil {
+	if _, err := d.StartGroup(cmd, &appfile.Spec{Name: "a"}, "sleep"); err == nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		t.Fatal("StartGroup started a command that shares the daemon's process group")
@@ -93,11 +96,65 @@ func TestStartGroupAfterCloseStartsNothing(t *testing.T) {
 	}
 	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if _, err := d.StartGroup(cmd, "a", "sleep"); err == nil || cmd.Process != nil {
+	if _, err := d.StartGroup(cmd, &appfile.Spec{Name: "a"}, "sleep"); err == nil || cmd.Process != nil {
 		if cmd.Process != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
 		t.Fatalf("StartGroup after Close: err %v, started %v", err, cmd.Process != nil)
+	}
+}
+
+// A group StartGroup starts (a scheduled job) runs as its app's program
+// would: the app's user and group, and its umask.
+func TestStartGroupRunsAsTheAppsUserWithItsUmask(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching user needs root")
+	}
+	// The other user must be able to run the program in its directory.
+	dir, err := os.MkdirTemp("", "guard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin, err := os.ReadFile(testutil.TestApp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(dir, "testapp")
+	if err := os.WriteFile(prog, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := newExecTestDriver(t)
+	cmd := exec.Command(prog, "-mode", "sleep")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	spec := &appfile.Spec{Name: "nightly", User: "65534", Group: "65533", Umask: "027"}
+	untrack, err := d.StartGroup(cmd, spec, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer untrack()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	})
+	// The umask goes through a /bin/sh wrapper that execs the program:
+	// read the status once the program runs in the wrapper's place.
+	var status string
+	testutil.Eventually(t, execWaitLimit, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		status = string(b)
+		return err == nil && strings.Contains(status, "Name:\ttestapp")
+	}, "the job's program never ran")
+	for _, want := range []string{"Uid:\t65534\t65534", "Gid:\t65533\t65533", "Umask:\t0027"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("job process status lacks %q:\n%s", want, status)
+		}
 	}
 }
