@@ -24,14 +24,15 @@ const DefaultReplicas = 1
 // keys it accepts. A driver-specific key under another driver is an error:
 // it would be silently ignored, which hides a wrong driver: line.
 var driverKeys = map[string]struct{ required, allowed []string }{
-	DriverExec:    {required: []string{"command"}, allowed: []string{"command", "stop_signal"}},
+	DriverExec:    {required: []string{"command"}, allowed: []string{"command", "stop_signal", "user", "group", "limits", "umask"}},
 	DriverDocker:  {required: []string{"container", "upstream"}, allowed: []string{"container", "stop_signal"}},
 	DriverSwarm:   {required: []string{"service", "upstream"}, allowed: []string{"service", "replicas"}},
 	DriverCommand: {required: []string{"start", "stop", "upstream"}, allowed: []string{"start", "stop", "check"}},
 }
 
 // driverSpecific are the keys that only some drivers accept.
-var driverSpecific = []string{"command", "container", "service", "replicas", "start", "stop", "check", "stop_signal"}
+var driverSpecific = []string{"command", "container", "service", "replicas", "start", "stop", "check", "stop_signal",
+	"user", "group", "limits", "umask"}
 
 // mismatchHints say, for a key under a driver that does not use it, what
 // does its job there.
@@ -40,6 +41,18 @@ var mismatchHints = map[string]map[string]string{
 		DriverSwarm:   "tasks stop with the service's own stop signal (docker service update --stop-signal)",
 		DriverCommand: "the stop command says how the app stops",
 	},
+	// The keys that bound what an exec app's program may do: under another
+	// driver nothing would apply them, and the app would run with more
+	// rights than its file says.
+	"user": runAsHints, "group": runAsHints, "limits": runAsHints, "umask": runAsHints,
+}
+
+// runAsHints say, per driver other than exec, what decides the rights its
+// app runs with.
+var runAsHints = map[string]string{
+	DriverDocker:  "the container runs as its image says (docker create --user, --ulimit)",
+	DriverSwarm:   "the service's tasks run as it says (docker service create --user, --ulimit)",
+	DriverCommand: "the start, stop and check commands run as the daemon's user; say the user in what they start (systemd's User=, pm2's --uid)",
 }
 
 // driverNames lists the drivers for messages, default first.
