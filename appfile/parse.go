@@ -28,7 +28,7 @@ var (
 
 // Load reads the app file at path and parses it.
 func Load(path string) (*Spec, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return nil, &FieldError{File: path, Msg: fmt.Sprintf("reading app file: %v", err)}
 	}

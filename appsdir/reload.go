@@ -110,7 +110,7 @@ func (w *Watcher) reload(paths []string) {
 // same bytes as before, invalid (logged), or a new version to put in force.
 func (w *Watcher) readFile(path string) {
 	f := w.files[path]
-	data, err := os.ReadFile(path)
+	data, err := appfile.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || isDir(path) {
 			if f != nil && f.good != nil {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -111,7 +110,7 @@ func Load(path string) (Settings, error) {
 	if path == "" {
 		return s, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := appfile.ReadFile(path)
 	if err != nil {
 		return s, &appfile.FieldError{File: path, Msg: fmt.Sprintf("reading settings file: %v", err)}
 	}
