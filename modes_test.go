@@ -29,6 +29,10 @@ func TestAlwaysAppIsRestartedAfterACrash(t *testing.T) {
 	writeFile(t, filepath.Join(apps, "core.yaml"), echoApp(t, listen, pidfile, "")+"mode: always\n")
 	d := startDaemon(t, apps)
 	pid := testutil.ReadPidFile(t, pidfile) // started with the daemon, no connection
+	// Killed once ready: a kill before its probe passed would be a failed
+	// start, not a crash.
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(d.out.String(), `msg="app started" app=core`) },
+		"the always app never got ready:\n%s", d.out)
 
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

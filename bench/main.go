@@ -82,7 +82,7 @@ func main() {
 	flag.IntVar(&c.wakes, "wakes", 15, "cold wakes per program (the median overhead is reported)")
 	flag.IntVar(&c.herd, "herd", 1000, "simultaneous first connections in the herd scenario")
 	flag.IntVar(&c.scaleApps, "scale-apps", 10000, "app files in the scale scenario")
-	flag.DurationVar(&c.idle, "idle", 10*time.Second, "idle period over which the scale daemon's CPU time is measured")
+	flag.DurationVar(&c.idle, "idle", time.Minute, "idle period over which the scale daemon's CPU time is measured")
 	flag.IntVar(&c.scaleWake, "scale-wakes", 7, "wakes per daemon in the scale scenario")
 	flag.IntVar(&c.reloadOthers, "reload-others", 1000, "other app files configured in the reload scenario")
 	flag.IntVar(&c.reloads, "reloads", 20, "new files and edits timed in the reload scenario")
