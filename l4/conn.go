@@ -86,7 +86,7 @@ func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) (*eventLoop, bool
 		c.spliced = true
 		if dupErr == nil {
 			if l = s.eventLoopLocked(); l != nil {
-				c.lc = &loopConn{pc: c, fd: fds}
+				c.lc = &loopConn{pc: c, fd: fds, loop: l}
 			}
 		}
 	}
@@ -270,7 +270,7 @@ func (c *proxyConn) abort() {
 func (c *proxyConn) closeBoth() {
 	if c.lc != nil {
 		// The loop owns the descriptors until it hands c back.
-		c.s.loop.cut(c.lc)
+		c.lc.loop.cut(c.lc)
 		return
 	}
 	if c.client == nil {

@@ -24,7 +24,7 @@ func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, releas
 	if !ok {
 		return
 	}
-	loop, ok := s.splicingRaw(c, fd)
+	loop, ok := s.splicingRaw(c, fd, nil)
 	if !ok {
 		s.drop(c, release)
 		return
@@ -69,7 +69,7 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 		go s.serveLeased(c, r, upstream, release)
 		return true
 	}
-	loop, ok := s.splicingRaw(c, fd)
+	loop, ok := s.splicingRaw(c, fd, self)
 	switch {
 	case !ok:
 		s.drop(c, release)
@@ -127,8 +127,9 @@ func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func()) {
 // spliced and returns the event loop with c.lc set, taking ownership of
 // upfd. It returns a nil loop, leaving upfd to the caller, when there is no
 // loop (the caller then wraps upfd and calls splicing); false, with upfd
-// closed, if the server is shutting down.
-func (s *Server) splicingRaw(c *proxyConn, upfd int) (*eventLoop, bool) {
+// closed, if the server is shutting down. self, when not nil, is the loop
+// calling (it accepted c), which keeps c; otherwise the loops take turns.
+func (s *Server) splicingRaw(c *proxyConn, upfd int, self *eventLoop) (*eventLoop, bool) {
 	// A raw client is handed over as it is; a Go one is duplicated (see
 	// dupFd).
 	cfd := c.cfd
@@ -140,9 +141,12 @@ func (s *Server) splicingRaw(c *proxyConn, upfd int) (*eventLoop, bool) {
 	closed := s.closed
 	var l *eventLoop
 	if !closed && dupErr == nil {
-		if l = s.eventLoopLocked(); l != nil {
+		if l = self; l == nil {
+			l = s.eventLoopLocked()
+		}
+		if l != nil {
 			c.spliced = true
-			c.lc = &loopConn{pc: c, fd: [2]int{cfd, upfd}}
+			c.lc = &loopConn{pc: c, fd: [2]int{cfd, upfd}, loop: l}
 			c.cfd = -1
 		}
 	}

@@ -324,7 +324,10 @@ func newServer(t testing.TB, w Waker) (*Server, *syncBuffer) {
 	s := &Server{
 		Waker:    w,
 		DataPath: testDataPath,
-		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Two loops, so that every test also covers listeners shared by
+		// loops and connections on either.
+		EventLoops: 2,
+		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

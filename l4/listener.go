@@ -30,12 +30,21 @@ type listener struct {
 	// loop). A listener only bound (Bind) lets the kernel queue
 	// connections until Apply starts it. Under s.mu.
 	accepting bool
-	// inLoop: the event loop accepts for this listener. Under s.mu.
+	// inLoop: the event loops accept for this listener. Under s.mu.
 	inLoop bool
-	// Event loop only (or the paused listener's resume goroutine, which
-	// the loop hands it to): its registration and accept backoff.
-	lid        int32
-	removed    bool
+	// loops are the event loops that accept for it (every loop of the
+	// Server, set by start); lid is its epoll data in each of them.
+	loops []*eventLoop
+	lid   int32
+	// gone has bit i set once loops[i] has let go of the listener;
+	// refs counts the loops that have not. The last to let go closes fd.
+	gone atomic.Uint32
+	refs atomic.Int32
+
+	// Accept backoff, shared by whoever accepts (the accept loop or the
+	// event loops); failing says there is a delay to reset.
+	bmu        sync.Mutex
+	failing    atomic.Bool
 	delay      time.Duration
 	lastLog    time.Time
 	suppressed int
@@ -78,9 +87,15 @@ func (l *listener) start() {
 	l.accepting = true
 	s.wg.Add(1) // done when l stops accepting for good
 	if l.fd >= 0 {
-		if loop := s.eventLoopLocked(); loop != nil {
+		if loops := s.eventLoopsLocked(); len(loops) > 0 {
 			l.inLoop = true
-			loop.addListener(l)
+			l.loops = loops
+			l.lid = s.nextLID
+			s.nextLID++
+			l.refs.Store(int32(len(loops)))
+			for _, loop := range loops {
+				loop.addListener(l)
+			}
 			return
 		}
 		// No loop: accept with raw accept4 through Go's netpoller.
@@ -98,11 +113,14 @@ func (l *listener) close() {
 		l.ln.Close()
 		switch {
 		case l.inLoop:
-			// The loop owns the descriptor and closes it; shutting the
-			// socket down stops it listening now (the port is free for
-			// a new listener) without a close racing the loop's accept.
+			// The loops own the descriptor and the last to let go
+			// closes it; shutting the socket down stops it listening now
+			// (the port is free for a new listener) without a close
+			// racing a loop's accept.
 			syscall.Shutdown(l.fd, syscall.SHUT_RD)
-			l.s.loop.removeListener(l)
+			for _, loop := range l.loops {
+				loop.removeListener(l)
+			}
 		case l.fd >= 0:
 			syscall.Close(l.fd) // bound, never started
 		case l.file != nil:
@@ -152,7 +170,7 @@ func (l *listener) acceptLoop() {
 			}
 			continue
 		}
-		l.delay = 0
+		l.accepted()
 		if pc == nil {
 			continue
 		}
@@ -187,6 +205,9 @@ func (l *listener) serve(pc *proxyConn, self *eventLoop) {
 // whoever accepts for l: its accept loop or the event loop.
 func (l *listener) backoff(err error) time.Duration {
 	s := l.s
+	l.bmu.Lock()
+	defer l.bmu.Unlock()
+	l.failing.Store(true)
 	if l.delay == 0 {
 		l.delay = durationOr(s.AcceptBackoffMin, DefaultAcceptBackoffMin)
 	} else {
@@ -201,6 +222,17 @@ func (l *listener) backoff(err error) time.Duration {
 		l.suppressed++
 	}
 	return l.delay
+}
+
+// accepted resets the backoff after a connection was accepted: one atomic
+// load on the way of every connection, the lock only after a failure.
+func (l *listener) accepted() {
+	if l.failing.Load() {
+		l.bmu.Lock()
+		l.delay = 0
+		l.failing.Store(false)
+		l.bmu.Unlock()
+	}
 }
 
 // accept returns the next connection: through accept4 when rc is set,

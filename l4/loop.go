@@ -27,8 +27,9 @@ const (
 	// loopEvents is the epoll_wait batch.
 	loopEvents = 256
 	// evWake marks the eventfd's epoll registration.
-	evWake  = -1
-	epollET = 1 << 31 // EPOLLET, negative in package syscall
+	evWake         = -1
+	epollET        = 1 << 31 // EPOLLET, negative in package syscall
+	epollExclusive = 1 << 28 // EPOLLEXCLUSIVE
 
 	fSetPipeSz   = 1031 // F_SETPIPE_SZ
 	spliceMove   = 0x1  // SPLICE_F_MOVE
@@ -46,6 +47,7 @@ const (
 // at once, and blocks only in epoll_wait.
 type eventLoop struct {
 	s    *Server
+	idx  int // among the Server's loops
 	epfd int
 	evfd int
 
@@ -55,6 +57,7 @@ type eventLoop struct {
 	lqueue  []*listener // listeners to accept for (see loop_accept.go)
 	lremove []*listener // listeners to stop accepting for
 	stopped bool
+	dead    bool // the loop has ended: nothing queued is taken any more
 	done    chan struct{}
 
 	// Loop goroutine only.
@@ -64,7 +67,6 @@ type eventLoop struct {
 	// The listeners accepted for, by id (epoll data: listenerEvent), and
 	// those with connections left after a round's batch.
 	lsts        map[int32]*listener
-	nextLID     int32
 	acceptMore  []*listener
 	acceptSpare []*listener
 }
@@ -73,6 +75,7 @@ type eventLoop struct {
 // client, side 1 the upstream; direction i reads side i and writes side 1-i.
 type loopConn struct {
 	pc       *proxyConn
+	loop     *eventLoop // the loop it is handed to
 	fd       [2]int
 	slot     int32
 	gen      int32
@@ -96,7 +99,7 @@ type loopDir struct {
 	pendBuf []byte
 }
 
-func newEventLoop(s *Server) (*eventLoop, error) {
+func newEventLoop(s *Server, idx int) (*eventLoop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("creating epoll: %w", err)
@@ -113,7 +116,7 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 		syscall.Close(evfd)
 		return nil, fmt.Errorf("registering eventfd: %w", err)
 	}
-	l := &eventLoop{s: s, epfd: epfd, evfd: evfd, done: make(chan struct{}), buf: make([]byte, loopBufSize)}
+	l := &eventLoop{s: s, idx: idx, epfd: epfd, evfd: evfd, done: make(chan struct{}), buf: make([]byte, loopBufSize)}
 	go l.run()
 	return l, nil
 }
@@ -478,16 +481,18 @@ func (l *eventLoop) shutdownLoop() {
 		}
 	}
 	l.mu.Lock()
+	l.dead = true
 	q := l.queue
 	lsts := append(l.lqueue, l.lremove...)
 	l.queue, l.cuts, l.lqueue, l.lremove = nil, nil, nil, nil
-	l.mu.Unlock()
 	// Listeners still here (only when epoll_wait failed: a Shutdown
-	// removes every listener before it stops the loop) stop accepting.
+	// removes every listener before it stops the loop) stop accepting;
+	// under mu, as removeListener lets go itself from now on.
 	for _, lst := range l.lsts {
 		lsts = append(lsts, lst)
 	}
 	l.takeListeners(nil, lsts)
+	l.mu.Unlock()
 	for _, c := range q {
 		c.active = true
 		c.slot = int32(len(l.slots))

@@ -28,6 +28,12 @@ func listenerEvent(lid int32) int32 { return evWake - 1 - lid }
 // caller has counted l in s.wg; the loop calls s.wg.Done once l is removed.
 func (l *eventLoop) addListener(lst *listener) {
 	l.mu.Lock()
+	if l.dead {
+		// Only after epoll_wait failed: the loop let go of every
+		// listener, and lst is let go by its removal.
+		l.mu.Unlock()
+		return
+	}
 	l.lqueue = append(l.lqueue, lst)
 	l.mu.Unlock()
 	l.wake()
@@ -37,6 +43,11 @@ func (l *eventLoop) addListener(lst *listener) {
 // descriptor; l's socket is already shut down (see listener.close).
 func (l *eventLoop) removeListener(lst *listener) {
 	l.mu.Lock()
+	if l.dead {
+		l.letGo(lst) // no loop goroutine any more to do it
+		l.mu.Unlock()
+		return
+	}
 	l.lremove = append(l.lremove, lst)
 	l.mu.Unlock()
 	l.wake()
@@ -47,35 +58,44 @@ func (l *eventLoop) removeListener(lst *listener) {
 // paused is never registered again. Loop goroutine only.
 func (l *eventLoop) takeListeners(add, remove []*listener) {
 	for _, lst := range remove {
-		if lst.removed {
-			continue
-		}
-		lst.removed = true
-		if _, ok := l.lsts[lst.lid]; ok {
-			delete(l.lsts, lst.lid)
-			syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
-		}
-		syscall.Close(lst.fd)
-		l.s.wg.Done()
+		l.letGo(lst)
 	}
 	for _, lst := range add {
-		if lst.removed {
+		if lst.gone.Load()&l.bit() != 0 {
 			continue
 		}
 		if l.lsts == nil {
 			l.lsts = make(map[int32]*listener)
 		}
-		// Ids are never reused, so that an event of a removed listener
-		// still in this round's batch finds nothing.
-		lst.lid = l.nextLID
-		l.nextLID++
 		l.lsts[lst.lid] = lst
-		// Registering reports connections already queued at once.
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: listenerEvent(lst.lid)}
+		// Registering reports connections already queued at once. With
+		// several loops, EPOLLEXCLUSIVE wakes one of those waiting, not
+		// all: a busy loop keeps the event queued for itself and the
+		// kernel wakes the next.
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET | epollExclusive, Fd: listenerEvent(lst.lid)}
 		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
 			delete(l.lsts, lst.lid)
 			l.pause(lst, err)
 		}
+	}
+}
+
+// bit is the loop's bit in listener.gone.
+func (l *eventLoop) bit() uint32 { return 1 << l.idx }
+
+// letGo stops accepting for lst on this loop, once; the last loop to let
+// go closes its descriptor and counts it out of s.wg. Loop goroutine only.
+func (l *eventLoop) letGo(lst *listener) {
+	if lst.gone.Or(l.bit())&l.bit() != 0 {
+		return
+	}
+	if _, ok := l.lsts[lst.lid]; ok {
+		delete(l.lsts, lst.lid)
+		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
+	}
+	if lst.refs.Add(-1) == 0 {
+		syscall.Close(lst.fd)
+		l.s.wg.Done()
 	}
 }
 
@@ -101,7 +121,7 @@ func (l *eventLoop) acceptFrom(lst *listener) {
 			l.pause(lst, err)
 			return
 		}
-		lst.delay = 0
+		lst.accepted()
 		lst.serve(l.s.rawConn(nfd, sa), l)
 	}
 	l.acceptMore = append(l.acceptMore, lst)
@@ -134,7 +154,7 @@ func (l *eventLoop) acceptAgain() {
 	more := l.acceptMore
 	l.acceptMore = l.acceptSpare[:0]
 	for _, lst := range more {
-		if _, ok := l.lsts[lst.lid]; ok && !lst.removed {
+		if l.lsts[lst.lid] == lst {
 			l.acceptFrom(lst)
 		}
 	}

@@ -14,7 +14,46 @@ import (
 func usesLoop(s *Server) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.loop != nil
+	return s.loops != nil
+}
+
+// onlyWake hides a Waker's TryWake, so that every connection takes the
+// goroutine path (wake, dial) and is handed over to a loop.
+type onlyWake struct{ Waker }
+
+func TestHandedOverConnectionsAreDealtToTheLoopsInTurn(t *testing.T) {
+	if testDataPath == DataPathGoroutines {
+		t.Skip("no event loops on the goroutine data path")
+	}
+	w := newTestWaker(t)
+	w.add("echo", &testApp{start: func() *backend { return startBackend(t, echo) }})
+	s, _ := newServer(t, onlyWake{w})
+	s.EventLoops = 3
+	addr := listenOne(t, s, "echo")
+	for range 6 {
+		// One byte there and back: spliced, and left open.
+		c := dialTCP(t, addr)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var b [1]byte
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'x' {
+			t.Fatalf("echo: %q, %v", b, err)
+		}
+	}
+	perLoop := map[int]int{}
+	s.mu.Lock()
+	for c := range s.conns {
+		if c.lc != nil {
+			perLoop[c.lc.loop.idx]++
+		}
+	}
+	loops := len(s.loops)
+	s.mu.Unlock()
+	if loops != 3 || len(perLoop) != 3 || perLoop[0] != 2 || perLoop[1] != 2 || perLoop[2] != 2 {
+		t.Errorf("6 open connections over %d loops: %v per loop, want 2 on each of 3", loops, perLoop)
+	}
 }
 
 func TestDataPathOptionChoosesLoopOrGoroutines(t *testing.T) {

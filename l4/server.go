@@ -98,6 +98,14 @@ type Server struct {
 	// refused), the goroutines are used.
 	DataPath string
 
+	// EventLoops is how many event loops carry connections on
+	// DataPathLoop, each on an OS thread of its own. Every loop accepts
+	// for every listener (the kernel wakes one that is waiting, so a busy
+	// loop leaves new connections to an idle one), and connections that
+	// had to wait (a wake, a peek) are dealt to the loops in turn. Zero
+	// means one; at most 32.
+	EventLoops int
+
 	// noSplice keeps the event loop on read/write even for bulk, so that
 	// tests exercise its partial-write path at every size.
 	noSplice bool
@@ -116,8 +124,10 @@ type Server struct {
 	bufs      sync.Pool      // *[]byte of bufSize, for copyConn
 	peekBufs  sync.Pool      // *[]byte of peekBufSize, for peek
 
-	loop     *eventLoop // started with the first spliced connection, under mu
-	loopFail bool       // the loop could not be created: goroutines only
+	loops    []*eventLoop // started on first use, under mu
+	nextLoop int          // the loop the next handed-over connection goes to
+	nextLID  int32        // listener ids in the loops' epoll data
+	loopFail bool         // no loop could be created: goroutines only
 
 	dialMu    sync.Mutex
 	dialGates map[netip.AddrPort]*dialGate
@@ -329,31 +339,53 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// stopLoop ends the event loop, if any, once no connection uses it.
+// maxEventLoops bounds EventLoops: a listener records the loops that let
+// go of it in 32 bits.
+const maxEventLoops = 32
+
+// stopLoop ends the event loops, if any, once no connection uses them.
 func (s *Server) stopLoop() {
 	s.mu.Lock()
-	l := s.loop
-	s.loop = nil
+	loops := s.loops
+	s.loops = nil
 	s.mu.Unlock()
-	if l != nil {
+	for _, l := range loops {
 		l.stop()
 	}
 }
 
-// eventLoopLocked returns the event loop, starting it on first use; nil
-// when connections are to be copied by goroutines. s.mu must be held.
-func (s *Server) eventLoopLocked() *eventLoop {
+// eventLoopsLocked returns the event loops, starting them on first use;
+// none when connections are to be copied by goroutines. s.mu must be held.
+func (s *Server) eventLoopsLocked() []*eventLoop {
 	if s.DataPath == DataPathGoroutines || s.loopFail {
 		return nil
 	}
-	if s.loop == nil {
-		l, err := newEventLoop(s)
-		if err != nil {
-			s.loopFail = true
-			s.logger().Warn("starting the event loop failed, copying with goroutines", "error", err)
-			return nil
+	if s.loops == nil {
+		for i := range min(max(s.EventLoops, 1), maxEventLoops) {
+			l, err := newEventLoop(s, i)
+			if err != nil {
+				if i == 0 {
+					s.loopFail = true
+					s.logger().Warn("starting the event loop failed, copying with goroutines", "error", err)
+					return nil
+				}
+				s.logger().Warn("starting an event loop failed, going on with fewer", "loops", i, "error", err)
+				break
+			}
+			s.loops = append(s.loops, l)
 		}
-		s.loop = l
 	}
-	return s.loop
+	return s.loops
+}
+
+// eventLoopLocked returns the loop to hand the next connection to, taking
+// the loops in turn; nil when connections are to be copied by goroutines.
+// s.mu must be held.
+func (s *Server) eventLoopLocked() *eventLoop {
+	loops := s.eventLoopsLocked()
+	if len(loops) == 0 {
+		return nil
+	}
+	s.nextLoop = (s.nextLoop + 1) % len(loops)
+	return loops[s.nextLoop]
 }
