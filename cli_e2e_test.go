@@ -639,3 +639,38 @@ func TestDaemonLogsTextByDefault(t *testing.T) {
 		}
 	}
 }
+
+func TestDaemonRunsTheEventLoopsTheSettingsAsk(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	writeFile(t, filepath.Join(apps, "echo.yaml"), echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), ""))
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	writeFile(t, config, "event_loops: 3\n")
+	d := startDaemon(t, apps, "-config", config)
+	if !strings.Contains(d.out.String(), "event_loops=3") {
+		t.Fatalf("ready line does not say event_loops=3:\n%s", d.out)
+	}
+	// Connections held open at once land on different loops (accepted by
+	// whichever is idle, or dealt in turn after the wake); each still gets
+	// its own bytes back.
+	conns := make([]net.Conn, 8)
+	for i := range conns {
+		c, err := net.DialTimeout("tcp", listen, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		conns[i] = c
+	}
+	for i, c := range conns {
+		msg := fmt.Sprintf("connection %d", i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+			t.Fatalf("connection %d: echo %q, %v", i, got, err)
+		}
+	}
+}

@@ -113,7 +113,7 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		}
 	})
 	d.background(d.mem.Run)
-	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir)
+	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir, "event_loops", s.EventLoops)
 	if err := d.notify.Notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("serving %d apps", len(w.Snapshot())))); err != nil {
 		log.Warn("cannot tell systemd that dynapm is ready", "err", err)
 	}
@@ -181,7 +181,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	// The Manager is a ReadyWaker too: connections to a ready app are
 	// served from the accept loop.
 	var _ l4.ReadyWaker = d.mgr
-	d.srv = &l4.Server{Waker: d.mgr, Logger: log}
+	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops}
 	if d.met != nil {
 		d.srv.Observer = d.met
 	}

@@ -24,7 +24,7 @@ func runCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "dynapm:", err)
 		return 1
 	}
-	procsForLoop(os.Getenv)
+	s.EventLoops = eventLoops(os.Getenv, s.EventLoops)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := runDaemon(ctx, s, log); err != nil {
@@ -51,18 +51,34 @@ func newLogger(ls settings.Log, w io.Writer) (*slog.Logger, error) {
 	}
 }
 
-// procsForLoop gives the Go scheduler one P more than it would have (the
-// CPUs it may use), unless the user chose GOMAXPROCS. l4's event loop keeps
-// a goroutine locked to its thread, blocked in epoll_wait whenever no bytes
-// move; with as many Ps as CPUs, every such block hands its P to another
-// thread and every return takes one back (futex wake-ups, sysmon retakes).
-// With one P spare, new connections cost half the context switches
-// (1.23 to 0.67 per connection through the benchmark's wrk load, 5 to 10 %
-// more connections per second); the number of threads running Go code at
-// once stays bounded by the CPUs' worth of work there is.
-func procsForLoop(getenv func(string) string) {
-	if getenv("GOMAXPROCS") != "" {
-		return
+// autoEventLoops bounds the event loops chosen for event_loops: 0. Past a
+// few loops the kernel's accept queue and the apps, not the loops, are
+// what a machine of thousands of rarely used apps waits on, and every loop
+// is a thread and an epoll registration per listener.
+const autoEventLoops = 8
+
+// eventLoops decides how many event loops the daemon runs, one per CPU it
+// may use unless the settings say (configured > 0), and gives the Go
+// scheduler one P more than it would have, unless the user chose
+// GOMAXPROCS. Each loop keeps a goroutine locked to its thread, blocked in
+// epoll_wait whenever no bytes move; with only as many Ps as CPUs, every
+// such block hands its P to another thread and every return takes one back
+// (futex wake-ups, sysmon retakes). With one P spare, new connections cost
+// half the context switches (1.23 to 0.67 per connection through the
+// benchmark's wrk load, 5 to 10 % more connections per second); a P spare
+// per loop measured the same as one (docs/BENCHMARKS.md), so the threads
+// running Go code stay one above the CPUs. On 2 CPUs, two loops instead
+// of one carried 15 to 35 % more keep-alive requests and about 10 % more
+// new connections per second: one loop thread, saturated, spent a quarter
+// of its time waiting to run.
+func eventLoops(getenv func(string) string, configured int) int {
+	procs := runtime.GOMAXPROCS(0) // the CPUs (and cgroup quota) Go sees
+	n := configured
+	if n <= 0 {
+		n = min(procs, autoEventLoops)
 	}
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	if getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(procs + 1)
+	}
+	return n
 }

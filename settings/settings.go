@@ -30,6 +30,10 @@ type Settings struct {
 	Log     Log
 	Memory  Memory
 	AppLogs AppLogs
+	// EventLoops is how many event loops (threads) carry the spliced
+	// connections; 0 chooses one per CPU the daemon may use, at most
+	// MaxEventLoops.
+	EventLoops int
 	// File is the settings file these were read from, "" for none: errors
 	// about a setting name it.
 	File string
@@ -93,7 +97,7 @@ func (l Log) SlogLevel() slog.Level {
 }
 
 var (
-	topKeys     = []string{"apps_dir", "state_dir", "metrics", "log", "memory", "app_logs"}
+	topKeys     = []string{"apps_dir", "state_dir", "metrics", "log", "memory", "app_logs", "event_loops"}
 	appLogsKeys = []string{"max_size", "keep", "compress"}
 	logKeys     = []string{"format", "level"}
 	memoryKeys  = []string{"min_available", "budget", "interval"}
@@ -172,11 +176,23 @@ func Load(path string) (Settings, error) {
 			}
 		}
 	}
+	if v, ok := raw["event_loops"]; ok {
+		before := len(d.errs)
+		if n := d.count("event_loops", v); n <= MaxEventLoops {
+			s.EventLoops = n
+		} else if len(d.errs) == before {
+			d.errorf("event_loops", "expected at most %d (0 for one per CPU), got %d", MaxEventLoops, n)
+		}
+	}
 	if len(d.errs) > 0 {
 		return s, errors.Join(d.errs...)
 	}
 	return s, nil
 }
+
+// MaxEventLoops is the most event_loops accepted (l4 records in 32 bits
+// which loops have let go of a listener).
+const MaxEventLoops = 32
 
 // decoder collects every problem in the settings file.
 type decoder struct {

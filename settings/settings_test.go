@@ -42,11 +42,13 @@ metrics: 127.0.0.1:9464
 log: {format: json, level: debug}
 memory: {min_available: 512MiB, budget: 4GiB, interval: 250ms}
 app_logs: {max_size: 50MiB, keep: 0, compress: true}
+event_loops: 3
 `,
 		"dynapm.toml": `
 apps_dir = "./apps"
 state_dir = "/var/lib/dynapm"
 metrics = "127.0.0.1:9464"
+event_loops = 3
 [log]
 format = "json"
 level = "debug"
@@ -62,7 +64,7 @@ compress = true
 		"dynapm.json": `{"apps_dir": "./apps", "state_dir": "/var/lib/dynapm", "metrics": "127.0.0.1:9464",
 "log": {"format": "json", "level": "debug"},
 "memory": {"min_available": "512MiB", "budget": "4GiB", "interval": "250ms"},
-"app_logs": {"max_size": "50MiB", "keep": 0, "compress": true}}`,
+"app_logs": {"max_size": "50MiB", "keep": 0, "compress": true}, "event_loops": 3}`,
 	}
 	for name, content := range files {
 		p := write(t, name, content)
@@ -71,13 +73,14 @@ compress = true
 			t.Fatalf("%s: %v", name, err)
 		}
 		want := Settings{
-			AppsDir:  filepath.Join(filepath.Dir(p), "apps"),
-			StateDir: "/var/lib/dynapm",
-			Metrics:  "127.0.0.1:9464",
-			Log:      Log{"json", "debug"},
-			Memory:   Memory{MinAvailableBytes: 512 << 20, Budget: 4 << 30, Interval: 250 * time.Millisecond},
-			AppLogs:  AppLogs{MaxSize: 50 << 20, Keep: 0, Compress: true},
-			File:     p,
+			AppsDir:    filepath.Join(filepath.Dir(p), "apps"),
+			StateDir:   "/var/lib/dynapm",
+			Metrics:    "127.0.0.1:9464",
+			Log:        Log{"json", "debug"},
+			Memory:     Memory{MinAvailableBytes: 512 << 20, Budget: 4 << 30, Interval: 250 * time.Millisecond},
+			AppLogs:    AppLogs{MaxSize: 50 << 20, Keep: 0, Compress: true},
+			EventLoops: 3,
+			File:       p,
 		}
 		if s != want {
 			t.Errorf("%s: got %+v, want %+v", name, s, want)
@@ -127,6 +130,9 @@ func TestLoadErrors(t *testing.T) {
 		{"app_logs: {keep: two}\n", "app_logs.keep", `got "two"`},
 		{"app_logs: {compress: yes please}\n", "app_logs.compress", "expected true or false"},
 		{"app_logs: {rotate: daily}\n", "app_logs.rotate", "unknown key"},
+		{"event_loops: -1\n", "event_loops", "got -1"},
+		{"event_loops: 33\n", "event_loops", "expected at most 32 (0 for one per CPU), got 33"},
+		{"event_loops: two\n", "event_loops", `got "two"`},
 	}
 	for _, c := range cases {
 		p := write(t, "dynapm.yaml", c.content)
