@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -103,6 +104,7 @@ func (d *SwarmDriver) Start(ctx context.Context, req lifecycle.StartRequest) (li
 		p.wg.Wait()
 		return nil, explain("starting", spec.Name, "service", spec.Service, err)
 	}
+	p.up.Store(true)
 	return p, nil
 }
 
@@ -163,6 +165,11 @@ type serviceProcess struct {
 
 	mu       sync.Mutex
 	stopping bool
+	// up is set once Start's scale-up is applied. The event watch starts
+	// before it, so as not to miss a scale-down right after; until then
+	// the service's 0 replicas are its state before the wake, not a stop
+	// from outside.
+	up atomic.Bool
 
 	// ExitState is Done, closed when the service is scaled to 0 or removed
 	// by someone else or after Stop, and Err: wrapping
@@ -199,6 +206,11 @@ func (p *serviceProcess) onEvent(e event) {
 
 // check ends the process when the service has no replicas any more.
 func (p *serviceProcess) check(ctx context.Context) {
+	if !p.up.Load() {
+		// Read before the inspection: a check that passes saw the
+		// service after the scale-up.
+		return
+	}
 	svc, err := p.driver.c.inspectService(ctx, p.id)
 	if errors.Is(err, errNotFound) {
 		p.finish(fmt.Errorf("app %q: service %q was removed: %w", p.app, p.service, lifecycle.ErrStoppedOutside))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -238,5 +239,39 @@ func TestSwarmReplicasAreScaledUpOnWakeAndToZeroOnStop(t *testing.T) {
 	}
 	if n := runningTaskCount(t, svc); n != 0 {
 		t.Errorf("%d tasks still running after the stop", n)
+	}
+}
+
+// The event watch starts before the scale-up, so that nothing after it is
+// missed; an update event of the service from before (its creation's own
+// follow-ups, say) must not read its 0 replicas as a stop from outside.
+func TestSwarmCheckBeforeTheScaleUpIsNotAStopFromOutside(t *testing.T) {
+	needSwarm(t)
+	svc := createService(t, 0)
+	d := NewSwarmDriver(Config{Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { _ = d.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), dockerWait)
+	defer cancel()
+	info, err := d.c.inspectService(ctx, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &serviceProcess{driver: d, app: "app", service: svc, id: info.ID, ctx: ctx}
+	p.check(ctx)
+	select {
+	case <-p.Done():
+		t.Fatalf("a check before the scale-up ended the app: %v", p.Err())
+	default:
+	}
+	// Once scaled up, 0 replicas are somebody else's doing.
+	p.up.Store(true)
+	p.check(ctx)
+	select {
+	case <-p.Done():
+		if !errors.Is(p.Err(), lifecycle.ErrStoppedOutside) {
+			t.Errorf("after the scale-up, 0 replicas: %v, want a stop from outside", p.Err())
+		}
+	default:
+		t.Fatal("after the scale-up, a check of a service with 0 replicas did not end the app")
 	}
 }
