@@ -36,10 +36,9 @@ type listener struct {
 	// Server, set by start); lid is its epoll data in each of them.
 	loops []*eventLoop
 	lid   int32
-	// gone has bit i set once loops[i] has let go of the listener;
-	// refs counts the loops that have not. The last to let go closes fd.
+	// gone has bit i set once loops[i] has let go of the listener; the
+	// last to let go closes fd.
 	gone atomic.Uint32
-	refs atomic.Int32
 
 	// Accept backoff, shared by whoever accepts (the accept loop or the
 	// event loops); failing says there is a delay to reset.
@@ -92,7 +91,6 @@ func (l *listener) start() {
 			l.loops = loops
 			l.lid = s.nextLID
 			s.nextLID++
-			l.refs.Store(int32(len(loops)))
 			for _, loop := range loops {
 				loop.addListener(l)
 			}

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"math/bits"
 	"syscall"
 	"time"
 )
@@ -86,14 +87,15 @@ func (l *eventLoop) bit() uint32 { return 1 << l.idx }
 // letGo stops accepting for lst on this loop, once; the last loop to let
 // go closes its descriptor and counts it out of s.wg. Loop goroutine only.
 func (l *eventLoop) letGo(lst *listener) {
-	if lst.gone.Or(l.bit())&l.bit() != 0 {
+	before := lst.gone.Or(l.bit())
+	if before&l.bit() != 0 {
 		return
 	}
 	if _, ok := l.lsts[lst.lid]; ok {
 		delete(l.lsts, lst.lid)
 		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
 	}
-	if lst.refs.Add(-1) == 0 {
+	if bits.OnesCount32(before|l.bit()) == len(lst.loops) {
 		syscall.Close(lst.fd)
 		l.s.wg.Done()
 	}

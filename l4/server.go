@@ -103,7 +103,7 @@ type Server struct {
 	// for every listener (the kernel wakes one that is waiting, so a busy
 	// loop leaves new connections to an idle one), and connections that
 	// had to wait (a wake, a peek) are dealt to the loops in turn. Zero
-	// means one; at most 32.
+	// means one; at most MaxEventLoops.
 	EventLoops int
 
 	// noSplice keeps the event loop on read/write even for bulk, so that
@@ -339,9 +339,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// maxEventLoops bounds EventLoops: a listener records the loops that let
+// MaxEventLoops bounds EventLoops: a listener records the loops that let
 // go of it in 32 bits.
-const maxEventLoops = 32
+const MaxEventLoops = 32
 
 // stopLoop ends the event loops, if any, once no connection uses them.
 func (s *Server) stopLoop() {
@@ -361,7 +361,7 @@ func (s *Server) eventLoopsLocked() []*eventLoop {
 		return nil
 	}
 	if s.loops == nil {
-		for i := range min(max(s.EventLoops, 1), maxEventLoops) {
+		for i := range min(max(s.EventLoops, 1), MaxEventLoops) {
 			l, err := newEventLoop(s, i)
 			if err != nil {
 				if i == 0 {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/l4"
 )
 
 // Settings is the daemon's configuration. Flags given on the command line
@@ -31,8 +32,8 @@ type Settings struct {
 	Memory  Memory
 	AppLogs AppLogs
 	// EventLoops is how many event loops (threads) carry the spliced
-	// connections; 0 chooses one per CPU the daemon may use, at most
-	// MaxEventLoops.
+	// connections, at most l4.MaxEventLoops; 0 leaves the choice to the
+	// daemon (one per CPU).
 	EventLoops int
 	// File is the settings file these were read from, "" for none: errors
 	// about a setting name it.
@@ -178,10 +179,10 @@ func Load(path string) (Settings, error) {
 	}
 	if v, ok := raw["event_loops"]; ok {
 		before := len(d.errs)
-		if n := d.count("event_loops", v); n <= MaxEventLoops {
+		if n := d.count("event_loops", v); n <= l4.MaxEventLoops {
 			s.EventLoops = n
 		} else if len(d.errs) == before {
-			d.errorf("event_loops", "expected at most %d (0 for one per CPU), got %d", MaxEventLoops, n)
+			d.errorf("event_loops", "expected at most %d (0 for one per CPU), got %d", l4.MaxEventLoops, n)
 		}
 	}
 	if len(d.errs) > 0 {
@@ -189,10 +190,6 @@ func Load(path string) (Settings, error) {
 	}
 	return s, nil
 }
-
-// MaxEventLoops is the most event_loops accepted (l4 records in 32 bits
-// which loops have let go of a listener).
-const MaxEventLoops = 32
 
 // decoder collects every problem in the settings file.
 type decoder struct {
