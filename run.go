@@ -60,7 +60,7 @@ const autoEventLoops = 8
 // eventLoops decides how many event loops the daemon runs, one per CPU it
 // may use unless the settings say (configured > 0), and gives the Go
 // scheduler one P more than it would have, unless the user chose
-// GOMAXPROCS. Each loop keeps a goroutine locked to its thread, blocked in
+// GOMAXPROCS. Each loop keeps a goroutine blocked in
 // epoll_wait whenever no bytes move; with only as many Ps as CPUs, every
 // such block hands its P to another thread and every return takes one back
 // (futex wake-ups, sysmon retakes). With one P spare, new connections cost

@@ -92,14 +92,14 @@ type Server struct {
 	Observer Observer
 
 	// DataPath chooses how spliced connections move their bytes:
-	// DataPathLoop (the default, "") hands them to one epoll loop on a
-	// locked OS thread; DataPathGoroutines copies each with two goroutines
+	// DataPathLoop (the default, "") hands them to the epoll loops;
+	// DataPathGoroutines copies each with two goroutines
 	// on Go's netpoller. If the loop cannot be created (epoll or eventfd
 	// refused), the goroutines are used.
 	DataPath string
 
 	// EventLoops is how many event loops carry connections on
-	// DataPathLoop, each on an OS thread of its own. Every loop accepts
+	// DataPathLoop, each a goroutine of its own. Every loop accepts
 	// for every listener (the kernel wakes one that is waiting, so a busy
 	// loop leaves new connections to an idle one), and connections that
 	// had to wait (a wake, a peek) are dealt to the loops in turn. Zero
