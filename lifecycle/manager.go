@@ -47,7 +47,7 @@ type Config struct {
 	// quick and must not call the Manager.
 	Events Events
 	// ProbeInterval is the first interval between readiness probes
-	// (default 250µs); it grows to 1ms while the program starts.
+	// (default 100µs); it grows to 500µs while the program starts.
 	ProbeInterval time.Duration
 }
 

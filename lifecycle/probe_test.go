@@ -2,11 +2,15 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
@@ -45,5 +49,108 @@ func TestProbeTCP(t *testing.T) {
 	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
 	if err := p.once(context.Background(), closed, ""); err == nil {
 		t.Fatal("probe of a closed port passed")
+	}
+}
+
+// runningProc is a Process that runs until exit is called.
+type runningProc struct{ done chan struct{} }
+
+func newRunningProc() *runningProc                              { return &runningProc{done: make(chan struct{})} }
+func (p *runningProc) Pid() int                                 { return 0 }
+func (p *runningProc) Done() <-chan struct{}                    { return p.done }
+func (p *runningProc) Err() error                               { return nil }
+func (p *runningProc) Stop(syscall.Signal, time.Duration) error { return nil }
+func (p *runningProc) exit()                                    { close(p.done) }
+
+// lateListener reserves a loopback port that refuses connects (bound, not
+// listening) and starts listening on it after delay; whenever that is, a
+// probe must end up passing.
+func lateListener(t *testing.T, delay time.Duration) netip.AddrPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listened := make(chan struct{})
+	timer := time.AfterFunc(delay, func() {
+		defer close(listened)
+		if err := syscall.Listen(fd, 16); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Cleanup(func() {
+		if timer.Stop() {
+			close(listened)
+		}
+		<-listened
+	})
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
+}
+
+func TestProbePassesOnceTheProgramListens(t *testing.T) {
+	p := newProber()
+	up := lateListener(t, 20*time.Millisecond)
+	err := p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second))
+	if err != nil {
+		t.Fatalf("waitReady: %v", err)
+	}
+	if n := len(p.precise); n != 0 {
+		t.Errorf("%d precise-probe tokens still held after the probe passed", n)
+	}
+}
+
+// More starts at once than may sleep precisely: the others wait on timers,
+// every start is seen, and every token is given back.
+func TestManyStartsAtOnceShareThePreciseProbers(t *testing.T) {
+	p := newProber()
+	n := preciseProbers + 4
+	errs := make(chan error, n)
+	for range n {
+		up := lateListener(t, 30*time.Millisecond)
+		go func() {
+			errs <- p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second))
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("waitReady: %v", err)
+		}
+	}
+	if got := len(p.precise); got != 0 {
+		t.Errorf("%d precise-probe tokens still held", got)
+	}
+}
+
+func TestProbeStopsWhenTheProcessExits(t *testing.T) {
+	p := newProber()
+	proc := newRunningProc()
+	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
+	time.AfterFunc(20*time.Millisecond, proc.exit)
+	err := p.waitReady(context.Background(), proc, closed, "", 0, time.Now().Add(time.Minute))
+	if !errors.Is(err, errExited) {
+		t.Fatalf("waitReady: %v, want errExited", err)
+	}
+	if got := len(p.precise); got != 0 {
+		t.Errorf("%d precise-probe tokens still held", got)
+	}
+}
+
+func TestProbeGivesUpAtTheDeadline(t *testing.T) {
+	p := newProber()
+	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
+	err := p.waitReady(context.Background(), newRunningProc(), closed, "", 0, time.Now().Add(30*time.Millisecond))
+	if !errors.Is(err, errProbeTimeout) {
+		t.Fatalf("waitReady: %v, want errProbeTimeout", err)
+	}
+	if !strings.Contains(err.Error(), "refused") {
+		t.Errorf("the timeout does not carry the last probe's error: %v", err)
 	}
 }

@@ -1,0 +1,117 @@
+// Package rawnet connects TCP sockets with raw system calls, outside Go's
+// netpoller: a descriptor that never enters Go's epoll needs no
+// registration to add and remove, no getsockname/getpeername, and can be
+// handed to an event loop of the caller's own, or closed at once (a
+// readiness probe). Linux only, like the rest of DynaPM's data path.
+package rawnet
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// pollSlice bounds one blocking wait for a connect, so that a cancelled
+// context is noticed within it.
+const pollSlice = 20 * time.Millisecond
+
+// Connect makes one connect attempt to addr and returns the connected,
+// non-blocking, close-on-exec descriptor, which the caller owns. It gives
+// up after timeout (an error wrapping os.ErrDeadlineExceeded, a net.Error
+// timeout) or when ctx ends. A zero timeout only tries the poll that does
+// not block: on the loopback the handshake completes within the connect
+// call, so a running program answers it, and a connect that does not
+// complete at once (a full accept queue) fails at once.
+func Connect(ctx context.Context, addr netip.AddrPort, timeout time.Duration) (int, error) {
+	var sa syscall.Sockaddr
+	family := syscall.AF_INET
+	if a := addr.Addr().Unmap(); a.Is4() {
+		sa = &syscall.SockaddrInet4{Port: int(addr.Port()), Addr: a.As4()}
+	} else {
+		family = syscall.AF_INET6
+		sa = &syscall.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	err = syscall.Connect(fd, sa)
+	if err == nil {
+		return fd, nil
+	}
+	if err != syscall.EINPROGRESS {
+		syscall.Close(fd)
+		return -1, os.NewSyscallError("connect", err)
+	}
+	if err := waitConnect(ctx, fd, timeout); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// Probe reports whether something accepts connections on addr: one
+// connect, closed at once. Nil means it does.
+func Probe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
+	fd, err := Connect(ctx, addr, timeout)
+	if err != nil {
+		return err
+	}
+	syscall.Close(fd)
+	return nil
+}
+
+// pollFd is struct pollfd.
+type pollFd struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
+const (
+	pollOut = 0x4
+	pollErr = 0x8
+	pollHup = 0x10
+)
+
+// waitConnect waits for fd's non-blocking connect to finish. On the
+// loopback the handshake (or the reset of a closed port) is processed
+// before connect returns, so a first poll that does not block answers;
+// only a slow peer (a full accept queue, a remote host) makes the
+// goroutine block in ppoll, in slices of pollSlice so that ctx is
+// honoured.
+func waitConnect(ctx context.Context, fd int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	pfd := pollFd{fd: int32(fd), events: pollOut}
+	var ts syscall.Timespec
+	n, _, e := syscall.RawSyscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	for e != 0 || n == 0 {
+		if e != 0 && e != syscall.EINTR {
+			return os.NewSyscallError("ppoll", e)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("connecting: %w", os.ErrDeadlineExceeded)
+		}
+		ts = syscall.NsecToTimespec(int64(min(left, pollSlice)))
+		n, _, e = syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	}
+	if pfd.revents&(pollErr|pollHup) == 0 {
+		return nil // writable and no error: connected
+	}
+	soErr, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt", err)
+	}
+	if soErr != 0 {
+		return os.NewSyscallError("connect", syscall.Errno(soErr))
+	}
+	return os.NewSyscallError("connect", syscall.ECONNRESET)
+}

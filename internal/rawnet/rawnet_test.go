@@ -1,0 +1,156 @@
+package rawnet
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/internal/testutil"
+	"go.uber.org/goleak"
+)
+
+func listen(t *testing.T, addr string) (net.Listener, netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("listening on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func TestConnectToAListenerGivesAConnectedNonBlockingSocket(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		ln, ap := listen(t, addr)
+		fd, err := Connect(context.Background(), ap, time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := syscall.Write(fd, []byte("hi")); err != nil {
+			t.Fatalf("%s: writing: %v", addr, err)
+		}
+		buf := make([]byte, 2)
+		if _, err := c.Read(buf); err != nil || string(buf) != "hi" {
+			t.Fatalf("%s: read %q, %v", addr, buf, err)
+		}
+		fl, err := fcntl(fd, syscall.F_GETFL)
+		if err != nil || fl&syscall.O_NONBLOCK == 0 {
+			t.Errorf("%s: flags %#x (%v), want O_NONBLOCK", addr, fl, err)
+		}
+		fdfl, err := fcntl(fd, syscall.F_GETFD)
+		if err != nil || fdfl&syscall.FD_CLOEXEC == 0 {
+			t.Errorf("%s: descriptor flags %#x (%v), want FD_CLOEXEC", addr, fdfl, err)
+		}
+		syscall.Close(fd)
+		c.Close()
+	}
+}
+
+func fcntl(fd, cmd int) (int, error) {
+	r, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), uintptr(cmd), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func TestConnectToAClosedPortIsRefused(t *testing.T) {
+	ap := netip.MustParseAddrPort(testutil.FreeAddr(t))
+	for _, timeout := range []time.Duration{0, time.Second} {
+		fd, err := Connect(context.Background(), ap, timeout)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("timeout %v: fd %d, err %v, want ECONNREFUSED", timeout, fd, err)
+		}
+		if err := Probe(context.Background(), ap, timeout); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("probe, timeout %v: %v, want ECONNREFUSED", timeout, err)
+		}
+	}
+}
+
+func TestProbeOfAListenerPasses(t *testing.T) {
+	ln, ap := listen(t, "127.0.0.1:0")
+	if err := Probe(context.Background(), ap, 0); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ln.Accept() // the probe's connection, already closed
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// fullListener returns the address of a socket that listens with a
+// backlog of one and never accepts, with its queue already full: a new
+// connect gets no answer to its SYN.
+func fullListener(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
+	// Fill the queue: connects that complete until one does not.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		cfd, err := Connect(context.Background(), ap, 0)
+		if err != nil {
+			return ap
+		}
+		t.Cleanup(func() { syscall.Close(cfd) })
+	}
+	t.Skip("the accept queue never filled")
+	return ap
+}
+
+func TestConnectToAFullQueueTimesOut(t *testing.T) {
+	ap := fullListener(t)
+	_, err := Connect(context.Background(), ap, 50*time.Millisecond)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err %v, want a deadline error", err)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("err %v is not a net.Error timeout", err)
+	}
+}
+
+func TestConnectGivesUpWhenTheContextEnds(t *testing.T) {
+	ap := fullListener(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Connect(ctx, ap, time.Minute)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connect did not return after its context ended")
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
