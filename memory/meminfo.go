@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
+	"io/fs"
 	"strconv"
 )
 
@@ -22,8 +22,9 @@ const meminfoPath = "/proc/meminfo"
 
 // ReadMeminfo reads MemTotal and MemAvailable from /proc/meminfo.
 func ReadMeminfo() (Meminfo, error) {
-	b, err := os.ReadFile(meminfoPath)
+	b, _, err := readProcFile(meminfoPath, make([]byte, 2048))
 	if err != nil {
+		err = &fs.PathError{Op: "read", Path: meminfoPath, Err: err}
 		return Meminfo{}, fmt.Errorf("reading meminfo: %w", err)
 	}
 	return parseMeminfo(b)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strconv"
 	"syscall"
 )
@@ -27,8 +26,9 @@ const psiPath = "/proc/pressure/memory"
 // which makes reads fail with EOPNOTSUPP): PSI only lets the Monitor react
 // sooner and is never required.
 func ReadPSI() (p PSI, ok bool, err error) {
-	b, err := os.ReadFile(psiPath)
+	b, _, err := readProcFile(psiPath, make([]byte, 256))
 	if err != nil {
+		err = &fs.PathError{Op: "read", Path: psiPath, Err: err}
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EOPNOTSUPP) {
 			return PSI{}, false, nil
 		}
