@@ -85,7 +85,7 @@ func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) (*eventLoop, bool
 		c.upstream = upstream
 		c.spliced = true
 		if dupErr == nil {
-			if l = s.eventLoopLocked(); l != nil {
+			if l = s.eventLoopLocked(nil); l != nil {
 				c.lc = &loopConn{pc: c, fd: fds, loop: l}
 			}
 		}

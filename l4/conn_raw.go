@@ -141,10 +141,7 @@ func (s *Server) splicingRaw(c *proxyConn, upfd int, self *eventLoop) (*eventLoo
 	closed := s.closed
 	var l *eventLoop
 	if !closed && dupErr == nil {
-		if l = self; l == nil {
-			l = s.eventLoopLocked()
-		}
-		if l != nil {
+		if l = s.eventLoopLocked(self); l != nil {
 			c.spliced = true
 			c.lc = &loopConn{pc: c, fd: [2]int{cfd, upfd}, loop: l}
 			c.cfd = -1

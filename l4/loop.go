@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -56,6 +57,10 @@ type eventLoop struct {
 	idx  int // among the Server's loops
 	epfd int
 	evfd int
+
+	// conns counts the connections given to the loop and not yet
+	// completed (see Server.eventLoopLocked).
+	conns atomic.Int32
 
 	mu      sync.Mutex
 	queue   []*loopConn // new connections
@@ -487,6 +492,7 @@ func (l *eventLoop) complete(c *loopConn) {
 	pc.sent += c.dir[0].count
 	pc.received += c.dir[1].count
 	pc.finish()
+	l.conns.Add(-1)
 	l.s.wg.Done()
 }
 

@@ -56,6 +56,51 @@ func TestHandedOverConnectionsAreDealtToTheLoopsInTurn(t *testing.T) {
 	}
 }
 
+// Connections the loops accept themselves stay on the loop that accepted
+// them only while it carries no more than loopSlack connections above the
+// least loaded loop: whichever loop the kernel wakes, long connections end
+// up spread over the loops.
+func TestAcceptedConnectionsAreSpreadOverTheLoops(t *testing.T) {
+	if testDataPath == DataPathGoroutines {
+		t.Skip("no event loops on the goroutine data path")
+	}
+	w := newTestWaker(t)
+	w.add("echo", &testApp{start: func() *backend { return startBackend(t, echo) }})
+	s, _ := newServer(t, w)
+	s.EventLoops = 2
+	addr := listenOne(t, s, "echo")
+	const n = 12
+	for range n {
+		// One byte there and back: spliced, and left open.
+		c := dialTCP(t, addr)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var b [1]byte
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'x' {
+			t.Fatalf("echo: %q, %v", b, err)
+		}
+	}
+	s.mu.Lock()
+	perLoop := map[int]int{}
+	for c := range s.conns {
+		if c.lc != nil {
+			perLoop[c.lc.loop.idx]++
+		}
+	}
+	counted := []int32{s.loops[0].conns.Load(), s.loops[1].conns.Load()}
+	s.mu.Unlock()
+	if perLoop[0]+perLoop[1] != n || abs(perLoop[0]-perLoop[1]) > loopSlack+1 {
+		t.Errorf("%d open connections over 2 loops: %v per loop, want them within %d of each other", n, perLoop, loopSlack+1)
+	}
+	if int(counted[0]) != perLoop[0] || int(counted[1]) != perLoop[1] {
+		t.Errorf("the loops count %v connections, they carry %v", counted, perLoop)
+	}
+}
+
+func abs(n int) int { return max(n, -n) }
+
 func TestDataPathOptionChoosesLoopOrGoroutines(t *testing.T) {
 	w := newTestWaker(t)
 	w.add("echo", &testApp{start: func() *backend { return startBackend(t, echo) }})
