@@ -127,3 +127,53 @@ func TestRespelledListenAddressMovesToTheNewSpelling(t *testing.T) {
 		t.Error("the old spelling is still listening")
 	}
 }
+
+// From spawnerFrom listen addresses on, programs are started by the
+// spawner helper (their parent), and below it by the daemon again; the
+// app is served either way.
+func TestManyAppsAreStartedThroughTheSpawnerHelper(t *testing.T) {
+	d, logs := newInProcessDaemon(t)
+	d.spawnerFrom = 2
+	apps := t.TempDir()
+	var specs []*appfile.Spec
+	var addrs, pidfiles []string
+	for _, name := range []string{"a", "b"} {
+		addr, pidfile := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "pid")
+		// Up until the test looks at its parent.
+		app := strings.Replace(echoApp(t, addr, pidfile, ""), "idle_timeout: 300ms", "idle_timeout: 1h", 1)
+		specs = append(specs, loadSpec(t, apps, name+".yaml", app))
+		addrs, pidfiles = append(addrs, addr), append(pidfiles, pidfile)
+	}
+	parentOf := func(pidfile string) int {
+		pid := testutil.ReadPidFile(t, pidfile)
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		ppid, _ := strconv.Atoi(f[1])
+		return ppid
+	}
+	if errs := d.apply(specs); errs != nil {
+		t.Fatalf("apply: %v", errs)
+	}
+	if got := echoOnce(t, addrs[0], "via the helper"); got != "via the helper" {
+		t.Fatalf("echo = %q", got)
+	}
+	if d.spawner == nil {
+		t.Fatalf("no spawner helper with %d apps; log:\n%s", len(specs), logs)
+	}
+	if ppid := parentOf(pidfiles[0]); ppid != d.spawner.Pid() {
+		t.Errorf("the program's parent is %d, want the spawner helper %d", ppid, d.spawner.Pid())
+	}
+	// One app left: below the threshold, the daemon forks again.
+	if errs := d.apply(specs[1:]); errs != nil {
+		t.Fatalf("apply: %v", errs)
+	}
+	if got := echoOnce(t, addrs[1], "from the daemon"); got != "from the daemon" {
+		t.Fatalf("echo = %q", got)
+	}
+	if ppid := parentOf(pidfiles[1]); ppid != os.Getpid() {
+		t.Errorf("the program's parent is %d, want the daemon %d", ppid, os.Getpid())
+	}
+}

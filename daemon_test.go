@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/internal/testutil"
+	"github.com/dynapm/dynapm/spawner"
 	"go.uber.org/goleak"
 )
 
@@ -21,6 +22,10 @@ import (
 var dynapmBin string
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == spawner.HelperArg {
+		// The spawner helper of a daemon run in this process.
+		os.Exit(spawner.Main())
+	}
 	dir, err := os.MkdirTemp("", "dynapm-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

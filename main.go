@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/dynapm/dynapm/spawner"
 )
 
 const usage = `dynapm keeps rarely used TCP services ready, starting them on the first connection.
@@ -25,6 +27,10 @@ Run "dynapm COMMAND -h" for a command's flags.
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == spawner.HelperArg {
+		// The daemon's helper process, not a command for users.
+		os.Exit(spawner.Main())
+	}
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dynapm/dynapm/spawner"
 )
 
 // defaultPath is the search path used when the app's environment has no PATH.
@@ -53,8 +55,71 @@ type ExecDriver struct {
 	// pgid, with their app's name.
 	tracked map[int]string
 
+	// spawner, when set, starts the programs (see UseSpawner); nil once
+	// its helper is gone.
+	spawner *spawner.Client
+
 	// wg counts the goroutines that wait for processes and for the reaper.
 	wg sync.WaitGroup
+}
+
+// UseSpawner makes the driver start programs through c, whose helper
+// process forks with a small descriptor table (see package spawner),
+// rather than forking the daemon itself; nil goes back to forking. It may
+// change at any time: a program is waited for the way it was started. If
+// the helper dies, programs are started directly again.
+func (d *ExecDriver) UseSpawner(c *spawner.Client) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.spawner = c
+}
+
+// launchLocked starts cmd, through the spawner when there is one, and
+// returns the pid and the function that waits for its exit. d.mu must be
+// held.
+func (d *ExecDriver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
+	if d.spawner != nil {
+		req, err := spawnRequest(cmd)
+		if err != nil {
+			return 0, nil, err
+		}
+		out, _ := cmd.Stdout.(*os.File) // nil: /dev/null, as with exec
+		ch, err := d.spawner.Spawn(req, out)
+		if err == nil {
+			return ch.Pid, ch.Wait, nil
+		}
+		if !errors.Is(err, spawner.ErrClosed) {
+			return 0, nil, err
+		}
+		d.logger.Warn("the spawner helper is gone; starting programs from the daemon", "err", err)
+		d.spawner = nil
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	return cmd.Process.Pid, cmd.Wait, nil
+}
+
+// spawnRequest is cmd as the spawner's helper runs it: the same program,
+// arguments, environment, directory and credentials, in a process group of
+// its own. Paths are made absolute: the helper runs in /.
+func spawnRequest(cmd *exec.Cmd) (spawner.Request, error) {
+	path, err := filepath.Abs(cmd.Path)
+	if err != nil {
+		return spawner.Request{}, err
+	}
+	dir := cmd.Dir
+	if dir == "" {
+		dir = "."
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return spawner.Request{}, err
+	}
+	req := spawner.Request{Path: path, Args: cmd.Args, Env: cmd.Env, Dir: dir}
+	if cmd.SysProcAttr != nil {
+		req.Credential = cmd.SysProcAttr.Credential
+	}
+	return req, nil
 }
 
 // NewExecDriver returns a driver that logs to logger.
@@ -125,14 +190,15 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 	if err := d.ensureReaperLocked(); err != nil {
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
 	}
-	if err := cmd.Start(); err != nil {
+	pid, wait, err := d.launchLocked(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
 	}
 	p := &execProcess{
 		driver: d,
-		logger: d.logger.With("app", name, "pid", cmd.Process.Pid),
-		cmd:    cmd,
-		pid:    cmd.Process.Pid,
+		logger: d.logger.With("app", name, "pid", pid),
+		wait:   wait,
+		pid:    pid,
 		done:   make(chan struct{}),
 	}
 	d.registerLocked(p)
@@ -170,8 +236,8 @@ func (d *ExecDriver) Close() error {
 type execProcess struct {
 	driver *ExecDriver
 	logger *slog.Logger
-	cmd    *exec.Cmd
-	pid    int // also the pgid
+	wait   func() error // waits for the leader's exit (exec.Cmd.Wait's words)
+	pid    int          // also the pgid
 	done   chan struct{}
 
 	// stopMu serialises Stop calls.
@@ -263,7 +329,7 @@ func (p *execProcess) kill() {
 // survives it, unregisters the group and closes done.
 func (p *execProcess) watch() {
 	defer p.driver.wg.Done()
-	err := p.cmd.Wait()
+	err := p.wait()
 	p.mu.Lock()
 	p.err = err
 	stopping := p.stopping

@@ -27,9 +27,16 @@ const execWaitLimit = 10 * time.Second
 func newExecTestDriver(t *testing.T) *ExecDriver {
 	t.Helper()
 	d := NewExecDriver(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
+	closeSpawner, err := withTestSpawner(d)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := d.Close(); err != nil {
 			t.Errorf("closing driver: %v", err)
+		}
+		if err := closeSpawner(); err != nil {
+			t.Errorf("closing spawner: %v", err)
 		}
 	})
 	return d
@@ -103,8 +110,15 @@ func readAppLog(t *testing.T, dir string) string {
 }
 
 // execKilledBy reports whether err is the exit of a process killed by sig.
+// exitError is what *exec.ExitError and *spawner.ExitError (the exit of a
+// program the spawner helper started) have in common.
+type exitError interface {
+	ExitCode() int
+	Sys() any
+}
+
 func execKilledBy(err error, sig syscall.Signal) bool {
-	var ee *exec.ExitError
+	var ee exitError
 	if !errors.As(err, &ee) {
 		return false
 	}
@@ -113,7 +127,7 @@ func execKilledBy(err error, sig syscall.Signal) bool {
 }
 
 func execExitCode(err error) int {
-	var ee *exec.ExitError
+	var ee exitError
 	if !errors.As(err, &ee) {
 		return -1
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/spawner"
 )
 
 // Environment of the test binary re-executed as a stand-in daemon (see
@@ -24,10 +26,55 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == spawner.HelperArg {
+		os.Exit(spawner.Main())
+	}
 	if dir := os.Getenv(daemonDirEnv); dir != "" {
 		os.Exit(runTestDaemon(dir, os.Getenv(daemonAppEnv)))
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak (spawner %v): %v\n", testSpawner, err)
+			code = 1
+		}
+	}
+	if code == 0 && !testSpawner {
+		fmt.Println("=== lifecycle: the same tests with programs started through the spawner helper")
+		cmd := exec.Command(os.Args[0], os.Args[1:]...)
+		cmd.Env = append(os.Environ(), spawnerEnv+"=1")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "suite with the spawner: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// spawnerEnv set runs the suite with every ExecDriver of the tests starting
+// programs through a spawner helper (the daemon's way), as TestMain does
+// after the suite passed without.
+const spawnerEnv = "LIFECYCLE_TEST_SPAWNER"
+
+var testSpawner = os.Getenv(spawnerEnv) != ""
+
+// withTestSpawner gives d a spawner helper when the suite runs with one,
+// and returns the function that closes it, to call after d.Close.
+func withTestSpawner(d *ExecDriver) (closeSpawner func() error, err error) {
+	if !testSpawner {
+		return func() error { return nil }, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	c, err := spawner.Start(exe)
+	if err != nil {
+		return nil, err
+	}
+	d.UseSpawner(c)
+	return c.Close, nil
 }
 
 // runTestDaemon is the stand-in daemon: it starts testapp with a grandchild
@@ -36,6 +83,10 @@ func TestMain(m *testing.M) {
 func runTestDaemon(dir, app string) int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	d := NewExecDriver(logger)
+	if _, err := withTestSpawner(d); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	log, err := os.Create(filepath.Join(dir, "app.log"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -40,6 +40,10 @@ func newHarness(t testing.TB, edit ...func(*Config)) *harness {
 	logs := &testutil.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := NewExecDriver(logger)
+	closeSpawner, err := withTestSpawner(d)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{
 		StateDir:   t.TempDir(),
 		Logger:     logger,
@@ -59,6 +63,9 @@ func newHarness(t testing.TB, edit ...func(*Config)) *harness {
 		}
 		if err := d.Close(); err != nil {
 			t.Errorf("closing driver: %v", err)
+		}
+		if err := closeSpawner(); err != nil {
+			t.Errorf("closing spawner: %v", err)
 		}
 	})
 	return h
