@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynapm/dynapm/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -34,11 +35,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 && testDataPath == "" && os.Getenv(aloneEnv) == "" {
-		fmt.Println("=== l4: the same tests with DataPath goroutines")
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), "L4_TEST_DATAPATH="+DataPathGoroutines)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
+		if err := testutil.RerunSuite("=== l4: the same tests with DataPath goroutines", "L4_TEST_DATAPATH="+DataPathGoroutines); err != nil {
 			fmt.Fprintf(os.Stderr, "suite with DataPath goroutines: %v\n", err)
 			code = 1
 		}

@@ -32,15 +32,7 @@ func TestHandedOverConnectionsAreDealtToTheLoopsInTurn(t *testing.T) {
 	addr := listenOne(t, s, "echo")
 	for range 6 {
 		// One byte there and back: spliced, and left open.
-		c := dialTCP(t, addr)
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		var b [1]byte
-		if _, err := c.Write([]byte{'x'}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'x' {
-			t.Fatalf("echo: %q, %v", b, err)
-		}
+		echoOneByte(t, dialTCP(t, addr))
 	}
 	perLoop := map[int]int{}
 	s.mu.Lock()
@@ -72,15 +64,7 @@ func TestAcceptedConnectionsAreSpreadOverTheLoops(t *testing.T) {
 	const n = 12
 	for range n {
 		// One byte there and back: spliced, and left open.
-		c := dialTCP(t, addr)
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		var b [1]byte
-		if _, err := c.Write([]byte{'x'}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'x' {
-			t.Fatalf("echo: %q, %v", b, err)
-		}
+		echoOneByte(t, dialTCP(t, addr))
 	}
 	s.mu.Lock()
 	perLoop := map[int]int{}
@@ -100,6 +84,19 @@ func TestAcceptedConnectionsAreSpreadOverTheLoops(t *testing.T) {
 }
 
 func abs(n int) int { return max(n, -n) }
+
+// echoOneByte sends one byte through c and reads it back, leaving c open.
+func echoOneByte(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	if _, err := c.Write([]byte{'x'}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'x' {
+		t.Fatalf("echo: %q, %v", b, err)
+	}
+}
 
 func TestDataPathOptionChoosesLoopOrGoroutines(t *testing.T) {
 	w := newTestWaker(t)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/spawner"
 )
 
@@ -40,11 +40,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 && !testSpawner {
-		fmt.Println("=== lifecycle: the same tests with programs started through the spawner helper")
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), spawnerEnv+"=1")
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
+		if err := testutil.RerunSuite("=== lifecycle: the same tests with programs started through the spawner helper", spawnerEnv+"=1"); err != nil {
 			fmt.Fprintf(os.Stderr, "suite with the spawner: %v\n", err)
 			code = 1
 		}

@@ -48,6 +48,14 @@ var (
 	errProbeTimeout = errors.New("readiness probe timed out")
 )
 
+// elapsed is a channel that is always ready: the wait for the next probe
+// is over (it was slept).
+var elapsed = func() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}()
+
 // prober tells whether a started program serves: a TCP connect to its
 // upstream, or an HTTP GET answering 2xx/3xx. One prober serves all apps.
 type prober struct {
@@ -153,35 +161,29 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 			<-p.precise // a slow starter: its token goes to the next start
 			preciseUntil = time.Time{}
 		}
+		var tick <-chan time.Time
 		if !preciseUntil.IsZero() {
 			// A sleep of the thread; the events are looked at after it,
 			// at most maxInterval late.
 			ts := syscall.NsecToTimespec(int64(interval))
 			_ = syscall.Nanosleep(&ts, nil)
-			select {
-			case <-proc.Done():
-				return errExited
-			case <-expire.C:
-				return fmt.Errorf("%w: %v", errProbeTimeout, lastErr)
-			case <-ctx.Done():
-				return ctx.Err()
-			default:
-			}
+			tick = elapsed
 		} else {
 			if next == nil {
 				next = time.NewTimer(interval)
 			} else {
 				next.Reset(interval)
 			}
-			select {
-			case <-next.C:
-			case <-proc.Done():
-				return errExited
-			case <-expire.C:
-				return fmt.Errorf("%w: %v", errProbeTimeout, lastErr)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			tick = next.C
+		}
+		select {
+		case <-tick:
+		case <-proc.Done():
+			return errExited
+		case <-expire.C:
+			return fmt.Errorf("%w: %v", errProbeTimeout, lastErr)
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		interval = min(interval+interval/8, maxInterval)
 	}

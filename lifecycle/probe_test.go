@@ -67,18 +67,7 @@ func (p *runningProc) exit()                                    { close(p.done) 
 // probe must end up passing.
 func lateListener(t *testing.T, delay time.Duration) netip.AddrPort {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fd, ap := testutil.BoundSocket(t)
 	listened := make(chan struct{})
 	timer := time.AfterFunc(delay, func() {
 		defer close(listened)
@@ -92,7 +81,7 @@ func lateListener(t *testing.T, delay time.Duration) netip.AddrPort {
 		}
 		<-listened
 	})
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
+	return ap
 }
 
 func TestProbePassesOnceTheProgramListens(t *testing.T) {

@@ -22,7 +22,31 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// startClient starts a Client on this test binary, closed at cleanup.
 func startClient(t testing.TB) *Client {
+	t.Helper()
+	c := start(t)
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+// outputFile creates a file for a program's output, closed at cleanup.
+func outputFile(t *testing.T) *os.File {
+	t.Helper()
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	return out
+}
+
+// start starts a Client on this test binary.
+func start(t testing.TB) *Client {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -32,11 +56,6 @@ func startClient(t testing.TB) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
 	return c
 }
 
@@ -46,12 +65,8 @@ func sh(script string) Request {
 
 func TestSpawnRunsTheProgramWithItsEnvironmentDirectoryAndOutput(t *testing.T) {
 	c := startClient(t)
+	out := outputFile(t)
 	dir := t.TempDir()
-	out, err := os.Create(filepath.Join(dir, "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
 	req := sh(`echo "$GREETING from $(pwd)"; echo to-stderr >&2; read line || echo stdin-empty`)
 	req.Dir = dir
 	ch, err := c.Spawn(req, out)
@@ -70,12 +85,7 @@ func TestSpawnRunsTheProgramWithItsEnvironmentDirectoryAndOutput(t *testing.T) {
 
 func TestSpawnedProgramLeadsItsOwnProcessGroup(t *testing.T) {
 	c := startClient(t)
-	dir := t.TempDir()
-	out, err := os.Create(filepath.Join(dir, "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
+	out := outputFile(t)
 	ch, err := c.Spawn(sh(`echo $$; exec sleep 60`), out)
 	if err != nil {
 		t.Fatal(err)
@@ -153,12 +163,7 @@ func TestSpawnOfAMissingProgramFailsAsExecDoes(t *testing.T) {
 // helper's death from the daemon.
 func TestSpawnedProgramGetsNoneOfTheHelpersSockets(t *testing.T) {
 	c := startClient(t)
-	dir := t.TempDir()
-	out, err := os.Create(filepath.Join(dir, "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
+	out := outputFile(t)
 	ch, err := c.Spawn(Request{Path: "/bin/ls", Args: []string{"ls", "-l", "/proc/self/fd"}}, out)
 	if err != nil {
 		t.Fatal(err)
@@ -205,14 +210,7 @@ func TestTheHelperHoldsNoDescriptorOfTheDaemon(t *testing.T) {
 // When the helper dies, Spawn says so (the driver then forks itself), and
 // the programs it started are still waited for, their status unknown.
 func TestAProgramOutlivesItsHelper(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Start(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := start(t)
 	defer func() {
 		if err := c.Close(); err == nil || !strings.Contains(err.Error(), "killed") {
 			t.Errorf("Close after the helper was killed: %v, want its exit status", err)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,4 +164,35 @@ func ReadPidFile(t testing.TB, path string) int {
 		return true
 	}, "pid file %s not written", path)
 	return pid
+}
+
+// BoundSocket returns a TCP socket bound to a free port on 127.0.0.1, not
+// listening (a connect to it is refused until the caller calls
+// syscall.Listen on fd), and its address. It is closed at cleanup.
+func BoundSocket(t testing.TB) (fd int, addr netip.AddrPort) {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
+}
+
+// RerunSuite runs this test binary again with its arguments and env added
+// to its environment, its output going to this one's, after printing
+// banner: a package's TestMain runs its whole suite a second way with it.
+func RerunSuite(banner string, env ...string) error {
+	fmt.Println(banner)
+	cmd := exec.Command(os.Args[0], os.Args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
 }
