@@ -46,6 +46,12 @@ type MonitorConfig struct {
 	// FastInterval is the time between checks while the kernel reports
 	// memory stalls (default Interval/4).
 	FastInterval time.Duration
+	// IdleInterval is the time between checks while no app runs (default
+	// 10 × Interval): nothing could be stopped then, and MakeRoom, which
+	// the daemon calls before every start, brings back the usual pace. A
+	// daemon of rarely used apps is idle most of the time, and this check
+	// was two thirds of its CPU time then.
+	IdleInterval time.Duration
 	// PSIStallShare is the share of time stalled on memory (from
 	// /proc/pressure/memory) that switches to FastInterval; default 1%,
 	// negative to ignore PSI.
@@ -93,6 +99,11 @@ type Monitor struct {
 	// readFailing remembers that the Reader failed, to log it once.
 	readFailing bool
 
+	// running says the last check saw an app running (under mu).
+	running bool
+	// starting gets a token when MakeRoom is called: a program is about
+	// to start, so Run goes back from IdleInterval to the usual pace.
+	starting chan struct{}
 	// psiTotal and psiAt are the last PSI reading, for the stall share.
 	psiTotal uint64
 	psiAt    time.Time
@@ -128,6 +139,9 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 	if cfg.FastInterval <= 0 {
 		cfg.FastInterval = cfg.Interval / 4
 	}
+	if cfg.IdleInterval <= 0 {
+		cfg.IdleInterval = 10 * cfg.Interval
+	}
 	if cfg.PSIStallShare == 0 {
 		cfg.PSIStallShare = DefaultPSIStallShare
 	}
@@ -141,25 +155,48 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 		cfg.Logger = slog.Default()
 	}
 	return &Monitor{
-		cfg: cfg, log: cfg.Logger, readPSI: ReadPSI,
+		cfg: cfg, log: cfg.Logger, readPSI: ReadPSI, starting: make(chan struct{}, 1),
 		peaks: make(map[string]*peak), reportFailing: make(map[string]bool),
 	}
 }
 
 // Run checks memory every Interval (sooner while the kernel reports memory
-// stalls) until ctx ends. Call it once.
+// stalls, every IdleInterval while no app runs) until ctx ends. Call it
+// once.
 func (m *Monitor) Run(ctx context.Context) {
 	t := time.NewTimer(0) // first check at once
 	defer t.Stop()
+	idle := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.starting:
+			if idle {
+				t.Reset(m.cfg.Interval)
+				idle = false
+			}
+			continue
 		case <-t.C:
 		}
 		m.Check(ctx)
-		t.Reset(m.nextInterval())
+		var d time.Duration
+		d, idle = m.nextWait()
+		t.Reset(d)
 	}
+}
+
+// nextWait is the time until the next check: nextInterval, or
+// IdleInterval (idle) if the last check saw no app running.
+func (m *Monitor) nextWait() (d time.Duration, idle bool) {
+	d = m.nextInterval()
+	m.mu.Lock()
+	running := m.running
+	m.mu.Unlock()
+	if !running && m.cfg.IdleInterval > d {
+		return m.cfg.IdleInterval, true
+	}
+	return d, false
 }
 
 // nextInterval returns FastInterval when tasks stalled on memory for more

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -23,6 +24,7 @@ func (m *Monitor) Check(ctx context.Context) []Stop {
 	defer m.mu.Unlock()
 	r, policy := m.read(ctx, false, reported)
 	attrs := readingAttrs(r, policy)
+	m.running = slices.ContainsFunc(r.Apps, AppReading.running)
 
 	var acts []action
 	for _, l := range policy.OverMax(r) {
@@ -58,13 +60,19 @@ func (m *Monitor) Check(ctx context.Context) []Stop {
 // MakeRoom stops idle apps before app starts, when its expected size (the
 // peak RSS of its last run) would push memory below the floor or over
 // budget. The lifecycle manager calls it before spawning, without holding
-// its own lock. Apps with open connections are never stopped for it.
+// its own lock. Apps with open connections are never stopped for it. It
+// also tells Run that a program is starting: checks that slowed to
+// IdleInterval while nothing ran come at the usual pace again.
 //
 // It is on the cold-start path, so it costs next to nothing when there is
 // no floor or budget or the app's size is unknown, and otherwise reuses
 // the tree RSS measured by the last check (measuring only processes started
 // since).
 func (m *Monitor) MakeRoom(ctx context.Context, app string) {
+	select {
+	case m.starting <- struct{}{}:
+	default: // Run has yet to take the last one
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.cfg.Policy

@@ -466,3 +466,34 @@ func TestNextIntervalWithoutPSI(t *testing.T) {
 		})
 	}
 }
+
+// countingReader counts the readings of available memory (one per check).
+type countingReader struct{ n atomic.Int64 }
+
+func (r *countingReader) Available() (int64, int64, error) {
+	r.n.Add(1)
+	return 1 << 40, 1 << 41, nil
+}
+
+func TestChecksSlowDownWhileNoAppRunsAndResumeBeforeAStart(t *testing.T) {
+	apps := newTestApps(t)
+	m := NewMonitor(MonitorConfig{Apps: apps, Interval: time.Second, IdleInterval: time.Hour})
+	m.readPSI = (&psiFeed{ok: false}).read
+	m.Check(context.Background())
+	if d, idle := m.nextWait(); d != time.Hour || !idle {
+		t.Fatalf("nothing running: next check in %v (idle %v), want the idle interval", d, idle)
+	}
+	apps.start("a", 1, AppUsage{})
+	m.Check(context.Background())
+	if d, idle := m.nextWait(); d != time.Second || idle {
+		t.Fatalf("an app running: next check in %v (idle %v), want the interval", d, idle)
+	}
+
+	// Run: after its first check it waits an hour, until a start comes.
+	reader := &countingReader{}
+	apps2 := newTestApps(t)
+	m2, _ := runMonitor(t, MonitorConfig{Apps: apps2, Reader: reader, IdleInterval: time.Hour})
+	testutil.Eventually(t, 10*time.Second, func() bool { return reader.n.Load() >= 1 }, "no first check")
+	m2.MakeRoom(context.Background(), "a") // no floor or budget: reads nothing itself
+	testutil.Eventually(t, 10*time.Second, func() bool { return reader.n.Load() >= 2 }, "no check after a start while idle")
+}
