@@ -382,3 +382,40 @@ func TestRelativeDirRemovesApps(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() bool { return r.last("web") == nil && r.last("other") != nil },
 		"app removed from a relative apps dir is still in force")
 }
+
+// Each retry that fails again waits twice as long as the one before (up to
+// 32 × Retry): a retry applies every app again, too costly to repeat every
+// 2 s with thousands of apps while one port stays taken.
+func TestRetriesOfARejectedAppBackOff(t *testing.T) {
+	dir := t.TempDir()
+	const retry = 10 * time.Millisecond
+	var mu sync.Mutex
+	var tries []time.Time // of the rejected app, the first one included
+	_, r := watch(t, dir, 0, func(c *Config) { c.Retry = retry })
+	r.mu.Lock()
+	r.fail = func(s *appfile.Spec) error {
+		if s.Listen[0] != "127.0.0.1:9009" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		tries = append(tries, time.Now())
+		return errors.New("listen: address already in use")
+	}
+	r.mu.Unlock()
+	write(t, filepath.Join(dir, "web.yaml"), app(9009, ""))
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(tries) >= 6
+	}, "the rejected app was not retried 5 times")
+	mu.Lock()
+	defer mu.Unlock()
+	// Timers never fire early: each wait is at least the doubled one.
+	for i := 1; i < 6; i++ {
+		want := retry << (i - 1)
+		if gap := tries[i].Sub(tries[i-1]); gap < want {
+			t.Errorf("retry %d came %v after the try before, want at least %v", i, gap, want)
+		}
+	}
+}
