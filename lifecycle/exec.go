@@ -108,11 +108,8 @@ func spawnRequest(cmd *exec.Cmd) (spawner.Request, error) {
 	if err != nil {
 		return spawner.Request{}, err
 	}
-	dir := cmd.Dir
-	if dir == "" {
-		dir = "."
-	}
-	if dir, err = filepath.Abs(dir); err != nil {
+	dir, err := filepath.Abs(cmd.Dir) // "": the daemon's directory
+	if err != nil {
 		return spawner.Request{}, err
 	}
 	req := spawner.Request{Path: path, Args: cmd.Args, Env: cmd.Env, Dir: dir}

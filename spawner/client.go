@@ -42,10 +42,12 @@ type Client struct {
 	mu       sync.Mutex
 	children map[int]*Child
 	// early holds exits that came before Spawn registered the pid.
-	early  map[int]error
-	closed bool
-	done   chan struct{} // closed when the events reader has ended
-	wg     sync.WaitGroup
+	early map[int]error
+	// lost: the events reader has ended, the children are watched
+	// without the helper.
+	lost bool
+	done chan struct{} // closed when the events reader has ended
+	wg   sync.WaitGroup
 }
 
 // Child is one program the helper started.
@@ -138,12 +140,7 @@ func (c *Client) Spawn(req Request, out *os.File) (*Child, error) {
 	}
 	c.spawnMu.Lock()
 	defer c.spawnMu.Unlock()
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return nil, fmt.Errorf("spawning %s: %w", req.Path, ErrClosed)
-	}
+	// Once the helper is gone (or Close closed ctl), the send fails.
 	if err := sendmsg(c.ctl, b, oob); err != nil {
 		return nil, fmt.Errorf("spawning %s: %w (%v)", req.Path, ErrClosed, err)
 	}
@@ -161,11 +158,17 @@ func (c *Client) Spawn(req Request, out *os.File) (*Child, error) {
 		ch := &Child{Pid: m.Pid, done: make(chan struct{})}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if err, ok := c.early[m.Pid]; ok {
+		switch err, early := c.early[m.Pid]; {
+		case early:
 			delete(c.early, m.Pid)
 			ch.err = err
 			close(ch.done)
-		} else {
+		case c.lost:
+			// The helper died right after answering: lost has swept
+			// the children already.
+			c.wg.Add(1)
+			go c.watchLost(ch)
+		default:
 			c.children[m.Pid] = ch
 		}
 		return ch, nil
@@ -223,15 +226,15 @@ func (c *Client) read() {
 			close(ch.done)
 		}
 	}
-	c.lost()
+	c.loseHelper()
 }
 
-// lost handles the helper's end: its programs, now children of init, are
-// watched until they are gone; their exit status is unknown.
-func (c *Client) lost() {
+// loseHelper handles the helper's end: its programs, now children of
+// init, are watched until they are gone; their exit status is unknown.
+func (c *Client) loseHelper() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closed = true
+	c.lost = true
 	for pid, ch := range c.children {
 		delete(c.children, pid)
 		c.wg.Add(1)
