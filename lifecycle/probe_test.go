@@ -143,3 +143,16 @@ func TestProbeGivesUpAtTheDeadline(t *testing.T) {
 		t.Errorf("the timeout does not carry the last probe's error: %v", err)
 	}
 }
+
+func TestProbeIntervalStaysShortForTheFirstTwentyMillisecondsThenGrows(t *testing.T) {
+	const first, limit = 100 * time.Microsecond, 500 * time.Microsecond
+	if got := nextInterval(first, limit, probeFastFor-time.Millisecond); got != first {
+		t.Errorf("within the fast phase the interval became %v, want %v", got, first)
+	}
+	if got := nextInterval(first, limit, probeFastFor); got != first+first/8 {
+		t.Errorf("after the fast phase the interval became %v, want %v", got, first+first/8)
+	}
+	if got := nextInterval(480*time.Microsecond, limit, time.Second); got != limit {
+		t.Errorf("the interval grew to %v, past its limit %v", got, limit)
+	}
+}
