@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 3, "repetitions of every warm-path measurement (medians are reported)")
 	flag.DurationVar(&c.dur, "duration", 5*time.Second, "length of every wrk load")
 	bulkMiB := flag.Int("bulk-mib", 2048, "MiB per bulk transfer")
-	flag.IntVar(&c.wakes, "wakes", 15, "cold wakes per program (the median overhead is reported)")
+	flag.IntVar(&c.wakes, "wakes", 31, "cold wakes per program (the median overhead is reported)")
 	flag.IntVar(&c.herd, "herd", 1000, "simultaneous first connections in the herd scenario")
 	flag.IntVar(&c.scaleApps, "scale-apps", 10000, "app files in the scale scenario")
 	flag.DurationVar(&c.idle, "idle", time.Minute, "idle period over which the scale daemon's CPU time is measured")

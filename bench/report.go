@@ -172,7 +172,7 @@ func (r *report) markdown(svgName string) string {
 		b.WriteString(mdTable(rows))
 	}
 	if len(r.syscalls) > 0 {
-		b.WriteString("\n### System calls and context switches per operation\n\nCounted with `perf stat -e raw_syscalls:sys_enter,context-switches -p PID` during a separate 3 s load (keep-alive, new connections) or a download of up to 1 GiB (bulk, per MB); the names and counts per operation on the right come from `strace -c -f -p PID` on another such load (strace slows the proxy a lot, so only the counts, not the timings, are meaningful).\n\n")
+		b.WriteString("\n### System calls and context switches per operation\n\nCounted with `perf stat -e raw_syscalls:sys_enter,context-switches -p PID` during a separate 3 s load (keep-alive, new connections) or a download of up to 1 GiB (bulk, per MB); the names and counts per operation on the right come from `strace -c -f -p PID` on another such load (strace slows the proxy a lot: its timings mean nothing, and the Go runtime's own calls, nanosleep and futex, grow with the slowdown, so the perf column is the total to trust and strace's says which calls make it up).\n\n")
 		rows := [][]string{{"scenario", "proxy", "per", "syscalls", "context switches", "most frequent (strace -c, per op)"}}
 		for _, s := range r.syscalls {
 			rows = append(rows, s.cells())
