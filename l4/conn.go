@@ -147,15 +147,18 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	r := rs.routes[idx]
 	c.app = r.App
 	c.start = time.Now()
-	upstream, release, err := s.Waker.Wake(s.ctx, r.App)
+	upstream, conn, release, err := s.wake(r.App)
 	if err != nil {
 		s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("error", err))
 		s.dropUnavailable(c, nil, r.UnavailableReply)
 		return
 	}
 	if s.DataPath != DataPathGoroutines && r.ProxyProtocol == "" && len(p.data) == 0 {
-		s.serveRaw(c, r, upstream, release)
+		s.serveRaw(c, r, upstream, conn, release)
 		return
+	}
+	if conn >= 0 {
+		syscall.Close(conn) // these paths dial through Go
 	}
 	if !s.goClient(c) {
 		s.drop(c, release)
@@ -190,6 +193,16 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		return
 	}
 	c.pipeBoth(up)
+}
+
+// wake is the Waker's Wake, with the connection to the upstream a
+// ConnWaker hands over (-1 when none).
+func (s *Server) wake(app string) (netip.AddrPort, int, func(), error) {
+	if cw, ok := s.Waker.(ConnWaker); ok {
+		return cw.WakeConn(s.ctx, app)
+	}
+	up, release, err := s.Waker.Wake(s.ctx, app)
+	return up, -1, release, err
 }
 
 // handOver makes release c's to call when it ends and, when there is a

@@ -14,15 +14,23 @@ import (
 // loop: the plain path (no PROXY header, no peeked bytes) when the loop
 // carries spliced connections. The upstream socket never enters Go's
 // netpoller. If the loop cannot be had, the socket is wrapped in a
-// *net.TCPConn and the goroutines copy, as on the other path.
-func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, release func()) {
-	fd := -1
-	release, ok := s.dialLeased(c, r, upstream, release, func(up netip.AddrPort) (err error) {
-		fd, err = s.dialRaw(s.ctx, up)
-		return err
-	})
-	if !ok {
-		return
+// *net.TCPConn and the goroutines copy, as on the other path. conn, unless
+// -1, is a connection to upstream the Waker made (see ConnWaker), used
+// instead of a dial.
+func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func()) {
+	fd := conn
+	if fd >= 0 {
+		// The Waker's connection (see ConnWaker): Nagle off, as on a dial.
+		syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	} else {
+		var ok bool
+		release, ok = s.dialLeased(c, r, upstream, release, func(up netip.AddrPort) (err error) {
+			fd, err = s.dialRaw(s.ctx, up)
+			return err
+		})
+		if !ok {
+			return
+		}
 	}
 	loop, ok := s.splicingRaw(c, fd, nil)
 	if !ok {
@@ -90,7 +98,7 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 // took (see serveReady).
 func (s *Server) serveLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func()) {
 	defer s.wg.Done()
-	s.serveRaw(c, r, upstream, release)
+	s.serveRaw(c, r, upstream, -1, release)
 }
 
 // pipeRawLeased is pipeRaw in a goroutine of its own (see serveReady).

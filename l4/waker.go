@@ -20,6 +20,18 @@ type Waker interface {
 	Wake(ctx context.Context, app string) (upstream netip.AddrPort, release func(), err error)
 }
 
+// ConnWaker is a Waker that may hand over, with the lease, a connection to
+// the upstream that is already made: lifecycle.Manager gives the first
+// connection that waited for a start the readiness probe's connection,
+// which saves it a connect. When the Server's Waker implements it, a held
+// connection that goes to an event loop uses that connection instead of
+// dialing.
+type ConnWaker interface {
+	// WakeConn is Wake, with conn a connected socket's descriptor that the
+	// caller owns, or -1 when there is none to take.
+	WakeConn(ctx context.Context, app string) (upstream netip.AddrPort, conn int, release func(), err error)
+}
+
 // ReadyWaker is a Waker that can also lease a backend of an app that is
 // ready now, without waiting. lifecycle.Manager satisfies it. When the
 // Server's Waker implements it, a connection to a ready app on an address

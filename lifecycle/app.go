@@ -105,6 +105,36 @@ type instance struct {
 
 	conns        int       // open leases on this instance
 	lastActivity time.Time // last lease or release, or when it got ready
+
+	// spare is the readiness probe's connection to the program, kept when
+	// connections were waiting for it to be ready: the first of them to
+	// lease the instance through WakeConn takes it and saves a connect (on
+	// a small VM 0.1 to 0.2 ms of the wake). Nil when there is none. Closed
+	// when nobody waits any more and when the instance is asked to stop: a
+	// program draining its connections must not wait for one nobody uses.
+	spare *spareConn
+}
+
+// spareConn is a connected socket's descriptor.
+type spareConn struct{ fd int }
+
+// takeSpare returns the instance's spare connection, which the caller
+// then owns, or -1. Caller holds Manager.mu.
+func (in *instance) takeSpare() int {
+	if in.spare == nil {
+		return -1
+	}
+	fd := in.spare.fd
+	in.spare = nil
+	return fd
+}
+
+// dropSpare closes the instance's spare connection, if any. Caller holds
+// Manager.mu.
+func (in *instance) dropSpare() {
+	if fd := in.takeSpare(); fd >= 0 {
+		syscall.Close(fd)
+	}
 }
 
 // requestStop asks the instance to end (idempotent). Caller holds Manager.mu.
@@ -114,6 +144,7 @@ func (in *instance) requestStop(reason string) {
 	}
 	in.stopReq = true
 	in.stopReason = reason
+	in.dropSpare()
 	close(in.stopCh)
 	in.cancel()
 }

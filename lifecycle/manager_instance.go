@@ -79,13 +79,17 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 
 	deadline := in.spawnedAt.Add(startTimeout(in.spec))
-	err = m.probe.waitReady(in.ctx, proc, in.upstream, in.spec.Ready.HTTP, m.cfg.ProbeInterval, deadline)
+	conn, err := m.probe.waitReady(in.ctx, proc, in.upstream, in.spec.Ready.HTTP, m.cfg.ProbeInterval, deadline, true)
 	m.mu.Lock()
 	switch {
 	case in.stopReq:
 		// Called off while starting: stop below.
 	case err == nil:
 		m.becomeReady(a, in)
+		if conn >= 0 && a.pending > 0 {
+			in.spare = &spareConn{fd: conn}
+			conn = -1
+		}
 	case errors.Is(err, errExited):
 		// Not ready, and no point waiting for the deadline: fail the
 		// waiters now (after cleaning up the process group).
@@ -97,12 +101,16 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		} // else an added instance: the app serves on with the others
 	}
 	m.mu.Unlock()
+	if conn >= 0 {
+		syscall.Close(conn)
+	}
 
 	select {
 	case <-proc.Done():
 	case <-in.stopCh:
 	}
 	m.mu.Lock()
+	in.dropSpare() // the program exited
 	sig, grace := stopSettings(a.spec)
 	wantTail := !in.stopReq || in.startErr != nil
 	m.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -22,14 +23,43 @@ const refusedLogEvery = time.Second
 // release once when its connection closes; the instance is not stopped for
 // idleness while a lease is open. It satisfies l4.Waker.
 func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func(), error) {
+	up, conn, release, err := m.WakeConn(ctx, name)
+	if conn >= 0 {
+		syscall.Close(conn)
+	}
+	return up, release, err
+}
+
+// WakeConn is Wake, which also hands over the readiness probe's connection
+// to the upstream when the app was started for the connections waiting
+// and this is the first of them to lease it: a connected socket's
+// descriptor the caller owns, or -1 (dial the upstream then). It satisfies
+// l4.ConnWaker.
+func (m *Manager) WakeConn(ctx context.Context, name string) (netip.AddrPort, int, func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a, in, err := m.waitReady(ctx, name, "connection", true)
 	if err != nil {
-		return netip.AddrPort{}, nil, fmt.Errorf("waking app %q: %w", name, err)
+		m.dropUnclaimed(name)
+		return netip.AddrPort{}, -1, nil, fmt.Errorf("waking app %q: %w", name, err)
 	}
 	up, release := m.lease(a, in)
-	return up, release, nil
+	conn := in.takeSpare()
+	m.dropUnclaimed(name)
+	return up, conn, release, nil
+}
+
+// dropUnclaimed closes the spare connections of app name's instances once
+// no connection waits for it any more: nobody is left to take them.
+// Caller holds m.mu.
+func (m *Manager) dropUnclaimed(name string) {
+	a := m.apps[name]
+	if a == nil || a.pending > 0 {
+		return
+	}
+	for _, in := range a.insts {
+		in.dropSpare()
+	}
 }
 
 // TryWake is Wake for an app that is ready now: it leases a ready backend

@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,4 +315,95 @@ func TestTryWakeLeasesOnlyAReadyApp(t *testing.T) {
 	trelease() // a second call changes nothing
 	h.waitState("web", Stopped)
 	h.waitLog(`msg="app stopped"`, "app=web", "reason=idle")
+}
+
+func TestFirstWaiterOfAStartGetsTheProbesConnection(t *testing.T) {
+	h := newHarness(t)
+	// A slow start, so that every caller waits for it.
+	h.m.Apply([]*appfile.Spec{h.spec("web", "-delay", "100ms")})
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	const callers = 5
+	type woken struct {
+		conn    int
+		release func()
+		err     error
+	}
+	results := make(chan woken, callers)
+	for range callers {
+		go func() {
+			_, conn, release, err := h.m.WakeConn(ctx, "web")
+			results <- woken{conn, release, err}
+		}()
+	}
+	var conns []int
+	for range callers {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("WakeConn: %v", r.err)
+		}
+		defer r.release()
+		if r.conn >= 0 {
+			conns = append(conns, r.conn)
+		}
+	}
+	if len(conns) != 1 {
+		t.Fatalf("%d of %d waiters got a connection, want exactly one", len(conns), callers)
+	}
+	// It is a connection to the program: the echo server answers on it.
+	f := os.NewFile(uintptr(conns[0]), "probe")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(mgrWait))
+	if _, err := io.WriteString(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if b, err := io.ReadAll(c); err != nil || string(b) != "hello" {
+		t.Fatalf("echo over the handed-over connection = %q, %v", b, err)
+	}
+	if st := h.status("web"); st.Starts != 1 || st.Pending != 0 || st.Connections != callers {
+		t.Fatalf("after the wakes: %s", fmtStatus(st))
+	}
+}
+
+func TestStartNobodyWaitsForKeepsNoProbeConnection(t *testing.T) {
+	h := newHarness(t)
+	h.m.Apply([]*appfile.Spec{h.spec("web")})
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	if err := h.m.Start(ctx, "web", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	_, conn, release, err := h.m.WakeConn(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if conn >= 0 {
+		syscall.Close(conn)
+		t.Fatal("a connection after a manual start got the probe's connection; nobody waited for it")
+	}
+}
+
+func TestStopClosesAProbeConnectionNobodyTook(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[1])
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{ctx: ctx, cancel: cancel, stopCh: make(chan struct{}), spare: &spareConn{fd: fds[0]}}
+	in.requestStop("idle")
+	if in.spare != nil {
+		t.Fatal("the spare connection is still held after the stop request")
+	}
+	// The program's side sees the connection end.
+	if n, err := syscall.Read(fds[1], make([]byte, 1)); n != 0 || err != nil {
+		t.Fatalf("peer read %d bytes (%v), want EOF", n, err)
+	}
 }

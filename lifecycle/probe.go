@@ -90,11 +90,27 @@ func newProber() *prober {
 
 // once probes upstream one time and returns nil when it serves.
 func (p *prober) once(ctx context.Context, upstream netip.AddrPort, httpPath string) error {
+	conn, err := p.onceConn(ctx, upstream, httpPath)
+	if conn >= 0 {
+		syscall.Close(conn)
+	}
+	return err
+}
+
+// onceConn is once, which for a TCP probe of a loopback upstream returns
+// the probe's connection (a descriptor the caller owns; -1 for other
+// probes).
+func (p *prober) onceConn(ctx context.Context, upstream netip.AddrPort, httpPath string) (int, error) {
 	if httpPath == "" && upstream.Addr().IsLoopback() {
 		// No goroutine, timer or netpoller registration: on the loopback
 		// the connect is answered (or refused) within the call.
-		return rawnet.Probe(ctx, upstream, probeTryTimeout)
+		return rawnet.Connect(ctx, upstream, probeTryTimeout)
 	}
+	return -1, p.onceNet(ctx, upstream, httpPath)
+}
+
+// onceNet probes through Go's net and net/http.
+func (p *prober) onceNet(ctx context.Context, upstream netip.AddrPort, httpPath string) error {
 	if httpPath == "" {
 		c, err := p.dialer.DialContext(ctx, "tcp", upstream.String())
 		if err != nil {
@@ -123,8 +139,10 @@ func (p *prober) once(ctx context.Context, upstream netip.AddrPort, httpPath str
 // waitReady probes until the program serves (nil), the process exits
 // (errExited, at once: a dead program is not probed until the deadline), the
 // deadline passes (errProbeTimeout, with the last probe error) or ctx ends
-// (ctx.Err(): the start was called off).
-func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.AddrPort, httpPath string, interval time.Duration, deadline time.Time) error {
+// (ctx.Err(): the start was called off). With keep, a TCP probe of a
+// loopback upstream that passed returns its connection (a descriptor the
+// caller owns) instead of closing it; otherwise the descriptor is -1.
+func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.AddrPort, httpPath string, interval time.Duration, deadline time.Time, keep bool) (int, error) {
 	if interval <= 0 {
 		interval = defaultProbeInterval
 	}
@@ -155,12 +173,17 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 		}
 	}()
 	for {
+		conn := -1
 		lastErr := gateReady(ctx, checker)
 		if lastErr == nil {
-			lastErr = p.once(ctx, upstream, httpPath)
+			conn, lastErr = p.onceConn(ctx, upstream, httpPath)
 		}
 		if lastErr == nil {
-			return nil
+			if !keep && conn >= 0 {
+				syscall.Close(conn)
+				conn = -1
+			}
+			return conn, nil
 		}
 		if !preciseUntil.IsZero() && time.Now().After(preciseUntil) {
 			<-p.precise // a slow starter: its token goes to the next start
@@ -184,11 +207,11 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 		select {
 		case <-tick:
 		case <-proc.Done():
-			return errExited
+			return -1, errExited
 		case <-expire.C:
-			return fmt.Errorf("%w: %v", errProbeTimeout, lastErr)
+			return -1, fmt.Errorf("%w: %v", errProbeTimeout, lastErr)
 		case <-ctx.Done():
-			return ctx.Err()
+			return -1, ctx.Err()
 		}
 		interval = nextInterval(interval, maxInterval, time.Since(began))
 	}

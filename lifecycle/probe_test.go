@@ -87,7 +87,7 @@ func lateListener(t *testing.T, delay time.Duration) netip.AddrPort {
 func TestProbePassesOnceTheProgramListens(t *testing.T) {
 	p := newProber()
 	up := lateListener(t, 20*time.Millisecond)
-	err := p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second))
+	_, err := p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second), false)
 	if err != nil {
 		t.Fatalf("waitReady: %v", err)
 	}
@@ -105,7 +105,10 @@ func TestManyStartsAtOnceShareThePreciseProbers(t *testing.T) {
 	for range n {
 		up := lateListener(t, 30*time.Millisecond)
 		go func() {
-			errs <- p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second))
+			errs <- func() error {
+				_, err := p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second), false)
+				return err
+			}()
 		}()
 	}
 	for range n {
@@ -123,7 +126,7 @@ func TestProbeStopsWhenTheProcessExits(t *testing.T) {
 	proc := newRunningProc()
 	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
 	time.AfterFunc(20*time.Millisecond, proc.exit)
-	err := p.waitReady(context.Background(), proc, closed, "", 0, time.Now().Add(time.Minute))
+	_, err := p.waitReady(context.Background(), proc, closed, "", 0, time.Now().Add(time.Minute), false)
 	if !errors.Is(err, errExited) {
 		t.Fatalf("waitReady: %v, want errExited", err)
 	}
@@ -135,7 +138,7 @@ func TestProbeStopsWhenTheProcessExits(t *testing.T) {
 func TestProbeGivesUpAtTheDeadline(t *testing.T) {
 	p := newProber()
 	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
-	err := p.waitReady(context.Background(), newRunningProc(), closed, "", 0, time.Now().Add(30*time.Millisecond))
+	_, err := p.waitReady(context.Background(), newRunningProc(), closed, "", 0, time.Now().Add(30*time.Millisecond), false)
 	if !errors.Is(err, errProbeTimeout) {
 		t.Fatalf("waitReady: %v, want errProbeTimeout", err)
 	}

@@ -54,17 +54,6 @@ func Connect(ctx context.Context, addr netip.AddrPort, timeout time.Duration) (i
 	return fd, nil
 }
 
-// Probe reports whether something accepts connections on addr: one
-// connect, closed at once. Nil means it does.
-func Probe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
-	fd, err := Connect(ctx, addr, timeout)
-	if err != nil {
-		return err
-	}
-	syscall.Close(fd)
-	return nil
-}
-
 // pollFd is struct pollfd.
 type pollFd struct {
 	fd      int32
