@@ -26,7 +26,7 @@
 // apt-get for them); scenarios that need a missing tool are skipped with a
 // message.
 //
-// Usage: go run ./bench [-quick] [-runs 3] [-duration 5s] [-out docs/BENCHMARKS.md]
+// Usage: go run ./bench [-quick] [-runs 5] [-duration 5s] [-out docs/BENCHMARKS.md]
 package main
 
 import (
@@ -76,7 +76,7 @@ func main() {
 
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "a run of about a minute: shorter loads, one repetition, fewer wakes")
-	flag.IntVar(&c.runs, "runs", 3, "repetitions of every warm-path measurement (medians are reported)")
+	flag.IntVar(&c.runs, "runs", 5, "repetitions of every warm-path measurement (medians are reported)")
 	flag.DurationVar(&c.dur, "duration", 5*time.Second, "length of every wrk load")
 	bulkMiB := flag.Int("bulk-mib", 2048, "MiB per bulk transfer")
 	flag.IntVar(&c.wakes, "wakes", 31, "cold wakes per program (the median overhead is reported)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,25 @@ func TestWriteMarkdownKeepsTextOutsideMarkers(t *testing.T) {
 	}
 	if svg := r.svg(); !strings.Contains(svg, "0.80") || !strings.Contains(svg, "</svg>") {
 		t.Errorf("chart lacks the dynapm bar:\n%s", svg)
+	}
+}
+
+// The keep-alive rates of a run on 3 Dec, when every target ran at half
+// speed during the second repetition: the ratio of the medians (0.79)
+// compared dynapm's third repetition with haproxy's first.
+func TestRatioIsTheMedianOfTheRepetitionsRatios(t *testing.T) {
+	r := warmRow{values: map[string]float64{}}
+	rate := func(s sample) float64 { return s.value }
+	r.addRep(dynapm, []sample{{value: 40618}, {value: 23488}, {value: 30433}}, rate)
+	r.addRep(haproxy, []sample{{value: 41219}, {value: 21153}, {value: 38591}}, rate)
+	if got := r.values[dynapm]; got != 30433 {
+		t.Errorf("dynapm's value %v, want the median 30433", got)
+	}
+	if got, want := r.ratio(dynapm, haproxy), 40618.0/41219; math.Abs(got-want) > 1e-9 {
+		t.Errorf("ratio %.3f, want the median of the per-repetition ratios %.3f", got, want)
+	}
+	plain := warmRow{values: map[string]float64{dynapm: 3, haproxy: 4}}
+	if got := plain.ratio(dynapm, haproxy); got != 0.75 {
+		t.Errorf("ratio without repetitions %v, want 0.75", got)
 	}
 }

@@ -73,7 +73,7 @@ func (r *report) text() string {
 	m := r.machine
 	fmt.Fprintf(&b, "\nDynaPM benchmark, %s\n%d CPUs, %s, Linux %s, %s\n", r.started.Format(time.RFC3339), m.cpus, m.model, m.kernel, m.goVersion)
 	if len(r.warm) > 0 {
-		b.WriteString("\nWarm path (medians; ratios of the medians; for latency and CPU lower is better)\n")
+		b.WriteString("\nWarm path (medians; ratios: medians of the per-repetition ratios; for latency and CPU lower is better)\n")
 		rows := [][]string{warmHeader}
 		for _, w := range r.warm {
 			rows = append(rows, w.cells())
@@ -156,7 +156,7 @@ func (r *report) markdown(svgName string) string {
 	b.WriteString("```\n")
 	if len(r.warm) > 0 {
 		fmt.Fprintf(&b, "\n### Warm path\n\n![ratios to direct](%s)\n\n", svgName)
-		b.WriteString("Medians over the repetitions; the three targets run alternately in the same run (order rotated per repetition). Ratios are of the medians. For latency and CPU, lower is better. Proxy CPU is utime+stime of the proxy process from /proc/PID/stat (10 ms ticks) over the load, divided by the operations.\n\n")
+		b.WriteString("Medians over the repetitions; the three targets run back to back in each repetition (order rotated per repetition). A ratio is the median of the ratios of the repetitions, so that a slow spell of the machine during one repetition cancels out. For latency and CPU, lower is better. Proxy CPU is utime+stime of the proxy process from /proc/PID/stat (10 ms ticks) over the load, divided by the operations.\n\n")
 		rows := [][]string{warmHeader}
 		for _, w := range r.warm {
 			rows = append(rows, w.cells())

@@ -15,22 +15,54 @@ const (
 
 var targets = []string{direct, dynapm, haproxy}
 
-// warmRow is one warm-path measurement: the median per target.
+// warmRow is one warm-path measurement: the median per target, and the
+// values of each repetition for the ratios.
 type warmRow struct {
 	scenario, metric, unit string
 	lowerBetter            bool
 	values                 map[string]float64 // missing: not measured
-	goal                   string
-	chart                  string // non-empty: a bar group of this name in the chart
+	// reps holds each repetition's value per target, in the order they
+	// ran; nil or of unequal lengths: ratios of the medians.
+	reps  map[string][]float64
+	goal  string
+	chart string // non-empty: a bar group of this name in the chart
 }
 
+// ratio is a's value over b's: the median of the ratios of the
+// repetitions, each of which measured both targets back to back, so that
+// a slow spell of the machine (here once every target at half speed for
+// one repetition) cancels out instead of deciding which repetition each
+// target's median comes from. Without repetitions, the ratio of the values.
 func (r warmRow) ratio(a, b string) float64 {
+	if ra, rb := r.reps[a], r.reps[b]; len(ra) > 0 && len(ra) == len(rb) {
+		q := make([]float64, 0, len(ra))
+		for i := range ra {
+			if rb[i] != 0 {
+				q = append(q, ra[i]/rb[i])
+			}
+		}
+		if len(q) > 0 {
+			return median(q)
+		}
+	}
 	x, okx := r.values[a]
 	y, oky := r.values[b]
 	if !okx || !oky || y == 0 {
 		return math.NaN()
 	}
 	return x / y
+}
+
+// addRep records target t's samples ss: their median as its value, and
+// each one under reps.
+func (r *warmRow) addRep(t string, ss []sample, f func(sample) float64) {
+	r.values[t] = medianOf(ss, f)
+	if r.reps == nil {
+		r.reps = map[string][]float64{}
+	}
+	for _, s := range ss {
+		r.reps[t] = append(r.reps[t], f(s))
+	}
 }
 
 // speedRatio is ratio to direct where higher is better, so that the chart

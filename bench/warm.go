@@ -48,7 +48,7 @@ func (b *bench) warm(ctx context.Context) error {
 			if t == direct && !withDirect {
 				continue
 			}
-			r.values[t] = medianOf(ss, f)
+			r.addRep(t, ss, f)
 		}
 		b.rep.warm = append(b.rep.warm, r)
 	}
@@ -113,9 +113,9 @@ func (b *bench) bulkScenario(ctx context.Context) error {
 	c := warmRow{scenario: "bulk", metric: "proxy CPU per GB", unit: "s", lowerBetter: true,
 		goal: "dynapm < 0.3 s", values: map[string]float64{}}
 	for t, ss := range samples {
-		r.values[t] = medianOf(ss, func(s sample) float64 { return s.value })
+		r.addRep(t, ss, func(s sample) float64 { return s.value })
 		if t != direct {
-			c.values[t] = medianOf(ss, func(s sample) float64 { return s.cpu / s.ops })
+			c.addRep(t, ss, func(s sample) float64 { return s.cpu / s.ops })
 		}
 	}
 	b.rep.warm = append(b.rep.warm, r, c)
