@@ -407,3 +407,37 @@ func TestStopClosesAProbeConnectionNobodyTook(t *testing.T) {
 		t.Fatalf("peer read %d bytes (%v), want EOF", n, err)
 	}
 }
+
+func TestTheLastWaiterLeavingClosesTheProbeConnection(t *testing.T) {
+	h := newHarness(t)
+	h.m.Apply([]*appfile.Spec{h.spec("web")})
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	if err := h.m.Start(ctx, "web", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[1])
+	h.m.mu.Lock()
+	a := h.m.apps["web"]
+	a.insts[0].spare = &spareConn{fd: fds[0]} // kept for a waiter that then left
+	a.pending = 1
+	h.m.dropUnclaimed("web")
+	kept := a.insts[0].spare != nil
+	a.pending = 0
+	h.m.dropUnclaimed("web")
+	left := a.insts[0].spare
+	h.m.mu.Unlock()
+	if !kept {
+		t.Fatal("the connection was closed while a waiter was still there to take it")
+	}
+	if left != nil {
+		t.Fatal("the connection is still held after the last waiter left")
+	}
+	if n, err := syscall.Read(fds[1], make([]byte, 1)); n != 0 || err != nil {
+		t.Fatalf("peer read %d bytes (%v), want EOF", n, err)
+	}
+}
