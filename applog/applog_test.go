@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -216,4 +217,28 @@ func TestCloseEndsCopiesLeftoversStillHold(t *testing.T) {
 		t.Fatal("Open after Close succeeded")
 	}
 	// goleak (TestMain) checks that the copy goroutine has ended.
+}
+
+// The program gets a blocking write end, as a shell's pipe would give it;
+// the read end is on Go's netpoller, so that Close can interrupt a Read.
+func TestLogPipeGivesTheProgramABlockingWriteEnd(t *testing.T) {
+	r, w, err := logPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	flags, err := unix.FcntlInt(w.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags&unix.O_NONBLOCK != 0 {
+		t.Error("the write end is non-blocking")
+	}
+	if err := r.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+		t.Fatalf("the read end is not pollable: %v", err)
+	}
+	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a read past its deadline returned %v", err)
+	}
 }
