@@ -371,7 +371,10 @@ func TestFirstWaiterOfAStartGetsTheProbesConnection(t *testing.T) {
 	}
 }
 
-func TestStartNobodyWaitsForKeepsNoProbeConnection(t *testing.T) {
+// startedWeb returns a harness whose app "web" was started by hand (no
+// connection waited for it).
+func startedWeb(t *testing.T) *harness {
+	t.Helper()
 	h := newHarness(t)
 	h.m.Apply([]*appfile.Spec{h.spec("web")})
 	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
@@ -379,6 +382,33 @@ func TestStartNobodyWaitsForKeepsNoProbeConnection(t *testing.T) {
 	if err := h.m.Start(ctx, "web", "manual"); err != nil {
 		t.Fatal(err)
 	}
+	return h
+}
+
+// spareSocket returns a connected socket pair: the end to keep as a
+// spare connection, and the program's end, which the test closes.
+func spareSocket(t *testing.T) (spare, peer int) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+// wantClosed fails unless the other end of peer was closed.
+func wantClosed(t *testing.T, peer int) {
+	t.Helper()
+	if n, err := syscall.Read(peer, make([]byte, 1)); n != 0 || err != nil {
+		t.Fatalf("the program's end read %d bytes (%v), want EOF", n, err)
+	}
+}
+
+func TestStartNobodyWaitsForKeepsNoProbeConnection(t *testing.T) {
+	h := startedWeb(t)
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
 	_, conn, release, err := h.m.WakeConn(ctx, "web")
 	if err != nil {
 		t.Fatal(err)
@@ -391,39 +421,22 @@ func TestStartNobodyWaitsForKeepsNoProbeConnection(t *testing.T) {
 }
 
 func TestStopClosesAProbeConnectionNobodyTook(t *testing.T) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fds[1])
+	spare, peer := spareSocket(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{ctx: ctx, cancel: cancel, stopCh: make(chan struct{}), spare: &spareConn{fd: fds[0]}}
+	in := &instance{ctx: ctx, cancel: cancel, stopCh: make(chan struct{}), spare: &spareConn{fd: spare}}
 	in.requestStop("idle")
 	if in.spare != nil {
 		t.Fatal("the spare connection is still held after the stop request")
 	}
-	// The program's side sees the connection end.
-	if n, err := syscall.Read(fds[1], make([]byte, 1)); n != 0 || err != nil {
-		t.Fatalf("peer read %d bytes (%v), want EOF", n, err)
-	}
+	wantClosed(t, peer)
 }
 
 func TestTheLastWaiterLeavingClosesTheProbeConnection(t *testing.T) {
-	h := newHarness(t)
-	h.m.Apply([]*appfile.Spec{h.spec("web")})
-	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
-	defer cancel()
-	if err := h.m.Start(ctx, "web", "manual"); err != nil {
-		t.Fatal(err)
-	}
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fds[1])
+	h := startedWeb(t)
+	spare, peer := spareSocket(t)
 	h.m.mu.Lock()
 	a := h.m.apps["web"]
-	a.insts[0].spare = &spareConn{fd: fds[0]} // kept for a waiter that then left
+	a.insts[0].spare = &spareConn{fd: spare} // kept for a waiter that then left
 	a.pending = 1
 	h.m.dropUnclaimed("web")
 	kept := a.insts[0].spare != nil
@@ -437,7 +450,5 @@ func TestTheLastWaiterLeavingClosesTheProbeConnection(t *testing.T) {
 	if left != nil {
 		t.Fatal("the connection is still held after the last waiter left")
 	}
-	if n, err := syscall.Read(fds[1], make([]byte, 1)); n != 0 || err != nil {
-		t.Fatalf("peer read %d bytes (%v), want EOF", n, err)
-	}
+	wantClosed(t, peer)
 }
