@@ -79,7 +79,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 
 	deadline := in.spawnedAt.Add(startTimeout(in.spec))
-	conn, err := m.probe.waitReady(in.ctx, proc, in.upstream, in.spec.Ready.HTTP, m.cfg.ProbeInterval, deadline, true)
+	conn, err := m.probe.waitReady(in.ctx, proc, in.upstream, in.spec.Ready.HTTP, m.cfg.ProbeInterval, deadline)
 	m.mu.Lock()
 	switch {
 	case in.stopReq:

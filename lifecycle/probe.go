@@ -30,10 +30,10 @@ import (
 // So a TCP probe of a loopback upstream sleeps with nanosleep(2) on its
 // goroutine's thread instead, and probes with raw system calls (socket,
 // connect, poll, close: about 10 µs; a start costs about 10 % of a core
-// for its first 20 ms, then 2 %). At most preciseProbers starts at a time do that, each for at most
-// preciseFor (a thread each, blocked in nanosleep); the others, later
-// tries and HTTP probes wait on Go's timers, at probeMaxInterval at most
-// apart.
+// for its first 20 ms, then 2 %). At most preciseProbers starts at a time
+// do that, each for at most preciseFor (a thread each, blocked in
+// nanosleep); the others, later tries and HTTP probes wait on Go's timers,
+// at probeMaxInterval at most apart.
 const (
 	defaultProbeInterval = 100 * time.Microsecond
 	probeMaxInterval     = 500 * time.Microsecond
@@ -88,18 +88,9 @@ func newProber() *prober {
 	return p
 }
 
-// once probes upstream one time and returns nil when it serves.
-func (p *prober) once(ctx context.Context, upstream netip.AddrPort, httpPath string) error {
-	conn, err := p.onceConn(ctx, upstream, httpPath)
-	if conn >= 0 {
-		syscall.Close(conn)
-	}
-	return err
-}
-
-// onceConn is once, which for a TCP probe of a loopback upstream returns
-// the probe's connection (a descriptor the caller owns; -1 for other
-// probes).
+// onceConn probes upstream one time and returns nil when it serves; a TCP
+// probe of a loopback upstream returns its connection too (a descriptor
+// the caller owns; -1 for other probes).
 func (p *prober) onceConn(ctx context.Context, upstream netip.AddrPort, httpPath string) (int, error) {
 	if httpPath == "" && upstream.Addr().IsLoopback() {
 		// No goroutine, timer or netpoller registration: on the loopback
@@ -139,10 +130,10 @@ func (p *prober) onceNet(ctx context.Context, upstream netip.AddrPort, httpPath 
 // waitReady probes until the program serves (nil), the process exits
 // (errExited, at once: a dead program is not probed until the deadline), the
 // deadline passes (errProbeTimeout, with the last probe error) or ctx ends
-// (ctx.Err(): the start was called off). With keep, a TCP probe of a
-// loopback upstream that passed returns its connection (a descriptor the
-// caller owns) instead of closing it; otherwise the descriptor is -1.
-func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.AddrPort, httpPath string, interval time.Duration, deadline time.Time, keep bool) (int, error) {
+// (ctx.Err(): the start was called off). A TCP probe of a loopback
+// upstream that passed returns its connection, a descriptor the caller
+// owns; otherwise the descriptor is -1.
+func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.AddrPort, httpPath string, interval time.Duration, deadline time.Time) (int, error) {
 	if interval <= 0 {
 		interval = defaultProbeInterval
 	}
@@ -179,10 +170,6 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 			conn, lastErr = p.onceConn(ctx, upstream, httpPath)
 		}
 		if lastErr == nil {
-			if !keep && conn >= 0 {
-				syscall.Close(conn)
-				conn = -1
-			}
 			return conn, nil
 		}
 		if !preciseUntil.IsZero() && time.Now().After(preciseUntil) {

@@ -87,7 +87,7 @@ func lateListener(t *testing.T, delay time.Duration) netip.AddrPort {
 func TestProbePassesOnceTheProgramListens(t *testing.T) {
 	p := newProber()
 	up := lateListener(t, 20*time.Millisecond)
-	_, err := p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second), false)
+	err := p.waitReadyClosing(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second))
 	if err != nil {
 		t.Fatalf("waitReady: %v", err)
 	}
@@ -106,7 +106,7 @@ func TestManyStartsAtOnceShareThePreciseProbers(t *testing.T) {
 		up := lateListener(t, 30*time.Millisecond)
 		go func() {
 			errs <- func() error {
-				_, err := p.waitReady(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second), false)
+				err := p.waitReadyClosing(context.Background(), newRunningProc(), up, "", 0, time.Now().Add(10*time.Second))
 				return err
 			}()
 		}()
@@ -126,7 +126,7 @@ func TestProbeStopsWhenTheProcessExits(t *testing.T) {
 	proc := newRunningProc()
 	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
 	time.AfterFunc(20*time.Millisecond, proc.exit)
-	_, err := p.waitReady(context.Background(), proc, closed, "", 0, time.Now().Add(time.Minute), false)
+	err := p.waitReadyClosing(context.Background(), proc, closed, "", 0, time.Now().Add(time.Minute))
 	if !errors.Is(err, errExited) {
 		t.Fatalf("waitReady: %v, want errExited", err)
 	}
@@ -138,7 +138,7 @@ func TestProbeStopsWhenTheProcessExits(t *testing.T) {
 func TestProbeGivesUpAtTheDeadline(t *testing.T) {
 	p := newProber()
 	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
-	_, err := p.waitReady(context.Background(), newRunningProc(), closed, "", 0, time.Now().Add(30*time.Millisecond), false)
+	err := p.waitReadyClosing(context.Background(), newRunningProc(), closed, "", 0, time.Now().Add(30*time.Millisecond))
 	if !errors.Is(err, errProbeTimeout) {
 		t.Fatalf("waitReady: %v, want errProbeTimeout", err)
 	}
@@ -158,4 +158,23 @@ func TestProbeIntervalStaysShortForTheFirstTwentyMillisecondsThenGrows(t *testin
 	if got := nextInterval(480*time.Microsecond, limit, time.Second); got != limit {
 		t.Errorf("the interval grew to %v, past its limit %v", got, limit)
 	}
+}
+
+// once probes upstream one time and returns nil when it serves.
+func (p *prober) once(ctx context.Context, upstream netip.AddrPort, httpPath string) error {
+	conn, err := p.onceConn(ctx, upstream, httpPath)
+	if conn >= 0 {
+		syscall.Close(conn)
+	}
+	return err
+}
+
+// waitReadyClosing is waitReady for the tests that want its verdict only:
+// the probe's connection, if any, is closed.
+func (p *prober) waitReadyClosing(ctx context.Context, proc Process, upstream netip.AddrPort, httpPath string, interval time.Duration, deadline time.Time) error {
+	conn, err := p.waitReady(ctx, proc, upstream, httpPath, interval, deadline)
+	if conn >= 0 {
+		syscall.Close(conn)
+	}
+	return err
 }
