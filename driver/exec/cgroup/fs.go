@@ -2,11 +2,16 @@ package cgroup
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
+
+// maxRead bounds a file read from a group; cgroup.procs of a large group
+// is the longest.
+const maxRead = 4 << 20
 
 // withFD runs fn with f's descriptor, which stays open meanwhile: a
 // concurrent Close cannot let the number name another file.
@@ -35,6 +40,22 @@ func openAt(dir *os.File, dirPath, file string, flags int) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
 	return os.NewFile(uintptr(fd), p), nil
+}
+
+func readAt(dir *os.File, dirPath, file string) ([]byte, error) {
+	f, err := openAt(dir, dirPath, file, unix.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRead+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxRead {
+		return nil, fmt.Errorf("%s: longer than %d bytes", f.Name(), maxRead)
+	}
+	return data, nil
 }
 
 func writeAt(dir *os.File, dirPath, file, data string) error {
