@@ -25,6 +25,8 @@ import (
 var (
 	// ErrUnavailable: no usable cgroup2 subtree; contain by process group.
 	ErrUnavailable = errors.New("cgroup v2 unavailable")
+	// ErrNoMemory: the memory controller is not enabled for the groups.
+	ErrNoMemory = errors.New("memory controller not enabled")
 )
 
 // DaemonLeaf is the child of a delegated cgroup the daemon moves itself
@@ -69,6 +71,7 @@ type Subtree struct {
 	cgPath    string   // the cgroup as /proc/PID/cgroup names it
 	procRoot  string
 	delegated bool
+	memErr    error
 }
 
 // mount is the cgroup2 mount: its mount point and the cgroup it shows.
@@ -77,7 +80,8 @@ type mount struct{ point, root string }
 // Open finds or makes the subtree. When systemd delegated the daemon's
 // own cgroup (Delegate=yes), the daemon moves itself into DaemonLeaf and
 // the subtree is that cgroup; otherwise it is cfg.Name in the cgroup2
-// mount's root.
+// mount's root. It enables the memory controller for the groups where the
+// parent offers it (see Memory).
 func Open(cfg Config) (*Subtree, error) {
 	name := cfg.Name
 	if name == "" {
@@ -113,6 +117,7 @@ func Open(cfg Config) (*Subtree, error) {
 			return nil, err
 		}
 	}
+	s.memErr = s.enableMemory()
 	return s, nil
 }
 
@@ -234,12 +239,36 @@ func (s *Subtree) enterLeaf() error {
 	return nil
 }
 
+// enableMemory gives the groups the memory controller when the subtree
+// has it; the error says why not.
+func (s *Subtree) enableMemory() error {
+	ctl, err := readAt(s.dir, s.path, "cgroup.controllers")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNoMemory, err)
+	}
+	if !slices.Contains(strings.Fields(string(ctl)), "memory") {
+		return fmt.Errorf("%w: %s/cgroup.controllers lists no memory (bound to cgroup v1, or not enabled above)", ErrNoMemory, s.path)
+	}
+	sub, err := readAt(s.dir, s.path, "cgroup.subtree_control")
+	if err == nil && slices.Contains(strings.Fields(string(sub)), "memory") {
+		return nil
+	}
+	if err := writeAt(s.dir, s.path, "cgroup.subtree_control", "+memory"); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoMemory, err)
+	}
+	return nil
+}
+
 // Path is the subtree's directory.
 func (s *Subtree) Path() string { return s.path }
 
 // Delegated reports whether the subtree is the daemon's own cgroup,
 // delegated by systemd.
 func (s *Subtree) Delegated() bool { return s.delegated }
+
+// Memory is nil when the groups have the memory controller, else an
+// error wrapping ErrNoMemory that says why.
+func (s *Subtree) Memory() error { return s.memErr }
 
 // Close releases the subtree's descriptor; Remove of its groups fails
 // after it. The directory and its groups stay: a later daemon finds them

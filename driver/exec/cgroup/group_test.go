@@ -299,6 +299,50 @@ func TestRemoveRefusesAPopulatedGroupAndRemovesSubgroups(t *testing.T) {
 	}
 }
 
+func TestMemory(t *testing.T) {
+	s := openTest(t)
+	g, err := s.Create("mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := s.Memory(); err != nil {
+		if !errors.Is(err, ErrNoMemory) {
+			t.Fatalf("Memory() = %v, want ErrNoMemory", err)
+		}
+		t.Logf("memory controller unavailable: %v", err)
+		if _, err := g.MemoryCurrent(); !errors.Is(err, ErrNoMemory) {
+			t.Errorf("MemoryCurrent = %v, want ErrNoMemory", err)
+		}
+		if err := g.SetMemoryMax(64 << 20); !errors.Is(err, ErrNoMemory) {
+			t.Errorf("SetMemoryMax = %v, want ErrNoMemory", err)
+		}
+		if _, err := g.OOMKills(); !errors.Is(err, ErrNoMemory) {
+			t.Errorf("OOMKills = %v, want ErrNoMemory", err)
+		}
+		return
+	}
+	startIn(t, g, `exec sleep 1000`)
+	if err := g.SetMemoryMax(64 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(g.Path(), "memory.max")); err != nil || string(data) != "67108864\n" {
+		t.Fatalf("memory.max = %q, %v; want 67108864", data, err)
+	}
+	if n, err := g.MemoryCurrent(); err != nil || n == 0 {
+		t.Fatalf("MemoryCurrent = %d, %v; want the program's use", n, err)
+	}
+	if n, err := g.OOMKills(); err != nil || n != 0 {
+		t.Fatalf("OOMKills = %d, %v; want 0", n, err)
+	}
+	if err := g.SetMemoryMax(0); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(g.Path(), "memory.max")); err != nil || string(data) != "max\n" {
+		t.Fatalf("memory.max = %q, %v; want max", data, err)
+	}
+}
+
 func TestKeyedValue(t *testing.T) {
 	events := []byte("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n")
 	if n, err := keyedValue(events, "oom_kill"); err != nil || n != 2 {
