@@ -77,6 +77,9 @@ type Monitor struct {
 
 	// mu serialises checks and MakeRoom from deciding to the end of the
 	// stops, so two deciders never count the same memory as freed twice.
+	// It guards peaks, reportFailing, shortage, short, readFailing, running
+	// and cfg.Policy; the methods that must be called with it held end in
+	// Locked.
 	mu    sync.Mutex
 	peaks map[string]*peak
 	// measured holds the tree RSS of each running app at the last read. It
