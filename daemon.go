@@ -27,6 +27,26 @@ import (
 	"github.com/dynapm/dynapm/spawner"
 )
 
+// Interface guards. Each consumer owns the interface it needs, and l4,
+// cron, memory and admin import nothing of lifecycle, so main, which wires
+// the parts together, is where their fit is checked. l4 finds ConnWaker
+// and ReadyWaker by a type assertion: without these lines a signature that
+// drifted would silently turn those paths off.
+var (
+	_ l4.Waker          = (*lifecycle.Manager)(nil)
+	_ l4.ConnWaker      = (*lifecycle.Manager)(nil)
+	_ l4.ReadyWaker     = (*lifecycle.Manager)(nil)
+	_ cron.Waker        = (*lifecycle.Manager)(nil)
+	_ memory.Apps       = (*lifecycle.Manager)(nil)
+	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
+
+	_ lifecycle.Events    = (*metrics.Metrics)(nil)
+	_ l4.Observer         = (*metrics.Metrics)(nil)
+	_ lifecycle.LogOpener = (*applog.Logs)(nil)
+	_ cron.LogOpener      = (*applog.Logs)(nil)
+	_ admin.Controller    = (*adminController)(nil)
+)
+
 // shutdownGrace bounds how long an orderly shutdown waits for jobs,
 // spliced connections and stopping apps before it gives up on them.
 const shutdownGrace = 30 * time.Second
@@ -227,9 +247,6 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
 		StartGroup: d.driver.StartGroup})
-	// The Manager is a ReadyWaker too: connections to a ready app are
-	// served from the accept loop.
-	var _ l4.ReadyWaker = d.mgr
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops}
 	if d.met != nil {
 		d.srv.Observer = d.met
