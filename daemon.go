@@ -162,9 +162,10 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 // spawnerFrom is the number of listen addresses from which the exec
 // driver starts programs through the spawner helper. Every fork and exec
 // from the daemon closes its listening sockets again in the child (see
-// package spawner): with 10,000 that cost 0.4 to 3 ms per start on a
-// 2-CPU VM (spawner.BenchmarkStart), while a start through the helper
-// costs about 0.5 ms more than a fork from a daemon with few descriptors.
+// package spawner), a cost that grows with the sockets, while a start
+// through the helper costs a fixed round trip more: the helper pays only
+// with thousands of sockets (docs/BENCHMARKS.md, spawner helper;
+// spawner.BenchmarkStart measures both).
 const spawnerFrom = 2000
 
 // chooseSpawn starts programs through the spawner helper when the daemon

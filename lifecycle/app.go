@@ -109,8 +109,8 @@ type instance struct {
 
 	// spare is the readiness probe's connection to the program, kept when
 	// connections were waiting for it to be ready: the first of them to
-	// lease the instance through WakeConn takes it and saves a connect (on
-	// a small VM 0.1 to 0.2 ms of the wake). Nil when there is none. Closed
+	// lease the instance through WakeConn takes it and saves a connect
+	// (docs/BENCHMARKS.md, probe connection). Nil when there is none. Closed
 	// when nobody waits any more and when the instance is asked to stop: a
 	// program draining its connections must not wait for one nobody uses.
 	spare *spareConn

@@ -47,7 +47,8 @@ type Config struct {
 	// quick and must not call the Manager.
 	Events Events
 	// ProbeInterval is the first interval between readiness probes
-	// (default 100µs); it grows to 500µs while the program starts.
+	// (default 100µs); after the first 20ms of a start it grows to 500µs
+	// (probe.go).
 	ProbeInterval time.Duration
 }
 

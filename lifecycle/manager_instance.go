@@ -377,8 +377,8 @@ func (m *Manager) afterStopLocked(a *app, reason string, restart bool) {
 // freeLoopbackPort asks the kernel for a free port on 127.0.0.1: a socket
 // bound to port 0 gets one from the ephemeral range, which closing frees
 // for the program. Raw calls, on the path of every cold start: a Go
-// listener costs twice the system calls (listen, epoll registration and
-// removal, getsockname through net).
+// listener would add listen, an epoll registration and its removal, and
+// net's getsockname.
 func freeLoopbackPort() (int, error) {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {

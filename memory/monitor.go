@@ -50,7 +50,8 @@ type MonitorConfig struct {
 	// 10 × Interval): nothing could be stopped then, and MakeRoom, which
 	// the daemon calls before every start, brings back the usual pace. A
 	// daemon of rarely used apps is idle most of the time, and this check
-	// was two thirds of its CPU time then.
+	// would then be most of its CPU time (docs/BENCHMARKS.md, memory
+	// monitor).
 	IdleInterval time.Duration
 	// PSIStallShare is the share of time stalled on memory (from
 	// /proc/pressure/memory) that switches to FastInterval; default 1%,
