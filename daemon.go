@@ -27,6 +27,26 @@ import (
 	"github.com/dynapm/dynapm/spawner"
 )
 
+// Interface guards. Each consumer owns the interface it needs, and l4,
+// cron, memory and admin import nothing of lifecycle, so main, which wires
+// the parts together, is where their fit is checked. l4 finds ConnWaker
+// and ReadyWaker by a type assertion: without these lines a signature that
+// drifted would silently turn those paths off.
+var (
+	_ l4.Waker          = (*lifecycle.Manager)(nil)
+	_ l4.ConnWaker      = (*lifecycle.Manager)(nil)
+	_ l4.ReadyWaker     = (*lifecycle.Manager)(nil)
+	_ cron.Waker        = (*lifecycle.Manager)(nil)
+	_ memory.Apps       = (*lifecycle.Manager)(nil)
+	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
+
+	_ lifecycle.Events    = (*metrics.Metrics)(nil)
+	_ l4.Observer         = (*metrics.Metrics)(nil)
+	_ lifecycle.LogOpener = (*applog.Logs)(nil)
+	_ cron.LogOpener      = (*applog.Logs)(nil)
+	_ admin.Controller    = (*adminController)(nil)
+)
+
 // shutdownGrace bounds how long an orderly shutdown waits for jobs,
 // spliced connections and stopping apps before it gives up on them.
 const shutdownGrace = 30 * time.Second
@@ -142,9 +162,10 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 // spawnerFrom is the number of listen addresses from which the exec
 // driver starts programs through the spawner helper. Every fork and exec
 // from the daemon closes its listening sockets again in the child (see
-// package spawner): with 10,000 that cost 0.4 to 3 ms per start on a
-// 2-CPU VM (spawner.BenchmarkStart), while a start through the helper
-// costs about 0.5 ms more than a fork from a daemon with few descriptors.
+// package spawner), a cost that grows with the sockets, while a start
+// through the helper costs a fixed round trip more: the helper pays only
+// with thousands of sockets (docs/BENCHMARKS.md, spawner helper;
+// spawner.BenchmarkStart measures both).
 const spawnerFrom = 2000
 
 // chooseSpawn starts programs through the spawner helper when the daemon
@@ -227,9 +248,6 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
 		StartGroup: d.driver.StartGroup})
-	// The Manager is a ReadyWaker too: connections to a ready app are
-	// served from the accept loop.
-	var _ l4.ReadyWaker = d.mgr
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops}
 	if d.met != nil {
 		d.srv.Observer = d.met

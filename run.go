@@ -60,17 +60,14 @@ const autoEventLoops = 8
 // eventLoops decides how many event loops the daemon runs, one per CPU it
 // may use unless the settings say (configured > 0), and gives the Go
 // scheduler one P more than it would have, unless the user chose
-// GOMAXPROCS. Each loop keeps a goroutine blocked in
-// epoll_wait whenever no bytes move; with only as many Ps as CPUs, every
-// such block hands its P to another thread and every return takes one back
-// (futex wake-ups, sysmon retakes). With one P spare, new connections cost
-// half the context switches (1.23 to 0.67 per connection through the
-// benchmark's wrk load, 5 to 10 % more connections per second); a P spare
-// per loop measured the same as one (docs/BENCHMARKS.md), so the threads
-// running Go code stay one above the CPUs. On 2 CPUs, two loops instead
-// of one carried 15 to 35 % more keep-alive requests and about 10 % more
-// new connections per second: one loop thread, saturated, spent a quarter
-// of its time waiting to run.
+// GOMAXPROCS. Each loop keeps a goroutine blocked in epoll_wait whenever
+// no bytes move; with only as many Ps as CPUs, every such block hands its
+// P to another thread and every return takes one back (futex wake-ups,
+// sysmon retakes). One spare P halves the context switches per new
+// connection, and a spare P per loop does no better, so the threads
+// running Go code stay one above the CPUs. A loop per CPU rather than one:
+// a single loop thread, saturated, waits to run while the other CPUs are
+// left to the clients and the apps (docs/BENCHMARKS.md, event loops).
 func eventLoops(getenv func(string) string, configured int) int {
 	procs := runtime.GOMAXPROCS(0) // the CPUs (and cgroup quota) Go sees
 	n := configured

@@ -135,8 +135,8 @@ func (l *Logs) Open(app string) (w *os.File, wait func(context.Context) error, e
 // netpoller (copyLog's Read, which Close can interrupt) and a blocking
 // write end, which only the program uses. os.Pipe would register the write
 // end with the netpoller too, only for exec to make it blocking again:
-// measured, 3 fcntl and 2 epoll_ctl fewer on every start, on the way from a
-// client's connect to the spawn.
+// system calls on every start, on the way from a client's connect to the
+// spawn (docs/BENCHMARKS.md, log pipe).
 func logPipe() (r, w *os.File, err error) {
 	var p [2]int
 	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {

@@ -33,8 +33,9 @@ const DefaultDebounce = 50 * time.Millisecond
 // reason outside apps.d (its listen address is held by another process,
 // say) is tried again; each failed retry doubles the wait, up to
 // maxRetryFactor times it, until the app is in force or a file changes.
-// Why the growth: a retry applies every app again, which with 10,000 apps
-// cost 0.15 s of CPU, every 2 s for as long as one port stayed taken.
+// Why the growth: a retry applies every app again, which with thousands of
+// apps is a noticeable share of a CPU for as long as one port stays taken
+// (docs/BENCHMARKS.md, reload retries).
 const DefaultRetry = 2 * time.Second
 
 // maxRetryFactor bounds the retry wait at 32 × Retry (about a minute).

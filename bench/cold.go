@@ -135,8 +135,8 @@ func dirOf(extra string) string {
 // pollPause waits 100 µs between connect attempts. It sleeps the thread
 // with nanosleep: time.Sleep rounds a sub-millisecond wait up to about
 // 1.1 ms while the runtime has nothing else to do (its epoll_wait takes
-// whole milliseconds), which let the bare start, polled from here, lose
-// half a millisecond on average to its poll and flattered DynaPM, whose
+// whole milliseconds), so the bare start, polled from here, would lose
+// half a millisecond on average to its poll and flatter DynaPM, whose
 // readiness probe polls with nanosleep.
 func pollPause() {
 	ts := unix.NsecToTimespec(int64(100 * time.Microsecond))

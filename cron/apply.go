@@ -6,7 +6,9 @@ import (
 	"github.com/dynapm/dynapm/appfile"
 )
 
-// appEntries holds one app's entries and its last job result.
+// appEntries holds one app's entries and its last job result. It is
+// guarded by Scheduler.mu, and every method of appEntries is called with it
+// held.
 type appEntries struct {
 	wakes []*entry
 	jobs  []*entry
@@ -19,8 +21,7 @@ type appEntries struct {
 	running []*atomic.Bool
 }
 
-// runningFlag returns the flag of job i, made on first use. Caller holds
-// s.mu.
+// runningFlag returns the flag of job i, made on first use.
 func (a *appEntries) runningFlag(i int) *atomic.Bool {
 	for len(a.running) <= i {
 		a.running = append(a.running, new(atomic.Bool))
@@ -59,8 +60,8 @@ func (s *Scheduler) Apply(specs []*appfile.Spec) {
 		for i, j := range spec.Jobs {
 			jobs[i] = j.Cron
 		}
-		a.wakes = s.reconcile(spec, kindWake, a, a.wakes, wakes)
-		a.jobs = s.reconcile(spec, kindJob, a, a.jobs, jobs)
+		a.wakes = s.reconcileLocked(spec, kindWake, a, a.wakes, wakes)
+		a.jobs = s.reconcileLocked(spec, kindJob, a, a.jobs, jobs)
 	}
 	for name, a := range s.apps {
 		if seen[name] {
@@ -76,11 +77,11 @@ func (s *Scheduler) Apply(specs []*appfile.Spec) {
 	}
 }
 
-// reconcile returns the entries for crons (the schedule strings of
+// reconcileLocked returns the entries for crons (the schedule strings of
 // spec.Wake or spec.Jobs, in order), reusing old entries with the same
-// schedule string and removing the old entries left over. A job's entry
-// runs with a's running flag for its index. Caller holds s.mu.
-func (s *Scheduler) reconcile(spec *appfile.Spec, k kind, a *appEntries, old []*entry, crons []string) []*entry {
+// schedule string and removing the old entries left over. A job's entry runs
+// with a's running flag for its index.
+func (s *Scheduler) reconcileLocked(spec *appfile.Spec, k kind, a *appEntries, old []*entry, crons []string) []*entry {
 	pool := make(map[string][]*entry, len(old))
 	for _, e := range old {
 		pool[e.cron] = append(pool[e.cron], e)

@@ -10,7 +10,7 @@ import (
 )
 
 // app is the Manager's record of one configured app. Every field is guarded
-// by Manager.mu.
+// by Manager.mu, and every method of app is called with it held.
 type app struct {
 	name  string
 	spec  *appfile.Spec
@@ -72,7 +72,8 @@ func (a *app) broadcast() {
 
 // instance is one start of an app: from the spawn to the end of its process.
 // One goroutine (Manager.runInstance) owns it; the fields other than those
-// set before that goroutine starts are guarded by Manager.mu.
+// set before that goroutine starts are guarded by Manager.mu, and every
+// method of instance is called with it held.
 type instance struct {
 	spec   *appfile.Spec // the spec it was started with
 	reason string        // why it was started: connection, cron, manual, boot, reload, scale...
@@ -108,8 +109,8 @@ type instance struct {
 
 	// spare is the readiness probe's connection to the program, kept when
 	// connections were waiting for it to be ready: the first of them to
-	// lease the instance through WakeConn takes it and saves a connect (on
-	// a small VM 0.1 to 0.2 ms of the wake). Nil when there is none. Closed
+	// lease the instance through WakeConn takes it and saves a connect
+	// (docs/BENCHMARKS.md, probe connection). Nil when there is none. Closed
 	// when nobody waits any more and when the instance is asked to stop: a
 	// program draining its connections must not wait for one nobody uses.
 	spare *spareConn
@@ -119,7 +120,7 @@ type instance struct {
 type spareConn struct{ fd int }
 
 // takeSpare returns the instance's spare connection, which the caller
-// then owns, or -1. Caller holds Manager.mu.
+// then owns, or -1.
 func (in *instance) takeSpare() int {
 	if in.spare == nil {
 		return -1
@@ -129,15 +130,14 @@ func (in *instance) takeSpare() int {
 	return fd
 }
 
-// dropSpare closes the instance's spare connection, if any. Caller holds
-// Manager.mu.
+// dropSpare closes the instance's spare connection, if any.
 func (in *instance) dropSpare() {
 	if fd := in.takeSpare(); fd >= 0 {
 		syscall.Close(fd)
 	}
 }
 
-// requestStop asks the instance to end (idempotent). Caller holds Manager.mu.
+// requestStop asks the instance to end (idempotent).
 func (in *instance) requestStop(reason string) {
 	if in.stopReq {
 		return

@@ -47,7 +47,8 @@ type Config struct {
 	// quick and must not call the Manager.
 	Events Events
 	// ProbeInterval is the first interval between readiness probes
-	// (default 100µs); it grows to 500µs while the program starts.
+	// (default 100µs); after the first 20ms of a start it grows to 500µs
+	// (probe.go).
 	ProbeInterval time.Duration
 }
 
@@ -82,8 +83,10 @@ type Manager struct {
 	cfg   Config
 	log   *slog.Logger
 	probe *prober
-	mu    sync.Mutex
-	apps  map[string]*app
+	// mu guards apps, ran and closed, and every app and instance. The methods
+	// that must be called with it held end in Locked.
+	mu   sync.Mutex
+	apps map[string]*app
 	// ran holds the apps that have started at least once, so that what
 	// only concerns running apps (the memory check) does not walk
 	// thousands of apps that never ran.
@@ -146,23 +149,23 @@ func (m *Manager) Apply(specs []*appfile.Spec) {
 			a = newApp(spec)
 			m.apps[spec.Name] = a
 			if startsAtBoot(spec) {
-				m.beginStart(a, "boot")
+				m.beginStartLocked(a, "boot")
 			} else {
-				m.maybeAdopt(a)
+				m.maybeAdoptLocked(a)
 			}
 			continue
 		}
-		m.update(a, spec)
+		m.updateLocked(a, spec)
 	}
 	for name, a := range m.apps {
 		if !seen[name] && !a.removed {
-			m.remove(a)
+			m.removeLocked(a)
 		}
 	}
 }
 
-// update gives a known app its new spec. Caller holds m.mu.
-func (m *Manager) update(a *app, spec *appfile.Spec) {
+// updateLocked gives a known app its new spec.
+func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 	old, wasRemoved := a.spec, a.removed
 	if !wasRemoved && (old == spec || old.Equal(spec)) {
 		return // untouched: no timer re-armed, no waiter woken
@@ -174,7 +177,7 @@ func (m *Manager) update(a *app, spec *appfile.Spec) {
 		if restart {
 			m.log.Info("restarting app: spec changed", "app", a.name)
 			a.restartAfterStop, a.restartReason = true, "reload"
-			m.stopAll(a, "reload")
+			m.stopAllLocked(a, "reload")
 			return
 		}
 	case Stopping:
@@ -185,50 +188,50 @@ func (m *Manager) update(a *app, spec *appfile.Spec) {
 	case Failed:
 		// A changed command may be the fix: forget the failures.
 		if restart {
-			m.disarmBackoff(a)
+			m.disarmBackoffLocked(a)
 			a.failures = 0
 			a.setState(Stopped)
 			if startsAtBoot(spec) {
-				m.beginStart(a, "reload")
+				m.beginStartLocked(a, "reload")
 				return
 			}
 		}
 	case Stopped:
 		if startsAtBoot(spec) {
-			m.beginStart(a, "reload")
+			m.beginStartLocked(a, "reload")
 			return
 		}
 	}
 	// Settings that need no restart: re-evaluate the idle timer with the
 	// new mode and idle_timeout, and the instances with the new scale.
 	if a.state == Ready {
-		m.trimToMax(a)
-		m.armIdle(a)
-		m.ensureMin(a)
+		m.trimToMaxLocked(a)
+		m.armIdleLocked(a)
+		m.ensureMinLocked(a)
 	}
 	a.broadcast() // waiters re-read max_pending and the like
 }
 
-// remove stops an app that left the configuration and forgets it once its
-// process is gone. Caller holds m.mu.
-func (m *Manager) remove(a *app) {
+// removeLocked stops an app that left the configuration and forgets it once
+// its process is gone.
+func (m *Manager) removeLocked(a *app) {
 	a.removed = true
 	a.restartAfterStop = false
-	m.disarmIdle(a)
-	m.disarmBackoff(a)
+	m.disarmIdleLocked(a)
+	m.disarmBackoffLocked(a)
 	switch a.state {
 	case Starting, Ready:
-		m.stopAll(a, "removed")
+		m.stopAllLocked(a, "removed")
 	case Stopping:
 		a.broadcast()
 	default:
-		m.forget(a)
+		m.forgetLocked(a)
 		a.setState(Stopped)
 	}
 }
 
-// forget drops a removed app. Caller holds m.mu.
-func (m *Manager) forget(a *app) {
+// forgetLocked drops a removed app.
+func (m *Manager) forgetLocked(a *app) {
 	if m.apps[a.name] == a {
 		delete(m.apps, a.name)
 	}

@@ -39,11 +39,11 @@ func gateReady(ctx context.Context, checker ReadyChecker) error {
 	return nil
 }
 
-// stoppedOutside records the end of a ready instance that someone else
+// stoppedOutsideLocked records the end of a ready instance that someone else
 // stopped: a stop, not a crash, so no backoff. The other instances of a
 // scaled app serve on; when it was the last one the app is stopped, and an
-// always app starts again. Caller holds m.mu.
-func (m *Manager) stoppedOutside(a *app, in *instance, uptime time.Duration) {
+// always app starts again.
+func (m *Manager) stoppedOutsideLocked(a *app, in *instance, uptime time.Duration) {
 	a.dropInstance(in)
 	a.failures = 0
 	a.lastErr = ""
@@ -52,19 +52,19 @@ func (m *Manager) stoppedOutside(a *app, in *instance, uptime time.Duration) {
 		m.cfg.Events.AppStopped(a.name, "outside")
 	}
 	if a.active() > 0 {
-		m.settle(a)
-		m.armIdle(a)
-		m.ensureMin(a)
+		m.settleLocked(a)
+		m.armIdleLocked(a)
+		m.ensureMinLocked(a)
 		return
 	}
 	a.setState(Stopped)
-	m.afterStop(a, "stopped from outside", mode(a.spec) == appfile.Always)
+	m.afterStopLocked(a, "stopped from outside", mode(a.spec) == appfile.Always)
 }
 
-// maybeAdopt asks the driver of a new on-demand app, when it can tell,
+// maybeAdoptLocked asks the driver of a new on-demand app, when it can tell,
 // whether the app already runs, and adopts it if so (see RunningChecker).
-// Caller holds m.mu; the question is asked outside it.
-func (m *Manager) maybeAdopt(a *app) {
+// The question is asked in a goroutine, outside the lock.
+func (m *Manager) maybeAdoptLocked(a *app) {
 	drv, err := m.driverFor(a.spec)
 	if err != nil {
 		return
@@ -104,13 +104,13 @@ func (m *Manager) Adopt(name string, same func(*appfile.Spec) bool) bool {
 	return m.adoptLocked(m.apps[name], same)
 }
 
-// adoptLocked starts a (reason "adopt") if nothing has happened to it
-// since its driver saw it running: it is still configured, with a spec
-// same accepts, and stopped. Caller holds m.mu.
+// adoptLocked starts a (reason "adopt") if nothing has happened to it since
+// its driver saw it running: it is still configured, with a spec same
+// accepts, and stopped.
 func (m *Manager) adoptLocked(a *app, same func(*appfile.Spec) bool) bool {
 	if a == nil || m.closed || a.removed || a.state != Stopped || m.apps[a.name] != a || !same(a.spec) {
 		return false
 	}
-	m.beginStart(a, "adopt")
+	m.beginStartLocked(a, "adopt")
 	return true
 }

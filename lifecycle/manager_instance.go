@@ -14,20 +14,20 @@ import (
 	"github.com/dynapm/dynapm/appfile"
 )
 
-// beginStart moves a from stopped (or failed) to starting and launches the
-// goroutine that spawns and probes the new instance. Caller holds m.mu.
-func (m *Manager) beginStart(a *app, reason string) {
-	m.disarmBackoff(a)
-	m.disarmIdle(a)
-	m.launch(a, reason)
+// beginStartLocked moves a from stopped (or failed) to starting and launches
+// the goroutine that spawns and probes the new instance.
+func (m *Manager) beginStartLocked(a *app, reason string) {
+	m.disarmBackoffLocked(a)
+	m.disarmIdleLocked(a)
+	m.launchLocked(a, reason)
 	a.setState(Starting)
 }
 
-// launch adds an instance to a (the lowest free index) and starts the
+// launchLocked adds an instance to a (the lowest free index) and starts the
 // goroutine that spawns and probes it. The app's state is the caller's
-// business: beginStart moves it to starting, a scale-up leaves it ready.
-// Caller holds m.mu.
-func (m *Manager) launch(a *app, reason string) *instance {
+// business: beginStartLocked moves it to starting, a scale-up leaves it
+// ready.
+func (m *Manager) launchLocked(a *app, reason string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{
 		spec:   a.spec,
@@ -71,9 +71,9 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if in.stopReq {
-			m.finishStop(a, in, nil, "")
+			m.finishStopLocked(a, in, nil, "")
 		} else {
-			m.failStart(a, in, fmt.Errorf("%w: %w", ErrStartFailed, err), "")
+			m.failStartLocked(a, in, fmt.Errorf("%w: %w", ErrStartFailed, err), "")
 		}
 		return
 	}
@@ -85,7 +85,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	case in.stopReq:
 		// Called off while starting: stop below.
 	case err == nil:
-		m.becomeReady(a, in)
+		m.becomeReadyLocked(a, in)
 		if conn >= 0 && a.pending > 0 {
 			in.spare = &spareConn{fd: conn}
 			conn = -1
@@ -129,11 +129,11 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	defer m.mu.Unlock()
 	switch {
 	case in.stopReq:
-		m.finishStop(a, in, stopErr, tail)
+		m.finishStopLocked(a, in, stopErr, tail)
 	case in.readyAt.IsZero():
-		m.failStart(a, in, fmt.Errorf("%w: %w (%v)", ErrStartFailed, errExited, exitStatus(proc)), tail)
+		m.failStartLocked(a, in, fmt.Errorf("%w: %w (%v)", ErrStartFailed, errExited, exitStatus(proc)), tail)
 	default:
-		m.crashed(a, in, tail)
+		m.crashedLocked(a, in, tail)
 	}
 }
 
@@ -212,9 +212,8 @@ func exitStatus(p Process) string {
 	return "exit status 0"
 }
 
-// becomeReady: the probe passed; the instance joins the rotation. Caller
-// holds m.mu.
-func (m *Manager) becomeReady(a *app, in *instance) {
+// becomeReadyLocked: the probe passed; the instance joins the rotation.
+func (m *Manager) becomeReadyLocked(a *app, in *instance) {
 	now := time.Now()
 	in.readyAt = now
 	in.lastActivity = now
@@ -226,13 +225,13 @@ func (m *Manager) becomeReady(a *app, in *instance) {
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppReady(a.name, now.Sub(in.spawnedAt))
 	}
-	m.logRefused(a)
-	m.armIdle(a)
-	m.ensureMin(a)
+	m.logRefusedLocked(a)
+	m.armIdleLocked(a)
+	m.ensureMinLocked(a)
 }
 
-// failStart records a start that did not reach ready. Caller holds m.mu.
-func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
+// failStartLocked records a start that did not reach ready.
+func (m *Manager) failStartLocked(a *app, in *instance, err error, tail string) {
 	if in.startErr == nil {
 		in.startErr = err
 	}
@@ -248,31 +247,30 @@ func (m *Manager) failStart(a *app, in *instance, err error, tail string) {
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppStopped(a.name, "failed")
 	}
-	m.logRefused(a)
+	m.logRefusedLocked(a)
 	if a.active() > 0 {
 		// An added instance failed: the others serve on, and no instance
 		// is added before the backoff is over.
-		m.holdOffScaling(a, d)
+		m.holdOffScalingLocked(a, d)
 		return
 	}
-	m.enterFailed(a, d)
+	m.enterFailedLocked(a, d)
 }
 
-// holdOffScaling keeps a running app from adding instances for d after one
-// failed or crashed; the backoff timer then tops it up to its minimum.
-// Caller holds m.mu.
-func (m *Manager) holdOffScaling(a *app, d time.Duration) {
+// holdOffScalingLocked keeps a running app from adding instances for d after
+// one failed or crashed; the backoff timer then tops it up to its minimum.
+func (m *Manager) holdOffScalingLocked(a *app, d time.Duration) {
 	a.backoffUntil = time.Now().Add(d)
-	m.armBackoff(a, d)
-	m.settle(a)
+	m.armBackoffLocked(a, d)
+	m.settleLocked(a)
 }
 
-// crashed records the exit of a ready instance that nobody asked to stop.
-// Caller holds m.mu.
-func (m *Manager) crashed(a *app, in *instance, tail string) {
+// crashedLocked records the exit of a ready instance that nobody asked to
+// stop.
+func (m *Manager) crashedLocked(a *app, in *instance, tail string) {
 	uptime := time.Since(in.readyAt)
 	if errors.Is(in.proc.Err(), ErrStoppedOutside) {
-		m.stoppedOutside(a, in, uptime)
+		m.stoppedOutsideLocked(a, in, uptime)
 		return
 	}
 	a.dropInstance(in)
@@ -295,45 +293,44 @@ func (m *Manager) crashed(a *app, in *instance, tail string) {
 		// Out of the rotation; the others serve on. Its connections are
 		// lost, theirs are not.
 		if d > 0 {
-			m.holdOffScaling(a, d)
+			m.holdOffScalingLocked(a, d)
 		} else {
-			m.settle(a)
+			m.settleLocked(a)
 		}
-		m.armIdle(a)
-		m.ensureMin(a)
+		m.armIdleLocked(a)
+		m.ensureMinLocked(a)
 		return
 	}
 	if d > 0 {
-		m.enterFailed(a, d)
+		m.enterFailedLocked(a, d)
 		return
 	}
 	a.setState(Stopped)
-	m.afterStop(a, "crash", mode(a.spec) == appfile.Always)
+	m.afterStopLocked(a, "crash", mode(a.spec) == appfile.Always)
 }
 
-// enterFailed moves a to failed for d, or forgets it if it was removed.
-// Caller holds m.mu.
-func (m *Manager) enterFailed(a *app, d time.Duration) {
+// enterFailedLocked moves a to failed for d, or forgets it if it was
+// removed.
+func (m *Manager) enterFailedLocked(a *app, d time.Duration) {
 	if a.removed || m.closed {
 		a.setState(Stopped)
-		m.afterStop(a, "", false)
+		m.afterStopLocked(a, "", false)
 		return
 	}
 	a.backoffUntil = time.Now().Add(d)
 	a.setState(Failed)
-	m.armBackoff(a, d)
+	m.armBackoffLocked(a, d)
 }
 
-// finishStop records the end of an instance that was asked to stop. Caller
-// holds m.mu.
-func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
+// finishStopLocked records the end of an instance that was asked to stop.
+func (m *Manager) finishStopLocked(a *app, in *instance, stopErr error, tail string) {
 	a.dropInstance(in)
 	if stopErr != nil {
 		m.log.Warn("stopping app", "app", a.name, "err", stopErr)
 	}
 	if in.startErr != nil {
 		// Stopped because it did not get ready in time.
-		m.failStart(a, in, in.startErr, tail)
+		m.failStartLocked(a, in, in.startErr, tail)
 		return
 	}
 	attrs := instAttrs(a, in, []any{"app", a.name, "reason", in.stopReason})
@@ -354,34 +351,34 @@ func (m *Manager) finishStop(a *app, in *instance, stopErr error, tail string) {
 		return
 	}
 	m.log.Info("app stopped", attrs...)
-	m.logRefused(a)
+	m.logRefusedLocked(a)
 	a.setState(Stopped)
 	restart := a.restartAfterStop
 	a.restartAfterStop = false
-	m.afterStop(a, a.restartReason, restart)
+	m.afterStopLocked(a, a.restartReason, restart)
 }
 
-// afterStop follows a move to stopped: forget a removed app, or start again
-// when asked to. Caller holds m.mu.
-func (m *Manager) afterStop(a *app, reason string, restart bool) {
+// afterStopLocked follows a move to stopped: forget a removed app, or start
+// again when asked to.
+func (m *Manager) afterStopLocked(a *app, reason string, restart bool) {
 	if a.removed {
-		m.forget(a)
-		m.disarmIdle(a)
-		m.disarmBackoff(a)
+		m.forgetLocked(a)
+		m.disarmIdleLocked(a)
+		m.disarmBackoffLocked(a)
 		return
 	}
 	if restart && !m.closed {
 		a.restarts++
 		a.restartReason = ""
-		m.beginStart(a, reason)
+		m.beginStartLocked(a, reason)
 	}
 }
 
 // freeLoopbackPort asks the kernel for a free port on 127.0.0.1: a socket
 // bound to port 0 gets one from the ephemeral range, which closing frees
 // for the program. Raw calls, on the path of every cold start: a Go
-// listener costs twice the system calls (listen, epoll registration and
-// removal, getsockname through net).
+// listener would add listen, an epoll registration and its removal, and
+// net's getsockname.
 func freeLoopbackPort() (int, error) {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {

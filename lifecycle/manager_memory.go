@@ -8,9 +8,6 @@ import (
 	"github.com/dynapm/dynapm/memory"
 )
 
-// The Manager is what the memory Monitor stops and restarts.
-var _ memory.Apps = (*Manager)(nil)
-
 // MemoryUsage returns, for the memory Monitor, every app that has run since
 // the daemon started: its process (and the instances that report their own
 // memory, MemoryReporter), connections (held callers included:

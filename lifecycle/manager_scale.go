@@ -8,11 +8,11 @@ import "time"
 // for idle_timeout stop, down to scale.min. Everything here runs under
 // m.mu, like every other state change.
 
-// maybeScaleUp starts one more instance of a ready app when every ready
+// maybeScaleUpLocked starts one more instance of a ready app when every ready
 // instance is at its target and the app may grow: below scale.max, no
 // instance starting, no backoff after a failed added instance. The caller
 // (Wake) leases a ready instance meanwhile: nobody waits for the new one.
-func (m *Manager) maybeScaleUp(a *app) {
+func (m *Manager) maybeScaleUpLocked(a *app) {
 	if len(a.insts) >= a.spec.Scale.Instances() || a.state != Ready || m.closed {
 		return
 	}
@@ -25,40 +25,40 @@ func (m *Manager) maybeScaleUp(a *app) {
 	if time.Now().Before(a.backoffUntil) {
 		return
 	}
-	m.launch(a, "scale")
+	m.launchLocked(a, "scale")
 }
 
-// ensureMin starts one more instance of a ready app while fewer than its
-// minimum run (one at a time: the next starts when this one is ready).
-func (m *Manager) ensureMin(a *app) {
+// ensureMinLocked starts one more instance of a ready app while fewer than
+// its minimum run (one at a time: the next starts when this one is ready).
+func (m *Manager) ensureMinLocked(a *app) {
 	if m.closed || a.removed || a.state != Ready || a.active() >= minInstances(a.spec) ||
 		len(a.insts) >= a.spec.Scale.Instances() || a.startingInstance() != nil ||
 		time.Now().Before(a.backoffUntil) {
 		return
 	}
-	m.launch(a, "min")
+	m.launchLocked(a, "min")
 }
 
-// trimToMax stops the highest instances of a ready app beyond scale.max
+// trimToMaxLocked stops the highest instances of a ready app beyond scale.max
 // (after a reload lowered it). Their open connections end with them.
-func (m *Manager) trimToMax(a *app) {
+func (m *Manager) trimToMaxLocked(a *app) {
 	for i := len(a.insts) - 1; i >= 0 && a.active() > a.spec.Scale.Instances(); i-- {
 		if in := a.insts[i]; !in.stopReq {
-			m.retire(a, in, "scale down")
+			m.retireLocked(a, in, "scale down")
 		}
 	}
 }
 
-// retire stops in alone while the app runs on with its other instances.
-func (m *Manager) retire(a *app, in *instance, reason string) {
+// retireLocked stops in alone while the app runs on with its other instances.
+func (m *Manager) retireLocked(a *app, in *instance, reason string) {
 	in.requestStop(reason)
-	m.settle(a)
+	m.settleLocked(a)
 }
 
-// settle sets a running app's state from its instances after one left the
-// rotation: ready while one is ready, starting while one starts. Waiters
+// settleLocked sets a running app's state from its instances after one left
+// the rotation: ready while one is ready, starting while one starts. Waiters
 // are woken either way, so that none keeps looking at a dead instance.
-func (m *Manager) settle(a *app) {
+func (m *Manager) settleLocked(a *app) {
 	switch {
 	case a.pick() != nil:
 		a.setState(Ready)
@@ -69,8 +69,9 @@ func (m *Manager) settle(a *app) {
 	}
 }
 
-// stopAll asks every instance of a to stop and moves the app to stopping.
-func (m *Manager) stopAll(a *app, reason string) {
+// stopAllLocked asks every instance of a to stop and moves the app to
+// stopping.
+func (m *Manager) stopAllLocked(a *app, reason string) {
 	for _, in := range a.insts {
 		in.requestStop(reason)
 	}

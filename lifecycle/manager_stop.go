@@ -24,13 +24,13 @@ func (m *Manager) Stop(ctx context.Context, name, reason string) error {
 		m.mu.Unlock()
 		return nil
 	case Failed:
-		m.disarmBackoff(a)
+		m.disarmBackoffLocked(a)
 		a.setState(Stopped)
 		m.mu.Unlock()
 		return nil
 	case Starting, Ready:
-		m.disarmIdle(a)
-		m.stopAll(a, reason)
+		m.disarmIdleLocked(a)
+		m.stopAllLocked(a, reason)
 	}
 	dones := a.dones()
 	m.mu.Unlock()
@@ -64,13 +64,13 @@ func (m *Manager) restart(ctx context.Context, name, stopReason, startReason str
 	}
 	switch a.state {
 	case Starting, Ready:
-		m.disarmIdle(a)
-		m.stopAll(a, stopReason)
+		m.disarmIdleLocked(a)
+		m.stopAllLocked(a, stopReason)
 		fallthrough
 	case Stopping:
 		a.restartAfterStop, a.restartReason = true, startReason
 	}
-	_, _, err := m.waitReady(ctx, name, startReason, false)
+	_, _, err := m.waitReadyLocked(ctx, name, startReason, false)
 	return err
 }
 
@@ -95,7 +95,7 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 	}
 	switch a.state {
 	case Stopped:
-		m.beginStart(a, "cron")
+		m.beginStartLocked(a, "cron")
 	case Stopping:
 		// Start again once the old process is gone.
 		if !a.restartAfterStop {
@@ -105,7 +105,7 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 		return fmt.Errorf("keeping app %q up: %w", name, ErrBackoff)
 	case Ready:
 		if a.idleTimer != nil {
-			m.armIdle(a) // later deadline
+			m.armIdleLocked(a) // later deadline
 		}
 	}
 	return nil
@@ -121,12 +121,12 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.closed = true
 	var running []chan struct{}
 	for _, a := range m.apps {
-		m.disarmIdle(a)
-		m.disarmBackoff(a)
+		m.disarmIdleLocked(a)
+		m.disarmBackoffLocked(a)
 		a.restartAfterStop = false
 		switch a.state {
 		case Starting, Ready:
-			m.stopAll(a, "shutdown")
+			m.stopAllLocked(a, "shutdown")
 		case Failed:
 			a.setState(Stopped)
 		default:

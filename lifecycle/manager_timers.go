@@ -9,9 +9,9 @@ import (
 // Timers are armed only while they can fire: the idle timer while a ready
 // app has an instance with no open lease that may stop (on-demand apps down
 // to none, scaled apps down to scale.min), the backoff timer while an app
-// is failed or holds off adding instances. A timer that fires re-checks everything under the lock, so a
-// stale firing (a lease or a stop arrived while it waited for the lock)
-// does nothing.
+// is failed or holds off adding instances. A timer that fires re-checks
+// everything under the lock, so a stale firing (a lease or a stop arrived
+// while it waited for the lock) does nothing.
 
 // idleDeadline is when a ready instance with no lease may be stopped:
 // idle_timeout after its last activity or after the app's keep window
@@ -49,12 +49,12 @@ func nextIdle(a *app) (time.Time, bool) {
 	return next, !next.IsZero() && active > minInstances(a.spec)
 }
 
-// armIdle (re)arms a's idle timer for its earliest idle deadline, or
-// disarms it when no instance may stop for idleness. Caller holds m.mu.
-func (m *Manager) armIdle(a *app) {
+// armIdleLocked (re)arms a's idle timer for its earliest idle deadline, or
+// disarms it when no instance may stop for idleness.
+func (m *Manager) armIdleLocked(a *app) {
 	next, ok := nextIdle(a)
 	if !ok {
-		m.disarmIdle(a)
+		m.disarmIdleLocked(a)
 		return
 	}
 	d := time.Until(next)
@@ -65,8 +65,8 @@ func (m *Manager) armIdle(a *app) {
 	a.idleTimer.Reset(d)
 }
 
-// disarmIdle stops a's idle timer. Caller holds m.mu.
-func (m *Manager) disarmIdle(a *app) {
+// disarmIdleLocked stops a's idle timer.
+func (m *Manager) disarmIdleLocked(a *app) {
 	if a.idleTimer != nil {
 		a.idleTimer.Stop()
 	}
@@ -101,18 +101,18 @@ func (m *Manager) idleFired(a *app) {
 		}
 		active--
 		if active == 0 {
-			m.stopAll(a, "idle")
+			m.stopAllLocked(a, "idle")
 			return
 		}
-		m.retire(a, in, "idle")
+		m.retireLocked(a, in, "idle")
 	}
 	if !next.IsZero() && active > floor {
 		a.idleTimer.Reset(time.Until(next))
 	}
 }
 
-// armBackoff arms a's backoff timer to fire after d. Caller holds m.mu.
-func (m *Manager) armBackoff(a *app, d time.Duration) {
+// armBackoffLocked arms a's backoff timer to fire after d.
+func (m *Manager) armBackoffLocked(a *app, d time.Duration) {
 	if a.backoffTimer == nil {
 		a.backoffTimer = time.AfterFunc(d, func() { m.backoffFired(a) })
 		return
@@ -120,8 +120,8 @@ func (m *Manager) armBackoff(a *app, d time.Duration) {
 	a.backoffTimer.Reset(d)
 }
 
-// disarmBackoff stops a's backoff timer. Caller holds m.mu.
-func (m *Manager) disarmBackoff(a *app) {
+// disarmBackoffLocked stops a's backoff timer.
+func (m *Manager) disarmBackoffLocked(a *app) {
 	if a.backoffTimer != nil {
 		a.backoffTimer.Stop()
 	}
@@ -141,12 +141,12 @@ func (m *Manager) backoffFired(a *app) {
 	}
 	if a.state == Ready {
 		// An added instance failed: top the app up to its minimum again.
-		m.ensureMin(a)
+		m.ensureMinLocked(a)
 		return
 	}
 	if mode(a.spec) == appfile.Always {
 		a.restarts++
-		m.beginStart(a, "crash")
+		m.beginStartLocked(a, "crash")
 		return
 	}
 	a.setState(Stopped)

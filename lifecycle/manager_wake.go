@@ -38,21 +38,20 @@ func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func()
 func (m *Manager) WakeConn(ctx context.Context, name string) (netip.AddrPort, int, func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, in, err := m.waitReady(ctx, name, "connection", true)
+	a, in, err := m.waitReadyLocked(ctx, name, "connection", true)
 	if err != nil {
-		m.dropUnclaimed(name)
+		m.dropUnclaimedLocked(name)
 		return netip.AddrPort{}, -1, nil, fmt.Errorf("waking app %q: %w", name, err)
 	}
-	up, release := m.lease(a, in)
+	up, release := m.leaseLocked(a, in)
 	conn := in.takeSpare()
-	m.dropUnclaimed(name)
+	m.dropUnclaimedLocked(name)
 	return up, conn, release, nil
 }
 
-// dropUnclaimed closes the spare connections of app name's instances once
-// no connection waits for it any more: nobody is left to take them.
-// Caller holds m.mu.
-func (m *Manager) dropUnclaimed(name string) {
+// dropUnclaimedLocked closes the spare connections of app name's instances
+// once no connection waits for it any more: nobody is left to take them.
+func (m *Manager) dropUnclaimedLocked(name string) {
 	a := m.apps[name]
 	if a == nil || a.pending > 0 {
 		return
@@ -77,23 +76,22 @@ func (m *Manager) TryWake(name string) (netip.AddrPort, func(), bool) {
 	if in == nil {
 		return netip.AddrPort{}, nil, false
 	}
-	up, release := m.lease(a, in)
+	up, release := m.leaseLocked(a, in)
 	return up, release, true
 }
 
-// lease counts one connection on in, an instance of a that is ready, and
-// returns its upstream and the release to call when the connection ends.
-// Caller holds m.mu.
-func (m *Manager) lease(a *app, in *instance) (netip.AddrPort, func()) {
+// leaseLocked counts one connection on in, an instance of a that is ready,
+// and returns its upstream and the release to call when the connection ends.
+func (m *Manager) leaseLocked(a *app, in *instance) (netip.AddrPort, func()) {
 	if a.spec.Scale.Max > 1 {
-		m.maybeScaleUp(a)
+		m.maybeScaleUpLocked(a)
 	}
 	now := time.Now()
 	in.conns++
 	a.conns++
 	in.lastActivity, a.lastActivity = now, now
 	if len(a.insts) == 1 {
-		m.disarmIdle(a)
+		m.disarmIdleLocked(a)
 	} // else other instances may still be idle: a stale firing sees the lease
 	var once sync.Once
 	release := func() { once.Do(func() { m.release(in) }) }
@@ -110,7 +108,7 @@ func (m *Manager) release(in *instance) {
 	now := time.Now()
 	in.lastActivity, a.lastActivity = now, now
 	if in.conns == 0 && a.state == Ready && !m.closed && in.ready() {
-		m.armIdle(a)
+		m.armIdleLocked(a)
 	}
 }
 
@@ -121,18 +119,18 @@ func (m *Manager) release(in *instance) {
 func (m *Manager) Start(ctx context.Context, name, reason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, _, err := m.waitReady(ctx, name, reason, false); err != nil {
+	if _, _, err := m.waitReadyLocked(ctx, name, reason, false); err != nil {
 		return fmt.Errorf("starting app %q: %w", name, err)
 	}
 	return nil
 }
 
-// waitReady returns the app named name once it is ready, with the ready
-// instance a new connection should go to, starting it when stopped and
-// waiting while it starts or stops. Caller holds m.mu; it is released while
-// waiting and held again on return. held says the caller is a connection:
-// it counts against max_pending.
-func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool) (*app, *instance, error) {
+// waitReadyLocked returns the app named name once it is ready, with the
+// ready instance a new connection should go to, starting it when stopped and
+// waiting while it starts or stops. m.mu is released while waiting and held
+// again on return. held says the caller is a connection: it counts against
+// max_pending.
+func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held bool) (*app, *instance, error) {
 	var (
 		timer   *time.Timer
 		began   time.Time     // when the wait began
@@ -168,14 +166,14 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 				return nil, nil, fmt.Errorf("%w (%s left; last error: %s)", ErrBackoff,
 					time.Until(a.backoffUntil).Round(time.Millisecond), a.lastErr)
 			}
-			m.beginStart(a, reason)
+			m.beginStartLocked(a, reason)
 		case Stopped:
-			m.beginStart(a, reason)
+			m.beginStartLocked(a, reason)
 		}
 		// Starting or stopping: wait for the next change.
 		if held && counted != a {
 			if a.pending >= maxPending(a.spec) {
-				m.refuse(a)
+				m.refuseLocked(a)
 				return nil, nil, ErrTooManyPending
 			}
 			if counted != nil {
@@ -215,19 +213,19 @@ func (m *Manager) waitReady(ctx context.Context, name, reason string, held bool)
 	}
 }
 
-// refuse counts a caller turned away by max_pending, logging at most once
-// per refusedLogEvery. Caller holds m.mu.
-func (m *Manager) refuse(a *app) {
+// refuseLocked counts a caller turned away by max_pending, logging at most
+// once per refusedLogEvery.
+func (m *Manager) refuseLocked(a *app) {
 	a.refused++
 	a.refusedTotal++
 	if now := time.Now(); now.Sub(a.refusedLogged) >= refusedLogEvery {
-		m.logRefused(a)
+		m.logRefusedLocked(a)
 	}
 }
 
-// logRefused logs how many callers were refused since the last such line.
-// Caller holds m.mu.
-func (m *Manager) logRefused(a *app) {
+// logRefusedLocked logs how many callers were refused since the last such
+// line.
+func (m *Manager) logRefusedLocked(a *app) {
 	if a.refused == 0 {
 		return
 	}

@@ -438,10 +438,10 @@ func TestTheLastWaiterLeavingClosesTheProbeConnection(t *testing.T) {
 	a := h.m.apps["web"]
 	a.insts[0].spare = &spareConn{fd: spare} // kept for a waiter that then left
 	a.pending = 1
-	h.m.dropUnclaimed("web")
+	h.m.dropUnclaimedLocked("web")
 	kept := a.insts[0].spare != nil
 	a.pending = 0
-	h.m.dropUnclaimed("web")
+	h.m.dropUnclaimedLocked("web")
 	left := a.insts[0].spare
 	h.m.mu.Unlock()
 	if !kept {

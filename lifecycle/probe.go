@@ -16,24 +16,21 @@ import (
 
 // Probe timing. The first probe goes out at once: the cold-start overhead
 // target is under a millisecond, so the interval starts tiny (Config
-// ProbeInterval), stays so for probeFastFor, and then grows by an eighth
-// per try up to probeMaxInterval: a program that listens within the first
-// 20 ms (a compiled server, on a small VM 4 to 16 ms) is seen within a tenth
-// of a millisecond, a slower one within half a millisecond. Before it was
-// held, the interval grew from the first try and was near 500 µs by 4 ms,
-// which left a Go server's wake 0.25 ms later on average.
+// ProbeInterval) and stays so for probeFastFor, within which a compiled
+// server listens, and only then grows by an eighth per try up to
+// probeMaxInterval: every interval waited out is added to the wake
+// (docs/BENCHMARKS.md, readiness probe).
 //
 // Go's timers cannot wait that precisely: when nothing else runs, the
 // runtime sleeps in epoll_wait, whose timeout is in whole milliseconds, so
-// every sub-millisecond timer took at least a millisecond (measured: the
-// program listening to the probe passing took 0.3 to 1.8 ms, median 1.2).
-// So a TCP probe of a loopback upstream sleeps with nanosleep(2) on its
-// goroutine's thread instead, and probes with raw system calls (socket,
-// connect, poll, close: about 10 µs; a start costs about 10 % of a core
-// for its first 20 ms, then 2 %). At most preciseProbers starts at a time
-// do that, each for at most preciseFor (a thread each, blocked in
-// nanosleep); the others, later tries and HTTP probes wait on Go's timers,
-// at probeMaxInterval at most apart.
+// a sub-millisecond timer takes at least a millisecond. So a TCP probe of
+// a loopback upstream sleeps with nanosleep(2) on its goroutine's thread
+// instead, and probes with raw system calls (socket, connect, poll,
+// close), which keeps a start's probing to a small share of a core. At
+// most preciseProbers starts at a time do that, each for at most
+// preciseFor (a thread each, blocked in nanosleep); the others, later
+// tries and HTTP probes wait on Go's timers, at probeMaxInterval at most
+// apart.
 const (
 	defaultProbeInterval = 100 * time.Microsecond
 	probeMaxInterval     = 500 * time.Microsecond

@@ -50,7 +50,8 @@ type MonitorConfig struct {
 	// 10 × Interval): nothing could be stopped then, and MakeRoom, which
 	// the daemon calls before every start, brings back the usual pace. A
 	// daemon of rarely used apps is idle most of the time, and this check
-	// was two thirds of its CPU time then.
+	// would then be most of its CPU time (docs/BENCHMARKS.md, memory
+	// monitor).
 	IdleInterval time.Duration
 	// PSIStallShare is the share of time stalled on memory (from
 	// /proc/pressure/memory) that switches to FastInterval; default 1%,
@@ -77,6 +78,9 @@ type Monitor struct {
 
 	// mu serialises checks and MakeRoom from deciding to the end of the
 	// stops, so two deciders never count the same memory as freed twice.
+	// It guards peaks, reportFailing, shortage, short, readFailing, running
+	// and cfg.Policy; the methods that must be called with it held end in
+	// Locked.
 	mu    sync.Mutex
 	peaks map[string]*peak
 	// measured holds the tree RSS of each running app at the last read. It

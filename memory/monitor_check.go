@@ -22,7 +22,7 @@ func (m *Monitor) Check(ctx context.Context) []Stop {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r, policy := m.read(ctx, false, reported)
+	r, policy := m.readLocked(ctx, false, reported)
 	attrs := readingAttrs(r, policy)
 	m.running = slices.ContainsFunc(r.Apps, AppReading.running)
 
@@ -83,7 +83,7 @@ func (m *Monitor) MakeRoom(ctx context.Context, app string) {
 	if expected <= 0 {
 		return
 	}
-	r, policy := m.read(ctx, true, nil)
+	r, policy := m.readLocked(ctx, true, nil)
 	var acts []action
 	for _, s := range policy.MakeRoom(r, app, expected) {
 		acts = append(acts, stopAction(s))
@@ -94,13 +94,13 @@ func (m *Monitor) MakeRoom(ctx context.Context, app string) {
 	m.apply(ctx, readingAttrs(r, policy), acts)
 }
 
-// read takes a Reading: MemAvailable, the apps and their tree RSS (or
+// readLocked takes a Reading: MemAvailable, the apps and their tree RSS (or
 // reported figures). With cached set, an app whose process is the one the
 // last read measured keeps that RSS instead of being measured again, and
 // no Reporter is asked. reported holds the figures Check read before it
 // took m.mu. When MemAvailable cannot be read, the returned policy has no
 // floor, so the budget still works.
-func (m *Monitor) read(ctx context.Context, cached bool, reported map[string]reported) (Reading, Policy) {
+func (m *Monitor) readLocked(ctx context.Context, cached bool, reported map[string]reported) (Reading, Policy) {
 	policy := m.cfg.Policy
 	var r Reading
 	var err error
@@ -133,7 +133,7 @@ func (m *Monitor) read(ctx context.Context, cached bool, reported map[string]rep
 			ra := reportingApp{name: a.Name, pid: a.Pid, reps: a.Reporters}
 			reporting = append(reporting, ra)
 			f, fresh := reported[a.Name]
-			mr.rss = m.reportedRSS(ctx, ra, cached, f, fresh, c, ok)
+			mr.rss = m.reportedRSSLocked(ctx, ra, cached, f, fresh, c, ok)
 		case len(a.Pids) > 1:
 			// Several instances: their sum, measured afresh (the cache
 			// knows one pid per app).
@@ -153,7 +153,7 @@ func (m *Monitor) read(ctx context.Context, cached bool, reported map[string]rep
 	}
 	m.measured.Store(&measured)
 	m.reporting.Store(&reporting)
-	m.trackPeaks(r)
+	m.trackPeaksLocked(r)
 	return r, policy
 }
 
@@ -206,15 +206,15 @@ func (m *Monitor) report(ctx context.Context, apps []reportingApp) map[string]re
 	return out
 }
 
-// reportedRSS returns the memory of an app whose instances report it: the
-// figures Check read for this run (f, when fresh), else, outside MakeRoom,
-// figures asked for now (the run began since the last check). MakeRoom asks
-// no Reporter: it keeps the last read's figure for the same run, or takes
-// the app's last peak for a run not yet measured. When a Reporter fails,
-// the last figure for the same run stands (0 for a new run), with a warning
-// once per failing streak. last is what the last read measured (ok when it
-// measured the app). Caller holds m.mu.
-func (m *Monitor) reportedRSS(ctx context.Context, a reportingApp, cached bool, f reported, fresh bool, last measuredRSS, ok bool) int64 {
+// reportedRSSLocked returns the memory of an app whose instances report it:
+// the figures Check read for this run (f, when fresh), else, outside
+// MakeRoom, figures asked for now (the run began since the last check).
+// MakeRoom asks no Reporter: it keeps the last read's figure for the same
+// run, or takes the app's last peak for a run not yet measured. When a
+// Reporter fails, the last figure for the same run stands (0 for a new run),
+// with a warning once per failing streak. last is what the last read
+// measured (ok when it measured the app).
+func (m *Monitor) reportedRSSLocked(ctx context.Context, a reportingApp, cached bool, f reported, fresh bool, last measuredRSS, ok bool) int64 {
 	sameRun := ok && last.pid == a.pid && last.reporters == len(a.reps)
 	switch {
 	case fresh && f.pid == a.pid && f.reporters == len(a.reps):
@@ -240,9 +240,9 @@ func (m *Monitor) reportedRSS(ctx context.Context, a reportingApp, cached bool, 
 	return f.bytes
 }
 
-// trackPeaks records each running app's peak RSS and ends the runs of apps
-// no longer running. Apps that no longer exist are forgotten.
-func (m *Monitor) trackPeaks(r Reading) {
+// trackPeaksLocked records each running app's peak RSS and ends the runs of
+// apps no longer running. Apps that no longer exist are forgotten.
+func (m *Monitor) trackPeaksLocked(r Reading) {
 	seen := make(map[string]bool, len(m.peaks))
 	for _, a := range r.Apps {
 		run := a.runID()

@@ -191,17 +191,24 @@ func TestSlogLevel(t *testing.T) {
 	}
 }
 
-// TestLoadDesignExample reads the example from DESIGN.md verbatim.
-func TestLoadDesignExample(t *testing.T) {
-	p := write(t, "dynapm.yaml", `apps_dir: ./apps.d
-state_dir: ./.dynapm          # logs/NAME.log, the admin socket dynapm.sock
-metrics: 127.0.0.1:9464       # Prometheus /metrics; off when empty
-log: {format: text, level: info}
-memory:
-  min_available: 10%         # of MemAvailable, or bytes such as 512MiB
-  budget: 4GiB               # sum of managed apps' RSS; 0 or absent: no budget
-  interval: 1s
-`)
+// TestLoadREADMEExample reads the example of the README's "Daemon
+// settings" section verbatim: the documented file must load, with the
+// values it shows.
+func TestLoadREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Daemon settings")
+	if !ok {
+		t.Fatal(`README.md has no "## Daemon settings" section`)
+	}
+	_, example, ok := strings.Cut(section, "```yaml\n")
+	if !ok {
+		t.Fatal("README.md's Daemon settings section has no yaml example")
+	}
+	example, _, _ = strings.Cut(example, "```")
+	p := write(t, "dynapm.yaml", example)
 	s, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
