@@ -92,49 +92,14 @@ func startDaemon(t *testing.T, appsDir string, extra ...string) *runningDaemon {
 	return d
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// echoOnce connects to addr, sends msg, half-closes and returns the reply.
-func echoOnce(t *testing.T, addr, msg string) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dialing %s: %v", addr, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	reply, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading reply from %s: %v", addr, err)
-	}
-	return string(reply)
-}
-
-func echoApp(t *testing.T, listen, pidfile, extra string) string {
-	bin := testutil.TestApp(t)
-	return fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nidle_timeout: 300ms\nstart_timeout: 20s\nstop_timeout: 2s\n",
-		listen, bin, pidfile, extra)
-}
-
 func TestDaemonWakesServesAndStopsWhenIdle(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, pidfile, ""))
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, pidfile, ""))
 	d := startDaemon(t, apps)
 
-	if got := echoOnce(t, listen, "hello through dynapm"); got != "hello through dynapm" {
+	if got := testutil.EchoOnce(t, listen, "hello through dynapm"); got != "hello through dynapm" {
 		t.Fatalf("echo reply = %q", got)
 	}
 	pid := testutil.ReadPidFile(t, pidfile)
@@ -145,7 +110,7 @@ func TestDaemonWakesServesAndStopsWhenIdle(t *testing.T) {
 	if err := os.Remove(pidfile); err != nil {
 		t.Fatal(err)
 	}
-	if got := echoOnce(t, listen, "again"); got != "again" {
+	if got := testutil.EchoOnce(t, listen, "again"); got != "again" {
 		t.Fatalf("echo reply after idle stop = %q", got)
 	}
 	if pid2 := testutil.ReadPidFile(t, pidfile); pid2 == pid {
@@ -156,10 +121,10 @@ func TestDaemonWakesServesAndStopsWhenIdle(t *testing.T) {
 func TestDaemonServesGoodAppsDespiteABadFile(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "good.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
-	writeFile(t, filepath.Join(apps, "bad.yaml"), "listen: \"127.0.0.1:1\"\ncommand: [\"true\"]\nidle_timeout: soon\n")
+	testutil.WriteFile(t, filepath.Join(apps, "good.yaml"), testutil.EchoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "bad.yaml"), "listen: \"127.0.0.1:1\"\ncommand: [\"true\"]\nidle_timeout: soon\n")
 	d := startDaemon(t, apps)
-	if got := echoOnce(t, listen, "ok"); got != "ok" {
+	if got := testutil.EchoOnce(t, listen, "ok"); got != "ok" {
 		t.Fatalf("good app reply = %q", got)
 	}
 	out := d.out.String()
@@ -176,9 +141,9 @@ func startAppWithGrandchild(t *testing.T) (d *runningDaemon, pid, gpid int) {
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	grand := filepath.Join(t.TempDir(), "grandchild")
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, pidfile, fmt.Sprintf(", \"-grandchild\", %q", grand)))
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, pidfile, fmt.Sprintf(", \"-grandchild\", %q", grand)))
 	d = startDaemon(t, apps)
-	echoOnce(t, listen, "x")
+	testutil.EchoOnce(t, listen, "x")
 	pid = testutil.ReadPidFile(t, pidfile)
 	gpid = testutil.ReadPidFile(t, grand)
 	return d, pid, gpid
@@ -221,7 +186,7 @@ func TestPersistentAppStartsWithTheDaemon(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "db.yaml"), echoApp(t, listen, pidfile, "")+"mode: persistent\n")
+	testutil.WriteFile(t, filepath.Join(apps, "db.yaml"), testutil.EchoApp(t, listen, pidfile, "")+"mode: persistent\n")
 	startDaemon(t, apps)
 	pid := testutil.ReadPidFile(t, pidfile)
 	if !testutil.ProcessAlive(pid) {
@@ -231,9 +196,9 @@ func TestPersistentAppStartsWithTheDaemon(t *testing.T) {
 
 func TestCheckReportsEveryProblemAndExitsOne(t *testing.T) {
 	apps := t.TempDir()
-	writeFile(t, filepath.Join(apps, "good.yaml"), "listen: \"127.0.0.1:9001\"\ncommand: [\"true\"]\n")
-	writeFile(t, filepath.Join(apps, "typo.yaml"), "listen: \"127.0.0.1:9002\"\ncommand: [\"true\"]\nidel_timeout: 5m\n")
-	writeFile(t, filepath.Join(apps, "nolisten.json"), `{"command": "true"}`)
+	testutil.WriteFile(t, filepath.Join(apps, "good.yaml"), "listen: \"127.0.0.1:9001\"\ncommand: [\"true\"]\n")
+	testutil.WriteFile(t, filepath.Join(apps, "typo.yaml"), "listen: \"127.0.0.1:9002\"\ncommand: [\"true\"]\nidel_timeout: 5m\n")
+	testutil.WriteFile(t, filepath.Join(apps, "nolisten.json"), `{"command": "true"}`)
 	var stdout, stderr bytes.Buffer
 	code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr)
 	if code != 1 {
@@ -275,7 +240,7 @@ func TestExampleAppsAreValid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(apps, e.Name()), string(data)) // 0644
+		testutil.WriteFile(t, filepath.Join(apps, e.Name()), string(data)) // 0644
 	}
 	if len(entries) == 0 {
 		t.Fatal("no example app files in apps.d")
@@ -292,8 +257,8 @@ func TestDaemonServesAHerdOfFirstConnectionsWithOneSpawn(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	// A backlog of 5, as some servers have: releasing every held
 	// connection at once must not end in SYN retransmits.
-	writeFile(t, filepath.Join(apps, "herd.yaml"),
-		echoApp(t, listen, pidfile, ", \"-backlog\", \"5\", \"-delay\", \"200ms\"")+"max_pending: 500\n")
+	testutil.WriteFile(t, filepath.Join(apps, "herd.yaml"),
+		testutil.EchoApp(t, listen, pidfile, ", \"-backlog\", \"5\", \"-delay\", \"200ms\"")+"max_pending: 500\n")
 	d := startDaemon(t, apps)
 
 	const clients = 200

@@ -43,7 +43,7 @@ func TestRootDaemonRefusesAnAppFileOthersCanWrite(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	file := filepath.Join(apps, "echo.yaml")
-	writeFile(t, file, echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, file, testutil.EchoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
 	if err := os.Chmod(file, 0o666); err != nil {
 		t.Fatal(err)
 	}
@@ -81,24 +81,24 @@ func TestSecretEnvValuesNeverReachTheDaemonLog(t *testing.T) {
 	listen := testutil.FreeAddr(t)
 	const secret = "s3cr3t-9f8e7d6c5b4a"
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, "log: {level: debug}\n")
+	testutil.WriteFile(t, config, "log: {level: debug}\n")
 	file := filepath.Join(apps, "app.yaml")
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	app := func(extra string) string {
 		return fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nenv: {API_TOKEN: %q, OTHER: \"x-${PORT}\"}\nidle_timeout: 10m\nstop_timeout: 2s\n",
 			listen, testutil.TestApp(t), pidfile, extra, secret)
 	}
-	writeFile(t, file, app(""))
+	testutil.WriteFile(t, file, app(""))
 	d := startDaemon(t, apps, "-state", state, "-config", config)
 	// A wake, a crash, a reload (changed command and env), a restart.
-	echoOnce(t, listen, "wake")
+	testutil.EchoOnce(t, listen, "wake")
 	pid := testutil.ReadPidFile(t, pidfile)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(d.out.String(), `msg="app exited"`) },
 		"the crash was not logged")
-	writeFile(t, file, strings.Replace(app(", \"-backlog\", \"64\""), secret, secret+"-v2", 1))
+	testutil.WriteFile(t, file, strings.Replace(app(", \"-backlog\", \"64\""), secret, secret+"-v2", 1))
 	testutil.Eventually(t, 20*time.Second, func() bool { return tryEcho(listen, "reloaded") },
 		"app not served after the reload")
 	if code, _, errOut := dynapm(t, "restart", "app", "-state", state); code != 0 {
@@ -119,8 +119,8 @@ func TestCheckAsRootRefusesWhatARootDaemonRefuses(t *testing.T) {
 	}
 	apps := t.TempDir()
 	good, loose := filepath.Join(apps, "good.yaml"), filepath.Join(apps, "loose.yaml")
-	writeFile(t, good, "listen: \"127.0.0.1:9001\"\ncommand: [\"true\"]\n")
-	writeFile(t, loose, "listen: \"127.0.0.1:9002\"\ncommand: [\"true\"]\n")
+	testutil.WriteFile(t, good, "listen: \"127.0.0.1:9001\"\ncommand: [\"true\"]\n")
+	testutil.WriteFile(t, loose, "listen: \"127.0.0.1:9002\"\ncommand: [\"true\"]\n")
 	if err := os.Chmod(loose, 0o664); err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +181,8 @@ func TestRootRefusesAnAppFileItDoesNotOwnUnlessTheAppRunsAsItsOwner(t *testing.T
 	}
 	dir := t.TempDir()
 	owned, rootOwned := filepath.Join(dir, "web.yaml"), filepath.Join(dir, "root.yaml")
-	writeFile(t, owned, "")
-	writeFile(t, rootOwned, "")
+	testutil.WriteFile(t, owned, "")
+	testutil.WriteFile(t, rootOwned, "")
 	chownNobody(t, owned)
 	for _, tc := range []struct {
 		name string
@@ -254,8 +254,8 @@ func TestRootDaemonServesAnAppFileOfAnotherUserOnlyAsThatUser(t *testing.T) {
 	}
 	refusedAddr, asOwnerAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	refused, asOwner := filepath.Join(apps, "refused.yaml"), filepath.Join(apps, "asowner.yaml")
-	writeFile(t, refused, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\n", refusedAddr, prog))
-	writeFile(t, asOwner, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\nuser: nobody\nidle_timeout: 10m\n", asOwnerAddr, prog))
+	testutil.WriteFile(t, refused, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\n", refusedAddr, prog))
+	testutil.WriteFile(t, asOwner, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\nuser: nobody\nidle_timeout: 10m\n", asOwnerAddr, prog))
 	chownNobody(t, refused)
 	chownNobody(t, asOwner)
 
@@ -274,7 +274,7 @@ func TestRootDaemonServesAnAppFileOfAnotherUserOnlyAsThatUser(t *testing.T) {
 	if tryEcho(refusedAddr, "x") {
 		t.Fatal("an app file of another user is served as root")
 	}
-	if got := echoOnce(t, asOwnerAddr, "as nobody"); got != "as nobody" {
+	if got := testutil.EchoOnce(t, asOwnerAddr, "as nobody"); got != "as nobody" {
 		t.Fatalf("echo from the app running as its owner = %q", got)
 	}
 	pid, ok := statusOf(t, state, "asowner")["pid"].(float64)

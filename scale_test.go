@@ -59,7 +59,7 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 	pids := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	bin := testutil.TestApp(t)
-	writeFile(t, filepath.Join(apps, "web.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: 'exec %s -mode echo -pidfile %s/$INSTANCE.pid'\n"+
 			"scale: {max: 2, target_connections: 1}\nidle_timeout: 300ms\nstart_timeout: 20s\nstop_timeout: 2s\n",
 		listen, bin, pids))
@@ -107,7 +107,7 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 	}, "the daemon did not see instance 1 exit:\n%s", d.out)
 	echoOn(t, a, "a again")
 	echoOn(t, b, "b again")
-	if got := echoOnce(t, listen, "new"); got != "new" {
+	if got := testutil.EchoOnce(t, listen, "new"); got != "new" {
 		t.Fatalf("new connection after the crash echoed %q", got)
 	}
 

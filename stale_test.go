@@ -89,11 +89,11 @@ func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
 	// A fixed upstream: a survivor holding it would make every new start
 	// fail with "address in use".
 	// A long idle_timeout: the app must still run when the daemon dies.
-	writeFile(t, filepath.Join(apps, "echo.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), fmt.Sprintf(
 		"listen: %q\nupstream: %q\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q]\nidle_timeout: 10m\nstop_timeout: 2s\n",
 		listen, upstream, testutil.TestApp(t), pidfile))
 	d1 := startDaemon(t, apps, "-state", state)
-	if got := echoOnce(t, listen, "first"); got != "first" {
+	if got := testutil.EchoOnce(t, listen, "first"); got != "first" {
 		t.Fatalf("echo = %q", got)
 	}
 	old := testutil.ReadPidFile(t, pidfile)
@@ -113,7 +113,7 @@ func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return !testutil.ProcessAlive(old) },
 		"stale app %d still running", old)
-	if got := echoOnce(t, listen, "second"); got != "second" {
+	if got := testutil.EchoOnce(t, listen, "second"); got != "second" {
 		t.Fatalf("echo after recovery = %q", got)
 	}
 	if pid := testutil.ReadPidFile(t, pidfile); pid == old {
