@@ -1,9 +1,7 @@
-package main
+package e2e
 
 import (
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,16 +9,6 @@ import (
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
-
-// pidIn returns the pid in path, or 0 if there is none (yet).
-func pidIn(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
 
 func TestAlwaysAppIsRestartedAfterACrash(t *testing.T) {
 	apps := t.TempDir()

@@ -1,10 +1,9 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,16 +38,6 @@ func echoOn(t *testing.T, c net.Conn, msg string) {
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo = %q, %v; want %q", buf, err, msg)
 	}
-}
-
-// pidOf reads a pid file, 0 when it is not (fully) written.
-func pidOf(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
 }
 
 // TestDaemonScalesAnAppAcrossInstances: a connection beyond the target
@@ -116,7 +105,7 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 	b.Close()
 	c.Close()
 	testutil.Eventually(t, 20*time.Second, func() bool {
-		p0, p1 := pidOf(filepath.Join(pids, "0.pid")), pidOf(filepath.Join(pids, "1.pid"))
+		p0, p1 := pidIn(filepath.Join(pids, "0.pid")), pidIn(filepath.Join(pids, "1.pid"))
 		return !testutil.ProcessAlive(p0) && !testutil.ProcessAlive(p1)
 	}, "instances still alive after idle_timeout:\n%s", d.out)
 }
