@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -20,4 +26,105 @@ func pidIn(path string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
+}
+
+// tryEcho reports whether a fresh connection to addr echoes msg.
+func tryEcho(addr, msg string) bool {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return false
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return false
+	}
+	reply, err := io.ReadAll(c)
+	return err == nil && string(reply) == msg
+}
+
+// scrapeMetrics fetches addr's /metrics on a connection of its own, closed
+// after it: no idle connection is left in the daemon's counts or to
+// outlive the test.
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// fdCount is the number of open descriptors of process pid.
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// fdList describes the open descriptors of pid, for failure messages.
+func fdList(pid int) string {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	entries, _ := os.ReadDir(dir)
+	kinds := map[string]int{}
+	for _, e := range entries {
+		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		if i := strings.IndexByte(target, '['); i > 0 {
+			target = target[:i]
+		}
+		kinds[target]++
+	}
+	return fmt.Sprint(kinds)
+}
+
+// childrenOf returns the pids whose parent is ppid and whose command line
+// contains substr.
+func childrenOf(ppid int, substr string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(ppid) {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.Contains(string(cmdline), substr) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// procState returns the state letter of pid from /proc, 0 if gone.
+func procState(pid int) byte {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }

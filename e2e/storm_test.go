@@ -1,11 +1,9 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,31 +12,6 @@ import (
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
-
-// fdCount is the number of open descriptors of process pid.
-func fdCount(t *testing.T, pid int) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(entries)
-}
-
-// fdList describes the open descriptors of pid, for failure messages.
-func fdList(pid int) string {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-	entries, _ := os.ReadDir(dir)
-	kinds := map[string]int{}
-	for _, e := range entries {
-		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
-		if i := strings.IndexByte(target, '['); i > 0 {
-			target = target[:i]
-		}
-		kinds[target]++
-	}
-	return fmt.Sprint(kinds)
-}
 
 // starts counts the spawns the daemon reported: successful and failed.
 func starts(d *runningDaemon) int {

@@ -1,10 +1,9 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,33 +11,6 @@ import (
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
-
-// childrenOf returns the pids whose parent is ppid and whose command line
-// contains substr.
-func childrenOf(ppid int, substr string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(ppid) {
-			continue
-		}
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.Contains(string(cmdline), substr) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
 
 // killDaemonAndReaper SIGKILLs the daemon in a way that lets its apps
 // survive. The daemon is stopped first, so that it cannot restart its
@@ -67,19 +39,6 @@ func killDaemonAndReaper(t *testing.T, d *runningDaemon) {
 		t.Fatal(err)
 	}
 	<-d.done
-}
-
-// procState returns the state letter of pid from /proc, 0 if gone.
-func procState(pid int) byte {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
 }
 
 func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
