@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 // reloadWait bounds waits for a reload; the debounce is 50ms, so this is
@@ -127,4 +129,16 @@ func procState(pid int) byte {
 		return 0
 	}
 	return b[i+2]
+}
+
+// echoAppOn is testutil.EchoApp on several listen addresses, with a long idle timeout
+// so that only reloads stop it.
+func echoAppOn(t *testing.T, listen []string, pidfile, extra string) string {
+	bin := testutil.TestApp(t)
+	quoted := make([]string, len(listen))
+	for i, l := range listen {
+		quoted[i] = fmt.Sprintf("%q", l)
+	}
+	return fmt.Sprintf("listen: [%s]\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\n",
+		strings.Join(quoted, ", "), bin, pidfile, extra)
 }

@@ -1,13 +1,11 @@
-package main
+package e2e
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,57 +20,6 @@ import (
 )
 
 // The client commands, run as the real binary against a real daemon.
-
-// stateDir is a private state directory with a path short enough for the
-// admin socket (sun_path is 108 bytes).
-func stateDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// dynapm runs the binary to completion and returns its exit code and output.
-func dynapm(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(dynapmBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, stdout.String(), stderr.String()
-	case errors.As(err, &exitErr):
-		return exitErr.ExitCode(), stdout.String(), stderr.String()
-	default:
-		t.Fatalf("running dynapm %v: %v", args, err)
-		return 0, "", ""
-	}
-}
-
-// statusOf returns the app's object from `dynapm status -json`.
-func statusOf(t *testing.T, state, app string) map[string]any {
-	t.Helper()
-	code, out, errOut := dynapm(t, "status", "-json", "-state", state)
-	if code != 0 {
-		t.Fatalf("status -json: exit %d: %s", code, errOut)
-	}
-	var apps []map[string]any
-	if err := json.Unmarshal([]byte(out), &apps); err != nil {
-		t.Fatalf("status -json output is not a JSON array: %v\n%s", err, out)
-	}
-	for _, a := range apps {
-		if a["name"] == app {
-			return a
-		}
-	}
-	t.Fatalf("status -json has no app %q:\n%s", app, out)
-	return nil
-}
 
 func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
@@ -283,24 +230,6 @@ func TestDaemonRefusesAStateDirTooLongForItsSocket(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, want) {
 		t.Fatalf("status: exit %d, err %q; want exit 1 saying %q", code, errOut, want)
 	}
-}
-
-// scrapeMetrics fetches addr's /metrics on a connection of its own, closed
-// after it: no idle connection is left in the daemon's counts or to
-// outlive the test.
-func scrapeMetrics(t *testing.T, addr string) string {
-	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
 }
 
 func TestMetricsAfterAWakeAndAnIdleStop(t *testing.T) {
