@@ -142,3 +142,29 @@ func echoAppOn(t *testing.T, listen []string, pidfile, extra string) string {
 	return fmt.Sprintf("listen: [%s]\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\n",
 		strings.Join(quoted, ", "), bin, pidfile, extra)
 }
+
+// refused reports whether nothing listens on addr.
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
+
+// startAppWithGrandchild runs a daemon with one echo app that forks a
+// grandchild ignoring SIGTERM, wakes it, and returns both pids.
+func startAppWithGrandchild(t *testing.T) (d *runningDaemon, pid, gpid int) {
+	t.Helper()
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	grand := filepath.Join(t.TempDir(), "grandchild")
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, pidfile, fmt.Sprintf(", \"-grandchild\", %q", grand)))
+	d = startDaemon(t, apps)
+	testutil.EchoOnce(t, listen, "x")
+	pid = testutil.ReadPidFile(t, pidfile)
+	gpid = testutil.ReadPidFile(t, grand)
+	return d, pid, gpid
+}

@@ -1,8 +1,7 @@
-package main
+package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,38 +16,6 @@ import (
 
 // Hot reload of apps.d, end to end: the daemon binary, real files, real
 // listeners and real app processes.
-
-// reloadWait bounds waits for a reload; the debounce is 50ms, so this is
-// generous for a loaded machine.
-const reloadWait = 15 * time.Second
-
-// tryEcho reports whether a fresh connection to addr echoes msg.
-func tryEcho(addr, msg string) bool {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return false
-	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		return false
-	}
-	reply, err := io.ReadAll(c)
-	return err == nil && string(reply) == msg
-}
-
-// refused reports whether nothing listens on addr.
-func refused(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return true
-	}
-	c.Close()
-	return false
-}
 
 // openConn is a connection kept open across reloads, echoing a line at a time.
 type openConn struct {
@@ -77,40 +44,6 @@ func (o *openConn) echo(t *testing.T, line string) {
 	if err != nil || got != line+"\n" {
 		t.Fatalf("echo through the open connection = %q, %v; want %q", got, err, line)
 	}
-}
-
-// waitLog waits until the daemon's log holds a line with every one of parts.
-func (d *runningDaemon) waitLog(t *testing.T, parts ...string) {
-	t.Helper()
-	testutil.Eventually(t, reloadWait, func() bool {
-		for line := range strings.Lines(d.out.String()) {
-			if containsAll(line, parts...) {
-				return true
-			}
-		}
-		return false
-	}, "no daemon log line with %q", parts)
-}
-
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
-}
-
-// echoAppOn is testutil.EchoApp on several listen addresses, with a long idle timeout
-// so that only reloads stop it.
-func echoAppOn(t *testing.T, listen []string, pidfile, extra string) string {
-	bin := testutil.TestApp(t)
-	quoted := make([]string, len(listen))
-	for i, l := range listen {
-		quoted[i] = fmt.Sprintf("%q", l)
-	}
-	return fmt.Sprintf("listen: [%s]\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\n",
-		strings.Join(quoted, ", "), bin, pidfile, extra)
 }
 
 func TestReloadNewFileListensSoonAfterItIsWritten(t *testing.T) {
