@@ -15,20 +15,41 @@ import (
 	"github.com/dynapm/dynapm/internal/testutil"
 )
 
+// The daemon and its app files.
+
 // reloadWait bounds waits for a reload; the debounce is 50ms, so this is
 // generous for a loaded machine.
 const reloadWait = 15 * time.Second
 
-// pidIn returns the pid in path, or 0 if there is none (yet), or it is not
-// fully written.
-func pidIn(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
+// startAppWithGrandchild runs a daemon with one echo app that forks a
+// grandchild ignoring SIGTERM, wakes it, and returns both pids.
+func startAppWithGrandchild(t *testing.T) (d *runningDaemon, pid, gpid int) {
+	t.Helper()
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	grand := filepath.Join(t.TempDir(), "grandchild")
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, pidfile, fmt.Sprintf(", \"-grandchild\", %q", grand)))
+	d = startDaemon(t, apps)
+	testutil.EchoOnce(t, listen, "x")
+	pid = testutil.ReadPidFile(t, pidfile)
+	gpid = testutil.ReadPidFile(t, grand)
+	return d, pid, gpid
 }
+
+// echoAppOn is testutil.EchoApp on several listen addresses, with a long
+// idle timeout so that only reloads stop it.
+func echoAppOn(t *testing.T, listen []string, pidfile, extra string) string {
+	bin := testutil.TestApp(t)
+	quoted := make([]string, len(listen))
+	for i, l := range listen {
+		quoted[i] = fmt.Sprintf("%q", l)
+	}
+	return fmt.Sprintf("listen: [%s]\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\n",
+		strings.Join(quoted, ", "), bin, pidfile, extra)
+}
+
+// Clients.
 
 // tryEcho reports whether a fresh connection to addr echoes msg.
 func tryEcho(addr, msg string) bool {
@@ -48,6 +69,16 @@ func tryEcho(addr, msg string) bool {
 	return err == nil && string(reply) == msg
 }
 
+// refused reports whether nothing listens on addr.
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
+
 // scrapeMetrics fetches addr's /metrics on a connection of its own, closed
 // after it: no idle connection is left in the daemon's counts or to
 // outlive the test.
@@ -64,6 +95,19 @@ func scrapeMetrics(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// Processes, seen through /proc.
+
+// pidIn returns the pid in path, or 0 if there is none (yet), or it is not
+// fully written.
+func pidIn(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }
 
 // fdCount is the number of open descriptors of process pid.
@@ -129,42 +173,4 @@ func procState(pid int) byte {
 		return 0
 	}
 	return b[i+2]
-}
-
-// echoAppOn is testutil.EchoApp on several listen addresses, with a long idle timeout
-// so that only reloads stop it.
-func echoAppOn(t *testing.T, listen []string, pidfile, extra string) string {
-	bin := testutil.TestApp(t)
-	quoted := make([]string, len(listen))
-	for i, l := range listen {
-		quoted[i] = fmt.Sprintf("%q", l)
-	}
-	return fmt.Sprintf("listen: [%s]\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\n",
-		strings.Join(quoted, ", "), bin, pidfile, extra)
-}
-
-// refused reports whether nothing listens on addr.
-func refused(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return true
-	}
-	c.Close()
-	return false
-}
-
-// startAppWithGrandchild runs a daemon with one echo app that forks a
-// grandchild ignoring SIGTERM, wakes it, and returns both pids.
-func startAppWithGrandchild(t *testing.T) (d *runningDaemon, pid, gpid int) {
-	t.Helper()
-	apps := t.TempDir()
-	listen := testutil.FreeAddr(t)
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	grand := filepath.Join(t.TempDir(), "grandchild")
-	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, pidfile, fmt.Sprintf(", \"-grandchild\", %q", grand)))
-	d = startDaemon(t, apps)
-	testutil.EchoOnce(t, listen, "x")
-	pid = testutil.ReadPidFile(t, pidfile)
-	gpid = testutil.ReadPidFile(t, grand)
-	return d, pid, gpid
 }
