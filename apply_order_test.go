@@ -41,7 +41,7 @@ func newInProcessDaemon(t *testing.T) (*daemon, *testutil.Buffer) {
 func loadSpec(t *testing.T, dir, name, content string) *appfile.Spec {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	writeFile(t, path, content)
+	testutil.WriteFile(t, path, content)
 	s, err := appfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestHotAddServesAConnectionMadeBeforeTheManagerKnowsTheApp(t *testing.T) {
 	d, logs := newInProcessDaemon(t)
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
-	spec := loadSpec(t, apps, "late.yaml", echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	spec := loadSpec(t, apps, "late.yaml", testutil.EchoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
 
 	var reply <-chan string
 	d.bound = func() {
@@ -112,15 +112,15 @@ func TestRespelledListenAddressMovesToTheNewSpelling(t *testing.T) {
 	apps := t.TempDir()
 	port := testutil.FreePort(t)
 	pid := filepath.Join(t.TempDir(), "pid")
-	old := loadSpec(t, apps, "web.yaml", echoApp(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), pid, ""))
+	old := loadSpec(t, apps, "web.yaml", testutil.EchoApp(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), pid, ""))
 	if errs := d.apply([]*appfile.Spec{old}); errs != nil {
 		t.Fatalf("apply: %v", errs)
 	}
-	respelled := loadSpec(t, apps, "web.yaml", echoApp(t, net.JoinHostPort("localhost", strconv.Itoa(port)), pid, ""))
+	respelled := loadSpec(t, apps, "web.yaml", testutil.EchoApp(t, net.JoinHostPort("localhost", strconv.Itoa(port)), pid, ""))
 	if errs := d.apply([]*appfile.Spec{respelled}); errs != nil {
 		t.Fatalf("apply of the same address spelled localhost: %v", errs)
 	}
-	if got := echoOnce(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "respelled"); got != "respelled" {
+	if got := testutil.EchoOnce(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "respelled"); got != "respelled" {
 		t.Fatalf("echo through the respelled address = %q", got)
 	}
 	if d.srv.Addr(net.JoinHostPort("127.0.0.1", strconv.Itoa(port))) != nil {
@@ -140,7 +140,7 @@ func TestManyAppsAreStartedThroughTheSpawnerHelper(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		addr, pidfile := testutil.FreeAddr(t), filepath.Join(t.TempDir(), "pid")
 		// Up until the test looks at its parent.
-		app := strings.Replace(echoApp(t, addr, pidfile, ""), "idle_timeout: 300ms", "idle_timeout: 1h", 1)
+		app := strings.Replace(testutil.EchoApp(t, addr, pidfile, ""), "idle_timeout: 300ms", "idle_timeout: 1h", 1)
 		specs = append(specs, loadSpec(t, apps, name+".yaml", app))
 		addrs, pidfiles = append(addrs, addr), append(pidfiles, pidfile)
 	}
@@ -157,7 +157,7 @@ func TestManyAppsAreStartedThroughTheSpawnerHelper(t *testing.T) {
 	if errs := d.apply(specs); errs != nil {
 		t.Fatalf("apply: %v", errs)
 	}
-	if got := echoOnce(t, addrs[0], "via the helper"); got != "via the helper" {
+	if got := testutil.EchoOnce(t, addrs[0], "via the helper"); got != "via the helper" {
 		t.Fatalf("echo = %q", got)
 	}
 	if d.spawner == nil {
@@ -170,7 +170,7 @@ func TestManyAppsAreStartedThroughTheSpawnerHelper(t *testing.T) {
 	if errs := d.apply(specs[1:]); errs != nil {
 		t.Fatalf("apply: %v", errs)
 	}
-	if got := echoOnce(t, addrs[1], "from the daemon"); got != "from the daemon" {
+	if got := testutil.EchoOnce(t, addrs[1], "from the daemon"); got != "from the daemon" {
 		t.Fatalf("echo = %q", got)
 	}
 	if ppid := parentOf(pidfiles[1]); ppid != os.Getpid() {

@@ -1,13 +1,11 @@
-package main
+package e2e
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,64 +21,13 @@ import (
 
 // The client commands, run as the real binary against a real daemon.
 
-// stateDir is a private state directory with a path short enough for the
-// admin socket (sun_path is 108 bytes).
-func stateDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// dynapm runs the binary to completion and returns its exit code and output.
-func dynapm(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(dynapmBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, stdout.String(), stderr.String()
-	case errors.As(err, &exitErr):
-		return exitErr.ExitCode(), stdout.String(), stderr.String()
-	default:
-		t.Fatalf("running dynapm %v: %v", args, err)
-		return 0, "", ""
-	}
-}
-
-// statusOf returns the app's object from `dynapm status -json`.
-func statusOf(t *testing.T, state, app string) map[string]any {
-	t.Helper()
-	code, out, errOut := dynapm(t, "status", "-json", "-state", state)
-	if code != 0 {
-		t.Fatalf("status -json: exit %d: %s", code, errOut)
-	}
-	var apps []map[string]any
-	if err := json.Unmarshal([]byte(out), &apps); err != nil {
-		t.Fatalf("status -json output is not a JSON array: %v\n%s", err, out)
-	}
-	for _, a := range apps {
-		if a["name"] == app {
-			return a
-		}
-	}
-	t.Fatalf("status -json has no app %q:\n%s", app, out)
-	return nil
-}
-
 func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	// A long idle timeout: the app stays up between the commands.
-	writeFile(t, filepath.Join(apps, "echo.yaml"),
-		strings.Replace(echoApp(t, listen, pidfile, ""), "idle_timeout: 300ms", "idle_timeout: 10m", 1))
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"),
+		strings.Replace(testutil.EchoApp(t, listen, pidfile, ""), "idle_timeout: 300ms", "idle_timeout: 10m", 1))
 	startDaemon(t, apps, "-state", state)
 
 	if a := statusOf(t, state, "echo"); a["state"] != "stopped" || a["pid"] != float64(0) {
@@ -96,7 +43,7 @@ func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 	if a["state"] != "ready" || a["pid"] != float64(pid) {
 		t.Fatalf("after start: %v, want ready with pid %d", a, pid)
 	}
-	if got := echoOnce(t, listen, "served"); got != "served" {
+	if got := testutil.EchoOnce(t, listen, "served"); got != "served" {
 		t.Fatalf("echo = %q", got)
 	}
 	// The memory monitor's reading of the running process reaches status.
@@ -153,9 +100,9 @@ func TestCLIStatusStartStopRestartLogs(t *testing.T) {
 // The scheduler's next wake reaches status, as JSON and in the table.
 func TestCLIStatusShowsTheNextScheduledWake(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
-	writeFile(t, filepath.Join(apps, "report.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\nwake: [{cron: \"@every 3h\", keep: 1m}]\n",
+	testutil.WriteFile(t, filepath.Join(apps, "report.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\nwake: [{cron: \"@every 3h\", keep: 1m}]\n",
 		testutil.FreeAddr(t), testutil.TestApp(t)))
-	writeFile(t, filepath.Join(apps, "plain.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\n", testutil.FreeAddr(t), testutil.TestApp(t)))
+	testutil.WriteFile(t, filepath.Join(apps, "plain.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q]\n", testutil.FreeAddr(t), testutil.TestApp(t)))
 	before := time.Now()
 	startDaemon(t, apps, "-state", state)
 
@@ -182,7 +129,7 @@ func TestCLIStatusShowsTheNextScheduledWake(t *testing.T) {
 
 func TestCLIStartReportsWhyAnAppFailed(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
-	writeFile(t, filepath.Join(apps, "bad.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "bad.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [%q, \"-crash\"]\nstart_timeout: 20s\n", testutil.FreeAddr(t), testutil.TestApp(t)))
 	startDaemon(t, apps, "-state", state)
 	code, out, errOut := dynapm(t, "start", "bad", "-state", state)
@@ -197,7 +144,7 @@ func TestCLIStartReportsWhyAnAppFailed(t *testing.T) {
 
 func TestCLILogsFollow(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, testutil.FreeAddr(t), filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, testutil.FreeAddr(t), filepath.Join(t.TempDir(), "pid"), ""))
 	startDaemon(t, apps, "-state", state)
 
 	follow := exec.Command(dynapmBin, "logs", "-f", "echo", "-state", state)
@@ -285,33 +232,15 @@ func TestDaemonRefusesAStateDirTooLongForItsSocket(t *testing.T) {
 	}
 }
 
-// scrapeMetrics fetches addr's /metrics on a connection of its own, closed
-// after it: no idle connection is left in the daemon's counts or to
-// outlive the test.
-func scrapeMetrics(t *testing.T, addr string) string {
-	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
-}
-
 func TestMetricsAfterAWakeAndAnIdleStop(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
 	listen, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
-	writeFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
 	startDaemon(t, apps, "-state", state, "-config", config)
-	if got := echoOnce(t, listen, "wake up"); got != "wake up" {
+	if got := testutil.EchoOnce(t, listen, "wake up"); got != "wake up" {
 		t.Fatalf("echo = %q", got)
 	}
 	var out string
@@ -394,7 +323,7 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 // report the service ready or stopping behind the daemon's back.
 func TestAppsDoNotInheritTheNotifySocket(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
-	writeFile(t, filepath.Join(apps, "db.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q, \"-print-env\", \"NOTIFY_SOCKET\"]\nmode: persistent\n",
+	testutil.WriteFile(t, filepath.Join(apps, "db.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q, \"-print-env\", \"NOTIFY_SOCKET\"]\nmode: persistent\n",
 		testutil.FreeAddr(t), testutil.TestApp(t)))
 	_, read := notifyingDaemon(t, apps, state)
 	if msg := read(); !strings.HasPrefix(msg, "READY=1\n") {
@@ -414,9 +343,9 @@ func TestAppsDoNotInheritTheNotifySocket(t *testing.T) {
 func TestAppLogsRotate(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, "app_logs: {max_size: 1MiB, keep: 1}\n")
+	testutil.WriteFile(t, config, "app_logs: {max_size: 1MiB, keep: 1}\n")
 	// 3 MiB of output before listening: three rotations, one old file kept.
-	writeFile(t, filepath.Join(apps, "chatty.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "chatty.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: \"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 3145728; echo; echo last line; exec %s -mode echo\"\nidle_timeout: 10m\nstart_timeout: 30s\n",
 		testutil.FreeAddr(t), testutil.TestApp(t)))
 	startDaemon(t, apps, "-state", state, "-config", config)
@@ -450,14 +379,14 @@ func TestMetricsDropARemovedApp(t *testing.T) {
 	// gone idles long enough to be running when its file is removed: its
 	// stop (reason "removed") comes after the reload.
 	goneFile := filepath.Join(apps, "gone.yaml")
-	writeFile(t, goneFile, strings.Replace(echoApp(t, gone, filepath.Join(t.TempDir(), "pid"), ""),
+	testutil.WriteFile(t, goneFile, strings.Replace(testutil.EchoApp(t, gone, filepath.Join(t.TempDir(), "pid"), ""),
 		"idle_timeout: 300ms", "idle_timeout: 5m", 1))
-	writeFile(t, filepath.Join(apps, "kept.yaml"), echoApp(t, kept, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "kept.yaml"), testutil.EchoApp(t, kept, filepath.Join(t.TempDir(), "pid"), ""))
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
 	startDaemon(t, apps, "-state", state, "-config", config)
 	for _, addr := range []string{gone, kept} {
-		if got := echoOnce(t, addr, "hi"); got != "hi" {
+		if got := testutil.EchoOnce(t, addr, "hi"); got != "hi" {
 			t.Fatalf("echo via %s = %q", addr, got)
 		}
 	}
@@ -492,13 +421,13 @@ func TestMetricsCountStartsAndStopsByReasonLabel(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
 	listenP, listenM, listenC, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	long := func(s string) string { return strings.Replace(s, "idle_timeout: 300ms", "idle_timeout: 10m", 1) }
-	writeFile(t, filepath.Join(apps, "p.yaml"),
-		long(echoApp(t, listenP, filepath.Join(t.TempDir(), "pid"), ", \"-alloc\", \"64\""))+"mode: persistent\n")
-	writeFile(t, filepath.Join(apps, "m.yaml"), long(echoApp(t, listenM, filepath.Join(t.TempDir(), "pid"), ", \"-alloc\", \"64\"")))
-	writeFile(t, filepath.Join(apps, "c.yaml"), long(echoApp(t, listenC, filepath.Join(t.TempDir(), "pid"), ", \"-crash-after\", \"1s\"")))
+	testutil.WriteFile(t, filepath.Join(apps, "p.yaml"),
+		long(testutil.EchoApp(t, listenP, filepath.Join(t.TempDir(), "pid"), ", \"-alloc\", \"64\""))+"mode: persistent\n")
+	testutil.WriteFile(t, filepath.Join(apps, "m.yaml"), long(testutil.EchoApp(t, listenM, filepath.Join(t.TempDir(), "pid"), ", \"-alloc\", \"64\"")))
+	testutil.WriteFile(t, filepath.Join(apps, "c.yaml"), long(testutil.EchoApp(t, listenC, filepath.Join(t.TempDir(), "pid"), ", \"-crash-after\", \"1s\"")))
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
 	// One 64 MiB app fits, two do not.
-	writeFile(t, config, fmt.Sprintf("metrics: %q\nmemory:\n  budget: 110MiB\n  interval: 100ms\n", metricsAddr))
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\nmemory:\n  budget: 110MiB\n  interval: 100ms\n", metricsAddr))
 	d := startDaemon(t, apps, "-state", state, "-config", config)
 
 	var out string
@@ -514,7 +443,7 @@ func TestMetricsCountStartsAndStopsByReasonLabel(t *testing.T) {
 	if code, _, errOut := dynapm(t, "start", "c", "-state", state); code != 0 {
 		t.Fatalf("start c: exit %d: %s", code, errOut)
 	}
-	if got := echoOnce(t, listenM, "m"); got != "m" { // now over budget: p, the older, is stopped
+	if got := testutil.EchoOnce(t, listenM, "m"); got != "m" { // now over budget: p, the older, is stopped
 		t.Fatalf("echo m = %q", got)
 	}
 	waitMetric(`dynapm_app_stops_total{app="p",reason="memory"} 1`)
@@ -560,7 +489,7 @@ func TestDaemonNamesTheMetricsSettingItCannotListenOn(t *testing.T) {
 	}
 	defer busy.Close()
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, fmt.Sprintf("metrics: %q\n", busy.Addr().String()))
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\n", busy.Addr().String()))
 	code, _, errOut := dynapm(t, "run", "-apps", t.TempDir(), "-state", stateDir(t), "-config", config)
 	want := fmt.Sprintf("listening for metrics on %s (setting `metrics` in %s): ", busy.Addr(), config)
 	if code == 0 || !strings.Contains(errOut, want) {
@@ -572,7 +501,7 @@ func TestDaemonNamesTheMetricsSettingItCannotListenOn(t *testing.T) {
 // for idleness, so that the daemon has logged app lines of both kinds.
 func wakeAndIdle(t *testing.T, d *runningDaemon, listen string) {
 	t.Helper()
-	if got := echoOnce(t, listen, "log me"); got != "log me" {
+	if got := testutil.EchoOnce(t, listen, "log me"); got != "log me" {
 		t.Fatalf("echo = %q", got)
 	}
 	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Count(d.out.String(), "app stopped") == 1 },
@@ -582,10 +511,10 @@ func wakeAndIdle(t *testing.T, d *runningDaemon, listen string) {
 func TestDaemonLogsJSONLinesWhenAsked(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
-	writeFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "bad.yaml"), "listen: 127.0.0.1:1\ncommand: [\"true\"]\nidle_timeout: soon\n")
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, "log: {format: json}\n")
+	testutil.WriteFile(t, config, "log: {format: json}\n")
 	d := startDaemon(t, apps, "-config", config)
 	wakeAndIdle(t, d, listen)
 
@@ -623,7 +552,7 @@ func TestDaemonLogsJSONLinesWhenAsked(t *testing.T) {
 func TestDaemonLogsTextByDefault(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), testutil.EchoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
 	d := startDaemon(t, apps)
 	wakeAndIdle(t, d, listen)
 
@@ -643,9 +572,9 @@ func TestDaemonLogsTextByDefault(t *testing.T) {
 func TestDaemonRunsTheEventLoopsTheSettingsAsk(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "echo.yaml"), echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), ""))
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, "event_loops: 3\n")
+	testutil.WriteFile(t, config, "event_loops: 3\n")
 	d := startDaemon(t, apps, "-config", config)
 	if !strings.Contains(d.out.String(), "event_loops=3") {
 		t.Fatalf("ready line does not say event_loops=3:\n%s", d.out)

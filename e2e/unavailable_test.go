@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -33,10 +33,10 @@ func TestUnavailableReplyReachesClientsOfACrashingApp(t *testing.T) {
 	bin := testutil.TestApp(t)
 	const reply = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n"
 	replying, bare := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "replying.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "replying.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [%q, \"-crash\"]\nunavailable_reply: \"HTTP/1.1 503 Service Unavailable\\r\\nRetry-After: 30\\r\\nContent-Length: 0\\r\\n\\r\\n\"\n",
 		replying, bin))
-	writeFile(t, filepath.Join(apps, "bare.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q, \"-crash\"]\n", bare, bin))
+	testutil.WriteFile(t, filepath.Join(apps, "bare.yaml"), fmt.Sprintf("listen: %q\ncommand: [%q, \"-crash\"]\n", bare, bin))
 	startDaemon(t, apps)
 
 	// The first connection wakes the app, which crashes before ready; the
@@ -60,7 +60,7 @@ func TestUnavailableReplyReachesAClientHeldPastStartTimeout(t *testing.T) {
 	apps := t.TempDir()
 	const reply = "-LOADING DynaPM: the app is starting, retry\r\n"
 	listen := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "slow.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "slow.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [%q, \"-delay\", \"1h\"]\nstart_timeout: 1s\nstop_timeout: 2s\nunavailable_reply: \"-LOADING DynaPM: the app is starting, retry\\r\\n\"\n",
 		listen, testutil.TestApp(t)))
 	d := startDaemon(t, apps)

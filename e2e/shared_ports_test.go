@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -40,8 +40,8 @@ func getHost(addr, host string) (string, error) {
 func TestDaemonRoutesTwoAppsOnOneAddressByHost(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "wiki.yaml"), hostApp(t, listen, "wiki", "[wiki.example.test]"))
-	writeFile(t, filepath.Join(apps, "blog.yaml"), hostApp(t, listen, "blog", "[blog.example.test]"))
+	testutil.WriteFile(t, filepath.Join(apps, "wiki.yaml"), hostApp(t, listen, "wiki", "[wiki.example.test]"))
+	testutil.WriteFile(t, filepath.Join(apps, "blog.yaml"), hostApp(t, listen, "blog", "[blog.example.test]"))
 	d := startDaemon(t, apps)
 
 	for _, c := range []struct{ host, want string }{
@@ -59,7 +59,7 @@ func TestDaemonRoutesTwoAppsOnOneAddressByHost(t *testing.T) {
 	}
 
 	// Hot reload: blog takes a wildcard too, on the same listener.
-	writeFile(t, filepath.Join(apps, "blog.yaml"), hostApp(t, listen, "blog", "[blog.example.test, '*.blog.example.test']"))
+	testutil.WriteFile(t, filepath.Join(apps, "blog.yaml"), hostApp(t, listen, "blog", "[blog.example.test, '*.blog.example.test']"))
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		got, _ := getHost(listen, "new.blog.example.test")
 		return got == "ok blog"

@@ -1,11 +1,9 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,31 +12,6 @@ import (
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
-
-// fdCount is the number of open descriptors of process pid.
-func fdCount(t *testing.T, pid int) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(entries)
-}
-
-// fdList describes the open descriptors of pid, for failure messages.
-func fdList(pid int) string {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-	entries, _ := os.ReadDir(dir)
-	kinds := map[string]int{}
-	for _, e := range entries {
-		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
-		if i := strings.IndexByte(target, '['); i > 0 {
-			target = target[:i]
-		}
-		kinds[target]++
-	}
-	return fmt.Sprint(kinds)
-}
 
 // starts counts the spawns the daemon reported: successful and failed.
 func starts(d *runningDaemon) int {
@@ -86,7 +59,7 @@ func TestCrashLoopUnderAConnectionStormIsBoundedAndRecoversOnFix(t *testing.T) {
 	file := filepath.Join(apps, "broken.yaml")
 	// A start_timeout far above "fail fast": a client held until it ran
 	// out would show.
-	writeFile(t, file, fmt.Sprintf("listen: %q\ncommand: [%q, \"-crash\"]\nstart_timeout: 30s\n", listen, bin))
+	testutil.WriteFile(t, file, fmt.Sprintf("listen: %q\ncommand: [%q, \"-crash\"]\nstart_timeout: 30s\n", listen, bin))
 	d := startDaemon(t, apps, "-state", state)
 
 	const conns = 200
@@ -118,7 +91,7 @@ func TestCrashLoopUnderAConnectionStormIsBoundedAndRecoversOnFix(t *testing.T) {
 	}
 
 	// The fix: the program no longer crashes. The edit resets the backoff.
-	writeFile(t, file, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\nstart_timeout: 30s\n", listen, bin))
+	testutil.WriteFile(t, file, fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\"]\nstart_timeout: 30s\n", listen, bin))
 	testutil.Eventually(t, 20*time.Second, func() bool { return tryEcho(listen, "fixed") },
 		"the fixed app is not served")
 }
@@ -128,7 +101,7 @@ func TestSilentClientsHoldNoMoreThanMaxPendingAndStartTimeout(t *testing.T) {
 	listen := testutil.FreeAddr(t)
 	bin := testutil.TestApp(t)
 	// The program takes far longer to start than start_timeout allows.
-	writeFile(t, filepath.Join(apps, "slow.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "slow.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [%q, \"-mode\", \"echo\", \"-delay\", \"30s\"]\nstart_timeout: 1s\nstop_timeout: 1s\nmax_pending: 5\n", listen, bin))
 	d := startDaemon(t, apps)
 	pid := d.cmd.Process.Pid
@@ -181,7 +154,7 @@ func TestConnectAndCloseStormWakesTheAppOnce(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "echo.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [%q, \"-mode\", \"echo\", \"-delay\", \"300ms\", \"-pidfile\", %q]\nidle_timeout: 10m\n",
 		listen, testutil.TestApp(t), pidfile))
 	d := startDaemon(t, apps)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -13,8 +13,8 @@ import (
 func TestCronWakeStartsAppWithoutAConnection(t *testing.T) {
 	apps := t.TempDir()
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "warm.yaml"),
-		echoApp(t, testutil.FreeAddr(t), pidfile, "")+"wake:\n  - cron: \"@every 1s\"\n    keep: 1m\n")
+	testutil.WriteFile(t, filepath.Join(apps, "warm.yaml"),
+		testutil.EchoApp(t, testutil.FreeAddr(t), pidfile, "")+"wake:\n  - cron: \"@every 1s\"\n    keep: 1m\n")
 	startDaemon(t, apps)
 	if pid := testutil.ReadPidFile(t, pidfile); !testutil.ProcessAlive(pid) {
 		t.Fatalf("app woken by cron is not running (pid %d)", pid)
@@ -24,7 +24,7 @@ func TestCronWakeStartsAppWithoutAConnection(t *testing.T) {
 func TestCronJobRunsInTheAppDirWithItsEnv(t *testing.T) {
 	apps := t.TempDir()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(apps, "tidy.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "tidy.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [\"true\"]\ndir: %q\nenv: {WHO: cron}\njobs:\n  - cron: \"@every 1s\"\n    command: \"echo $WHO > ran\"\n",
 		testutil.FreeAddr(t), dir))
 	startDaemon(t, apps)
@@ -37,7 +37,7 @@ func TestCronJobRunsInTheAppDirWithItsEnv(t *testing.T) {
 func TestCronJobDiesWithASIGKILLedDaemon(t *testing.T) {
 	apps := t.TempDir()
 	pidfile := filepath.Join(t.TempDir(), "job.pid")
-	writeFile(t, filepath.Join(apps, "batch.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "batch.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [\"true\"]\njobs:\n  - cron: \"@every 1s\"\n    command: [%q, \"-mode\", \"sleep\", \"-pidfile\", %q]\n",
 		testutil.FreeAddr(t), testutil.TestApp(t), pidfile))
 	d := startDaemon(t, apps)

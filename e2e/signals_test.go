@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"errors"
@@ -48,7 +48,7 @@ func TestDaemonSIGTERMClosesHeldConnectionsAndStopsListeningAtOnce(t *testing.T)
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "slow.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "slow.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [%q, \"-mode\", \"sleep\", \"-ignore-term\", \"-pidfile\", %q]\nstart_timeout: 5m\nstop_timeout: 5m\n",
 		listen, testutil.TestApp(t), pidfile))
 	d := startDaemon(t, apps)

@@ -1,9 +1,7 @@
-package main
+package e2e
 
 import (
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,21 +10,11 @@ import (
 	"github.com/dynapm/dynapm/internal/testutil"
 )
 
-// pidIn returns the pid in path, or 0 if there is none (yet).
-func pidIn(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
-
 func TestAlwaysAppIsRestartedAfterACrash(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "core.yaml"), echoApp(t, listen, pidfile, "")+"mode: always\n")
+	testutil.WriteFile(t, filepath.Join(apps, "core.yaml"), testutil.EchoApp(t, listen, pidfile, "")+"mode: always\n")
 	d := startDaemon(t, apps)
 	pid := testutil.ReadPidFile(t, pidfile) // started with the daemon, no connection
 	// Killed once ready: a kill before its probe passed would be a failed
@@ -49,7 +37,7 @@ func TestAlwaysAppIsRestartedAfterACrash(t *testing.T) {
 	// pidfile can be seen first.
 	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(d.out.String(), "app exited") },
 		"the crash was not logged:\n%s", d.out)
-	if got := echoOnce(t, listen, "after the restart"); got != "after the restart" {
+	if got := testutil.EchoOnce(t, listen, "after the restart"); got != "after the restart" {
 		t.Fatalf("echo after the restart = %q", got)
 	}
 	if got := pidIn(pidfile); got != next {
@@ -62,14 +50,14 @@ func TestHotAddedPersistentAppStartsWithoutAConnection(t *testing.T) {
 	d := startDaemon(t, apps)
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "db.yaml"), echoApp(t, listen, pidfile, "")+"mode: persistent\n")
+	testutil.WriteFile(t, filepath.Join(apps, "db.yaml"), testutil.EchoApp(t, listen, pidfile, "")+"mode: persistent\n")
 
 	var pid int
 	testutil.Eventually(t, reloadWait, func() bool {
 		pid = pidIn(pidfile)
 		return pid != 0 && testutil.ProcessAlive(pid)
 	}, "the hot-added persistent app did not start; daemon output:\n%s", d.out)
-	if got := echoOnce(t, listen, "persistent"); got != "persistent" {
+	if got := testutil.EchoOnce(t, listen, "persistent"); got != "persistent" {
 		t.Fatalf("echo = %q", got)
 	}
 	if got := pidIn(pidfile); got != pid {

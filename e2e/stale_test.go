@@ -1,10 +1,9 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,33 +11,6 @@ import (
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
-
-// childrenOf returns the pids whose parent is ppid and whose command line
-// contains substr.
-func childrenOf(ppid int, substr string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(ppid) {
-			continue
-		}
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.Contains(string(cmdline), substr) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
 
 // killDaemonAndReaper SIGKILLs the daemon in a way that lets its apps
 // survive. The daemon is stopped first, so that it cannot restart its
@@ -69,19 +41,6 @@ func killDaemonAndReaper(t *testing.T, d *runningDaemon) {
 	<-d.done
 }
 
-// procState returns the state letter of pid from /proc, 0 if gone.
-func procState(pid int) byte {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
-}
-
 func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
 	apps, state := t.TempDir(), t.TempDir()
 	listen, upstream := testutil.FreeAddr(t), testutil.FreeAddr(t)
@@ -89,11 +48,11 @@ func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
 	// A fixed upstream: a survivor holding it would make every new start
 	// fail with "address in use".
 	// A long idle_timeout: the app must still run when the daemon dies.
-	writeFile(t, filepath.Join(apps, "echo.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), fmt.Sprintf(
 		"listen: %q\nupstream: %q\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q]\nidle_timeout: 10m\nstop_timeout: 2s\n",
 		listen, upstream, testutil.TestApp(t), pidfile))
 	d1 := startDaemon(t, apps, "-state", state)
-	if got := echoOnce(t, listen, "first"); got != "first" {
+	if got := testutil.EchoOnce(t, listen, "first"); got != "first" {
 		t.Fatalf("echo = %q", got)
 	}
 	old := testutil.ReadPidFile(t, pidfile)
@@ -113,7 +72,7 @@ func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return !testutil.ProcessAlive(old) },
 		"stale app %d still running", old)
-	if got := echoOnce(t, listen, "second"); got != "second" {
+	if got := testutil.EchoOnce(t, listen, "second"); got != "second" {
 		t.Fatalf("echo after recovery = %q", got)
 	}
 	if pid := testutil.ReadPidFile(t, pidfile); pid == old {

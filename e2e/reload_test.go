@@ -1,8 +1,7 @@
-package main
+package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,38 +16,6 @@ import (
 
 // Hot reload of apps.d, end to end: the daemon binary, real files, real
 // listeners and real app processes.
-
-// reloadWait bounds waits for a reload; the debounce is 50ms, so this is
-// generous for a loaded machine.
-const reloadWait = 15 * time.Second
-
-// tryEcho reports whether a fresh connection to addr echoes msg.
-func tryEcho(addr, msg string) bool {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return false
-	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		return false
-	}
-	reply, err := io.ReadAll(c)
-	return err == nil && string(reply) == msg
-}
-
-// refused reports whether nothing listens on addr.
-func refused(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return true
-	}
-	c.Close()
-	return false
-}
 
 // openConn is a connection kept open across reloads, echoing a line at a time.
 type openConn struct {
@@ -79,46 +46,12 @@ func (o *openConn) echo(t *testing.T, line string) {
 	}
 }
 
-// waitLog waits until the daemon's log holds a line with every one of parts.
-func (d *runningDaemon) waitLog(t *testing.T, parts ...string) {
-	t.Helper()
-	testutil.Eventually(t, reloadWait, func() bool {
-		for line := range strings.Lines(d.out.String()) {
-			if containsAll(line, parts...) {
-				return true
-			}
-		}
-		return false
-	}, "no daemon log line with %q", parts)
-}
-
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
-}
-
-// echoAppOn is echoApp on several listen addresses, with a long idle timeout
-// so that only reloads stop it.
-func echoAppOn(t *testing.T, listen []string, pidfile, extra string) string {
-	bin := testutil.TestApp(t)
-	quoted := make([]string, len(listen))
-	for i, l := range listen {
-		quoted[i] = fmt.Sprintf("%q", l)
-	}
-	return fmt.Sprintf("listen: [%s]\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q%s]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\n",
-		strings.Join(quoted, ", "), bin, pidfile, extra)
-}
-
 func TestReloadNewFileListensSoonAfterItIsWritten(t *testing.T) {
 	t.Parallel()
 	apps := t.TempDir()
 	startDaemon(t, apps)
 	listen := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "new.yaml"), echoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "new.yaml"), testutil.EchoApp(t, listen, filepath.Join(t.TempDir(), "pid"), ""))
 	testutil.Eventually(t, reloadWait, func() bool { return tryEcho(listen, "new") }, "new app on %s not served", listen)
 }
 
@@ -127,9 +60,9 @@ func TestReloadRemovedFileClosesListenerAndStopsApp(t *testing.T) {
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, filepath.Join(apps, "gone.yaml"), echoAppOn(t, []string{listen}, pidfile, ""))
+	testutil.WriteFile(t, filepath.Join(apps, "gone.yaml"), echoAppOn(t, []string{listen}, pidfile, ""))
 	d := startDaemon(t, apps)
-	if got := echoOnce(t, listen, "x"); got != "x" {
+	if got := testutil.EchoOnce(t, listen, "x"); got != "x" {
 		t.Fatalf("%s: echo = %q", "app not served before removal", got)
 	}
 	pid := testutil.ReadPidFile(t, pidfile)
@@ -147,18 +80,18 @@ func TestReloadChangedListenKeepsUnchangedAddressAndItsOpenConnection(t *testing
 	kept, dropped, added := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	path := filepath.Join(apps, "web.yaml")
-	writeFile(t, path, echoAppOn(t, []string{kept, dropped}, pidfile, ""))
+	testutil.WriteFile(t, path, echoAppOn(t, []string{kept, dropped}, pidfile, ""))
 	startDaemon(t, apps)
 	conn := dialOpen(t, kept)
 	conn.echo(t, "before")
 	pid := testutil.ReadPidFile(t, pidfile)
 
-	writeFile(t, path, echoAppOn(t, []string{kept, added}, pidfile, ""))
+	testutil.WriteFile(t, path, echoAppOn(t, []string{kept, added}, pidfile, ""))
 	testutil.Eventually(t, reloadWait, func() bool { return tryEcho(added, "added") }, "new address %s not served", added)
 	testutil.Eventually(t, reloadWait, func() bool { return refused(dropped) }, "dropped address %s still listening", dropped)
 	conn.echo(t, "during")
 	conn.echo(t, "after")
-	if got := echoOnce(t, kept, "kept"); got != "kept" {
+	if got := testutil.EchoOnce(t, kept, "kept"); got != "kept" {
 		t.Fatalf("%s: echo = %q", "kept address %s no longer accepts", got)
 	}
 	if now := testutil.ReadPidFile(t, pidfile); now != pid || !testutil.ProcessAlive(pid) {
@@ -172,18 +105,18 @@ func TestReloadChangedCommandRestartsAndConnectionDuringRestartIsServedByNewProc
 	listen := testutil.FreeAddr(t)
 	oldPidfile, newPidfile := filepath.Join(t.TempDir(), "old"), filepath.Join(t.TempDir(), "new")
 	path := filepath.Join(apps, "web.yaml")
-	writeFile(t, path, echoAppOn(t, []string{listen}, oldPidfile, ""))
+	testutil.WriteFile(t, path, echoAppOn(t, []string{listen}, oldPidfile, ""))
 	d := startDaemon(t, apps)
-	if got := echoOnce(t, listen, "old"); got != "old" {
+	if got := testutil.EchoOnce(t, listen, "old"); got != "old" {
 		t.Fatalf("%s: echo = %q", "app not served before the edit", got)
 	}
 	oldPid := testutil.ReadPidFile(t, oldPidfile)
 
 	// The new command starts slowly, so that a connection made as soon as
 	// the restart is logged arrives while it is under way.
-	writeFile(t, path, echoAppOn(t, []string{listen}, newPidfile, `, "-delay", "300ms"`))
+	testutil.WriteFile(t, path, echoAppOn(t, []string{listen}, newPidfile, `, "-delay", "300ms"`))
 	d.waitLog(t, "restarting app", "app=web")
-	if got := echoOnce(t, listen, "during restart"); got != "during restart" {
+	if got := testutil.EchoOnce(t, listen, "during restart"); got != "during restart" {
 		t.Fatalf("echo during the restart = %q", got)
 	}
 	newPid := testutil.ReadPidFile(t, newPidfile)
@@ -199,16 +132,16 @@ func TestReloadUnchangedAppKeepsItsConnectionWhileAnotherFileIsEdited(t *testing
 	apps := t.TempDir()
 	quiet, busy, busy2 := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	quietPid := filepath.Join(t.TempDir(), "quiet")
-	writeFile(t, filepath.Join(apps, "quiet.yaml"), echoAppOn(t, []string{quiet}, quietPid, ""))
+	testutil.WriteFile(t, filepath.Join(apps, "quiet.yaml"), echoAppOn(t, []string{quiet}, quietPid, ""))
 	busyPath := filepath.Join(apps, "busy.yaml")
-	writeFile(t, busyPath, echoAppOn(t, []string{busy}, filepath.Join(t.TempDir(), "busy"), ""))
+	testutil.WriteFile(t, busyPath, echoAppOn(t, []string{busy}, filepath.Join(t.TempDir(), "busy"), ""))
 	startDaemon(t, apps)
 	conn := dialOpen(t, quiet)
 	conn.echo(t, "before")
 	pid := testutil.ReadPidFile(t, quietPid)
 
 	// A command change restarts busy; a listen change moves it.
-	writeFile(t, busyPath, echoAppOn(t, []string{busy2}, filepath.Join(t.TempDir(), "busy2"), `, "-delay", "1ms"`))
+	testutil.WriteFile(t, busyPath, echoAppOn(t, []string{busy2}, filepath.Join(t.TempDir(), "busy2"), `, "-delay", "1ms"`))
 	testutil.Eventually(t, reloadWait, func() bool { return tryEcho(busy2, "moved") }, "edited app not served on %s", busy2)
 	conn.echo(t, "after")
 	if now := testutil.ReadPidFile(t, quietPid); now != pid || !testutil.ProcessAlive(pid) {
@@ -223,19 +156,19 @@ func TestReloadInvalidEditIsLoggedAndLastGoodVersionKeepsServing(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	path := filepath.Join(apps, "web.yaml")
 	good := echoAppOn(t, []string{listen}, pidfile, "")
-	writeFile(t, path, good)
+	testutil.WriteFile(t, path, good)
 	d := startDaemon(t, apps)
 	conn := dialOpen(t, listen)
 	conn.echo(t, "before")
 
-	writeFile(t, path, strings.Replace(good, "idle_timeout: 1h", "idle_timeout: soon", 1))
+	testutil.WriteFile(t, path, strings.Replace(good, "idle_timeout: 1h", "idle_timeout: soon", 1))
 	d.waitLog(t, "web.yaml", "idle_timeout", "last good")
 	conn.echo(t, "still")
-	if got := echoOnce(t, listen, "fresh"); got != "fresh" {
+	if got := testutil.EchoOnce(t, listen, "fresh"); got != "fresh" {
 		t.Fatalf("%s: echo = %q", "last good version no longer accepts", got)
 	}
 	// A later valid save applies.
-	writeFile(t, path, echoAppOn(t, []string{next}, pidfile, ""))
+	testutil.WriteFile(t, path, echoAppOn(t, []string{next}, pidfile, ""))
 	testutil.Eventually(t, reloadWait, func() bool { return tryEcho(next, "fixed") }, "fixed file not applied")
 }
 
@@ -245,16 +178,16 @@ func TestReloadSIGHUPRescansChangesWithoutEvents(t *testing.T) {
 	first, second := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	target := filepath.Join(elsewhere, "web.yaml")
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	writeFile(t, target, echoAppOn(t, []string{first}, pidfile, ""))
+	testutil.WriteFile(t, target, echoAppOn(t, []string{first}, pidfile, ""))
 	if err := os.Symlink(target, filepath.Join(apps, "web.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, apps)
-	if got := echoOnce(t, first, "first"); got != "first" {
+	if got := testutil.EchoOnce(t, first, "first"); got != "first" {
 		t.Fatalf("%s: echo = %q", "app not served", got)
 	}
 	// Editing the symlink's target makes no event in apps.d.
-	writeFile(t, target, echoAppOn(t, []string{second}, pidfile, ""))
+	testutil.WriteFile(t, target, echoAppOn(t, []string{second}, pidfile, ""))
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +204,7 @@ func TestReloadListenAddressTakenElsewhereIsReportedAndRetried(t *testing.T) {
 	t.Parallel()
 	apps := t.TempDir()
 	other := testutil.FreeAddr(t)
-	writeFile(t, filepath.Join(apps, "other.yaml"), echoAppOn(t, []string{other}, filepath.Join(t.TempDir(), "pid"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "other.yaml"), echoAppOn(t, []string{other}, filepath.Join(t.TempDir(), "pid"), ""))
 	d := startDaemon(t, apps)
 
 	squatter, err := net.Listen("tcp", "127.0.0.1:0")
@@ -279,9 +212,9 @@ func TestReloadListenAddressTakenElsewhereIsReportedAndRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	taken := squatter.Addr().String()
-	writeFile(t, filepath.Join(apps, "web.yaml"), echoAppOn(t, []string{taken}, filepath.Join(t.TempDir(), "pid2"), ""))
+	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), echoAppOn(t, []string{taken}, filepath.Join(t.TempDir(), "pid2"), ""))
 	d.waitLog(t, "web.yaml", "listen[0]", "address already in use")
-	if got := echoOnce(t, other, "still"); got != "still" {
+	if got := testutil.EchoOnce(t, other, "still"); got != "still" {
 		t.Fatalf("%s: echo = %q", "the daemon stopped serving other apps", got)
 	}
 	select {

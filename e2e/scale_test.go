@@ -1,10 +1,9 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,16 +40,6 @@ func echoOn(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
-// pidOf reads a pid file, 0 when it is not (fully) written.
-func pidOf(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
-
 // TestDaemonScalesAnAppAcrossInstances: a connection beyond the target
 // starts a second instance with its own $INSTANCE and port; killing it
 // leaves the first instance's connections alone; idle instances stop.
@@ -59,7 +48,7 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 	pids := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	bin := testutil.TestApp(t)
-	writeFile(t, filepath.Join(apps, "web.yaml"), fmt.Sprintf(
+	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: 'exec %s -mode echo -pidfile %s/$INSTANCE.pid'\n"+
 			"scale: {max: 2, target_connections: 1}\nidle_timeout: 300ms\nstart_timeout: 20s\nstop_timeout: 2s\n",
 		listen, bin, pids))
@@ -107,7 +96,7 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 	}, "the daemon did not see instance 1 exit:\n%s", d.out)
 	echoOn(t, a, "a again")
 	echoOn(t, b, "b again")
-	if got := echoOnce(t, listen, "new"); got != "new" {
+	if got := testutil.EchoOnce(t, listen, "new"); got != "new" {
 		t.Fatalf("new connection after the crash echoed %q", got)
 	}
 
@@ -116,7 +105,7 @@ func TestDaemonScalesAnAppAcrossInstances(t *testing.T) {
 	b.Close()
 	c.Close()
 	testutil.Eventually(t, 20*time.Second, func() bool {
-		p0, p1 := pidOf(filepath.Join(pids, "0.pid")), pidOf(filepath.Join(pids, "1.pid"))
+		p0, p1 := pidIn(filepath.Join(pids, "0.pid")), pidIn(filepath.Join(pids, "1.pid"))
 		return !testutil.ProcessAlive(p0) && !testutil.ProcessAlive(p1)
 	}, "instances still alive after idle_timeout:\n%s", d.out)
 }

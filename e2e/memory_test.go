@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -14,25 +14,25 @@ import (
 func TestMemoryBudgetStopsTheLeastRecentlyActiveApp(t *testing.T) {
 	apps := t.TempDir()
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
-	writeFile(t, config, "memory:\n  budget: 180MiB\n  interval: 100ms\n")
+	testutil.WriteFile(t, config, "memory:\n  budget: 180MiB\n  interval: 100ms\n")
 	pids := map[string]string{}
 	listens := map[string]string{}
 	for _, name := range []string{"a", "b", "c"} {
 		pids[name] = filepath.Join(t.TempDir(), "pid")
 		listens[name] = testutil.FreeAddr(t)
-		writeFile(t, filepath.Join(apps, name+".yaml"),
-			strings.Replace(echoApp(t, listens[name], pids[name], ", \"-alloc\", \"64\""),
+		testutil.WriteFile(t, filepath.Join(apps, name+".yaml"),
+			strings.Replace(testutil.EchoApp(t, listens[name], pids[name], ", \"-alloc\", \"64\""),
 				"idle_timeout: 300ms", "idle_timeout: 10m", 1))
 	}
 	d := startDaemon(t, apps, "-config", config)
 	for _, name := range []string{"a", "b"} {
-		if got := echoOnce(t, listens[name], name); got != name {
+		if got := testutil.EchoOnce(t, listens[name], name); got != name {
 			t.Fatalf("app %s echoed %q", name, got)
 		}
 	}
 	a := testutil.ReadPidFile(t, pids["a"])
 	b := testutil.ReadPidFile(t, pids["b"])
-	echoOnce(t, listens["c"], "c") // now three 64 MiB apps: over 180 MiB
+	testutil.EchoOnce(t, listens["c"], "c") // now three 64 MiB apps: over 180 MiB
 	testutil.Eventually(t, 20*time.Second, func() bool { return !testutil.ProcessAlive(a) },
 		"least recently active app a (pid %d) still running over budget", a)
 	if !testutil.ProcessAlive(b) {

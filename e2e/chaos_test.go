@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -237,14 +237,14 @@ func TestChaos(t *testing.T) {
 	metricsAddr, listen := addrs[0], addrs[1:]
 	config := filepath.Join(t.TempDir(), "dynapm.yaml")
 	// JSON logs: the check of close reasons reads them back.
-	writeFile(t, config, fmt.Sprintf("metrics: %q\nlog: {format: json}\n", metricsAddr))
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\nlog: {format: json}\n", metricsAddr))
 	pidDir := t.TempDir()
 	appFile := func(i, version int) string {
 		return fmt.Sprintf("listen: %q\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q]\nenv: {VERSION: \"%d\"}\nidle_timeout: 500ms\nstart_timeout: %s\nstop_timeout: 1s\n",
 			listen[i], bin, filepath.Join(pidDir, fmt.Sprintf("app%d.pid", i)), version, startTimeout)
 	}
 	for i := range napps {
-		writeFile(t, filepath.Join(apps, fmt.Sprintf("app%d.yaml", i)), appFile(i, 0))
+		testutil.WriteFile(t, filepath.Join(apps, fmt.Sprintf("app%d.yaml", i)), appFile(i, 0))
 	}
 	d := startDaemon(t, apps, "-state", state, "-config", config)
 	dpid := d.cmd.Process.Pid
@@ -252,7 +252,7 @@ func TestChaos(t *testing.T) {
 	// descriptors a first start opens for good (logs, the reaper); the
 	// baseline is taken once they are all idle again.
 	for i := range napps {
-		if got := echoOnce(t, listen[i], "warm"); got != "warm" {
+		if got := testutil.EchoOnce(t, listen[i], "warm"); got != "warm" {
 			t.Fatalf("app%d warm-up echo = %q", i, got)
 		}
 	}
@@ -292,11 +292,11 @@ func TestChaos(t *testing.T) {
 			killChaosApp(filepath.Join(pidDir, fmt.Sprintf("app%d.pid", i)), bin)
 		case 1: // edit: a changed env restarts a running app
 			if _, gone := removed[i]; !gone {
-				writeFile(t, file, appFile(i, version))
+				testutil.WriteFile(t, file, appFile(i, version))
 			}
 		case 2: // remove, or re-add a removed one
 			if from, gone := removed[i]; gone {
-				writeFile(t, file, appFile(i, version))
+				testutil.WriteFile(t, file, appFile(i, version))
 				removals[i] = append(removals[i], removal{from, time.Now()})
 				delete(removed, i)
 			} else {
@@ -314,7 +314,7 @@ func TestChaos(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	for i, from := range removed {
-		writeFile(t, filepath.Join(apps, fmt.Sprintf("app%d.yaml", i)), appFile(i, 10000))
+		testutil.WriteFile(t, filepath.Join(apps, fmt.Sprintf("app%d.yaml", i)), appFile(i, 10000))
 		removals[i] = append(removals[i], removal{from, time.Now()})
 	}
 
