@@ -7,7 +7,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/cmddriver"
-	"github.com/dynapm/dynapm/dockerdriver"
+	dockerdriver "github.com/dynapm/dynapm/driver/docker"
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
