@@ -6,7 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/dynapm/dynapm/appfile"
-	"github.com/dynapm/dynapm/cmddriver"
+	cmddriver "github.com/dynapm/dynapm/driver/command"
 	dockerdriver "github.com/dynapm/dynapm/driver/docker"
 	"github.com/dynapm/dynapm/lifecycle"
 )
