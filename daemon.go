@@ -19,13 +19,13 @@ import (
 	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
 	execdriver "github.com/dynapm/dynapm/driver/exec"
+	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/memory"
 	"github.com/dynapm/dynapm/metrics"
 	"github.com/dynapm/dynapm/sdnotify"
 	"github.com/dynapm/dynapm/settings"
-	"github.com/dynapm/dynapm/spawner"
 )
 
 // shutdownGrace bounds how long an orderly shutdown waits for jobs,

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/internal/testutil"
-	"github.com/dynapm/dynapm/spawner"
 	"go.uber.org/goleak"
 )
 

@@ -29,8 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/lifecycle"
-	"github.com/dynapm/dynapm/spawner"
 )
 
 // Interface guard.

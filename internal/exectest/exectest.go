@@ -15,8 +15,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/internal/testutil"
-	"github.com/dynapm/dynapm/spawner"
 )
 
 // spawnerEnv set makes a suite start its programs through the spawner
