@@ -9,9 +9,11 @@ import (
 	"github.com/dynapm/dynapm/appfile"
 )
 
-// Driver is a way to run an app: the native exec driver, and later Docker
-// containers or custom start/stop commands. The Manager owns states and
-// timing; a Driver only starts and stops.
+// Driver is a way to run an app, chosen by the app file's driver: key. The
+// drivers live under driver/: exec (the default: the app's command in a
+// process group of its own), docker (containers and Swarm services) and
+// command (the app's own start and stop commands). The Manager owns states
+// and timing; a Driver only starts and stops.
 type Driver interface {
 	// Start launches the app described by req and returns once it has been
 	// launched (not once it is ready: the Manager probes readiness).
