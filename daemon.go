@@ -18,13 +18,14 @@ import (
 	"github.com/dynapm/dynapm/applog"
 	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
+	execdriver "github.com/dynapm/dynapm/driver/exec"
+	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/memory"
 	"github.com/dynapm/dynapm/metrics"
 	"github.com/dynapm/dynapm/sdnotify"
 	"github.com/dynapm/dynapm/settings"
-	"github.com/dynapm/dynapm/spawner"
 )
 
 // Interface guards. Each consumer owns the interface it needs, and l4,
@@ -56,7 +57,7 @@ const shutdownGrace = 30 * time.Second
 // driving the manager, and the apps.d watcher feeding them all.
 type daemon struct {
 	log    *slog.Logger
-	driver *lifecycle.ExecDriver
+	driver *execdriver.Driver
 	// spawner starts the exec driver's programs from a helper process
 	// with a small descriptor table, once there are many apps (see
 	// chooseSpawn); nil until then. spawnerOn: the driver uses it.
@@ -110,7 +111,7 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	// previous daemon that died left running (its reaper died with it),
 	// so that no upstream port is still taken.
 	runDir := filepath.Join(s.StateDir, "run")
-	lifecycle.StopStale(ctx, runDir, log)
+	execdriver.StopStale(ctx, runDir, log)
 	if err := d.driver.RecordGroups(runDir); err != nil {
 		return errors.Join(err, d.shutdown())
 	}
@@ -205,7 +206,7 @@ func (d *daemon) chooseSpawn(listeners int) {
 func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d := &daemon{log: log}
 	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
-	d.driver = lifecycle.NewExecDriver(log)
+	d.driver = execdriver.New(log)
 	d.drivers = otherDrivers(log)
 	keep := s.AppLogs.Keep
 	if keep == 0 {

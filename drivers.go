@@ -6,8 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/dynapm/dynapm/appfile"
-	"github.com/dynapm/dynapm/cmddriver"
-	"github.com/dynapm/dynapm/dockerdriver"
+	cmddriver "github.com/dynapm/dynapm/driver/command"
+	dockerdriver "github.com/dynapm/dynapm/driver/docker"
 	"github.com/dynapm/dynapm/lifecycle"
 )
 

@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/dynapm/dynapm/spawner"
+	"github.com/dynapm/dynapm/driver/exec/spawner"
 )
 
 const usage = `dynapm keeps rarely used TCP services ready, starting them on the first connection.

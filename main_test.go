@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/dynapm/dynapm/spawner"
+	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"go.uber.org/goleak"
 )
 

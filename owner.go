@@ -10,7 +10,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/appsdir"
-	"github.com/dynapm/dynapm/lifecycle"
+	execdriver "github.com/dynapm/dynapm/driver/exec"
 )
 
 // ownerError is, for a daemon running as root, the refusal of an app file
@@ -37,7 +37,7 @@ func ownerError(s *appfile.Spec) error {
 	if s.User == "" {
 		return refuse("", fmt.Sprintf("%s could make root run anything", owner), fmt.Sprintf(", or set user: %s to run the app as its owner", owner))
 	}
-	cred, err := lifecycle.Credential(s.User, s.Group)
+	cred, err := execdriver.Credential(s.User, s.Group)
 	if err != nil {
 		return refuse("user", err.Error(), "")
 	}

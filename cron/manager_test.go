@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	execdriver "github.com/dynapm/dynapm/driver/exec"
 	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -23,7 +24,7 @@ var _ Waker = (*lifecycle.Manager)(nil)
 func newRealManager(t *testing.T, stateDir string) *lifecycle.Manager {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
-	d := lifecycle.NewExecDriver(logger)
+	d := execdriver.New(logger)
 	m := lifecycle.NewManager(lifecycle.Config{StateDir: stateDir, Logger: logger, Driver: d})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

@@ -21,6 +21,12 @@ import (
 // tests must not flake on a loaded 2-core machine.
 const mgrWait = 15 * time.Second
 
+// NewTestDriver returns the driver the harness runs its apps with, closed
+// when the test ends. It is the exec driver, which imports this package
+// and so cannot be imported by its tests: TestMain, in the external test
+// package (main_test.go), sets it.
+var NewTestDriver func(t testing.TB, logger *slog.Logger) Driver
+
 // harness is a Manager with a real exec driver, a state directory and a
 // captured log.
 type harness struct {
@@ -39,11 +45,9 @@ func newHarness(t testing.TB, edit ...func(*Config)) *harness {
 	t.Helper()
 	logs := &testutil.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d := NewExecDriver(logger)
-	closeSpawner, err := withTestSpawner(d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Before the harness's cleanup, so that the driver is closed after
+	// the Manager has shut down (cleanups run last first).
+	d := NewTestDriver(t, logger)
 	cfg := Config{
 		StateDir:   t.TempDir(),
 		Logger:     logger,
@@ -60,12 +64,6 @@ func newHarness(t testing.TB, edit ...func(*Config)) *harness {
 		defer cancel()
 		if err := h.m.Shutdown(ctx); err != nil {
 			t.Errorf("shutting down manager: %v", err)
-		}
-		if err := d.Close(); err != nil {
-			t.Errorf("closing driver: %v", err)
-		}
-		if err := closeSpawner(); err != nil {
-			t.Errorf("closing spawner: %v", err)
 		}
 	})
 	return h

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	execdriver "github.com/dynapm/dynapm/driver/exec"
 	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -38,7 +39,7 @@ func New(t *testing.T, wait time.Duration, drivers func(*slog.Logger) map[string
 	t.Helper()
 	logs := &testutil.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))
-	execDriver := lifecycle.NewExecDriver(logger)
+	execDriver := execdriver.New(logger)
 	m := lifecycle.NewManager(lifecycle.Config{
 		StateDir:   t.TempDir(),
 		Logger:     logger,

@@ -1,4 +1,4 @@
-package lifecycle
+package execdriver
 
 import (
 	"bufio"
@@ -18,33 +18,27 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/exectest"
 	"github.com/dynapm/dynapm/internal/testutil"
+	"github.com/dynapm/dynapm/lifecycle"
 )
 
 // execWaitLimit is a generous bound for things that take milliseconds.
 const execWaitLimit = 10 * time.Second
 
-func newExecTestDriver(t *testing.T) *ExecDriver {
+// newExecTestDriver returns a driver that logs to the test's output, with
+// the spawner helper when the suite runs with one, closed when the test
+// ends.
+func newExecTestDriver(t *testing.T) *Driver {
 	t.Helper()
-	d := NewExecDriver(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
-	closeSpawner, err := withTestSpawner(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Errorf("closing driver: %v", err)
-		}
-		if err := closeSpawner(); err != nil {
-			t.Errorf("closing spawner: %v", err)
-		}
-	})
+	d := New(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
+	exectest.Setup(t, d)
 	return d
 }
 
 // execRequest is a start request for the test app with args, run in its own
 // temporary directory with the test's environment, logging to dir/app.log.
-func execRequest(t *testing.T, args ...string) (StartRequest, string) {
+func execRequest(t *testing.T, args ...string) (lifecycle.StartRequest, string) {
 	t.Helper()
 	dir := t.TempDir()
 	log, err := os.Create(filepath.Join(dir, "app.log"))
@@ -52,7 +46,7 @@ func execRequest(t *testing.T, args ...string) (StartRequest, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
-	return StartRequest{
+	return lifecycle.StartRequest{
 		Spec: &appfile.Spec{
 			Name:    "t",
 			Command: append([]string{testutil.TestApp(t)}, args...),
@@ -63,7 +57,7 @@ func execRequest(t *testing.T, args ...string) (StartRequest, string) {
 	}, dir
 }
 
-func execStart(t *testing.T, d *ExecDriver, req StartRequest) Process {
+func execStart(t *testing.T, d *Driver, req lifecycle.StartRequest) lifecycle.Process {
 	t.Helper()
 	p, err := d.Start(context.Background(), req)
 	if err != nil {
@@ -72,7 +66,7 @@ func execStart(t *testing.T, d *ExecDriver, req StartRequest) Process {
 	return p
 }
 
-func waitExecDone(t *testing.T, p Process) {
+func waitExecDone(t *testing.T, p lifecycle.Process) {
 	t.Helper()
 	select {
 	case <-p.Done():
@@ -81,7 +75,7 @@ func waitExecDone(t *testing.T, p Process) {
 	}
 }
 
-func execStop(t *testing.T, p Process, timeout time.Duration) {
+func execStop(t *testing.T, p lifecycle.Process, timeout time.Duration) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- p.Stop(syscall.SIGTERM, timeout) }()

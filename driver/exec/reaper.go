@@ -1,4 +1,4 @@
-package lifecycle
+package execdriver
 
 import (
 	"fmt"
@@ -102,7 +102,7 @@ func (r *reaper) close() {
 
 // ensureReaperLocked starts the reaper unless it runs, registering every live
 // group with a new one. d.mu must be held.
-func (d *ExecDriver) ensureReaperLocked() error {
+func (d *Driver) ensureReaperLocked() error {
 	if d.reaper != nil {
 		return nil
 	}
@@ -129,7 +129,7 @@ func (d *ExecDriver) ensureReaperLocked() error {
 
 // watchReaper waits for the reaper to exit and, unless the driver closed it,
 // starts a new one.
-func (d *ExecDriver) watchReaper(r *reaper) {
+func (d *Driver) watchReaper(r *reaper) {
 	defer d.wg.Done()
 	err := r.cmd.Wait()
 	close(r.exited)
@@ -151,7 +151,7 @@ func (d *ExecDriver) watchReaper(r *reaper) {
 }
 
 // registerLocked records a new group and tells the reaper. d.mu must be held.
-func (d *ExecDriver) registerLocked(p *execProcess) {
+func (d *Driver) registerLocked(p *process) {
 	d.groups[p.pid] = p
 	if d.reaper == nil {
 		return
@@ -164,7 +164,7 @@ func (d *ExecDriver) registerLocked(p *execProcess) {
 
 // unregister forgets a group that has no live member left, so that the
 // reaper never kills a group that reuses its pgid.
-func (d *ExecDriver) unregister(p *execProcess) {
+func (d *Driver) unregister(p *process) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.groups[p.pid] == p {

@@ -1,4 +1,4 @@
-package lifecycle
+package execdriver
 
 import (
 	"bytes"
@@ -42,7 +42,7 @@ type groupRecord struct {
 // RecordGroups makes the driver record each group it starts in dir (created
 // if missing), and forget the record once the group is gone. Call it before
 // the first Start.
-func (d *ExecDriver) RecordGroups(dir string) error {
+func (d *Driver) RecordGroups(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating the process record directory: %w", err)
 	}
@@ -55,7 +55,7 @@ func (d *ExecDriver) RecordGroups(dir string) error {
 // writeRecordLocked records p's group. Best effort: a failure only costs
 // the second line of defence, so it is logged, not returned. d.mu must be
 // held, which orders it before the group's removeRecordLocked.
-func (d *ExecDriver) writeRecordLocked(p *execProcess, app, program string, sig syscall.Signal, timeout time.Duration) {
+func (d *Driver) writeRecordLocked(p *process, app, program string, sig syscall.Signal, timeout time.Duration) {
 	if err := d.writeGroupRecordLocked(p.pid, app, program, sig, timeout); err != nil {
 		p.logger.Warn("cannot record process group", "err", err)
 	}
@@ -63,7 +63,7 @@ func (d *ExecDriver) writeRecordLocked(p *execProcess, app, program string, sig 
 
 // writeGroupRecordLocked writes the record of group pgid, whose leader
 // must still be alive (not a zombie). d.mu must be held.
-func (d *ExecDriver) writeGroupRecordLocked(pgid int, app, program string, sig syscall.Signal, timeout time.Duration) error {
+func (d *Driver) writeGroupRecordLocked(pgid int, app, program string, sig syscall.Signal, timeout time.Duration) error {
 	dir := d.runDir
 	if dir == "" {
 		return nil
@@ -84,7 +84,7 @@ func (d *ExecDriver) writeGroupRecordLocked(pgid int, app, program string, sig s
 }
 
 // removeRecordLocked forgets the record of group pgid. d.mu must be held.
-func (d *ExecDriver) removeRecordLocked(pgid int) {
+func (d *Driver) removeRecordLocked(pgid int) {
 	dir := d.runDir
 	if dir == "" {
 		return

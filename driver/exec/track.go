@@ -1,4 +1,4 @@
-package lifecycle
+package execdriver
 
 import (
 	"fmt"
@@ -18,14 +18,14 @@ const trackedStopTimeout = killGrace
 // driver's own groups: the reaper kills it if the daemon dies, and with
 // RecordGroups a later daemon stops it if the reaper died too. The
 // scheduler runs its jobs through it. The app's name names the group in
-// the record and the log; program is what was run. The reaper is made ready before
-// cmd starts and the group is registered under the same lock right after,
-// so that a daemon killed at any moment leaves no unguarded group (a job
-// whose reaper had yet to be started once outlived a SIGKILLed daemon).
+// the record and the log; program is what was run. The reaper is made
+// ready before cmd starts and the group is registered under the same lock
+// right after, so that a daemon killed at any moment leaves no unguarded
+// group.
 // The caller must call untrack (exactly once) when the group has no live
 // member left, so that a reused pgid is never killed. After Close,
 // StartGroup fails without starting anything.
-func (d *ExecDriver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (untrack func(), err error) {
+func (d *Driver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (untrack func(), err error) {
 	app := spec.Name
 	if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
 		return nil, fmt.Errorf("starting a process group for app %q: the command does not ask for a group of its own", app)
@@ -63,7 +63,7 @@ func (d *ExecDriver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program strin
 }
 
 // untrack forgets a group started by StartGroup.
-func (d *ExecDriver) untrack(pgid int) {
+func (d *Driver) untrack(pgid int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.tracked[pgid]; !ok {

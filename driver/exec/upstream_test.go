@@ -1,4 +1,4 @@
-package lifecycle
+package execdriver
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/testutil"
+	"github.com/dynapm/dynapm/lifecycle"
 )
 
 // startForeign runs testapp echoing on listen as a process DynaPM knows
@@ -37,21 +37,17 @@ func startForeign(t *testing.T, listen string) (pid int, kill func()) {
 }
 
 func TestStartRefusesAFixedUpstreamAForeignProcessAlreadyServes(t *testing.T) {
-	// An hour of backoff: what follows the failure is decided by the
-	// test, not by a timer.
-	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = time.Hour, time.Hour })
+	m, logs := newTestManager(t)
 	upstream := testutil.FreeAddr(t)
 	foreign, kill := startForeign(t, upstream)
 	mine := filepath.Join(t.TempDir(), "mine.pid")
-	spec := h.spec("web", "-mode", "echo", "-listen", upstream, "-pidfile", mine)
-	spec.Upstream = upstream
-	h.m.Apply([]*appfile.Spec{spec})
+	m.Apply([]*appfile.Spec{upstreamApp(t, upstream, "-mode", "echo", "-listen", upstream, "-pidfile", mine)})
 
-	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	ctx, cancel := context.WithTimeout(context.Background(), managerWait)
 	defer cancel()
-	_, _, err := h.m.Wake(ctx, "web")
-	wantErr(t, err, ErrUpstreamInUse)
-	wantErr(t, err, ErrStartFailed)
+	_, _, err := m.Wake(ctx, "web")
+	wantErr(t, err, lifecycle.ErrUpstreamInUse)
+	wantErr(t, err, lifecycle.ErrStartFailed)
 	msg := err.Error()
 	for _, want := range []string{`app "web"`, upstream, "pid " + strconv.Itoa(foreign), "testapp -mode echo -listen " + upstream, "stop that process"} {
 		if !strings.Contains(msg, want) {
@@ -61,44 +57,56 @@ func TestStartRefusesAFixedUpstreamAForeignProcessAlreadyServes(t *testing.T) {
 	if _, err := os.Stat(mine); !os.IsNotExist(err) {
 		t.Errorf("the app's program ran although its upstream was taken (pid file: %v)", err)
 	}
-	if line := h.logLine("app failed to start", "app=web", "upstream already in use"); line == "" {
-		t.Errorf("the failure is not logged with the app:\n%s", h.logs)
+	logged := false
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "app failed to start") && strings.Contains(line, "app=web") && strings.Contains(line, "upstream already in use") {
+			logged = true
+		}
+	}
+	if !logged {
+		t.Errorf("the failure is not logged with the app:\n%s", logs)
 	}
 
 	// The usual backoff: the next connection fails fast, no new attempt.
-	_, _, err = h.m.Wake(ctx, "web")
-	wantErr(t, err, ErrBackoff)
-	if st := h.status("web"); st.State != Failed || st.Starts != 1 || !strings.Contains(st.LastError, "upstream already in use") {
-		t.Fatalf("after the refused start: %s, want failed after 1 start", fmtStatus(st))
+	_, _, err = m.Wake(ctx, "web")
+	wantErr(t, err, lifecycle.ErrBackoff)
+	if st := webStatus(t, m); st.State != lifecycle.Failed || st.Starts != 1 || !strings.Contains(st.LastError, "upstream already in use") {
+		t.Fatalf("after the refused start: %+v, want failed after 1 start", st)
 	}
 
 	// Once the port is free, the app starts and is the one served.
 	kill()
-	if err := h.m.Start(ctx, "web", "manual"); err != nil {
+	if err := m.Start(ctx, "web", "manual"); err != nil {
 		t.Fatalf("starting after the foreign process left: %v", err)
 	}
-	up, release := h.wake("web")
+	up, release, err := m.Wake(ctx, "web")
+	if err != nil {
+		t.Fatalf("waking: %v", err)
+	}
 	defer release()
-	if got := echo(t, up, "mine"); got != "mine" {
+	if got := testutil.EchoLine(t, up.String(), "mine", managerWait); got != "mine" {
 		t.Fatalf("echo = %q", got)
 	}
-	if st := h.status("web"); st.Pid != testutil.ReadPidFile(t, mine) {
+	if st := webStatus(t, m); st.Pid != testutil.ReadPidFile(t, mine) {
 		t.Fatalf("served by pid %d, want the app's own program", st.Pid)
 	}
 }
 
 func TestFixedUpstreamThatIsFreeStartsAsUsual(t *testing.T) {
-	h := newHarness(t)
+	m, _ := newTestManager(t)
 	upstream := testutil.FreeAddr(t)
-	spec := h.spec("web", "-mode", "echo", "-listen", upstream)
-	spec.Upstream = upstream
-	h.m.Apply([]*appfile.Spec{spec})
-	up, release := h.wake("web")
+	m.Apply([]*appfile.Spec{upstreamApp(t, upstream, "-mode", "echo", "-listen", upstream)})
+	ctx, cancel := context.WithTimeout(context.Background(), managerWait)
+	defer cancel()
+	up, release, err := m.Wake(ctx, "web")
+	if err != nil {
+		t.Fatalf("waking: %v", err)
+	}
 	defer release()
 	if up.String() != upstream {
 		t.Fatalf("leased %v, want %s", up, upstream)
 	}
-	if got := echo(t, up, "free"); got != "free" {
+	if got := testutil.EchoLine(t, up.String(), "free", managerWait); got != "free" {
 		t.Fatalf("echo = %q", got)
 	}
 }

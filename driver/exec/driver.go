@@ -1,4 +1,17 @@
-package lifecycle
+// Package execdriver is the exec driver, DynaPM's own way to run an app
+// (driver: exec, the default): the app's command runs as a child process
+// in a process group of its own, so that a stop reaches everything the
+// program started. It implements lifecycle.Driver; the lifecycle Manager
+// owns states, readiness and timing.
+//
+// Nothing of an app outlives the daemon: a helper process, the reaper
+// (reaper.go), kills every group still registered when the daemon dies,
+// even by SIGKILL, and a record of each live group in the state directory
+// (stale.go) lets the next daemon stop what a dead reaper left. Scheduled
+// jobs get the same guard (track.go). Programs are forked by the daemon,
+// or by the spawner helper (package spawner) once it holds many
+// descriptors.
+package execdriver
 
 import (
 	"bytes"
@@ -16,8 +29,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dynapm/dynapm/spawner"
+	"github.com/dynapm/dynapm/driver/exec/spawner"
+	"github.com/dynapm/dynapm/lifecycle"
 )
+
+// Interface guard.
+var _ lifecycle.Driver = (*Driver)(nil)
 
 // defaultPath is the search path used when the app's environment has no PATH.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -33,15 +50,15 @@ const (
 	killGrace = 5 * time.Second
 )
 
-// ExecDriver starts programs as child processes, each in its own process
+// Driver starts programs as child processes, each in its own process
 // group, so that stopping an app reaches everything it started. A helper
 // process (the reaper) kills every group still registered when the daemon
 // dies, even by SIGKILL.
-type ExecDriver struct {
+type Driver struct {
 	logger *slog.Logger
 	// reaperMinLife: see defaultReaperMinLife (tests shorten it).
 	reaperMinLife time.Duration
-	// runDir, when set, holds a record of each live group (exec_stale.go).
+	// runDir, when set, holds a record of each live group (stale.go).
 	runDir string
 
 	// mu guards everything below.
@@ -50,7 +67,7 @@ type ExecDriver struct {
 	reaper *reaper
 	// groups holds the live process groups by pgid (the leader's pid), from
 	// Start until the group has no live member left.
-	groups map[int]*execProcess
+	groups map[int]*process
 	// tracked holds the groups started by StartGroup (scheduled jobs), by
 	// pgid, with their app's name.
 	tracked map[int]string
@@ -68,7 +85,7 @@ type ExecDriver struct {
 // rather than forking the daemon itself; nil goes back to forking. It may
 // change at any time: a program is waited for the way it was started. If
 // the helper dies, programs are started directly again.
-func (d *ExecDriver) UseSpawner(c *spawner.Client) {
+func (d *Driver) UseSpawner(c *spawner.Client) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.spawner = c
@@ -77,7 +94,7 @@ func (d *ExecDriver) UseSpawner(c *spawner.Client) {
 // launchLocked starts cmd, through the spawner when there is one, and
 // returns the pid and the function that waits for its exit. d.mu must be
 // held.
-func (d *ExecDriver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
+func (d *Driver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
 	if d.spawner != nil {
 		req, err := spawnRequest(cmd)
 		if err != nil {
@@ -119,15 +136,15 @@ func spawnRequest(cmd *exec.Cmd) (spawner.Request, error) {
 	return req, nil
 }
 
-// NewExecDriver returns a driver that logs to logger.
-func NewExecDriver(logger *slog.Logger) *ExecDriver {
+// New returns a driver that logs to logger.
+func New(logger *slog.Logger) *Driver {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &ExecDriver{
+	return &Driver{
 		logger:        logger,
 		reaperMinLife: defaultReaperMinLife,
-		groups:        make(map[int]*execProcess),
+		groups:        make(map[int]*process),
 		tracked:       make(map[int]string),
 	}
 }
@@ -137,8 +154,8 @@ func NewExecDriver(logger *slog.Logger) *ExecDriver {
 // going to req.Log. It returns as soon as the program runs. ctx only bounds
 // the launch: the process outlives it. An app with a fixed upstream on
 // which something already accepts connections is not started (see
-// checkUpstreamFree): the error wraps ErrUpstreamInUse.
-func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, error) {
+// checkUpstreamFree): the error wraps lifecycle.ErrUpstreamInUse.
+func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecycle.Process, error) {
 	name := req.Spec.Name
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
@@ -191,7 +208,7 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 	if err != nil {
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
 	}
-	p := &execProcess{
+	p := &process{
 		driver: d,
 		logger: d.logger.With("app", name, "pid", pid),
 		wait:   wait,
@@ -208,7 +225,7 @@ func (d *ExecDriver) Start(ctx context.Context, req StartRequest) (Process, erro
 
 // Close kills every process group still running, ends the reaper and waits
 // for all of the driver's goroutines. Starts after Close fail.
-func (d *ExecDriver) Close() error {
+func (d *Driver) Close() error {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -229,9 +246,9 @@ func (d *ExecDriver) Close() error {
 	return nil
 }
 
-// execProcess is one started program: the leader of its process group.
-type execProcess struct {
-	driver *ExecDriver
+// process is one started program: the leader of its process group.
+type process struct {
+	driver *Driver
 	logger *slog.Logger
 	wait   func() error // waits for the leader's exit (exec.Cmd.Wait's words)
 	pid    int          // also the pgid
@@ -249,13 +266,13 @@ type execProcess struct {
 }
 
 // Pid returns the pid of the group leader.
-func (p *execProcess) Pid() int { return p.pid }
+func (p *process) Pid() int { return p.pid }
 
 // Done is closed once the leader has exited and its group is empty.
-func (p *execProcess) Done() <-chan struct{} { return p.done }
+func (p *process) Done() <-chan struct{} { return p.done }
 
 // Err returns the leader's exit error once Done is closed, nil before.
-func (p *execProcess) Err() error {
+func (p *process) Err() error {
 	select {
 	case <-p.done:
 	default:
@@ -270,7 +287,7 @@ func (p *execProcess) Err() error {
 // timeout for the leader to exit and the group to empty, then kills the
 // group and waits for it. It is safe to call more than once and after the
 // process exited.
-func (p *execProcess) Stop(sig syscall.Signal, timeout time.Duration) error {
+func (p *process) Stop(sig syscall.Signal, timeout time.Duration) error {
 	p.stopMu.Lock()
 	defer p.stopMu.Unlock()
 	select {
@@ -308,7 +325,7 @@ func (p *execProcess) Stop(sig syscall.Signal, timeout time.Duration) error {
 }
 
 // kill sends SIGKILL to the whole group unless it is already gone.
-func (p *execProcess) kill() {
+func (p *process) kill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.gone {
@@ -324,7 +341,7 @@ func (p *execProcess) kill() {
 
 // watch waits for the leader to exit, makes sure nothing of its group
 // survives it, unregisters the group and closes done.
-func (p *execProcess) watch() {
+func (p *process) watch() {
 	defer p.driver.wg.Done()
 	err := p.wait()
 	p.mu.Lock()
@@ -346,7 +363,7 @@ func (p *execProcess) watch() {
 
 // waitGroupGone polls until the group has no live member, or until killGrace
 // after SIGKILL.
-func (p *execProcess) waitGroupGone() {
+func (p *process) waitGroupGone() {
 	interval := groupPollMin
 	timer := time.NewTimer(0)
 	defer timer.Stop()

@@ -1,4 +1,4 @@
-package lifecycle
+package execdriver
 
 import (
 	"fmt"
@@ -15,7 +15,7 @@ import (
 
 // startGroup starts a sleeping testapp through d.StartGroup and kills its
 // group at the end of the test.
-func startGroup(t *testing.T, d *ExecDriver, app, program string) (pgid int, untrack func()) {
+func startGroup(t *testing.T, d *Driver, app, program string) (pgid int, untrack func()) {
 	t.Helper()
 	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -4,8 +4,8 @@
 //
 // Why: exec(2) closes every close-on-exec descriptor of the process that
 // forks, one by one, in the child. DynaPM holds a listening socket per app,
-// so with thousands of apps every cold start would pay for thousands of
-// closes (docs/BENCHMARKS.md, spawner helper).
+// so with thousands of apps every start from the daemon pays for them all
+// (docs/BENCHMARKS.md, the spawner helper; BenchmarkStart measures it).
 // The helper is started before any listener exists, so its descriptor
 // table is a handful of entries; the daemon sends it what to run over a
 // socket pair, with the descriptor for the program's output, and it

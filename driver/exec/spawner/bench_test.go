@@ -13,7 +13,7 @@ import (
 // listening sockets open here, as a daemon with 10,000 apps has. The
 // helper's time does not grow with them; a fork and exec from here does.
 //
-//	go test -run '^$' -bench Start ./spawner
+//	go test -run '^$' -bench Start ./driver/exec/spawner
 func BenchmarkStart(b *testing.B) {
 	for _, n := range []int{0, 10000} {
 		fds := openListeners(b, n)

@@ -1,4 +1,4 @@
-package lifecycle
+package execdriver
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dynapm/dynapm/lifecycle"
 )
 
 // upstreamCheckTimeout bounds the connect that checks a fixed upstream is
@@ -42,7 +44,7 @@ func checkUpstreamFree(ctx context.Context, app, upstream string) error {
 		}
 	}
 	return fmt.Errorf("starting app %q: %w: %s is held by %s, not by the app's program, which has not started yet; stop that process, or give the app another upstream",
-		app, ErrUpstreamInUse, upstream, holder)
+		app, lifecycle.ErrUpstreamInUse, upstream, holder)
 }
 
 // findListener returns the process holding a listening TCP socket that
