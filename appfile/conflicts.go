@@ -65,12 +65,12 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 			up, _ = parseHostPort(s.Upstream)
 			for _, u := range upstreams {
 				if u.addr.overlaps(up) {
-					fail("upstream", "%q is also the upstream of %s: two programs cannot listen on one address", s.Upstream, u.spec.File)
+					fail("upstream", "%s is also the upstream of %s: two programs cannot listen on one address", Quote(s.Upstream), u.spec.File)
 				}
 			}
 			for _, o := range byPort[up.port] {
 				if o.addr.overlaps(up) {
-					fail("upstream", "%q is also %s %q of %s: DynaPM would proxy this app into that one", s.Upstream, o.field, o.text, o.spec.File)
+					fail("upstream", "%s is also %s %s of %s: DynaPM would proxy this app into that one", Quote(s.Upstream), o.field, Quote(o.text), o.spec.File)
 				}
 			}
 		}
@@ -78,7 +78,7 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 		for _, l := range claims {
 			for _, u := range upstreams {
 				if l.addr.overlaps(u.addr) {
-					fail(l.field, "%q is also the upstream of %s: DynaPM would proxy that app into this one", l.text, u.spec.File)
+					fail(l.field, "%s is also the upstream of %s: DynaPM would proxy that app into this one", Quote(l.text), u.spec.File)
 				}
 			}
 		}
@@ -104,20 +104,20 @@ func clash(l, o listener) string {
 		return ""
 	}
 	if l.addr != o.addr {
-		return fmt.Sprintf("%q overlaps %s %q of %s: apps share an address only by naming the same address (with match)", l.text, o.field, o.text, o.spec.File)
+		return fmt.Sprintf("%s overlaps %s %s of %s: apps share an address only by naming the same address (with match)", Quote(l.text), o.field, Quote(o.text), o.spec.File)
 	}
 	lm, om := l.spec.Match, o.spec.Match
 	if !lm.set() && !om.set() {
-		return fmt.Sprintf("%q is also %s of %s, and neither app has match: at most one app per address may go without match", l.text, o.field, o.spec.File)
+		return fmt.Sprintf("%s is also %s of %s, and neither app has match: at most one app per address may go without match", Quote(l.text), o.field, o.spec.File)
 	}
 	for _, n := range lm.SNI {
 		if slices.Contains(om.SNI, n) {
-			return fmt.Sprintf("%q is shared with %s, which also matches sni %q", l.text, o.spec.File, n)
+			return fmt.Sprintf("%s is shared with %s, which also matches sni %s", Quote(l.text), o.spec.File, Quote(n))
 		}
 	}
 	for _, n := range lm.Host {
 		if slices.Contains(om.Host, n) {
-			return fmt.Sprintf("%q is shared with %s, which also matches host %q", l.text, o.spec.File, n)
+			return fmt.Sprintf("%s is shared with %s, which also matches host %s", Quote(l.text), o.spec.File, Quote(n))
 		}
 	}
 	return ""

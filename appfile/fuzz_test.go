@@ -1,6 +1,7 @@
 package appfile
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"os"
@@ -47,6 +48,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("spec returned with an error")
 			}
 			fieldErrors(t, err) // every problem is a *FieldError
+			quotesLittle(t, data, err)
 			return
 		}
 		if !s.Equal(s2) {
@@ -73,6 +75,27 @@ func FuzzParse(f *testing.F) {
 		}
 		servable(t, s, data)
 	})
+}
+
+// quotesLittle fails when an error line holds a long run of the file's
+// bytes: errors quote at most MaxQuoted bytes of a value, and a library's
+// message at most maxLibraryMessage.
+func quotesLittle(t *testing.T, data []byte, err error) {
+	t.Helper()
+	const run = maxLibraryMessage + 1
+	const half = run / 2 // any run holds a whole aligned block this long
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		_, msg, _ := strings.Cut(line, ": ") // after the file's path
+		suspect := false
+		for i := 0; i+half <= len(msg) && !suspect; i += half {
+			suspect = bytes.Contains(data, []byte(msg[i:i+half]))
+		}
+		for i := 0; suspect && i+run <= len(msg); i++ {
+			if bytes.Contains(data, []byte(msg[i:i+run])) {
+				t.Fatalf("error quotes %d bytes of the file or more: %s", run, line)
+			}
+		}
+	}
 }
 
 // servable checks that an accepted spec can be put in force on its own, as

@@ -36,7 +36,7 @@ func ReadMap(path string, data []byte) (map[string]any, error) {
 	ext := strings.ToLower(filepath.Ext(path))
 	f, ok := formats[ext]
 	if !ok {
-		return nil, &FieldError{File: path, Msg: fmt.Sprintf("unknown file type %q: expected .yaml, .yml, .toml or .json", ext)}
+		return nil, &FieldError{File: path, Msg: fmt.Sprintf("unknown file type %s: expected .yaml, .yml, .toml or .json", Quote(ext))}
 	}
 	// The koanf instance is local: koanf keeps its maps behind a mutex and
 	// we want no state shared between files.
@@ -50,7 +50,8 @@ func ReadMap(path string, data []byte) (map[string]any, error) {
 	return k.Raw(), nil
 }
 
-// syntaxMessage turns a parser error into one readable line.
+// syntaxMessage turns a parser error into one readable line, cut short:
+// a parser may quote the file.
 func syntaxMessage(format string, data []byte, err error) string {
 	var (
 		jsonSyntax *json.SyntaxError
@@ -61,9 +62,9 @@ func syntaxMessage(format string, data []byte, err error) string {
 	switch {
 	case errors.As(err, &jsonSyntax):
 		line, col := lineCol(data, jsonSyntax.Offset)
-		return fmt.Sprintf("invalid JSON: line %d, column %d: %s", line, col, jsonSyntax.Error())
+		return fmt.Sprintf("invalid JSON: line %d, column %d: %s", line, col, libraryMessage(jsonSyntax.Error()))
 	case errors.As(err, &jsonType):
-		return fmt.Sprintf("invalid JSON: expected an object at the top level, got %s", jsonType.Value)
+		return fmt.Sprintf("invalid JSON: expected an object at the top level, got %s", libraryMessage(jsonType.Value))
 	case errors.As(err, &yamlType):
 		msg := strings.Join(yamlType.Errors, "; ")
 		if strings.Contains(msg, "cannot unmarshal") {
@@ -71,16 +72,16 @@ func syntaxMessage(format string, data []byte, err error) string {
 			line, _, _ := strings.Cut(msg, ":")
 			return fmt.Sprintf("invalid YAML: %s: expected a mapping of keys at the top level", strings.TrimSpace(line))
 		}
-		return "invalid YAML: " + oneLine(msg)
+		return "invalid YAML: " + libraryMessage(msg)
 	case errors.As(err, &tomlDecode):
 		row, col := tomlDecode.Position()
-		return fmt.Sprintf("invalid TOML: line %d, column %d: %s", row, col, strings.TrimPrefix(tomlDecode.Error(), "toml: "))
+		return fmt.Sprintf("invalid TOML: line %d, column %d: %s", row, col, libraryMessage(strings.TrimPrefix(tomlDecode.Error(), "toml: ")))
 	}
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.TrimPrefix(msg, "json: ")
 	msg = strings.TrimPrefix(msg, "toml: ")
-	return fmt.Sprintf("invalid %s: %s", format, oneLine(msg))
+	return fmt.Sprintf("invalid %s: %s", format, libraryMessage(msg))
 }
 
 // lineCol converts a byte offset into a 1-based line and column.
@@ -98,9 +99,4 @@ func lineCol(data []byte, offset int64) (line, col int) {
 		}
 	}
 	return line, col
-}
-
-// oneLine keeps a message on one line, so that check prints one per problem.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

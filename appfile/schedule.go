@@ -31,7 +31,7 @@ func CutZone(spec string) (zone, rest string, ok bool) {
 type zoneError struct{ zone string }
 
 func (e *zoneError) Error() string {
-	return fmt.Sprintf("unknown time zone %q (expected CRON_TZ=Area/City from the tz database)", e.zone)
+	return fmt.Sprintf("unknown time zone %s (expected CRON_TZ=Area/City from the tz database)", Quote(e.zone))
 }
 
 // checkCron validates a schedule the way the scheduler will read it: five
@@ -74,10 +74,10 @@ func (d *decoder) cronSpec(field string, v any) (string, bool) {
 	}
 	if err := checkCron(s); err != nil {
 		if ze := (*zoneError)(nil); errors.As(err, &ze) {
-			d.errorf(field, "%v in %q", ze, s)
+			d.errorf(field, "%v in %s", ze, Quote(s))
 			return "", false
 		}
-		d.errorf(field, `expected a cron schedule (5 fields, or @daily, @every 1h...; CRON_TZ= prefix allowed), got %q: %v`, s, err)
+		d.errorf(field, `expected a cron schedule (5 fields, or @daily, @every 1h...; CRON_TZ= prefix allowed), got %s: %s`, Quote(s), libraryMessage(err.Error()))
 		return "", false
 	}
 	return s, true

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +217,34 @@ memory:
 	}
 	if s != want {
 		t.Errorf("got %+v, want %+v", s, want)
+	}
+}
+
+// TestErrorsQuoteLittleOfAFileThatIsNotASettingsFile: a settings file that
+// is /etc/shadow parses as YAML keys, one per line; the error names a few,
+// each cut short, rather than copying the file into the log.
+func TestErrorsQuoteLittleOfAFileThatIsNotASettingsFile(t *testing.T) {
+	var lines []string
+	for i := range 40 {
+		hash := strings.Repeat(string(rune('A'+i%26))+string(rune('a'+i%26))+"0/", 22)
+		lines = append(lines, "user"+strconv.Itoa(i)+":$6$"+hash+":19700:0:99999:7:::")
+	}
+	_, err := Load(write(t, "dynapm.yaml", strings.Join(lines, "\n")+"\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	shown := 0
+	for i, line := range lines {
+		// The user name is the line's start: the line is quoted if
+		// "userN:$6$" is in the error, and then at most MaxQuoted bytes.
+		if strings.Contains(err.Error(), line[:appfile.MaxQuoted+1]) {
+			t.Errorf("line %d: more than %d bytes of it in the error", i+1, appfile.MaxQuoted)
+		}
+		if strings.Contains(err.Error(), strings.SplitN(line, "$", 2)[0]+"$6$") {
+			shown++
+		}
+	}
+	if shown > 3 {
+		t.Errorf("the error quotes %d lines of the file, want at most 3:\n%v", shown, err)
 	}
 }
