@@ -24,12 +24,16 @@ func FuzzParse(f *testing.F) {
 		{0, "- 1\n"},
 		{0, "wake: [{cron: 'CRON_TZ=UTC'}]\nlisten: ':1'\ncommand: x\n"},
 		{0, "a: &a [*a]\n"},
+		{0, "listen: &l ':1'\ncommand: [x, *l]\nenv: {<<: {A: 1}, B: 2}\n"},
+		{0, "a: [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]\n"},
+		{0, "l0: &l0 [a, a]\nl1: &l1 [*l0, *l0]\nl2: [*l1, *l1]\n"},
 		{1, `{"listen": ":1", "command": ["x", 1], "max_pending": 1e300}`},
 		{1, `{"listen": [1,`},
 		{1, `[]`},
 		{2, "listen = ':1'\ncommand = 'x'\n[ready]\nhttp = '/'\n[[wake]]\ncron = '@hourly'\n"},
 		{2, "listen = \n"},
 		{2, "listen = 1979-05-27T07:32:00Z\ncommand = 'x'\n"},
+		{2, "[a.b.c.d]\ne = {f = [[1]]}\n"},
 	}
 	for _, s := range seeds {
 		f.Add(s.format, []byte(s.data))
