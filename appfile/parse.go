@@ -284,6 +284,7 @@ func (d *decoder) match(s *Spec, key string, v any) {
 // crossChecks looks at fields together once each has been read.
 func (d *decoder) crossChecks(s *Spec) {
 	d.scaleChecks(s)
+	d.execSize(s)
 	if s.Upstream == "" {
 		return
 	}

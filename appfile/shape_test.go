@@ -81,6 +81,9 @@ func hostileFiles() []struct{ name, data, want string } {
 		{"laughs.yaml", laughs(), fmt.Sprintf("aliases expand to more than %d items", maxAliasedItems)},
 		{"alias-command.yaml", aliasCommand(136_000), "aliases expand to more than 1048576 bytes"},
 		{"alias-itself.yaml", "listen: ':1'\ncommand: x\na: &a [*a]\n", "line 3: "},
+		// Within the alias bound, but past what exec takes.
+		{"alias-command-twice.yaml", "listen: ':1'\ncommand: [echo, &big " + strings.Repeat("x", 100_000) + ", *big]\n",
+			"command: expected at most 131072 bytes of command and env together, got 200007"},
 	}
 }
 
