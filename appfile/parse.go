@@ -11,7 +11,8 @@ import (
 	"unicode"
 )
 
-// topKeys are the keys of an app file, in the order DESIGN.md lists them.
+// topKeys are the keys of an app file, in the order messages list them:
+// the keys every app has first, then those of the drivers and the guards.
 var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",

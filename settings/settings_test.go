@@ -192,27 +192,34 @@ func TestSlogLevel(t *testing.T) {
 	}
 }
 
-// TestLoadDesignExample reads the example from DESIGN.md verbatim.
-func TestLoadDesignExample(t *testing.T) {
-	p := write(t, "dynapm.yaml", `apps_dir: ./apps.d
-state_dir: ./.dynapm          # logs/NAME.log, the admin socket dynapm.sock
-metrics: 127.0.0.1:9464       # Prometheus /metrics; off when empty
-log: {format: text, level: info}
-memory:
-  min_available: 10%         # of MemAvailable, or bytes such as 512MiB
-  budget: 4GiB               # sum of managed apps' RSS; 0 or absent: no budget
-  interval: 1s
-`)
-	s, err := Load(p)
+// TestLoadReadmeExample reads the settings file of README.md's "Daemon
+// settings" section, so that the documentation cannot drift from the
+// parser.
+func TestLoadReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Daemon settings (optional)\n")
+	if !ok {
+		t.Fatal("README.md has no \"Daemon settings (optional)\" section")
+	}
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	if !ok {
+		t.Fatal("README.md's settings section has no YAML example")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	p := write(t, "dynapm.yaml", block)
+	s, err := Load(p)
+	if err != nil {
+		t.Fatalf("README example does not parse: %v\n%s", err, block)
 	}
 	dir := filepath.Dir(p)
 	want := Settings{
 		AppsDir: filepath.Join(dir, "apps.d"), StateDir: filepath.Join(dir, ".dynapm"),
 		Metrics: "127.0.0.1:9464", Log: Log{"text", "info"},
 		Memory:  Memory{MinAvailablePercent: 10, Budget: 4 << 30, Interval: time.Second},
-		AppLogs: Default().AppLogs,
+		AppLogs: AppLogs{MaxSize: 10 << 20, Keep: 3},
 		File:    p,
 	}
 	if s != want {
