@@ -53,11 +53,18 @@ func tooDeep(line int) string {
 // is checked on the parsed nodes instead (see yamlTree), which the item
 // bound keeps cheap.
 func scanYAML(data []byte) string {
-	line, marks := 1, 0
+	line, marks, directives := 1, 0, 0
 	for i, c := range data {
 		switch c {
 		case '\n':
 			line++
+		case '%':
+			// yaml.v3 compares each directive with every one before it.
+			if i == 0 || data[i-1] == '\n' {
+				if directives++; directives > maxDirectives {
+					return fmt.Sprintf("line %d: more than %d directives (lines starting with %%): an app file needs none", line, maxDirectives)
+				}
+			}
 		case ',', '[', '{', ':':
 			marks++
 		case '-', '?':
@@ -73,6 +80,9 @@ func scanYAML(data []byte) string {
 	}
 	return ""
 }
+
+// maxDirectives bounds YAML's %YAML and %TAG lines.
+const maxDirectives = 8
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 

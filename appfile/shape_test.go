@@ -55,6 +55,13 @@ func hostileFiles() []struct{ name, data, want string } {
 		b.WriteString("]\n")
 		return b.String()
 	}
+	directives := func(size int) string {
+		var b strings.Builder
+		for i := 0; b.Len() < size; i++ {
+			fmt.Fprintf(&b, "%%TAG !t%d! x\n", i)
+		}
+		return b.String() + "---\nlisten: ':1'\ncommand: x\n"
+	}
 	manyKeys := func(size int) string {
 		var b strings.Builder
 		for i := 0; b.Len() < size; i++ {
@@ -78,6 +85,7 @@ func hostileFiles() []struct{ name, data, want string } {
 		{"flat-list.toml", "a = [" + strings.Repeat("1,", MaxFileSize/2-4) + "1]\n", "more than 8192 items"},
 		{"flat-list.json", `{"a": [` + strings.Repeat("1,", MaxFileSize/2-6) + "1]}", "more than 8192 items"},
 		{"many-keys.yaml", manyKeys(MaxFileSize), "more than 8192 items"},
+		{"directives.yaml", directives(MaxFileSize - 100), "line 9: more than 8 directives"},
 		{"laughs.yaml", laughs(), fmt.Sprintf("aliases expand to more than %d items", maxAliasedItems)},
 		{"alias-command.yaml", aliasCommand(136_000), "aliases expand to more than 1048576 bytes"},
 		{"alias-itself.yaml", "listen: ':1'\ncommand: x\na: &a [*a]\n", "line 3: "},
