@@ -2,7 +2,6 @@ package appfile
 
 import (
 	"fmt"
-	"slices"
 )
 
 // CheckConflicts finds what no single file can show: two apps with the same
@@ -110,17 +109,31 @@ func clash(l, o listener) string {
 	if !lm.set() && !om.set() {
 		return fmt.Sprintf("%s is also %s of %s, and neither app has match: at most one app per address may go without match", Quote(l.text), o.field, o.spec.File)
 	}
-	for _, n := range lm.SNI {
-		if slices.Contains(om.SNI, n) {
-			return fmt.Sprintf("%s is shared with %s, which also matches sni %s", Quote(l.text), o.spec.File, Quote(n))
-		}
+	if n, ok := common(lm.SNI, om.SNI); ok {
+		return fmt.Sprintf("%s is shared with %s, which also matches sni %s", Quote(l.text), o.spec.File, Quote(n))
 	}
-	for _, n := range lm.Host {
-		if slices.Contains(om.Host, n) {
-			return fmt.Sprintf("%s is shared with %s, which also matches host %s", Quote(l.text), o.spec.File, Quote(n))
-		}
+	if n, ok := common(lm.Host, om.Host); ok {
+		return fmt.Sprintf("%s is shared with %s, which also matches host %s", Quote(l.text), o.spec.File, Quote(n))
 	}
 	return ""
+}
+
+// common returns the first name of a that b holds too, in time linear in
+// both: each list may hold thousands of names.
+func common(a, b []string) (string, bool) {
+	if len(a) == 0 || len(b) == 0 {
+		return "", false
+	}
+	in := make(map[string]bool, len(b))
+	for _, n := range b {
+		in[n] = true
+	}
+	for _, n := range a {
+		if in[n] {
+			return n, true
+		}
+	}
+	return "", false
 }
 
 func (m Match) set() bool { return len(m.SNI) > 0 || len(m.Host) > 0 }

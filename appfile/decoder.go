@@ -324,6 +324,7 @@ func (d *decoder) stringList(field string, v any, expected string, check func(fi
 		return nil, false
 	}
 	out := make([]string, 0, len(items))
+	seen := make(map[string]int, len(items)) // item to its first index
 	ok := true
 	for i, it := range items {
 		f := index(field, i)
@@ -337,11 +338,12 @@ func (d *decoder) stringList(field string, v any, expected string, check func(fi
 			ok = false
 			continue
 		}
-		if j := slices.Index(out, s); j >= 0 {
+		if j, dup := seen[s]; dup {
 			d.errorf(f, "%s is listed twice (also %s)", Quote(s), index(field, j))
 			ok = false
 			continue
 		}
+		seen[s] = i
 		out = append(out, s)
 	}
 	return out, ok

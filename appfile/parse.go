@@ -167,15 +167,42 @@ func (d *decoder) field(s *Spec, key string, v any) {
 	}
 }
 
-// distinctListen refuses two listen entries that name the same socket.
+// distinctListen refuses a listen entry that names a socket an earlier
+// entry names too, pointing at the first such entry. Entries are grouped
+// by port, so that a long list costs no more than its length.
 func (d *decoder) distinctListen(addrs []string) {
-	for i := range addrs {
-		for j := range i {
-			a, errA := parseHostPort(addrs[i])
-			b, errB := parseHostPort(addrs[j])
-			if errA == nil && errB == nil && a.overlaps(b) {
-				d.errorf(index("listen", i), "%s overlaps %s (listen[%d]): each address can be bound once", Quote(addrs[i]), Quote(addrs[j]), j)
+	type claims struct {
+		first, wildcard int            // first entry, first wildcard entry; -1 for none
+		hosts           map[string]int // host to its first entry
+	}
+	byPort := map[uint16]*claims{}
+	for i, text := range addrs {
+		a, err := parseHostPort(text)
+		if err != nil {
+			continue // listenAddr reported it
+		}
+		c := byPort[a.port]
+		if c == nil {
+			c = &claims{first: i, wildcard: -1, hosts: map[string]int{}}
+			byPort[a.port] = c
+		}
+		j := -1 // the first earlier entry a overlaps
+		if a.host == "" {
+			j = c.first
+		} else {
+			j = c.wildcard
+			if h, ok := c.hosts[a.host]; ok && (j < 0 || h < j) {
+				j = h
 			}
+		}
+		if j >= 0 && j < i {
+			d.errorf(index("listen", i), "%s overlaps %s (listen[%d]): each address can be bound once", Quote(text), Quote(addrs[j]), j)
+		}
+		if a.host == "" && c.wildcard < 0 {
+			c.wildcard = i
+		}
+		if _, ok := c.hosts[a.host]; !ok && a.host != "" {
+			c.hosts[a.host] = i
 		}
 	}
 }

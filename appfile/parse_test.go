@@ -236,6 +236,7 @@ func TestParseKeys(t *testing.T) {
 		{name: "match uppercase", yaml: "match: {sni: [A.com]}\n", field: "match.sni[0]", want: "lowercase host name"},
 		{name: "match bad wildcard", yaml: "match: {sni: ['a.*.com']}\n", field: "match.sni[0]", want: "lowercase host name"},
 		{name: "match duplicate", yaml: "match: {host: [a.com, a.com]}\n", field: "match.host[1]", want: "listed twice"},
+		{name: "match duplicate after a bad name", yaml: "match: {host: [A.com, a.com, a.com]}\n", field: "match.host[2]", want: `"a.com" is listed twice (also match.host[1])`},
 		{name: "match empty", yaml: "match: {}\n", field: "match", want: "empty mapping"},
 		{name: "match unknown key", yaml: "match: {path: /x}\n", field: "match.path", want: "unknown key"},
 		// proxy_protocol

@@ -148,7 +148,19 @@ func largestShapes() []struct{ name, data string } {
 	for range MaxItems / 6 {
 		jobs.WriteString("  - {cron: '@daily', command: x}\n")
 	}
+	// Lists as long as the item bound lets JSON write them (a colon in a
+	// string does not count): checking for duplicates and overlaps must
+	// cost their length, not its square.
+	listOf := func(format string) string {
+		words := make([]string, MaxItems-10)
+		for i := range words {
+			words[i] = fmt.Sprintf(format, i+1)
+		}
+		return "[" + strings.Join(words, ", ") + "]"
+	}
 	return []struct{ name, data string }{
+		{"listen.json", `{"command": "x", "listen": ` + listOf(`"127.0.0.1:%d"`) + "}"},
+		{"sni.json", `{"command": "x", "listen": ":1", "match": {"sni": ` + listOf(`"a%d.example.com"`) + "}}"},
 		{"items.yaml", head + "x: [" + strings.Repeat("1,", MaxItems-10) + "1]\n"},
 		{"items.toml", "listen = ':1'\ncommand = 'x'\nx = [" + strings.Repeat("1,", MaxItems-10) + "1]\n"},
 		{"items.json", `{"listen": ":1", "command": "x", "x": [` + strings.Repeat("1,", MaxItems-10) + "1]}"},
