@@ -13,9 +13,10 @@ import (
 // decoder walks one file's raw map and collects every problem it finds, so
 // that a user sees all of them at once rather than one per run of check.
 type decoder struct {
-	file string
-	errs []error
-	more int // problems past maxErrors, counted but not kept
+	file  string
+	errs  []error
+	more  int             // problems past maxErrors, counted but not kept
+	zones map[string]bool // time zones looked up, and whether they exist
 }
 
 // maxErrors is how many problems of one file are reported one by one: a

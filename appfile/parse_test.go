@@ -261,6 +261,7 @@ func TestParseKeys(t *testing.T) {
 			want: `unknown time zone "Mars/Base" (expected CRON_TZ=Area/City from the tz database) in "CRON_TZ=Mars/Base 0 9 * * *"`},
 		{name: "wake unknown zone old prefix", yaml: "wake: [{cron: '@daily'}, {cron: 'TZ=Europe/Atlantis @daily'}]\n", field: "wake[1].cron",
 			want: `unknown time zone "Europe/Atlantis" (expected CRON_TZ=Area/City`},
+		{name: "wake two zones", yaml: "wake: [{cron: 'CRON_TZ=UTC CRON_TZ=UTC @daily'}]\n", field: "wake[0].cron", want: "a second time zone prefix"},
 		{name: "wake empty zone", yaml: "wake: [{cron: 'CRON_TZ= @daily'}]\n", field: "wake[0].cron", want: "malformed time zone prefix"},
 		{name: "wake known zone", yaml: "wake: [{cron: 'CRON_TZ=Europe/Berlin 0 8 * * 1-5', keep: 2h}]\n", check: func(t *testing.T, s *Spec) {
 			if len(s.Wake) != 1 || s.Wake[0].Cron != "CRON_TZ=Europe/Berlin 0 8 * * 1-5" {

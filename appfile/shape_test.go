@@ -62,6 +62,16 @@ func hostileFiles() []struct{ name, data, want string } {
 		}
 		return b.String() + "---\nlisten: ':1'\ncommand: x\n"
 	}
+	// A wake per zone, none of which exists: each try reads the
+	// directory of Go's copy of the tz database.
+	zones := func(n int) string {
+		var b strings.Builder
+		b.WriteString("listen: ':1'\ncommand: x\nwake:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - cron: CRON_TZ=Nowhere/Z%d 0 9 * * *\n", i)
+		}
+		return b.String()
+	}
 	manyKeys := func(size int) string {
 		var b strings.Builder
 		for i := 0; b.Len() < size; i++ {
@@ -85,6 +95,7 @@ func hostileFiles() []struct{ name, data, want string } {
 		{"flat-list.toml", "a = [" + strings.Repeat("1,", MaxFileSize/2-4) + "1]\n", "more than 8192 items"},
 		{"flat-list.json", `{"a": [` + strings.Repeat("1,", MaxFileSize/2-6) + "1]}", "more than 8192 items"},
 		{"many-keys.yaml", manyKeys(MaxFileSize), "more than 8192 items"},
+		{"zones.yaml", zones(MaxItems/2 - 10), "wake[8].cron: expected a cron schedule"},
 		{"directives.yaml", directives(MaxFileSize - 100), "line 9: more than 8 directives"},
 		{"laughs.yaml", laughs(), fmt.Sprintf("aliases expand to more than %d items", maxAliasedItems)},
 		{"alias-command.yaml", aliasCommand(136_000), "aliases expand to more than 1048576 bytes"},
@@ -142,6 +153,12 @@ func largestShapes() []struct{ name, data string } {
 	for range MaxAliasBytes/100_000 - 1 {
 		aliasBytes.WriteString("  - *job\n")
 	}
+	// As many wakes in one zone as a file holds.
+	var zoned strings.Builder
+	zoned.WriteString(head + "wake:\n")
+	for range MaxItems/2 - 10 {
+		zoned.WriteString("  - cron: CRON_TZ=America/Argentina/Buenos_Aires 0 9 * * *\n")
+	}
 	// As many jobs as a file holds without aliases.
 	var jobs strings.Builder
 	jobs.WriteString(head + "jobs:\n")
@@ -169,6 +186,7 @@ func largestShapes() []struct{ name, data string } {
 		{"aliases.yaml", aliases.String()},
 		{"alias-bytes.yaml", aliasBytes.String()},
 		{"jobs.yaml", jobs.String()},
+		{"zoned.yaml", zoned.String()},
 		{"long-scalar.yaml", head + "x: " + strings.Repeat("a", MaxFileSize-40) + "\n"},
 	}
 }
