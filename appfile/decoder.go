@@ -25,6 +25,10 @@ type decoder struct {
 const maxErrors = 20
 
 func (d *decoder) errorf(field, format string, args ...any) {
+	if len(d.errs) >= maxErrors {
+		d.more++ // not formatted: a hostile file may hold thousands
+		return
+	}
 	d.add(&FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
