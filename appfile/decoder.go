@@ -130,20 +130,27 @@ func UnknownKeys(file, field string, m map[string]any, known []string) []error {
 // at most 2 edits, and fewer than half the key, so that "tcp" does not
 // suggest "http".
 func closest(k string, known []string) string {
+	if len(k) > maxHintKey {
+		return "" // no known key is near, and lowering a long one costs
+	}
+	lower := strings.ToLower(k)
 	best, bestDist := "", 3
 	for _, c := range known {
-		if dist := editDistance(strings.ToLower(k), c); dist < bestDist && 2*dist < len(c) {
+		if dist := editDistance(lower, c); dist < bestDist && 2*dist < len(c) {
 			best, bestDist = c, dist
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b, bounded in cost
-// by the short keys it is used on (a file's keys are not checked for length,
-// so cap the work).
+// maxHintKey bounds the keys closest and editDistance look at: a file's
+// keys are not checked for length, so the work is capped.
+const maxHintKey = 64
+
+// editDistance is the Levenshtein distance between a and b, or MaxInt for
+// a string longer than maxHintKey.
 func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
+	if len(a) > maxHintKey || len(b) > maxHintKey {
 		return math.MaxInt
 	}
 	prev := make([]int, len(b)+1)

@@ -188,6 +188,9 @@ func largestShapes() []struct{ name, data string } {
 		{"jobs.yaml", jobs.String()},
 		{"zoned.yaml", zoned.String()},
 		{"long-scalar.yaml", head + "x: " + strings.Repeat("a", MaxFileSize-40) + "\n"},
+		// An unknown key of 1 MiB: its hint must not lower it per known key
+		// (a copy each).
+		{"long-key.yaml", "? " + strings.Repeat("É", MaxFileSize/2-2) + "\n"},
 	}
 }
 
