@@ -255,3 +255,15 @@ func TestErrorsQuoteLittleOfAFileThatIsNotASettingsFile(t *testing.T) {
 		t.Errorf("the error quotes %d lines of the file, want at most 3:\n%v", shown, err)
 	}
 }
+
+// TestNestedSettingsFileIsRefused: the settings file is read by the same
+// bounded reader as app files, so nesting that cost the old reader
+// seconds and gigabytes is refused on its line.
+func TestNestedSettingsFileIsRefused(t *testing.T) {
+	n := 20_000
+	p := write(t, "dynapm.toml", "a = "+strings.Repeat("{a = ", n)+"1"+strings.Repeat("}", n)+"\n")
+	_, err := Load(p)
+	if err == nil || err.Error() != p+": line 1: nesting deeper than 16 levels" {
+		t.Errorf("error %v, want %s: line 1: nesting deeper than 16 levels", err, p)
+	}
+}
