@@ -43,8 +43,9 @@ func leaked(lines []string, text string) []int {
 }
 
 // TestErrorsQuoteLittleOfAFileThatIsNotAnAppFile: an app file that is a
-// symlink to /etc/shadow parses as YAML keys, one per line, and the error
-// used to list every one. Now a few keys are named, each cut short.
+// symlink to /etc/shadow parses as YAML keys, one per line; the error
+// names a few of them, each cut short, rather than copying the file into
+// check's output and the log.
 func TestErrorsQuoteLittleOfAFileThatIsNotAnAppFile(t *testing.T) {
 	lines := shadowLike(40)
 	data := strings.Join(lines, "\n") + "\n"

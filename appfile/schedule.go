@@ -35,8 +35,8 @@ func (e *zoneError) Error() string {
 }
 
 // maxZones bounds the time zones one file may name: loading a zone reads
-// the tz database, and trying a name it lacks reads the directory of Go's
-// copy of it (some 40 KB) each time.
+// the tz database, and trying a name it lacks reads the whole directory of
+// Go's copy of it each time.
 const maxZones = 8
 
 // zoneKnown reports whether the tz database has zone, asking it once per

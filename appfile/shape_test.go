@@ -108,8 +108,7 @@ func hostileFiles() []struct{ name, data, want string } {
 
 // TestHostileFilesAreRefusedCheaply parses each hostile file and checks that
 // it is refused with the right message naming the file, within the memory
-// bound. Today's parser (koanf over the parsers) took gigabytes and minutes
-// on some.
+// bound.
 func TestHostileFilesAreRefusedCheaply(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range hostileFiles() {

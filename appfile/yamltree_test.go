@@ -9,8 +9,8 @@ import (
 )
 
 // TestYAMLTreeDecodesAsYAMLv3 checks that yamlTree gives the values
-// yaml.v3's own decoding gives (which the parser used before): scalars of
-// every type, aliases, merge keys with their precedence.
+// yaml.v3's own decoding into a map gives: scalars of every type, aliases,
+// merge keys with their precedence.
 func TestYAMLTreeDecodesAsYAMLv3(t *testing.T) {
 	docs := []string{
 		"s: text\nq: 'quoted'\ni: 42\nneg: -7\nhex: 0x1F\nbig: 123456789012345678901234\nf: 1.5\nb: true\nn: null\ntilde: ~\nempty:\nts: 2031-05-17T09:41:27Z\nd: 2031-05-17\nbin: !!binary aGVsbG8=\nstr: !!str 12\n",

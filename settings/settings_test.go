@@ -257,8 +257,8 @@ func TestErrorsQuoteLittleOfAFileThatIsNotASettingsFile(t *testing.T) {
 }
 
 // TestNestedSettingsFileIsRefused: the settings file is read by the same
-// bounded reader as app files, so nesting that cost the old reader
-// seconds and gigabytes is refused on its line.
+// bounded reader as app files, so deep nesting is refused on its line
+// before a parser builds it.
 func TestNestedSettingsFileIsRefused(t *testing.T) {
 	n := 20_000
 	p := write(t, "dynapm.toml", "a = "+strings.Repeat("{a = ", n)+"1"+strings.Repeat("}", n)+"\n")
