@@ -35,11 +35,11 @@ func (a hostPort) overlaps(b hostPort) bool {
 func parseHostPort(s string) (hostPort, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return hostPort{}, fmt.Errorf("expected host:port such as 127.0.0.1:8080, [::1]:8080 or :8080, got %q", s)
+		return hostPort{}, fmt.Errorf("expected host:port such as 127.0.0.1:8080, [::1]:8080 or :8080, got %s", Quote(s))
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || n == 0 || port[0] == '+' {
-		return hostPort{}, fmt.Errorf("expected a port number from 1 to 65535, got %q in %q", port, s)
+		return hostPort{}, fmt.Errorf("expected a port number from 1 to 65535, got %s in %s", Quote(port), Quote(s))
 	}
 	a := hostPort{port: uint16(n)}
 	switch {
@@ -49,7 +49,7 @@ func parseHostPort(s string) (hostPort, error) {
 	default:
 		ip, err := netip.ParseAddr(host)
 		if err != nil {
-			return hostPort{}, fmt.Errorf("expected an IP address, localhost or nothing (all addresses) before the port, got %q in %q", host, s)
+			return hostPort{}, fmt.Errorf("expected an IP address, localhost or nothing (all addresses) before the port, got %s in %s", Quote(host), Quote(s))
 		}
 		if ip.IsUnspecified() {
 			// 0.0.0.0 and :: both mean "all addresses" to the kernel's
@@ -96,7 +96,7 @@ func (d *decoder) upstream(field string, v any) (string, bool) {
 		return "", false
 	}
 	if a.host == "" {
-		d.errorf(field, "expected an address to connect to such as 127.0.0.1:18080, got %q (all addresses)", s)
+		d.errorf(field, "expected an address to connect to such as 127.0.0.1:18080, got %s (all addresses)", Quote(s))
 		return "", false
 	}
 	return a.String(), true

@@ -2,7 +2,6 @@ package appfile
 
 import (
 	"fmt"
-	"slices"
 )
 
 // CheckConflicts finds what no single file can show: two apps with the same
@@ -65,12 +64,12 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 			up, _ = parseHostPort(s.Upstream)
 			for _, u := range upstreams {
 				if u.addr.overlaps(up) {
-					fail("upstream", "%q is also the upstream of %s: two programs cannot listen on one address", s.Upstream, u.spec.File)
+					fail("upstream", "%s is also the upstream of %s: two programs cannot listen on one address", Quote(s.Upstream), u.spec.File)
 				}
 			}
 			for _, o := range byPort[up.port] {
 				if o.addr.overlaps(up) {
-					fail("upstream", "%q is also %s %q of %s: DynaPM would proxy this app into that one", s.Upstream, o.field, o.text, o.spec.File)
+					fail("upstream", "%s is also %s %s of %s: DynaPM would proxy this app into that one", Quote(s.Upstream), o.field, Quote(o.text), o.spec.File)
 				}
 			}
 		}
@@ -78,7 +77,7 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 		for _, l := range claims {
 			for _, u := range upstreams {
 				if l.addr.overlaps(u.addr) {
-					fail(l.field, "%q is also the upstream of %s: DynaPM would proxy that app into this one", l.text, u.spec.File)
+					fail(l.field, "%s is also the upstream of %s: DynaPM would proxy that app into this one", Quote(l.text), u.spec.File)
 				}
 			}
 		}
@@ -104,23 +103,37 @@ func clash(l, o listener) string {
 		return ""
 	}
 	if l.addr != o.addr {
-		return fmt.Sprintf("%q overlaps %s %q of %s: apps share an address only by naming the same address (with match)", l.text, o.field, o.text, o.spec.File)
+		return fmt.Sprintf("%s overlaps %s %s of %s: apps share an address only by naming the same address (with match)", Quote(l.text), o.field, Quote(o.text), o.spec.File)
 	}
 	lm, om := l.spec.Match, o.spec.Match
 	if !lm.set() && !om.set() {
-		return fmt.Sprintf("%q is also %s of %s, and neither app has match: at most one app per address may go without match", l.text, o.field, o.spec.File)
+		return fmt.Sprintf("%s is also %s of %s, and neither app has match: at most one app per address may go without match", Quote(l.text), o.field, o.spec.File)
 	}
-	for _, n := range lm.SNI {
-		if slices.Contains(om.SNI, n) {
-			return fmt.Sprintf("%q is shared with %s, which also matches sni %q", l.text, o.spec.File, n)
-		}
+	if n, ok := common(lm.SNI, om.SNI); ok {
+		return fmt.Sprintf("%s is shared with %s, which also matches sni %s", Quote(l.text), o.spec.File, Quote(n))
 	}
-	for _, n := range lm.Host {
-		if slices.Contains(om.Host, n) {
-			return fmt.Sprintf("%q is shared with %s, which also matches host %q", l.text, o.spec.File, n)
-		}
+	if n, ok := common(lm.Host, om.Host); ok {
+		return fmt.Sprintf("%s is shared with %s, which also matches host %s", Quote(l.text), o.spec.File, Quote(n))
 	}
 	return ""
+}
+
+// common returns the first name of a that b holds too, in time linear in
+// both: each list may hold thousands of names.
+func common(a, b []string) (string, bool) {
+	if len(a) == 0 || len(b) == 0 {
+		return "", false
+	}
+	in := make(map[string]bool, len(b))
+	for _, n := range b {
+		in[n] = true
+	}
+	for _, n := range a {
+		if in[n] {
+			return n, true
+		}
+	}
+	return "", false
 }
 
 func (m Match) set() bool { return len(m.SNI) > 0 || len(m.Host) > 0 }

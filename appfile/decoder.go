@@ -13,15 +13,42 @@ import (
 // decoder walks one file's raw map and collects every problem it finds, so
 // that a user sees all of them at once rather than one per run of check.
 type decoder struct {
-	file string
-	errs []error
+	file  string
+	errs  []error
+	more  int             // problems past maxErrors, counted but not kept
+	zones map[string]bool // time zones looked up, and whether they exist
 }
+
+// maxErrors is how many problems of one file are reported one by one: a
+// file that is not an app file at all would otherwise fill check's output
+// and the log with a line per line of it.
+const maxErrors = 20
 
 func (d *decoder) errorf(field, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)})
+	if len(d.errs) >= maxErrors {
+		d.more++ // not formatted: a hostile file may hold thousands
+		return
+	}
+	d.add(&FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (d *decoder) err() error { return errors.Join(d.errs...) }
+func (d *decoder) add(errs ...error) {
+	for _, err := range errs {
+		if len(d.errs) < maxErrors {
+			d.errs = append(d.errs, err)
+		} else {
+			d.more++
+		}
+	}
+}
+
+func (d *decoder) err() error {
+	errs := d.errs
+	if d.more > 0 {
+		errs = append(errs, &FieldError{File: d.file, Msg: fmt.Sprintf("and %d more problems", d.more)})
+	}
+	return errors.Join(errs...)
+}
 
 // join builds a dotted field name.
 func join(prefix, key string) string {
@@ -40,7 +67,7 @@ func Describe(v any) string {
 	case nil:
 		return "nothing (null)"
 	case string:
-		return strconv.Quote(v)
+		return Quote(v)
 	case []any:
 		return "a list"
 	case map[string]any:
@@ -53,14 +80,28 @@ func Describe(v any) string {
 	return fmt.Sprintf("%v", v)
 }
 
-// mapping checks that v is a mapping whose keys are all in known. Unknown
-// keys are reported one by one, with the closest known key when one is near.
+// mapping checks that v is a mapping whose keys are all in known.
 func (d *decoder) mapping(field string, v any, known []string) (map[string]any, bool) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		d.errorf(field, "expected a mapping with keys %s, got %s", strings.Join(known, ", "), Describe(v))
 		return nil, false
 	}
+	d.add(UnknownKeys(d.file, field, m, known)...)
+	return m, true
+}
+
+// maxUnknownKeys is how many unknown keys of one mapping are named: a file
+// that is not an app file (/etc/shadow linked into apps.d) has a key per
+// line, and naming them all would copy it into the log.
+const maxUnknownKeys = 3
+
+// UnknownKeys reports the keys of m, the mapping at field ("" for the top
+// level) of file, that are not in known: one *FieldError each, with the
+// closest known key when one is near, for the first maxUnknownKeys in
+// sorted order, and one counting the rest. The settings file's decoder
+// uses it too.
+func UnknownKeys(file, field string, m map[string]any, known []string) []error {
 	var unknown []string
 	for k := range m {
 		if !slices.Contains(known, k) {
@@ -68,34 +109,48 @@ func (d *decoder) mapping(field string, v any, known []string) (map[string]any, 
 		}
 	}
 	slices.Sort(unknown)
-	for _, k := range unknown {
+	var errs []error
+	for i, k := range unknown {
+		if i == maxUnknownKeys {
+			errs = append(errs, &FieldError{File: file, Field: field, Msg: fmt.Sprintf(
+				"and %d more unknown keys (known keys: %s)", len(unknown)-i, strings.Join(known, ", "))})
+			break
+		}
 		hint := ""
 		if s := closest(k, known); s != "" {
 			hint = fmt.Sprintf("did you mean %s? ", s)
 		}
-		d.errorf(join(field, k), "unknown key (%sknown keys: %s)", hint, strings.Join(known, ", "))
+		errs = append(errs, &FieldError{File: file, Field: join(field, Key(k)), Msg: fmt.Sprintf(
+			"unknown key (%sknown keys: %s)", hint, strings.Join(known, ", "))})
 	}
-	return m, true
+	return errs
 }
 
 // closest returns the known key within a small edit distance of k, if any:
 // at most 2 edits, and fewer than half the key, so that "tcp" does not
 // suggest "http".
 func closest(k string, known []string) string {
+	if len(k) > maxHintKey {
+		return "" // no known key is near, and lowering a long one costs
+	}
+	lower := strings.ToLower(k)
 	best, bestDist := "", 3
 	for _, c := range known {
-		if dist := editDistance(strings.ToLower(k), c); dist < bestDist && 2*dist < len(c) {
+		if dist := editDistance(lower, c); dist < bestDist && 2*dist < len(c) {
 			best, bestDist = c, dist
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b, bounded in cost
-// by the short keys it is used on (a file's keys are not checked for length,
-// so cap the work).
+// maxHintKey bounds the keys closest and editDistance look at: a file's
+// keys are not checked for length, so the work is capped.
+const maxHintKey = 64
+
+// editDistance is the Levenshtein distance between a and b, or MaxInt for
+// a string longer than maxHintKey.
 func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
+	if len(a) > maxHintKey || len(b) > maxHintKey {
 		return math.MaxInt
 	}
 	prev := make([]int, len(b)+1)
@@ -281,6 +336,7 @@ func (d *decoder) stringList(field string, v any, expected string, check func(fi
 		return nil, false
 	}
 	out := make([]string, 0, len(items))
+	seen := make(map[string]int, len(items)) // item to its first index
 	ok := true
 	for i, it := range items {
 		f := index(field, i)
@@ -294,11 +350,12 @@ func (d *decoder) stringList(field string, v any, expected string, check func(fi
 			ok = false
 			continue
 		}
-		if j := slices.Index(out, s); j >= 0 {
-			d.errorf(f, "%q is listed twice (also %s)", s, index(field, j))
+		if j, dup := seen[s]; dup {
+			d.errorf(f, "%s is listed twice (also %s)", Quote(s), index(field, j))
 			ok = false
 			continue
 		}
+		seen[s] = i
 		out = append(out, s)
 	}
 	return out, ok

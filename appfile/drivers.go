@@ -71,7 +71,7 @@ func (d *decoder) driverOf(raw map[string]any) string {
 		return DriverExec
 	}
 	if _, known := driverKeys[str]; !known {
-		d.errorf("driver", "expected %s, got %q", want, str)
+		d.errorf("driver", "expected %s, got %s", want, Quote(str))
 		return DriverExec
 	}
 	return str
@@ -142,7 +142,7 @@ func (d *decoder) containerName(field, name string) bool {
 		}
 	}
 	if !ok {
-		d.errorf(field, "expected a Docker name (letters, digits, _ . -, starting with a letter or digit), got %q", name)
+		d.errorf(field, "expected a Docker name (letters, digits, _ . -, starting with a letter or digit), got %s", Quote(name))
 	}
 	return ok
 }

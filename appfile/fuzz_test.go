@@ -1,6 +1,7 @@
 package appfile
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParse feeds arbitrary bytes to Parse in each format. Parse must not
@@ -23,12 +25,16 @@ func FuzzParse(f *testing.F) {
 		{0, "- 1\n"},
 		{0, "wake: [{cron: 'CRON_TZ=UTC'}]\nlisten: ':1'\ncommand: x\n"},
 		{0, "a: &a [*a]\n"},
+		{0, "listen: &l ':1'\ncommand: [x, *l]\nenv: {<<: {A: 1}, B: 2}\n"},
+		{0, "a: [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]\n"},
+		{0, "l0: &l0 [a, a]\nl1: &l1 [*l0, *l0]\nl2: [*l1, *l1]\n"},
 		{1, `{"listen": ":1", "command": ["x", 1], "max_pending": 1e300}`},
 		{1, `{"listen": [1,`},
 		{1, `[]`},
 		{2, "listen = ':1'\ncommand = 'x'\n[ready]\nhttp = '/'\n[[wake]]\ncron = '@hourly'\n"},
 		{2, "listen = \n"},
 		{2, "listen = 1979-05-27T07:32:00Z\ncommand = 'x'\n"},
+		{2, "[a.b.c.d]\ne = {f = [[1]]}\n"},
 	}
 	for _, s := range seeds {
 		f.Add(s.format, []byte(s.data))
@@ -47,6 +53,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("spec returned with an error")
 			}
 			fieldErrors(t, err) // every problem is a *FieldError
+			quotesLittle(t, data, err)
 			return
 		}
 		if !s.Equal(s2) {
@@ -67,12 +74,39 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for _, w := range s.Wake {
-			if err := checkCron(w.Cron); err != nil || w.Keep < 0 {
+			if err := checkCron(w.Cron, loadZone); err != nil || w.Keep < 0 {
 				t.Fatalf("accepted wake %+v", w)
 			}
 		}
 		servable(t, s, data)
 	})
+}
+
+// loadZone is decoder.zoneKnown without its cache and its bound.
+func loadZone(zone string) (bool, error) {
+	_, err := time.LoadLocation(zone)
+	return err == nil, nil
+}
+
+// quotesLittle fails when an error line holds a long run of the file's
+// bytes: errors quote at most MaxQuoted bytes of a value, and a library's
+// message at most maxLibraryMessage.
+func quotesLittle(t *testing.T, data []byte, err error) {
+	t.Helper()
+	const run = maxLibraryMessage + 1
+	const half = run / 2 // any run holds a whole aligned block this long
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		_, msg, _ := strings.Cut(line, ": ") // after the file's path
+		suspect := false
+		for i := 0; i+half <= len(msg) && !suspect; i += half {
+			suspect = bytes.Contains(data, []byte(msg[i:i+half]))
+		}
+		for i := 0; suspect && i+run <= len(msg); i++ {
+			if bytes.Contains(data, []byte(msg[i:i+run])) {
+				t.Fatalf("error quotes %d bytes of the file or more: %s", run, line)
+			}
+		}
+	}
 }
 
 // servable checks that an accepted spec can be put in force on its own, as

@@ -31,7 +31,7 @@ func (d *decoder) guardField(s *Spec, key string, v any) {
 			return
 		}
 		if str == "" || strings.ContainsAny(str, ":/ \t\n") {
-			d.errorf(key, "expected a %s name or a numeric id, got %q", key, str)
+			d.errorf(key, "expected a %s name or a numeric id, got %s", key, Quote(str))
 			return
 		}
 		if key == "user" {
@@ -59,7 +59,7 @@ func (d *decoder) guardField(s *Spec, key string, v any) {
 		}
 		n, err := strconv.ParseUint(str, 8, 32)
 		if err != nil || n > 0o777 || str == "" {
-			d.errorf(key, `expected an octal mask from "000" to "777" such as "027", got %q`, str)
+			d.errorf(key, `expected an octal mask from "000" to "777" such as "027", got %s`, Quote(str))
 			return
 		}
 		s.Umask = "0" + strconv.FormatUint(n, 8)

@@ -11,7 +11,8 @@ import (
 	"unicode"
 )
 
-// topKeys are the keys of an app file, in the order DESIGN.md lists them.
+// topKeys are the keys of an app file, in the order messages list them:
+// the keys every app has first, then those of the drivers and the guards.
 var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
@@ -114,7 +115,7 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		case m == OnDemand || m == Persistent || m == Always:
 			s.Mode = m
 		default:
-			d.errorf(key, "expected one of on-demand, persistent, always, got %q", str)
+			d.errorf(key, "expected one of on-demand, persistent, always, got %s", Quote(str))
 		}
 	case "idle_timeout":
 		s.IdleTimeout, _ = d.duration(key, v, false)
@@ -129,7 +130,7 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		}
 		sig, ok := parseSignal(str)
 		if !ok {
-			d.errorf(key, "expected one of %s, got %q", signalNames(), str)
+			d.errorf(key, "expected one of %s, got %s", signalNames(), Quote(str))
 			return
 		}
 		s.StopSignal = sig
@@ -145,7 +146,7 @@ func (d *decoder) field(s *Spec, key string, v any) {
 	case "proxy_protocol":
 		str, ok := d.str(key, v, `"v1" or "v2"`)
 		if ok && str != "v1" && str != "v2" {
-			d.errorf(key, `expected "v1" or "v2", got %q`, str)
+			d.errorf(key, `expected "v1" or "v2", got %s`, Quote(str))
 			return
 		}
 		s.ProxyProtocol = str
@@ -166,15 +167,42 @@ func (d *decoder) field(s *Spec, key string, v any) {
 	}
 }
 
-// distinctListen refuses two listen entries that name the same socket.
+// distinctListen refuses a listen entry that names a socket an earlier
+// entry names too, pointing at the first such entry. Entries are grouped
+// by port, so that a long list costs no more than its length.
 func (d *decoder) distinctListen(addrs []string) {
-	for i := range addrs {
-		for j := range i {
-			a, errA := parseHostPort(addrs[i])
-			b, errB := parseHostPort(addrs[j])
-			if errA == nil && errB == nil && a.overlaps(b) {
-				d.errorf(index("listen", i), "%q overlaps %q (listen[%d]): each address can be bound once", addrs[i], addrs[j], j)
+	type claims struct {
+		first, wildcard int            // first entry, first wildcard entry; -1 for none
+		hosts           map[string]int // host to its first entry
+	}
+	byPort := map[uint16]*claims{}
+	for i, text := range addrs {
+		a, err := parseHostPort(text)
+		if err != nil {
+			continue // listenAddr reported it
+		}
+		c := byPort[a.port]
+		if c == nil {
+			c = &claims{first: i, wildcard: -1, hosts: map[string]int{}}
+			byPort[a.port] = c
+		}
+		j := -1 // the first earlier entry a overlaps
+		if a.host == "" {
+			j = c.first
+		} else {
+			j = c.wildcard
+			if h, ok := c.hosts[a.host]; ok && (j < 0 || h < j) {
+				j = h
 			}
+		}
+		if j >= 0 && j < i {
+			d.errorf(index("listen", i), "%s overlaps %s (listen[%d]): each address can be bound once", Quote(text), Quote(addrs[j]), j)
+		}
+		if a.host == "" && c.wildcard < 0 {
+			c.wildcard = i
+		}
+		if _, ok := c.hosts[a.host]; !ok && a.host != "" {
+			c.hosts[a.host] = i
 		}
 	}
 }
@@ -199,9 +227,9 @@ func (d *decoder) dir(s *Spec, key string, v any) {
 	fi, err := os.Stat(p)
 	switch {
 	case err != nil:
-		d.errorf(key, "expected an existing directory, got %q (%s): %v", str, p, unwrapPathError(err))
+		d.errorf(key, "expected an existing directory, got %s (%s): %v", Quote(str), Quote(p), unwrapPathError(err))
 	case !fi.IsDir():
-		d.errorf(key, "expected a directory, got %q (%s), which is not a directory", str, p)
+		d.errorf(key, "expected a directory, got %s (%s), which is not a directory", Quote(str), Quote(p))
 	default:
 		s.Dir = p
 	}
@@ -223,9 +251,9 @@ func (d *decoder) env(s *Spec, key string, v any) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		val := m[name]
-		f := join(key, name)
+		f := join(key, Key(name))
 		if !envNameRE.MatchString(name) {
-			d.errorf(f, "expected an environment variable name (letters, digits and _, not starting with a digit), got %q", name)
+			d.errorf(f, "expected an environment variable name (letters, digits and _, not starting with a digit), got %s", Quote(name))
 			continue
 		}
 		if str, ok := d.envValue(f, val); ok {
@@ -244,7 +272,7 @@ func (d *decoder) httpPath(field string, v any) (string, bool) {
 	if !strings.HasPrefix(str, "/") || strings.IndexFunc(str, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)
 	}) >= 0 {
-		d.errorf(field, "expected a path starting with / and without spaces, such as /healthz, got %q", str)
+		d.errorf(field, "expected a path starting with / and without spaces, such as /healthz, got %s", Quote(str))
 		return "", false
 	}
 	return str, true
@@ -269,7 +297,7 @@ func (d *decoder) match(s *Spec, key string, v any) {
 	}
 	check := func(field, name string) bool {
 		if !validHostname(name, true) {
-			d.errorf(field, "expected a lowercase host name such as app.example.com or *.example.com, got %q", name)
+			d.errorf(field, "expected a lowercase host name such as app.example.com or *.example.com, got %s", Quote(name))
 			return false
 		}
 		return true
@@ -284,6 +312,7 @@ func (d *decoder) match(s *Spec, key string, v any) {
 // crossChecks looks at fields together once each has been read.
 func (d *decoder) crossChecks(s *Spec) {
 	d.scaleChecks(s)
+	d.execSize(s)
 	if s.Upstream == "" {
 		return
 	}
@@ -293,7 +322,7 @@ func (d *decoder) crossChecks(s *Spec) {
 	}
 	for i, l := range s.Listen {
 		if a, err := parseHostPort(l); err == nil && a.overlaps(up) {
-			d.errorf("upstream", "%q is also listen[%d] %q: DynaPM would proxy the app to itself", s.Upstream, i, l)
+			d.errorf("upstream", "%s is also listen[%d] %s: DynaPM would proxy the app to itself", Quote(s.Upstream), i, Quote(l))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package appfile
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -235,6 +236,7 @@ func TestParseKeys(t *testing.T) {
 		{name: "match uppercase", yaml: "match: {sni: [A.com]}\n", field: "match.sni[0]", want: "lowercase host name"},
 		{name: "match bad wildcard", yaml: "match: {sni: ['a.*.com']}\n", field: "match.sni[0]", want: "lowercase host name"},
 		{name: "match duplicate", yaml: "match: {host: [a.com, a.com]}\n", field: "match.host[1]", want: "listed twice"},
+		{name: "match duplicate after a bad name", yaml: "match: {host: [A.com, a.com, a.com]}\n", field: "match.host[2]", want: `"a.com" is listed twice (also match.host[1])`},
 		{name: "match empty", yaml: "match: {}\n", field: "match", want: "empty mapping"},
 		{name: "match unknown key", yaml: "match: {path: /x}\n", field: "match.path", want: "unknown key"},
 		// proxy_protocol
@@ -259,6 +261,7 @@ func TestParseKeys(t *testing.T) {
 			want: `unknown time zone "Mars/Base" (expected CRON_TZ=Area/City from the tz database) in "CRON_TZ=Mars/Base 0 9 * * *"`},
 		{name: "wake unknown zone old prefix", yaml: "wake: [{cron: '@daily'}, {cron: 'TZ=Europe/Atlantis @daily'}]\n", field: "wake[1].cron",
 			want: `unknown time zone "Europe/Atlantis" (expected CRON_TZ=Area/City`},
+		{name: "wake two zones", yaml: "wake: [{cron: 'CRON_TZ=UTC CRON_TZ=UTC @daily'}]\n", field: "wake[0].cron", want: "a second time zone prefix"},
 		{name: "wake empty zone", yaml: "wake: [{cron: 'CRON_TZ= @daily'}]\n", field: "wake[0].cron", want: "malformed time zone prefix"},
 		{name: "wake known zone", yaml: "wake: [{cron: 'CRON_TZ=Europe/Berlin 0 8 * * 1-5', keep: 2h}]\n", check: func(t *testing.T, s *Spec) {
 			if len(s.Wake) != 1 || s.Wake[0].Cron != "CRON_TZ=Europe/Berlin 0 8 * * 1-5" {
@@ -467,39 +470,42 @@ func TestParseIsDeterministic(t *testing.T) {
 	}
 }
 
-// TestParseDesignExample reads the example app file of DESIGN.md verbatim.
-func TestParseDesignExample(t *testing.T) {
-	p := writeFile(t, t.TempDir(), "web.yaml", `
-listen: "127.0.0.1:8080"     # required; a string or a list of addresses
-upstream: "127.0.0.1:18080"  # where the program listens; if omitted, DynaPM
-                             # picks a free loopback port and passes it as $PORT
-command: ["python3", "-m", "http.server", "${PORT}"]  # argv list, or a string run by /bin/sh -c
-dir: "."                     # working directory (relative to the app file)
-env: {GREETING: hello}       # added to the daemon's environment; ${PORT} expands
-mode: on-demand              # on-demand | persistent | always
-idle_timeout: 10m            # on-demand: stop after this long with no open connection
-start_timeout: 30s           # held connections give up after this
-stop_signal: SIGTERM
-stop_timeout: 10s            # then SIGKILL the process group
-ready:                       # default: TCP connect to upstream succeeds
-  http: /healthz             # or: an HTTP GET that must answer 2xx/3xx
-max_pending: 1024            # connections held per app while it starts
-match: {sni: ["a.example.com"]}  # only on a shared listen address (or host: [...])
-proxy_protocol: v2           # optional: tell the app the client's address
-wake:                        # cron-triggered starts
-  - cron: "0 9 * * 1-5"      # 5 fields or @every/@daily; CRON_TZ= prefix allowed
-    keep: 2h                 # stay up at least this long after a scheduled wake
-jobs:                        # cron jobs: run a command to completion
-  - cron: "*/15 * * * *"
-    command: ["./cleanup.sh"]
-`)
-	s, err := Load(p)
+// TestParseReadmeExample parses the example app files of README.md's
+// "Writing an app file" section, so that the documentation cannot drift
+// from the parser: the annotated file on its own, and the wake and jobs
+// example added to a minimal file.
+func TestParseReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Upstream != "127.0.0.1:18080" || s.Ready.HTTP != "/healthz" || s.ProxyProtocol != "v2" ||
-		len(s.Wake) != 1 || s.Wake[0].Keep != 2*time.Hour || len(s.Jobs) != 1 || s.Env["GREETING"] != "hello" ||
-		s.Command[3] != "${PORT}" || s.Dir != filepath.Dir(s.File) {
-		t.Errorf("spec = %+v", s)
+	_, section, ok := strings.Cut(string(readme), "\n## Writing an app file\n")
+	if !ok {
+		t.Fatal("README.md has no \"Writing an app file\" section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var blocks []string
+	for _, block := range strings.Split(section, "```yaml\n")[1:] {
+		yaml, _, _ := strings.Cut(block, "```")
+		blocks = append(blocks, yaml)
+	}
+	if len(blocks) < 2 {
+		t.Fatalf("README.md's app file section has %d YAML examples, want the app file and the schedule example", len(blocks))
+	}
+	dir := t.TempDir()
+	s, err := Load(writeFile(t, dir, "web.yaml", blocks[0]))
+	if err != nil {
+		t.Fatalf("README example does not parse: %v\n%s", err, blocks[0])
+	}
+	if s.Upstream != "127.0.0.1:18080" || s.Ready.HTTP != "/healthz" || s.Env["GREETING"] != "hello" ||
+		!slices.Contains(s.Command, "${PORT}") || s.Dir != filepath.Dir(s.File) || s.IdleTimeout != 10*time.Minute {
+		t.Errorf("README example read as %+v", s)
+	}
+	s, err = Load(writeFile(t, dir, "cron.yaml", minimal+blocks[1]))
+	if err != nil {
+		t.Fatalf("README schedule example does not parse: %v\n%s", err, blocks[1])
+	}
+	if len(s.Wake) != 1 || s.Wake[0].Keep != 2*time.Hour || len(s.Jobs) != 1 || s.Jobs[0].Timeout != 5*time.Minute {
+		t.Errorf("README schedule example read as wake %+v, jobs %+v", s.Wake, s.Jobs)
 	}
 }

@@ -31,13 +31,35 @@ func CutZone(spec string) (zone, rest string, ok bool) {
 type zoneError struct{ zone string }
 
 func (e *zoneError) Error() string {
-	return fmt.Sprintf("unknown time zone %q (expected CRON_TZ=Area/City from the tz database)", e.zone)
+	return fmt.Sprintf("unknown time zone %s (expected CRON_TZ=Area/City from the tz database)", Quote(e.zone))
+}
+
+// maxZones bounds the time zones one file may name: loading a zone reads
+// the tz database, and trying a name it lacks reads the whole directory of
+// Go's copy of it each time.
+const maxZones = 8
+
+// zoneKnown reports whether the tz database has zone, asking it once per
+// zone per file.
+func (d *decoder) zoneKnown(zone string) (bool, error) {
+	if known, ok := d.zones[zone]; ok {
+		return known, nil
+	}
+	if len(d.zones) == maxZones {
+		return false, fmt.Errorf("more than %d time zones in one file", maxZones)
+	}
+	_, err := time.LoadLocation(zone)
+	if d.zones == nil {
+		d.zones = map[string]bool{}
+	}
+	d.zones[zone] = err == nil
+	return err == nil, nil
 }
 
 // checkCron validates a schedule the way the scheduler will read it: five
 // fields, or a descriptor such as @daily or @every 1h, optionally prefixed
-// by CRON_TZ=Zone. A zone that does not load is a *zoneError.
-func checkCron(spec string) (err error) {
+// by CRON_TZ=Zone. A zone zoneKnown does not know is a *zoneError.
+func checkCron(spec string, zoneKnown func(string) (bool, error)) (err error) {
 	// cron v3.0.1 slices out of range on "CRON_TZ=X" with nothing after it;
 	// a bad file must never take the daemon down.
 	defer func() {
@@ -50,12 +72,22 @@ func checkCron(spec string) (err error) {
 		if zone == "" || rest == "" {
 			return fmt.Errorf("malformed time zone prefix")
 		}
+		// The cron parser reads one prefix; rest is parsed on its own below.
+		if _, _, again := CutZone(rest); again {
+			return fmt.Errorf("a second time zone prefix")
+		}
 		// Checked here, not left to the parser, to say what a zone is.
-		if _, err := time.LoadLocation(zone); err != nil {
+		known, err := zoneKnown(zone)
+		if err != nil {
+			return err
+		}
+		if !known {
 			return &zoneError{zone: zone}
 		}
 	}
-	if _, err := cron.ParseStandard(spec); err != nil {
+	// Without the prefix: the zone is checked, and the parser would load
+	// it again.
+	if _, err := cron.ParseStandard(rest); err != nil {
 		return err
 	}
 	// @every 0s or a negative interval parses, then silently becomes 1s.
@@ -72,12 +104,12 @@ func (d *decoder) cronSpec(field string, v any) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if err := checkCron(s); err != nil {
+	if err := checkCron(s, d.zoneKnown); err != nil {
 		if ze := (*zoneError)(nil); errors.As(err, &ze) {
-			d.errorf(field, "%v in %q", ze, s)
+			d.errorf(field, "%v in %s", ze, Quote(s))
 			return "", false
 		}
-		d.errorf(field, `expected a cron schedule (5 fields, or @daily, @every 1h...; CRON_TZ= prefix allowed), got %q: %v`, s, err)
+		d.errorf(field, `expected a cron schedule (5 fields, or @daily, @every 1h...; CRON_TZ= prefix allowed), got %s: %s`, Quote(s), libraryMessage(err.Error()))
 		return "", false
 	}
 	return s, true

@@ -42,15 +42,15 @@ func ParseBytes(s string) (int64, error) {
 	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
 	mult, ok := units[unit]
 	if num == "" || !ok {
-		return 0, fmt.Errorf("expected a size such as 512MiB, 4GiB or 1000000, got %q", s)
+		return 0, fmt.Errorf("expected a size such as 512MiB, 4GiB or 1000000, got %s", Quote(s))
 	}
 	n, err := strconv.ParseFloat(num, 64)
 	if err != nil {
-		return 0, fmt.Errorf("expected a size such as 512MiB, 4GiB or 1000000, got %q", s)
+		return 0, fmt.Errorf("expected a size such as 512MiB, 4GiB or 1000000, got %s", Quote(s))
 	}
 	v := math.Round(n * mult)
 	if v >= math.MaxInt64 {
-		return 0, fmt.Errorf("size %q is too large", s)
+		return 0, fmt.Errorf("size %s is too large", Quote(s))
 	}
 	return int64(v), nil
 }

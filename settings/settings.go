@@ -208,20 +208,7 @@ func (d *decoder) keys(field string, v any, known []string) map[string]any {
 		d.errorf(field, "expected a mapping with keys %s, got %s", strings.Join(known, ", "), appfile.Describe(v))
 		return nil
 	}
-	var unknown []string
-	for k := range m {
-		if !slices.Contains(known, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	slices.Sort(unknown)
-	for _, k := range unknown {
-		f := k
-		if field != "" {
-			f = field + "." + k
-		}
-		d.errorf(f, "unknown key (known keys: %s)", strings.Join(known, ", "))
-	}
+	d.errs = append(d.errs, appfile.UnknownKeys(d.file, field, m, known)...)
 	return m
 }
 
@@ -255,7 +242,7 @@ func (d *decoder) metrics(field string, v any) string {
 	}
 	_, port, err := net.SplitHostPort(s)
 	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n == 0 {
-		d.errorf(field, `expected a host:port such as 127.0.0.1:9464, or "" for off, got %q`, s)
+		d.errorf(field, `expected a host:port such as 127.0.0.1:9464, or "" for off, got %s`, appfile.Quote(s))
 		return ""
 	}
 	return s
@@ -265,7 +252,7 @@ func (d *decoder) oneOf(field string, v any, allowed ...string) string {
 	expected := "one of " + strings.Join(allowed, ", ")
 	s, ok := d.str(field, v, expected)
 	if ok && !slices.Contains(allowed, s) {
-		d.errorf(field, "expected %s, got %q", expected, s)
+		d.errorf(field, "expected %s, got %s", expected, appfile.Quote(s))
 		return ""
 	}
 	return s
@@ -289,7 +276,7 @@ func (d *decoder) minAvailable(field string, v any) (int64, float64) {
 		if num, isPct := strings.CutSuffix(strings.TrimSpace(s), "%"); isPct {
 			p, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
 			if err != nil || !(p > 0 && p < 100) {
-				d.errorf(field, "expected a percentage above 0%% and below 100%%, got %q", s)
+				d.errorf(field, "expected a percentage above 0%% and below 100%%, got %s", appfile.Quote(s))
 				return 0, 0
 			}
 			return 0, p
@@ -305,7 +292,7 @@ func (d *decoder) interval(field string, v any, def time.Duration) time.Duration
 	}
 	dur, err := time.ParseDuration(s)
 	if err != nil || dur <= 0 {
-		d.errorf(field, "expected a duration greater than 0 such as 1s or 500ms, got %q", s)
+		d.errorf(field, "expected a duration greater than 0 such as 1s or 500ms, got %s", appfile.Quote(s))
 		return def
 	}
 	return dur

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,37 +192,78 @@ func TestSlogLevel(t *testing.T) {
 	}
 }
 
-// TestLoadREADMEExample reads the example of the README's "Daemon
-// settings" section verbatim: the documented file must load, with the
-// values it shows.
-func TestLoadREADMEExample(t *testing.T) {
+// TestLoadReadmeExample reads the settings file of README.md's "Daemon
+// settings" section, so that the documentation cannot drift from the
+// parser.
+func TestLoadReadmeExample(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(readme), "\n## Daemon settings")
+	_, section, ok := strings.Cut(string(readme), "\n## Daemon settings (optional)\n")
 	if !ok {
-		t.Fatal(`README.md has no "## Daemon settings" section`)
+		t.Fatal("README.md has no \"Daemon settings (optional)\" section")
 	}
-	_, example, ok := strings.Cut(section, "```yaml\n")
+	_, block, ok := strings.Cut(section, "```yaml\n")
 	if !ok {
-		t.Fatal("README.md's Daemon settings section has no yaml example")
+		t.Fatal("README.md's settings section has no YAML example")
 	}
-	example, _, _ = strings.Cut(example, "```")
-	p := write(t, "dynapm.yaml", example)
+	block, _, _ = strings.Cut(block, "```")
+	p := write(t, "dynapm.yaml", block)
 	s, err := Load(p)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("README example does not parse: %v\n%s", err, block)
 	}
 	dir := filepath.Dir(p)
 	want := Settings{
 		AppsDir: filepath.Join(dir, "apps.d"), StateDir: filepath.Join(dir, ".dynapm"),
 		Metrics: "127.0.0.1:9464", Log: Log{"text", "info"},
 		Memory:  Memory{MinAvailablePercent: 10, Budget: 4 << 30, Interval: time.Second},
-		AppLogs: Default().AppLogs,
+		AppLogs: AppLogs{MaxSize: 10 << 20, Keep: 3},
 		File:    p,
 	}
 	if s != want {
 		t.Errorf("got %+v, want %+v", s, want)
+	}
+}
+
+// TestErrorsQuoteLittleOfAFileThatIsNotASettingsFile: a settings file that
+// is /etc/shadow parses as YAML keys, one per line; the error names a few,
+// each cut short, rather than copying the file into the log.
+func TestErrorsQuoteLittleOfAFileThatIsNotASettingsFile(t *testing.T) {
+	var lines []string
+	for i := range 40 {
+		hash := strings.Repeat(string(rune('A'+i%26))+string(rune('a'+i%26))+"0/", 22)
+		lines = append(lines, "user"+strconv.Itoa(i)+":$6$"+hash+":19700:0:99999:7:::")
+	}
+	_, err := Load(write(t, "dynapm.yaml", strings.Join(lines, "\n")+"\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	shown := 0
+	for i, line := range lines {
+		// The user name is the line's start: the line is quoted if
+		// "userN:$6$" is in the error, and then at most MaxQuoted bytes.
+		if strings.Contains(err.Error(), line[:appfile.MaxQuoted+1]) {
+			t.Errorf("line %d: more than %d bytes of it in the error", i+1, appfile.MaxQuoted)
+		}
+		if strings.Contains(err.Error(), strings.SplitN(line, "$", 2)[0]+"$6$") {
+			shown++
+		}
+	}
+	if shown > 3 {
+		t.Errorf("the error quotes %d lines of the file, want at most 3:\n%v", shown, err)
+	}
+}
+
+// TestNestedSettingsFileIsRefused: the settings file is read by the same
+// bounded reader as app files, so deep nesting is refused on its line
+// before a parser builds it.
+func TestNestedSettingsFileIsRefused(t *testing.T) {
+	n := 20_000
+	p := write(t, "dynapm.toml", "a = "+strings.Repeat("{a = ", n)+"1"+strings.Repeat("}", n)+"\n")
+	_, err := Load(p)
+	if err == nil || err.Error() != p+": line 1: nesting deeper than 16 levels" {
+		t.Errorf("error %v, want %s: line 1: nesting deeper than 16 levels", err, p)
 	}
 }
