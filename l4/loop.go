@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // DataPath values for Server.DataPath.
@@ -34,13 +36,7 @@ const (
 	// wait that ends late.
 	loopYield = 5 * time.Millisecond
 	// evWake marks the eventfd's epoll registration.
-	evWake         = -1
-	epollET        = 1 << 31 // EPOLLET, negative in package syscall
-	epollExclusive = 1 << 28 // EPOLLEXCLUSIVE
-
-	fSetPipeSz   = 1031 // F_SETPIPE_SZ
-	spliceMove   = 0x1  // SPLICE_F_MOVE
-	spliceNonblk = 0x2  // SPLICE_F_NONBLOCK
+	evWake = -1
 )
 
 // eventLoop owns the sockets of the connections handed to it, from the
@@ -111,18 +107,17 @@ type loopDir struct {
 }
 
 func newEventLoop(s *Server, idx int) (*eventLoop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("creating epoll: %w", err)
 	}
-	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if e != 0 {
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
 		syscall.Close(epfd)
-		return nil, fmt.Errorf("creating eventfd: %w", e)
+		return nil, fmt.Errorf("creating eventfd: %w", err)
 	}
-	evfd := int(r)
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: evWake}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: evWake}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
 		syscall.Close(epfd)
 		syscall.Close(evfd)
 		return nil, fmt.Errorf("registering eventfd: %w", err)
@@ -184,7 +179,7 @@ func (l *eventLoop) stop() {
 // and at most one thread wake-up, 200 times a second per busy loop.
 func (l *eventLoop) run() {
 	defer close(l.done)
-	events := make([]syscall.EpollEvent, loopEvents)
+	events := make([]unix.EpollEvent, loopEvents)
 	yielded := time.Now()
 	for {
 		if now := time.Now(); now.Sub(yielded) >= loopYield {
@@ -195,7 +190,7 @@ func (l *eventLoop) run() {
 		if len(l.acceptMore) > 0 {
 			timeout = 0 // a listener still has connections waiting
 		}
-		n, err := syscall.EpollWait(l.epfd, events, timeout)
+		n, err := unix.EpollWait(l.epfd, events, timeout)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
@@ -227,10 +222,10 @@ func (l *eventLoop) run() {
 				continue // an event of a connection that has ended
 			}
 			side := int(ev.Pad & 1)
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				c.readable[side] = true
 			}
-			if ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				c.hup[side] = true
 			}
 			l.pump(c, side)
@@ -293,12 +288,12 @@ func (l *eventLoop) register(c *loopConn) {
 	// Registering reports the sockets' current state at once (bytes the
 	// client sent while its app woke, say), so no read is tried blindly.
 	for side := range 2 {
-		ev := syscall.EpollEvent{
-			Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
+		ev := unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
 			Fd:     c.slot,
 			Pad:    c.gen<<1 | int32(side),
 		}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
 			l.s.logger().Warn("registering a connection with epoll failed, closing it",
 				"app", c.pc.app, "error", err)
 			l.abort(c)
@@ -324,7 +319,7 @@ func rawWrite(fd int, p []byte) (int, syscall.Errno) {
 }
 
 func rawSplice(in, out, n int) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceMove|spliceNonblk)
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	if e != 0 {
 		return 0, e
 	}
@@ -437,7 +432,7 @@ func (l *eventLoop) startSplice(d *loopDir) {
 	}
 	// A larger pipe moves a MB in one splice pair; the default (64 KiB)
 	// stays if the limit (pipe-max-size) refuses it.
-	syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), fSetPipeSz, pipeSize)
+	syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
 	d.pipe = p
 	d.pendBuf = nil
 }

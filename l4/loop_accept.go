@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The event loop accepts too: each listening socket of a Server whose loop
@@ -73,8 +75,8 @@ func (l *eventLoop) takeListeners(add, remove []*listener) {
 		// several loops, EPOLLEXCLUSIVE wakes one of those waiting, not
 		// all: a busy loop keeps the event queued for itself and the
 		// kernel wakes the next.
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET | epollExclusive, Fd: listenerEvent(lst.lid)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET | unix.EPOLLEXCLUSIVE, Fd: listenerEvent(lst.lid)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
 			delete(l.lsts, lst.lid)
 			l.pause(lst, err)
 		}
@@ -93,7 +95,7 @@ func (l *eventLoop) letGo(lst *listener) {
 	}
 	if _, ok := l.lsts[lst.lid]; ok {
 		delete(l.lsts, lst.lid)
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lst.fd, nil)
 	}
 	if bits.OnesCount32(before|l.bit()) == len(lst.loops) {
 		syscall.Close(lst.fd)
@@ -119,7 +121,7 @@ func (l *eventLoop) acceptFrom(lst *listener) {
 			default:
 			}
 			delete(l.lsts, lst.lid)
-			syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lst.fd, nil)
 			l.pause(lst, err)
 			return
 		}
