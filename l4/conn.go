@@ -125,7 +125,7 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		if err != nil {
 			if log.Enabled(context.Background(), slog.LevelDebug) {
 				log.Debug("closing connection that named no app in time", slog.String("listen", l.addr),
-					slog.String("client", c.client.RemoteAddr().String()), slog.Any("error", err))
+					slog.String("client", c.client.RemoteAddr().String()), slog.Any("err", err))
 			}
 			s.drop(c, nil)
 			return
@@ -149,7 +149,7 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	c.start = time.Now()
 	upstream, conn, release, err := s.wake(r.App)
 	if err != nil {
-		s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("error", err))
+		s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("err", err))
 		s.dropUnavailable(c, nil, r.UnavailableReply)
 		return
 	}
@@ -175,7 +175,7 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	if r.ProxyProtocol != "" || len(p.data) > 0 {
 		if err := writePreamble(up, c.client, r.ProxyProtocol, p.data); err != nil {
 			log.Warn("sending first bytes to upstream failed, closing connection",
-				slog.String("app", r.App), slog.Any("error", err))
+				slog.String("app", r.App), slog.Any("err", err))
 			up.Close()
 			s.drop(c, release)
 			return

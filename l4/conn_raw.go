@@ -119,7 +119,7 @@ func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func()) {
 	up, err := fileConn(fd)
 	if err != nil {
 		s.logger().Warn("wrapping the upstream socket failed, closing connection",
-			slog.String("app", r.App), slog.Any("error", err))
+			slog.String("app", r.App), slog.Any("err", err))
 		s.drop(c, release)
 		return
 	}
@@ -202,7 +202,7 @@ func (s *Server) goClient(c *proxyConn) bool {
 	tc, err := fileConn(c.cfd)
 	c.cfd = -1
 	if err != nil {
-		s.logger().Warn("wrapping the client socket failed, closing connection", slog.Any("error", err))
+		s.logger().Warn("wrapping the client socket failed, closing connection", slog.Any("err", err))
 		return false
 	}
 	c.client = tc

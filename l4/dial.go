@@ -162,13 +162,13 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 		}
 		if rewakes == maxRewakes || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			s.logDrop("dialing upstream failed, closing connection",
-				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("error", err))
+				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("err", err))
 			s.dropUnavailable(c, release, r.UnavailableReply)
 			return nil, false
 		}
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
-			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("error", err))
+			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("err", err))
 			s.dropUnavailable(c, nil, r.UnavailableReply)
 			return nil, false
 		}

@@ -213,7 +213,7 @@ func (l *listener) backoff(err error) time.Duration {
 	}
 	if now := time.Now(); now.Sub(l.lastLog) >= durationOr(s.ErrorLogInterval, DefaultErrorLogInterval) {
 		s.logger().Warn("accepting connection failed, backing off",
-			slog.String("listen", l.addr), slog.Any("error", err),
+			slog.String("listen", l.addr), slog.Any("err", err),
 			slog.Duration("delay", l.delay), slog.Int("suppressed", l.suppressed))
 		l.lastLog, l.suppressed = now, 0
 	} else {

@@ -195,7 +195,7 @@ func (l *eventLoop) run() {
 			if err == syscall.EINTR {
 				continue
 			}
-			l.s.logger().Error("epoll_wait failed; cutting the loop's connections", "error", err)
+			l.s.logger().Error("epoll_wait failed; cutting the loop's connections", "err", err)
 			l.shutdownLoop()
 			return
 		}
@@ -295,7 +295,7 @@ func (l *eventLoop) register(c *loopConn) {
 		}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
 			l.s.logger().Warn("registering a connection with epoll failed, closing it",
-				"app", c.pc.app, "error", err)
+				"app", c.pc.app, "err", err)
 			l.abort(c)
 			return
 		}

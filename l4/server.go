@@ -366,10 +366,10 @@ func (s *Server) eventLoopsLocked() []*eventLoop {
 			if err != nil {
 				if i == 0 {
 					s.loopFail = true
-					s.logger().Warn("starting the event loop failed, copying with goroutines", "error", err)
+					s.logger().Warn("starting the event loop failed, copying with goroutines", "err", err)
 					return nil
 				}
-				s.logger().Warn("starting an event loop failed, going on with fewer", "loops", i, "error", err)
+				s.logger().Warn("starting an event loop failed, going on with fewer", "loops", i, "err", err)
 				break
 			}
 			s.loops = append(s.loops, l)
