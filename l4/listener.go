@@ -33,7 +33,7 @@ type listener struct {
 	// inLoop: the event loops accept for this listener. Under s.mu.
 	inLoop bool
 	// loops are the event loops that accept for it (every loop of the
-	// Server, set by start); lid is its epoll data in each of them.
+	// Server, set by startLocked); lid is its epoll data in each of them.
 	loops []*eventLoop
 	lid   int32
 	// gone has bit i set once loops[i] has let go of the listener; the
@@ -79,9 +79,10 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	return l, nil
 }
 
-// start begins accepting: on the event loop when there is one and l has a
-// raw descriptor, else in an accept loop of its own. s.mu must be held.
-func (l *listener) start() {
+// startLocked begins accepting: on the event loops when there are some and
+// l has a raw descriptor, else in an accept loop of its own. s.mu must be
+// held.
+func (l *listener) startLocked() {
 	s := l.s
 	l.accepting = true
 	s.wg.Add(1) // done when l stops accepting for good
@@ -103,9 +104,9 @@ func (l *listener) start() {
 	go l.acceptLoop()
 }
 
-// close stops accepting and frees the address at once, for a new bind.
-// Connections already accepted are left alone. s.mu must be held.
-func (l *listener) close() {
+// closeLocked stops accepting and frees the address at once, for a new
+// bind. Connections already accepted are left alone. s.mu must be held.
+func (l *listener) closeLocked() {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.ln.Close()

@@ -43,7 +43,7 @@ func (l *eventLoop) addListener(lst *listener) {
 }
 
 // removeListener asks the loop to stop accepting for l and close its
-// descriptor; l's socket is already shut down (see listener.close).
+// descriptor; l's socket is already shut down (see listener.closeLocked).
 func (l *eventLoop) removeListener(lst *listener) {
 	l.mu.Lock()
 	if l.dead {

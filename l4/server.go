@@ -191,7 +191,7 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 	for addr, l := range s.listeners {
 		if _, ok := table[addr]; !ok {
 			delete(s.listeners, addr)
-			l.close()
+			l.closeLocked()
 		}
 	}
 	errs := s.bindLocked(table)
@@ -202,7 +202,7 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 		}
 		l.routes.Store(newRouteSet(routes))
 		if !l.accepting {
-			l.start()
+			l.startLocked()
 		}
 	}
 	return errs
@@ -302,7 +302,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	for addr, l := range s.listeners {
 		delete(s.listeners, addr)
-		l.close()
+		l.closeLocked()
 	}
 	for c := range s.conns {
 		if !c.spliced {
