@@ -168,15 +168,12 @@ func (l *eventLoop) stop() {
 
 // run is the loop's goroutine. It is not locked to its thread, and it
 // yields every loopYield while busy. Why: a goroutine that never enters
-// the scheduler looks stuck to the runtime's monitor (sysmon), which every
-// 10 ms preempts it, or takes its P away while it sits in epoll_wait; each
-// such retake also keeps sysmon polling every 20 µs instead of backing off
-// to 10 ms. Locked to its thread, every preemption further cost a hand-off
-// of the P to another thread and back. Measured per new connection under
-// the benchmark's wrk load: 0.90 context switches (0.30 of them sysmon's
-// nanosleep, 0.13 futex) locked and never yielding; 0.50 (0.05 and 0.10)
-// unlocked and yielding, HAProxy's 0.46. A yield costs a scheduler round
-// and at most one thread wake-up, 200 times a second per busy loop.
+// the scheduler looks stuck to the runtime's monitor (sysmon), which then
+// preempts it, or takes its P away while it sits in epoll_wait, and keeps
+// polling at its fastest instead of backing off; locked to its thread,
+// every preemption would also hand the P to another thread and back.
+// Unlocked and yielding roughly halves the context switches per new
+// connection (docs/BENCHMARKS.md, event loops).
 func (l *eventLoop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, loopEvents)

@@ -15,7 +15,7 @@ import (
 // through the eventfd and no netpoller wake-up: the thread that moves the
 // bytes does everything, as HAProxy's threads do. Connections that must
 // wait (a stopped app, a name to peek, a slow connect) go to a goroutine
-// of their own as before.
+// of their own.
 
 // acceptBatch bounds the connections accepted per readiness event, so that
 // a flood of connects cannot starve the bytes of open connections; a

@@ -389,9 +389,9 @@ const loopSlack = 2
 // carries more than loopSlack connections above the least loaded loop.
 // Otherwise the least loaded loop gets it, ties dealt in turn. Why: which
 // loop the kernel wakes for a connection is chance, and long connections
-// (keep-alive) stay where they were accepted; without this, 50 wrk
-// connections landed 17/34 on two loops, and the busier loop capped the
-// rate while the other idled. s.mu must be held.
+// (keep-alive) stay where they were accepted, so the loops drift apart and
+// the busier one caps the rate while the other idles (docs/BENCHMARKS.md,
+// event loops). s.mu must be held.
 func (s *Server) eventLoopLocked(self *eventLoop) *eventLoop {
 	loops := s.eventLoopsLocked()
 	if len(loops) == 0 {
