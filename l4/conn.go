@@ -2,7 +2,6 @@ package l4
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -63,53 +62,11 @@ func (s *Server) untrack(c *proxyConn) {
 	s.mu.Unlock()
 }
 
-// splicing records c's upstream, marking c as spliced; false if the server
-// is shutting down, in which case the caller drops the connection. It
-// returns the event loop to hand c to, with c.lc set, or nil if c is to be
-// copied by goroutines.
-func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) (*eventLoop, bool) {
-	// The loop gets duplicates of both descriptors, and the Go sockets are
-	// closed (see dupFd); on any failure c stays on goroutines. The system
-	// calls are made outside s.mu, which the accept loops take too.
-	fds := [2]int{-1, -1}
-	dupErr := errNoLoop
-	if s.DataPath != DataPathGoroutines {
-		if fds[0], dupErr = dupFd(c.client); dupErr == nil {
-			fds[1], dupErr = dupFd(upstream)
-		}
-	}
-	s.mu.Lock()
-	closed := s.closed
-	var l *eventLoop
-	if !closed {
-		c.upstream = upstream
-		c.spliced = true
-		if dupErr == nil {
-			if l = s.eventLoopLocked(nil); l != nil {
-				c.lc = &loopConn{pc: c, fd: fds, loop: l}
-			}
-		}
-	}
-	s.mu.Unlock()
-	if l == nil {
-		for _, fd := range fds {
-			if fd >= 0 {
-				syscall.Close(fd)
-			}
-		}
-		return nil, !closed
-	}
-	c.client.Close()
-	upstream.Close()
-	return l, true
-}
-
-// serveConn routes c, wakes its app, dials the upstream and splices: the
-// client-to-upstream direction runs in this goroutine, the other in
-// pipeUpstreamToClient. On an address with a single default route the
-// client's bytes are not read before the splice (they wait in the kernel
-// while the app wakes); on an address shared by name they are peeked first
-// and sent to the upstream ahead of the rest.
+// serveConn routes c, wakes its app, then dials the upstream and splices
+// (serveUpstream). On an address with a single default route the client's
+// bytes are not read before the splice (they wait in the kernel while the
+// app wakes); on an address shared by name they are peeked first and sent
+// to the upstream ahead of the rest.
 func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 	defer s.wg.Done()
 	log := s.logger()
@@ -153,46 +110,7 @@ func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
 		s.dropUnavailable(c, nil, r.UnavailableReply)
 		return
 	}
-	if s.DataPath != DataPathGoroutines && r.ProxyProtocol == "" && len(p.data) == 0 {
-		s.serveRaw(c, r, upstream, conn, release)
-		return
-	}
-	if conn >= 0 {
-		syscall.Close(conn) // these paths dial through Go
-	}
-	if !s.goClient(c) {
-		s.drop(c, release)
-		return
-	}
-	var up *net.TCPConn
-	release, ok := s.dialLeased(c, r, upstream, release, func(a netip.AddrPort) (err error) {
-		up, err = s.dial(s.ctx, a)
-		return err
-	})
-	if !ok {
-		return
-	}
-	if r.ProxyProtocol != "" || len(p.data) > 0 {
-		if err := writePreamble(up, c.client, r.ProxyProtocol, p.data); err != nil {
-			log.Warn("sending first bytes to upstream failed, closing connection",
-				slog.String("app", r.App), slog.Any("err", err))
-			up.Close()
-			s.drop(c, release)
-			return
-		}
-		c.sent = int64(len(p.data))
-		s.releasePeek(&p)
-	}
-	loop, ok := s.splicing(c, up)
-	if !ok {
-		up.Close()
-		s.drop(c, release)
-		return
-	}
-	if s.handOver(c, loop, release) {
-		return
-	}
-	c.pipeBoth(up)
+	s.serveUpstream(c, r, upstream, conn, release, &p)
 }
 
 // wake is the Waker's Wake, with the connection to the upstream a
@@ -318,23 +236,24 @@ func (c *proxyConn) finish() {
 	}
 }
 
-// writePreamble sends upstream what goes before the client's unread bytes:
-// the PROXY protocol header of version (if any), telling upstream where
-// client's connection came from, then the bytes peeked from the client. One
-// writev for both.
-func writePreamble(upstream, client *net.TCPConn, version string, peeked []byte) error {
-	var hdr []byte
-	if version != "" {
-		src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
-		dst := client.LocalAddr().(*net.TCPAddr).AddrPort()
-		var err error
-		if hdr, err = appendProxyHeader(make([]byte, 0, 64), version, src, dst); err != nil {
-			return err
+// preamble returns what goes to the upstream ahead of the client's unread
+// bytes: the PROXY protocol header of r (if any), telling the upstream
+// where the client's connection came from, then the bytes peeked from the
+// client; nil when there is neither. It is a copy, so that the peeked
+// bytes' buffer can go back to its pool at once.
+func preamble(c *proxyConn, r Route, peeked []byte) ([]byte, error) {
+	if r.ProxyProtocol == "" && len(peeked) == 0 {
+		return nil, nil
+	}
+	pre := make([]byte, 0, maxProxyHeaderLen+len(peeked))
+	if r.ProxyProtocol != "" {
+		src, dst, err := c.addrs()
+		if err != nil {
+			return nil, err
+		}
+		if pre, err = appendProxyHeader(pre, r.ProxyProtocol, src, dst); err != nil {
+			return nil, err
 		}
 	}
-	bufs := net.Buffers{hdr, peeked}
-	if _, err := bufs.WriteTo(upstream); err != nil {
-		return fmt.Errorf("writing to upstream: %w", err)
-	}
-	return nil
+	return append(pre, peeked...), nil
 }

@@ -10,29 +10,41 @@ import (
 	"time"
 )
 
-// serveRaw dials upstream with raw system calls and hands c to the event
-// loop: the plain path (no PROXY header, no peeked bytes) when the loop
-// carries spliced connections. The upstream socket never enters Go's
-// netpoller. If the loop cannot be had, the socket is wrapped in a
-// *net.TCPConn and the goroutines copy, as on the other path. conn, unless
+// serveUpstream dials c's upstream and splices c to it, the PROXY header
+// and the bytes peeked (if any) going first. On the event loops' data path
+// the upstream is dialed with raw system calls, never entering Go's
+// netpoller, and the loop sends the preamble. If no loop can be had (the
+// goroutines' data path, or no loop could be started), the socket is
+// wrapped in a *net.TCPConn and the goroutines copy (pipeRaw). conn, unless
 // -1, is a connection to upstream the Waker made (see ConnWaker), used
-// instead of a dial.
-func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func()) {
+// instead of a dial. p holds the bytes peeked from the client, if any; its
+// buffer goes back to the pool here.
+func (s *Server) serveUpstream(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func(), p *peeked) {
 	fd := conn
 	if fd >= 0 {
 		// The Waker's connection (see ConnWaker): Nagle off, as on a dial.
 		syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 	} else {
 		var ok bool
-		release, ok = s.dialLeased(c, r, upstream, release, func(up netip.AddrPort) (err error) {
-			fd, err = s.dialRaw(s.ctx, up)
-			return err
-		})
-		if !ok {
+		if fd, release, ok = s.dialLeased(c, r, upstream, release); !ok {
 			return
 		}
 	}
-	loop, ok := s.splicingRaw(c, fd, nil)
+	pre, err := preamble(c, r, p.data)
+	c.sent = int64(len(p.data))
+	s.releasePeek(p)
+	if err != nil {
+		s.logger().Warn("making the PROXY header failed, closing connection",
+			slog.String("app", r.App), slog.Any("err", err))
+		syscall.Close(fd)
+		s.drop(c, release)
+		return
+	}
+	if s.DataPath == DataPathGoroutines {
+		s.pipeRaw(c, r, fd, release, pre)
+		return
+	}
+	loop, ok := s.splicingRaw(c, fd, pre, nil)
 	if !ok {
 		s.drop(c, release)
 		return
@@ -40,16 +52,16 @@ func (s *Server) serveRaw(c *proxyConn, r Route, upstream netip.AddrPort, conn i
 	if s.handOver(c, loop, release) {
 		return
 	}
-	s.pipeRaw(c, r, fd, release)
+	s.pipeRaw(c, r, fd, release, pre)
 }
 
 // serveReady serves c from the accept loop when nothing has to be waited
-// for: the address has a single default route without a PROXY header, the
-// Waker leases a ready backend at once (ReadyWaker) and the upstream
-// accepts the connect within the connect call, as a running program on the
-// loopback does. Then c goes to the event loop with no goroutine of its
-// own: a warm connection costs the accept loop a lease, a socket and a
-// connect. A connect that does not complete at once (a full accept queue)
+// for: the address has a single default route, the Waker leases a ready
+// backend at once (ReadyWaker) and the upstream accepts the connect within
+// the connect call, as a running program on the loopback does. Then c goes
+// to the event loop with no goroutine of its own: a warm connection costs
+// the accept loop a lease, a socket and a connect (and a getsockname, for
+// a PROXY header, which the loop sends first). A connect that does not complete at once (a full accept queue)
 // is left to a goroutine that dials with the gate and the retries. It
 // reports whether it took c; false leaves c untouched for serveConn. self
 // is the event loop when it calls from its own thread (it accepted c).
@@ -62,9 +74,6 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 		return false
 	}
 	r := rs.routes[rs.def]
-	if r.ProxyProtocol != "" {
-		return false
-	}
 	upstream, release, ok := rw.TryWake(r.App)
 	if !ok {
 		return false
@@ -77,7 +86,17 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 		go s.serveLeased(c, r, upstream, release)
 		return true
 	}
-	loop, ok := s.splicingRaw(c, fd, self)
+	var pre []byte
+	if r.ProxyProtocol != "" {
+		if pre, err = preamble(c, r, nil); err != nil {
+			s.logger().Warn("making the PROXY header failed, closing connection",
+				slog.String("app", r.App), slog.Any("err", err))
+			syscall.Close(fd)
+			s.drop(c, release)
+			return true
+		}
+	}
+	loop, ok := s.splicingRaw(c, fd, pre, self)
 	switch {
 	case !ok:
 		s.drop(c, release)
@@ -89,28 +108,29 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 	case !s.handOver(c, loop, release):
 		// No loop after all: the goroutines copy.
 		s.wg.Add(1)
-		go s.pipeRawLeased(c, r, fd, release)
+		go s.pipeRawLeased(c, r, fd, release, pre)
 	}
 	return true
 }
 
-// serveLeased is serveRaw for a connection whose lease the accept loop
-// took (see serveReady).
+// serveLeased is serveUpstream for a connection whose lease the accept
+// loop took (see serveReady).
 func (s *Server) serveLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func()) {
 	defer s.wg.Done()
-	s.serveRaw(c, r, upstream, -1, release)
+	s.serveUpstream(c, r, upstream, -1, release, &peeked{})
 }
 
 // pipeRawLeased is pipeRaw in a goroutine of its own (see serveReady).
-func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func()) {
+func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func(), pre []byte) {
 	defer s.wg.Done()
-	s.pipeRaw(c, r, fd, release)
+	s.pipeRaw(c, r, fd, release, pre)
 }
 
 // pipeRaw copies c with goroutines on Go sockets, for when there is no
 // event loop: the client and the raw upstream descriptor fd (taken over)
-// are wrapped first.
-func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func()) {
+// are wrapped first, and pre is written to the upstream before the copy
+// starts.
+func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func(), pre []byte) {
 	if !s.goClient(c) {
 		syscall.Close(fd)
 		s.drop(c, release)
@@ -123,21 +143,46 @@ func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func()) {
 		s.drop(c, release)
 		return
 	}
-	if _, ok := s.splicing(c, up); !ok {
+	if len(pre) > 0 {
+		if _, err := up.Write(pre); err != nil {
+			s.logger().Warn("sending first bytes to upstream failed, closing connection",
+				slog.String("app", r.App), slog.Any("err", err))
+			up.Close()
+			s.drop(c, release)
+			return
+		}
+	}
+	if !s.splicing(c, up) {
 		up.Close()
 		s.drop(c, release)
 		return
 	}
+	c.release = release
 	c.pipeBoth(up)
 }
 
-// splicingRaw is splicing for an upstream dialed by dialRaw: it marks c as
-// spliced and returns the event loop with c.lc set, taking ownership of
-// upfd. It returns a nil loop, leaving upfd to the caller, when there is no
-// loop (the caller then wraps upfd and calls splicing); false, with upfd
+// splicing records c's upstream, marking c as spliced, for the goroutines
+// to copy; false if the server is shutting down, in which case the caller
+// drops the connection.
+func (s *Server) splicing(c *proxyConn, up *net.TCPConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	c.upstream = up
+	c.spliced = true
+	return true
+}
+
+// splicingRaw gives c and its upstream's descriptor upfd to an event loop:
+// it marks c as spliced and returns the loop with c.lc set, taking
+// ownership of upfd; the loop sends pre to the upstream before any of the
+// client's bytes. It returns a nil loop, leaving upfd to the caller, when
+// there is no loop (the caller then copies with pipeRaw); false, with upfd
 // closed, if the server is shutting down. self, when not nil, is the loop
 // calling (it accepted c), which keeps c; otherwise the loops take turns.
-func (s *Server) splicingRaw(c *proxyConn, upfd int, self *eventLoop) (*eventLoop, bool) {
+func (s *Server) splicingRaw(c *proxyConn, upfd int, pre []byte, self *eventLoop) (*eventLoop, bool) {
 	// A raw client is handed over as it is; a Go one is duplicated (see
 	// dupFd).
 	cfd := c.cfd
@@ -152,6 +197,10 @@ func (s *Server) splicingRaw(c *proxyConn, upfd int, self *eventLoop) (*eventLoo
 		if l = s.eventLoopLocked(self); l != nil {
 			c.spliced = true
 			c.lc = &loopConn{pc: c, fd: [2]int{cfd, upfd}, loop: l}
+			if pre != nil {
+				// Pending as after a partial write: flushed first.
+				c.lc.dir[0].pend, c.lc.dir[0].pendBuf = pre, pre
+			}
 			c.cfd = -1
 		}
 	}
@@ -209,6 +258,19 @@ func (s *Server) goClient(c *proxyConn) bool {
 	return true
 }
 
+// addrs returns the client's address and the address it connected to,
+// for a PROXY header.
+func (c *proxyConn) addrs() (src, dst netip.AddrPort, err error) {
+	if c.client != nil {
+		return c.client.RemoteAddr().(*net.TCPAddr).AddrPort(), c.client.LocalAddr().(*net.TCPAddr).AddrPort(), nil
+	}
+	sa, err := syscall.Getsockname(c.cfd)
+	if err != nil {
+		return src, dst, os.NewSyscallError("getsockname", err)
+	}
+	return c.remote, sockaddrAddrPort(sa), nil
+}
+
 // clientAddr is the client's address for logs.
 func (c *proxyConn) clientAddr() string {
 	if c.client != nil {
@@ -253,12 +315,17 @@ func (l *listener) acceptRaw(rc syscall.RawConn) (*proxyConn, error) {
 func (s *Server) rawConn(nfd int, sa syscall.Sockaddr) *proxyConn {
 	// As Go does for accepted sockets: small answers must not wait.
 	syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	pc := &proxyConn{s: s, cfd: nfd}
+	return &proxyConn{s: s, cfd: nfd, remote: sockaddrAddrPort(sa)}
+}
+
+// sockaddrAddrPort converts an address a system call returned; the zero
+// AddrPort for a family other than IPv4 and IPv6.
+func sockaddrAddrPort(sa syscall.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
 	case *syscall.SockaddrInet4:
-		pc.remote = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *syscall.SockaddrInet6:
-		pc.remote = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
-	return pc
+	return netip.AddrPort{}
 }

@@ -7,38 +7,28 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/rawnet"
 )
 
-// dial connects to upstream. Keep-alive is off (it costs setsockopt calls
-// per connection) and the address is a literal (no resolver).
+// dial connects to upstream with raw system calls: the socket never enters
+// Go's netpoller, so there is no epoll registration to add and remove, no
+// getsockname/getpeername, and no descriptor to duplicate before the
+// hand-over to an event loop. The caller owns the returned non-blocking
+// descriptor.
 //
 // A program that has just started may have a listen backlog of a handful of
 // connections; when hundreds of held connections are released at once, the
 // kernel drops the SYNs that find the queue full and retransmits them only
-// after a second. So each attempt gets a short timeout (DialAttemptTimeout,
+// after a second. So the connects to one upstream go through its gate
+// (DialConcurrency), each attempt gets a short timeout (DialAttemptTimeout,
 // doubling to DialAttemptMax) and is retried with a fresh SYN, within
 // DialTimeout overall. A refused connect right after a wake is retried a few
 // times too, quickly.
-func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPConn, error) {
-	addr := upstream.String()
-	var c *net.TCPConn
-	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
-		d := net.Dialer{KeepAlive: -1, Timeout: timeout}
-		nc, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c = nc.(*net.TCPConn)
-		}
-		return err
-	})
-	return c, err
-}
-
-// dialGated runs connect attempts to upstream, each bounded by the timeout
-// it is given, through upstream's gate and with dial's timeouts and
-// retries, until one succeeds (nil error) or the attempts are exhausted.
-func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect func(ctx context.Context, timeout time.Duration) error) error {
+func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	defer cancel()
 	g := s.acquireGate(upstream)
@@ -52,7 +42,7 @@ func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect
 		}
 	}
 	if err := take(); err != nil {
-		return err
+		return -1, err
 	}
 	held := true
 	defer func() {
@@ -69,15 +59,15 @@ func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect
 	refusedDelay := durationOr(s.DialRefusedDelay, DefaultDialRefusedDelay)
 	var timer *time.Timer
 	for tries := 1; ; tries++ {
-		err := connect(ctx, attempt)
+		fd, err := connectRaw(ctx, upstream, attempt)
 		if err == nil {
-			return nil
+			return fd, nil
 		}
 		if s.dialErrorHook != nil {
 			s.dialErrorHook(err)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
+			return -1, fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 		}
 		var ne net.Error
 		switch {
@@ -97,17 +87,17 @@ func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect
 			case <-timer.C:
 			case <-ctx.Done():
 				timer.Stop()
-				return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
+				return -1, fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 			}
 			refusedDelay *= 2
 			if terr := take(); terr != nil {
-				return terr
+				return -1, terr
 			}
 			held = true
 		case errors.As(err, &ne) && ne.Timeout():
 			attempt = min(2*attempt, maxAttempt)
 		default:
-			return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
+			return -1, fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 		}
 	}
 }
@@ -146,33 +136,48 @@ func (s *Server) releaseGate(upstream netip.AddrPort, g *dialGate) {
 // its app again because the upstream refused every connect.
 const maxRewakes = 2
 
-// dialLeased connects c to the upstream of its lease through connect (a
-// dial with the gate and retries). When the upstream refuses every connect
-// (its program exited, killed or crashed, and the Waker has yet to see it
-// or restart it), it gives the lease back and wakes the app again, up to
-// maxRewakes times: the new lease is the restarted program's, so the client
-// is served rather than closed. It returns the lease in force once
-// connected; on failure c has been dropped (with the route's unavailable
-// reply) and the log says why.
-func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func(), connect func(netip.AddrPort) error) (func(), bool) {
+// dialLeased connects c to the upstream of its lease (see dial). When the
+// upstream refuses every connect (its program exited, killed or crashed,
+// and the Waker has yet to see it or restart it), it gives the lease back
+// and wakes the app again, up to maxRewakes times: the new lease is the
+// restarted program's, so the client is served rather than closed. It
+// returns the connected descriptor and the lease in force; on failure c
+// has been dropped (with the route's unavailable reply) and the log says
+// why.
+func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func()) (int, func(), bool) {
 	for rewakes := 0; ; rewakes++ {
-		err := connect(upstream)
+		fd, err := s.dial(s.ctx, upstream)
 		if err == nil {
-			return release, true
+			return fd, release, true
 		}
 		if rewakes == maxRewakes || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			s.logDrop("dialing upstream failed, closing connection",
 				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("err", err))
 			s.dropUnavailable(c, release, r.UnavailableReply)
-			return nil, false
+			return -1, nil, false
 		}
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
 			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("err", err))
 			s.dropUnavailable(c, nil, r.UnavailableReply)
-			return nil, false
+			return -1, nil, false
 		}
 	}
+}
+
+// connectRaw makes one connect attempt (see rawnet.Connect) and sets
+// TCP_NODELAY on the socket.
+func connectRaw(ctx context.Context, upstream netip.AddrPort, timeout time.Duration) (int, error) {
+	fd, err := rawnet.Connect(ctx, upstream, timeout)
+	if err != nil {
+		return -1, err
+	}
+	// Small exchanges must not wait for Nagle, as with Go's sockets.
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
+		syscall.Close(fd)
+		return -1, os.NewSyscallError("setsockopt", err)
+	}
+	return fd, nil
 }
 
 // logDrop logs why a connection is being closed: a warning, or only

@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -152,9 +151,6 @@ func (l *eventLoop) cut(c *loopConn) {
 	l.mu.Unlock()
 	l.wake()
 }
-
-// errNoLoop stands for "the goroutines copy this connection".
-var errNoLoop = errors.New("l4: no event loop")
 
 // stop ends the loop once every connection handed to it has finished, and
 // waits for it.
