@@ -2,9 +2,11 @@ package l4
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -62,87 +64,49 @@ func (s *Server) untrack(c *proxyConn) {
 	s.mu.Unlock()
 }
 
-// serveConn routes c, wakes its app, then dials the upstream and splices
-// (serveUpstream). On an address with a single default route the client's
-// bytes are not read before the splice (they wait in the kernel while the
-// app wakes); on an address shared by name they are peeked first and sent
-// to the upstream ahead of the rest.
-func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
-	defer s.wg.Done()
-	log := s.logger()
-	var p peeked
-	idx := rs.def
-	if rs.peek && !s.goClient(c) {
-		s.drop(c, nil)
-		return
+// goClient gives c a Go socket for its client if it has a raw descriptor,
+// for the paths that read, write or wait on the client through Go (peeking,
+// replies, PROXY headers, the goroutine copy). False if that failed; the
+// descriptor is closed then.
+func (s *Server) goClient(c *proxyConn) bool {
+	if c.client != nil {
+		return true
 	}
-	if rs.peek {
-		var err error
-		p, err = s.peek(c.client)
-		if err != nil {
-			if log.Enabled(context.Background(), slog.LevelDebug) {
-				log.Debug("closing connection that named no app in time", slog.String("listen", l.addr),
-					slog.String("client", c.client.RemoteAddr().String()), slog.Any("err", err))
-			}
-			s.drop(c, nil)
-			return
-		}
-		defer s.releasePeek(&p)
-		// The routes may have been reloaded while the client was sending.
-		rs = l.routes.Load()
-		idx = rs.match(p.proto, p.name)
-	}
-	if idx < 0 {
-		if !s.goClient(c) {
-			s.drop(c, nil)
-			return
-		}
-		l.logNoMatch(c, p)
-		s.drop(c, nil)
-		return
-	}
-	r := rs.routes[idx]
-	c.app = r.App
-	c.start = time.Now()
-	upstream, conn, release, err := s.wake(r.App)
+	// Under s.mu: Shutdown shuts down held clients' descriptors.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tc, err := fileConn(c.cfd)
+	c.cfd = -1
 	if err != nil {
-		s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("err", err))
-		s.dropUnavailable(c, nil, r.UnavailableReply)
-		return
-	}
-	s.serveUpstream(c, r, upstream, conn, release, &p)
-}
-
-// wake is the Waker's Wake, with the connection to the upstream a
-// ConnWaker hands over (-1 when none).
-func (s *Server) wake(app string) (netip.AddrPort, int, func(), error) {
-	if cw, ok := s.Waker.(ConnWaker); ok {
-		return cw.WakeConn(s.ctx, app)
-	}
-	up, release, err := s.Waker.Wake(s.ctx, app)
-	return up, -1, release, err
-}
-
-// handOver makes release c's to call when it ends and, when there is a
-// loop, gives c to it: the loop then closes the sockets and calls release.
-// It reports whether the loop took c.
-func (s *Server) handOver(c *proxyConn, loop *eventLoop, release func()) bool {
-	c.release = release
-	if loop == nil {
+		s.logger().Warn("wrapping the client socket failed, closing connection", slog.Any("err", err))
 		return false
 	}
-	s.wg.Add(1) // done by the loop once c has ended
-	loop.add(c.lc)
+	c.client = tc
 	return true
 }
 
-// pipeBoth copies c's directions with goroutines: the client-to-upstream
-// one in this goroutine, the other in pipeUpstreamToClient.
-func (c *proxyConn) pipeBoth(up *net.TCPConn) {
-	c.pending.Store(2)
-	c.s.wg.Add(1)
-	go c.pipeUpstreamToClient()
-	c.pipe(up, c.client, &c.sent)
+// fileConn wraps fd, which it takes over, in a *net.TCPConn.
+func fileConn(fd int) (*net.TCPConn, error) {
+	f := os.NewFile(uintptr(fd), "upstream")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("wrapping a socket: %w", err)
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("wrapping a socket: not TCP")
+	}
+	return tc, nil
+}
+
+// clientAddr is the client's address for logs.
+func (c *proxyConn) clientAddr() string {
+	if c.client != nil {
+		return c.client.RemoteAddr().String()
+	}
+	return c.remote.String()
 }
 
 // drop ends a connection that never got spliced.
@@ -160,40 +124,15 @@ func (s *Server) drop(c *proxyConn, release func()) {
 	}
 }
 
-// pipeUpstreamToClient is the second direction of a spliced connection.
-func (c *proxyConn) pipeUpstreamToClient() {
-	defer c.s.wg.Done()
-	c.pipe(c.client, c.upstream, &c.received)
-}
-
-// pipe copies src to dst until EOF, then half-closes dst so the peer sees
-// the same EOF while the other direction keeps flowing. An error (a reset,
-// a write to a closed peer) aborts both sockets at once. The last direction
-// to end closes both sockets and releases the lease. count receives the
-// bytes copied, before the other direction can read it.
-func (c *proxyConn) pipe(dst, src *net.TCPConn, count *int64) {
-	n, err := c.s.copyConn(dst, src)
-	*count += n
-	if err != nil {
-		c.abort()
-	} else {
-		dst.CloseWrite()
+// logDrop logs why a connection is being closed: a warning, or only
+// information while the server shuts down (its wakes and dials are
+// cancelled on purpose then).
+func (s *Server) logDrop(msg string, attrs ...slog.Attr) {
+	level := slog.LevelWarn
+	if s.ctx.Err() != nil {
+		level = slog.LevelInfo
 	}
-	if c.pending.Add(-1) == 0 {
-		c.finish()
-	}
-}
-
-// abort resets both sockets (SO_LINGER 0), so that a reset on one side is
-// passed to the other and the other direction's blocked read returns.
-func (c *proxyConn) abort() {
-	if c.aborted.Swap(true) {
-		return
-	}
-	c.client.SetLinger(0)
-	c.upstream.SetLinger(0)
-	c.client.Close()
-	c.upstream.Close()
+	s.logger().LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // closeBoth closes the connection's sockets; Shutdown uses it to cut
@@ -234,26 +173,4 @@ func (c *proxyConn) finish() {
 			slog.Bool("reset", c.aborted.Load()),
 			slog.Duration("duration", time.Since(c.start)))
 	}
-}
-
-// preamble returns what goes to the upstream ahead of the client's unread
-// bytes: the PROXY protocol header of r (if any), telling the upstream
-// where the client's connection came from, then the bytes peeked from the
-// client; nil when there is neither. It is a copy, so that the peeked
-// bytes' buffer can go back to its pool at once.
-func preamble(c *proxyConn, r Route, peeked []byte) ([]byte, error) {
-	if r.ProxyProtocol == "" && len(peeked) == 0 {
-		return nil, nil
-	}
-	pre := make([]byte, 0, maxProxyHeaderLen+len(peeked))
-	if r.ProxyProtocol != "" {
-		src, dst, err := c.addrs()
-		if err != nil {
-			return nil, err
-		}
-		if pre, err = appendProxyHeader(pre, r.ProxyProtocol, src, dst); err != nil {
-			return nil, err
-		}
-	}
-	return append(pre, peeked...), nil
 }

@@ -179,14 +179,3 @@ func connectRaw(ctx context.Context, upstream netip.AddrPort, timeout time.Durat
 	}
 	return fd, nil
 }
-
-// logDrop logs why a connection is being closed: a warning, or only
-// information while the server shuts down (its wakes and dials are
-// cancelled on purpose then).
-func (s *Server) logDrop(msg string, attrs ...slog.Attr) {
-	level := slog.LevelWarn
-	if s.ctx.Err() != nil {
-		level = slog.LevelInfo
-	}
-	s.logger().LogAttrs(context.Background(), level, msg, attrs...)
-}

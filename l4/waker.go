@@ -1,9 +1,3 @@
-// Package l4 is DynaPM's TCP proxy: one listener per listen address, each
-// accepted connection routed to an app, held while the app wakes, then
-// spliced to the app's upstream in both directions.
-//
-// l4 knows nothing about processes. It asks a Waker for a ready backend and
-// tells it, through the release function, when the connection is over.
 package l4
 
 import (

@@ -1,6 +1,10 @@
 package l4
 
-import "strings"
+import (
+	"log/slog"
+	"strings"
+	"time"
+)
 
 // routeSet is the routes of one listen address, with the name tables built
 // once when the routes are applied, so that a connection only looks names up.
@@ -106,4 +110,24 @@ func (rs *routeSet) match(proto peekProto, name string) int {
 		i = rs.def
 	}
 	return i
+}
+
+// logNoMatch reports a connection that named no app of the address, which
+// has no default route, at most once per ErrorLogInterval per listener (a
+// scanner trying names must not flood the log); the count of the ones left
+// out goes with the next report.
+func (l *listener) logNoMatch(c *proxyConn, p peeked) {
+	every := durationOr(l.s.ErrorLogInterval, DefaultErrorLogInterval)
+	now := time.Now().UnixNano()
+	last := l.noMatchLast.Load()
+	if now-last < int64(every) || !l.noMatchLast.CompareAndSwap(last, now) {
+		l.noMatchSuppressed.Add(1)
+		return
+	}
+	attrs := []any{slog.String("listen", l.addr), slog.String("client", c.client.RemoteAddr().String()),
+		slog.Int64("suppressed", l.noMatchSuppressed.Swap(0))}
+	if p.proto != 0 {
+		attrs = append(attrs, slog.String(p.proto.String(), p.name))
+	}
+	l.s.logger().Info("no app for this name, closing connection", attrs...)
 }
