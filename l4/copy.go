@@ -7,12 +7,6 @@ import (
 	"syscall"
 )
 
-// pipeRawLeased is pipeRaw in a goroutine of its own (see serveReady).
-func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func(), pre []byte) {
-	defer s.wg.Done()
-	s.pipeRaw(c, r, fd, release, pre)
-}
-
 // pipeRaw copies c with goroutines on Go sockets, for when there is no
 // event loop: the client and the raw upstream descriptor fd (taken over)
 // are wrapped first, and pre is written to the upstream before the copy
@@ -39,7 +33,7 @@ func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func(), pre []by
 			return
 		}
 	}
-	if !s.splicing(c, up) {
+	if !s.markSpliced(c, up) {
 		up.Close()
 		s.drop(c, release)
 		return
@@ -48,10 +42,16 @@ func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func(), pre []by
 	c.pipeBoth(up)
 }
 
-// splicing records c's upstream, marking c as spliced, for the goroutines
+// pipeRawLeased is pipeRaw in a goroutine of its own (see serveReady).
+func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func(), pre []byte) {
+	defer s.wg.Done()
+	s.pipeRaw(c, r, fd, release, pre)
+}
+
+// markSpliced records c's upstream, marking c as spliced, for the goroutines
 // to copy; false if the server is shutting down, in which case the caller
 // drops the connection.
-func (s *Server) splicing(c *proxyConn, up *net.TCPConn) bool {
+func (s *Server) markSpliced(c *proxyConn, up *net.TCPConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -136,15 +136,21 @@ func (s *Server) releaseGate(upstream netip.AddrPort, g *dialGate) {
 // its app again because the upstream refused every connect.
 const maxRewakes = 2
 
-// dialLeased connects c to the upstream of its lease (see dial). When the
-// upstream refuses every connect (its program exited, killed or crashed,
-// and the Waker has yet to see it or restart it), it gives the lease back
-// and wakes the app again, up to maxRewakes times: the new lease is the
-// restarted program's, so the client is served rather than closed. It
-// returns the connected descriptor and the lease in force; on failure c
-// has been dropped (with the route's unavailable reply) and the log says
-// why.
-func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func()) (int, func(), bool) {
+// dialLeased connects c to the upstream of its lease (see dial), unless
+// conn, the connection a ConnWaker handed over with the lease, is one
+// already (not -1). When the upstream refuses every connect (its program
+// exited, killed or crashed, and the Waker has yet to see it or restart
+// it), it gives the lease back and wakes the app again, up to maxRewakes
+// times: the new lease is the restarted program's, so the client is served
+// rather than closed. It returns the connected descriptor and the lease in
+// force; on failure c has been dropped (with the route's unavailable reply)
+// and the log says why.
+func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func()) (int, func(), bool) {
+	if conn >= 0 {
+		// Nagle off, as on a dial.
+		syscall.SetsockoptInt(conn, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		return conn, release, true
+	}
 	for rewakes := 0; ; rewakes++ {
 		fd, err := s.dial(s.ctx, upstream)
 		if err == nil {

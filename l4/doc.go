@@ -8,7 +8,7 @@
 // # Following a connection
 //
 // Every connection takes the same steps, in this order. serve.go strings
-// them together; each step has a file of its own:
+// them together, top to bottom; each step has a file of its own:
 //
 //  1. accept (accept.go; loop_accept_linux.go when the event loops accept):
 //     accept4, the client's socket staying out of Go's netpoller.
@@ -24,17 +24,18 @@
 //  6. splice (splice.go): give both sockets to an event loop
 //     (loop_linux.go), which sends the preamble, then moves the bytes
 //     (splice(2) once a direction carries bulk) until both directions end,
-//     and releases the lease.
+//     and releases the lease (conn.go: finish).
 //
 // There are two ways through the steps. A connection to a ready app on an
 // address of its own takes them all at once, on the thread that accepted
-// it (serveReady): no goroutine. Every other connection, and one whose
-// connect does not complete at once, gets a goroutine for the steps that
-// wait (serveConn): peeking at a name, waking an app, retrying a connect.
+// it, with no goroutine (serveReady), unless the upstream does not take the
+// connect at once. Every other connection gets a goroutine for the steps
+// that may wait (serveHeld, then serveUpstream): reading the name, waking
+// the app, retrying a connect.
 //
 // The goroutines' data path (copy.go: two goroutines per connection on Go's
-// netpoller) is the fall-back: for Server.DataPath "goroutines", or when
-// no event loop could be started.
+// netpoller) is the fall-back, for Server.DataPath "goroutines" or when no
+// event loop could be started.
 //
 // l4 runs on Linux only: epoll (with EPOLLEXCLUSIVE), eventfd, accept4,
 // splice(2) and pipes sized with F_SETPIPE_SZ.

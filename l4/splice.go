@@ -5,14 +5,40 @@ import (
 	"syscall"
 )
 
-// splicingRaw gives c and its upstream's descriptor upfd to an event loop:
-// it marks c as spliced and returns the loop with c.lc set, taking
-// ownership of upfd; the loop sends pre to the upstream before any of the
-// client's bytes. It returns a nil loop, leaving upfd to the caller, when
-// there is no loop (the caller then copies with pipeRaw); false, with upfd
-// closed, if the server is shutting down. self, when not nil, is the loop
-// calling (it accepted c), which keeps c; otherwise the loops take turns.
-func (s *Server) splicingRaw(c *proxyConn, upfd int, pre []byte, self *eventLoop) (*eventLoop, bool) {
+// splice gives c, connected to its upstream by fd, to an event loop, which
+// sends pre to the upstream before any of the client's bytes, moves the
+// bytes until both directions end, then closes both sockets and calls
+// release. self, when not nil, is the loop calling (it accepted c): it
+// keeps c, registered at once, unless it carries more than its share (see
+// eventLoopLocked). splice reports false when there is no loop to take c:
+// fd, pre and release are then the caller's, for the goroutines (pipeRaw).
+// A server shutting down drops c.
+func (s *Server) splice(c *proxyConn, fd int, pre []byte, release func(), self *eventLoop) bool {
+	loop, ok := s.attachLoop(c, fd, pre, self)
+	switch {
+	case !ok:
+		s.drop(c, release)
+	case loop == nil:
+		return false
+	default:
+		c.release = release
+		s.wg.Add(1) // done by the loop once c has ended
+		if loop == self {
+			loop.register(c.lc) // its own thread: no queue, no wake-up
+		} else {
+			loop.add(c.lc)
+		}
+	}
+	return true
+}
+
+// attachLoop picks the event loop for c and its upstream's descriptor
+// upfd: it marks c as spliced and returns the loop with c.lc set, pre
+// pending on the client-to-upstream direction, taking ownership of upfd. It
+// returns a nil loop, leaving upfd to the caller, when there is no loop;
+// false, with upfd closed, if the server is shutting down. self, when not
+// nil, is the loop calling; otherwise the loops take turns.
+func (s *Server) attachLoop(c *proxyConn, upfd int, pre []byte, self *eventLoop) (*eventLoop, bool) {
 	// A raw client is handed over as it is; a Go one is duplicated (see
 	// dupFd).
 	cfd := c.cfd
@@ -49,19 +75,6 @@ func (s *Server) splicingRaw(c *proxyConn, upfd int, pre []byte, self *eventLoop
 		return nil, false
 	}
 	return nil, true
-}
-
-// handOver makes release c's to call when it ends and, when there is a
-// loop, gives c to it: the loop then closes the sockets and calls release.
-// It reports whether the loop took c.
-func (s *Server) handOver(c *proxyConn, loop *eventLoop, release func()) bool {
-	c.release = release
-	if loop == nil {
-		return false
-	}
-	s.wg.Add(1) // done by the loop once c has ended
-	loop.add(c.lc)
-	return true
 }
 
 // dupFd returns a duplicate of c's descriptor (non-blocking, like c's),
