@@ -26,8 +26,9 @@ type proxyConn struct {
 	// remote is the client's address as accept returned it, for raw
 	// clients.
 	remote netip.AddrPort
-	// upstream is set, under s.mu, once the connection is spliced; nil
-	// while it is held (routing, waking, dialing).
+	// upstream is the upstream's Go socket, set under s.mu when the
+	// goroutines copy c (markSpliced); nil while c is held (routing,
+	// waking, dialing) and when an event loop carries it.
 	upstream *net.TCPConn
 	// spliced is set, under s.mu, once the connection is spliced (to the
 	// event loop or to goroutines).
@@ -66,7 +67,7 @@ func (s *Server) untrack(c *proxyConn) {
 
 // goClient gives c a Go socket for its client if it has a raw descriptor,
 // for the paths that read, write or wait on the client through Go (peeking,
-// replies, PROXY headers, the goroutine copy). False if that failed; the
+// unavailable replies, the goroutines' copy). False if that failed; the
 // descriptor is closed then.
 func (s *Server) goClient(c *proxyConn) bool {
 	if c.client != nil {

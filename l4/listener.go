@@ -18,9 +18,9 @@ type listener struct {
 	ln   net.Listener
 	// fd is a duplicate of the listening socket, outside Go's netpoller,
 	// when the event loop carries connections (-1 otherwise); ln is
-	// closed then. The event loop accepts on it (see loopAccept), or, if
-	// there is no loop, file wraps it for the accept loop's raw accept4.
-	// Only the loop, or the accept loop through file, closes it.
+	// closed then. The event loops accept on it (eventLoop.acceptFrom),
+	// or, if there is no loop, file wraps it for the accept loop's raw
+	// accept4. Only the loops, or the accept loop through file, close it.
 	fd     int
 	file   *os.File
 	routes atomic.Pointer[routeSet]

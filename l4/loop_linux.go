@@ -47,7 +47,7 @@ type eventLoop struct {
 	mu      sync.Mutex
 	queue   []*loopConn // new connections
 	cuts    []*loopConn // connections Shutdown wants reset
-	lqueue  []*listener // listeners to accept for (see loop_accept.go)
+	lqueue  []*listener // listeners to accept for (see loop_accept_linux.go)
 	lremove []*listener // listeners to stop accepting for
 	stopped bool
 	dead    bool // the loop has ended: nothing queued is taken any more
