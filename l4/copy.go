@@ -4,13 +4,43 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"syscall"
 )
 
+// serveGo is serveUpstream on the goroutines' data path: Go's dialer, the
+// preamble written through Go, two goroutines to copy. It dials a
+// connection of its own: one a ConnWaker handed over is closed.
+func (s *Server) serveGo(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func(), p *peeked) {
+	if conn >= 0 {
+		syscall.Close(conn)
+	}
+	if !s.goClient(c) {
+		s.drop(c, release)
+		return
+	}
+	var up *net.TCPConn
+	release, ok := s.dialLeased(c, r, upstream, release, func(a netip.AddrPort) (err error) {
+		up, err = s.dialGo(s.ctx, a)
+		return err
+	})
+	if !ok {
+		return
+	}
+	pre, err := preamble(c, r, p.data)
+	c.sent = int64(len(p.data))
+	s.releasePeek(p)
+	if err != nil {
+		up.Close()
+		s.dropPreamble(c, r, release, err)
+		return
+	}
+	s.pipeGo(c, r, up, release, pre)
+}
+
 // pipeRaw copies c with goroutines on Go sockets, for when there is no
-// event loop: the client and the raw upstream descriptor fd (taken over)
-// are wrapped first, and pre is written to the upstream before the copy
-// starts.
+// event loop after all: the client and the raw upstream descriptor fd
+// (taken over) are wrapped first.
 func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func(), pre []byte) {
 	if !s.goClient(c) {
 		syscall.Close(fd)
@@ -24,6 +54,17 @@ func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func(), pre []by
 		s.drop(c, release)
 		return
 	}
+	s.pipeGo(c, r, up, release, pre)
+}
+
+// pipeRawLeased is pipeRaw in a goroutine of its own (see serveReady).
+func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func(), pre []byte) {
+	defer s.wg.Done()
+	s.pipeRaw(c, r, fd, release, pre)
+}
+
+// pipeGo writes pre to the upstream up, then copies c with goroutines.
+func (s *Server) pipeGo(c *proxyConn, r Route, up *net.TCPConn, release func(), pre []byte) {
 	if len(pre) > 0 {
 		if _, err := up.Write(pre); err != nil {
 			s.logger().Warn("sending first bytes to upstream failed, closing connection",
@@ -40,12 +81,6 @@ func (s *Server) pipeRaw(c *proxyConn, r Route, fd int, release func(), pre []by
 	}
 	c.release = release
 	c.pipeBoth(up)
-}
-
-// pipeRawLeased is pipeRaw in a goroutine of its own (see serveReady).
-func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func(), pre []byte) {
-	defer s.wg.Done()
-	s.pipeRaw(c, r, fd, release, pre)
 }
 
 // markSpliced records c's upstream, marking c as spliced, for the goroutines

@@ -14,11 +14,43 @@ import (
 	"github.com/dynapm/dynapm/internal/rawnet"
 )
 
-// dial connects to upstream with raw system calls: the socket never enters
-// Go's netpoller, so there is no epoll registration to add and remove, no
-// getsockname/getpeername, and no descriptor to duplicate before the
-// hand-over to an event loop. The caller owns the returned non-blocking
-// descriptor.
+// dial connects to upstream with raw system calls, for the event loops:
+// the socket never enters Go's netpoller, so there is no epoll
+// registration to add and remove, no getsockname/getpeername, and no
+// descriptor to duplicate before the hand-over to a loop. The caller owns
+// the returned non-blocking descriptor. The attempts go through
+// dialGated.
+func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error) {
+	fd := -1
+	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
+		var err error
+		fd, err = connectRaw(ctx, upstream, timeout)
+		return err
+	})
+	return fd, err
+}
+
+// dialGo connects to upstream through Go's dialer, for the goroutines' data
+// path, with dialGated's gate and retries. Keep-alive is off (it costs
+// setsockopt calls per connection) and the address is a literal (no
+// resolver).
+func (s *Server) dialGo(ctx context.Context, upstream netip.AddrPort) (*net.TCPConn, error) {
+	addr := upstream.String()
+	var c *net.TCPConn
+	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
+		d := net.Dialer{KeepAlive: -1, Timeout: timeout}
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c = nc.(*net.TCPConn)
+		}
+		return err
+	})
+	return c, err
+}
+
+// dialGated runs connect attempts to upstream, each bounded by the timeout
+// it is given, until one succeeds (nil error) or the attempts are
+// exhausted.
 //
 // A program that has just started may have a listen backlog of a handful of
 // connections; when hundreds of held connections are released at once, the
@@ -28,7 +60,7 @@ import (
 // doubling to DialAttemptMax) and is retried with a fresh SYN, within
 // DialTimeout overall. A refused connect right after a wake is retried a few
 // times too, quickly.
-func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error) {
+func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect func(ctx context.Context, timeout time.Duration) error) error {
 	ctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	defer cancel()
 	g := s.acquireGate(upstream)
@@ -42,7 +74,7 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error)
 		}
 	}
 	if err := take(); err != nil {
-		return -1, err
+		return err
 	}
 	held := true
 	defer func() {
@@ -59,15 +91,15 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error)
 	refusedDelay := durationOr(s.DialRefusedDelay, DefaultDialRefusedDelay)
 	var timer *time.Timer
 	for tries := 1; ; tries++ {
-		fd, err := connectRaw(ctx, upstream, attempt)
+		err := connect(ctx, attempt)
 		if err == nil {
-			return fd, nil
+			return nil
 		}
 		if s.dialErrorHook != nil {
 			s.dialErrorHook(err)
 		}
 		if ctx.Err() != nil {
-			return -1, fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
+			return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 		}
 		var ne net.Error
 		switch {
@@ -87,17 +119,17 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error)
 			case <-timer.C:
 			case <-ctx.Done():
 				timer.Stop()
-				return -1, fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
+				return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 			}
 			refusedDelay *= 2
 			if terr := take(); terr != nil {
-				return -1, terr
+				return terr
 			}
 			held = true
 		case errors.As(err, &ne) && ne.Timeout():
 			attempt = min(2*attempt, maxAttempt)
 		default:
-			return -1, fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
+			return fmt.Errorf("dialing upstream %s (%d attempts): %w", upstream, tries, err)
 		}
 	}
 }
@@ -136,37 +168,48 @@ func (s *Server) releaseGate(upstream netip.AddrPort, g *dialGate) {
 // its app again because the upstream refused every connect.
 const maxRewakes = 2
 
-// dialLeased connects c to the upstream of its lease (see dial), unless
-// conn, the connection a ConnWaker handed over with the lease, is one
-// already (not -1). When the upstream refuses every connect (its program
-// exited, killed or crashed, and the Waker has yet to see it or restart
-// it), it gives the lease back and wakes the app again, up to maxRewakes
-// times: the new lease is the restarted program's, so the client is served
-// rather than closed. It returns the connected descriptor and the lease in
-// force; on failure c has been dropped (with the route's unavailable reply)
-// and the log says why.
-func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func()) (int, func(), bool) {
+// dialUpstream is the dial step on the event loops' path: it returns
+// conn, the connection a ConnWaker handed over with the lease, when there
+// is one (not -1), else a connection dialed by dialLeased, with the lease
+// then in force; false when c has been dropped.
+func (s *Server) dialUpstream(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func()) (int, func(), bool) {
 	if conn >= 0 {
 		// Nagle off, as on a dial.
 		syscall.SetsockoptInt(conn, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 		return conn, release, true
 	}
+	fd := -1
+	release, ok := s.dialLeased(c, r, upstream, release, func(up netip.AddrPort) (err error) {
+		fd, err = s.dial(s.ctx, up)
+		return err
+	})
+	return fd, release, ok
+}
+
+// dialLeased connects c to the upstream of its lease through connect (dial
+// or dialGo). When the upstream refuses every connect (its program exited,
+// killed or crashed, and the Waker has yet to see it or restart it), it
+// gives the lease back and wakes the app again, up to maxRewakes times: the
+// new lease is the restarted program's, so the client is served rather than
+// closed. It returns the lease in force once connected; on failure c has
+// been dropped (with the route's unavailable reply) and the log says why.
+func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func(), connect func(netip.AddrPort) error) (func(), bool) {
 	for rewakes := 0; ; rewakes++ {
-		fd, err := s.dial(s.ctx, upstream)
+		err := connect(upstream)
 		if err == nil {
-			return fd, release, true
+			return release, true
 		}
 		if rewakes == maxRewakes || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			s.logDrop("dialing upstream failed, closing connection",
 				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("err", err))
 			s.dropUnavailable(c, release, r.UnavailableReply)
-			return -1, nil, false
+			return nil, false
 		}
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
 			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("err", err))
 			s.dropUnavailable(c, nil, r.UnavailableReply)
-			return -1, nil, false
+			return nil, false
 		}
 	}
 }

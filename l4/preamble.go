@@ -30,12 +30,11 @@ func preamble(c *proxyConn, r Route, peeked []byte) ([]byte, error) {
 	return append(pre, peeked...), nil
 }
 
-// dropPreamble drops c, whose preamble could not be made, with its
-// upstream's descriptor fd and its lease.
-func (s *Server) dropPreamble(c *proxyConn, r Route, fd int, release func(), err error) {
+// dropPreamble drops c, whose preamble could not be made, and its lease;
+// the caller has closed the upstream.
+func (s *Server) dropPreamble(c *proxyConn, r Route, release func(), err error) {
 	s.logger().Warn("making the PROXY header failed, closing connection",
 		slog.String("app", r.App), slog.Any("err", err))
-	syscall.Close(fd)
 	s.drop(c, release)
 }
 

@@ -100,6 +100,9 @@ func testProxyHeader(t *testing.T, host, version, way string, data []byte) {
 		return startBackend(t, func(c *net.TCPConn) {
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			b, _ := io.ReadAll(c)
+			if len(b) == 0 {
+				return // a handed-over connection the goroutine path closed
+			}
 			got <- b
 			c.Write([]byte("ok"))
 		})
@@ -166,8 +169,15 @@ func testProxyHeader(t *testing.T, host, version, way string, data []byte) {
 			t.Errorf("the waker handed over %d connections, want 1", n)
 		}
 	}
+	// One upstream connection per client, but on the goroutine path,
+	// which closes a handed-over connection and dials its own.
+	accepts := int64(1)
+	if way == "handed" && testDataPath == DataPathGoroutines {
+		accepts = 2
+	}
 	b := app.started.Load()
-	if n := b.accepts.Load(); n != 1 {
-		t.Errorf("the upstream accepted %d connections, want 1", n)
+	waitFor(t, "the upstream's accepts", func() bool { return b.accepts.Load() >= accepts })
+	if n := b.accepts.Load(); n != accepts {
+		t.Errorf("the upstream accepted %d connections, want %d", n, accepts)
 	}
 }

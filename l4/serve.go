@@ -65,7 +65,8 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 	var pre []byte
 	if r.ProxyProtocol != "" {
 		if pre, err = preamble(c, r, nil); err != nil {
-			s.dropPreamble(c, r, fd, release, err)
+			syscall.Close(fd)
+			s.dropPreamble(c, r, release, err)
 			return true
 		}
 	}
@@ -100,10 +101,14 @@ func (s *Server) serveHeld(c *proxyConn, l *listener, rs *routeSet) {
 // the upstream (or take conn, the connection a ConnWaker handed over, when
 // it is not -1), then splice c to it, the PROXY header and the bytes peeked
 // (p, whose buffer goes back to the pool here) going first. The event loop
-// carries the connection; the goroutines copy it (pipeRaw) on their data
-// path or when no loop can be had.
+// carries the connection; the goroutines copy it on their data path
+// (serveGo) or when no loop can be had (pipeRaw).
 func (s *Server) serveUpstream(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func(), p *peeked) {
-	fd, release, ok := s.dialLeased(c, r, upstream, conn, release)
+	if s.DataPath == DataPathGoroutines {
+		s.serveGo(c, r, upstream, conn, release, p)
+		return
+	}
+	fd, release, ok := s.dialUpstream(c, r, upstream, conn, release)
 	if !ok {
 		return
 	}
@@ -111,10 +116,11 @@ func (s *Server) serveUpstream(c *proxyConn, r Route, upstream netip.AddrPort, c
 	c.sent = int64(len(p.data))
 	s.releasePeek(p)
 	if err != nil {
-		s.dropPreamble(c, r, fd, release, err)
+		syscall.Close(fd)
+		s.dropPreamble(c, r, release, err)
 		return
 	}
-	if s.DataPath == DataPathGoroutines || !s.splice(c, fd, pre, release, nil) {
+	if !s.splice(c, fd, pre, release, nil) {
 		s.pipeRaw(c, r, fd, release, pre)
 	}
 }
