@@ -4,10 +4,10 @@ import (
 	"io"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // acceptQueue returns how many connections wait in the kernel's accept
@@ -20,32 +20,30 @@ func acceptQueue(t *testing.T, s *Server, addr string) int {
 	if l == nil {
 		t.Fatalf("no listener for %s", addr)
 	}
-	// struct tcp_info: 8 bytes of u8 fields, then u32 rto, ato, snd_mss,
-	// rcv_mss, unacked.
-	var info [104]byte
-	size := uint32(len(info))
-	var errno syscall.Errno
+	var (
+		info *unix.TCPInfo
+		err  error
+	)
 	getInfo := func(fd uintptr) {
-		_, _, errno = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	}
 	// A listener that is only bound still holds its descriptor (the raw
 	// duplicate on the event loop's path, else Go's socket).
 	if l.fd >= 0 {
 		getInfo(uintptr(l.fd))
 	} else {
-		rc, err := l.ln.(*net.TCPListener).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
+		rc, rerr := l.ln.(*net.TCPListener).SyscallConn()
+		if rerr != nil {
+			t.Fatal(rerr)
 		}
-		if err := rc.Control(getInfo); err != nil {
-			t.Fatal(err)
+		if rerr := rc.Control(getInfo); rerr != nil {
+			t.Fatal(rerr)
 		}
 	}
-	if errno != 0 {
-		t.Fatalf("getsockopt TCP_INFO: %v", errno)
+	if err != nil {
+		t.Fatalf("getsockopt TCP_INFO: %v", err)
 	}
-	return int(*(*uint32)(unsafe.Pointer(&info[24])))
+	return int(info.Unacked)
 }
 
 func TestBindQueuesConnectionsUntilApplyAccepts(t *testing.T) {

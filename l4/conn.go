@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,8 +26,9 @@ type proxyConn struct {
 	// remote is the client's address as accept returned it, for raw
 	// clients.
 	remote netip.AddrPort
-	// upstream is set, under s.mu, once the connection is spliced; nil
-	// while it is held (routing, waking, dialing).
+	// upstream is the upstream's Go socket, set under s.mu when the
+	// goroutines copy c (markSpliced); nil while c is held (routing,
+	// waking, dialing) and when an event loop carries it.
 	upstream *net.TCPConn
 	// spliced is set, under s.mu, once the connection is spliced (to the
 	// event loop or to goroutines).
@@ -63,168 +65,49 @@ func (s *Server) untrack(c *proxyConn) {
 	s.mu.Unlock()
 }
 
-// splicing records c's upstream, marking c as spliced; false if the server
-// is shutting down, in which case the caller drops the connection. It
-// returns the event loop to hand c to, with c.lc set, or nil if c is to be
-// copied by goroutines.
-func (s *Server) splicing(c *proxyConn, upstream *net.TCPConn) (*eventLoop, bool) {
-	// The loop gets duplicates of both descriptors, and the Go sockets are
-	// closed (see dupFd); on any failure c stays on goroutines. The system
-	// calls are made outside s.mu, which the accept loops take too.
-	fds := [2]int{-1, -1}
-	dupErr := errNoLoop
-	if s.DataPath != DataPathGoroutines {
-		if fds[0], dupErr = dupFd(c.client); dupErr == nil {
-			fds[1], dupErr = dupFd(upstream)
-		}
+// goClient gives c a Go socket for its client if it has a raw descriptor,
+// for the paths that read, write or wait on the client through Go (peeking,
+// unavailable replies, the goroutines' copy). False if that failed; the
+// descriptor is closed then.
+func (s *Server) goClient(c *proxyConn) bool {
+	if c.client != nil {
+		return true
 	}
+	// Under s.mu: Shutdown shuts down held clients' descriptors.
 	s.mu.Lock()
-	closed := s.closed
-	var l *eventLoop
-	if !closed {
-		c.upstream = upstream
-		c.spliced = true
-		if dupErr == nil {
-			if l = s.eventLoopLocked(nil); l != nil {
-				c.lc = &loopConn{pc: c, fd: fds, loop: l}
-			}
-		}
-	}
-	s.mu.Unlock()
-	if l == nil {
-		for _, fd := range fds {
-			if fd >= 0 {
-				syscall.Close(fd)
-			}
-		}
-		return nil, !closed
-	}
-	c.client.Close()
-	upstream.Close()
-	return l, true
-}
-
-// serveConn routes c, wakes its app, dials the upstream and splices: the
-// client-to-upstream direction runs in this goroutine, the other in
-// pipeUpstreamToClient. On an address with a single default route the
-// client's bytes are not read before the splice (they wait in the kernel
-// while the app wakes); on an address shared by name they are peeked first
-// and sent to the upstream ahead of the rest.
-func (s *Server) serveConn(c *proxyConn, l *listener, rs *routeSet) {
-	defer s.wg.Done()
-	log := s.logger()
-	var p peeked
-	idx := rs.def
-	if rs.peek && !s.goClient(c) {
-		s.drop(c, nil)
-		return
-	}
-	if rs.peek {
-		var err error
-		p, err = s.peek(c.client)
-		if err != nil {
-			if log.Enabled(context.Background(), slog.LevelDebug) {
-				log.Debug("closing connection that named no app in time", slog.String("listen", l.addr),
-					slog.String("client", c.client.RemoteAddr().String()), slog.Any("error", err))
-			}
-			s.drop(c, nil)
-			return
-		}
-		defer s.releasePeek(&p)
-		// The routes may have been reloaded while the client was sending.
-		rs = l.routes.Load()
-		idx = rs.match(p.proto, p.name)
-	}
-	if idx < 0 {
-		if !s.goClient(c) {
-			s.drop(c, nil)
-			return
-		}
-		l.logNoMatch(c, p)
-		s.drop(c, nil)
-		return
-	}
-	r := rs.routes[idx]
-	c.app = r.App
-	c.start = time.Now()
-	upstream, conn, release, err := s.wake(r.App)
+	defer s.mu.Unlock()
+	tc, err := fileConn(c.cfd)
+	c.cfd = -1
 	if err != nil {
-		s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("error", err))
-		s.dropUnavailable(c, nil, r.UnavailableReply)
-		return
-	}
-	if s.DataPath != DataPathGoroutines && r.ProxyProtocol == "" && len(p.data) == 0 {
-		s.serveRaw(c, r, upstream, conn, release)
-		return
-	}
-	if conn >= 0 {
-		syscall.Close(conn) // these paths dial through Go
-	}
-	if !s.goClient(c) {
-		s.drop(c, release)
-		return
-	}
-	var up *net.TCPConn
-	release, ok := s.dialLeased(c, r, upstream, release, func(a netip.AddrPort) (err error) {
-		up, err = s.dial(s.ctx, a)
-		return err
-	})
-	if !ok {
-		return
-	}
-	if r.ProxyProtocol != "" || len(p.data) > 0 {
-		if err := writePreamble(up, c.client, r.ProxyProtocol, p.data); err != nil {
-			log.Warn("sending first bytes to upstream failed, closing connection",
-				slog.String("app", r.App), slog.Any("error", err))
-			up.Close()
-			s.drop(c, release)
-			return
-		}
-		c.sent = int64(len(p.data))
-		s.releasePeek(&p)
-	}
-	loop, ok := s.splicing(c, up)
-	if !ok {
-		up.Close()
-		s.drop(c, release)
-		return
-	}
-	if s.handOver(c, loop, release) {
-		return
-	}
-	c.pipeBoth(up)
-}
-
-// wake is the Waker's Wake, with the connection to the upstream a
-// ConnWaker hands over (-1 when none).
-func (s *Server) wake(app string) (netip.AddrPort, int, func(), error) {
-	if cw, ok := s.Waker.(ConnWaker); ok {
-		return cw.WakeConn(s.ctx, app)
-	}
-	up, release, err := s.Waker.Wake(s.ctx, app)
-	return up, -1, release, err
-}
-
-// handOver makes release c's to call when it ends and, when there is a
-// loop, gives c to it: the loop then closes the sockets and calls release.
-// It reports whether the loop took c.
-func (s *Server) handOver(c *proxyConn, loop *eventLoop, release func()) bool {
-	c.release = release
-	if loop == nil {
+		s.logger().Warn("wrapping the client socket failed, closing connection", slog.Any("err", err))
 		return false
 	}
-	s.wg.Add(1) // done by the loop once c has ended
-	loop.add(c.lc)
+	c.client = tc
 	return true
 }
 
-// pipeBoth copies c's directions with goroutines: the client-to-upstream
-// one in this goroutine, the other in pipeUpstreamToClient.
-func (c *proxyConn) pipeBoth(up *net.TCPConn) {
-	c.pending.Store(2)
-	c.s.wg.Add(1)
-	go c.pipeUpstreamToClient()
-	c.pipe(up, c.client, &c.sent)
+// fileConn wraps fd, which it takes over, in a *net.TCPConn.
+func fileConn(fd int) (*net.TCPConn, error) {
+	f := os.NewFile(uintptr(fd), "upstream")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("wrapping a socket: %w", err)
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("wrapping a socket: not TCP")
+	}
+	return tc, nil
+}
+
+// clientAddr is the client's address for logs.
+func (c *proxyConn) clientAddr() string {
+	if c.client != nil {
+		return c.client.RemoteAddr().String()
+	}
+	return c.remote.String()
 }
 
 // drop ends a connection that never got spliced.
@@ -242,40 +125,15 @@ func (s *Server) drop(c *proxyConn, release func()) {
 	}
 }
 
-// pipeUpstreamToClient is the second direction of a spliced connection.
-func (c *proxyConn) pipeUpstreamToClient() {
-	defer c.s.wg.Done()
-	c.pipe(c.client, c.upstream, &c.received)
-}
-
-// pipe copies src to dst until EOF, then half-closes dst so the peer sees
-// the same EOF while the other direction keeps flowing. An error (a reset,
-// a write to a closed peer) aborts both sockets at once. The last direction
-// to end closes both sockets and releases the lease. count receives the
-// bytes copied, before the other direction can read it.
-func (c *proxyConn) pipe(dst, src *net.TCPConn, count *int64) {
-	n, err := c.s.copyConn(dst, src)
-	*count += n
-	if err != nil {
-		c.abort()
-	} else {
-		dst.CloseWrite()
+// logDrop logs why a connection is being closed: a warning, or only
+// information while the server shuts down (its wakes and dials are
+// cancelled on purpose then).
+func (s *Server) logDrop(msg string, attrs ...slog.Attr) {
+	level := slog.LevelWarn
+	if s.ctx.Err() != nil {
+		level = slog.LevelInfo
 	}
-	if c.pending.Add(-1) == 0 {
-		c.finish()
-	}
-}
-
-// abort resets both sockets (SO_LINGER 0), so that a reset on one side is
-// passed to the other and the other direction's blocked read returns.
-func (c *proxyConn) abort() {
-	if c.aborted.Swap(true) {
-		return
-	}
-	c.client.SetLinger(0)
-	c.upstream.SetLinger(0)
-	c.client.Close()
-	c.upstream.Close()
+	s.logger().LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // closeBoth closes the connection's sockets; Shutdown uses it to cut
@@ -316,25 +174,4 @@ func (c *proxyConn) finish() {
 			slog.Bool("reset", c.aborted.Load()),
 			slog.Duration("duration", time.Since(c.start)))
 	}
-}
-
-// writePreamble sends upstream what goes before the client's unread bytes:
-// the PROXY protocol header of version (if any), telling upstream where
-// client's connection came from, then the bytes peeked from the client. One
-// writev for both.
-func writePreamble(upstream, client *net.TCPConn, version string, peeked []byte) error {
-	var hdr []byte
-	if version != "" {
-		src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
-		dst := client.LocalAddr().(*net.TCPAddr).AddrPort()
-		var err error
-		if hdr, err = appendProxyHeader(make([]byte, 0, 64), version, src, dst); err != nil {
-			return err
-		}
-	}
-	bufs := net.Buffers{hdr, peeked}
-	if _, err := bufs.WriteTo(upstream); err != nil {
-		return fmt.Errorf("writing to upstream: %w", err)
-	}
-	return nil
 }

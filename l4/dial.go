@@ -7,21 +7,34 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/rawnet"
 )
 
-// dial connects to upstream. Keep-alive is off (it costs setsockopt calls
-// per connection) and the address is a literal (no resolver).
-//
-// A program that has just started may have a listen backlog of a handful of
-// connections; when hundreds of held connections are released at once, the
-// kernel drops the SYNs that find the queue full and retransmits them only
-// after a second. So each attempt gets a short timeout (DialAttemptTimeout,
-// doubling to DialAttemptMax) and is retried with a fresh SYN, within
-// DialTimeout overall. A refused connect right after a wake is retried a few
-// times too, quickly.
-func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPConn, error) {
+// dial connects to upstream with raw system calls, for the event loops:
+// the socket never enters Go's netpoller, so there is no epoll
+// registration to add and remove, no getsockname/getpeername, and no
+// descriptor to duplicate before the hand-over to a loop. The caller owns
+// the returned non-blocking descriptor. The attempts go through
+// dialGated.
+func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error) {
+	fd := -1
+	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
+		var err error
+		fd, err = connectRaw(ctx, upstream, timeout)
+		return err
+	})
+	return fd, err
+}
+
+// dialGo connects to upstream through Go's dialer, for the goroutines' data
+// path, with dialGated's gate and retries. Keep-alive is off (it costs
+// setsockopt calls per connection) and the address is a literal (no
+// resolver).
+func (s *Server) dialGo(ctx context.Context, upstream netip.AddrPort) (*net.TCPConn, error) {
 	addr := upstream.String()
 	var c *net.TCPConn
 	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
@@ -36,8 +49,17 @@ func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (*net.TCPCon
 }
 
 // dialGated runs connect attempts to upstream, each bounded by the timeout
-// it is given, through upstream's gate and with dial's timeouts and
-// retries, until one succeeds (nil error) or the attempts are exhausted.
+// it is given, until one succeeds (nil error) or the attempts are
+// exhausted.
+//
+// A program that has just started may have a listen backlog of a handful of
+// connections; when hundreds of held connections are released at once, the
+// kernel drops the SYNs that find the queue full and retransmits them only
+// after a second. So the connects to one upstream go through its gate
+// (DialConcurrency), each attempt gets a short timeout (DialAttemptTimeout,
+// doubling to DialAttemptMax) and is retried with a fresh SYN, within
+// DialTimeout overall. A refused connect right after a wake is retried a few
+// times too, quickly.
 func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect func(ctx context.Context, timeout time.Duration) error) error {
 	ctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	defer cancel()
@@ -146,14 +168,31 @@ func (s *Server) releaseGate(upstream netip.AddrPort, g *dialGate) {
 // its app again because the upstream refused every connect.
 const maxRewakes = 2
 
-// dialLeased connects c to the upstream of its lease through connect (a
-// dial with the gate and retries). When the upstream refuses every connect
-// (its program exited, killed or crashed, and the Waker has yet to see it
-// or restart it), it gives the lease back and wakes the app again, up to
-// maxRewakes times: the new lease is the restarted program's, so the client
-// is served rather than closed. It returns the lease in force once
-// connected; on failure c has been dropped (with the route's unavailable
-// reply) and the log says why.
+// dialUpstream is the dial step on the event loops' path: it returns
+// conn, the connection a ConnWaker handed over with the lease, when there
+// is one (not -1), else a connection dialed by dialLeased, with the lease
+// then in force; false when c has been dropped.
+func (s *Server) dialUpstream(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func()) (int, func(), bool) {
+	if conn >= 0 {
+		// Nagle off, as on a dial.
+		syscall.SetsockoptInt(conn, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		return conn, release, true
+	}
+	fd := -1
+	release, ok := s.dialLeased(c, r, upstream, release, func(up netip.AddrPort) (err error) {
+		fd, err = s.dial(s.ctx, up)
+		return err
+	})
+	return fd, release, ok
+}
+
+// dialLeased connects c to the upstream of its lease through connect (dial
+// or dialGo). When the upstream refuses every connect (its program exited,
+// killed or crashed, and the Waker has yet to see it or restart it), it
+// gives the lease back and wakes the app again, up to maxRewakes times: the
+// new lease is the restarted program's, so the client is served rather than
+// closed. It returns the lease in force once connected; on failure c has
+// been dropped (with the route's unavailable reply) and the log says why.
 func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func(), connect func(netip.AddrPort) error) (func(), bool) {
 	for rewakes := 0; ; rewakes++ {
 		err := connect(upstream)
@@ -162,26 +201,30 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 		}
 		if rewakes == maxRewakes || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			s.logDrop("dialing upstream failed, closing connection",
-				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("error", err))
+				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("err", err))
 			s.dropUnavailable(c, release, r.UnavailableReply)
 			return nil, false
 		}
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
-			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("error", err))
+			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("err", err))
 			s.dropUnavailable(c, nil, r.UnavailableReply)
 			return nil, false
 		}
 	}
 }
 
-// logDrop logs why a connection is being closed: a warning, or only
-// information while the server shuts down (its wakes and dials are
-// cancelled on purpose then).
-func (s *Server) logDrop(msg string, attrs ...slog.Attr) {
-	level := slog.LevelWarn
-	if s.ctx.Err() != nil {
-		level = slog.LevelInfo
+// connectRaw makes one connect attempt (see rawnet.Connect) and sets
+// TCP_NODELAY on the socket.
+func connectRaw(ctx context.Context, upstream netip.AddrPort, timeout time.Duration) (int, error) {
+	fd, err := rawnet.Connect(ctx, upstream, timeout)
+	if err != nil {
+		return -1, err
 	}
-	s.logger().LogAttrs(context.Background(), level, msg, attrs...)
+	// Small exchanges must not wait for Nagle, as with Go's sockets.
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
+		syscall.Close(fd)
+		return -1, os.NewSyscallError("setsockopt", err)
+	}
+	return fd, nil
 }

@@ -2,8 +2,6 @@ package l4
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -20,9 +18,9 @@ type listener struct {
 	ln   net.Listener
 	// fd is a duplicate of the listening socket, outside Go's netpoller,
 	// when the event loop carries connections (-1 otherwise); ln is
-	// closed then. The event loop accepts on it (see loopAccept), or, if
-	// there is no loop, file wraps it for the accept loop's raw accept4.
-	// Only the loop, or the accept loop through file, closes it.
+	// closed then. The event loops accept on it (eventLoop.acceptFrom),
+	// or, if there is no loop, file wraps it for the accept loop's raw
+	// accept4. Only the loops, or the accept loop through file, close it.
 	fd     int
 	file   *os.File
 	routes atomic.Pointer[routeSet]
@@ -33,7 +31,7 @@ type listener struct {
 	// inLoop: the event loops accept for this listener. Under s.mu.
 	inLoop bool
 	// loops are the event loops that accept for it (every loop of the
-	// Server, set by start); lid is its epoll data in each of them.
+	// Server, set by startLocked); lid is its epoll data in each of them.
 	loops []*eventLoop
 	lid   int32
 	// gone has bit i set once loops[i] has let go of the listener; the
@@ -79,9 +77,10 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	return l, nil
 }
 
-// start begins accepting: on the event loop when there is one and l has a
-// raw descriptor, else in an accept loop of its own. s.mu must be held.
-func (l *listener) start() {
+// startLocked begins accepting: on the event loops when there are some and
+// l has a raw descriptor, else in an accept loop of its own. s.mu must be
+// held.
+func (l *listener) startLocked() {
 	s := l.s
 	l.accepting = true
 	s.wg.Add(1) // done when l stops accepting for good
@@ -103,9 +102,9 @@ func (l *listener) start() {
 	go l.acceptLoop()
 }
 
-// close stops accepting and frees the address at once, for a new bind.
-// Connections already accepted are left alone. s.mu must be held.
-func (l *listener) close() {
+// closeLocked stops accepting and frees the address at once, for a new
+// bind. Connections already accepted are left alone. s.mu must be held.
+func (l *listener) closeLocked() {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.ln.Close()
@@ -125,130 +124,4 @@ func (l *listener) close() {
 			l.file.Close()
 		}
 	})
-}
-
-// acceptLoop accepts connections until the listener is closed, when the
-// event loop does not accept for it. Any other Accept error (EMFILE,
-// ENFILE, ECONNABORTED...) is taken as temporary: the loop backs off (see
-// backoff) and keeps serving.
-func (l *listener) acceptLoop() {
-	s := l.s
-	defer s.wg.Done()
-	var timer *time.Timer
-	// Without the event loop but with a raw descriptor, connections are
-	// accepted with raw accept4 (see acceptRaw).
-	var rc syscall.RawConn
-	if l.file != nil {
-		if r, err := l.file.SyscallConn(); err == nil {
-			rc = r
-		}
-	}
-	for {
-		pc, err := l.accept(rc)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			select {
-			case <-l.done:
-				return
-			default:
-			}
-			delay := l.backoff(err)
-			if timer == nil {
-				timer = time.NewTimer(delay)
-			} else {
-				timer.Reset(delay)
-			}
-			select {
-			case <-timer.C:
-			case <-l.done:
-				timer.Stop()
-				return
-			}
-			continue
-		}
-		l.accepted()
-		if pc == nil {
-			continue
-		}
-		l.serve(pc, nil)
-	}
-}
-
-// serve takes an accepted connection: it is served at once when its app is
-// ready (serveReady), else by a goroutine of its own. self is the event
-// loop when the loop accepted it, nil in an accept loop.
-func (l *listener) serve(pc *proxyConn, self *eventLoop) {
-	s := l.s
-	if !s.track(pc) {
-		if pc.client != nil {
-			pc.client.Close()
-		} else {
-			syscall.Close(pc.cfd)
-		}
-		return
-	}
-	rs := l.routes.Load()
-	if s.serveReady(pc, rs, self) {
-		return
-	}
-	s.wg.Add(1)
-	go s.serveConn(pc, l, rs)
-}
-
-// backoff returns the pause after one more failed accept, doubling from
-// AcceptBackoffMin to AcceptBackoffMax as net/http does, and logs the
-// failure (rate-limited to one line per ErrorLogInterval). Called by
-// whoever accepts for l: its accept loop or the event loop.
-func (l *listener) backoff(err error) time.Duration {
-	s := l.s
-	l.bmu.Lock()
-	defer l.bmu.Unlock()
-	l.failing.Store(true)
-	if l.delay == 0 {
-		l.delay = durationOr(s.AcceptBackoffMin, DefaultAcceptBackoffMin)
-	} else {
-		l.delay = min(2*l.delay, durationOr(s.AcceptBackoffMax, DefaultAcceptBackoffMax))
-	}
-	if now := time.Now(); now.Sub(l.lastLog) >= durationOr(s.ErrorLogInterval, DefaultErrorLogInterval) {
-		s.logger().Warn("accepting connection failed, backing off",
-			slog.String("listen", l.addr), slog.Any("error", err),
-			slog.Duration("delay", l.delay), slog.Int("suppressed", l.suppressed))
-		l.lastLog, l.suppressed = now, 0
-	} else {
-		l.suppressed++
-	}
-	return l.delay
-}
-
-// accepted resets the backoff after a connection was accepted: one atomic
-// load on the way of every connection, the lock only after a failure.
-func (l *listener) accepted() {
-	if l.failing.Load() {
-		l.bmu.Lock()
-		l.delay = 0
-		l.failing.Store(false)
-		l.bmu.Unlock()
-	}
-}
-
-// accept returns the next connection: through accept4 when rc is set,
-// through the net.Listener otherwise. A nil connection with a nil error
-// means one was accepted and closed.
-func (l *listener) accept(rc syscall.RawConn) (*proxyConn, error) {
-	if rc != nil {
-		return l.acceptRaw(rc)
-	}
-	c, err := l.ln.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		l.s.logger().Error("accepted a non-TCP connection", slog.String("listen", l.addr))
-		c.Close()
-		return nil, nil
-	}
-	return &proxyConn{s: l.s, client: tc, cfd: -1}, nil
 }

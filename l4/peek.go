@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"time"
 )
@@ -123,24 +122,4 @@ func (s *Server) peek(client *net.TCPConn) (peeked, error) {
 		return peeked{}, fmt.Errorf("peeking: %w", err)
 	}
 	return p, nil
-}
-
-// logNoMatch reports a connection that named no app of the address, which
-// has no default route, at most once per ErrorLogInterval per listener (a
-// scanner trying names must not flood the log); the count of the ones left
-// out goes with the next report.
-func (l *listener) logNoMatch(c *proxyConn, p peeked) {
-	every := durationOr(l.s.ErrorLogInterval, DefaultErrorLogInterval)
-	now := time.Now().UnixNano()
-	last := l.noMatchLast.Load()
-	if now-last < int64(every) || !l.noMatchLast.CompareAndSwap(last, now) {
-		l.noMatchSuppressed.Add(1)
-		return
-	}
-	attrs := []any{slog.String("listen", l.addr), slog.String("client", c.client.RemoteAddr().String()),
-		slog.Int64("suppressed", l.noMatchSuppressed.Swap(0))}
-	if p.proto != 0 {
-		attrs = append(attrs, slog.String(p.proto.String(), p.name))
-	}
-	l.s.logger().Info("no app for this name, closing connection", attrs...)
 }

@@ -10,6 +10,10 @@ import (
 // proxySignature starts every PROXY protocol v2 header.
 const proxySignature = "\r\n\r\n\x00\r\nQUIT\n"
 
+// maxProxyHeaderLen is the longest header appendProxyHeader makes: a v1
+// line for IPv6 (the protocol's own bound); v2 takes at most 52 bytes.
+const maxProxyHeaderLen = 107
+
 // appendProxyHeader appends the PROXY protocol header of the given version
 // ("v1" or "v2") telling the upstream that the connection came from src to
 // dst. An empty version appends nothing.

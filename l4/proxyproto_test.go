@@ -1,9 +1,9 @@
 package l4
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
+	"context"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -51,36 +51,133 @@ func TestProxyHeaderEncodings(t *testing.T) {
 	}
 }
 
-func TestProxyProtocolHeaderPrecedesClientBytes(t *testing.T) {
+// The longest header fits the room preamble makes for it.
+func TestLongestProxyHeaderFitsMaxProxyHeaderLen(t *testing.T) {
+	src := netip.MustParseAddrPort("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")
+	for _, version := range []string{"v1", "v2"} {
+		h, err := appendProxyHeader(nil, version, src, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h) > maxProxyHeaderLen {
+			t.Errorf("%s header of %d bytes, more than maxProxyHeaderLen (%d)", version, len(h), maxProxyHeaderLen)
+		}
+	}
+}
+
+// The PROXY header reaches the upstream ahead of every byte of the client,
+// and the client's half-close and the upstream's reply follow, whichever
+// way the connection goes: held while its app wakes (its bytes and its
+// half-close waiting in the kernel meanwhile), served at once by the
+// accept loop because the app is ready, or over the connection a ConnWaker
+// hands over; over IPv4 and IPv6, the addresses coming from the accepted
+// socket itself on the event loop's path.
+func TestProxyHeaderPrecedesEveryClientByte(t *testing.T) {
+	hosts := []string{"127.0.0.1"}
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		ln.Close()
+		hosts = append(hosts, "[::1]")
+	}
+	data := make([]byte, 256<<10) // bulk: the loop turns to splice after the header
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	for _, host := range hosts {
+		for _, version := range []string{"v1", "v2"} {
+			for _, way := range []string{"held", "ready", "handed"} {
+				t.Run(host+"/"+version+"/"+way, func(t *testing.T) {
+					testProxyHeader(t, host, version, way, data)
+				})
+			}
+		}
+	}
+}
+
+func testProxyHeader(t *testing.T, host, version, way string, data []byte) {
+	got := make(chan []byte, 1)
 	w := newTestWaker(t)
-	lines := make(chan string, 2)
-	w.add("pp", &testApp{start: func() *backend {
+	app := w.add("pp", &testApp{start: func() *backend {
 		return startBackend(t, func(c *net.TCPConn) {
 			c.SetDeadline(time.Now().Add(10 * time.Second))
-			r := bufio.NewReader(c)
-			for range 2 {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					lines <- "error: " + err.Error()
-					return
-				}
-				lines <- l
+			b, _ := io.ReadAll(c)
+			if len(b) == 0 {
+				return // a handed-over connection the goroutine path closed
 			}
+			got <- b
+			c.Write([]byte("ok"))
 		})
 	}})
-	s, _ := newServer(t, w)
-	if errs := s.Apply(map[string][]Route{"127.0.0.1:0": {{App: "pp", ProxyProtocol: "v1"}}}); errs != nil {
+	var waker Waker = w
+	switch way {
+	case "held":
+		app.gate = make(chan struct{})
+	case "ready":
+		_, release, err := w.Wake(context.Background(), "pp") // starts the backend
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+	case "handed":
+		waker = &handingWaker{Waker: onlyWake{w}}
+	}
+	s, _ := newServer(t, waker)
+	listen := host + ":0"
+	if errs := s.Apply(map[string][]Route{listen: {{App: "pp", ProxyProtocol: version}}}); errs != nil {
 		t.Fatal(errs)
 	}
-	c := dialTCP(t, s.Addr("127.0.0.1:0").String())
-	c.Write([]byte("hello\n"))
-	src := c.LocalAddr().(*net.TCPAddr)
-	dst := c.RemoteAddr().(*net.TCPAddr)
-	want := fmt.Sprintf("PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", src.Port, dst.Port)
-	if got := <-lines; got != want {
-		t.Errorf("first line %q, want %q", got, want)
+	c := dialTCP(t, s.Addr(listen).String())
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	first := 16 << 10
+	if _, err := c.Write(data[:first]); err != nil {
+		t.Fatal(err)
 	}
-	if got := <-lines; got != "hello\n" {
-		t.Errorf("second line %q, want the client's bytes", got)
+	if way == "held" {
+		waitFor(t, "connection held in Wake", func() bool { return w.waiting.Load() == 1 })
+		close(app.gate)
+	}
+	written := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data[first:])
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		written <- err
+	}()
+	reply, err := io.ReadAll(c)
+	if err != nil || string(reply) != "ok" {
+		t.Fatalf("client read %q, %v; want the upstream's ok", reply, err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	want, err := appendProxyHeader(nil, version, c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, data...)
+	if b := <-got; !bytes.Equal(b, want) {
+		n := min(len(b), len(want), 120)
+		t.Fatalf("upstream got %d bytes starting %q, want %d starting %q", len(b), b[:n], len(want), want[:n])
+	}
+	if way == "ready" && testDataPath != DataPathGoroutines {
+		if n := w.tryWakes.Load(); n != 1 {
+			t.Errorf("%d connections leased by the accept loop, want 1", n)
+		}
+	}
+	if hw, ok := waker.(*handingWaker); ok {
+		if n := hw.handed.Load(); n != 1 {
+			t.Errorf("the waker handed over %d connections, want 1", n)
+		}
+	}
+	// One upstream connection per client, but on the goroutine path,
+	// which closes a handed-over connection and dials its own.
+	accepts := int64(1)
+	if way == "handed" && testDataPath == DataPathGoroutines {
+		accepts = 2
+	}
+	b := app.started.Load()
+	waitFor(t, "the upstream's accepts", func() bool { return b.accepts.Load() >= accepts })
+	if n := b.accepts.Load(); n != accepts {
+		t.Errorf("the upstream accepted %d connections, want %d", n, accepts)
 	}
 }

@@ -133,6 +133,19 @@ type Server struct {
 	dialGates map[netip.AddrPort]*dialGate
 }
 
+// DataPath values for Server.DataPath.
+const (
+	// DataPathLoop moves spliced connections to edge-triggered epoll
+	// loops, each a goroutine that blocks only in epoll_wait: raw
+	// non-blocking read/write through one
+	// buffer, splice(2) through a per-connection pipe once a direction
+	// turns bulk.
+	DataPathLoop = "loop"
+	// DataPathGoroutines copies each spliced connection with two
+	// goroutines on Go's netpoller.
+	DataPathGoroutines = "goroutines"
+)
+
 func (s *Server) logger() *slog.Logger {
 	if s.Logger != nil {
 		return s.Logger
@@ -191,7 +204,7 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 	for addr, l := range s.listeners {
 		if _, ok := table[addr]; !ok {
 			delete(s.listeners, addr)
-			l.close()
+			l.closeLocked()
 		}
 	}
 	errs := s.bindLocked(table)
@@ -202,7 +215,7 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 		}
 		l.routes.Store(newRouteSet(routes))
 		if !l.accepting {
-			l.start()
+			l.startLocked()
 		}
 	}
 	return errs
@@ -302,7 +315,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	for addr, l := range s.listeners {
 		delete(s.listeners, addr)
-		l.close()
+		l.closeLocked()
 	}
 	for c := range s.conns {
 		if !c.spliced {
@@ -337,78 +350,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-done
 	s.stopLoop()
 	return ctx.Err()
-}
-
-// MaxEventLoops bounds EventLoops: a listener records the loops that let
-// go of it in 32 bits.
-const MaxEventLoops = 32
-
-// stopLoop ends the event loops, if any, once no connection uses them.
-func (s *Server) stopLoop() {
-	s.mu.Lock()
-	loops := s.loops
-	s.loops = nil
-	s.mu.Unlock()
-	for _, l := range loops {
-		l.stop()
-	}
-}
-
-// eventLoopsLocked returns the event loops, starting them on first use;
-// none when connections are to be copied by goroutines. s.mu must be held.
-func (s *Server) eventLoopsLocked() []*eventLoop {
-	if s.DataPath == DataPathGoroutines || s.loopFail {
-		return nil
-	}
-	if s.loops == nil {
-		for i := range min(max(s.EventLoops, 1), MaxEventLoops) {
-			l, err := newEventLoop(s, i)
-			if err != nil {
-				if i == 0 {
-					s.loopFail = true
-					s.logger().Warn("starting the event loop failed, copying with goroutines", "error", err)
-					return nil
-				}
-				s.logger().Warn("starting an event loop failed, going on with fewer", "loops", i, "error", err)
-				break
-			}
-			s.loops = append(s.loops, l)
-		}
-	}
-	return s.loops
-}
-
-// loopSlack is how many more connections than the least loaded loop the
-// loop that accepted a connection may carry and still keep it.
-const loopSlack = 2
-
-// eventLoopLocked returns the loop to give a new connection to, and counts
-// the connection on it; nil when connections are to be copied by
-// goroutines. self, when not nil, is the loop that accepted it: it keeps
-// the connection (no hand-over, no wake-up of another thread) unless it
-// carries more than loopSlack connections above the least loaded loop.
-// Otherwise the least loaded loop gets it, ties dealt in turn. Why: which
-// loop the kernel wakes for a connection is chance, and long connections
-// (keep-alive) stay where they were accepted; without this, 50 wrk
-// connections landed 17/34 on two loops, and the busier loop capped the
-// rate while the other idled. s.mu must be held.
-func (s *Server) eventLoopLocked(self *eventLoop) *eventLoop {
-	loops := s.eventLoopsLocked()
-	if len(loops) == 0 {
-		return nil
-	}
-	var least *eventLoop
-	for i := range loops {
-		l := loops[(s.nextLoop+1+i)%len(loops)]
-		if least == nil || l.conns.Load() < least.conns.Load() {
-			least = l
-		}
-	}
-	l := self
-	if self == nil || self.conns.Load() > least.conns.Load()+loopSlack {
-		l = least
-		s.nextLoop = l.idx
-	}
-	l.conns.Add(1)
-	return l
 }

@@ -1,9 +1,3 @@
-// Package l4 is DynaPM's TCP proxy: one listener per listen address, each
-// accepted connection routed to an app, held while the app wakes, then
-// spliced to the app's upstream in both directions.
-//
-// l4 knows nothing about processes. It asks a Waker for a ready backend and
-// tells it, through the release function, when the connection is over.
 package l4
 
 import (
@@ -24,8 +18,7 @@ type Waker interface {
 // the upstream that is already made: lifecycle.Manager gives the first
 // connection that waited for a start the readiness probe's connection,
 // which saves it a connect. When the Server's Waker implements it, a held
-// connection that goes to an event loop uses that connection instead of
-// dialing.
+// connection uses that connection instead of dialing.
 type ConnWaker interface {
 	// WakeConn is Wake, with conn a connected socket's descriptor that the
 	// caller owns, or -1 when there is none to take.
@@ -38,7 +31,7 @@ type ConnWaker interface {
 // of its own is leased, connected and handed to the event loop by the
 // accept loop itself, with no goroutine of its own; every other connection
 // (a stopped or starting app, a connect that does not complete at once, an
-// address shared by name, a PROXY header) takes the usual path.
+// address shared by name) takes the usual path.
 type ReadyWaker interface {
 	// TryWake is Wake for an app that is ready: it returns at once, false
 	// (and nothing to release) when the app would have to be waited for.

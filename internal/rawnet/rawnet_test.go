@@ -12,6 +12,7 @@ import (
 
 	"github.com/dynapm/dynapm/internal/testutil"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func listen(t *testing.T, addr string) (net.Listener, netip.AddrPort) {
@@ -42,25 +43,17 @@ func TestConnectToAListenerGivesAConnectedNonBlockingSocket(t *testing.T) {
 		if _, err := c.Read(buf); err != nil || string(buf) != "hi" {
 			t.Fatalf("%s: read %q, %v", addr, buf, err)
 		}
-		fl, err := fcntl(fd, syscall.F_GETFL)
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 		if err != nil || fl&syscall.O_NONBLOCK == 0 {
 			t.Errorf("%s: flags %#x (%v), want O_NONBLOCK", addr, fl, err)
 		}
-		fdfl, err := fcntl(fd, syscall.F_GETFD)
+		fdfl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
 		if err != nil || fdfl&syscall.FD_CLOEXEC == 0 {
 			t.Errorf("%s: descriptor flags %#x (%v), want FD_CLOEXEC", addr, fdfl, err)
 		}
 		syscall.Close(fd)
 		c.Close()
 	}
-}
-
-func fcntl(fd, cmd int) (int, error) {
-	r, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), uintptr(cmd), 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
 
 func TestConnectToAClosedPortIsRefused(t *testing.T) {

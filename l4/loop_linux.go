@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -9,19 +8,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
-)
 
-// DataPath values for Server.DataPath.
-const (
-	// DataPathLoop moves spliced connections to edge-triggered epoll
-	// loops, each a goroutine that blocks only in epoll_wait: raw
-	// non-blocking read/write through one
-	// buffer, splice(2) through a per-connection pipe once a direction
-	// turns bulk.
-	DataPathLoop = "loop"
-	// DataPathGoroutines copies each spliced connection with two
-	// goroutines on Go's netpoller.
-	DataPathGoroutines = "goroutines"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -34,13 +22,7 @@ const (
 	// wait that ends late.
 	loopYield = 5 * time.Millisecond
 	// evWake marks the eventfd's epoll registration.
-	evWake         = -1
-	epollET        = 1 << 31 // EPOLLET, negative in package syscall
-	epollExclusive = 1 << 28 // EPOLLEXCLUSIVE
-
-	fSetPipeSz   = 1031 // F_SETPIPE_SZ
-	spliceMove   = 0x1  // SPLICE_F_MOVE
-	spliceNonblk = 0x2  // SPLICE_F_NONBLOCK
+	evWake = -1
 )
 
 // eventLoop owns the sockets of the connections handed to it, from the
@@ -65,7 +47,7 @@ type eventLoop struct {
 	mu      sync.Mutex
 	queue   []*loopConn // new connections
 	cuts    []*loopConn // connections Shutdown wants reset
-	lqueue  []*listener // listeners to accept for (see loop_accept.go)
+	lqueue  []*listener // listeners to accept for (see loop_accept_linux.go)
 	lremove []*listener // listeners to stop accepting for
 	stopped bool
 	dead    bool // the loop has ended: nothing queued is taken any more
@@ -110,19 +92,92 @@ type loopDir struct {
 	pendBuf []byte
 }
 
+// MaxEventLoops bounds EventLoops: a listener records the loops that let
+// go of it in 32 bits.
+const MaxEventLoops = 32
+
+// eventLoopsLocked returns the event loops, starting them on first use;
+// none when connections are to be copied by goroutines. s.mu must be held.
+func (s *Server) eventLoopsLocked() []*eventLoop {
+	if s.DataPath == DataPathGoroutines || s.loopFail {
+		return nil
+	}
+	if s.loops == nil {
+		for i := range min(max(s.EventLoops, 1), MaxEventLoops) {
+			l, err := newEventLoop(s, i)
+			if err != nil {
+				if i == 0 {
+					s.loopFail = true
+					s.logger().Warn("starting the event loop failed, copying with goroutines", "err", err)
+					return nil
+				}
+				s.logger().Warn("starting an event loop failed, going on with fewer", "loops", i, "err", err)
+				break
+			}
+			s.loops = append(s.loops, l)
+		}
+	}
+	return s.loops
+}
+
+// loopSlack is how many more connections than the least loaded loop the
+// loop that accepted a connection may carry and still keep it.
+const loopSlack = 2
+
+// eventLoopLocked returns the loop to give a new connection to, and counts
+// the connection on it; nil when connections are to be copied by
+// goroutines. self, when not nil, is the loop that accepted it: it keeps
+// the connection (no hand-over, no wake-up of another thread) unless it
+// carries more than loopSlack connections above the least loaded loop.
+// Otherwise the least loaded loop gets it, ties dealt in turn. Why: which
+// loop the kernel wakes for a connection is chance, and long connections
+// (keep-alive) stay where they were accepted, so the loops drift apart and
+// the busier one caps the rate while the other idles (docs/BENCHMARKS.md,
+// event loops). s.mu must be held.
+func (s *Server) eventLoopLocked(self *eventLoop) *eventLoop {
+	loops := s.eventLoopsLocked()
+	if len(loops) == 0 {
+		return nil
+	}
+	var least *eventLoop
+	for i := range loops {
+		l := loops[(s.nextLoop+1+i)%len(loops)]
+		if least == nil || l.conns.Load() < least.conns.Load() {
+			least = l
+		}
+	}
+	l := self
+	if self == nil || self.conns.Load() > least.conns.Load()+loopSlack {
+		l = least
+		s.nextLoop = l.idx
+	}
+	l.conns.Add(1)
+	return l
+}
+
+// stopLoop ends the event loops, if any, once no connection uses them.
+func (s *Server) stopLoop() {
+	s.mu.Lock()
+	loops := s.loops
+	s.loops = nil
+	s.mu.Unlock()
+	for _, l := range loops {
+		l.stop()
+	}
+}
+
 func newEventLoop(s *Server, idx int) (*eventLoop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("creating epoll: %w", err)
 	}
-	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if e != 0 {
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
 		syscall.Close(epfd)
-		return nil, fmt.Errorf("creating eventfd: %w", e)
+		return nil, fmt.Errorf("creating eventfd: %w", err)
 	}
-	evfd := int(r)
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: evWake}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: evWake}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
 		syscall.Close(epfd)
 		syscall.Close(evfd)
 		return nil, fmt.Errorf("registering eventfd: %w", err)
@@ -158,9 +213,6 @@ func (l *eventLoop) cut(c *loopConn) {
 	l.wake()
 }
 
-// errNoLoop stands for "the goroutines copy this connection".
-var errNoLoop = errors.New("l4: no event loop")
-
 // stop ends the loop once every connection handed to it has finished, and
 // waits for it.
 func (l *eventLoop) stop() {
@@ -173,18 +225,15 @@ func (l *eventLoop) stop() {
 
 // run is the loop's goroutine. It is not locked to its thread, and it
 // yields every loopYield while busy. Why: a goroutine that never enters
-// the scheduler looks stuck to the runtime's monitor (sysmon), which every
-// 10 ms preempts it, or takes its P away while it sits in epoll_wait; each
-// such retake also keeps sysmon polling every 20 µs instead of backing off
-// to 10 ms. Locked to its thread, every preemption further cost a hand-off
-// of the P to another thread and back. Measured per new connection under
-// the benchmark's wrk load: 0.90 context switches (0.30 of them sysmon's
-// nanosleep, 0.13 futex) locked and never yielding; 0.50 (0.05 and 0.10)
-// unlocked and yielding, HAProxy's 0.46. A yield costs a scheduler round
-// and at most one thread wake-up, 200 times a second per busy loop.
+// the scheduler looks stuck to the runtime's monitor (sysmon), which then
+// preempts it, or takes its P away while it sits in epoll_wait, and keeps
+// polling at its fastest instead of backing off; locked to its thread,
+// every preemption would also hand the P to another thread and back.
+// Unlocked and yielding roughly halves the context switches per new
+// connection (docs/BENCHMARKS.md, event loops).
 func (l *eventLoop) run() {
 	defer close(l.done)
-	events := make([]syscall.EpollEvent, loopEvents)
+	events := make([]unix.EpollEvent, loopEvents)
 	yielded := time.Now()
 	for {
 		if now := time.Now(); now.Sub(yielded) >= loopYield {
@@ -195,12 +244,12 @@ func (l *eventLoop) run() {
 		if len(l.acceptMore) > 0 {
 			timeout = 0 // a listener still has connections waiting
 		}
-		n, err := syscall.EpollWait(l.epfd, events, timeout)
+		n, err := unix.EpollWait(l.epfd, events, timeout)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
 			}
-			l.s.logger().Error("epoll_wait failed; cutting the loop's connections", "error", err)
+			l.s.logger().Error("epoll_wait failed; cutting the loop's connections", "err", err)
 			l.shutdownLoop()
 			return
 		}
@@ -227,10 +276,10 @@ func (l *eventLoop) run() {
 				continue // an event of a connection that has ended
 			}
 			side := int(ev.Pad & 1)
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				c.readable[side] = true
 			}
-			if ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				c.hup[side] = true
 			}
 			l.pump(c, side)
@@ -293,14 +342,14 @@ func (l *eventLoop) register(c *loopConn) {
 	// Registering reports the sockets' current state at once (bytes the
 	// client sent while its app woke, say), so no read is tried blindly.
 	for side := range 2 {
-		ev := syscall.EpollEvent{
-			Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
+		ev := unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
 			Fd:     c.slot,
 			Pad:    c.gen<<1 | int32(side),
 		}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
 			l.s.logger().Warn("registering a connection with epoll failed, closing it",
-				"app", c.pc.app, "error", err)
+				"app", c.pc.app, "err", err)
 			l.abort(c)
 			return
 		}
@@ -324,7 +373,7 @@ func rawWrite(fd int, p []byte) (int, syscall.Errno) {
 }
 
 func rawSplice(in, out, n int) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceMove|spliceNonblk)
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	if e != 0 {
 		return 0, e
 	}
@@ -437,7 +486,7 @@ func (l *eventLoop) startSplice(d *loopDir) {
 	}
 	// A larger pipe moves a MB in one splice pair; the default (64 KiB)
 	// stays if the limit (pipe-max-size) refuses it.
-	syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), fSetPipeSz, pipeSize)
+	syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
 	d.pipe = p
 	d.pendBuf = nil
 }
@@ -526,28 +575,4 @@ func (l *eventLoop) shutdownLoop() {
 	}
 	syscall.Close(l.epfd)
 	syscall.Close(l.evfd)
-}
-
-// dupFd returns a duplicate of c's descriptor (non-blocking, like c's),
-// owned by the caller. Closing c afterwards takes the socket out of Go's
-// netpoller, which would otherwise wake a thread for every event on a socket
-// no goroutine reads; the duplicate keeps the socket open.
-func dupFd(c syscall.Conn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var e syscall.Errno
-	cerr := rc.Control(func(f uintptr) {
-		r, _, errno := syscall.RawSyscall(syscall.SYS_FCNTL, f, syscall.F_DUPFD_CLOEXEC, 0)
-		fd, e = int(r), errno
-	})
-	if cerr != nil {
-		return -1, cerr
-	}
-	if e != 0 {
-		return -1, fmt.Errorf("duplicating a socket: %w", e)
-	}
-	return fd, nil
 }

@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The event loop accepts too: each listening socket of a Server whose loop
@@ -13,7 +15,7 @@ import (
 // through the eventfd and no netpoller wake-up: the thread that moves the
 // bytes does everything, as HAProxy's threads do. Connections that must
 // wait (a stopped app, a name to peek, a slow connect) go to a goroutine
-// of their own as before.
+// of their own.
 
 // acceptBatch bounds the connections accepted per readiness event, so that
 // a flood of connects cannot starve the bytes of open connections; a
@@ -41,7 +43,7 @@ func (l *eventLoop) addListener(lst *listener) {
 }
 
 // removeListener asks the loop to stop accepting for l and close its
-// descriptor; l's socket is already shut down (see listener.close).
+// descriptor; l's socket is already shut down (see listener.closeLocked).
 func (l *eventLoop) removeListener(lst *listener) {
 	l.mu.Lock()
 	if l.dead {
@@ -73,8 +75,8 @@ func (l *eventLoop) takeListeners(add, remove []*listener) {
 		// several loops, EPOLLEXCLUSIVE wakes one of those waiting, not
 		// all: a busy loop keeps the event queued for itself and the
 		// kernel wakes the next.
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET | epollExclusive, Fd: listenerEvent(lst.lid)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET | unix.EPOLLEXCLUSIVE, Fd: listenerEvent(lst.lid)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
 			delete(l.lsts, lst.lid)
 			l.pause(lst, err)
 		}
@@ -93,7 +95,7 @@ func (l *eventLoop) letGo(lst *listener) {
 	}
 	if _, ok := l.lsts[lst.lid]; ok {
 		delete(l.lsts, lst.lid)
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lst.fd, nil)
 	}
 	if bits.OnesCount32(before|l.bit()) == len(lst.loops) {
 		syscall.Close(lst.fd)
@@ -119,7 +121,7 @@ func (l *eventLoop) acceptFrom(lst *listener) {
 			default:
 			}
 			delete(l.lsts, lst.lid)
-			syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, lst.fd, nil)
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lst.fd, nil)
 			l.pause(lst, err)
 			return
 		}

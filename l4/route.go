@@ -1,6 +1,48 @@
 package l4
 
-import "strings"
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// route picks c's route among rs. On an address shared by name (rs.peek)
+// it peeks at the client's first bytes for the name (see peek) and matches
+// it against the routes in force by then; otherwise it takes the default
+// route and reads nothing. ok is false, with c dropped and the reason
+// logged, when the client names no app in time or nothing matches. p holds
+// the bytes peeked; the caller releases it.
+func (s *Server) route(c *proxyConn, l *listener, rs *routeSet) (r Route, p peeked, ok bool) {
+	idx := rs.def
+	if rs.peek {
+		if !s.goClient(c) {
+			s.drop(c, nil)
+			return r, p, false
+		}
+		var err error
+		if p, err = s.peek(c.client); err != nil {
+			if log := s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
+				log.Debug("closing connection that named no app in time", slog.String("listen", l.addr),
+					slog.String("client", c.client.RemoteAddr().String()), slog.Any("err", err))
+			}
+			s.drop(c, nil)
+			return r, p, false
+		}
+		// The routes may have been reloaded while the client was sending.
+		rs = l.routes.Load()
+		idx = rs.match(p.proto, p.name)
+	}
+	if idx < 0 {
+		if s.goClient(c) {
+			l.logNoMatch(c, p)
+		}
+		s.releasePeek(&p)
+		s.drop(c, nil)
+		return r, p, false
+	}
+	return rs.routes[idx], p, true
+}
 
 // routeSet is the routes of one listen address, with the name tables built
 // once when the routes are applied, so that a connection only looks names up.
@@ -106,4 +148,24 @@ func (rs *routeSet) match(proto peekProto, name string) int {
 		i = rs.def
 	}
 	return i
+}
+
+// logNoMatch reports a connection that named no app of the address, which
+// has no default route, at most once per ErrorLogInterval per listener (a
+// scanner trying names must not flood the log); the count of the ones left
+// out goes with the next report.
+func (l *listener) logNoMatch(c *proxyConn, p peeked) {
+	every := durationOr(l.s.ErrorLogInterval, DefaultErrorLogInterval)
+	now := time.Now().UnixNano()
+	last := l.noMatchLast.Load()
+	if now-last < int64(every) || !l.noMatchLast.CompareAndSwap(last, now) {
+		l.noMatchSuppressed.Add(1)
+		return
+	}
+	attrs := []any{slog.String("listen", l.addr), slog.String("client", c.client.RemoteAddr().String()),
+		slog.Int64("suppressed", l.noMatchSuppressed.Swap(0))}
+	if p.proto != 0 {
+		attrs = append(attrs, slog.String(p.proto.String(), p.name))
+	}
+	l.s.logger().Info("no app for this name, closing connection", attrs...)
 }

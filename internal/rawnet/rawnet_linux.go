@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // pollSlice bounds one blocking wait for a connect, so that a cancelled
@@ -54,19 +56,6 @@ func Connect(ctx context.Context, addr netip.AddrPort, timeout time.Duration) (i
 	return fd, nil
 }
 
-// pollFd is struct pollfd.
-type pollFd struct {
-	fd      int32
-	events  int16
-	revents int16
-}
-
-const (
-	pollOut = 0x4
-	pollErr = 0x8
-	pollHup = 0x10
-)
-
 // waitConnect waits for fd's non-blocking connect to finish. On the
 // loopback the handshake (or the reset of a closed port) is processed
 // before connect returns, so a first poll that does not block answers;
@@ -75,7 +64,7 @@ const (
 // honoured.
 func waitConnect(ctx context.Context, fd int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	pfd := pollFd{fd: int32(fd), events: pollOut}
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
 	var ts syscall.Timespec
 	n, _, e := syscall.RawSyscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 	for e != 0 || n == 0 {
@@ -92,7 +81,7 @@ func waitConnect(ctx context.Context, fd int, timeout time.Duration) error {
 		ts = syscall.NsecToTimespec(int64(min(left, pollSlice)))
 		n, _, e = syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 	}
-	if pfd.revents&(pollErr|pollHup) == 0 {
+	if pfd.Revents&(unix.POLLERR|unix.POLLHUP) == 0 {
 		return nil // writable and no error: connected
 	}
 	soErr, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ERROR)
