@@ -67,6 +67,16 @@ type config struct {
 
 func (c *config) want(s string) bool { return len(c.only) == 0 || c.only[s] }
 
+// wantAny reports whether any of the scenarios ss is to run.
+func (c *config) wantAny(ss []string) bool {
+	for _, s := range ss {
+		if c.want(s) {
+			return true
+		}
+	}
+	return false
+}
+
 func main() {
 	backend := flag.String("backend", "", "internal: run as the line backend (PING, BULK n) listening on this address")
 	backendHTTP := flag.String("backend-http", "", "internal: run as the tiny HTTP/1.1 backend listening on this address")
@@ -95,8 +105,8 @@ func main() {
 	flag.BoolVar(&c.syscalls, "syscalls", false, "also count the proxies' system calls and context switches per operation (perf stat, strace -c)")
 	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
-	flag.BoolVar(&c.install, "install", false, "apt-get install haproxy and wrk when missing")
-	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,cold,herd,scale,reload,instances,shared (default all)")
+	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, redis-server, redis-tools, postgresql)")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,cold,herd,scale,reload,instances,shared (default all)")
 	flag.Parse()
 
 	switch {

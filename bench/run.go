@@ -29,10 +29,16 @@ type bench struct {
 	// dynapm and haproxy.
 	httpAddr map[string]string
 	bulkAddr map[string]string
-	cold     []coldProgram
-	herdApp  app
-	herdLog  string
-	shared   sharedAddrs
+	// The real servers' addresses (nil: the scenario is skipped), and
+	// the directory their data lives in.
+	redisAddr map[string]string
+	pgAddr    map[string]string
+	pg        *pgServer
+	svc       string
+	cold      []coldProgram
+	herdApp   app
+	herdLog   string
+	shared    sharedAddrs
 }
 
 // run builds and starts everything, measures every scenario asked for,
@@ -52,6 +58,20 @@ func run(c *config) error {
 		defer progress("kept %s", b.work)
 	} else {
 		defer os.RemoveAll(b.work)
+	}
+	// The real servers' directories are their accounts' (see newService):
+	// beside the work directory, which stays private to the bench.
+	b.svc, err = os.MkdirTemp("", "dynapm-bench-servers-")
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(b.svc, 0o711); err != nil {
+		return err
+	}
+	if c.keep {
+		defer progress("kept %s", b.svc)
+	} else {
+		defer os.RemoveAll(b.svc)
 	}
 	if err := b.build(); err != nil {
 		return err
@@ -80,6 +100,8 @@ func run(c *config) error {
 		{"reload", b.reloadScenario},
 		{"instances", b.instancesScenario},
 		{"bulk", b.bulkScenario},
+		{"redis", b.redisScenario},
+		{"pgbench", b.pgbenchScenario},
 		{"warm", b.warm},
 		{"shared", b.sharedScenario},
 	}
@@ -110,32 +132,6 @@ func run(c *config) error {
 		progress("wrote %s and %s", c.out, c.svg)
 	}
 	return nil
-}
-
-// tools installs HAProxy and wrk when asked and notes what is missing.
-func (b *bench) tools() {
-	missing := []string{}
-	for _, t := range []string{"haproxy", "wrk"} {
-		if _, err := exec.LookPath(t); err != nil {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) > 0 && b.cfg.install {
-		progress("installing %v with apt-get", missing)
-		cmd := exec.Command("sh", "-c", "apt-get update -qq && apt-get install -y -qq "+joinArgs(missing))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			progress("installing %v failed: %v", missing, err)
-		}
-	}
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		b.rep.note("HAProxy is not installed: the haproxy columns are empty (run with -install, or apt-get install haproxy).")
-		progress("haproxy not installed: skipping the haproxy comparisons")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		b.rep.note("wrk is not installed: the keep-alive, new-connection and latency scenarios were skipped (run with -install, or apt-get install wrk).")
-		progress("wrk not installed: skipping the keep-alive, new-connection and latency scenarios")
-	}
 }
 
 // build compiles dynapm and copies this program as the backend binary, so
@@ -204,6 +200,24 @@ func (b *bench) startMain() error {
 	for _, p := range cold {
 		files = append(files, p.app)
 	}
+	if b.cfg.want("redis") && lookTool("redis-server") != "" && lookTool("redis-benchmark") != "" {
+		a, err := b.redisApp()
+		if err != nil {
+			b.rep.note("redis-benchmark scenario skipped: %v", err)
+			progress("redis: skipped: %v", err)
+		} else {
+			files = append(files, a)
+		}
+	}
+	if b.cfg.want("pgbench") && lookTool("pgbench") != "" {
+		a, err := b.pgApp()
+		if err != nil {
+			b.rep.note("pgbench scenario skipped: %v", err)
+			progress("pgbench: skipped: %v", err)
+		} else {
+			files = append(files, a)
+		}
+	}
 	b.cold = cold
 	for _, a := range files {
 		if err := a.write(apps); err != nil {
@@ -219,6 +233,11 @@ func (b *bench) startMain() error {
 	if b.cfg.want("shared") {
 		persistent = append(persistent, b.shared.tls[direct])
 	}
+	for _, m := range []map[string]string{b.redisAddr, b.pgAddr} {
+		if m != nil {
+			persistent = append(persistent, m[direct])
+		}
+	}
 	for _, addr := range persistent {
 		if err := waitDial(addr, 30*time.Second); err != nil {
 			b.daemon.stop()
@@ -226,8 +245,13 @@ func (b *bench) startMain() error {
 		}
 	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
-		b.httpAddr[haproxy], b.bulkAddr[haproxy] = freeAddr(), freeAddr()
-		listens := [][2]string{{b.httpAddr[haproxy], b.httpAddr[direct]}, {b.bulkAddr[haproxy], b.bulkAddr[direct]}}
+		var listens [][2]string
+		for _, m := range []map[string]string{b.httpAddr, b.bulkAddr, b.redisAddr, b.pgAddr} {
+			if m != nil {
+				m[haproxy] = freeAddr()
+				listens = append(listens, [2]string{m[haproxy], m[direct]})
+			}
+		}
 		b.haprox, err = startHAProxy(dir, listens)
 		if err != nil {
 			b.daemon.stop()
