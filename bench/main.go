@@ -83,6 +83,9 @@ func main() {
 	backendTLS := flag.String("backend-tls", "", "internal: run as the TLS backend (PING over TLS) listening on this address")
 	pidfile := flag.String("pidfile", "", "internal: backend writes its pid here once listening")
 	spawnlog := flag.String("spawnlog", "", "internal: backend appends \"pid unix-nanos\" here once listening")
+	bulkClientAddr := flag.String("bulk-client", "", "internal: download -bulk-bytes from this bulk backend address, pinned to -cpu")
+	bulkBytes := flag.Int64("bulk-bytes", 1<<30, "internal: bytes for -bulk-client")
+	clientCPU := flag.Int("cpu", -1, "internal: the CPU -bulk-client runs on (-1: any)")
 
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "a run of about a minute: shorter loads, one repetition, fewer wakes")
@@ -106,7 +109,7 @@ func main() {
 	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
 	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, redis-server, redis-tools, postgresql)")
-	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,cold,herd,scale,reload,instances,shared (default all)")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,placement,cold,herd,scale,reload,instances,shared (default all)")
 	flag.Parse()
 
 	switch {
@@ -118,6 +121,12 @@ func main() {
 		err := serveHTTPBackend(*backendHTTP)
 		fmt.Fprintln(os.Stderr, "bench http backend:", err)
 		os.Exit(1)
+	case *bulkClientAddr != "":
+		if err := bulkClient(*bulkClientAddr, *bulkBytes, *clientCPU); err != nil {
+			fmt.Fprintln(os.Stderr, "bench bulk client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case *backendTLS != "":
 		err := serveTLSBackend(*backendTLS)
 		fmt.Fprintln(os.Stderr, "bench tls backend:", err)

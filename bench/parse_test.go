@@ -1,12 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const wrkOutput = `Running 5s test @ http://127.0.0.1:8080/
@@ -295,5 +300,56 @@ func TestGoalsJudgeMediansAndBulkEveryRepetition(t *testing.T) {
 	}
 	if math.IsNaN((herdResult{}).ratio()) == false {
 		t.Error("a herd without a floor has a ratio")
+	}
+}
+
+func TestPinRestrictsAProcessAndUnpinRestoresIt(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	cpu := -1
+	for i := 0; i < 1024 && cpu < 0; i++ {
+		if all.IsSet(i) {
+			cpu = i
+		}
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	allowed := func() string {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	before := allowed()
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := pin(cmd.Process.Pid, &one); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed(); got != strconv.Itoa(cpu) {
+		t.Errorf("pinned to %q, want %d", got, cpu)
+	}
+	if err := pin(cmd.Process.Pid, &all); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed(); got != before {
+		t.Errorf("unpinned to %q, want %q", got, before)
+	}
+}
+
+func TestSchedOfCountsThisProcessCPU(t *testing.T) {
+	if u := schedOf(os.Getpid()); u.cpu <= 0 {
+		t.Errorf("schedstat of this process %+v: no CPU time", u)
 	}
 }

@@ -107,6 +107,14 @@ func (r *report) text() string {
 		}
 		b.WriteString(alignTable(rows))
 	}
+	if len(r.placements) > 0 {
+		fmt.Fprintf(&b, "\nBulk by placement (%d MiB per download; medians; the CPU, wait and migration columns are dynapm's runs)\n", r.placementSize>>20)
+		rows := [][]string{placementHeader}
+		for _, p := range r.placements {
+			rows = append(rows, p.cells())
+		}
+		b.WriteString(alignTable(rows))
+	}
 	if len(r.facts) > 0 {
 		b.WriteString("\nCold path, herd and scale\n")
 		rows := [][]string{{"scenario", "measurement", "value", "goal"}}
@@ -206,6 +214,14 @@ func (r *report) markdown(svgName string) string {
 		rows := [][]string{warmHeader}
 		for _, w := range r.warm {
 			rows = append(rows, w.cells())
+		}
+		b.WriteString(mdTable(rows))
+	}
+	if len(r.placements) > 0 {
+		fmt.Fprintf(&b, "\n### Bulk by placement\n\nThe bulk download (%d MiB, one connection) with the client, the proxy and the backend pinned to two CPUs (A | B) in every way, direct (the same client and backend placement) and dynapm alternating, medians over the repetitions; the ratio is the median (lowest–highest) of the per-repetition ratios. The client is a process of its own here (`bench -bulk-client`). CPU and run-queue wait (time runnable but not running) per GB and migrations between CPUs per MB come from /proc/PID/task/*/schedstat and sched of dynapm's runs; the machine's busy time and context switches from /proc/stat.\n\n", r.placementSize>>20)
+		rows := [][]string{placementHeader}
+		for _, p := range r.placements {
+			rows = append(rows, p.cells())
 		}
 		b.WriteString(mdTable(rows))
 	}

@@ -121,8 +121,12 @@ type report struct {
 	facts    []factRow
 	syscalls []syscallRow
 	herd     herdResult
-	notes    []string
-	haproxy  string // the generated haproxy.cfg
+	// placements: the bulk download with its processes pinned, of
+	// placementSize bytes each.
+	placements    []placementRow
+	placementSize int64
+	notes         []string
+	haproxy       string // the generated haproxy.cfg
 }
 
 func (r *report) note(format string, args ...any) {

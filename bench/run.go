@@ -35,6 +35,7 @@ type bench struct {
 	pgAddr    map[string]string
 	pg        *pgServer
 	svc       string
+	bulkPid   string // the bulk backend's pidfile
 	cold      []coldProgram
 	herdApp   app
 	herdLog   string
@@ -100,6 +101,7 @@ func run(c *config) error {
 		{"reload", b.reloadScenario},
 		{"instances", b.instancesScenario},
 		{"bulk", b.bulkScenario},
+		{"placement", b.placementScenario},
 		{"redis", b.redisScenario},
 		{"pgbench", b.pgbenchScenario},
 		{"warm", b.warm},
@@ -179,11 +181,12 @@ func (b *bench) startMain() error {
 	}
 	b.httpAddr = map[string]string{direct: freeAddr(), dynapm: freeAddr()}
 	b.bulkAddr = map[string]string{direct: freeAddr(), dynapm: freeAddr()}
+	b.bulkPid = filepath.Join(dir, "bulk.pid")
 	files := []app{
 		{name: "http", listen: b.httpAddr[dynapm], upstream: b.httpAddr[direct],
 			command: []string{b.backendBin, "-backend-http", b.httpAddr[direct]}, extra: "mode: persistent\n"},
 		{name: "bulk", listen: b.bulkAddr[dynapm], upstream: b.bulkAddr[direct],
-			command: []string{b.backendBin, "-backend", b.bulkAddr[direct]}, extra: "mode: persistent\n"},
+			command: []string{b.backendBin, "-backend", b.bulkAddr[direct], "-pidfile", b.bulkPid}, extra: "mode: persistent\n"},
 	}
 	b.herdLog = filepath.Join(dir, "herd.spawns")
 	b.herdApp = app{name: "herd", listen: freeAddr(),
