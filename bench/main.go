@@ -4,9 +4,13 @@
 // chart):
 //
 //   - keep-alive small requests, new connections and added latency (wrk
-//     against a tiny HTTP/1.1 backend), bulk (one large download): direct vs
-//     dynapm vs haproxy, alternating, medians of -runs repetitions, with the
-//     proxies' CPU time per request, connection or GB;
+//     against a tiny HTTP/1.1 backend), bulk (one large download),
+//     redis-benchmark against redis-server and pgbench -S against
+//     PostgreSQL: direct vs dynapm vs haproxy, alternating, medians and
+//     ranges of -runs repetitions, with the proxies' CPU time and the whole
+//     machine's per request, connection, transaction or GB;
+//   - placement: the bulk download with client, proxy and backend pinned
+//     to two CPUs in every way;
 //   - cold wake: connect-to-first-byte through DynaPM for a stopped app,
 //     minus the same program's own start-to-first-byte (Go, and Python and
 //     Node servers where installed);
@@ -22,9 +26,9 @@
 // and uses a copy of its own executable as the backend programs (-backend,
 // -backend-http), so that client, proxy and backend are separate processes,
 // as in real use. All traffic stays on 127.0.0.1 and every load is bounded
-// in count and time. HAProxy and wrk are used when installed (-install runs
-// apt-get for them); scenarios that need a missing tool are skipped with a
-// message.
+// in count and time. HAProxy, wrk, Redis and PostgreSQL are used when
+// installed (-install runs apt-get for them); scenarios that need a missing
+// tool are skipped with a message.
 //
 // Usage: go run ./bench [-quick] [-runs 5] [-duration 5s] [-out docs/BENCHMARKS.md]
 package main

@@ -353,3 +353,16 @@ func TestSchedOfCountsThisProcessCPU(t *testing.T) {
 		t.Errorf("schedstat of this process %+v: no CPU time", u)
 	}
 }
+
+func TestMarkdownOpensWithTheGoalsTableOnlyWhenAGoalWasMeasured(t *testing.T) {
+	r := &report{started: time.Now()}
+	if md := r.markdown("bench.svg"); strings.Contains(md, "### Goals") {
+		t.Error("a goals table for a run that measured none of them")
+	}
+	r.herd = herdResult{last: 150 * time.Millisecond, floor: 100 * time.Millisecond}
+	md := r.markdown("bench.svg")
+	if !strings.Contains(md, "### Goals") || !strings.Contains(md, "| herd, last served | at most 1.3 × the direct floor | 1.50 × ") ||
+		!strings.Contains(md, "| not met |") {
+		t.Errorf("goals table lacks the herd's 1.50, not met:\n%s", md)
+	}
+}
