@@ -366,3 +366,15 @@ func TestMarkdownOpensWithTheGoalsTableOnlyWhenAGoalWasMeasured(t *testing.T) {
 		t.Errorf("goals table lacks the herd's 1.50, not met:\n%s", md)
 	}
 }
+
+func TestRedisMajorReadsTheServerVersion(t *testing.T) {
+	for in, want := range map[string]int{
+		"Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0":  7,
+		"Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=a3fdef44459b3ad6": 6,
+		"": 0,
+	} {
+		if got := redisMajor(in); got != want {
+			t.Errorf("redisMajor(%q) = %d, want %d", in, got, want)
+		}
+	}
+}

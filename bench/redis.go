@@ -111,24 +111,32 @@ func (b *bench) redisApp() (app, error) {
 	}
 	addr := freeAddr()
 	_, port, _ := net.SplitHostPort(addr)
-	conf, err := s.writeFile("redis.conf", fmt.Sprintf(`bind 127.0.0.1
-port %s
-protected-mode yes
-daemonize no
-logfile ""
-dir %s
-save ""
-appendonly no
-enable-protected-configs no
-enable-debug-command no
-enable-module-command no
-`, port, s.dir))
+	conf := fmt.Sprintf("bind 127.0.0.1\nport %s\nprotected-mode yes\ndaemonize no\nlogfile \"\"\ndir %s\nsave \"\"\nappendonly no\n", port, s.dir)
+	if redisMajor(firstLine(lookTool("redis-server"), "--version")) >= 7 {
+		// Named since Redis 7 (and its defaults): an older server
+		// refuses the unknown directives.
+		conf += "enable-protected-configs no\nenable-debug-command no\nenable-module-command no\n"
+	}
+	path, err := s.writeFile("redis.conf", conf)
 	if err != nil {
 		return app{}, err
 	}
 	b.redisAddr = map[string]string{direct: addr, dynapm: freeAddr()}
 	return app{name: "redis", listen: b.redisAddr[dynapm], upstream: addr,
-		command: []string{lookTool("redis-server"), conf}, extra: s.appExtra()}, nil
+		command: []string{lookTool("redis-server"), path}, extra: s.appExtra()}, nil
+}
+
+// redisMajor reads the major version from "Redis server v=7.0.15 sha=...";
+// 0 when there is none.
+func redisMajor(version string) int {
+	for _, f := range strings.Fields(version) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			major, _, _ := strings.Cut(v, ".")
+			n, _ := strconv.Atoi(major)
+			return n
+		}
+	}
+	return 0
 }
 
 // redisScenario runs redis-benchmark, GET and SET, at 20 clients for

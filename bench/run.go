@@ -232,19 +232,20 @@ func (b *bench) startMain() error {
 	if err != nil {
 		return err
 	}
-	persistent := []string{b.httpAddr[direct], b.bulkAddr[direct]}
+	persistent := [][2]string{{"http", b.httpAddr[direct]}, {"bulk", b.bulkAddr[direct]}}
 	if b.cfg.want("shared") {
-		persistent = append(persistent, b.shared.tls[direct])
+		persistent = append(persistent, [2]string{"tls-own", b.shared.tls[direct]})
 	}
-	for _, m := range []map[string]string{b.redisAddr, b.pgAddr} {
-		if m != nil {
-			persistent = append(persistent, m[direct])
-		}
+	if b.redisAddr != nil {
+		persistent = append(persistent, [2]string{"redis", b.redisAddr[direct]})
 	}
-	for _, addr := range persistent {
-		if err := waitDial(addr, 30*time.Second); err != nil {
+	if b.pgAddr != nil {
+		persistent = append(persistent, [2]string{"postgres", b.pgAddr[direct]})
+	}
+	for _, p := range persistent {
+		if err := waitDial(p[1], 30*time.Second); err != nil {
 			b.daemon.stop()
-			return fmt.Errorf("persistent backend %s did not come up: %w", addr, err)
+			return fmt.Errorf("persistent app %s did not listen on %s (see %s): %w", p[0], p[1], b.daemon.logPath, err)
 		}
 	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
