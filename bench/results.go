@@ -143,10 +143,6 @@ type sample struct {
 	ops, errors     float64
 }
 
-func medianOf(xs []sample, f func(sample) float64) float64 {
-	return median(perRep(xs, f))
-}
-
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
