@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -34,12 +35,14 @@ func (b *bench) herdScenario(ctx context.Context) error {
 		served, n, len(errs), spawns, last.Sub(ready).Round(time.Microsecond), last.Sub(start).Round(time.Microsecond),
 		dServed, dLast.Sub(dStart).Round(time.Microsecond))
 	scen := fmt.Sprintf("herd: %d simultaneous first connections", n)
+	b.rep.herd = herdResult{last: last.Sub(ready), floor: dLast.Sub(dStart)}
 	b.rep.facts = append(b.rep.facts,
 		factRow{scen, "served", fmt.Sprintf("%d of %d", served, n), "all"},
 		factRow{scen, "spawns", strconv.Itoa(spawns), "1"},
-		factRow{scen, "last served, after the program began listening", ms(last.Sub(ready)), "< 50 ms"},
+		factRow{scen, "last served, after the program began listening", ms(last.Sub(ready)), ""},
 		factRow{scen, "last served, after the first connect", ms(last.Sub(start)), ""},
-		factRow{scen, "floor: the same herd straight to the running program, first connect to last served", ms(dLast.Sub(dStart)), ""})
+		factRow{scen, "floor: the same herd straight to the running program, first connect to last served", ms(dLast.Sub(dStart)), ""},
+		factRow{scen, "last served after listening / floor", fmt.Sprintf("%.2f", b.rep.herd.ratio()), fmt.Sprintf("<= %.1f", herdGoal)})
 	if len(errs) > 0 {
 		b.rep.note("herd: %d connections failed, e.g. %v", len(errs), errs[0])
 	}
@@ -117,4 +120,22 @@ func readSpawns(path string) (int, time.Time, error) {
 	}
 	ns, _ := strconv.ParseInt(lines[1], 10, 64)
 	return len(lines) / 2, time.Unix(0, ns), nil
+}
+
+// herdGoal bounds the herd's last served, counted from the moment the
+// program listened, as a multiple of the floor: the same herd straight to
+// the running program in the same run. On two CPUs that floor alone is
+// 95–200 ms, so an absolute bound measured the machine, not DynaPM.
+const herdGoal = 1.3
+
+// herdResult is the herd's timing against its floor.
+type herdResult struct {
+	last, floor time.Duration // zero: not measured
+}
+
+func (h herdResult) ratio() float64 {
+	if h.floor <= 0 {
+		return math.NaN()
+	}
+	return float64(h.last) / float64(h.floor)
 }

@@ -4,9 +4,13 @@
 // chart):
 //
 //   - keep-alive small requests, new connections and added latency (wrk
-//     against a tiny HTTP/1.1 backend), bulk (one large download): direct vs
-//     dynapm vs haproxy, alternating, medians of -runs repetitions, with the
-//     proxies' CPU time per request, connection or GB;
+//     against a tiny HTTP/1.1 backend), bulk (one large download),
+//     redis-benchmark against redis-server and pgbench -S against
+//     PostgreSQL: direct vs dynapm vs haproxy, alternating, medians and
+//     ranges of -runs repetitions, with the proxies' CPU time and the whole
+//     machine's per request, connection, transaction or GB;
+//   - placement: the bulk download with client, proxy and backend pinned
+//     to two CPUs in every way;
 //   - cold wake: connect-to-first-byte through DynaPM for a stopped app,
 //     minus the same program's own start-to-first-byte (Go, and Python and
 //     Node servers where installed);
@@ -22,9 +26,9 @@
 // and uses a copy of its own executable as the backend programs (-backend,
 // -backend-http), so that client, proxy and backend are separate processes,
 // as in real use. All traffic stays on 127.0.0.1 and every load is bounded
-// in count and time. HAProxy and wrk are used when installed (-install runs
-// apt-get for them); scenarios that need a missing tool are skipped with a
-// message.
+// in count and time. HAProxy, wrk, Redis and PostgreSQL are used when
+// installed (-install runs apt-get for them); scenarios that need a missing
+// tool are skipped with a message.
 //
 // Usage: go run ./bench [-quick] [-runs 5] [-duration 5s] [-out docs/BENCHMARKS.md]
 package main
@@ -67,12 +71,25 @@ type config struct {
 
 func (c *config) want(s string) bool { return len(c.only) == 0 || c.only[s] }
 
+// wantAny reports whether any of the scenarios ss is to run.
+func (c *config) wantAny(ss []string) bool {
+	for _, s := range ss {
+		if c.want(s) {
+			return true
+		}
+	}
+	return false
+}
+
 func main() {
 	backend := flag.String("backend", "", "internal: run as the line backend (PING, BULK n) listening on this address")
 	backendHTTP := flag.String("backend-http", "", "internal: run as the tiny HTTP/1.1 backend listening on this address")
 	backendTLS := flag.String("backend-tls", "", "internal: run as the TLS backend (PING over TLS) listening on this address")
 	pidfile := flag.String("pidfile", "", "internal: backend writes its pid here once listening")
 	spawnlog := flag.String("spawnlog", "", "internal: backend appends \"pid unix-nanos\" here once listening")
+	bulkClientAddr := flag.String("bulk-client", "", "internal: download -bulk-bytes from this bulk backend address, pinned to -cpu")
+	bulkBytes := flag.Int64("bulk-bytes", 1<<30, "internal: bytes for -bulk-client")
+	clientCPU := flag.Int("cpu", -1, "internal: the CPU -bulk-client runs on (-1: any)")
 
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "a run of about a minute: shorter loads, one repetition, fewer wakes")
@@ -95,8 +112,8 @@ func main() {
 	flag.BoolVar(&c.syscalls, "syscalls", false, "also count the proxies' system calls and context switches per operation (perf stat, strace -c)")
 	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
-	flag.BoolVar(&c.install, "install", false, "apt-get install haproxy and wrk when missing")
-	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,cold,herd,scale,reload,instances,shared (default all)")
+	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, redis-server, redis-tools, postgresql)")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,placement,cold,herd,scale,reload,instances,shared (default all)")
 	flag.Parse()
 
 	switch {
@@ -108,6 +125,12 @@ func main() {
 		err := serveHTTPBackend(*backendHTTP)
 		fmt.Fprintln(os.Stderr, "bench http backend:", err)
 		os.Exit(1)
+	case *bulkClientAddr != "":
+		if err := bulkClient(*bulkClientAddr, *bulkBytes, *clientCPU); err != nil {
+			fmt.Fprintln(os.Stderr, "bench bulk client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case *backendTLS != "":
 		err := serveTLSBackend(*backendTLS)
 		fmt.Fprintln(os.Stderr, "bench tls backend:", err)

@@ -24,6 +24,14 @@ func (b *bench) commands() []string {
 			cs = append(cs, l.command(b.cfg.dur))
 		}
 	}
+	if b.redisAddr != nil {
+		for _, l := range []redisLoad{redisThroughput, redisLatency} {
+			cs = append(cs, l.command()+"   # N: about -duration through the slowest target")
+		}
+	}
+	if b.pgAddr != nil {
+		cs = append(cs, pgbenchCommand(b.cfg.dur))
+	}
 	if b.haprox != nil {
 		cs = append(cs, "haproxy -db -f haproxy.cfg   # generated, below")
 	}
@@ -61,8 +69,19 @@ func (r warmRow) cells() []string {
 		v, ok := r.values[t]
 		cells = append(cells, fmtVal(v, ok))
 	}
-	return append(cells, fmtRatio(r.ratio(dynapm, direct)), fmtRatio(r.ratio(haproxy, direct)),
-		fmtRatio(r.ratio(dynapm, haproxy)), r.goal)
+	return append(cells, r.ratioCell(dynapm, direct), r.ratioCell(haproxy, direct),
+		r.ratioCell(dynapm, haproxy), r.goal)
+}
+
+// ratioCell is the median of the per-repetition ratios of a to b and,
+// with more than one repetition, their range.
+func (r warmRow) ratioCell(a, b string) string {
+	v := r.ratio(a, b)
+	if q := r.ratios(a, b); len(q) > 1 && !math.IsNaN(v) {
+		lo, hi := r.ratioRange(a, b)
+		return fmt.Sprintf("%.2f (%.2f–%.2f)", v, lo, hi)
+	}
+	return fmtRatio(v)
 }
 
 var warmHeader = []string{"scenario", "metric", "direct", "dynapm", "haproxy", "dynapm/direct", "haproxy/direct", "dynapm/haproxy", "goal"}
@@ -72,11 +91,27 @@ func (r *report) text() string {
 	var b strings.Builder
 	m := r.machine
 	fmt.Fprintf(&b, "\nDynaPM benchmark, %s\n%d CPUs, %s, Linux %s, %s\n", r.started.Format(time.RFC3339), m.cpus, m.model, m.kernel, m.goVersion)
+	if gs := r.measuredGoals(); len(gs) > 0 {
+		b.WriteString("\nGoals (issue 26; ratios of this run, medians of the per-repetition ratios)\n")
+		rows := [][]string{goalHeader}
+		for _, g := range gs {
+			rows = append(rows, g.cells())
+		}
+		b.WriteString(alignTable(rows))
+	}
 	if len(r.warm) > 0 {
-		b.WriteString("\nWarm path (medians; ratios: medians of the per-repetition ratios; for latency and CPU lower is better)\n")
+		b.WriteString("\nWarm path (medians; ratios: median (lowest–highest) of the per-repetition ratios; for latency and CPU lower is better)\n")
 		rows := [][]string{warmHeader}
 		for _, w := range r.warm {
 			rows = append(rows, w.cells())
+		}
+		b.WriteString(alignTable(rows))
+	}
+	if len(r.placements) > 0 {
+		fmt.Fprintf(&b, "\nBulk by placement (%d MiB per download; medians; the CPU, wait and migration columns are dynapm's runs)\n", r.placementSize>>20)
+		rows := [][]string{placementHeader}
+		for _, p := range r.placements {
+			rows = append(rows, p.cells())
 		}
 		b.WriteString(alignTable(rows))
 	}
@@ -101,6 +136,17 @@ func (r *report) text() string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// measuredGoals is the goals table when the run measured any of them.
+func (r *report) measuredGoals() []goalRow {
+	gs := r.goals()
+	for _, g := range gs {
+		if g.verdict != notMeasured {
+			return gs
+		}
+	}
+	return nil
 }
 
 func (s syscallRow) cells() []string {
@@ -154,12 +200,28 @@ func (r *report) markdown(svgName string) string {
 		b.WriteString(c + "\n")
 	}
 	b.WriteString("```\n")
+	if gs := r.measuredGoals(); len(gs) > 0 {
+		b.WriteString("\n### Goals\n\nThe goals of issue 26, against this run: ratios of targets measured in the same run, medians of the per-repetition ratios with their range in brackets, unless the goal asks for every repetition.\n\n")
+		rows := [][]string{goalHeader}
+		for _, g := range gs {
+			rows = append(rows, g.cells())
+		}
+		b.WriteString(mdTable(rows))
+	}
 	if len(r.warm) > 0 {
 		fmt.Fprintf(&b, "\n### Warm path\n\n![ratios to direct](%s)\n\n", svgName)
-		b.WriteString("Medians over the repetitions; the three targets run back to back in each repetition (order rotated per repetition). A ratio is the median of the ratios of the repetitions, so that a slow spell of the machine during one repetition cancels out. For latency and CPU, lower is better. Proxy CPU is utime+stime of the proxy process from /proc/PID/stat (10 ms ticks) over the load, divided by the operations.\n\n")
+		b.WriteString("Medians over the repetitions; the three targets run back to back in each repetition (order rotated per repetition). A ratio is the median of the ratios of the repetitions, so that a slow spell of the machine during one repetition cancels out, followed by the lowest and highest of those ratios in brackets. For latency and CPU, lower is better. Proxy CPU is utime+stime of the proxy process from /proc/PID/stat (10 ms ticks) over the load, divided by the operations. Machine CPU is the busy time of all CPUs from /proc/stat (user+nice+system+irq+softirq+steal, 10 ms ticks) over the same load, client and backend included, divided by the operations; over direct's, it is that minus direct's in the same repetition: what the proxy costs the machine, wherever the kernel did the work. Machine context switches are /proc/stat's ctxt over the load.\n\n")
 		rows := [][]string{warmHeader}
 		for _, w := range r.warm {
 			rows = append(rows, w.cells())
+		}
+		b.WriteString(mdTable(rows))
+	}
+	if len(r.placements) > 0 {
+		fmt.Fprintf(&b, "\n### Bulk by placement\n\nThe bulk download (%d MiB, one connection) with the client, the proxy and the backend pinned to two CPUs (A | B) in every way, direct (the same client and backend placement) and dynapm alternating, medians over the repetitions; the ratio is the median (lowest–highest) of the per-repetition ratios. The client is a process of its own here (`bench -bulk-client`). CPU and run-queue wait (time runnable but not running) per GB and migrations between CPUs per MB come from /proc/PID/task/*/schedstat and sched of dynapm's runs; the machine's busy time and context switches from /proc/stat.\n\n", r.placementSize>>20)
+		rows := [][]string{placementHeader}
+		for _, p := range r.placements {
+			rows = append(rows, p.cells())
 		}
 		b.WriteString(mdTable(rows))
 	}

@@ -26,24 +26,33 @@ type warmRow struct {
 	reps  map[string][]float64
 	goal  string
 	chart string // non-empty: a bar group of this name in the chart
+	key   string // non-empty: the goals table refers to the row by it
+}
+
+// ratios are the per-repetition ratios of a's values to b's, each of two
+// targets measured back to back; nil without repetitions.
+func (r warmRow) ratios(a, b string) []float64 {
+	ra, rb := r.reps[a], r.reps[b]
+	if len(ra) == 0 || len(ra) != len(rb) {
+		return nil
+	}
+	q := make([]float64, 0, len(ra))
+	for i := range ra {
+		if rb[i] != 0 {
+			q = append(q, ra[i]/rb[i])
+		}
+	}
+	return q
 }
 
 // ratio is a's value over b's: the median of the ratios of the
-// repetitions, each of which measured both targets back to back, so that
-// a slow spell of the machine (here once every target at half speed for
-// one repetition) cancels out instead of deciding which repetition each
-// target's median comes from. Without repetitions, the ratio of the values.
+// repetitions, so that a slow spell of the machine (here once every target
+// at half speed for one repetition) cancels out instead of deciding which
+// repetition each target's median comes from. Without repetitions, the
+// ratio of the values.
 func (r warmRow) ratio(a, b string) float64 {
-	if ra, rb := r.reps[a], r.reps[b]; len(ra) > 0 && len(ra) == len(rb) {
-		q := make([]float64, 0, len(ra))
-		for i := range ra {
-			if rb[i] != 0 {
-				q = append(q, ra[i]/rb[i])
-			}
-		}
-		if len(q) > 0 {
-			return median(q)
-		}
+	if q := r.ratios(a, b); len(q) > 0 {
+		return median(q)
 	}
 	x, okx := r.values[a]
 	y, oky := r.values[b]
@@ -53,16 +62,40 @@ func (r warmRow) ratio(a, b string) float64 {
 	return x / y
 }
 
+// ratioRange is the lowest and highest per-repetition ratio of a to b;
+// NaN without repetitions.
+func (r warmRow) ratioRange(a, b string) (lo, hi float64) {
+	q := r.ratios(a, b)
+	if len(q) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	return slices.Min(q), slices.Max(q)
+}
+
 // addRep records target t's samples ss: their median as its value, and
 // each one under reps.
 func (r *warmRow) addRep(t string, ss []sample, f func(sample) float64) {
-	r.values[t] = medianOf(ss, f)
+	r.add(t, perRep(ss, f))
+}
+
+// add records target t's values, one per repetition in the order they ran.
+func (r *warmRow) add(t string, vs []float64) {
+	if r.values == nil {
+		r.values = map[string]float64{}
+	}
 	if r.reps == nil {
 		r.reps = map[string][]float64{}
 	}
-	for _, s := range ss {
-		r.reps[t] = append(r.reps[t], f(s))
+	r.values[t] = median(vs)
+	r.reps[t] = append(r.reps[t][:0], vs...)
+}
+
+func perRep(ss []sample, f func(sample) float64) []float64 {
+	v := make([]float64, len(ss))
+	for i, s := range ss {
+		v[i] = f(s)
 	}
+	return v
 }
 
 // speedRatio is ratio to direct where higher is better, so that the chart
@@ -87,8 +120,13 @@ type report struct {
 	warm     []warmRow
 	facts    []factRow
 	syscalls []syscallRow
-	notes    []string
-	haproxy  string // the generated haproxy.cfg
+	herd     herdResult
+	// placements: the bulk download with its processes pinned, of
+	// placementSize bytes each.
+	placements    []placementRow
+	placementSize int64
+	notes         []string
+	haproxy       string // the generated haproxy.cfg
 }
 
 func (r *report) note(format string, args ...any) {
@@ -97,15 +135,12 @@ func (r *report) note(format string, args ...any) {
 
 // sample is one warm-path measurement of one target.
 type sample struct {
-	value, p50, p99, cpu, csw, ops, errors float64
-}
-
-func medianOf(xs []sample, f func(sample) float64) float64 {
-	v := make([]float64, len(xs))
-	for i, x := range xs {
-		v[i] = f(x)
-	}
-	return median(v)
+	value, p50, p99 float64
+	avg             float64 // average latency, where the client reports no percentiles
+	cpu, csw        float64 // the proxy's CPU seconds and context switches
+	machine, mcsw   float64 // the whole machine's busy seconds and context switches
+	softirq         float64 // the part of machine in softirq
+	ops, errors     float64
 }
 
 func median(xs []float64) float64 {
@@ -136,3 +171,70 @@ func medianDiff(a, b []time.Duration) time.Duration {
 	}
 	return medianDur(d)
 }
+
+// scenarioRows turns one scenario's samples (per target, one per
+// repetition, in the order the repetitions ran) into warm rows.
+type scenarioRows struct {
+	rep      *report
+	scenario string
+	samples  map[string][]sample
+}
+
+// add appends w with f of every target's samples; direct's only when
+// withDirect (it has no proxy CPU, say).
+func (s scenarioRows) add(w warmRow, f func(sample) float64, withDirect bool) {
+	w.scenario = s.scenario
+	for _, t := range targets {
+		ss, ok := s.samples[t]
+		if !ok || (t == direct && !withDirect) {
+			continue
+		}
+		w.addRep(t, ss, f)
+	}
+	s.rep.warm = append(s.rep.warm, w)
+}
+
+// overDirect appends w with, per proxy and repetition, f of its sample
+// minus f of direct's in the same repetition.
+func (s scenarioRows) overDirect(w warmRow, f func(sample) float64) {
+	w.scenario = s.scenario
+	d := s.samples[direct]
+	for _, t := range targets[1:] {
+		ss, ok := s.samples[t]
+		if !ok || len(ss) != len(d) {
+			continue
+		}
+		vs := make([]float64, len(ss))
+		for i := range ss {
+			vs[i] = f(ss[i]) - f(d[i])
+		}
+		w.add(t, vs)
+	}
+	s.rep.warm = append(s.rep.warm, w)
+}
+
+// cpu appends the proxy's CPU time per operation, the whole machine's
+// (direct included), and the machine's over direct's, each times scale
+// (1e6 for µs); goal and key go to the last.
+func (s scenarioRows) cpu(per, unit string, scale float64, goal, key string) {
+	proxy := func(x sample) float64 { return x.cpu / x.ops * scale }
+	mach := func(x sample) float64 { return x.machine / x.ops * scale }
+	s.add(warmRow{metric: "proxy CPU per " + per, unit: unit, lowerBetter: true}, proxy, false)
+	s.add(warmRow{metric: "machine CPU per " + per, unit: unit, lowerBetter: true}, mach, true)
+	s.overDirect(warmRow{metric: "machine CPU per " + per + " over direct's", unit: unit, lowerBetter: true, goal: goal, key: key}, mach)
+}
+
+// The keys of the warm rows the goals table reads.
+const (
+	keyKeepAlive    = "keep-alive rate"
+	keyKeepAliveCPU = "keep-alive machine CPU over direct"
+	keyNewConn      = "new connection rate"
+	keyNewConnCPU   = "new connection machine CPU over direct"
+	keyAddedLatency = "added latency p50"
+	keyBulk         = "bulk rate"
+	keyRedisGet     = "redis GET rate"
+	keyRedisSet     = "redis SET rate"
+	keyRedisCPU     = "redis machine CPU over direct"
+	keyPgbench      = "pgbench rate"
+	keyPgbenchCPU   = "pgbench machine CPU over direct"
+)

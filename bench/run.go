@@ -29,10 +29,17 @@ type bench struct {
 	// dynapm and haproxy.
 	httpAddr map[string]string
 	bulkAddr map[string]string
-	cold     []coldProgram
-	herdApp  app
-	herdLog  string
-	shared   sharedAddrs
+	// The real servers' addresses (nil: the scenario is skipped), and
+	// the directory their data lives in.
+	redisAddr map[string]string
+	pgAddr    map[string]string
+	pg        *pgServer
+	svc       string
+	bulkPid   string // the bulk backend's pidfile
+	cold      []coldProgram
+	herdApp   app
+	herdLog   string
+	shared    sharedAddrs
 }
 
 // run builds and starts everything, measures every scenario asked for,
@@ -52,6 +59,20 @@ func run(c *config) error {
 		defer progress("kept %s", b.work)
 	} else {
 		defer os.RemoveAll(b.work)
+	}
+	// The real servers' directories are their accounts' (see newService):
+	// beside the work directory, which stays private to the bench.
+	b.svc, err = os.MkdirTemp("", "dynapm-bench-servers-")
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(b.svc, 0o711); err != nil {
+		return err
+	}
+	if c.keep {
+		defer progress("kept %s", b.svc)
+	} else {
+		defer os.RemoveAll(b.svc)
 	}
 	if err := b.build(); err != nil {
 		return err
@@ -80,6 +101,9 @@ func run(c *config) error {
 		{"reload", b.reloadScenario},
 		{"instances", b.instancesScenario},
 		{"bulk", b.bulkScenario},
+		{"placement", b.placementScenario},
+		{"redis", b.redisScenario},
+		{"pgbench", b.pgbenchScenario},
 		{"warm", b.warm},
 		{"shared", b.sharedScenario},
 	}
@@ -110,32 +134,6 @@ func run(c *config) error {
 		progress("wrote %s and %s", c.out, c.svg)
 	}
 	return nil
-}
-
-// tools installs HAProxy and wrk when asked and notes what is missing.
-func (b *bench) tools() {
-	missing := []string{}
-	for _, t := range []string{"haproxy", "wrk"} {
-		if _, err := exec.LookPath(t); err != nil {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) > 0 && b.cfg.install {
-		progress("installing %v with apt-get", missing)
-		cmd := exec.Command("sh", "-c", "apt-get update -qq && apt-get install -y -qq "+joinArgs(missing))
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			progress("installing %v failed: %v", missing, err)
-		}
-	}
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		b.rep.note("HAProxy is not installed: the haproxy columns are empty (run with -install, or apt-get install haproxy).")
-		progress("haproxy not installed: skipping the haproxy comparisons")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		b.rep.note("wrk is not installed: the keep-alive, new-connection and latency scenarios were skipped (run with -install, or apt-get install wrk).")
-		progress("wrk not installed: skipping the keep-alive, new-connection and latency scenarios")
-	}
 }
 
 // build compiles dynapm and copies this program as the backend binary, so
@@ -183,11 +181,12 @@ func (b *bench) startMain() error {
 	}
 	b.httpAddr = map[string]string{direct: freeAddr(), dynapm: freeAddr()}
 	b.bulkAddr = map[string]string{direct: freeAddr(), dynapm: freeAddr()}
+	b.bulkPid = filepath.Join(dir, "bulk.pid")
 	files := []app{
 		{name: "http", listen: b.httpAddr[dynapm], upstream: b.httpAddr[direct],
 			command: []string{b.backendBin, "-backend-http", b.httpAddr[direct]}, extra: "mode: persistent\n"},
 		{name: "bulk", listen: b.bulkAddr[dynapm], upstream: b.bulkAddr[direct],
-			command: []string{b.backendBin, "-backend", b.bulkAddr[direct]}, extra: "mode: persistent\n"},
+			command: []string{b.backendBin, "-backend", b.bulkAddr[direct], "-pidfile", b.bulkPid}, extra: "mode: persistent\n"},
 	}
 	b.herdLog = filepath.Join(dir, "herd.spawns")
 	b.herdApp = app{name: "herd", listen: freeAddr(),
@@ -204,6 +203,24 @@ func (b *bench) startMain() error {
 	for _, p := range cold {
 		files = append(files, p.app)
 	}
+	if b.cfg.want("redis") && lookTool("redis-server") != "" && lookTool("redis-benchmark") != "" {
+		a, err := b.redisApp()
+		if err != nil {
+			b.rep.note("redis-benchmark scenario skipped: %v", err)
+			progress("redis: skipped: %v", err)
+		} else {
+			files = append(files, a)
+		}
+	}
+	if b.cfg.want("pgbench") && lookTool("pgbench") != "" {
+		a, err := b.pgApp()
+		if err != nil {
+			b.rep.note("pgbench scenario skipped: %v", err)
+			progress("pgbench: skipped: %v", err)
+		} else {
+			files = append(files, a)
+		}
+	}
 	b.cold = cold
 	for _, a := range files {
 		if err := a.write(apps); err != nil {
@@ -215,19 +232,30 @@ func (b *bench) startMain() error {
 	if err != nil {
 		return err
 	}
-	persistent := []string{b.httpAddr[direct], b.bulkAddr[direct]}
+	persistent := [][2]string{{"http", b.httpAddr[direct]}, {"bulk", b.bulkAddr[direct]}}
 	if b.cfg.want("shared") {
-		persistent = append(persistent, b.shared.tls[direct])
+		persistent = append(persistent, [2]string{"tls-own", b.shared.tls[direct]})
 	}
-	for _, addr := range persistent {
-		if err := waitDial(addr, 30*time.Second); err != nil {
+	if b.redisAddr != nil {
+		persistent = append(persistent, [2]string{"redis", b.redisAddr[direct]})
+	}
+	if b.pgAddr != nil {
+		persistent = append(persistent, [2]string{"postgres", b.pgAddr[direct]})
+	}
+	for _, p := range persistent {
+		if err := waitDial(p[1], 30*time.Second); err != nil {
 			b.daemon.stop()
-			return fmt.Errorf("persistent backend %s did not come up: %w", addr, err)
+			return fmt.Errorf("persistent app %s did not listen on %s (see %s): %w", p[0], p[1], b.daemon.logPath, err)
 		}
 	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
-		b.httpAddr[haproxy], b.bulkAddr[haproxy] = freeAddr(), freeAddr()
-		listens := [][2]string{{b.httpAddr[haproxy], b.httpAddr[direct]}, {b.bulkAddr[haproxy], b.bulkAddr[direct]}}
+		var listens [][2]string
+		for _, m := range []map[string]string{b.httpAddr, b.bulkAddr, b.redisAddr, b.pgAddr} {
+			if m != nil {
+				m[haproxy] = freeAddr()
+				listens = append(listens, [2]string{m[haproxy], m[direct]})
+			}
+		}
 		b.haprox, err = startHAProxy(dir, listens)
 		if err != nil {
 			b.daemon.stop()
@@ -292,15 +320,4 @@ func freeAddr() string {
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
-func joinArgs(xs []string) string {
-	s := ""
-	for i, x := range xs {
-		if i > 0 {
-			s += " "
-		}
-		s += x
-	}
-	return s
 }

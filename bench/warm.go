@@ -42,83 +42,79 @@ func (b *bench) warm(ctx context.Context) error {
 		}
 	}
 
-	row := func(scenario, metric, unit string, lower bool, goal, chart string, f func(sample) float64, withDirect bool) {
-		r := warmRow{scenario: scenario, metric: metric, unit: unit, lowerBetter: lower, goal: goal, chart: chart, values: map[string]float64{}}
-		for t, ss := range samples[scenario] {
-			if t == direct && !withDirect {
-				continue
-			}
-			r.addRep(t, ss, f)
-		}
-		b.rep.warm = append(b.rep.warm, r)
-	}
 	rate := func(s sample) float64 { return s.value }
 	p50 := func(s sample) float64 { return s.p50 }
 	p99 := func(s sample) float64 { return s.p99 }
-	cpuPerOp := func(s sample) float64 { return s.cpu / s.ops * 1e6 }
 	cswPerOp := func(s sample) float64 { return s.csw / s.ops }
 
-	row("keep-alive", "requests", "req/s", false, "dynapm/haproxy >= 1", "keep-alive req/s", rate, true)
-	row("keep-alive", "p99 latency", "µs", true, "dynapm <= haproxy", "", p99, true)
-	row("keep-alive", "proxy CPU per request", "µs", true, "dynapm <= haproxy", "", cpuPerOp, false)
-	row("keep-alive", "proxy context switches per request", "", true, "", "", cswPerOp, false)
-	row("new connections", "connections", "conn/s", false, "dynapm/haproxy >= 1", "new conn/s", rate, true)
-	row("new connections", "proxy CPU per connection", "µs", true, "dynapm <= haproxy (about 70 µs)", "", cpuPerOp, false)
-	row("new connections", "proxy context switches per connection", "", true, "", "", cswPerOp, false)
-	row("latency", "p50", "µs", true, "added over direct < 60 µs", "latency p50 (inverse)", p50, true)
-	row("latency", "p99", "µs", true, "", "", p99, true)
-	// The added latency is the difference of the medians, per proxy.
-	if d, ok := samples["latency"][direct]; ok {
-		base := medianOf(d, p50)
-		row("latency", "p50 added over direct", "µs", true, "dynapm < 60 µs", "",
-			func(s sample) float64 { return s.p50 - base }, false)
-	}
+	ka := scenarioRows{b.rep, "keep-alive", samples["keep-alive"]}
+	ka.add(warmRow{metric: "requests", unit: "req/s", goal: "dynapm/haproxy >= 1.1", chart: "keep-alive req/s", key: keyKeepAlive}, rate, true)
+	ka.add(warmRow{metric: "p99 latency", unit: "µs", lowerBetter: true, goal: "dynapm <= haproxy"}, p99, true)
+	ka.cpu("request", "µs", 1e6, "dynapm <= haproxy", keyKeepAliveCPU)
+	ka.add(warmRow{metric: "proxy context switches per request", lowerBetter: true}, cswPerOp, false)
+
+	nc := scenarioRows{b.rep, "new connections", samples["new connections"]}
+	nc.add(warmRow{metric: "connections", unit: "conn/s", goal: "dynapm/haproxy >= 1.2", chart: "new conn/s", key: keyNewConn}, rate, true)
+	nc.cpu("connection", "µs", 1e6, "dynapm <= haproxy", keyNewConnCPU)
+	nc.add(warmRow{metric: "proxy context switches per connection", lowerBetter: true}, cswPerOp, false)
+
+	lat := scenarioRows{b.rep, "latency", samples["latency"]}
+	lat.add(warmRow{metric: "p50", unit: "µs", lowerBetter: true, chart: "latency p50 (inverse)"}, p50, true)
+	lat.add(warmRow{metric: "p99", unit: "µs", lowerBetter: true}, p99, true)
+	lat.overDirect(warmRow{metric: "p50 added over direct", unit: "µs", lowerBetter: true, goal: "dynapm <= haproxy", key: keyAddedLatency}, p50)
 	return nil
 }
 
-// wrkSample runs one wrk load against target and charges the proxy's CPU
-// time and context switches to it.
+// wrkSample runs one wrk load against target and charges the proxy's and
+// the machine's CPU time and context switches to it.
 func (b *bench) wrkSample(ctx context.Context, load wrkLoad, target string) (sample, error) {
-	pid := b.proxyPid(target)
-	before := usage(pid)
+	m := startMeter(b.proxyPid(target))
 	r, err := runWrk(ctx, load, "http://"+b.httpAddr[target]+"/", b.cfg.dur)
 	if err != nil {
 		return sample{}, err
 	}
-	u := usage(pid).sub(before)
-	return sample{value: r.rate, p50: micros(r.p50), p99: micros(r.p99),
-		cpu: u.cpu.Seconds(), csw: float64(u.csw), ops: r.requests, errors: float64(r.errors)}, nil
+	s := sample{value: r.rate, p50: micros(r.p50), p99: micros(r.p99), ops: r.requests, errors: float64(r.errors)}
+	s.charge(m.stop())
+	return s, nil
 }
 
 // bulkScenario downloads -bulk-mib through one connection per target,
-// alternating, and charges the proxy's CPU per GB.
+// alternating, and charges the proxy's and the machine's CPU per GB and
+// context switches per MB.
 func (b *bench) bulkScenario(ctx context.Context) error {
 	samples := map[string][]sample{}
 	for rep := 0; rep < b.cfg.runs; rep++ {
 		for _, t := range order(b.present(), rep) {
-			pid := b.proxyPid(t)
-			before := usage(pid)
+			m := startMeter(b.proxyPid(t))
 			rate, err := download(b.bulkAddr[t], b.cfg.bulk)
 			if err != nil {
 				return fmt.Errorf("download through %s: %w", t, err)
 			}
-			u := usage(pid).sub(before)
-			gb := float64(b.cfg.bulk) / 1e9
-			progress("bulk            %-7s rep %d: %8.0f MB/s  cpu %.3f s/GB", t, rep+1, rate/1e6, u.cpu.Seconds()/gb)
-			samples[t] = append(samples[t], sample{value: rate / 1e6, cpu: u.cpu.Seconds(), csw: float64(u.csw), ops: gb})
+			s := sample{value: rate / 1e6, ops: float64(b.cfg.bulk) / 1e9}
+			s.charge(m.stop())
+			progress("bulk            %-7s rep %d: %8.0f MB/s  cpu %.3f s/GB  machine %.3f s/GB (softirq %.3f), %.0f context switches/MB",
+				t, rep+1, s.value, s.cpu/s.ops, s.machine/s.ops, s.softirq/s.ops, s.mcsw/(s.ops*1e3))
+			samples[t] = append(samples[t], s)
 		}
 	}
-	r := warmRow{scenario: "bulk", metric: fmt.Sprintf("throughput (%d MiB, one connection)", b.cfg.bulk>>20), unit: "MB/s",
-		goal: "dynapm/direct >= 0.75", chart: "bulk MB/s", values: map[string]float64{}}
-	c := warmRow{scenario: "bulk", metric: "proxy CPU per GB", unit: "s", lowerBetter: true,
-		goal: "dynapm < 0.3 s", values: map[string]float64{}}
-	for t, ss := range samples {
-		r.addRep(t, ss, func(s sample) float64 { return s.value })
-		if t != direct {
-			c.addRep(t, ss, func(s sample) float64 { return s.cpu / s.ops })
-		}
-	}
-	b.rep.warm = append(b.rep.warm, r, c)
+	rows := scenarioRows{b.rep, "bulk", samples}
+	rows.add(warmRow{metric: fmt.Sprintf("throughput (%d MiB, one connection)", b.cfg.bulk>>20), unit: "MB/s",
+		goal: "dynapm/direct >= 0.75 in every repetition", chart: "bulk MB/s", key: keyBulk},
+		func(s sample) float64 { return s.value }, true)
+	rows.add(warmRow{metric: "proxy CPU per GB", unit: "s", lowerBetter: true, goal: "dynapm < 0.3 s"},
+		func(s sample) float64 { return s.cpu / s.ops }, false)
+	rows.add(warmRow{metric: "machine CPU per GB", unit: "s", lowerBetter: true},
+		func(s sample) float64 { return s.machine / s.ops }, true)
+	rows.overDirect(warmRow{metric: "machine CPU per GB over direct's", unit: "s", lowerBetter: true},
+		func(s sample) float64 { return s.machine / s.ops })
+	rows.add(warmRow{metric: "machine softirq per GB", unit: "s", lowerBetter: true},
+		func(s sample) float64 { return s.softirq / s.ops }, true)
+	// Wake-ups: every context switch of the proxy, and of the whole
+	// machine (client, backend, kernel threads included).
+	rows.add(warmRow{metric: "proxy context switches per MB", lowerBetter: true},
+		func(s sample) float64 { return s.csw / (s.ops * 1e3) }, false)
+	rows.add(warmRow{metric: "machine context switches per MB", lowerBetter: true},
+		func(s sample) float64 { return s.mcsw / (s.ops * 1e3) }, true)
 	return nil
 }
 
