@@ -1,5 +1,5 @@
 // Package managertest runs a real lifecycle.Manager for the tests of the
-// drivers that plug into it (cmddriver, dockerdriver). It is apart from
+// drivers that plug into it (driver/command, driver/docker). It is apart from
 // testutil because lifecycle's own tests use testutil, and testutil must
 // therefore not import lifecycle.
 package managertest
