@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/testutil"
+	"github.com/dynapm/dynapm/sdnotify"
 )
 
 // groupStarter is the exec driver's StartGroup, which the harness's driver
@@ -474,5 +476,24 @@ func TestStatusTextIsOnePrintableLine(t *testing.T) {
 		if got := cleanStatus(in); got != want {
 			t.Errorf("cleanStatus(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkNotifyWatch is what ready: {notify: true} adds to a start on
+// DynaPM's side: the socket made before the spawn, and the READY=1 seen
+// through it (here sent by this process, as the program would).
+func BenchmarkNotifyWatch(b *testing.B) {
+	log := slog.New(slog.DiscardHandler)
+	for b.Loop() {
+		w, err := newNotifyWatch()
+		if err != nil {
+			b.Fatal(err)
+		}
+		w.started(os.Getpid(), log)
+		if err := (&sdnotify.Notifier{Socket: w.notify.Socket()}).Notify(sdnotify.Ready); err != nil {
+			b.Fatal(err)
+		}
+		<-w.ready
+		w.close()
 	}
 }

@@ -76,10 +76,10 @@ func (w *readyWatch) tapFunc() func([]byte) bool {
 }
 
 // started begins reading the notify socket once the program runs as pid:
-// a message counts only from a process of the same user as the program
-// (the kernel vouches for the sender's uid; anyone can send to an abstract
-// socket). MAINPID= and the other assignments are ignored: DynaPM watches
-// the process it started.
+// a message counts only from the program or a process of its user (the
+// kernel vouches for the sender; anyone can send to an abstract socket).
+// MAINPID= and the other assignments are ignored: DynaPM watches the
+// process it started.
 func (w *readyWatch) started(pid int, log *slog.Logger) {
 	if w == nil || w.notify == nil {
 		return
@@ -94,10 +94,9 @@ func (w *readyWatch) started(pid int, log *slog.Logger) {
 			if err != nil {
 				return // closed: the instance is over
 			}
-			uid, err := procUID(pid)
-			if err != nil || msg.UID != uid {
+			if !w.trusted(msg, pid) {
 				if !warned {
-					log.Warn("notification ignored: its sender does not run as the app's program", "sender_pid", msg.PID, "sender_uid", msg.UID, "err", err)
+					log.Warn("notification ignored: its sender does not run as the app's program", "sender_pid", msg.PID, "sender_uid", msg.UID)
 					warned = true
 				}
 				continue
@@ -110,6 +109,17 @@ func (w *readyWatch) started(pid int, log *slog.Logger) {
 			}
 		}
 	}()
+}
+
+// trusted reports whether msg comes from the program started as pid: from
+// that process itself (the usual sender, known without a look at /proc),
+// or from one of the same user.
+func (w *readyWatch) trusted(msg sdnotify.Message, pid int) bool {
+	if msg.PID == pid {
+		return true
+	}
+	uid, err := procUID(pid)
+	return err == nil && msg.UID == uid
 }
 
 // startOver is called once the start is ready or has failed: the tap stops
