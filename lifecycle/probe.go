@@ -86,7 +86,7 @@ type prober struct {
 }
 
 // readiness is what one start waits for, from its app's ready: key
-// (manager_ready.go builds it).
+// (Manager.spawn builds it).
 type readiness struct {
 	upstream netip.AddrPort
 	// http is ready.http's path; tcp ready.tcp's exchange.
