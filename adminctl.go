@@ -37,6 +37,7 @@ func (c *adminController) Apps() []admin.App {
 			Listen:       s.Listen,
 			Upstream:     s.Upstream,
 			LastError:    s.LastError,
+			Status:       s.StatusText,
 			Starts:       s.Starts,
 			Restarts:     s.Restarts,
 		}
@@ -48,6 +49,7 @@ func (c *adminController) Apps() []admin.App {
 				Upstream:    in.Upstream,
 				Connections: in.Connections,
 				StartedAt:   in.StartedAt,
+				Status:      in.StatusText,
 			})
 		}
 		if s.Pid != 0 {

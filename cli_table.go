@@ -10,8 +10,8 @@ import (
 	"github.com/dynapm/dynapm/admin"
 )
 
-// maxErrorWidth bounds the LAST-ERROR column so one long error does not
-// push the table off the screen; `status -json` has the whole text.
+// maxErrorWidth bounds the STATUS and LAST-ERROR columns so one long text
+// does not push the table off the screen; `status -json` has the whole.
 const maxErrorWidth = 60
 
 // writeStatusTable prints apps as an aligned table, times relative to now.
@@ -21,12 +21,12 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLAST-JOB\tLISTEN\tLAST-ERROR")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLAST-JOB\tLISTEN\tSTATUS\tLAST-ERROR")
 	for _, a := range apps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			a.Name, a.State, pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
 			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now), jobCell(a.LastJob, now),
-			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.LastError, maxErrorWidth)))
+			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.Status, maxErrorWidth)), dash(oneLine(a.LastError, maxErrorWidth)))
 		writeInstanceRows(tw, a)
 	}
 	return tw.Flush()
@@ -45,8 +45,8 @@ func writeInstanceRows(w io.Writer, a admin.App) {
 		if !in.StartedAt.IsZero() || in.UptimeSeconds != 0 {
 			uptime = shortDuration(time.Duration(in.UptimeSeconds * float64(time.Second)))
 		}
-		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t-\t%s\t-\n",
-			a.Name, in.Index, in.State, pidCell(in.Pid), uptime, in.Connections, dash(in.Upstream))
+		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t-\t%s\t%s\t-\n",
+			a.Name, in.Index, in.State, pidCell(in.Pid), uptime, in.Connections, dash(in.Upstream), dash(oneLine(in.Status, maxErrorWidth)))
 	}
 }
 

@@ -44,6 +44,7 @@ var (
 	_ lifecycle.Events    = (*metrics.Metrics)(nil)
 	_ l4.Observer         = (*metrics.Metrics)(nil)
 	_ lifecycle.LogOpener = (*applog.Logs)(nil)
+	_ lifecycle.LogTapper = (*applog.Logs)(nil)
 	_ cron.LogOpener      = (*applog.Logs)(nil)
 	_ admin.Controller    = (*adminController)(nil)
 )
@@ -234,6 +235,8 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		// Before a start, stop other apps if memory is short, using the
 		// app's last observed peak as its expected size.
 		BeforeStart: func(ctx context.Context, app string) { d.mem.MakeRoom(ctx, app) },
+		// A ready.command runs as the app's program does, guarded alike.
+		StartGroup: d.driver.StartGroup,
 	})
 	// The monitor runs even without a floor or budget: memory_max needs it.
 	d.mem = memory.NewMonitor(memory.MonitorConfig{

@@ -37,6 +37,9 @@ type App struct {
 	// Pid, StartedAt and Upstream above are the first instance's;
 	// Connections above is their sum.
 	Instances []Instance `json:"instances"`
+	// Status is what the program last said of itself with STATUS=
+	// (ready: {notify: true}), the first instance's; omitted when nothing.
+	Status string `json:"status,omitempty"`
 }
 
 // Instance is one process of an app (scale runs several).
@@ -53,6 +56,8 @@ type Instance struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	// UptimeSeconds is filled in by the server from StartedAt, as App's.
 	UptimeSeconds float64 `json:"uptime_seconds"`
+	// Status is this instance's STATUS= text, as App's.
+	Status string `json:"status,omitempty"`
 }
 
 // Job is the outcome of the last scheduled job an app ran.

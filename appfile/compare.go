@@ -17,7 +17,7 @@ func (s *Spec) Equal(o *Spec) bool {
 		s.StartTimeout == o.StartTimeout &&
 		s.StopSignal == o.StopSignal &&
 		s.StopTimeout == o.StopTimeout &&
-		s.Ready == o.Ready &&
+		s.Ready.Equal(o.Ready) &&
 		s.MaxPending == o.MaxPending &&
 		s.Scale == o.Scale &&
 		s.MemoryPriority == o.MemoryPriority && s.MemoryMax == o.MemoryMax &&

@@ -22,10 +22,7 @@ var topKeys = []string{
 	"unavailable_reply", "user", "group", "limits", "umask",
 }
 
-var (
-	readyKeys = []string{"http"}
-	matchKeys = []string{"sni", "host"}
-)
+var matchKeys = []string{"sni", "host"}
 
 // Load reads the app file at path and parses it.
 func Load(path string) (*Spec, error) {
@@ -135,10 +132,7 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		}
 		s.StopSignal = sig
 	case "ready":
-		m, ok := d.mapping(key, v, readyKeys)
-		if h, present := m["http"]; ok && present && h != nil {
-			s.Ready.HTTP, _ = d.httpPath(join(key, "http"), h)
-		}
+		d.ready(s, key, v)
 	case "max_pending":
 		s.MaxPending, _ = d.integer(key, v, 1, 1<<20)
 	case "match":

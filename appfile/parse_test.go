@@ -195,8 +195,8 @@ func TestParseKeys(t *testing.T) {
 		}},
 		{name: "ready no slash", yaml: "ready: {http: healthz}\n", field: "ready.http", want: "starting with /"},
 		{name: "ready space", yaml: "ready: {http: /a b}\n", field: "ready.http", want: "without spaces"},
-		{name: "ready unknown key", yaml: "ready: {tcp: true}\n", field: "ready.tcp", want: "unknown key (known keys: http)"},
-		{name: "ready string", yaml: "ready: /healthz\n", field: "ready", want: "expected a mapping with keys http"},
+		{name: "ready unknown key", yaml: "ready: {exec: true}\n", field: "ready.exec", want: "unknown key (known keys: http, notify, command, log, tcp)"},
+		{name: "ready string", yaml: "ready: /healthz\n", field: "ready", want: "expected a mapping with keys http, notify, command, log, tcp"},
 		// max_pending
 		{name: "max_pending", yaml: "max_pending: 5\n", check: func(t *testing.T, s *Spec) {
 			if s.MaxPending != 5 {

@@ -61,7 +61,8 @@ type Spec struct {
 	StartTimeout time.Duration
 	StopSignal   syscall.Signal
 	StopTimeout  time.Duration
-	Ready        Ready
+	// Ready says how a start is judged ready (ready.go).
+	Ready Ready
 	// MaxPending bounds the connections held while the app starts.
 	MaxPending int
 	// Scale runs several instances behind the app's listen addresses (the
@@ -124,13 +125,6 @@ type Limits struct {
 	NoFile int
 	// NProc is RLIMIT_NPROC, the most processes of the app's user.
 	NProc int
-}
-
-// Ready says how to tell that a started program serves.
-type Ready struct {
-	// HTTP, when set, is a path that must answer 2xx or 3xx to a GET on the
-	// upstream. When empty, a TCP connect to the upstream is enough.
-	HTTP string
 }
 
 // Match selects an app on a shared listen address.

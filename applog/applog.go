@@ -85,6 +85,15 @@ func (l *Logs) Path(app string) string {
 // ctx ends; call it after the program exits and before reading its last
 // lines.
 func (l *Logs) Open(app string) (w *os.File, wait func(context.Context) error, err error) {
+	return l.OpenTapped(app, nil)
+}
+
+// OpenTapped is Open with a tap on the output: tap sees each piece of it
+// as it passes into the log, in order, until it returns false (a start
+// waiting for a line, ready: {log: ...}). It runs on the goroutine that
+// drains the pipe, so it must be quick: a slow tap stalls the program on
+// a full pipe.
+func (l *Logs) OpenTapped(app string, tap func(p []byte) bool) (w *os.File, wait func(context.Context) error, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -119,7 +128,7 @@ func (l *Logs) Open(app string) (w *os.File, wait func(context.Context) error, e
 	l.readers[r] = struct{}{}
 	done := make(chan struct{})
 	l.wg.Add(1)
-	go l.copyLog(app, r, lj, done)
+	go l.copyLog(app, r, lj, tap, done)
 	wait = func(ctx context.Context) error {
 		select {
 		case <-done:
@@ -151,10 +160,11 @@ func logPipe() (r, w *os.File, err error) {
 	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1"), nil
 }
 
-// copyLog copies one program's output into its log until every writer is
-// gone (or Close closes the read end). It keeps reading after a write
-// error, so that a full disk never blocks the program on a full pipe.
-func (l *Logs) copyLog(app string, r *os.File, lj *lumberjack.Logger, done chan<- struct{}) {
+// copyLog copies one program's output into its log, and shows it to tap
+// when there is one, until every writer is gone (or Close closes the read
+// end). It keeps reading after a write error, so that a full disk never
+// blocks the program on a full pipe.
+func (l *Logs) copyLog(app string, r *os.File, lj *lumberjack.Logger, tap func([]byte) bool, done chan<- struct{}) {
 	defer l.wg.Done()
 	defer close(done)
 	defer func() {
@@ -173,6 +183,9 @@ func (l *Logs) copyLog(app string, r *os.File, lj *lumberjack.Logger, done chan<
 				reported = true
 			} else if werr == nil {
 				reported = false
+			}
+			if tap != nil && !tap(buf[:n]) {
+				tap = nil
 			}
 		}
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dynapm/dynapm/sdnotify"
 )
 
 // serveBackend is the program the benchmark measures behind DynaPM. Each
@@ -28,6 +30,11 @@ func serveBackend(addr, pidfile, spawnlog string) error {
 		if err := os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 			return err
 		}
+	}
+	// Started with ready: {notify: true}, say so as sd_notify would (no
+	// NOTIFY_SOCKET otherwise: nothing is sent).
+	if err := sdnotify.FromEnv().Notify(sdnotify.Ready); err != nil {
+		return err
 	}
 	for {
 		c, err := ln.Accept()

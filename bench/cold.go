@@ -45,7 +45,12 @@ func (b *bench) coldPrograms(dir string) ([]coldProgram, error) {
 	}
 	idle := "idle_timeout: 50ms\n"
 	ps := []coldProgram{{label: "Go (bench backend)", request: "PING\n",
-		app: app{name: "cold-go", listen: freeAddr(), command: []string{b.backendBin, "-backend", "127.0.0.1:${PORT}"}, extra: idle}}}
+		app: app{name: "cold-go", listen: freeAddr(), command: []string{b.backendBin, "-backend", "127.0.0.1:${PORT}"}, extra: idle}},
+		// The same program saying READY=1 once it listens: what waiting
+		// for a notification costs over the program's own start.
+		{label: "Go, ready: {notify: true}", request: "PING\n",
+			app: app{name: "cold-go-notify", listen: freeAddr(), command: []string{b.backendBin, "-backend", "127.0.0.1:${PORT}"},
+				extra: idle + "ready: {notify: true}\n"}}}
 	if b.python = pythonPath(); b.python != "" {
 		ps = append(ps, coldProgram{label: "Python (python3 -m http.server)", request: httpRequest,
 			app: app{name: "cold-python", listen: freeAddr(),

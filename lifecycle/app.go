@@ -96,8 +96,11 @@ type instance struct {
 	// (process gone, state changed).
 	done chan struct{}
 
-	proc      Process
-	upstream  netip.AddrPort
+	proc     Process
+	upstream netip.AddrPort
+	// watch is the notify socket or output tap of a ready: {notify} or
+	// {log} start; nil for the others.
+	watch     *readyWatch
 	spawnedAt time.Time
 	readyAt   time.Time // zero until ready
 	// startErr is why the start failed; waiters that waited for this start

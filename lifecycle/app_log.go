@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,18 +29,26 @@ func (m *Manager) logPath(name string) string {
 // openLog opens the app's log for appending (creating it and its directory
 // private to the daemon's user), or a writer from Config.Logs, and writes a
 // header for this start. The wait function it returns blocks until what
-// was written is in the file.
-func (m *Manager) openLog(name string, now time.Time) (*os.File, func(context.Context) error, error) {
+// was written is in the file. A tap (ready.log) needs Config.Logs to be a
+// LogTapper.
+func (m *Manager) openLog(name string, now time.Time, tap func([]byte) bool) (*os.File, func(context.Context) error, error) {
+	if tap != nil {
+		lt, ok := m.cfg.Logs.(LogTapper)
+		if !ok {
+			return nil, nil, errors.New("ready.log: the program's output does not pass through the daemon (no app logs that can be tapped)")
+		}
+		w, wait, err := lt.OpenTapped(name, tap)
+		if err != nil {
+			return nil, nil, err
+		}
+		return writeHeader(w, wait, now)
+	}
 	if m.cfg.Logs != nil {
 		w, wait, err := m.cfg.Logs.Open(name)
 		if err != nil {
 			return nil, nil, err
 		}
-		if _, err := fmt.Fprintf(w, "%s%s ---\n", startHeader, now.Format(time.RFC3339Nano)); err != nil {
-			w.Close()
-			return nil, nil, fmt.Errorf("writing log: %w", err)
-		}
-		return w, wait, nil
+		return writeHeader(w, wait, now)
 	}
 	noWait := func(context.Context) error { return nil }
 	path := m.logPath(name)
@@ -55,6 +64,15 @@ func (m *Manager) openLog(name string, now time.Time) (*os.File, func(context.Co
 		return nil, nil, fmt.Errorf("writing log: %w", err)
 	}
 	return f, noWait, nil
+}
+
+// writeHeader writes the start's header to w, a writer from Config.Logs.
+func writeHeader(w *os.File, wait func(context.Context) error, now time.Time) (*os.File, func(context.Context) error, error) {
+	if _, err := fmt.Fprintf(w, "%s%s ---\n", startHeader, now.Format(time.RFC3339Nano)); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("writing log: %w", err)
+	}
+	return w, wait, nil
 }
 
 // logTail returns the last lines of the app's log (at most tailLines lines

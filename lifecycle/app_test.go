@@ -80,13 +80,13 @@ func TestLogTailShowsLastLinesOfLastStart(t *testing.T) {
 	if got := m.logTail("none"); got != "" {
 		t.Fatalf("tail of a missing log = %q", got)
 	}
-	f, _, err := m.openLog("x", time.Now())
+	f, _, err := m.openLog("x", time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintln(f, "old run")
 	f.Close()
-	f, _, err = m.openLog("x", time.Now())
+	f, _, err = m.openLog("x", time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestLogTailShowsLastLinesOfLastStart(t *testing.T) {
 		t.Fatalf("tail of long lines: %d bytes, starts %q", len(got), got[:min(len(got), 20)])
 	}
 	// Only the last start's output.
-	f, _, err = m.openLog("x", time.Now())
+	f, _, err = m.openLog("x", time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -42,6 +43,13 @@ type Config struct {
 	// output instead of STATE/logs/NAME.log opened directly: the daemon
 	// passes applog.Logs, which rotates the files.
 	Logs LogOpener
+	// StartGroup, when set, starts each try of a ready.command (a cmd that
+	// asks for a process group of its own) as spec's program runs: its
+	// user, group, limits and umask, the group guarded like the app's own.
+	// untrack is called once the group is gone. The daemon passes the exec
+	// driver's; without it, a ready.command of an app with user, group,
+	// limits or umask fails the start rather than run with more rights.
+	StartGroup func(cmd *exec.Cmd, spec *appfile.Spec, program string) (untrack func(), err error)
 	// Events, when set, is told of starts, readiness and stops (metrics).
 	// Its methods are called with the Manager's lock held: they must be
 	// quick and must not call the Manager.
@@ -57,6 +65,14 @@ type Config struct {
 // is in the log (or ctx ends).
 type LogOpener interface {
 	Open(app string) (w *os.File, wait func(context.Context) error, err error)
+}
+
+// LogTapper is a LogOpener that can show a start's output to the Manager
+// as it passes into the log: ready: {log: REGEXP} needs it. tap is called
+// with each piece of output, in order, until it returns false; it must be
+// quick. Without one, a start waiting for a log line fails.
+type LogTapper interface {
+	OpenTapped(app string, tap func(p []byte) bool) (w *os.File, wait func(context.Context) error, err error)
 }
 
 // Events receives the Manager's lifecycle events, for metrics. They are per

@@ -60,7 +60,10 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	if m.cfg.BeforeStart != nil {
 		m.cfg.BeforeStart(in.ctx, a.name)
 	}
-	proc, logf, waitLog, err := m.spawn(a, in)
+	// Once the process is gone (or was never started): the notify socket
+	// and its reader go with it.
+	defer func() { in.watch.close() }()
+	proc, ready, logf, waitLog, err := m.spawn(a, in)
 	if logf != nil {
 		// The program holds its own descriptor. Ours goes now: with
 		// rotating logs it is a pipe, whose copy into the file ends only
@@ -79,7 +82,8 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 
 	deadline := in.spawnedAt.Add(startTimeout(in.spec))
-	conn, err := m.probe.waitReady(in.ctx, proc, in.upstream, in.spec.Ready.HTTP, m.cfg.ProbeInterval, deadline)
+	conn, err := m.probe.waitReady(in.ctx, proc, ready, m.cfg.ProbeInterval, deadline)
+	in.watch.startOver()
 	m.mu.Lock()
 	switch {
 	case in.stopReq:
@@ -137,43 +141,64 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 }
 
-// spawn picks the upstream, opens the log and starts the program.
-func (m *Manager) spawn(a *app, in *instance) (Process, *os.File, func(context.Context) error, error) {
+// spawn picks the upstream, sets up what the start waits for (a notify
+// socket, a tap on the output), opens the log and starts the program. It
+// returns what waitReady is to wait for.
+func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, func(context.Context) error, error) {
 	spec := in.spec
 	upstream, port, err := pickUpstream(in.ctx, spec.Upstream)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	var watch *readyWatch
+	switch {
+	case spec.Ready.Notify:
+		if watch, err = newNotifyWatch(); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	case spec.Ready.Log != nil:
+		watch = newLogWatch(spec.Ready.Log)
 	}
 	now := time.Now()
-	logf, waitLog, err := m.openLog(a.name, now)
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	m.mu.Lock()
-	in.upstream, in.spawnedAt = upstream, now
+	in.upstream, in.spawnedAt, in.watch = upstream, now, watch
 	m.mu.Unlock()
+	logf, waitLog, err := m.openLog(a.name, now, watch.tapFunc())
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
 	upstreamStr := spec.Upstream
 	if upstreamStr == "" {
 		upstreamStr = upstream.String()
 	}
 	drv, err := m.driverFor(spec)
 	if err != nil {
-		return nil, logf, waitLog, err
+		return nil, nil, logf, waitLog, err
 	}
+	env := buildEnv(spec, port, in.index)
 	proc, err := drv.Start(in.ctx, StartRequest{
 		Spec:     expandSpec(spec, port),
 		Upstream: upstreamStr,
 		Port:     port,
-		Env:      buildEnv(spec, port, in.index),
-		Log:      logf,
+		// Last: the socket is DynaPM's, whatever the app's env says.
+		Env: append(env[:len(env):len(env)], watch.env()...),
+		Log: logf,
 	})
 	if err != nil {
-		return nil, logf, waitLog, err
+		return nil, nil, logf, waitLog, err
 	}
+	watch.started(proc.Pid(), m.log.With("app", a.name))
 	m.mu.Lock()
 	in.proc = proc
 	m.mu.Unlock()
-	return proc, logf, waitLog, nil
+	r := &readiness{upstream: upstream, http: spec.Ready.HTTP, tcp: spec.Ready.TCP}
+	if watch != nil {
+		r.signal, r.awaited = watch.ready, watch.awaited
+	}
+	if len(spec.Ready.Command) > 0 {
+		r.command = m.readyCommand(spec, port, env)
+	}
+	return proc, r, logf, waitLog, nil
 }
 
 // pickUpstream returns where the program must listen: the app's upstream, or

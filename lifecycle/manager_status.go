@@ -33,9 +33,13 @@ type AppStatus struct {
 	Restarts int
 	// Refused counts callers turned away by max_pending.
 	Refused int
+	// StatusText is what the program last said of itself with STATUS=
+	// (ready: {notify: true}), cleaned to one printable line; "" when
+	// nothing.
+	StatusText string
 	// Instances lists the app's live processes by index: one for an app
-	// without scale. Pid, Upstream and StartedAt above are the first's;
-	// Connections above is their sum.
+	// without scale. Pid, Upstream, StartedAt and StatusText above are the
+	// first's; Connections above is their sum.
 	Instances []InstanceStatus
 }
 
@@ -51,6 +55,8 @@ type InstanceStatus struct {
 	Upstream    string
 	Connections int
 	StartedAt   time.Time
+	// StatusText is its program's last STATUS= text.
+	StatusText string
 }
 
 // Status returns a snapshot of every configured app, sorted by name.
@@ -76,7 +82,8 @@ func (m *Manager) Status() []AppStatus {
 			Refused:      a.refusedTotal,
 		}
 		for _, in := range a.insts {
-			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns, StartedAt: in.spawnedAt}
+			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns, StartedAt: in.spawnedAt,
+				StatusText: in.watch.statusText()}
 			if in.proc != nil {
 				is.Pid = in.proc.Pid()
 			}
@@ -87,7 +94,7 @@ func (m *Manager) Status() []AppStatus {
 		}
 		if len(st.Instances) > 0 {
 			first := st.Instances[0]
-			st.Pid, st.Upstream, st.StartedAt = first.Pid, first.Upstream, first.StartedAt
+			st.Pid, st.Upstream, st.StartedAt, st.StatusText = first.Pid, first.Upstream, first.StartedAt, first.StatusText
 		}
 		out = append(out, st)
 	}

@@ -1,16 +1,20 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/rawnet"
 )
 
@@ -37,9 +41,21 @@ const (
 	probeFastFor         = 20 * time.Millisecond
 	preciseProbers       = 8
 	preciseFor           = 2 * time.Second
-	// probeTryTimeout bounds one connect or HTTP request, so that a program
-	// that accepts but never answers is retried rather than waited on.
+	// probeTryTimeout bounds one connect, HTTP request or TCP exchange,
+	// so that a program that accepts but never answers is retried rather
+	// than waited on.
 	probeTryTimeout = time.Second
+	// A ready.command try forks and execs: it starts commandInterval
+	// apart, growing to commandMaxInterval, each bounded by
+	// commandTryTimeout.
+	commandInterval    = 10 * time.Millisecond
+	commandMaxInterval = 200 * time.Millisecond
+	commandTryTimeout  = 5 * time.Second
+	// A ready.tcp reply is read up to maxTCPReply bytes; once some came,
+	// a pause of tcpReplyPause ends it: the program has answered, and not
+	// with what was expected.
+	maxTCPReply   = 16 << 10
+	tcpReplyPause = 100 * time.Millisecond
 )
 
 // errExited and errProbeTimeout are what waitReady returns when the process
@@ -58,13 +74,31 @@ var elapsed = func() <-chan time.Time {
 }()
 
 // prober tells whether a started program serves: a TCP connect to its
-// upstream, or an HTTP GET answering 2xx/3xx. One prober serves all apps.
+// upstream, an HTTP GET answering 2xx/3xx, a TCP exchange, a command that
+// exits 0, or a signal from the program (ready: {notify} or {log}). One
+// prober serves all apps.
 type prober struct {
 	dialer net.Dialer
 	client *http.Client
 	// precise holds a token per start that sleeps with nanosleep (see
 	// preciseProbers).
 	precise chan struct{}
+}
+
+// readiness is what one start waits for, from its app's ready: key
+// (Manager.spawn builds it).
+type readiness struct {
+	upstream netip.AddrPort
+	// http is ready.http's path; tcp ready.tcp's exchange.
+	http string
+	tcp  appfile.TCPCheck
+	// command runs ready.command once; nil for the other kinds.
+	command func(ctx context.Context) error
+	// signal is closed once the program said it is ready (notify, log);
+	// nil for the kinds that are probed. awaited says what it waits for,
+	// for the timeout's message.
+	signal  <-chan struct{}
+	awaited string
 }
 
 func newProber() *prober {
@@ -85,9 +119,21 @@ func newProber() *prober {
 	return p
 }
 
-// onceConn probes upstream one time and returns nil when it serves; a TCP
-// probe of a loopback upstream returns its connection too (a descriptor
-// the caller owns; -1 for other probes).
+// once probes one time and returns nil when the program serves; the plain
+// TCP probe of a loopback upstream returns its connection too (a
+// descriptor the caller owns; -1 for other probes).
+func (p *prober) once(ctx context.Context, r *readiness) (int, error) {
+	switch {
+	case r.command != nil:
+		return -1, r.command(ctx)
+	case r.tcp.Expect != "":
+		return -1, p.onceTCP(ctx, r.upstream, r.tcp)
+	}
+	return p.onceConn(ctx, r.upstream, r.http)
+}
+
+// onceConn probes upstream one time with a connect or an HTTP GET; a TCP
+// probe of a loopback upstream returns its connection (-1 for others).
 func (p *prober) onceConn(ctx context.Context, upstream netip.AddrPort, httpPath string) (int, error) {
 	if httpPath == "" && upstream.Addr().IsLoopback() {
 		// No goroutine, timer or netpoller registration: on the loopback
@@ -124,20 +170,104 @@ func (p *prober) onceNet(ctx context.Context, upstream netip.AddrPort, httpPath 
 	return nil
 }
 
-// waitReady probes until the program serves (nil), the process exits
+// onceTCP connects, sends check.Send and reads the reply until it holds
+// check.Expect (HAProxy's tcp-check send and expect string). The reply
+// ends short of it when the program closes, maxTCPReply bytes came, or it
+// paused for tcpReplyPause after sending something.
+func (p *prober) onceTCP(ctx context.Context, upstream netip.AddrPort, check appfile.TCPCheck) error {
+	c, err := p.dialer.DialContext(ctx, "tcp", upstream.String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	end := time.Now().Add(probeTryTimeout)
+	if err := c.SetDeadline(end); err != nil {
+		return err
+	}
+	// A start called off ends the exchange at once.
+	defer context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })()
+	if check.Send != "" {
+		if _, err := io.WriteString(c, check.Send); err != nil {
+			return err
+		}
+	}
+	expect := []byte(check.Expect)
+	reply := make([]byte, 0, 512)
+	buf := make([]byte, 4096)
+	for len(reply) < maxTCPReply {
+		n, err := c.Read(buf[:min(len(buf), maxTCPReply-len(reply))])
+		reply = append(reply, buf[:n]...)
+		if bytes.Contains(reply, expect) {
+			return nil
+		}
+		if err != nil {
+			if len(reply) == 0 {
+				return fmt.Errorf("no reply: %w", err)
+			}
+			break
+		}
+		if pause := time.Now().Add(tcpReplyPause); n > 0 && pause.Before(end) {
+			_ = c.SetReadDeadline(pause)
+		}
+	}
+	return fmt.Errorf("expected %q in the reply, got %s", check.Expect, quoteStart(reply, 64))
+}
+
+// quoteStart quotes the first n bytes of b, marking a cut.
+func quoteStart(b []byte, n int) string {
+	if len(b) > n {
+		return strconv.Quote(string(b[:n])) + "..."
+	}
+	return strconv.Quote(string(b))
+}
+
+// waitReady waits until the program serves (nil), the process exits
 // (errExited, at once: a dead program is not probed until the deadline), the
 // deadline passes (errProbeTimeout, with the last probe error) or ctx ends
-// (ctx.Err(): the start was called off). A TCP probe of a loopback
-// upstream that passed returns its connection, a descriptor the caller
-// owns; otherwise the descriptor is -1.
-func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.AddrPort, httpPath string, interval time.Duration, deadline time.Time) (int, error) {
+// (ctx.Err(): the start was called off). A program that signals its
+// readiness is waited for without polling; the others are probed, starting
+// at interval. A plain TCP probe of a loopback upstream that passed returns
+// its connection, a descriptor the caller owns; otherwise the descriptor is
+// -1.
+func (p *prober) waitReady(ctx context.Context, proc Process, r *readiness, interval time.Duration, deadline time.Time) (int, error) {
+	expire := time.NewTimer(time.Until(deadline))
+	defer expire.Stop()
+	if r.signal != nil {
+		select {
+		case <-r.signal:
+			select {
+			case <-proc.Done(): // said ready, then died
+				return -1, errExited
+			default:
+			}
+			return -1, nil
+		case <-proc.Done():
+			return -1, errExited
+		case <-expire.C:
+			return -1, fmt.Errorf("%w: no %s", errProbeTimeout, r.awaited)
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		}
+	}
 	if interval <= 0 {
 		interval = defaultProbeInterval
 	}
 	maxInterval := max(interval, probeMaxInterval)
+	if r.command != nil {
+		// A command is a fork and an exec per try, not a connect.
+		interval = max(interval, commandInterval)
+		maxInterval = max(interval, commandMaxInterval)
+	}
+	// A try that takes long (a command, an exchange) ends at the deadline
+	// too. Not for the plain connect, which is answered within the call
+	// on the loopback and is on the path of every cold start.
+	tryCtx := ctx
+	if !r.plainConnect() {
+		var cancel context.CancelFunc
+		tryCtx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	began := time.Now()
-	expire := time.NewTimer(time.Until(deadline))
-	defer expire.Stop()
 	var next *time.Timer
 	defer func() {
 		if next != nil {
@@ -148,7 +278,7 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 	// A driver's own readiness check (a Docker API call) is no thing to
 	// run thousands of times a second: those probes wait on timers.
 	var preciseUntil time.Time // zero: Go's timers
-	if httpPath == "" && checker == nil && upstream.Addr().IsLoopback() {
+	if r.plainConnect() && checker == nil && r.upstream.Addr().IsLoopback() {
 		select {
 		case p.precise <- struct{}{}:
 			preciseUntil = time.Now().Add(preciseFor)
@@ -164,7 +294,7 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 		conn := -1
 		lastErr := gateReady(ctx, checker)
 		if lastErr == nil {
-			conn, lastErr = p.onceConn(ctx, upstream, httpPath)
+			conn, lastErr = p.once(tryCtx, r)
 		}
 		if lastErr == nil {
 			return conn, nil
@@ -199,6 +329,12 @@ func (p *prober) waitReady(ctx context.Context, proc Process, upstream netip.Add
 		}
 		interval = nextInterval(interval, maxInterval, time.Since(began))
 	}
+}
+
+// plainConnect reports whether r is the default check, a TCP connect,
+// whose connection may carry the first held client.
+func (r *readiness) plainConnect() bool {
+	return r.signal == nil && r.command == nil && r.http == "" && r.tcp.Expect == ""
 }
 
 // nextInterval is the wait before the next probe, given the last one and

@@ -29,7 +29,7 @@ func TestProbeHTTPStatus(t *testing.T) {
 	up := netip.MustParseAddrPort(srv.Listener.Addr().String())
 	p := newProber()
 	for path, ready := range map[string]bool{"/ok": true, "redirect": true, "/down": false} {
-		if err := p.once(context.Background(), up, path); (err == nil) != ready {
+		if err := p.onceClosing(context.Background(), up, path); (err == nil) != ready {
 			t.Errorf("probe %s: err %v, want ready=%v", path, err, ready)
 		}
 	}
@@ -42,12 +42,12 @@ func TestProbeTCP(t *testing.T) {
 	}
 	up := netip.MustParseAddrPort(ln.Addr().String())
 	p := newProber()
-	if err := p.once(context.Background(), up, ""); err != nil {
+	if err := p.onceClosing(context.Background(), up, ""); err != nil {
 		t.Fatalf("probe of a listening port: %v", err)
 	}
 	ln.Close()
 	closed := netip.MustParseAddrPort(testutil.FreeAddr(t))
-	if err := p.once(context.Background(), closed, ""); err == nil {
+	if err := p.onceClosing(context.Background(), closed, ""); err == nil {
 		t.Fatal("probe of a closed port passed")
 	}
 }
@@ -160,8 +160,8 @@ func TestProbeIntervalStaysShortForTheFirstTwentyMillisecondsThenGrows(t *testin
 	}
 }
 
-// once probes upstream one time and returns nil when it serves.
-func (p *prober) once(ctx context.Context, upstream netip.AddrPort, httpPath string) error {
+// onceClosing probes upstream one time and returns nil when it serves.
+func (p *prober) onceClosing(ctx context.Context, upstream netip.AddrPort, httpPath string) error {
 	conn, err := p.onceConn(ctx, upstream, httpPath)
 	if conn >= 0 {
 		syscall.Close(conn)
@@ -172,7 +172,7 @@ func (p *prober) once(ctx context.Context, upstream netip.AddrPort, httpPath str
 // waitReadyClosing is waitReady for the tests that want its verdict only:
 // the probe's connection, if any, is closed.
 func (p *prober) waitReadyClosing(ctx context.Context, proc Process, upstream netip.AddrPort, httpPath string, interval time.Duration, deadline time.Time) error {
-	conn, err := p.waitReady(ctx, proc, upstream, httpPath, interval, deadline)
+	conn, err := p.waitReady(ctx, proc, &readiness{upstream: upstream, http: httpPath}, interval, deadline)
 	if conn >= 0 {
 		syscall.Close(conn)
 	}

@@ -1,5 +1,7 @@
-// Package sdnotify tells systemd about the daemon's state (sd_notify(3))
-// when it runs as a Type=notify service. Outside systemd it does nothing.
+// Package sdnotify speaks systemd's notify protocol (sd_notify(3)) both
+// ways: Notifier tells systemd about the daemon's state when it runs as a
+// Type=notify service (outside systemd it does nothing), and Listener
+// receives what the apps started with ready: {notify: true} say.
 package sdnotify
 
 import (

@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/dynapm/dynapm/sdnotify"
 )
 
 // crashLine is what the program prints to stderr before crashing on purpose,
@@ -46,14 +48,16 @@ type config struct {
 	work       time.Duration
 	target     string
 	printLimit bool
+	notify     string
 }
 
 func main() {
 	var c config
 	flag.StringVar(&c.listen, "listen", "", "address to listen on (default 127.0.0.1:$PORT)")
-	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep | get (a healthcheck: GET -target, exit 0 on 2xx)")
+	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep | get (a healthcheck: GET -target, exit 0 on 2xx) | notify (send -notify and exit)")
 	flag.DurationVar(&c.delay, "delay", 0, "sleep this long before listening (slow start)")
-	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start")
+	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start; -notify: READY=1 is sent then")
+	flag.StringVar(&c.notify, "notify", "", "send READY=1 and STATUS=this text to $NOTIFY_SOCKET once listening (and -ready-delay after start); mode notify: send them and exit")
 	flag.BoolVar(&c.crash, "crash", false, "print a line to stderr and exit 3 before listening")
 	flag.DurationVar(&c.crashAfter, "crash-after", 0, "crash (exit 3) this long after listening")
 	flag.BoolVar(&c.ignoreTerm, "ignore-term", false, "ignore SIGTERM")
@@ -103,6 +107,9 @@ func run(c config) error {
 	if c.mode == "get" {
 		return get(c.target)
 	}
+	if c.mode == "notify" {
+		return sdnotify.FromEnv().Notify(sdnotify.Ready, sdnotify.Status(c.notify))
+	}
 	if c.mode == "sleep" {
 		if c.pidfile != "" {
 			if err := writePid(c.pidfile, os.Getpid()); err != nil {
@@ -134,6 +141,13 @@ func run(c config) error {
 	}
 	if c.crashAfter > 0 {
 		time.AfterFunc(c.crashAfter, crash)
+	}
+	if c.notify != "" {
+		time.AfterFunc(time.Until(start.Add(c.readyDelay)), func() {
+			if err := sdnotify.FromEnv().Notify(sdnotify.Ready, sdnotify.Status(c.notify)); err != nil {
+				fmt.Fprintf(os.Stderr, "testapp: %v\n", err)
+			}
+		})
 	}
 
 	switch c.mode {
