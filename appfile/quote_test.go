@@ -82,7 +82,7 @@ func TestUnknownKeysAreCountedPastAFew(t *testing.T) {
 	_, err := Parse(p, []byte(minimal+"ready: {a: 1, b: 2, c: 3, d: 4, e: 5}\n"))
 	requireFieldError(t, err, p, "ready.a", "unknown key")
 	requireFieldError(t, err, p, "ready.c", "unknown key")
-	requireFieldError(t, err, p, "ready", "and 2 more unknown keys (known keys: http)")
+	requireFieldError(t, err, p, "ready", "and 2 more unknown keys (known keys: http, notify, command, log, tcp)")
 	for _, fe := range fieldErrors(t, err) {
 		if fe.Field == "ready.d" || fe.Field == "ready.e" {
 			t.Errorf("unknown key named past the first %d: %v", maxUnknownKeys, fe)

@@ -152,7 +152,7 @@ func (d *decoder) readyLog(field string, v any) (*regexp.Regexp, bool) {
 	}
 	re, err := regexp.Compile(str)
 	if err != nil {
-		d.errorf(field, "expected a regular expression (Go's syntax), got %q: %v", str, oneLine(err.Error()))
+		d.errorf(field, "expected a regular expression (Go's syntax), got %s: %s", Quote(str), libraryMessage(err.Error()))
 		return nil, false
 	}
 	return re, true
