@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	dynapmBin = filepath.Join(dir, "dynapm")
+	// A -race binary sleeps a second at exit by default; every client
+	// command and daemon the tests run would pay it.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	out, err := exec.Command("go", "build", "-race", "-o", dynapmBin, dynapmPackage).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building dynapm: %v\n%s", err, out)

@@ -158,15 +158,11 @@ func processesOf(uid int, mark, dir string) []string {
 }
 
 // stopApp runs dynapm stop and fails the test unless it stopped the app.
-// The race detector's runtime sleeps a second before a program exits, to
-// catch late reports; a client command has none to wait for, and the
-// recipes stop their apps dozens of times.
 func stopApp(t *testing.T, state, app string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), recipeWait)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, dynapmBin, "stop", app, "-state", state)
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	out, err := cmd.Output()
 	if err != nil || !strings.HasPrefix(string(out), app+": stopped") {
 		t.Fatalf("stop %s: %v, out %q", app, err, out)
