@@ -3,9 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/trust"
 )
 
 // checkCommand validates every app file and prints one line per problem.
@@ -15,7 +15,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	specs, errs := appfile.LoadDir(s.AppsDir)
-	specs, errs = modeErrors(s.AppsDir, specs, errs, os.Geteuid())
+	specs, errs = trustErrors(trust.New(s.StateDir), s.AppsDir, specs, errs)
 	for _, err := range errs {
 		fmt.Fprintln(stdout, err)
 	}
@@ -27,27 +27,23 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// modeErrors applies, when euid is root, the checks a daemon running as
-// root makes (appsdir.Config.OwnerWritableOnly and ownerError), with the
-// same words: an apps directory or app file that group or others can
-// write is refused, and so is an app file root does not own unless the app
-// runs as its owner. It returns the specs the daemon would serve and errs
-// with the refusals added.
-func modeErrors(dir string, specs []*appfile.Spec, errs []error, euid int) ([]*appfile.Spec, []error) {
-	if euid != 0 {
-		return specs, errs
-	}
-	if err := appfile.CheckNotWritableByOthers(dir); err != nil {
-		// The daemon does not start at all.
-		errs = append([]error{err}, errs...)
+// trustErrors makes the checks of a daemon running as c.UID (appsdir's
+// Config.Trust and ownerError), with the same words: an apps directory
+// that anyone but root and the daemon's user could change stops the
+// daemon (and is the only refusal then), and so is an app file that is
+// writable by group or others, resolves into the state directory, or is
+// another user's unless the app runs as that user. It returns the specs the daemon would serve and errs with
+// the refusals added.
+func trustErrors(c trust.Checker, dir string, specs []*appfile.Spec, errs []error) ([]*appfile.Spec, []error) {
+	if err := c.Dir(dir, "apps directory"); err != nil {
+		// The daemon does not start at all, nor judge the files: each
+		// would have the directory's fault.
+		return specs, append([]error{err}, errs...)
 	}
 	kept := specs[:0:0]
+	c = c.Batch()
 	for _, s := range specs {
-		if err := appfile.CheckNotWritableByOthers(s.File); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := ownerError(s); err != nil {
+		if err := ownerError(s, c); err != nil {
 			errs = append(errs, err)
 			continue
 		}

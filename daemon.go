@@ -20,6 +20,7 @@ import (
 	"github.com/dynapm/dynapm/cron"
 	execdriver "github.com/dynapm/dynapm/driver/exec"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
+	"github.com/dynapm/dynapm/internal/trust"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 	"github.com/dynapm/dynapm/memory"
@@ -81,6 +82,11 @@ type daemon struct {
 	notify  *sdnotify.Notifier
 	// logs carries the apps' output into rotating STATE/logs/NAME.log.
 	logs *applog.Logs
+	// trust judges the app files (internal/trust): who can change them.
+	// ownersOK are the specs last applied that ownerError accepted (only
+	// apply uses it).
+	trust    trust.Checker
+	ownersOK map[*appfile.Spec]bool
 	// table is the route table last put in force, names the apps in force;
 	// only apply uses them.
 	table map[string][]l4.Route
@@ -98,14 +104,21 @@ type daemon struct {
 
 // runDaemon starts everything, serves until ctx ends, then shuts down.
 func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error {
-	if err := os.MkdirAll(filepath.Join(s.StateDir, "logs"), 0o700); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
+	// What the daemon trusts, before anything starts: the settings file
+	// it has read, the apps directory and the state directory (created
+	// private when missing) must be the daemon's user's or root's alone.
+	if err := checkTrusted(s); err != nil {
+		return err
 	}
 	d := newDaemon(s, log)
 	// The admin API first: it takes the state directory's lock, so that a
 	// second daemon on the same state stops here, before it binds any
 	// app's address.
 	if err := d.serveAdmin(s); err != nil {
+		return errors.Join(err, d.shutdown())
+	}
+	// With the state locked: the log directory, rid of what was planted.
+	if err := d.logs.Prepare(); err != nil {
 		return errors.Join(err, d.shutdown())
 	}
 	// With the state locked and before any app starts: stop what a
@@ -125,8 +138,9 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 
 	// The watcher loads apps.d and applies the first snapshot before it
 	// returns; from then on every change to apps.d is applied as it comes.
-	// As root, an app file anyone can edit would run anything as root.
-	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log, OwnerWritableOnly: os.Geteuid() == 0}
+	// An app file another user can change would run anything as the
+	// daemon's user: the watcher judges the directory and the files.
+	wcfg := appsdir.Config{Dir: s.AppsDir, Apply: d.apply, Logger: log, Trust: &d.trust}
 	if d.met != nil {
 		wcfg.Rejected = func(string, error) { d.met.ReloadErrors(1) }
 	}
@@ -159,6 +173,23 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 			return d.shutdown()
 		}
 	}
+}
+
+// checkTrusted refuses to run with a settings file, an apps directory or
+// a state directory that anyone but root and the daemon's user could
+// change (internal/trust), naming the path at fault and the fix. It
+// creates the state directory (mode 0700) when it is missing.
+func checkTrusted(s settings.Settings) error {
+	c := trust.New()
+	if s.File != "" {
+		if err := c.File(s.File, "settings file"); err != nil {
+			return err
+		}
+	}
+	if err := c.Dir(s.AppsDir, "apps directory"); err != nil {
+		return err
+	}
+	return admin.MakeStateDir(s.StateDir)
 }
 
 // spawnerFrom is the number of listen addresses from which the exec
@@ -205,7 +236,8 @@ func (d *daemon) chooseSpawn(listeners int) {
 
 // newDaemon builds the parts and connects them; nothing runs yet.
 func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
-	d := &daemon{log: log}
+	// The state directory exists by now: trust resolves it to compare.
+	d := &daemon{log: log, trust: trust.New(s.StateDir)}
 	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
 	d.driver = execdriver.New(log)
 	d.drivers = otherDrivers(log)
@@ -310,8 +342,15 @@ func (d *daemon) background(loop func(context.Context)) {
 // routed to an app the manager does not know yet. apply is called from one
 // goroutine at a time (appsdir.Config.Apply).
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
-	euid := os.Geteuid()
-	if errs := append(privilegeErrors(specs, euid), ownerErrors(specs, euid)...); len(errs) > 0 {
+	accepted := make(map[*appfile.Spec]bool, len(specs))
+	for _, s := range specs {
+		if d.ownersOK[s] {
+			accepted[s] = true
+		}
+	}
+	errs := append(privilegeErrors(specs, int(d.trust.UID)), ownerErrors(specs, d.trust.Batch(), accepted)...)
+	d.ownersOK = accepted
+	if len(errs) > 0 {
 		return errs
 	}
 	table := routeTable(specs)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -43,7 +44,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
 	path := filepath.Join(s.cfg.LogDir, name+".log")
 	_, known := s.findApp(name)
-	f, err := os.Open(path)
+	f, err := openLog(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !known:
 		writeUnknown(w, name)
@@ -80,13 +81,20 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	f = fw.f
 }
 
+// openLog opens an app's log for reading, never through a symlink: the
+// daemon writes its logs itself, and a symlink in their place was planted
+// to make it show another file.
+func openLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+}
+
 // failureTailLines is how much of the log a failed start reports.
 const failureTailLines = 10
 
 // logTail returns the last lines of the app's log for an error report, ""
 // when there is none.
 func (s *Server) logTail(name string) string {
-	f, err := os.Open(filepath.Join(s.cfg.LogDir, name+".log"))
+	f, err := openLog(filepath.Join(s.cfg.LogDir, name+".log"))
 	if err != nil {
 		return ""
 	}
@@ -167,7 +175,7 @@ func (fw *follower) run(ctx context.Context, interval time.Duration) {
 // poll copies new bytes; when the path now names another file (rotation),
 // it finishes the old file and continues from the start of the new one.
 func (fw *follower) poll() error {
-	st, err := os.Stat(fw.path)
+	st, err := os.Lstat(fw.path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -190,7 +198,7 @@ func (fw *follower) poll() error {
 		if st == nil {
 			return nil
 		}
-		if fw.f, err = os.Open(fw.path); err != nil {
+		if fw.f, err = openLog(fw.path); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}

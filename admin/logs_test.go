@@ -76,6 +76,24 @@ func TestLogsReturnsTheTail(t *testing.T) {
 	}
 }
 
+// A log replaced by a symlink to another file (planted while someone else
+// could write the state directory) never shows that file.
+func TestLogsNeverFollowASymlinkInPlaceOfALog(t *testing.T) {
+	_, c, logDir := startServer(t, newTestController("web"))
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("root's secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(logDir, "web.log")); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := c.Logs(context.Background(), "web", 3, false, &out)
+	if strings.Contains(out.String(), "secret") || err == nil {
+		t.Fatalf("logs through a planted symlink: %q, %v; want an error and nothing of the file", out.String(), err)
+	}
+}
+
 func TestLogsOfKnownAppWithoutLogIsEmpty(t *testing.T) {
 	_, c, _ := startServer(t, newTestController("web"))
 	var out bytes.Buffer

@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dynapm/dynapm/internal/testutil"
+	"github.com/dynapm/dynapm/internal/trust"
 )
 
 func TestServeRefusesStateDirWritableByOthers(t *testing.T) {
@@ -24,6 +27,54 @@ func TestServeRefusesStateDirWritableByOthers(t *testing.T) {
 	for _, want := range []string{dir, "chmod 700"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// The state directory is the daemon's alone: owned by another user, or
+// below a directory another user could change, it is refused, and the
+// error names the directory at fault and the fix.
+func TestServeRefusesAStateDirAnotherUserControls(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving the directory to another user needs root")
+	}
+	dir := shortDir(t)
+	testutil.ChownNobody(t, dir)
+	_, err := Serve(Config{StateDir: dir, Controller: newTestController()})
+	for _, want := range []string{"state directory " + dir + " is owned by nobody (uid 65534), not root", "fix it with: chown root " + dir} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Serve on nobody's state directory: %v; want an error saying %q", err, want)
+		}
+	}
+
+	parent := shortDir(t)
+	if err := os.Chmod(parent, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	below := filepath.Join(parent, "s")
+	if err := MakeStateDir(below); err == nil || !strings.Contains(err.Error(),
+		parent+", on the way to the state directory "+below+", is writable by group or others (mode 0777); fix it with: chmod go-w "+parent) {
+		t.Fatalf("MakeStateDir below a directory anyone can write: %v", err)
+	}
+
+	// A daemon running as nobody trusts its own directory, and root's.
+	if err := checkPrivateDir(trust.Checker{UID: testutil.Nobody}, dir); err != nil {
+		t.Fatalf("nobody's state directory for a daemon running as nobody: %v", err)
+	}
+}
+
+func TestMakeStateDirCreatesItPrivate(t *testing.T) {
+	dir := filepath.Join(shortDir(t), "a", "state")
+	if err := MakeStateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o700 {
+			t.Errorf("%s has mode %#o, want 0700", d, st.Mode().Perm())
 		}
 	}
 }

@@ -7,25 +7,40 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/trust"
 )
 
-// CheckPrivateDir refuses a directory that users other than its owner may
-// write to: anyone who can write there could replace the admin socket or
-// the app logs.
+// CheckPrivateDir refuses a state directory that anyone but the daemon's
+// user (and root) could change: one owned by another user, writable by
+// group or others, or below a directory that is (see internal/trust).
+// Anyone who could write there could replace the admin socket, the app
+// logs or the records of running programs.
 func CheckPrivateDir(dir string) error {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("checking state directory: %w", err)
+	return checkPrivateDir(trust.New(), dir)
+}
+
+func checkPrivateDir(c trust.Checker, dir string) error {
+	err := c.Dir(dir, "state directory")
+	var te *trust.Error
+	if errors.As(err, &te) && te.Subject == "state directory "+dir && strings.HasPrefix(te.Fix, "chmod") {
+		// Private: the logs are nobody else's to read either.
+		te.Fix = "chmod 700 " + dir
 	}
-	if !st.IsDir() {
-		return fmt.Errorf("state directory %s is not a directory", dir)
+	return err
+}
+
+// MakeStateDir creates the state directory, private to the daemon's user
+// (mode 0700, as any directory above it that it creates), and checks it
+// with CheckPrivateDir.
+func MakeStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
 	}
-	if perm := st.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("state directory %s is writable by group or others (mode %#o); fix it with: chmod 700 %s", dir, perm, dir)
-	}
-	return nil
+	return CheckPrivateDir(dir)
 }
 
 // maxSocketPath is the longest path a Unix socket can be bound or dialed
@@ -47,7 +62,7 @@ func CheckSocketPath(path string) error {
 // directory (they would fight over the socket and the app logs).
 func lockStateDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, "dynapm.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 
 	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/dynapm/dynapm/internal/trust"
 )
 
 // Defaults for Config's zero fields.
@@ -51,7 +54,7 @@ type Logs struct {
 	closed  bool
 	files   map[string]*lumberjack.Logger
 	readers map[*os.File]struct{} // read ends being copied
-	dirMade bool                  // cfg.Dir exists (made once)
+	dirMade bool                  // cfg.Dir exists and was checked (once)
 	wg      sync.WaitGroup
 }
 
@@ -100,12 +103,11 @@ func (l *Logs) OpenTapped(app string, tap func(p []byte) bool) (w *os.File, wait
 		return nil, nil, errors.New("opening app log: app logs are closed")
 	}
 	if !l.dirMade {
-		// Once: lumberjack makes the directory again should it vanish.
-		if err := os.MkdirAll(l.cfg.Dir, 0o700); err != nil {
-			return nil, nil, fmt.Errorf("creating log directory: %w", err)
+		if err := l.prepareLocked(); err != nil {
+			return nil, nil, err
 		}
-		l.dirMade = true
 	}
+	l.clearPlanted(l.Path(app), "app", app)
 	r, w, err := logPipe()
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening app log pipe: %w", err)
@@ -138,6 +140,103 @@ func (l *Logs) OpenTapped(app string, tap func(p []byte) bool) (w *os.File, wait
 		}
 	}
 	return w, wait, nil
+}
+
+// Prepare makes the log directory (mode 0700), checks that only the
+// daemon's user (and root) can write it, and removes from it what the
+// daemon did not write; Open does it first when it was not done. Call it
+// at start, with the state directory locked, to refuse a log directory
+// that cannot be trusted before any app starts.
+func (l *Logs) Prepare() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dirMade {
+		return nil
+	}
+	return l.prepareLocked()
+}
+
+// prepareLocked is Prepare with l.mu held. Lumberjack opens, creates,
+// truncates and chowns its files by name and follows symlinks, when it
+// rotates and compresses too: it is safe only in a directory where no one
+// else can plant anything. So the directory must be the daemon's own (a
+// directory, not a symlink to one; internal/trust for it and those above
+// it), and what was planted before it was (a symlink, a hard link, a
+// named pipe, another user's file) goes.
+func (l *Logs) prepareLocked() error {
+	dir := l.cfg.Dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating log directory: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("checking log directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("log directory %s is %s, not a directory; remove it", dir, describe(fi))
+	}
+	if err := trust.New().Dir(dir, "log directory"); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("reading log directory: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			l.clearPlanted(filepath.Join(dir, e.Name()))
+		}
+	}
+	l.dirMade = true
+	return nil
+}
+
+// clearPlanted removes path unless it is a regular file the daemon's user
+// owns with no other name, logging why (with attrs): anything else is
+// not what the daemon wrote, and lumberjack would write through it.
+// Removing a name leaves what it points to, or its other names, alone.
+func (l *Logs) clearPlanted(path string, attrs ...any) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return // not there: lumberjack creates it
+	}
+	what := describe(fi)
+	if what == "" {
+		return
+	}
+	if target, err := os.Readlink(path); err == nil {
+		what += " to " + target
+	}
+	attrs = append(attrs, "file", path, "found", what)
+	if err := os.Remove(path); err != nil {
+		l.cfg.Logger.Error("cannot remove a file the daemon did not write from the log directory; the app's output may not be logged", append(attrs, "err", err)...)
+		return
+	}
+	l.cfg.Logger.Warn("removed a file the daemon did not write from the log directory; the app's output goes to a new file", attrs...)
+}
+
+// describe says what fi is when it is not a regular file of the daemon's
+// user with one name: a symlink (and its target), another user's file...;
+// "" for one.
+func describe(fi os.FileInfo) string {
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "a symlink"
+	case fi.IsDir():
+		return "a directory"
+	case fi.Mode()&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case !fi.Mode().IsRegular():
+		return "a special file (" + fi.Mode().Type().String() + ")"
+	case st == nil:
+		return ""
+	case st.Uid != uint32(os.Geteuid()):
+		return "a file of " + trust.UserName(st.Uid)
+	case st.Nlink > 1:
+		return fmt.Sprintf("a file with %d hard links", st.Nlink)
+	}
+	return ""
 }
 
 // logPipe returns a pipe for a program's output: a read end on Go's

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -240,5 +243,155 @@ func TestLogPipeGivesTheProgramABlockingWriteEnd(t *testing.T) {
 	}
 	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a read past its deadline returned %v", err)
+	}
+}
+
+// plantedLog runs one start of app "adv" in a log directory where plant
+// put something in place of its files beforehand (given the directory and
+// the path of a file outside it that the test owns), and returns the log
+// file's content and the daemon's log.
+func plantedLog(t *testing.T, compress bool, plant func(dir, target string)) (string, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "logs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("original\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plant(dir, target)
+	var logged testutil.Buffer
+	l := New(Config{Dir: dir, Compress: compress, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	defer closeLogs(t, l)
+	w, wait, err := l.Open("adv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := startProgram(t, w, "echo app output").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(waitCtx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if compress {
+		// lumberjack compresses old files in a goroutine of its own.
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			gz, _ := filepath.Glob(filepath.Join(dir, "adv-*.log.gz"))
+			return len(gz) == 1 && describeFile(gz[0]) == ""
+		}, "the old log was not compressed")
+	}
+	if got, err := os.ReadFile(target); err != nil || string(got) != "original\n" {
+		t.Fatalf("the file outside the log directory now holds %q (%v): the log was written through what was planted", got, err)
+	}
+	fi, err := os.Lstat(l.Path("adv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if what := describe(fi); what != "" {
+		t.Fatalf("the app's log is %s", what)
+	}
+	got, err := os.ReadFile(l.Path("adv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(got), logged.String()
+}
+
+func describeFile(path string) string {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err.Error()
+	}
+	return describe(fi)
+}
+
+// The daemon writes its app logs as root, in a directory another user may
+// once have been able to write: nothing planted there before makes it
+// write elsewhere. What was planted is removed, with a warning naming it.
+func TestAPlantedLogIsRemovedNotWrittenThrough(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		compress bool
+		plant    func(t *testing.T, dir, target string)
+		found    string
+	}{
+		{"symlink", false, func(t *testing.T, dir, target string) {
+			if err := os.Symlink(target, filepath.Join(dir, "adv.log")); err != nil {
+				t.Fatal(err)
+			}
+		}, "a symlink to "},
+		{"hard link", false, func(t *testing.T, dir, target string) {
+			if err := os.Link(target, filepath.Join(dir, "adv.log")); err != nil {
+				t.Fatal(err)
+			}
+		}, "a file with 2 hard links"},
+		{"named pipe", false, func(t *testing.T, dir, target string) {
+			// No reader: an open for writing would block for ever.
+			if err := syscall.Mkfifo(filepath.Join(dir, "adv.log"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "a named pipe"},
+		{"another user's file", false, func(t *testing.T, dir, target string) {
+			if os.Geteuid() != 0 {
+				t.Skip("giving a file to another user needs root")
+			}
+			path := filepath.Join(dir, "adv.log")
+			testutil.WriteFile(t, path, "theirs\n")
+			testutil.ChownNobody(t, path)
+		}, "a file of nobody (uid 65534)"},
+		{"compressed old log", true, func(t *testing.T, dir, target string) {
+			// lumberjack compresses adv-TIME.log into adv-TIME.log.gz,
+			// opened with O_TRUNC through whatever is there.
+			old := filepath.Join(dir, "adv-2000-01-01T00-00-00.000.log")
+			testutil.WriteFile(t, old, "old output\n")
+			if err := os.Chmod(old, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, old+".gz"); err != nil {
+				t.Fatal(err)
+			}
+		}, "a symlink to "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, logged := plantedLog(t, tc.compress, func(dir, target string) { tc.plant(t, dir, target) })
+			if got != "app output\n" {
+				t.Errorf("app log = %q, want the app's output alone", got)
+			}
+			if !strings.Contains(logged, "level=WARN msg=\"removed a file the daemon did not write from the log directory") ||
+				!strings.Contains(logged, "found=\""+tc.found) {
+				t.Errorf("no warning saying what was found (%q):\n%s", tc.found, logged)
+			}
+		})
+	}
+}
+
+func TestALogDirectoryNotTheDaemonsOwnIsRefused(t *testing.T) {
+	base := t.TempDir()
+	elsewhere := filepath.Join(base, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "logs")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	l := New(Config{Dir: link})
+	if err := l.Prepare(); err == nil || !strings.Contains(err.Error(), "log directory "+link+" is a symlink, not a directory") {
+		t.Fatalf("Prepare on a symlink: %v", err)
+	}
+	if _, _, err := l.Open("web"); err == nil {
+		t.Fatal("Open through a symlinked log directory")
+	}
+	closeLogs(t, l)
+
+	if os.Geteuid() != 0 {
+		t.Skip("giving the directory to another user needs root")
+	}
+	testutil.ChownNobody(t, elsewhere)
+	l = New(Config{Dir: elsewhere})
+	defer closeLogs(t, l)
+	if err := l.Prepare(); err == nil || !strings.Contains(err.Error(), "log directory "+elsewhere+" is owned by nobody (uid 65534), not root; fix it with: chown root "+elsewhere) {
+		t.Fatalf("Prepare on nobody's directory: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package appsdir
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -10,13 +11,31 @@ import (
 	"strings"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/trust"
 )
 
 // reload rereads paths and puts the result in force as one change.
 func (w *Watcher) reload(paths []string) {
+	if !w.checkTrust() {
+		w.stale = true
+		w.log.Debug("reload refused: the apps directory cannot be trusted", "dir", w.cfg.Dir, "files", len(paths))
+		return
+	}
+	if w.stale {
+		// Refused while Dir could not be trusted: every file, not only
+		// the ones named since.
+		w.stale = false
+		w.scan()
+		return
+	}
 	slices.Sort(paths)
+	var batch *trust.Checker
+	if w.cfg.Trust != nil {
+		b := w.cfg.Trust.Batch()
+		batch = &b
+	}
 	for _, path := range paths {
-		w.readFile(path)
+		w.readFile(path, batch)
 	}
 
 	// The apps in force whose files did not change come first, so that a
@@ -108,7 +127,8 @@ func (w *Watcher) reload(paths []string) {
 
 // readFile rereads one app file and records what changed: removed, the
 // same bytes as before, invalid (logged), or a new version to put in force.
-func (w *Watcher) readFile(path string) {
+// c, when not nil, judges the file (Config.Trust).
+func (w *Watcher) readFile(path string, c *trust.Checker) {
 	f := w.files[path]
 	data, err := appfile.ReadFile(path)
 	if err != nil {
@@ -123,11 +143,12 @@ func (w *Watcher) readFile(path string) {
 		return
 	}
 	h := sha256.Sum256(data)
-	if w.cfg.OwnerWritableOnly {
-		// A chmod that fixes (or breaks) the mode is a change too.
-		if fi, err := os.Stat(path); err == nil {
-			h = sha256.Sum256(append(data, byte(fi.Mode().Perm()&0o022)))
-		}
+	var distrust error
+	if c != nil {
+		// A chmod or chown that fixes (or breaks) the file is a change too.
+		var o trust.Owner
+		o, distrust = c.AppFile(path)
+		h = sha256.Sum256(fmt.Appendf(data, "\x00%d %s %v", o.UID, o.Via, distrust))
 	}
 	if f != nil && f.hash == h {
 		return // a touch, or a save of the same bytes
@@ -138,10 +159,13 @@ func (w *Watcher) readFile(path string) {
 	}
 	f.hash = h
 	f.next, f.applyFailed = nil, false
-	spec, err := appfile.Parse(path, data)
-	if err == nil && w.cfg.OwnerWritableOnly {
-		err = appfile.CheckNotWritableByOthers(path)
+	if distrust != nil {
+		// Not even parsed: what it says is not the daemon's to read.
+		f.lastErr = ""
+		w.reject(path, &appfile.FieldError{File: path, Msg: distrust.Error()})
+		return
 	}
+	spec, err := appfile.Parse(path, data)
 	if err != nil {
 		f.lastErr = ""
 		w.reject(path, err)

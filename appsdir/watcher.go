@@ -22,6 +22,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/trust"
 )
 
 // DefaultDebounce is how long a file must stay quiet before it is reloaded.
@@ -62,10 +63,26 @@ type Config struct {
 	// Rejected, when set, is called once per distinct problem that keeps
 	// an app file out of force (metrics count them).
 	Rejected func(path string, err error)
-	// OwnerWritableOnly refuses app files (and Dir itself, at New) that
-	// group or others may write: a daemon running as root sets it.
-	OwnerWritableOnly bool
+	// Trust, when set, judges Dir (and every directory above it) at New,
+	// before every reload and every Recheck, and every app file as it is
+	// read (see internal/trust): while Dir cannot be trusted nothing is
+	// reloaded from it and the apps in force stay; a file that cannot be
+	// trusted is refused. The daemon sets it; its Private directories
+	// (the state directory) are where no app file may resolve to.
+	Trust *trust.Checker
+	// Recheck is how often Dir is judged again between reloads, for a
+	// change of mode or owner above it, which no event reports; zero
+	// means DefaultRecheck.
+	Recheck time.Duration
 }
+
+// DefaultRecheck is how often the apps directory is judged again between
+// reloads (a chmod of the directory itself is seen at once).
+const DefaultRecheck = 10 * time.Second
+
+// distrustRepeat is how often the refusal of an apps directory that still
+// cannot be trusted is logged again.
+const distrustRepeat = time.Minute
 
 // AppError is an app that Apply could not put in force.
 type AppError struct {
@@ -94,6 +111,12 @@ type Watcher struct {
 	retryDue bool
 	// applied: the first snapshot was applied (even an empty one).
 	applied bool
+	// distrust is why Dir cannot be trusted, "" while it can; logged at
+	// distrustLogged. stale: a reload was refused meanwhile, so every
+	// file is read again once Dir can be trusted.
+	distrust       string
+	distrustLogged time.Time
+	stale          bool
 
 	mu   sync.Mutex // guards snap for readers on other goroutines
 	snap []*appfile.Spec
@@ -137,8 +160,11 @@ func New(cfg Config) (*Watcher, error) {
 		return nil, fmt.Errorf("watching apps dir: %w", err)
 	}
 	cfg.Dir = dir
-	if cfg.OwnerWritableOnly {
-		if err := appfile.CheckNotWritableByOthers(cfg.Dir); err != nil {
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = DefaultRecheck
+	}
+	if cfg.Trust != nil {
+		if err := cfg.Trust.Dir(cfg.Dir, "apps directory"); err != nil {
 			return nil, err
 		}
 	}
@@ -192,6 +218,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	retry.Stop()
 	defer retry.Stop()
 	var retryWait time.Duration // 0: not armed
+	var recheck <-chan time.Time
+	if w.cfg.Trust != nil {
+		t := time.NewTicker(w.cfg.Recheck)
+		defer t.Stop()
+		recheck = t.C
+	}
 	armRetry := func() {
 		switch {
 		case !w.retryDue:
@@ -222,6 +254,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.log.Warn("watching apps dir", "dir", w.cfg.Dir, "err", err)
 			}
 			w.scan()
+		case <-recheck:
+			w.recheck()
 		case <-w.rescan:
 			w.log.Info("rescanning apps dir", "dir", w.cfg.Dir)
 			w.scan()
@@ -242,6 +276,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // noteEvent schedules the reload of the file an event is about.
 func (w *Watcher) noteEvent(ev fsnotify.Event, timer *time.Timer) {
+	if ev.Name == w.cfg.Dir {
+		// The directory itself: a chmod or chown of it is judged at once.
+		if w.cfg.Trust != nil && ev.Has(fsnotify.Chmod) {
+			w.recheck()
+		}
+		return
+	}
 	name := filepath.Base(ev.Name)
 	if strings.HasPrefix(name, "..") {
 		// A Kubernetes ConfigMap swap: ..data now points at a new
@@ -318,4 +359,39 @@ func (w *Watcher) scan() {
 		}
 	}
 	w.reload(slices.Collect(maps.Keys(paths)))
+}
+
+// checkTrust judges Dir before a reload; false: it cannot be trusted, and
+// nothing is to be read from it. The refusal is logged when it is new or
+// changed, and again every distrustRepeat; the return of trust once.
+func (w *Watcher) checkTrust() bool {
+	if w.cfg.Trust == nil {
+		return true
+	}
+	err := w.cfg.Trust.Dir(w.cfg.Dir, "apps directory")
+	if err != nil {
+		if msg := err.Error(); msg != w.distrust || time.Since(w.distrustLogged) >= distrustRepeat {
+			w.log.Error("apps directory cannot be trusted: not reloading from it; the apps in force stay as they are",
+				"dir", w.cfg.Dir, "err", err)
+			w.distrust, w.distrustLogged = msg, time.Now()
+		}
+		return false
+	}
+	if w.distrust != "" {
+		w.log.Info("apps directory can be trusted again; reloading from it", "dir", w.cfg.Dir)
+		w.distrust = ""
+	}
+	return true
+}
+
+// recheck judges Dir between reloads, and reads every file again once it
+// can be trusted after a reload was refused.
+func (w *Watcher) recheck() {
+	if !w.checkTrust() {
+		w.stale = true
+		return
+	}
+	if w.stale {
+		w.scan()
+	}
 }

@@ -75,7 +75,7 @@ func watch(t *testing.T, dir string, debounce time.Duration, edit ...func(*Confi
 	t.Helper()
 	r := &recorder{}
 	cfg := Config{Dir: dir, Apply: r.apply, Debounce: debounce,
-		Logger: slog.New(slog.NewTextHandler(r, nil))}
+		Logger: slog.New(slog.NewTextHandler(r, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for _, e := range edit {
 		e(&cfg)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
@@ -126,7 +127,7 @@ func (s *Scheduler) openLog(app string) (*os.File, func(), error) {
 			return nil, nil, fmt.Errorf("creating log directory: %w", err)
 		}
 	}
-	f, err := os.OpenFile(filepath.Join(dir, app+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, app+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening log: %w", err)
 	}

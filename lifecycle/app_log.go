@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -55,7 +56,7 @@ func (m *Manager) openLog(name string, now time.Time, tap func([]byte) bool) (*o
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("creating log directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening log: %w", err)
 	}
@@ -78,7 +79,8 @@ func writeHeader(w *os.File, wait func(context.Context) error, now time.Time) (*
 // logTail returns the last lines of the app's log (at most tailLines lines
 // and tailBytes bytes), or "" when it cannot be read.
 func (m *Manager) logTail(name string) string {
-	f, err := os.Open(m.logPath(name))
+	// Never through a symlink: the tail goes to the daemon's log.
+	f, err := os.OpenFile(m.logPath(name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return ""
 	}
