@@ -197,7 +197,9 @@ func TestStartTimeoutStopsProcess(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.BackoffMin, c.BackoffMax = time.Hour, time.Hour })
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	spec := h.spec("slow", "-mode", "sleep", "-pidfile", pidfile)
-	spec.StartTimeout = 500 * time.Millisecond
+	// Long enough for a loaded machine to start the program and let it
+	// write its pid; the test is about what happens at the timeout.
+	spec.StartTimeout = 2 * time.Second
 	h.m.Apply([]*appfile.Spec{spec})
 	_, _, err := h.m.Wake(context.Background(), "slow")
 	wantErr(t, err, ErrStartTimeout)
