@@ -316,18 +316,29 @@ func (d *daemon) serveAdmin(s settings.Settings) error {
 	if err != nil {
 		return fmt.Errorf("starting the admin API: %w", err)
 	}
-	if d.met != nil {
-		setting := "setting `metrics`"
-		if s.File != "" {
-			setting += " in " + s.File
-		}
-		if d.metrics, err = metrics.Serve(s.Metrics, setting, d.met, d.log); err != nil {
-			return err
-		}
-		d.own = ownAddresses(d.metrics.Addr(), setting)
+	return d.serveMetrics(s)
+}
 
+// serveMetrics starts the metrics endpoint when configured, and keeps
+// apps off its address.
+func (d *daemon) serveMetrics(s settings.Settings) error {
+	if d.met == nil {
+		return nil
 	}
+	var err error
+	if d.metrics, err = metrics.Serve(s.Metrics, metricsSetting(s), d.met, d.log); err != nil {
+		return err
+	}
+	d.own = ownAddresses(d.metrics.Addr(), metricsSetting(s))
 	return nil
+}
+
+// metricsSetting names the metrics setting for messages.
+func metricsSetting(s settings.Settings) string {
+	if s.File != "" {
+		return "setting `metrics` in " + s.File
+	}
+	return "setting `metrics`"
 }
 
 // ownAddresses are the addresses the daemon serves itself, for
