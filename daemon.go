@@ -22,6 +22,7 @@ import (
 	"github.com/dynapm/dynapm/cron"
 	execdriver "github.com/dynapm/dynapm/driver/exec"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
+	"github.com/dynapm/dynapm/internal/httpcap"
 	"github.com/dynapm/dynapm/internal/trust"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
@@ -326,7 +327,7 @@ func (d *daemon) serveMetrics(s settings.Settings) error {
 		return nil
 	}
 	var err error
-	if d.metrics, err = metrics.Serve(s.Metrics, metricsSetting(s), d.met, d.log); err != nil {
+	if d.metrics, err = metrics.Serve(s.Metrics, metricsSetting(s), d.met, d.log, httpcap.Limits{}); err != nil {
 		return err
 	}
 	d.own = ownAddresses(d.metrics.Addr(), metricsSetting(s))
