@@ -18,14 +18,19 @@ import (
 
 // newInProcessDaemon wires a daemon in the test process, without the
 // watcher: the test calls its apply itself. It is shut down at cleanup.
-func newInProcessDaemon(t *testing.T) (*daemon, *testutil.Buffer) {
+// edit, when given, changes the settings first.
+func newInProcessDaemon(t *testing.T, edit ...func(*settings.Settings)) (*daemon, *testutil.Buffer) {
 	t.Helper()
 	state := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(state, "logs"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	logs := &testutil.Buffer{}
-	d := newDaemon(settings.Settings{StateDir: state}, slog.New(slog.NewTextHandler(logs, nil)))
+	s := settings.Settings{StateDir: state}
+	for _, e := range edit {
+		e(&s)
+	}
+	d := newDaemon(s, slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(func() {
 		if err := d.shutdown(); err != nil {
 			t.Errorf("shutdown: %v", err)

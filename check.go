@@ -16,6 +16,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	specs, errs := appfile.LoadDir(s.AppsDir)
 	specs, errs = trustErrors(trust.New(s.StateDir), s.AppsDir, specs, errs)
+	specs, errs = reservedErrors(ownAddresses(s.Metrics, metricsSetting(s)), specs, errs)
 	for _, err := range errs {
 		fmt.Fprintln(stdout, err)
 	}
@@ -44,6 +45,21 @@ func trustErrors(c trust.Checker, dir string, specs []*appfile.Spec, errs []erro
 	c = c.Batch()
 	for _, s := range specs {
 		if err := ownerError(s, c); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	return kept, errs
+}
+
+// reservedErrors refuses, as the daemon does, the apps that claim one of
+// its own addresses (appfile.CheckReserved). It returns the specs left
+// and errs with the refusals added.
+func reservedErrors(own []appfile.Reserved, specs []*appfile.Spec, errs []error) ([]*appfile.Spec, []error) {
+	kept := specs[:0:0]
+	for _, s := range specs {
+		if err := appfile.CheckReserved(s, own); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -66,3 +66,22 @@ func TestExampleAppsAreValid(t *testing.T) {
 		t.Fatalf("the example apps.d does not pass check:\n%s%s", &stdout, &stderr)
 	}
 }
+
+// An app on the daemon's own metrics address would be refused by the
+// daemon: check says so, naming the file, the field and the setting.
+func TestCheckReportsAClashWithTheMetricsAddress(t *testing.T) {
+	apps, etc := t.TempDir(), t.TempDir()
+	metrics := testutil.FreeAddr(t)
+	config := filepath.Join(etc, "dynapm.yaml")
+	testutil.WriteFile(t, config, "metrics: \""+metrics+"\"\napps_dir: "+apps+"\n")
+	testutil.WriteFile(t, filepath.Join(apps, "good.yaml"), "listen: \"127.0.0.1:9001\"\ncommand: [\"true\"]\n")
+	testutil.WriteFile(t, filepath.Join(apps, "clash.yaml"), "listen: [\"127.0.0.1:9002\", \""+metrics+"\"]\ncommand: [\"true\"]\n")
+	var stdout, stderr bytes.Buffer
+	if code := dispatch([]string{"check", "-config", config}, &stdout, &stderr); code != 1 {
+		t.Fatalf("check exit code = %d, want 1; output:\n%s%s", code, &stdout, &stderr)
+	}
+	want := filepath.Join(apps, "clash.yaml") + ": listen[1]: \"" + metrics + "\" is also the daemon's metrics address (setting `metrics` in " + config + ")"
+	if out := stdout.String(); !strings.Contains(out, want) || strings.Contains(out, "good.yaml") || !strings.Contains(out, "1 problem(s); 1 app file(s) valid") {
+		t.Errorf("check output:\n%s\nwant the line %q, good.yaml valid", out, want)
+	}
+}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/dynapm/dynapm/cron"
 	execdriver "github.com/dynapm/dynapm/driver/exec"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
+	"github.com/dynapm/dynapm/internal/httpcap"
 	"github.com/dynapm/dynapm/internal/trust"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
@@ -87,10 +90,14 @@ type daemon struct {
 	// apply uses it).
 	trust    trust.Checker
 	ownersOK map[*appfile.Spec]bool
-	// table is the route table last put in force, names the apps in force;
-	// only apply uses them.
-	table map[string][]l4.Route
-	names map[string]bool
+	// table is the route table last put in force, names the apps in force
+	// and inForce their specs; only apply uses them.
+	table   map[string][]l4.Route
+	names   map[string]bool
+	inForce []*appfile.Spec
+	// own are the addresses the daemon serves itself (metrics), which no
+	// app may listen on.
+	own []appfile.Reserved
 	// bound, when set, is called by apply once the new addresses are
 	// bound and before the manager hears of the new apps (tests).
 	bound func()
@@ -310,16 +317,39 @@ func (d *daemon) serveAdmin(s settings.Settings) error {
 	if err != nil {
 		return fmt.Errorf("starting the admin API: %w", err)
 	}
-	if d.met != nil {
-		setting := "setting `metrics`"
-		if s.File != "" {
-			setting += " in " + s.File
-		}
-		if d.metrics, err = metrics.Serve(s.Metrics, setting, d.met, d.log); err != nil {
-			return err
-		}
+	return d.serveMetrics(s)
+}
+
+// serveMetrics starts the metrics endpoint when configured, and keeps
+// apps off its address.
+func (d *daemon) serveMetrics(s settings.Settings) error {
+	if d.met == nil {
+		return nil
 	}
+	var err error
+	if d.metrics, err = metrics.Serve(s.Metrics, metricsSetting(s), d.met, d.log, httpcap.Limits{}); err != nil {
+		return err
+	}
+	d.own = ownAddresses(d.metrics.Addr(), metricsSetting(s))
 	return nil
+}
+
+// metricsSetting names the metrics setting for messages.
+func metricsSetting(s settings.Settings) string {
+	if s.File != "" {
+		return "setting `metrics` in " + s.File
+	}
+	return "setting `metrics`"
+}
+
+// ownAddresses are the addresses the daemon serves itself, for
+// appfile.CheckReserved: metrics at addr, configured by setting. (The
+// admin API is a Unix socket, which no app can claim.)
+func ownAddresses(addr, setting string) []appfile.Reserved {
+	if addr == "" {
+		return nil
+	}
+	return []appfile.Reserved{{Addr: addr, What: "the daemon's metrics address (" + setting + ")"}}
 }
 
 // background runs loop until shutdown.
@@ -331,27 +361,90 @@ func (d *daemon) background(loop func(context.Context)) {
 	}()
 }
 
-// apply makes the proxy, the manager and the scheduler serve exactly
-// specs. New listen addresses are bound first, without accepting on them,
-// while the old ones stay open: an app whose new address cannot be bound
-// is reported back, and the watcher calls apply again with that app's last
-// good version, whose sockets never closed meanwhile. Only then does the
-// manager learn of the new apps, and only after that does the proxy accept
-// on the new addresses and route to them: a client that connects as soon
-// as an address is bound waits in the kernel's accept queue, and is never
-// routed to an app the manager does not know yet. apply is called from one
-// goroutine at a time (appsdir.Config.Apply).
+// apply makes the proxy, the manager and the scheduler serve specs, each
+// app that can be: an app it refuses (a file whose owner it does not
+// trust, an address it cannot bind or that is the daemon's own) keeps the
+// version in force before, or is left out, and its error is returned
+// (appsdir.Config.Apply); it never keeps another app out. New listen
+// addresses are bound first, without accepting on them, while the old
+// ones stay open. Only then does the manager learn of the new apps, and
+// only after that does the proxy accept on the new addresses and route to
+// them: a client that connects as soon as an address is bound waits in the
+// kernel's accept queue, and is never routed to an app the manager does
+// not know yet. apply is called from one goroutine at a time.
 func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
-	accepted := make(map[*appfile.Spec]bool, len(specs))
-	for _, s := range specs {
+	accepted := make(map[*appfile.Spec]bool, len(specs)+len(d.inForce))
+	for _, s := range slices.Concat(specs, d.inForce) {
 		if d.ownersOK[s] {
 			accepted[s] = true
 		}
 	}
-	errs := append(privilegeErrors(specs, int(d.trust.UID)), ownerErrors(specs, d.trust.Batch(), accepted)...)
+	// Each round refuses at least one more spec, and a refused spec falls
+	// back to the version in force, whose addresses are bound already,
+	// then to nothing: a few rounds at most.
+	refused := map[*appfile.Spec]error{}
+	cur := specs
+	var table map[string][]l4.Route
+	for {
+		var errs map[*appfile.Spec]error
+		table, errs = d.refusals(cur, accepted)
+		if len(errs) == 0 {
+			break
+		}
+		maps.Copy(refused, errs)
+		cur = appsdir.KeepInForce(specs, d.inForce, func(s *appfile.Spec) bool { return refused[s] != nil })
+	}
 	d.ownersOK = accepted
+	if d.bound != nil {
+		d.bound()
+	}
+	d.chooseSpawn(len(table))
+	names := make(map[string]bool, len(cur))
+	for _, s := range cur {
+		names[s.Name] = true
+		if d.met != nil && !d.names[s.Name] {
+			d.met.Keep(s.Name) // added (back): counted from its first start
+		}
+	}
+	d.mgr.Apply(cur)
+	d.sched.Apply(cur)
+	// Accepts on the new addresses, swaps the routes of kept ones and
+	// closes the addresses no app wants any more (and those bound for a
+	// spec refused after all).
+	d.srv.Apply(table)
+	d.table = table
+	for name := range d.names {
+		if d.met != nil && !names[name] {
+			// A removed app's series go, not to be scraped forever.
+			d.met.Forget(name)
+		}
+	}
+	d.names = names
+	d.inForce = cur
+	return appErrors(specs, cur, refused)
+}
+
+// refusals returns the route table of specs and why apply cannot put
+// some of them in force: what the daemon's user may not give, owners it
+// does not trust (specs in accepted are not judged again; those judged
+// good are added), the daemon's own addresses, and addresses that cannot
+// be bound (the others are bound, not accepted on, by then).
+func (d *daemon) refusals(specs []*appfile.Spec, accepted map[*appfile.Spec]bool) (map[string][]l4.Route, map[*appfile.Spec]error) {
+	errs := map[*appfile.Spec]error{}
+	byName := make(map[string]*appfile.Spec, len(specs))
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	for _, ae := range append(privilegeErrors(specs, int(d.trust.UID)), ownerErrors(specs, d.trust.Batch(), accepted)...) {
+		errs[byName[ae.App]] = ae.Err
+	}
+	for _, s := range specs {
+		if err := appfile.CheckReserved(s, d.own); err != nil && errs[s] == nil {
+			errs[s] = err
+		}
+	}
 	if len(errs) > 0 {
-		return errs
+		return nil, errs // judged without binding anything for them
 	}
 	table := routeTable(specs)
 	failed := d.srv.Bind(table)
@@ -362,34 +455,26 @@ func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 		d.srv.Apply(keptRoutes(d.table, table))
 		failed = d.srv.Bind(table)
 	}
-	if len(failed) > 0 {
-		return bindErrors(specs, failed)
+	for _, ae := range bindErrors(specs, failed) {
+		errs[byName[ae.App]] = ae.Err
 	}
-	if d.bound != nil {
-		d.bound()
+	return table, errs
+}
+
+// appErrors is the error of every spec apply did not put in force, with
+// the version it kept instead.
+func appErrors(specs, inForce []*appfile.Spec, refused map[*appfile.Spec]error) []appsdir.AppError {
+	kept := make(map[string]*appfile.Spec, len(inForce))
+	for _, s := range inForce {
+		kept[s.Name] = s
 	}
-	d.chooseSpawn(len(table))
-	names := make(map[string]bool, len(specs))
+	var errs []appsdir.AppError
 	for _, s := range specs {
-		names[s.Name] = true
-		if d.met != nil && !d.names[s.Name] {
-			d.met.Keep(s.Name) // added (back): counted from its first start
+		if err := refused[s]; err != nil {
+			errs = append(errs, appsdir.AppError{App: s.Name, Err: err, InForce: kept[s.Name]})
 		}
 	}
-	d.mgr.Apply(specs)
-	d.sched.Apply(specs)
-	// Accepts on the new addresses, swaps the routes of kept ones and
-	// closes the addresses no app wants any more.
-	d.srv.Apply(table)
-	d.table = table
-	for name := range d.names {
-		if d.met != nil && !names[name] {
-			// A removed app's series go, not to be scraped forever.
-			d.met.Forget(name)
-		}
-	}
-	d.names = names
-	return nil
+	return errs
 }
 
 // bindErrors names the file and field of every address that failed.

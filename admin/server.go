@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/httpcap"
 )
 
 // SocketName is the admin socket's file name inside the state directory.
@@ -28,6 +30,9 @@ type Config struct {
 	// FollowInterval is how often a followed log is polled for growth;
 	// 250ms when zero.
 	FollowInterval time.Duration
+	// Limits bound the API's connections (internal/httpcap); a followed
+	// log is a request in progress, not an idle connection.
+	Limits httpcap.Limits
 }
 
 // Server is a running admin API.
@@ -78,12 +83,11 @@ func Serve(cfg Config) (*Server, error) {
 	base, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.http = &http.Server{
-		Handler:           s.routes(),
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		Handler:     s.routes(),
+		BaseContext: func(net.Listener) context.Context { return base },
+		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	go s.serve(ln)
+	go s.serve(cfg.Limits.Apply(s.http, ln))
 	cfg.Logger.Info("admin API listening", "socket", s.socket)
 	return s, nil
 }

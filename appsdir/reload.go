@@ -77,30 +77,25 @@ func (w *Watcher) reload(paths []string) {
 	sortByName(final)
 
 	// Put it in force; an app that cannot be applied (its new listen
-	// address cannot be bound, say) goes back to its last good version.
+	// address cannot be bound, say) keeps the version Apply kept for it.
+	instead := map[string]*appfile.Spec{}
 	if appErrs := w.cfg.Apply(final); len(appErrs) > 0 {
-		failed := map[string]bool{}
 		for _, ae := range appErrs {
-			failed[ae.App] = true
+			instead[ae.App] = ae.InForce
 			if f := w.fileOf(final, ae.App); f != "" {
 				w.reject(f, ae.Err)
-				if w.files[f].next != nil {
-					w.files[f].applyFailed = true
-				}
 			}
 		}
 		final = slices.DeleteFunc(final, func(s *appfile.Spec) bool {
-			return failed[s.Name] && w.files[s.File].next == s
+			_, failed := instead[s.Name]
+			return failed
 		})
-		for _, ae := range appErrs {
-			if f := w.fileOf(candidates, ae.App); f != "" && w.files[f].good != nil {
-				final = append(final, w.files[f].good)
+		for _, s := range instead {
+			if s != nil {
+				final = append(final, s)
 			}
 		}
 		sortByName(final)
-		for _, ae := range w.cfg.Apply(final) {
-			w.log.Error("cannot put the last good version of an app back in force", "app", ae.App, "err", ae.Err)
-		}
 	}
 
 	// Record what is in force now.
@@ -115,6 +110,18 @@ func (w *Watcher) reload(paths []string) {
 				w.log.Info("app file applied after all", "app", f.next.Name, "file", path)
 			}
 			f.good, f.next, f.lastErr, f.applyFailed = f.next, nil, "", false
+			continue
+		}
+		if f.next != nil && hasKey(instead, f.next.Name) {
+			f.applyFailed = true // retried every Config.Retry
+		}
+		if f.good != nil && !inForce[f.good] {
+			// Refused by Apply even as it was: out of force, and tried
+			// again like a new version.
+			if f.next == nil {
+				f.next = f.good
+			}
+			f.good, f.applyFailed = nil, true
 		}
 		if f.next != nil && f.applyFailed {
 			w.retryDue = true
@@ -225,6 +232,11 @@ func (w *Watcher) fileOf(specs []*appfile.Spec, name string) string {
 		}
 	}
 	return ""
+}
+
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func isDir(path string) bool {

@@ -46,11 +46,13 @@ const maxRetryFactor = 32
 type Config struct {
 	// Dir is the apps.d directory.
 	Dir string
-	// Apply receives every new snapshot: all apps in force, sorted by
-	// name. It is called from one goroutine at a time and returns the
-	// errors of apps that could not be put in force (a listen address
-	// that cannot be bound, say); those apps are rolled back to their
-	// last good version, and Apply is called again with it.
+	// Apply receives every new snapshot: all apps to put in force,
+	// sorted by name. It is called from one goroutine at a time. It puts
+	// in force every app it can, and returns an error for each app it
+	// could not (a listen address that cannot be bound, a file whose
+	// owner it refuses), naming the version it kept in force instead
+	// (see KeepInForce): one app's error never keeps another out, and
+	// Apply is not called again to roll back.
 	Apply func(specs []*appfile.Spec) []AppError
 	// Debounce is how long a file must stay quiet before it is reloaded;
 	// zero means DefaultDebounce.
@@ -84,10 +86,33 @@ const DefaultRecheck = 10 * time.Second
 // cannot be trusted is logged again.
 const distrustRepeat = time.Minute
 
-// AppError is an app that Apply could not put in force.
+// AppError is an app that Apply could not put in force as asked.
 type AppError struct {
 	App string
 	Err error
+	// InForce is the version of the app Apply kept in force instead (the
+	// one in force before), nil when the app is not in force at all.
+	InForce *appfile.Spec
+}
+
+// KeepInForce returns specs with every spec refused replaced by the spec
+// of the same app in prev (the apps in force before), or left out when
+// prev has none or refused refuses that one too: what Apply puts in force
+// when some apps cannot be.
+func KeepInForce(specs, prev []*appfile.Spec, refused func(*appfile.Spec) bool) []*appfile.Spec {
+	before := make(map[string]*appfile.Spec, len(prev))
+	for _, p := range prev {
+		before[p.Name] = p
+	}
+	out := make([]*appfile.Spec, 0, len(specs))
+	for _, s := range specs {
+		if !refused(s) {
+			out = append(out, s)
+		} else if p := before[s.Name]; p != nil && !refused(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Watcher follows one apps.d directory. Create it with New, then call Run.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,20 +29,38 @@ type recorder struct {
 	logs  testutil.Buffer           // the watcher's log
 }
 
+// apply keeps Config.Apply's contract as the daemon does: the apps fail
+// refuses keep their version in force before (KeepInForce), the others
+// are put in force.
 func (r *recorder) apply(specs []*appfile.Spec) []AppError {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var errs []AppError
+	refused := map[*appfile.Spec]error{}
+	var prev []*appfile.Spec
+	if len(r.snaps) > 0 {
+		prev = r.snaps[len(r.snaps)-1]
+	}
 	if r.fail != nil {
-		for _, s := range specs {
+		for _, s := range append(slices.Clone(specs), prev...) {
 			if err := r.fail(s); err != nil {
-				errs = append(errs, AppError{App: s.Name, Err: err})
+				refused[s] = err
 			}
 		}
 	}
-	if errs == nil {
-		r.snaps = append(r.snaps, specs)
+	kept := KeepInForce(specs, prev, func(s *appfile.Spec) bool { return refused[s] != nil })
+	var errs []AppError
+	for _, s := range specs {
+		if err := refused[s]; err != nil {
+			ae := AppError{App: s.Name, Err: err}
+			for _, k := range kept {
+				if k.Name == s.Name {
+					ae.InForce = k
+				}
+			}
+			errs = append(errs, ae)
+		}
 	}
+	r.snaps = append(r.snaps, kept)
 	return errs
 }
 

@@ -1,9 +1,11 @@
 package metrics
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dynapm/dynapm/admin"
+	"github.com/dynapm/dynapm/internal/httpcap"
 )
 
 func TestMain(m *testing.M) {
@@ -51,7 +54,7 @@ func scrape(t *testing.T, addr string) string {
 
 func serve(t *testing.T, m *Metrics) *Server {
 	t.Helper()
-	s, err := Serve("127.0.0.1:0", "", m, nil)
+	s, err := Serve("127.0.0.1:0", "", m, nil, httpcap.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +144,49 @@ func TestScrapeAfterAWakeAndAnIdleStop(t *testing.T) {
 func TestServeReportsABusyAddressAndItsSetting(t *testing.T) {
 	m := New(func() []admin.App { return nil })
 	s := serve(t, m)
-	_, err := Serve(s.Addr(), "setting `metrics` in /etc/dynapm.yaml", m, nil)
+	_, err := Serve(s.Addr(), "setting `metrics` in /etc/dynapm.yaml", m, nil, httpcap.Limits{})
 	if err == nil {
 		t.Fatal("second Serve on the same address succeeded")
 	}
 	want := "listening for metrics on " + s.Addr() + " (setting `metrics` in /etc/dynapm.yaml): "
 	if !strings.HasPrefix(err.Error(), want) || !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("err = %v, want it to start %q and wrap EADDRINUSE", err, want)
+	}
+}
+
+// The endpoint is bounded (internal/httpcap): an idle keep-alive
+// connection is closed, and a scrape beyond the cap waits for it instead
+// of being refused.
+func TestMetricsEndpointClosesIdleConnectionsAndCapsThem(t *testing.T) {
+	m := New(func() []admin.App { return nil })
+	s, err := Serve("127.0.0.1:0", "", m, nil, httpcap.Limits{MaxConns: 1, IdleTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	idle, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_ = idle.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(idle, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	got, err := c.Get("http://" + s.Addr() + "/metrics")
+	if err != nil {
+		t.Fatalf("a scrape beside an idle connection at the cap: %v", err)
+	}
+	got.Body.Close()
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Errorf("the idle keep-alive connection: read %v, want EOF", err)
 	}
 }

@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dynapm/dynapm/internal/httpcap"
 )
 
 // Server serves /metrics over TCP.
@@ -23,7 +24,8 @@ type Server struct {
 // Shutdown. setting says where addr was configured ("setting `metrics` in
 // /etc/dynapm.yaml"), so that an address that cannot be listened on points
 // the operator at what to change; "" leaves it out.
-func Serve(addr, setting string, m *Metrics, logger *slog.Logger) (*Server, error) {
+// limits bound its connections (internal/httpcap).
+func Serve(addr, setting string, m *Metrics, logger *slog.Logger, limits httpcap.Limits) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -38,11 +40,8 @@ func Serve(addr, setting string, m *Metrics, logger *slog.Logger) (*Server, erro
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}))
-	s := &Server{
-		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-		ln:   ln,
-		done: make(chan struct{}),
-	}
+	s := &Server{http: &http.Server{Handler: mux}, done: make(chan struct{})}
+	s.ln = limits.Apply(s.http, ln)
 	go s.serve(logger)
 	logger.Info("metrics listening", "addr", ln.Addr().String())
 	return s, nil
