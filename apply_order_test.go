@@ -107,7 +107,7 @@ func TestHotAddServesAConnectionMadeBeforeTheManagerKnowsTheApp(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("connection made right after the bind was never served")
 	}
-	if l := logs.String(); strings.Contains(l, "waking app failed") {
+	if l := logs.String(); strings.Contains(l, "connection closed unserved") {
 		t.Errorf("a connection reached the manager before it knew the app:\n%s", l)
 	}
 }

@@ -433,7 +433,7 @@ func TestParseSyntaxErrors(t *testing.T) {
 		{"comma.json", "{\"listen\": \":1\",,}", "invalid JSON: line 1, column 17"},
 		{"array.json", "[1]", "expected an object at the top level"},
 		{"bad.toml", "listen = \n", "invalid TOML: line 1"},
-		{"dup.toml", "a = 1\na = 2\n", "invalid TOML: key a is already defined"},
+		{"dup.toml", "a = 1\na = 2\n", "invalid TOML: line 2: key a is already defined"},
 		{"app.ini", "listen=:1", `unknown file type ".ini"`},
 	}
 	for _, c := range cases {

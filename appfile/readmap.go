@@ -98,6 +98,14 @@ func syntaxMessage(format string, data []byte, err error) string {
 		return fmt.Sprintf("invalid TOML: line %d, column %d: %s", row, col, libraryMessage(strings.TrimPrefix(tomlDecode.Error(), "toml: ")))
 	}
 	msg := err.Error()
+	switch format {
+	case "YAML":
+		msg = yamlSyntaxLine(data, msg)
+	case "TOML":
+		if line := tomlErrorLine(data, msg); line > 0 {
+			return fmt.Sprintf("invalid TOML: line %d: %s", line, libraryMessage(strings.TrimPrefix(msg, "toml: ")))
+		}
+	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.TrimPrefix(msg, "json: ")
 	msg = strings.TrimPrefix(msg, "toml: ")

@@ -71,7 +71,7 @@ func (s *Scheduler) runJobOnce(spec *appfile.Spec, i int, start time.Time, res *
 		upstream, release, err := s.cfg.Waker.Wake(ctx, spec.Name)
 		cancel()
 		if err != nil {
-			err = fmt.Errorf("waking app: %w", err)
+			// err names the app and says what failed.
 			fmt.Fprintf(logf, "--- job %d (cron %s) not run: %v ---\n", i, job.Cron, err)
 			return err
 		}

@@ -177,7 +177,8 @@ func TestProcessesLeftBehindByAJobAreStopped(t *testing.T) {
 
 func TestNeedsAppJobNotRunWhenWakeFails(t *testing.T) {
 	w := newRecWaker(t)
-	w.wakeErr = errors.New("no such app")
+	// As the Manager words it: the app and what failed.
+	w.wakeErr = errors.New(`waking app "down": unknown app`)
 	var logDir string
 	s, _ := newTestScheduler(t, w, func(c *Config) { logDir = c.LogDir })
 	dir := t.TempDir()
@@ -186,13 +187,13 @@ func TestNeedsAppJobNotRunWhenWakeFails(t *testing.T) {
 	s.Apply([]*appfile.Spec{spec})
 	waitFor(t, 20*time.Second, "a job result", func() bool { _, ok := s.LastJob("down"); return ok })
 	res, _ := s.LastJob("down")
-	if res.Err == nil || !strings.Contains(res.Err.Error(), "waking app: no such app") {
+	if res.Err == nil || res.Err.Error() != `waking app "down": unknown app` {
 		t.Errorf("LastJob = %+v, want the wake error", res)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
 		t.Errorf("the job ran although its app did not wake")
 	}
-	if log := readFile(t, filepath.Join(logDir, "down.log")); !strings.Contains(log, "--- job 0 (cron @every 1s) not run: waking app: no such app ---") {
+	if log := readFile(t, filepath.Join(logDir, "down.log")); !strings.Contains(log, `--- job 0 (cron @every 1s) not run: waking app "down": unknown app ---`) {
 		t.Errorf("app log lacks the not-run marker:\n%s", log)
 	}
 }

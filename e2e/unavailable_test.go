@@ -70,5 +70,5 @@ func TestUnavailableReplyReachesAClientHeldPastStartTimeout(t *testing.T) {
 		t.Fatalf("held past start_timeout: got %q, %v; want %q then a close", got, err, reply)
 	}
 	// It was the start_timeout that ran out, not a crash of the program.
-	d.waitLog(t, `msg="waking app failed, closing connection"`, "app=slow", "start timed out")
+	d.waitLog(t, `msg="connection closed unserved"`, "app=slow", "start timed out")
 }

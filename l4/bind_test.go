@@ -82,7 +82,7 @@ func TestBindQueuesConnectionsUntilApplyAccepts(t *testing.T) {
 		t.Fatalf("early bytes came back as %q (%v), want %q", buf, err, want)
 	}
 	roundTrip(t, c, "and after")
-	if l := logs.String(); strings.Contains(l, "waking app failed") {
+	if l := logs.String(); strings.Contains(l, "connection closed unserved") {
 		t.Errorf("the Waker was asked before it knew the app:\n%s", l)
 	}
 }

@@ -207,7 +207,7 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 		}
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
-			s.logDrop("waking app failed, closing connection", slog.String("app", r.App), slog.Any("err", err))
+			s.logDrop("connection closed unserved", slog.String("app", r.App), slog.Any("err", err))
 			s.dropUnavailable(c, nil, r.UnavailableReply)
 			return nil, false
 		}

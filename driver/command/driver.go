@@ -90,7 +90,7 @@ func New(cfg Config) *Driver {
 func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecycle.Process, error) {
 	spec := req.Spec
 	if len(spec.StartCommand) == 0 || len(spec.StopCommand) == 0 {
-		return nil, fmt.Errorf("starting app %q: driver: command needs start and stop commands", spec.Name)
+		return nil, errors.New("driver: command needs start and stop commands")
 	}
 	// The Manager bounds readiness, not the launch: a start command that
 	// never returns is bounded here.
@@ -108,14 +108,14 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if len(spec.CheckCommand) > 0 {
 		var err error
 		if running, err = d.check(ctx, spec, env); err != nil {
-			return nil, fmt.Errorf("starting app %q: %w", spec.Name, err)
+			return nil, err
 		}
 	}
 	if running {
 		log.Info("check reports the app running: adopting it without running start")
 	} else {
 		if err := run(ctx, spec.StartCommand, spec.Dir, env, req.Log); err != nil {
-			return nil, fmt.Errorf("starting app %q: start command: %w", spec.Name, err)
+			return nil, fmt.Errorf("start command: %w", err)
 		}
 	}
 	p := &process{
@@ -140,7 +140,7 @@ func (d *Driver) Running(ctx context.Context, spec *appfile.Spec) (bool, error) 
 	}
 	running, err := d.check(ctx, spec, specEnv(spec))
 	if err != nil {
-		return false, fmt.Errorf("checking app %q: %w", spec.Name, err)
+		return false, err
 	}
 	return running, nil
 }

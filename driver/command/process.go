@@ -59,7 +59,7 @@ func (p *process) watch() {
 			p.log.Warn("checking whether the app runs", "err", err)
 		case !running:
 			// Gone while DynaPM believed it up: someone stopped it.
-			p.Finish(fmt.Errorf("app %q: check command reports it not running: %w", p.spec.Name, lifecycle.ErrStoppedOutside))
+			p.Finish(fmt.Errorf("check command reports it not running: %w", lifecycle.ErrStoppedOutside))
 			return
 		}
 	}
@@ -86,7 +86,7 @@ func (p *process) stop(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
 	if err := run(ctx, p.spec.StopCommand, p.spec.Dir, p.env, nil); err != nil {
-		return fmt.Errorf("stopping app %q: stop command: %w", p.spec.Name, err)
+		return fmt.Errorf("stop command: %w", err)
 	}
 	if len(p.spec.CheckCommand) == 0 {
 		return nil
@@ -99,7 +99,7 @@ func (p *process) stop(timeout time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("stopping app %q: check still reports it running %v after the stop command", p.spec.Name, timeout)
+			return fmt.Errorf("check still reports it running %v after the stop command", timeout)
 		case <-time.After(interval):
 		}
 	}

@@ -46,11 +46,11 @@ func NewContainerDriver(cfg Config) *ContainerDriver {
 func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecycle.Process, error) {
 	spec := req.Spec
 	if len(spec.Containers) == 0 {
-		return nil, fmt.Errorf("starting app %q: driver: docker needs container names", spec.Name)
+		return nil, errors.New("driver: docker needs container names")
 	}
 	stopSig, err := d.stopSignal(ctx, spec.StopSignal)
 	if err != nil {
-		return nil, explain("starting", spec.Name, "container", spec.Containers[0], err)
+		return nil, explain("container", spec.Containers[0], err)
 	}
 	p := &containerProcess{
 		driver: d,
@@ -64,7 +64,7 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 	for _, name := range spec.Containers {
 		info, err := d.c.inspectContainer(ctx, name)
 		if err != nil {
-			return nil, explain("starting", spec.Name, "container", name, err)
+			return nil, explain("container", name, err)
 		}
 		p.ids = append(p.ids, info.ID)
 		p.names[info.ID] = name
@@ -85,7 +85,7 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 	}
 	if err := w.start(p.ctx, &p.wg); err != nil {
 		p.cancel()
-		return nil, explain("starting", spec.Name, "container", spec.Containers[0], fmt.Errorf("following events: %w", err))
+		return nil, explain("container", spec.Containers[0], fmt.Errorf("following events: %w", err))
 	}
 	// Known as DynaPM's before the containers start: their start events
 	// are not someone else's.
@@ -103,7 +103,7 @@ func (d *ContainerDriver) Start(ctx context.Context, req lifecycle.StartRequest)
 			p.cancel()
 			p.wg.Wait()
 			d.forget(spec.Name, p)
-			return nil, explain("starting", spec.Name, "container", spec.Containers[i], err)
+			return nil, explain("container", spec.Containers[i], err)
 		}
 	}
 	if info, err := d.c.inspectContainer(ctx, p.ids[0]); err == nil {
@@ -155,7 +155,7 @@ func (d *ContainerDriver) running(ctx context.Context, spec *appfile.Spec) (bool
 	for _, name := range spec.Containers {
 		info, err := d.c.inspectContainer(ctx, name)
 		if err != nil {
-			return false, nil, explain("inspecting", spec.Name, "container", name, err)
+			return false, nil, explain("container", name, err)
 		}
 		ids = append(ids, info.ID)
 		all = all && info.State.Running
@@ -215,11 +215,11 @@ func (p *containerProcess) onEvent(e event) {
 		code := e.Actor.Attributes["exitCode"]
 		switch {
 		case p.oom[id]:
-			p.Finish(fmt.Errorf("app %q: container %q was killed by the kernel's OOM killer (exit code %s)", p.app, name, code))
+			p.Finish(fmt.Errorf("container %q was killed by the kernel's OOM killer (exit code %s)", name, code))
 		case p.killed[id]:
-			p.Finish(fmt.Errorf("app %q: container %q was stopped (exit code %s): %w", p.app, name, code, lifecycle.ErrStoppedOutside))
+			p.Finish(fmt.Errorf("container %q was stopped (exit code %s): %w", name, code, lifecycle.ErrStoppedOutside))
 		default:
-			p.Finish(fmt.Errorf("app %q: container %q exited with code %s", p.app, name, code))
+			p.Finish(fmt.Errorf("container %q: exit code %s", name, code))
 		}
 	}
 }
@@ -232,7 +232,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 			if errors.Is(err, errNotFound) {
 				p.mu.Lock()
 				if !p.stopping {
-					p.Finish(fmt.Errorf("app %q: container %q was removed: %w", p.app, p.names[id], lifecycle.ErrStoppedOutside))
+					p.Finish(fmt.Errorf("container %q was removed: %w", p.names[id], lifecycle.ErrStoppedOutside))
 				}
 				p.mu.Unlock()
 			}
@@ -241,7 +241,7 @@ func (p *containerProcess) onGap(ctx context.Context) {
 		if !info.State.Running {
 			p.mu.Lock()
 			if !p.stopping {
-				p.Finish(fmt.Errorf("app %q: container %q is not running: %w", p.app, p.names[id], lifecycle.ErrStoppedOutside))
+				p.Finish(fmt.Errorf("container %q is not running: %w", p.names[id], lifecycle.ErrStoppedOutside))
 			}
 			p.mu.Unlock()
 		}
@@ -256,23 +256,23 @@ func (p *containerProcess) Ready(ctx context.Context) (bool, error) {
 	for _, id := range p.ids {
 		info, err := p.driver.c.inspectContainer(ctx, id)
 		if err != nil {
-			return false, explain("probing", p.app, "container", p.names[id], err)
+			return false, explain("container", p.names[id], err)
 		}
 		if !info.State.Running {
-			return false, fmt.Errorf("probing app %q: container %q is %s", p.app, p.names[id], info.State.Status)
+			return false, fmt.Errorf("container %q is %s", p.names[id], info.State.Status)
 		}
 		if h := info.State.Health; h != nil {
 			switch h.Status {
 			case "healthy":
 				continue
 			case "unhealthy":
-				return false, fmt.Errorf("probing app %q: container %q is unhealthy", p.app, p.names[id])
+				return false, fmt.Errorf("container %q is unhealthy", p.names[id])
 			}
 			return false, nil
 		}
 		if ok, err := listensInside(ctx, info, p.port); !ok {
 			if err != nil {
-				err = fmt.Errorf("probing app %q: container %q: %w", p.app, p.names[id], err)
+				err = fmt.Errorf("container %q: %w", p.names[id], err)
 			}
 			return false, err
 		}
@@ -286,7 +286,7 @@ func (p *containerProcess) MemoryBytes(ctx context.Context) (uint64, error) {
 	for _, id := range p.ids {
 		n, err := p.driver.c.containerMemory(ctx, id)
 		if err != nil {
-			return 0, explain("reading the memory of", p.app, "container", p.names[id], err)
+			return 0, explain("container", p.names[id], err)
 		}
 		total += n
 	}
@@ -312,7 +312,7 @@ func (p *containerProcess) Stop(sig syscall.Signal, timeout time.Duration) error
 		for i := len(p.ids) - 1; i >= 0; i-- {
 			id := p.ids[i]
 			if err := p.driver.c.stopContainer(ctx, id, engineSig, timeoutSeconds(timeout)); err != nil && !errors.Is(err, errNotFound) {
-				errs = append(errs, explain("stopping", p.app, "container", p.names[id], err))
+				errs = append(errs, explain("container", p.names[id], err))
 			}
 		}
 		p.cancel()

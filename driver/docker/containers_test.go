@@ -209,8 +209,8 @@ func TestDockerCrashIsNotAnOutsideStop(t *testing.T) {
 		st = h.Status()
 		return st.LastError != ""
 	}, "the crash was not recorded: %+v", &st)
-	if want := `app "app": container "` + name + `" exited with code 3`; !strings.Contains(st.LastError, want) {
-		t.Errorf("LastError = %q, want %q: the app, the container and its exit code", st.LastError, want)
+	if want := `exited: container "` + name + `": exit code 3`; st.LastError != want {
+		t.Errorf("LastError = %q, want %q: the container and its exit code (the app is the status row's)", st.LastError, want)
 	}
 }
 
@@ -393,9 +393,10 @@ func TestDockerStartedOutsideIsAdoptedAndIdleStopped(t *testing.T) {
 	}
 }
 
-// TestDockerProcessErrorsNameAppAndContainer: what a container process
-// reports after an outside kill (its Err, its Ready) names both.
-func TestDockerProcessErrorsNameAppAndContainer(t *testing.T) {
+// TestDockerProcessErrorsNameTheContainer: what a container process
+// reports after an outside kill (its Err, its Ready) names it; the caller
+// names the app.
+func TestDockerProcessErrorsNameTheContainer(t *testing.T) {
 	needImages(t)
 	port := testutil.FreePort(t)
 	name := createContainer(t, imageBase, port, "-mode", "echo", "-listen", "0.0.0.0:8080")
@@ -415,12 +416,12 @@ func TestDockerProcessErrorsNameAppAndContainer(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the outside kill was not noticed")
 	}
-	want := `app "app": container "` + name + `" was stopped`
+	want := `container "` + name + `" was stopped`
 	if err := proc.Err(); !errors.Is(err, lifecycle.ErrStoppedOutside) || !strings.Contains(err.Error(), want) {
 		t.Errorf("Err = %v, want %q wrapping ErrStoppedOutside", err, want)
 	}
 	_, err = proc.(lifecycle.ReadyChecker).Ready(ctx)
-	if want := `probing app "app": container "` + name + `" is exited`; err == nil || !strings.Contains(err.Error(), want) {
+	if want := `container "` + name + `" is exited`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Ready = %v, want %q", err, want)
 	}
 }
@@ -477,8 +478,8 @@ func TestDockerHostForms(t *testing.T) {
 
 func TestDockerPermissionDeniedSaysWhatToDo(t *testing.T) {
 	c := newClient("unix:///x/docker.sock")
-	err := explain("starting", "web", "container", "db", c.classify(&netOpError{syscall.EACCES}))
-	for _, want := range []string{`starting app "web"`, "permission denied on the Docker socket /x/docker.sock", "docker group"} {
+	err := explain("container", "db", c.classify(&netOpError{syscall.EACCES}))
+	for _, want := range []string{"permission denied on the Docker socket /x/docker.sock", "docker group"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: want %q", err, want)
 		}

@@ -70,7 +70,7 @@ func (d *SwarmDriver) scale(ctx context.Context, name string, n uint64, atLeast 
 func (d *SwarmDriver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecycle.Process, error) {
 	spec := req.Spec
 	if spec.Service == "" {
-		return nil, fmt.Errorf("starting app %q: driver: swarm needs a service name", spec.Name)
+		return nil, errors.New("driver: swarm needs a service name")
 	}
 	replicas := uint64(max(spec.Replicas, 1))
 	p := &serviceProcess{
@@ -83,7 +83,7 @@ func (d *SwarmDriver) Start(ctx context.Context, req lifecycle.StartRequest) (li
 	}
 	svc, err := d.c.inspectService(ctx, spec.Service)
 	if err != nil {
-		return nil, explain("starting", spec.Name, "service", spec.Service, err)
+		return nil, explain("service", spec.Service, err)
 	}
 	p.id = svc.ID
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -97,12 +97,12 @@ func (d *SwarmDriver) Start(ctx context.Context, req lifecycle.StartRequest) (li
 	}
 	if err := w.start(p.ctx, &p.wg); err != nil {
 		p.cancel()
-		return nil, explain("starting", spec.Name, "service", spec.Service, fmt.Errorf("following events: %w", err))
+		return nil, explain("service", spec.Service, fmt.Errorf("following events: %w", err))
 	}
 	if _, err := d.scale(ctx, svc.ID, replicas, true); err != nil {
 		p.cancel()
 		p.wg.Wait()
-		return nil, explain("starting", spec.Name, "service", spec.Service, err)
+		return nil, explain("service", spec.Service, err)
 	}
 	p.up.Store(true)
 	return p, nil
@@ -112,18 +112,18 @@ func (d *SwarmDriver) Start(ctx context.Context, req lifecycle.StartRequest) (li
 func (d *SwarmDriver) Running(ctx context.Context, spec *appfile.Spec) (bool, error) {
 	svc, err := d.c.inspectService(ctx, spec.Service)
 	if err != nil {
-		return false, explain("inspecting", spec.Name, "service", spec.Service, err)
+		return false, explain("service", spec.Service, err)
 	}
 	n, replicated, err := serviceMode(svc.Spec)
 	if err != nil {
-		return false, explain("inspecting", spec.Name, "service", spec.Service, err)
+		return false, explain("service", spec.Service, err)
 	}
 	if !replicated || n == 0 {
 		return false, nil
 	}
 	running, err := d.runningTasks(ctx, svc.ID)
 	if err != nil {
-		return false, explain("inspecting", spec.Name, "service", spec.Service, err)
+		return false, explain("service", spec.Service, err)
 	}
 	return running > 0, nil
 }
@@ -198,7 +198,7 @@ func (p *serviceProcess) finish(err error) {
 func (p *serviceProcess) onEvent(e event) {
 	switch e.Action {
 	case "remove":
-		p.finish(fmt.Errorf("app %q: service %q was removed: %w", p.app, p.service, lifecycle.ErrStoppedOutside))
+		p.finish(fmt.Errorf("service %q was removed: %w", p.service, lifecycle.ErrStoppedOutside))
 	case "update":
 		p.check(p.ctx)
 	}
@@ -213,14 +213,14 @@ func (p *serviceProcess) check(ctx context.Context) {
 	}
 	svc, err := p.driver.c.inspectService(ctx, p.id)
 	if errors.Is(err, errNotFound) {
-		p.finish(fmt.Errorf("app %q: service %q was removed: %w", p.app, p.service, lifecycle.ErrStoppedOutside))
+		p.finish(fmt.Errorf("service %q was removed: %w", p.service, lifecycle.ErrStoppedOutside))
 		return
 	}
 	if err != nil {
 		return
 	}
 	if n, replicated, err := serviceMode(svc.Spec); err == nil && (!replicated || n == 0) {
-		p.finish(fmt.Errorf("app %q: service %q was scaled to 0: %w", p.app, p.service, lifecycle.ErrStoppedOutside))
+		p.finish(fmt.Errorf("service %q was scaled to 0: %w", p.service, lifecycle.ErrStoppedOutside))
 	}
 }
 
@@ -232,7 +232,7 @@ func (p *serviceProcess) check(ctx context.Context) {
 func (p *serviceProcess) Ready(ctx context.Context) (bool, error) {
 	tasks, err := p.driver.tasksRunning(ctx, p.id)
 	if err != nil {
-		return false, explain("probing", p.app, "service", p.service, err)
+		return false, explain("service", p.service, err)
 	}
 	if uint64(len(tasks)) < p.replicas {
 		return false, nil
@@ -244,7 +244,7 @@ func (p *serviceProcess) Ready(ctx context.Context) (bool, error) {
 		}
 		if ok, err := listensInside(ctx, info, p.port); !ok {
 			if err != nil {
-				err = fmt.Errorf("probing app %q: service %q: task container %.12s: %w", p.app, p.service, info.ID, err)
+				err = fmt.Errorf("service %q: task container %.12s: %w", p.service, info.ID, err)
 			}
 			return false, err
 		}
@@ -275,7 +275,7 @@ func (p *serviceProcess) scaleDown(timeout time.Duration) error {
 		if errors.Is(err, errNotFound) {
 			return nil
 		}
-		return explain("stopping", p.app, "service", p.service, err)
+		return explain("service", p.service, err)
 	}
 	for {
 		n, err := p.driver.runningTasks(ctx, p.id)
@@ -286,7 +286,7 @@ func (p *serviceProcess) scaleDown(timeout time.Duration) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("stopping app %q: service %q still has %d tasks running after %v", p.app, p.service, n, timeout+stopCallGrace)
+			return fmt.Errorf("service %q still has %d tasks running after %v", p.service, n, timeout+stopCallGrace)
 		case <-t.C:
 		}
 	}

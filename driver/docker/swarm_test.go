@@ -126,7 +126,7 @@ func TestSwarmOnAnEngineOutsideASwarmSaysSo(t *testing.T) {
 	if !errors.Is(err, lifecycle.ErrStartFailed) {
 		t.Fatalf("Start = %v, want a failed start", err)
 	}
-	for _, want := range []string{`starting app "app": service "dynapm-test-svc": the Docker Engine is not a swarm manager`, "docker swarm init", "DOCKER_HOST"} {
+	for _, want := range []string{`starting app "app": start failed: service "dynapm-test-svc": the Docker Engine is not a swarm manager`, "docker swarm init", "DOCKER_HOST"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Start = %v, want it to contain %q", err, want)
 		}
@@ -167,7 +167,7 @@ func TestSwarmScalesServiceUpOnWakeAndDownOnStop(t *testing.T) {
 	if st.LastError != "" {
 		t.Errorf("LastError = %q, want none: an outside scale-down is not a crash", st.LastError)
 	}
-	if want := `app \"app\": service \"` + svc + `\" was scaled to 0`; !strings.Contains(h.Logs.String(), want) {
+	if want := `service \"` + svc + `\" was scaled to 0`; !strings.Contains(h.Logs.String(), want) {
 		t.Errorf("log does not say %s:\n%s", want, h.Logs)
 	}
 	up, _ = h.Wake()
@@ -186,7 +186,7 @@ func TestSwarmMissingServiceSaysSo(t *testing.T) {
 	if !errors.Is(err, lifecycle.ErrStartFailed) {
 		t.Fatalf("Start = %v, want a failed start", err)
 	}
-	for _, want := range []string{`starting app "app": no service named "dynapm-test-no-such-service"`,
+	for _, want := range []string{`starting app "app": start failed: no service named "dynapm-test-no-such-service"`,
 		"docker service create --name dynapm-test-no-such-service --replicas 0", "fix service: in the app file"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Start = %v, want it to contain %q", err, want)

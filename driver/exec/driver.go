@@ -17,8 +17,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -35,9 +33,6 @@ import (
 
 // Interface guard.
 var _ lifecycle.Driver = (*Driver)(nil)
-
-// defaultPath is the search path used when the app's environment has no PATH.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Polling of a process group that is going away starts fast (most groups are
 // gone at the first look or a few milliseconds later) and slows down, because
@@ -156,21 +151,23 @@ func New(logger *slog.Logger) *Driver {
 // which something already accepts connections is not started (see
 // checkUpstreamFree): the error wraps lifecycle.ErrUpstreamInUse.
 func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecycle.Process, error) {
+	// The caller names the app in its errors: these say what only the
+	// driver knows.
 	name := req.Spec.Name
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("starting app %q: %w", name, err)
+		return nil, err
 	}
 	if len(req.Spec.Command) == 0 {
-		return nil, fmt.Errorf("starting app %q: empty command", name)
+		return nil, errors.New("empty command")
 	}
 	if req.Spec.Upstream != "" {
-		if err := checkUpstreamFree(ctx, name, req.Spec.Upstream); err != nil {
+		if err := checkUpstreamFree(ctx, req.Spec.Upstream); err != nil {
 			return nil, err
 		}
 	}
-	path, err := findProgram(req.Spec.Command[0], req.Spec.Dir, req.Env)
+	path, err := FindProgram(req.Spec.Command[0], req.Spec.Dir, req.Env)
 	if err != nil {
-		return nil, fmt.Errorf("starting app %q: %w", name, err)
+		return nil, err
 	}
 	cmd := &exec.Cmd{
 		Path:        path,
@@ -180,7 +177,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	if err := applyGuards(cmd, req.Spec); err != nil {
-		return nil, fmt.Errorf("starting app %q: %w", name, err)
+		return nil, err
 	}
 	if cmd.Env == nil {
 		// A nil Env would mean the daemon's environment; the contract is
@@ -199,14 +196,14 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return nil, fmt.Errorf("starting app %q: driver closed", name)
+		return nil, errors.New("driver closed")
 	}
 	if err := d.ensureReaperLocked(); err != nil {
-		return nil, fmt.Errorf("starting app %q: %w", name, err)
+		return nil, err
 	}
 	pid, wait, err := d.launchLocked(cmd)
 	if err != nil {
-		return nil, fmt.Errorf("starting app %q: %w", name, err)
+		return nil, err
 	}
 	p := &process{
 		driver: d,
@@ -432,52 +429,6 @@ func liveMember(pgid int) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// findProgram resolves the program name as the app's environment would: a
-// name with a slash is taken relative to dir, any other is searched in the
-// environment's PATH (relative PATH entries again relative to dir).
-func findProgram(name, dir string, env []string) (string, error) {
-	if strings.Contains(name, "/") {
-		path := name
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(dir, path)
-		}
-		if err := checkExecutable(path); err != nil {
-			return "", &exec.Error{Name: name, Err: err}
-		}
-		return path, nil
-	}
-	search, ok := lookupEnv(env, "PATH")
-	if !ok {
-		search = defaultPath
-	}
-	for _, entry := range filepath.SplitList(search) {
-		if entry == "" {
-			entry = "."
-		}
-		if !filepath.IsAbs(entry) {
-			entry = filepath.Join(dir, entry)
-		}
-		path := filepath.Join(entry, name)
-		if checkExecutable(path) == nil {
-			return path, nil
-		}
-	}
-	return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
-}
-
-// checkExecutable returns nil when path is a regular file with an execute
-// bit.
-func checkExecutable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fs.ErrPermission
-	}
-	return nil
 }
 
 // lookupEnv returns the last value of key in env, as the program will see it.

@@ -30,7 +30,7 @@ const upstreamCheckTimeout = time.Second
 // app's program. Without this check the readiness probe would pass against
 // that listener at once and the app's traffic would go to the wrong
 // process. Only on that error is the holder looked for, in /proc.
-func checkUpstreamFree(ctx context.Context, app, upstream string) error {
+func checkUpstreamFree(ctx context.Context, upstream string) error {
 	d := net.Dialer{Timeout: upstreamCheckTimeout, KeepAlive: -1}
 	c, err := d.DialContext(ctx, "tcp", upstream)
 	if err != nil {
@@ -43,8 +43,8 @@ func checkUpstreamFree(ctx context.Context, app, upstream string) error {
 			holder = fmt.Sprintf("pid %d (%s)", pid, cmd)
 		}
 	}
-	return fmt.Errorf("starting app %q: %w: %s is held by %s, not by the app's program, which has not started yet; stop that process, or give the app another upstream",
-		app, lifecycle.ErrUpstreamInUse, upstream, holder)
+	return fmt.Errorf("%w: %s is held by %s, not by the app's program, which has not started yet; stop that process, or give the app another upstream",
+		lifecycle.ErrUpstreamInUse, upstream, holder)
 }
 
 // findListener returns the process holding a listening TCP socket that

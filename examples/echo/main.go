@@ -1,12 +1,16 @@
 // Command echo is the example TCP app in apps.d/echo.toml: it sends back
-// whatever it receives, to show that DynaPM proxies any TCP protocol.
+// the first line it receives and closes the connection, to show that
+// DynaPM proxies any TCP protocol. Closing after the reply lets
+// `echo hi | curl -s telnet://...` and `nc` end on their own: neither
+// tells the server that its input has ended.
 package main
 
 import (
-	"io"
+	"bufio"
 	"log"
 	"net"
 	"os"
+	"time"
 )
 
 func main() {
@@ -25,7 +29,16 @@ func main() {
 	}
 }
 
+// echo answers one line (or what came before the client closed) and
+// closes; a client that says nothing is dropped after a minute.
 func echo(c net.Conn) {
 	defer c.Close()
-	_, _ = io.Copy(c, c)
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	line, err := bufio.NewReaderSize(c, 64<<10).ReadSlice('\n')
+	if len(line) > 0 {
+		_, _ = c.Write(line)
+	}
+	if err != nil && len(line) == 0 {
+		log.Printf("echo: %s: %v", c.RemoteAddr(), err)
+	}
 }
