@@ -38,6 +38,9 @@ type proxyConn struct {
 	app     string
 	release func()
 	start   time.Time
+	// passive: the lease does not keep the app up (a source outside the
+	// route's WakeFrom).
+	passive bool
 
 	// pending counts the directions still copying: the one that brings it
 	// to zero closes both sockets and releases the lease.

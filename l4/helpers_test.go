@@ -194,6 +194,7 @@ type testWaker struct {
 	releases atomic.Int64
 	canceled atomic.Int64 // Wake calls that ended by ctx
 	tryWakes atomic.Int64 // successful TryWake calls
+	passives atomic.Int64 // successful TryWakePassive calls
 	noTry    atomic.Bool  // TryWake always says no: every connection takes Wake
 }
 
@@ -267,6 +268,16 @@ func (w *testWaker) TryWake(app string) (netip.AddrPort, func(), bool) {
 	}
 	w.tryWakes.Add(1)
 	return up, w.lease(app), true
+}
+
+// TryWakePassive makes testWaker a PassiveWaker: TryWake, counted apart.
+func (w *testWaker) TryWakePassive(app string) (netip.AddrPort, func(), bool) {
+	up, release, ok := w.TryWake(app)
+	if ok {
+		w.tryWakes.Add(-1)
+		w.passives.Add(1)
+	}
+	return up, release, ok
 }
 
 // lease counts a successful Wake or TryWake and returns its release.

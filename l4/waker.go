@@ -53,4 +53,10 @@ type Route struct {
 	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,
 	// which keeps the proxy protocol-agnostic. Never sent during Shutdown.
 	UnavailableReply []byte
+	// WakeFrom, when not empty, limits the sources whose connections may
+	// wake the app: a connection from elsewhere is served while the app
+	// runs (leased through PassiveWaker, so it does not keep the app up)
+	// and turned away otherwise (TurnedAway, UnavailableReply). Empty: any
+	// source.
+	WakeFrom []netip.Prefix
 }

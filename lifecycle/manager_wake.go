@@ -68,16 +68,47 @@ func (m *Manager) dropUnclaimedLocked(name string) {
 func (m *Manager) TryWake(name string) (netip.AddrPort, func(), bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a := m.apps[name]
-	if m.closed || a == nil || a.removed || a.state != Ready {
-		return netip.AddrPort{}, nil, false
-	}
-	in := a.pick()
+	a, in := m.readyNowLocked(name)
 	if in == nil {
 		return netip.AddrPort{}, nil, false
 	}
 	up, release := m.leaseLocked(a, in)
 	return up, release, true
+}
+
+// TryWakePassive is TryWake for a connection that may not wake the app
+// (wake_from): its lease counts as an open connection in status, but
+// neither as activity nor against the idle stop, and never adds an
+// instance. It satisfies l4.PassiveWaker.
+func (m *Manager) TryWakePassive(name string) (netip.AddrPort, func(), bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, in := m.readyNowLocked(name)
+	if in == nil {
+		return netip.AddrPort{}, nil, false
+	}
+	in.passive++
+	a.conns++
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			m.mu.Lock()
+			in.passive--
+			in.app.conns--
+			m.mu.Unlock()
+		})
+	}
+	return in.upstream, release, true
+}
+
+// readyNowLocked returns app name and the instance a connection should
+// go to when the app is ready now; a nil instance otherwise.
+func (m *Manager) readyNowLocked(name string) (*app, *instance) {
+	a := m.apps[name]
+	if m.closed || a == nil || a.removed || a.state != Ready {
+		return nil, nil
+	}
+	return a, a.pick()
 }
 
 // leaseLocked counts one connection on in, an instance of a that is ready,

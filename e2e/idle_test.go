@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/internal/testutil"
+)
+
+// dialFrom connects to addr from the local address src (every 127/8
+// address is the loopback's).
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dialing %s from %s: %v", addr, src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c
+}
+
+// echoFrom sends msg on a connection from src and returns what came back
+// before the close.
+func echoFrom(t *testing.T, src, addr, msg string) string {
+	t.Helper()
+	c := dialFrom(t, src, addr)
+	if _, err := io.WriteString(c, msg); err != nil {
+		return ""
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(c)
+	return string(got)
+}
+
+func TestWakeFromTurnsAwayOtherSourcesWhileTheAppSleeps(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	listen, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	const reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+	testutil.WriteFile(t, filepath.Join(apps, "home.yaml"), echoAppOn(t, []string{listen}, pidfile, "")+
+		"wake_from: [127.0.0.1/32]\nunavailable_reply: \"HTTP/1.1 503 Service Unavailable\\r\\nContent-Length: 0\\r\\n\\r\\n\"\n")
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	startDaemon(t, apps, "-state", state, "-config", config)
+
+	// A scanner on 127.0.0.2 gets the reply and wakes nothing.
+	if got := echoFrom(t, "127.0.0.2", listen, "probe"); got != reply {
+		t.Fatalf("from 127.0.0.2 while asleep: got %q, want the unavailable reply", got)
+	}
+	if st := statusOf(t, state, "home"); st["state"] != "stopped" || st["starts"] != 0.0 || pidIn(pidfile) != 0 {
+		t.Fatalf("127.0.0.2 woke the app: %v", st)
+	}
+	// 127.0.0.1 wakes it; then 127.0.0.2 is served like anyone.
+	if got := echoFrom(t, "127.0.0.1", listen, "owner"); got != "owner" {
+		t.Fatalf("from 127.0.0.1: got %q", got)
+	}
+	if got := echoFrom(t, "127.0.0.2", listen, "served"); got != "served" {
+		t.Fatalf("from 127.0.0.2 while running: got %q", got)
+	}
+	out := scrapeMetrics(t, metricsAddr)
+	if !strings.Contains(out, `dynapm_app_turned_away_total{app="home"} 1`+"\n") {
+		t.Errorf("metrics do not count one turned-away connection:\n%s", out)
+	}
+}
