@@ -447,6 +447,8 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
 				WakeFrom:      s.WakeFrom,
+				// Quiet connections are closed by l4 alone.
+				ClientIdleTimeout: s.ClientIdleTimeout,
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)

@@ -69,3 +69,46 @@ func TestWakeFromTurnsAwayOtherSourcesWhileTheAppSleeps(t *testing.T) {
 		t.Errorf("metrics do not count one turned-away connection:\n%s", out)
 	}
 }
+
+func TestClientIdleTimeoutClosesASilentConnectionAndKeepsAChattyOne(t *testing.T) {
+	apps := t.TempDir()
+	listen := testutil.FreeAddr(t)
+	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"),
+		echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), "")+"client_idle_timeout: 400ms\n")
+	startDaemon(t, apps)
+
+	silent, chatty := dialFrom(t, "127.0.0.1", listen), dialFrom(t, "127.0.0.1", listen)
+	for _, c := range []net.Conn{silent, chatty} {
+		if got := roundTrip(t, c, "hello"); got != "hello" {
+			t.Fatalf("first echo: %q", got)
+		}
+	}
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.ReadAll(silent)
+		close(closed)
+	}()
+	// The chatty client talks every 150ms for 1.2s: never quiet for 400ms.
+	for end := time.Now().Add(1200 * time.Millisecond); time.Now().Before(end); {
+		if got := roundTrip(t, chatty, "tick"); got != "tick" {
+			t.Fatalf("the chatty connection: %q", got)
+		}
+		<-time.After(150 * time.Millisecond) // the client's pace, not synchronisation
+	}
+	select {
+	case <-closed:
+	default:
+		t.Fatal("the silent connection is still open after three client_idle_timeouts")
+	}
+}
+
+// roundTrip sends msg on c and reads as many bytes back.
+func roundTrip(t *testing.T, c net.Conn, msg string) string {
+	t.Helper()
+	if _, err := io.WriteString(c, msg); err != nil {
+		return ""
+	}
+	buf := make([]byte, len(msg))
+	n, _ := io.ReadFull(c, buf)
+	return string(buf[:n])
+}

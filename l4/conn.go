@@ -42,6 +42,16 @@ type proxyConn struct {
 	// route's WakeFrom).
 	passive bool
 
+	// Watching for quiet (quiet.go). counted and idleClose are set before
+	// c is spliced; moved is added to by the direction that moves bytes
+	// while counted; swept and quietSince are the sweeper's, under s.mu.
+	counted     bool
+	idleClose   time.Duration
+	moved       atomic.Int64
+	swept       int64
+	quietSince  time.Time
+	quietClosed atomic.Bool // the sweeper closed it: its copy errors are no reset
+
 	// pending counts the directions still copying: the one that brings it
 	// to zero closes both sockets and releases the lease.
 	pending atomic.Int32
@@ -65,6 +75,7 @@ func (s *Server) track(c *proxyConn) bool {
 func (s *Server) untrack(c *proxyConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	delete(s.watched, c)
 	s.mu.Unlock()
 }
 

@@ -3,6 +3,7 @@ package l4
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Waker leases a ready backend for an app. lifecycle.Manager satisfies it.
@@ -59,4 +60,7 @@ type Route struct {
 	// and turned away otherwise (TurnedAway, UnavailableReply). Empty: any
 	// source.
 	WakeFrom []netip.Prefix
+	// ClientIdleTimeout, when not zero, closes a spliced connection on
+	// which no byte moved either way for that long (quiet.go).
+	ClientIdleTimeout time.Duration
 }
