@@ -112,3 +112,37 @@ func roundTrip(t *testing.T, c net.Conn, msg string) string {
 	n, _ := io.ReadFull(c, buf)
 	return string(buf[:n])
 }
+
+func TestIdleWhenTrafficStopsAnAppWhoseClientKeepsASilentConnection(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	traffic, conns := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	trafficPid, connsPid := filepath.Join(t.TempDir(), "pid"), filepath.Join(t.TempDir(), "pid")
+	testutil.WriteFile(t, filepath.Join(apps, "traffic.yaml"),
+		testutil.EchoApp(t, traffic, trafficPid, "")+"idle_when: traffic\n")
+	testutil.WriteFile(t, filepath.Join(apps, "conns.yaml"), testutil.EchoApp(t, conns, connsPid, ""))
+	d := startDaemon(t, apps, "-state", state)
+
+	// Each client is served once, then keeps its connection open and silent.
+	held := map[string]net.Conn{}
+	for _, addr := range []string{traffic, conns} {
+		held[addr] = dialFrom(t, "127.0.0.1", addr)
+		if got := roundTrip(t, held[addr], "hi"); got != "hi" {
+			t.Fatalf("%s: %q", addr, got)
+		}
+	}
+	pid := testutil.ReadPidFile(t, trafficPid)
+	// idle_timeout is 300ms: traffic stops with its connection open, and
+	// the stop closes that connection.
+	d.waitLog(t, `msg="app stopped"`, "app=traffic", "reason=idle")
+	testutil.Eventually(t, 10*time.Second, func() bool { return !testutil.ProcessAlive(pid) }, "pid %d still alive", pid)
+	if _, err := io.ReadAll(held[traffic]); err != nil && !strings.Contains(err.Error(), "reset") {
+		t.Errorf("the quiet connection of the stopped app: %v; want it closed", err)
+	}
+	// conns, idle for as long, is kept up by its open connection.
+	if st := statusOf(t, state, "conns"); st["state"] != "ready" {
+		t.Errorf("conns: %v; want ready while its connection is open", st["state"])
+	}
+	if got := roundTrip(t, held[conns], "still"); got != "still" {
+		t.Errorf("conns' connection: %q", got)
+	}
+}

@@ -195,7 +195,10 @@ type testWaker struct {
 	canceled atomic.Int64 // Wake calls that ended by ctx
 	tryWakes atomic.Int64 // successful TryWake calls
 	passives atomic.Int64 // successful TryWakePassive calls
-	noTry    atomic.Bool  // TryWake always says no: every connection takes Wake
+
+	trafficMu sync.Mutex
+	traffic   map[string]int // Traffic calls by app
+	noTry     atomic.Bool    // TryWake always says no: every connection takes Wake
 }
 
 func newTestWaker(t testing.TB) *testWaker {
@@ -278,6 +281,23 @@ func (w *testWaker) TryWakePassive(app string) (netip.AddrPort, func(), bool) {
 		w.passives.Add(1)
 	}
 	return up, release, ok
+}
+
+// Traffic makes testWaker a TrafficWaker: it counts the calls per app.
+func (w *testWaker) Traffic(app string, _ netip.AddrPort) {
+	w.trafficMu.Lock()
+	defer w.trafficMu.Unlock()
+	if w.traffic == nil {
+		w.traffic = map[string]int{}
+	}
+	w.traffic[app]++
+}
+
+// trafficOf returns how often Traffic was called for app.
+func (w *testWaker) trafficOf(app string) int {
+	w.trafficMu.Lock()
+	defer w.trafficMu.Unlock()
+	return w.traffic[app]
 }
 
 // lease counts a successful Wake or TryWake and returns its release.

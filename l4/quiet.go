@@ -3,15 +3,17 @@ package l4
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
-// Quiet connections. A connection whose route has a ClientIdleTimeout is
-// watched: its bytes are counted as they move (proxyConn.moved, one atomic
-// add per read; nothing for the others), and one
-// sweeper goroutine per Server reads the counts every sweep interval and
-// closes a connection on which nothing moved for the timeout. No timer per
-// connection: the data path never re-arms anything.
+// Quiet connections. A connection whose route has a ClientIdleTimeout or
+// a TrafficIdle is watched: its bytes are counted as they move
+// (proxyConn.moved, one atomic add per read; nothing for the others), and
+// one sweeper goroutine per Server reads the counts every sweep interval,
+// tells the TrafficWaker which backends moved bytes, and closes a
+// connection on which nothing moved for its ClientIdleTimeout. No timer
+// per connection: the data path never re-arms anything.
 
 // Bounds on the sweep interval, which is a quarter of the shortest
 // timeout watched: a quiet connection is closed between its timeout and
@@ -27,8 +29,10 @@ func sweepInterval(table map[string][]Route) time.Duration {
 	var shortest time.Duration
 	for _, routes := range table {
 		for _, r := range routes {
-			if d := r.ClientIdleTimeout; d > 0 && (shortest == 0 || d < shortest) {
-				shortest = d
+			for _, d := range []time.Duration{r.ClientIdleTimeout, r.TrafficIdle} {
+				if d > 0 && (shortest == 0 || d < shortest) {
+					shortest = d
+				}
 			}
 		}
 	}
@@ -42,7 +46,20 @@ func sweepInterval(table map[string][]Route) time.Duration {
 // spliced: its bytes are counted from the first.
 func (c *proxyConn) watch(r *Route) {
 	c.idleClose = r.ClientIdleTimeout
-	c.counted = c.idleClose > 0
+	// A connection that may not wake the app does not keep it up.
+	c.traffic = r.TrafficIdle > 0 && !c.passive
+	if c.traffic {
+		if _, ok := c.s.Waker.(TrafficWaker); !ok {
+			c.traffic = false
+		}
+	}
+	c.counted = c.idleClose > 0 || c.traffic
+}
+
+// leasedBackend is one leased backend of an app, for TrafficWaker.
+type leasedBackend struct {
+	app      string
+	upstream netip.AddrPort
 }
 
 // watchLocked adds c, being spliced, to the connections the sweeper
@@ -94,15 +111,25 @@ func (s *Server) sweepEvery() time.Duration {
 }
 
 // sweep reads the watched connections' counts once: a connection on which
-// bytes moved since the last sweep is quiet from now on; one quiet for its
+// bytes moved since the last sweep is quiet from now on, and its backend
+// is told to the TrafficWaker when it counts traffic; one quiet for its
 // ClientIdleTimeout is closed. It returns false, the sweeper ending, when
 // no connection is left to watch.
 func (s *Server) sweep(now time.Time) bool {
-	var closing []*proxyConn
+	var (
+		closing []*proxyConn
+		active  map[leasedBackend]struct{}
+	)
 	s.mu.Lock()
 	for c := range s.watched {
 		if n := c.moved.Load(); n != c.swept {
 			c.swept, c.quietSince = n, now
+			if c.traffic {
+				if active == nil {
+					active = make(map[leasedBackend]struct{})
+				}
+				active[leasedBackend{c.app, c.up}] = struct{}{}
+			}
 			continue
 		}
 		if c.idleClose > 0 && now.Sub(c.quietSince) >= c.idleClose {
@@ -118,6 +145,11 @@ func (s *Server) sweep(now time.Time) bool {
 		c.closeQuietLocked()
 	}
 	s.mu.Unlock()
+	if tw, ok := s.Waker.(TrafficWaker); ok {
+		for b := range active {
+			tw.Traffic(b.app, b.upstream)
+		}
+	}
 	if log := s.logger(); len(closing) > 0 && log.Enabled(context.Background(), slog.LevelDebug) {
 		for _, c := range closing {
 			log.Debug("closing connection: client_idle_timeout", slog.String("app", c.app),

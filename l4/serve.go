@@ -64,7 +64,7 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 		c.passive = false
 		return false
 	}
-	c.app, c.start = r.App, time.Now()
+	c.app, c.start, c.up = r.App, time.Now(), upstream
 	c.watch(r)
 	// Dial: a zero timeout, only the poll that does not block.
 	fd, err := connectRaw(s.ctx, upstream, 0)
@@ -127,6 +127,7 @@ func (s *Server) serveHeld(c *proxyConn, l *listener, rs *routeSet) {
 // carries the connection; the goroutines copy it on their data path
 // (serveGo) or when no loop can be had (pipeRaw).
 func (s *Server) serveUpstream(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func(), p *peeked) {
+	c.up = upstream
 	c.watch(&r)
 	if s.DataPath == DataPathGoroutines {
 		s.serveGo(c, r, upstream, conn, release, p)

@@ -39,6 +39,16 @@ type ReadyWaker interface {
 	TryWake(app string) (upstream netip.AddrPort, release func(), ok bool)
 }
 
+// TrafficWaker is a Waker whose apps may count bytes moved, not open
+// connections, as activity (Route.TrafficIdle). lifecycle.Manager
+// satisfies it.
+type TrafficWaker interface {
+	// Traffic tells that bytes moved just now on connections leased to
+	// the backend of app at upstream. Called from the sweeper (quiet.go),
+	// once per backend per sweep at most.
+	Traffic(app string, upstream netip.AddrPort)
+}
+
 // Route sends the connections of one listen address to one app.
 type Route struct {
 	// App is the app's name, passed to Waker.Wake.
@@ -63,4 +73,9 @@ type Route struct {
 	// ClientIdleTimeout, when not zero, closes a spliced connection on
 	// which no byte moved either way for that long (quiet.go).
 	ClientIdleTimeout time.Duration
+	// TrafficIdle, when not zero, is the app's idle_timeout under
+	// idle_when: traffic: the bytes its connections move are told to the
+	// Waker (TrafficWaker) at least every quarter of it, so that an open
+	// but quiet connection no longer keeps the app up.
+	TrafficIdle time.Duration
 }
