@@ -34,13 +34,16 @@ import (
 
 // Interface guards. Each consumer owns the interface it needs, and l4,
 // cron, memory and admin import nothing of lifecycle, so main, which wires
-// the parts together, is where their fit is checked. l4 finds ConnWaker
-// and ReadyWaker by a type assertion: without these lines a signature that
-// drifted would silently turn those paths off.
+// the parts together, is where their fit is checked. l4 finds ConnWaker,
+// ReadyWaker, PassiveWaker and TrafficWaker by a type assertion: without
+// these lines a signature that drifted would silently turn those paths
+// off.
 var (
 	_ l4.Waker          = (*lifecycle.Manager)(nil)
 	_ l4.ConnWaker      = (*lifecycle.Manager)(nil)
 	_ l4.ReadyWaker     = (*lifecycle.Manager)(nil)
+	_ l4.PassiveWaker   = (*lifecycle.Manager)(nil)
+	_ l4.TrafficWaker   = (*lifecycle.Manager)(nil)
 	_ cron.Waker        = (*lifecycle.Manager)(nil)
 	_ memory.Apps       = (*lifecycle.Manager)(nil)
 	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
@@ -530,6 +533,12 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 				SNI:           s.Match.SNI,
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
+				WakeFrom:      s.WakeFrom,
+				// Quiet connections are closed by l4 alone.
+				ClientIdleTimeout: s.ClientIdleTimeout,
+			}
+			if s.IdleWhen == appfile.IdleNoTraffic {
+				r.TrafficIdle = s.IdleTimeout
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)

@@ -29,6 +29,9 @@ func (s *Spec) Equal(o *Spec) bool {
 				a.Timeout == b.Timeout && a.NeedsApp == b.NeedsApp
 		}) &&
 		s.UnavailableReply == o.UnavailableReply &&
+		s.IdleWhen == o.IdleWhen && s.ClientIdleTimeout == o.ClientIdleTimeout &&
+		s.IdleAction == o.IdleAction && s.FreezeTimeout == o.FreezeTimeout &&
+		slices.Equal(s.WakeFrom, o.WakeFrom) &&
 		!s.NeedsRestart(o)
 }
 

@@ -18,6 +18,7 @@ var topKeys = []string{
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
 	"memory_priority", "memory_max", "scale",
+	"idle_when", "client_idle_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask",
 }
@@ -66,6 +67,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		StopTimeout:  DefaultStopTimeout,
 		MaxPending:   DefaultMaxPending,
 	}
+	idleDefaults(s)
 	d.mapping("", raw, topKeys)
 	s.Driver = d.driverOf(raw)
 	if s.Driver == DriverSwarm {
@@ -156,6 +158,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.scale(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
+	case "idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from":
+		d.idleField(s, key, v)
 	default:
 		d.driverField(s, key, v)
 	}
@@ -306,6 +310,7 @@ func (d *decoder) match(s *Spec, key string, v any) {
 // crossChecks looks at fields together once each has been read.
 func (d *decoder) crossChecks(s *Spec) {
 	d.scaleChecks(s)
+	d.idleChecks(s)
 	d.execSize(s)
 	if s.Upstream == "" {
 		return

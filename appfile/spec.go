@@ -7,6 +7,7 @@
 package appfile
 
 import (
+	"net/netip"
 	"syscall"
 	"time"
 )
@@ -65,6 +66,20 @@ type Spec struct {
 	Ready Ready
 	// MaxPending bounds the connections held while the app starts.
 	MaxPending int
+	// IdleWhen says what makes the app idle: no open connection (the
+	// default) or no byte moved for IdleTimeout (idle.go).
+	IdleWhen IdleWhen
+	// ClientIdleTimeout closes a proxied connection on which no byte moved
+	// either way for that long; 0 means never.
+	ClientIdleTimeout time.Duration
+	// IdleAction is what idleness does: stop (the default) or freeze.
+	IdleAction IdleAction
+	// FreezeTimeout stops an app frozen that long; 0 means never.
+	FreezeTimeout time.Duration
+	// WakeFrom, when not empty, limits the sources whose connections wake
+	// the app (or thaw it); others are turned away while it sleeps and
+	// served while it runs.
+	WakeFrom []netip.Prefix
 	// Scale runs several instances behind the app's listen addresses (the
 	// zero value: one instance).
 	Scale Scale

@@ -38,6 +38,21 @@ type proxyConn struct {
 	app     string
 	release func()
 	start   time.Time
+	// passive: the lease does not keep the app up (a source outside the
+	// route's WakeFrom).
+	passive bool
+
+	// Watching for quiet (quiet.go). counted, traffic, up and idleClose are set before
+	// c is spliced; moved is added to by the direction that moves bytes
+	// while counted; swept and quietSince are the sweeper's, under s.mu.
+	counted     bool
+	traffic     bool           // tell the TrafficWaker when bytes moved
+	up          netip.AddrPort // the leased backend, for Traffic
+	idleClose   time.Duration
+	moved       atomic.Int64
+	swept       int64
+	quietSince  time.Time
+	quietClosed atomic.Bool // the sweeper closed it: its copy errors are no reset
 
 	// pending counts the directions still copying: the one that brings it
 	// to zero closes both sockets and releases the lease.
@@ -62,6 +77,7 @@ func (s *Server) track(c *proxyConn) bool {
 func (s *Server) untrack(c *proxyConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	delete(s.watched, c)
 	s.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -94,6 +95,7 @@ func (s *Server) markSpliced(c *proxyConn, up *net.TCPConn) bool {
 	}
 	c.upstream = up
 	c.spliced = true
+	s.watchLocked(c)
 	return true
 }
 
@@ -118,9 +120,13 @@ func (c *proxyConn) pipeUpstreamToClient() {
 // to end closes both sockets and releases the lease. count receives the
 // bytes copied, before the other direction can read it.
 func (c *proxyConn) pipe(dst, src *net.TCPConn, count *int64) {
-	n, err := c.s.copyConn(dst, src)
+	var moved *atomic.Int64
+	if c.counted {
+		moved = &c.moved
+	}
+	n, err := c.s.copyConn(dst, src, moved)
 	*count += n
-	if err != nil {
+	if err != nil && !c.quietClosed.Load() {
 		c.abort()
 	} else {
 		dst.CloseWrite()
@@ -160,12 +166,18 @@ func (s *Server) getBuf() *[]byte {
 // (*net.TCPConn).ReadFrom once a read fills the whole buffer: only bulk
 // transfers pay for the pipe. It switches on a full read, not on a byte
 // count, so long keep-alive connections of small messages never switch.
-func (s *Server) copyConn(dst, src *net.TCPConn) (int64, error) {
+// moved, when not nil, is added every read's bytes as they pass (a watched
+// connection, quiet.go), and the copy then stays on read/write: splice
+// through ReadFrom would count nothing until the end.
+func (s *Server) copyConn(dst, src *net.TCPConn, moved *atomic.Int64) (int64, error) {
 	bp := s.getBuf()
 	buf := *bp
 	var written int64
 	for {
 		nr, rerr := src.Read(buf)
+		if nr > 0 && moved != nil {
+			moved.Add(int64(nr))
+		}
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			written += int64(nw)
@@ -181,7 +193,7 @@ func (s *Server) copyConn(dst, src *net.TCPConn) (int64, error) {
 			}
 			return written, rerr
 		}
-		if nr == len(buf) {
+		if nr == len(buf) && moved == nil {
 			s.bufs.Put(bp)
 			n, err := dst.ReadFrom(src)
 			return written + n, err

@@ -199,7 +199,9 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 		if err == nil {
 			return release, true
 		}
-		if rewakes == maxRewakes || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		// A connection that may not wake the app (wake_from) does not
+		// wake it again either.
+		if rewakes == maxRewakes || c.passive || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			s.logDrop("dialing upstream failed, closing connection",
 				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("err", err))
 			s.dropUnavailable(c, release, r.UnavailableReply)
@@ -211,6 +213,7 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 			s.dropUnavailable(c, nil, r.UnavailableReply)
 			return nil, false
 		}
+		c.up = upstream
 	}
 }
 

@@ -194,7 +194,11 @@ type testWaker struct {
 	releases atomic.Int64
 	canceled atomic.Int64 // Wake calls that ended by ctx
 	tryWakes atomic.Int64 // successful TryWake calls
-	noTry    atomic.Bool  // TryWake always says no: every connection takes Wake
+	passives atomic.Int64 // successful TryWakePassive calls
+
+	trafficMu sync.Mutex
+	traffic   map[string]int // Traffic calls by app
+	noTry     atomic.Bool    // TryWake always says no: every connection takes Wake
 }
 
 func newTestWaker(t testing.TB) *testWaker {
@@ -267,6 +271,33 @@ func (w *testWaker) TryWake(app string) (netip.AddrPort, func(), bool) {
 	}
 	w.tryWakes.Add(1)
 	return up, w.lease(app), true
+}
+
+// TryWakePassive makes testWaker a PassiveWaker: TryWake, counted apart.
+func (w *testWaker) TryWakePassive(app string) (netip.AddrPort, func(), bool) {
+	up, release, ok := w.TryWake(app)
+	if ok {
+		w.tryWakes.Add(-1)
+		w.passives.Add(1)
+	}
+	return up, release, ok
+}
+
+// Traffic makes testWaker a TrafficWaker: it counts the calls per app.
+func (w *testWaker) Traffic(app string, _ netip.AddrPort) {
+	w.trafficMu.Lock()
+	defer w.trafficMu.Unlock()
+	if w.traffic == nil {
+		w.traffic = map[string]int{}
+	}
+	w.traffic[app]++
+}
+
+// trafficOf returns how often Traffic was called for app.
+func (w *testWaker) trafficOf(app string) int {
+	w.trafficMu.Lock()
+	defer w.trafficMu.Unlock()
+	return w.traffic[app]
 }
 
 // lease counts a successful Wake or TryWake and returns its release.

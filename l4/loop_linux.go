@@ -47,6 +47,7 @@ type eventLoop struct {
 	mu      sync.Mutex
 	queue   []*loopConn // new connections
 	cuts    []*loopConn // connections Shutdown wants reset
+	quiets  []*loopConn // connections the sweeper wants closed
 	lqueue  []*listener // listeners to accept for (see loop_accept_linux.go)
 	lremove []*listener // listeners to stop accepting for
 	stopped bool
@@ -79,6 +80,7 @@ type loopConn struct {
 	ndone    int
 	reset    bool
 	cutReq   bool // under the loop's mu: Shutdown asked for a reset
+	quietReq bool // under the loop's mu: the sweeper asked for a close
 }
 
 // loopDir is one direction's state.
@@ -213,6 +215,16 @@ func (l *eventLoop) cut(c *loopConn) {
 	l.wake()
 }
 
+// closeQuiet asks the loop to close c, quiet for its client_idle_timeout
+// (quiet.go): a plain close of both sockets, no reset.
+func (l *eventLoop) closeQuiet(c *loopConn) {
+	l.mu.Lock()
+	c.quietReq = true // in case c is not queued yet
+	l.quiets = append(l.quiets, c)
+	l.mu.Unlock()
+	l.wake()
+}
+
 // stop ends the loop once every connection handed to it has finished, and
 // waits for it.
 func (l *eventLoop) stop() {
@@ -299,12 +311,15 @@ func (l *eventLoop) takeQueue() bool {
 	var cnt uint64
 	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&cnt)), 8)
 	l.mu.Lock()
-	q, cuts, stopped := l.queue, l.cuts, l.stopped
+	q, cuts, quiets, stopped := l.queue, l.cuts, l.quiets, l.stopped
 	ladd, lrem := l.lqueue, l.lremove
-	l.queue, l.cuts, l.lqueue, l.lremove = nil, nil, nil, nil
+	l.queue, l.cuts, l.quiets, l.lqueue, l.lremove = nil, nil, nil, nil, nil
 	for _, c := range q {
 		if c.cutReq {
 			cuts = append(cuts, c) // cut before it was handed over
+		}
+		if c.quietReq {
+			quiets = append(quiets, c)
 		}
 	}
 	l.mu.Unlock()
@@ -317,6 +332,11 @@ func (l *eventLoop) takeQueue() bool {
 	for _, c := range cuts {
 		if c.active {
 			l.abort(c)
+		}
+	}
+	for _, c := range quiets {
+		if c.active {
+			l.complete(c)
 		}
 	}
 	return stopped
@@ -435,6 +455,7 @@ func (l *eventLoop) pump(c *loopConn, di int) {
 			default:
 				d.inPipe += n
 				d.count += int64(n)
+				c.counted(n)
 			}
 			continue
 		}
@@ -451,6 +472,7 @@ func (l *eventLoop) pump(c *loopConn, di int) {
 			continue
 		}
 		d.count += int64(n)
+		c.counted(n)
 		w, e := rawWrite(dst, l.buf[:n])
 		if e != 0 && e != syscall.EAGAIN {
 			l.abort(c)
@@ -473,6 +495,14 @@ func (l *eventLoop) pump(c *loopConn, di int) {
 		if len(d.pend) > 0 {
 			return
 		}
+	}
+}
+
+// counted adds n bytes read to the connection's count when it is watched
+// (quiet.go).
+func (c *loopConn) counted(n int) {
+	if c.pc.counted {
+		c.pc.moved.Add(int64(n))
 	}
 }
 
@@ -557,7 +587,7 @@ func (l *eventLoop) shutdownLoop() {
 	l.dead = true
 	q := l.queue
 	lsts := append(l.lqueue, l.lremove...)
-	l.queue, l.cuts, l.lqueue, l.lremove = nil, nil, nil, nil
+	l.queue, l.cuts, l.quiets, l.lqueue, l.lremove = nil, nil, nil, nil, nil
 	// Listeners still here (only when epoll_wait failed: a Shutdown
 	// removes every listener before it stops the loop) stop accepting;
 	// under mu, as removeListener lets go itself from now on.

@@ -47,33 +47,45 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 	if !ok {
 		return false
 	}
-	r := rs.routes[rs.def]
-	// Wake: only an app that is ready now.
-	upstream, release, ok := rw.TryWake(r.App)
+	r := &rs.routes[rs.def]
+	// Wake: only an app that is ready now; a source that may not wake it
+	// gets a lease that does not keep it up either.
+	var (
+		upstream netip.AddrPort
+		release  func()
+	)
+	if c.mayWake(r) {
+		upstream, release, ok = rw.TryWake(r.App)
+	} else {
+		upstream, release, ok = s.tryPassive(r.App)
+		c.passive = true
+	}
 	if !ok {
+		c.passive = false
 		return false
 	}
-	c.app, c.start = r.App, time.Now()
+	c.app, c.start, c.up = r.App, time.Now(), upstream
+	c.watch(r)
 	// Dial: a zero timeout, only the poll that does not block.
 	fd, err := connectRaw(s.ctx, upstream, 0)
 	if err != nil {
 		s.wg.Add(1)
-		go s.serveLeased(c, r, upstream, release)
+		go s.serveLeased(c, *r, upstream, release)
 		return true
 	}
 	// Preamble: a PROXY header at most, as nothing was peeked.
 	var pre []byte
 	if r.ProxyProtocol != "" {
-		if pre, err = preamble(c, r, nil); err != nil {
+		if pre, err = preamble(c, *r, nil); err != nil {
 			syscall.Close(fd)
-			s.dropPreamble(c, r, release, err)
+			s.dropPreamble(c, *r, release, err)
 			return true
 		}
 	}
 	// Splice, on this very loop when it accepted c.
 	if !s.splice(c, fd, pre, release, self) {
 		s.wg.Add(1)
-		go s.pipeRawLeased(c, r, fd, release, pre)
+		go s.pipeRawLeased(c, *r, fd, release, pre)
 	}
 	return true
 }
@@ -90,6 +102,17 @@ func (s *Server) serveHeld(c *proxyConn, l *listener, rs *routeSet) {
 		return
 	}
 	defer s.releasePeek(&p)
+	if !c.mayWake(&r) {
+		// Served only while the app runs, without keeping it up.
+		upstream, release, ok := s.tryPassive(r.App)
+		if !ok {
+			s.turnAway(c, r)
+			return
+		}
+		c.app, c.start, c.passive = r.App, time.Now(), true
+		s.serveUpstream(c, r, upstream, -1, release, &p)
+		return
+	}
 	upstream, conn, release, ok := s.wake(c, r)
 	if !ok {
 		return
@@ -104,6 +127,8 @@ func (s *Server) serveHeld(c *proxyConn, l *listener, rs *routeSet) {
 // carries the connection; the goroutines copy it on their data path
 // (serveGo) or when no loop can be had (pipeRaw).
 func (s *Server) serveUpstream(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func(), p *peeked) {
+	c.up = upstream
+	c.watch(&r)
 	if s.DataPath == DataPathGoroutines {
 		s.serveGo(c, r, upstream, conn, release, p)
 		return

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -124,6 +125,12 @@ type Server struct {
 	bufs      sync.Pool      // *[]byte of bufSize, for copyConn
 	peekBufs  sync.Pool      // *[]byte of peekBufSize, for peek
 
+	// watched are the spliced connections the sweeper reads (quiet.go);
+	// sweeping is true while it runs. sweepNanos is its interval.
+	watched    map[*proxyConn]struct{}
+	sweeping   bool
+	sweepNanos atomic.Int64
+
 	loops    []*eventLoop // started on first use, under mu
 	nextLoop int          // the loop the next handed-over connection goes to
 	nextLID  int32        // listener ids in the loops' epoll data
@@ -208,6 +215,7 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 		}
 	}
 	errs := s.bindLocked(table)
+	s.sweepNanos.Store(int64(sweepInterval(table)))
 	for addr, routes := range table {
 		l, ok := s.listeners[addr]
 		if !ok {

@@ -53,6 +53,7 @@ func (s *Server) attachLoop(c *proxyConn, upfd int, pre []byte, self *eventLoop)
 		if l = s.eventLoopLocked(self); l != nil {
 			c.spliced = true
 			c.lc = &loopConn{pc: c, fd: [2]int{cfd, upfd}, loop: l}
+			s.watchLocked(c)
 			if pre != nil {
 				// Pending as after a partial write: flushed first.
 				c.lc.dir[0].pend, c.lc.dir[0].pendBuf = pre, pre

@@ -3,6 +3,7 @@ package l4
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Waker leases a ready backend for an app. lifecycle.Manager satisfies it.
@@ -38,6 +39,16 @@ type ReadyWaker interface {
 	TryWake(app string) (upstream netip.AddrPort, release func(), ok bool)
 }
 
+// TrafficWaker is a Waker whose apps may count bytes moved, not open
+// connections, as activity (Route.TrafficIdle). lifecycle.Manager
+// satisfies it.
+type TrafficWaker interface {
+	// Traffic tells that bytes moved just now on connections leased to
+	// the backend of app at upstream. Called from the sweeper (quiet.go),
+	// once per backend per sweep at most.
+	Traffic(app string, upstream netip.AddrPort)
+}
+
 // Route sends the connections of one listen address to one app.
 type Route struct {
 	// App is the app's name, passed to Waker.Wake.
@@ -53,4 +64,18 @@ type Route struct {
 	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,
 	// which keeps the proxy protocol-agnostic. Never sent during Shutdown.
 	UnavailableReply []byte
+	// WakeFrom, when not empty, limits the sources whose connections may
+	// wake the app: a connection from elsewhere is served while the app
+	// runs (leased through PassiveWaker, so it does not keep the app up)
+	// and turned away otherwise (TurnedAway, UnavailableReply). Empty: any
+	// source.
+	WakeFrom []netip.Prefix
+	// ClientIdleTimeout, when not zero, closes a spliced connection on
+	// which no byte moved either way for that long (quiet.go).
+	ClientIdleTimeout time.Duration
+	// TrafficIdle, when not zero, is the app's idle_timeout under
+	// idle_when: traffic: the bytes its connections move are told to the
+	// Waker (TrafficWaker) at least every quarter of it, so that an open
+	// but quiet connection no longer keeps the app up.
+	TrafficIdle time.Duration
 }

@@ -108,6 +108,7 @@ type instance struct {
 	startErr error
 
 	conns        int       // open leases on this instance
+	passive      int       // open leases that do not keep it up (wake_from)
 	lastActivity time.Time // last lease or release, or when it got ready
 
 	// spare is the readiness probe's connection to the program, kept when

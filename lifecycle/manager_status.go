@@ -82,7 +82,7 @@ func (m *Manager) Status() []AppStatus {
 			Refused:      a.refusedTotal,
 		}
 		for _, in := range a.insts {
-			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns, StartedAt: in.spawnedAt,
+			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns + in.passive, StartedAt: in.spawnedAt,
 				StatusText: in.watch.statusText()}
 			if in.proc != nil {
 				is.Pid = in.proc.Pid()

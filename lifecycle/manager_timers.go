@@ -26,6 +26,13 @@ func idleDeadline(a *app, in *instance) time.Time {
 	return from.Add(idleTimeout(a.spec))
 }
 
+// connsKeepUp reports whether an open connection keeps spec's app up
+// (idle_when: connections, the default); with idle_when: traffic only
+// bytes moving do (Manager.Traffic).
+func connsKeepUp(spec *appfile.Spec) bool {
+	return spec.IdleWhen != appfile.IdleNoTraffic
+}
+
 // nextIdle returns the earliest idle deadline of a's instances that may stop
 // for idleness, and false when none may.
 func nextIdle(a *app) (time.Time, bool) {
@@ -39,7 +46,7 @@ func nextIdle(a *app) (time.Time, bool) {
 			continue
 		}
 		active++
-		if in.readyAt.IsZero() || in.conns > 0 {
+		if in.readyAt.IsZero() || (in.conns > 0 && connsKeepUp(a.spec)) {
 			continue
 		}
 		if d := idleDeadline(a, in); next.IsZero() || d.Before(next) {
@@ -90,7 +97,7 @@ func (m *Manager) idleFired(a *app) {
 	var next time.Time
 	for i := len(a.insts) - 1; i >= 0 && active > floor; i-- {
 		in := a.insts[i]
-		if !in.ready() || in.conns > 0 {
+		if !in.ready() || (in.conns > 0 && connsKeepUp(a.spec)) {
 			continue
 		}
 		if d := idleDeadline(a, in); d.After(now) {

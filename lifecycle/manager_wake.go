@@ -68,16 +68,47 @@ func (m *Manager) dropUnclaimedLocked(name string) {
 func (m *Manager) TryWake(name string) (netip.AddrPort, func(), bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a := m.apps[name]
-	if m.closed || a == nil || a.removed || a.state != Ready {
-		return netip.AddrPort{}, nil, false
-	}
-	in := a.pick()
+	a, in := m.readyNowLocked(name)
 	if in == nil {
 		return netip.AddrPort{}, nil, false
 	}
 	up, release := m.leaseLocked(a, in)
 	return up, release, true
+}
+
+// TryWakePassive is TryWake for a connection that may not wake the app
+// (wake_from): its lease counts as an open connection in status, but
+// neither as activity nor against the idle stop, and never adds an
+// instance. It satisfies l4.PassiveWaker.
+func (m *Manager) TryWakePassive(name string) (netip.AddrPort, func(), bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, in := m.readyNowLocked(name)
+	if in == nil {
+		return netip.AddrPort{}, nil, false
+	}
+	in.passive++
+	a.conns++
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			m.mu.Lock()
+			in.passive--
+			in.app.conns--
+			m.mu.Unlock()
+		})
+	}
+	return in.upstream, release, true
+}
+
+// readyNowLocked returns app name and the instance a connection should
+// go to when the app is ready now; a nil instance otherwise.
+func (m *Manager) readyNowLocked(name string) (*app, *instance) {
+	a := m.apps[name]
+	if m.closed || a == nil || a.removed || a.state != Ready {
+		return nil, nil
+	}
+	return a, a.pick()
 }
 
 // leaseLocked counts one connection on in, an instance of a that is ready,
@@ -90,9 +121,10 @@ func (m *Manager) leaseLocked(a *app, in *instance) (netip.AddrPort, func()) {
 	in.conns++
 	a.conns++
 	in.lastActivity, a.lastActivity = now, now
-	if len(a.insts) == 1 {
+	if len(a.insts) == 1 && connsKeepUp(a.spec) {
 		m.disarmIdleLocked(a)
-	} // else other instances may still be idle: a stale firing sees the lease
+	} // else other instances may still be idle, or quiet connections do
+	// not count: a stale firing sees the lease and the activity
 	var once sync.Once
 	release := func() { once.Do(func() { m.release(in) }) }
 	return in.upstream, release
@@ -109,6 +141,26 @@ func (m *Manager) release(in *instance) {
 	in.lastActivity, a.lastActivity = now, now
 	if in.conns == 0 && a.state == Ready && !m.closed && in.ready() {
 		m.armIdleLocked(a)
+	}
+}
+
+// Traffic records that bytes moved just now on connections leased to the
+// instance of app at upstream: with idle_when: traffic that is what keeps
+// it up. The idle timer, armed for the earlier deadline, finds the later
+// one when it fires and waits on. It satisfies l4.TrafficWaker.
+func (m *Manager) Traffic(name string, upstream netip.AddrPort) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.apps[name]
+	if a == nil {
+		return
+	}
+	now := time.Now()
+	for _, in := range a.insts {
+		if in.upstream == upstream && in.ready() {
+			in.lastActivity, a.lastActivity = now, now
+			return
+		}
 	}
 }
 

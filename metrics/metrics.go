@@ -25,6 +25,7 @@ type Metrics struct {
 	coldStart    *prometheus.HistogramVec
 	connections  *prometheus.CounterVec
 	bytes        *prometheus.CounterVec
+	turnedAway   *prometheus.CounterVec
 	reloadErrors prometheus.Counter
 
 	// forgotten holds the apps whose series Forget dropped: a removed app's
@@ -61,12 +62,16 @@ func New(apps func() []admin.App) *Metrics {
 			Name: "dynapm_app_bytes_total",
 			Help: "Bytes spliced, counted when a connection ends; direction in is client to app.",
 		}, []string{"app", "direction"}),
+		turnedAway: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynapm_app_turned_away_total",
+			Help: "Connections closed unserved because their source is outside wake_from and the app was not running.",
+		}, []string{"app"}),
 		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dynapm_reload_errors_total",
 			Help: "App file versions that could not be put in force (each distinct problem once).",
 		}),
 	}
-	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.reloadErrors,
+	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.turnedAway, m.reloadErrors,
 		&snapshot{apps: apps},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "dynapm"}),
@@ -125,6 +130,17 @@ func (m *Metrics) ConnectionClosed(app string, in, out int64) {
 	m.bytes.WithLabelValues(app, "out").Add(float64(out))
 }
 
+// ConnectionTurnedAway counts a connection that could not wake app
+// (wake_from) and was closed.
+func (m *Metrics) ConnectionTurnedAway(app string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.forgottenLocked(app) {
+		return
+	}
+	m.turnedAway.WithLabelValues(app).Inc()
+}
+
 // ReloadErrors counts app files that failed to load.
 func (m *Metrics) ReloadErrors(n int) {
 	m.reloadErrors.Add(float64(n))
@@ -142,6 +158,7 @@ func (m *Metrics) Forget(app string) {
 	m.coldStart.DeletePartialMatch(l)
 	m.connections.DeletePartialMatch(l)
 	m.bytes.DeletePartialMatch(l)
+	m.turnedAway.DeletePartialMatch(l)
 }
 
 // Keep counts the events of an app added (back) from now on, undoing

@@ -90,6 +90,7 @@ func TestScrapeAfterAWakeAndAnIdleStop(t *testing.T) {
 	m.AppStarted("web", "connection")
 	m.AppReady("web", 300*time.Millisecond)
 	m.ConnectionClosed("web", 100, 2500)
+	m.ConnectionTurnedAway("web")
 	m.AppStopped("web", "idle")
 	m.ReloadErrors(2)
 
@@ -101,6 +102,7 @@ func TestScrapeAfterAWakeAndAnIdleStop(t *testing.T) {
 		`dynapm_app_state{app="api",state="stopped"} 1`,
 		`dynapm_app_open_connections{app="web"} 2`,
 		`dynapm_app_held_connections{app="web"} 1`,
+		`dynapm_app_turned_away_total{app="web"} 1`,
 		`dynapm_app_rss_bytes{app="web"} 4096`,
 		`dynapm_app_uptime_seconds{app="web"} 12`,
 		`dynapm_app_restarts_total{app="web"} 1`,
