@@ -17,7 +17,7 @@ var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
-	"memory_priority", "memory_max", "scale",
+	"memory_priority", "memory_max", "scale", "needs",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask",
 }
@@ -154,6 +154,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Jobs = d.jobs(key, v)
 	case "scale":
 		d.scale(s, key, v)
+	case "needs":
+		d.needs(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	default:
