@@ -40,6 +40,9 @@ func (c *adminController) Apps() []admin.App {
 			Status:       s.StatusText,
 			Starts:       s.Starts,
 			Restarts:     s.Restarts,
+			Needs:        s.Needs,
+			NeededBy:     s.NeededBy,
+			KeptUpBy:     s.KeptUpBy,
 		}
 		for _, in := range s.Instances {
 			a.Instances = append(a.Instances, admin.Instance{

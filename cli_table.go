@@ -24,7 +24,7 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLAST-JOB\tLISTEN\tSTATUS\tLAST-ERROR")
 	for _, a := range apps {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			a.Name, a.State, pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
+			a.Name, stateCell(a), pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
 			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now), jobCell(a.LastJob, now),
 			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.Status, maxErrorWidth)), dash(oneLine(a.LastError, maxErrorWidth)))
 		writeInstanceRows(tw, a)
@@ -48,6 +48,15 @@ func writeInstanceRows(w io.Writer, a admin.App) {
 		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t-\t%s\t%s\t-\n",
 			a.Name, in.Index, in.State, pidCell(in.Pid), uptime, in.Connections, dash(in.Upstream), dash(oneLine(in.Status, maxErrorWidth)))
 	}
+}
+
+// stateCell is the app's state with why it is up when that is not its own
+// traffic: "ready (needed by web)".
+func stateCell(a admin.App) string {
+	if len(a.KeptUpBy) > 0 {
+		return fmt.Sprintf("%s (needed by %s)", a.State, strings.Join(a.KeptUpBy, ","))
+	}
+	return a.State
 }
 
 func dash(s string) string {

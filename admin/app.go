@@ -40,6 +40,12 @@ type App struct {
 	// Status is what the program last said of itself with STATUS=
 	// (ready: {notify: true}), the first instance's; omitted when nothing.
 	Status string `json:"status,omitempty"`
+	// Needs are the apps this one needs (its file's needs:); NeededBy the
+	// apps whose files need this one; KeptUpBy those of them running now,
+	// which keep it up whatever its idle time.
+	Needs    []string `json:"needs,omitempty"`
+	NeededBy []string `json:"needed_by,omitempty"`
+	KeptUpBy []string `json:"kept_up_by,omitempty"`
 }
 
 // Instance is one process of an app (scale runs several).

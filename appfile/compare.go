@@ -24,6 +24,7 @@ func (s *Spec) Equal(o *Spec) bool {
 		slices.Equal(s.Match.SNI, o.Match.SNI) &&
 		slices.Equal(s.Match.Host, o.Match.Host) &&
 		slices.Equal(s.Wake, o.Wake) &&
+		slices.Equal(s.Needs, o.Needs) &&
 		slices.EqualFunc(s.Jobs, o.Jobs, func(a, b Job) bool {
 			return a.Cron == b.Cron && slices.Equal(a.Command, b.Command) &&
 				a.Timeout == b.Timeout && a.NeedsApp == b.NeedsApp

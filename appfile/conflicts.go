@@ -6,7 +6,8 @@ import (
 
 // CheckConflicts finds what no single file can show: two apps with the same
 // name, two apps on one listen address that cannot be told apart, and
-// upstreams that clash with another app. Earlier specs win: every error is
+// upstreams that clash with another app, needs naming an app not in specs
+// and needs that form a cycle. Earlier specs win: every error is
 // a *FieldError whose File is the later spec's File, and that spec is the
 // one to leave out. Hot reload can therefore list the apps in force first
 // and the changed ones after, so that an edit never displaces a running app.
@@ -94,6 +95,7 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 			upstreams = append(upstreams, upstreamClaim{spec: s, addr: up})
 		}
 	}
+	errs = append(errs, needsErrors(specs, rejected)...)
 	return errs, rejected
 }
 

@@ -17,7 +17,7 @@ var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
-	"memory_priority", "memory_max", "scale",
+	"memory_priority", "memory_max", "scale", "needs",
 	"idle_when", "client_idle_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask",
@@ -156,6 +156,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Jobs = d.jobs(key, v)
 	case "scale":
 		d.scale(s, key, v)
+	case "needs":
+		d.needs(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	case "idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from":

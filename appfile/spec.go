@@ -97,6 +97,10 @@ type Spec struct {
 	// over). 0 means no limit.
 	MemoryMax int64
 
+	// Needs names the apps that must be ready before this app's program
+	// starts, and stay up while it runs.
+	Needs []string
+
 	// Wake lists scheduled starts.
 	Wake []Wake
 	// Jobs lists scheduled commands.

@@ -127,9 +127,36 @@ func (w *Watcher) reload(paths []string) {
 			w.retryDue = true
 		}
 	}
+	w.logMissingNeeds(final)
 	w.mu.Lock()
 	w.snap = final
 	w.mu.Unlock()
+}
+
+// logMissingNeeds logs, once per distinct problem, each app in force that
+// needs an app that is not: its file stays in force (what it runs is
+// fine), and its starts fail until the app it needs is back.
+func (w *Watcher) logMissingNeeds(final []*appfile.Spec) {
+	now := map[string]error{}
+	for _, err := range appfile.MissingNeeds(final) {
+		var fe *appfile.FieldError
+		if errors.As(err, &fe) {
+			now[fe.File] = err
+		}
+	}
+	for path, f := range w.files {
+		msg := ""
+		if err := now[path]; err != nil {
+			msg = err.Error()
+			if msg != f.needsErr {
+				w.log.Error("app file in force needs an app that is not; its starts fail until that app is back", "file", path, "err", msg)
+				if w.cfg.Rejected != nil {
+					w.cfg.Rejected(path, err)
+				}
+			}
+		}
+		f.needsErr = msg
+	}
 }
 
 // readFile rereads one app file and records what changed: removed, the

@@ -162,6 +162,9 @@ type file struct {
 	// applyFailed: next was valid but Apply could not put it in force
 	// (an address held outside DynaPM); it is retried every Config.Retry.
 	applyFailed bool
+	// needsErr is the last logged problem of the version in force with
+	// the apps it needs (one was removed), "" while there is none.
+	needsErr string
 }
 
 // New starts watching cfg.Dir and loads every app file in it, applying

@@ -34,8 +34,11 @@ type app struct {
 	// once its process is gone.
 	removed bool
 
-	conns        int // open leases, over all instances
-	pending      int // Wake callers held while the app starts or stops
+	conns   int // open leases, over all instances
+	pending int // Wake callers held while the app starts or stops
+	// neededRefs counts the live instances of other apps that need this
+	// one (manager_needs.go): while any, it is not stopped for idleness.
+	neededRefs   int
 	lastActivity time.Time
 	keepUntil    time.Time // the idle countdown starts no earlier (cron wake keep)
 	idleTimer    *time.Timer
@@ -106,6 +109,10 @@ type instance struct {
 	// startErr is why the start failed; waiters that waited for this start
 	// return it.
 	startErr error
+
+	// needs are the apps this instance holds a reference on, from its
+	// launch until its process is gone.
+	needs []*app
 
 	conns        int       // open leases on this instance
 	passive      int       // open leases that do not keep it up (wake_from)

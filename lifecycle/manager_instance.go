@@ -40,6 +40,7 @@ func (m *Manager) launchLocked(a *app, reason string) *instance {
 		done:   make(chan struct{}),
 	}
 	a.addInstance(in)
+	m.holdNeedsLocked(in)
 	a.starts++
 	m.ran[a] = struct{}{}
 	if m.cfg.Events != nil {
@@ -57,13 +58,23 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	defer close(in.done)
 	defer in.cancel()
 
-	if m.cfg.BeforeStart != nil {
+	begun := time.Now()
+	err := m.awaitNeeds(a, in)
+	if err == nil && m.cfg.BeforeStart != nil {
 		m.cfg.BeforeStart(in.ctx, a.name)
 	}
 	// Once the process is gone (or was never started): the notify socket
 	// and its reader go with it.
 	defer func() { in.watch.close() }()
-	proc, ready, logf, waitLog, err := m.spawn(a, in)
+	var (
+		proc    Process
+		ready   *readiness
+		logf    *os.File
+		waitLog func(context.Context) error
+	)
+	if err == nil {
+		proc, ready, logf, waitLog, err = m.spawn(a, in)
+	}
 	if logf != nil {
 		// The program holds its own descriptor. Ours goes now: with
 		// rotating logs it is a pipe, whose copy into the file ends only
@@ -78,10 +89,16 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		} else {
 			m.failStartLocked(a, in, fmt.Errorf("%w: %w", ErrStartFailed, err), "")
 		}
+		m.releaseNeedsLocked(in)
 		return
 	}
 
 	deadline := in.spawnedAt.Add(startTimeout(in.spec))
+	if len(in.spec.Needs) > 0 {
+		// The wait for the needed apps is part of this start: held
+		// connections wait through the whole chain within start_timeout.
+		deadline = begun.Add(startTimeout(in.spec))
+	}
 	conn, err := m.probe.waitReady(in.ctx, proc, ready, m.cfg.ProbeInterval, deadline)
 	in.watch.startOver()
 	m.mu.Lock()
@@ -131,6 +148,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.releaseNeedsLocked(in) // after the outcome: a restart holds them anew first
 	switch {
 	case in.stopReq:
 		m.finishStopLocked(a, in, stopErr, tail)

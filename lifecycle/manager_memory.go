@@ -24,10 +24,12 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 			continue
 		}
 		u := memory.AppUsage{
-			Name:        a.name,
-			Mode:        mode(a.spec),
-			Stopping:    a.state == Stopping,
-			Connections: a.conns + a.pending,
+			Name:     a.name,
+			Mode:     mode(a.spec),
+			Stopping: a.state == Stopping,
+			// An app that running apps need counts as in use: a stop
+			// would cut them too (StopForMemory stops them first).
+			Connections: a.conns + a.pending + a.neededRefs,
 			Priority:    a.spec.MemoryPriority,
 			LastActive:  a.lastActivity,
 			MemoryMax:   a.spec.MemoryMax,

@@ -37,6 +37,12 @@ type AppStatus struct {
 	// (ready: {notify: true}), cleaned to one printable line; "" when
 	// nothing.
 	StatusText string
+	// Needs lists the apps this one needs (its file's needs:); NeededBy
+	// the configured apps whose files need it; KeptUpBy those of them that
+	// run now and so keep it up.
+	Needs    []string
+	NeededBy []string
+	KeptUpBy []string
 	// Instances lists the app's live processes by index: one for an app
 	// without scale. Pid, Upstream, StartedAt and StatusText above are the
 	// first's; Connections above is their sum.
@@ -64,6 +70,7 @@ func (m *Manager) Status() []AppStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]AppStatus, 0, len(m.apps))
+	neededBy, keptUpBy := m.dependencyMapsLocked()
 	for _, a := range m.apps {
 		if a.removed {
 			continue
@@ -80,6 +87,9 @@ func (m *Manager) Status() []AppStatus {
 			Starts:       a.starts,
 			Restarts:     a.restarts,
 			Refused:      a.refusedTotal,
+			Needs:        slices.Clone(a.spec.Needs),
+			NeededBy:     neededBy[a.name],
+			KeptUpBy:     keptUpBy[a.name],
 		}
 		for _, in := range a.insts {
 			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns + in.passive, StartedAt: in.spawnedAt,
@@ -100,4 +110,35 @@ func (m *Manager) Status() []AppStatus {
 	}
 	slices.SortFunc(out, func(x, y AppStatus) int { return strings.Compare(x.Name, y.Name) })
 	return out
+}
+
+// dependencyMapsLocked returns, by app name, the configured apps whose
+// files need it and the running ones among them that hold it now, each
+// sorted: one walk over every app, not one per app.
+func (m *Manager) dependencyMapsLocked() (neededBy, keptUpBy map[string][]string) {
+	neededBy, keptUpBy = map[string][]string{}, map[string][]string{}
+	for _, x := range m.apps {
+		if x.removed {
+			continue
+		}
+		for _, n := range x.spec.Needs {
+			neededBy[n] = append(neededBy[n], x.name)
+		}
+		held := map[*app]bool{}
+		for _, in := range x.insts {
+			for _, b := range in.needs {
+				if !held[b] {
+					held[b] = true
+					keptUpBy[b.name] = append(keptUpBy[b.name], x.name)
+				}
+			}
+		}
+	}
+	for _, names := range neededBy {
+		slices.Sort(names)
+	}
+	for _, names := range keptUpBy {
+		slices.Sort(names)
+	}
+	return neededBy, keptUpBy
 }

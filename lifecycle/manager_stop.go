@@ -10,7 +10,12 @@ import (
 // stop_timeout) and waits until the process is gone or ctx ends. reason
 // ("manual", "idle", "memory"...) goes to the log. A stopped or failed app is
 // left stopped. Connections that arrive meanwhile wait and start it afresh.
+//
+// The apps that need app and run are stopped first, for the same reason.
 func (m *Manager) Stop(ctx context.Context, name, reason string) error {
+	if err := m.stopDependents(ctx, name, reason); err != nil {
+		return fmt.Errorf("stopping app %q: %w", name, err)
+	}
 	m.mu.Lock()
 	a := m.apps[name]
 	if a == nil || a.removed {
@@ -112,7 +117,8 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 }
 
 // Shutdown stops every app in parallel and returns once all their processes
-// are gone, or when ctx ends. Callers waiting in Wake or Start get
+// are gone, or when ctx ends. An app that running apps need is stopped once
+// they are gone (releaseNeedsLocked), so dependents stop first. Callers waiting in Wake or Start get
 // ErrShuttingDown at once; no app starts again afterwards.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.stopAdopting()
@@ -126,7 +132,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		a.restartAfterStop = false
 		switch a.state {
 		case Starting, Ready:
-			m.stopAllLocked(a, "shutdown")
+			if a.neededRefs == 0 {
+				m.stopAllLocked(a, "shutdown")
+			}
 		case Failed:
 			a.setState(Stopped)
 		default:

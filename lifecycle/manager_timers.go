@@ -37,7 +37,7 @@ func connsKeepUp(spec *appfile.Spec) bool {
 // for idleness, and false when none may.
 func nextIdle(a *app) (time.Time, bool) {
 	var next time.Time
-	if a.state != Ready {
+	if a.state != Ready || a.neededRefs > 0 {
 		return next, false
 	}
 	active := 0
@@ -89,7 +89,7 @@ func (m *Manager) disarmIdleLocked(a *app) {
 func (m *Manager) idleFired(a *app) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.apps[a.name] != a || a.state != Ready {
+	if m.closed || m.apps[a.name] != a || a.state != Ready || a.neededRefs > 0 {
 		return
 	}
 	now := time.Now()

@@ -13,8 +13,9 @@ var (
 	// apps at daemon start), reload (a changed app file), crash (started
 	// again after a crash), memory (restarted over memory_max), scale (an
 	// instance added), adopt (found already running), outside (an always
-	// app started again after someone else stopped it), other.
-	startReasons = []string{"connection", "cron", "manual", "boot", "reload", "crash", "memory", "scale", "adopt", "outside", "other"}
+	// app started again after someone else stopped it), needed (an app
+	// that needs it started), other.
+	startReasons = []string{"connection", "cron", "manual", "boot", "reload", "crash", "memory", "scale", "adopt", "outside", "needed", "other"}
 	// stopReasons: idle (idle_timeout), memory (a memory stop, or a
 	// restart over memory_max), manual (dynapm stop or restart), crash (the
 	// program exited on its own), reload (a changed app file), removed (its

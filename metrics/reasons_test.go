@@ -13,7 +13,7 @@ import (
 func TestReasonLabels(t *testing.T) {
 	starts := map[string]string{
 		"connection": "connection", "cron": "cron", "manual": "manual", "boot": "boot",
-		"reload": "reload", "crash": "crash", "adopt": "adopt", "scale": "scale", "min": "scale",
+		"reload": "reload", "crash": "crash", "adopt": "adopt", "needed": "needed", "scale": "scale", "min": "scale",
 		"memory: over memory_max": "memory", "stopped from outside": "outside", "new-thing": "other",
 	}
 	stops := map[string]string{

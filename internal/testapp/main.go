@@ -49,6 +49,28 @@ type config struct {
 	target     string
 	printLimit bool
 	notify     string
+	stamp      string
+	label      string
+}
+
+// stampFile and stampLabel are -stamp and -label, for stamp.
+var stampFile, stampLabel string
+
+// stamp appends "LABEL EVENT UNIXNANO" to the -stamp file, if any: the
+// program's own account of when it started, listened and was told to stop,
+// which tests compare across programs. O_APPEND keeps the lines of several
+// programs sharing one file whole.
+func stamp(event string) {
+	if stampFile == "" {
+		return
+	}
+	f, err := os.OpenFile(stampFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testapp: %v\n", err)
+		return
+	}
+	fmt.Fprintf(f, "%s %s %d\n", stampLabel, event, time.Now().UnixNano())
+	f.Close()
 }
 
 func main() {
@@ -70,7 +92,10 @@ func main() {
 	flag.DurationVar(&c.work, "work", 0, "echo mode: burn this much CPU time per read before echoing it (a CPU-bound backend)")
 	flag.StringVar(&c.target, "target", "", "get mode: the URL to GET")
 	flag.BoolVar(&c.printLimit, "print-limits", false, "print nofile, nproc, umask, uid and gid to stdout at start")
+	flag.StringVar(&c.stamp, "stamp", "", "append \"LABEL start|listening|term UNIXNANO\" lines to this file")
+	flag.StringVar(&c.label, "label", "app", "the LABEL of -stamp lines")
 	flag.Parse()
+	stampFile, stampLabel = c.stamp, c.label
 
 	if err := run(c); err != nil {
 		fmt.Fprintf(os.Stderr, "testapp: %v\n", err)
@@ -80,6 +105,7 @@ func main() {
 
 func run(c config) error {
 	start := time.Now()
+	stamp("start")
 	if c.printEnv != "" {
 		fmt.Printf("%s=%s\n", c.printEnv, os.Getenv(c.printEnv))
 	}
@@ -134,6 +160,7 @@ func run(c config) error {
 		return err
 	}
 	fmt.Printf("testapp: listening on %s mode %s\n", ln.Addr(), c.mode)
+	stamp("listening")
 	if c.pidfile != "" {
 		if err := writePid(c.pidfile, os.Getpid()); err != nil {
 			return err
@@ -167,6 +194,7 @@ func exitOnTerm() {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
 	<-ch
+	stamp("term")
 	os.Exit(0)
 }
 
