@@ -19,7 +19,7 @@ var topKeys = []string{
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
 	"memory_priority", "memory_max", "scale",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
-	"unavailable_reply", "user", "group", "limits", "umask",
+	"unavailable_reply", "user", "group", "limits", "umask", "handoff",
 }
 
 var matchKeys = []string{"sni", "host"}
@@ -65,6 +65,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		StopSignal:   syscall.SIGTERM,
 		StopTimeout:  DefaultStopTimeout,
 		MaxPending:   DefaultMaxPending,
+		Handoff:      HandoffProxy,
 	}
 	d.mapping("", raw, topKeys)
 	s.Driver = d.driverOf(raw)
@@ -85,6 +86,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		d.field(s, key, v)
 	}
 	d.crossChecks(s)
+	d.handoffChecks(s, raw)
 	if len(d.errs) > 0 {
 		return nil, d.err()
 	}
@@ -154,6 +156,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Jobs = d.jobs(key, v)
 	case "scale":
 		d.scale(s, key, v)
+	case "handoff":
+		d.handoff(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	default:
