@@ -39,7 +39,8 @@ func (s *Spec) Equal(o *Spec) bool {
 // NeedsRestart reports whether a running program started from old must be
 // restarted to match s: what it runs, where, with which environment, on
 // which upstream, or what bytes it receives (proxy_protocol), and how it
-// runs (driver and the driver's keys). Everything else (listen addresses,
+// runs (driver and the driver's keys), and who accepts (handoff; the
+// listen addresses too when the program holds them). Everything else (listen addresses,
 // timeouts, stop_signal, match, schedules) takes effect without a restart. A nil old always needs one.
 func (s *Spec) NeedsRestart(old *Spec) bool {
 	if old == nil {
@@ -50,6 +51,9 @@ func (s *Spec) NeedsRestart(old *Spec) bool {
 		s.Dir != old.Dir ||
 		s.Upstream != old.Upstream ||
 		s.ProxyProtocol != old.ProxyProtocol ||
+		s.Handoff != old.Handoff ||
+		// A handed-off program holds the listening sockets it was given.
+		(s.Handoff == HandoffSocket && !slices.Equal(s.Listen, old.Listen)) ||
 		s.Driver != old.Driver ||
 		!slices.Equal(s.Containers, old.Containers) ||
 		s.Service != old.Service ||

@@ -104,6 +104,9 @@ func clash(l, o listener) string {
 	if !l.addr.overlaps(o.addr) {
 		return ""
 	}
+	if msg := handoffClash(l, o); msg != "" {
+		return msg
+	}
 	if l.addr != o.addr {
 		return fmt.Sprintf("%s overlaps %s %s of %s: apps share an address only by naming the same address (with match)", Quote(l.text), o.field, Quote(o.text), o.spec.File)
 	}

@@ -20,7 +20,7 @@ var topKeys = []string{
 	"memory_priority", "memory_max", "scale", "needs",
 	"idle_when", "client_idle_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
-	"unavailable_reply", "user", "group", "limits", "umask",
+	"unavailable_reply", "user", "group", "limits", "umask", "handoff",
 }
 
 var matchKeys = []string{"sni", "host"}
@@ -66,6 +66,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		StopSignal:   syscall.SIGTERM,
 		StopTimeout:  DefaultStopTimeout,
 		MaxPending:   DefaultMaxPending,
+		Handoff:      HandoffProxy,
 	}
 	idleDefaults(s)
 	d.mapping("", raw, topKeys)
@@ -87,6 +88,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		d.field(s, key, v)
 	}
 	d.crossChecks(s)
+	d.handoffChecks(s, raw)
 	if len(d.errs) > 0 {
 		return nil, d.err()
 	}
@@ -158,6 +160,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.scale(s, key, v)
 	case "needs":
 		d.needs(s, key, v)
+	case "handoff":
+		d.handoff(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	case "idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from":

@@ -88,6 +88,9 @@ type Spec struct {
 	Match Match
 	// ProxyProtocol is "", "v1" or "v2".
 	ProxyProtocol string
+	// Handoff is HandoffProxy (the default), HandoffSocket or
+	// HandoffInetd: who accepts the app's connections (handoff.go).
+	Handoff string
 
 	// MemoryPriority orders stops under memory pressure: apps with a
 	// higher priority are stopped later. Default 0.

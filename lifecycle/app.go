@@ -34,8 +34,9 @@ type app struct {
 	// once its process is gone.
 	removed bool
 
-	conns   int // open leases, over all instances
-	pending int // Wake callers held while the app starts or stops
+	conns       int // open leases, over all instances
+	kernelConns int // handoff: socket: established connections at the last count
+	pending     int // Wake callers held while the app starts or stops
 	// neededRefs counts the live instances of other apps that need this
 	// one (manager_needs.go): while any, it is not stopped for idleness.
 	neededRefs   int
