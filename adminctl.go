@@ -27,19 +27,20 @@ func (c *adminController) Apps() []admin.App {
 	out := make([]admin.App, 0, len(st))
 	for _, s := range st {
 		a := admin.App{
-			Name:         s.Name,
-			State:        string(s.State),
-			Mode:         string(s.Mode),
-			Pid:          s.Pid,
-			Connections:  s.Connections,
-			Pending:      s.Pending,
-			LastActivity: s.LastActivity,
-			Listen:       s.Listen,
-			Upstream:     s.Upstream,
-			LastError:    s.LastError,
-			Status:       s.StatusText,
-			Starts:       s.Starts,
-			Restarts:     s.Restarts,
+			Name:           s.Name,
+			State:          string(s.State),
+			Mode:           string(s.Mode),
+			Pid:            s.Pid,
+			Connections:    s.Connections,
+			Pending:        s.Pending,
+			LastActivity:   s.LastActivity,
+			Listen:         s.Listen,
+			Upstream:       s.Upstream,
+			LastError:      s.LastError,
+			Status:         s.StatusText,
+			Starts:         s.Starts,
+			LastStopKilled: s.LastStopKilled,
+			Restarts:       s.Restarts,
 		}
 		for _, in := range s.Instances {
 			a.Instances = append(a.Instances, admin.Instance{

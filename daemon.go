@@ -182,7 +182,9 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 			if err := d.notify.Notify(sdnotify.Stopping); err != nil {
 				log.Warn("cannot tell systemd that dynapm is stopping", "err", err)
 			}
-			return d.shutdown()
+			hurry, stop := secondSignal(log)
+			defer stop()
+			return d.shutdownBy(hurry)
 		}
 	}
 }
@@ -221,6 +223,29 @@ func subtreeName(stateDir string) string {
 	}
 	sum := sha256.Sum256([]byte(stateDir))
 	return cgroup.DefaultName + "-" + hex.EncodeToString(sum[:6])
+}
+
+// secondSignal returns a context that ends at the next SIGINT or SIGTERM
+// (the impatient user's "stop now", which kills every app at once) and
+// the function that stops listening for it.
+func secondSignal(log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			log.Warn("second signal: killing every app now", "signal", sig.String())
+			cancel()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
+	}
 }
 
 // checkTrusted refuses to run with a settings file, an apps directory or
@@ -505,12 +530,18 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 
 // shutdown stops in order: the watcher and the memory monitor (no more
 // changes), the listeners and held connections, the jobs (while the apps
-// they may need are still up), every app (which ends spliced connections),
-// then the reaper.
+// they may need are still up), every app, then the connections clients
+// still hold open to the stopped apps, then the reaper.
 func (d *daemon) shutdown() error {
+	return d.shutdownBy(context.Background())
+}
+
+// shutdownBy is shutdown that gives up waiting, killing what is left, when
+// hurry ends (a second SIGINT or SIGTERM).
+func (d *daemon) shutdownBy(hurry context.Context) error {
 	d.bgCancel()
 	d.bg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	ctx, cancel := context.WithTimeout(hurry, shutdownGrace)
 	defer cancel()
 	// Admin requests in progress end first: a start being waited for is
 	// abandoned, a followed log ends.
@@ -521,9 +552,19 @@ func (d *daemon) shutdown() error {
 	if d.metrics != nil {
 		admErr = errors.Join(admErr, d.metrics.Shutdown(ctx))
 	}
+	// Spliced connections end when their app has stopped: a client that
+	// holds an idle connection open must not hold the shutdown up.
+	connCtx, closeConns := context.WithCancel(ctx)
+	defer closeConns()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- d.srv.Shutdown(ctx) }()
-	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close(), closeDrivers(d.drivers))
+	go func() { srvDone <- d.srv.Shutdown(connCtx) }()
+	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx))
+	closeConns()
+	srvErr := <-srvDone
+	if errors.Is(srvErr, context.Canceled) && ctx.Err() == nil {
+		srvErr = nil // closed on purpose, the apps being gone
+	}
+	err = errors.Join(err, srvErr, d.driver.Close(), closeDrivers(d.drivers))
 	if d.spawner != nil {
 		// After the driver: every program it started has been stopped.
 		err = errors.Join(err, d.spawner.Close())

@@ -40,6 +40,9 @@ type App struct {
 	// Status is what the program last said of itself with STATUS=
 	// (ready: {notify: true}), the first instance's; omitted when nothing.
 	Status string `json:"status,omitempty"`
+	// LastStopKilled: the last stop did not end at the stop signal, the
+	// app's processes were killed after stop_timeout.
+	LastStopKilled bool `json:"last_stop_killed,omitempty"`
 }
 
 // Instance is one process of an app (scale runs several).

@@ -37,6 +37,9 @@ type AppStatus struct {
 	// (ready: {notify: true}), cleaned to one printable line; "" when
 	// nothing.
 	StatusText string
+	// LastStopKilled: the last stop of a running process ended in a kill
+	// after stop_timeout.
+	LastStopKilled bool
 	// Instances lists the app's live processes by index: one for an app
 	// without scale. Pid, Upstream, StartedAt and StatusText above are the
 	// first's; Connections above is their sum.
@@ -69,17 +72,18 @@ func (m *Manager) Status() []AppStatus {
 			continue
 		}
 		st := AppStatus{
-			Name:         a.name,
-			State:        a.state,
-			Mode:         mode(a.spec),
-			Listen:       slices.Clone(a.spec.Listen),
-			Connections:  a.conns,
-			Pending:      a.pending,
-			LastActivity: a.lastActivity,
-			LastError:    a.lastErr,
-			Starts:       a.starts,
-			Restarts:     a.restarts,
-			Refused:      a.refusedTotal,
+			Name:           a.name,
+			State:          a.state,
+			Mode:           mode(a.spec),
+			Listen:         slices.Clone(a.spec.Listen),
+			Connections:    a.conns,
+			Pending:        a.pending,
+			LastActivity:   a.lastActivity,
+			LastError:      a.lastErr,
+			Starts:         a.starts,
+			Restarts:       a.restarts,
+			Refused:        a.refusedTotal,
+			LastStopKilled: a.stopKilled,
 		}
 		for _, in := range a.insts {
 			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns, StartedAt: in.spawnedAt,
