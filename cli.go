@@ -127,6 +127,14 @@ func actionCommand(verb string, args []string, stdout, stderr io.Writer,
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
+	wasRunning := true
+	if verb == "stop" {
+		// Asked first, so that a stop of a stopped app says so; an error
+		// here is the stop's to report.
+		if a, err := c.App(ctx, name); err == nil && (a.State == "stopped" || a.State == "failed") {
+			wasRunning = false
+		}
+	}
 	begun := time.Now()
 	a, err := do(c, ctx, name)
 	if err != nil {
@@ -141,11 +149,23 @@ func actionCommand(verb string, args []string, stdout, stderr io.Writer,
 		}
 		return code
 	}
+	took := time.Since(begun)
+	if verb == "stop" {
+		switch {
+		case !wasRunning:
+			fmt.Fprintf(stdout, "%s was not running\n", a.Name)
+		case a.LastStopKilled:
+			fmt.Fprintf(stdout, "%s: %s in %.1fs: killed after stop_timeout\n", a.Name, a.State, took.Seconds())
+		default:
+			fmt.Fprintf(stdout, "%s: %s in %.1fs\n", a.Name, a.State, took.Seconds())
+		}
+		return 0
+	}
 	fmt.Fprintf(stdout, "%s: %s", a.Name, a.State)
 	if a.Pid != 0 {
 		fmt.Fprintf(stdout, " (pid %d)", a.Pid)
 	}
-	fmt.Fprintf(stdout, " in %s\n", time.Since(begun).Round(time.Millisecond))
+	fmt.Fprintf(stdout, " in %s\n", took.Round(time.Millisecond))
 	return 0
 }
 

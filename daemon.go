@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +23,7 @@ import (
 	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
 	execdriver "github.com/dynapm/dynapm/driver/exec"
+	"github.com/dynapm/dynapm/driver/exec/cgroup"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/internal/httpcap"
 	"github.com/dynapm/dynapm/internal/trust"
@@ -68,6 +71,9 @@ const shutdownGrace = 30 * time.Second
 type daemon struct {
 	log    *slog.Logger
 	driver *execdriver.Driver
+	// sub is the cgroup subtree the exec driver's programs run in; nil
+	// without cgroups.
+	sub *cgroup.Subtree
 	// spawner starts the exec driver's programs from a helper process
 	// with a small descriptor table, once there are many apps (see
 	// chooseSpawn); nil until then. spawnerOn: the driver uses it.
@@ -133,11 +139,16 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	if err := d.logs.Prepare(); err != nil {
 		return errors.Join(err, d.shutdown())
 	}
+	if err := d.contain(s); err != nil {
+		return errors.Join(err, d.shutdown())
+	}
 	// With the state locked and before any app starts: stop what a
 	// previous daemon that died left running (its reaper died with it),
-	// so that no upstream port is still taken.
+	// so that no upstream port is still taken: every cgroup in the
+	// subtree, and the process groups a daemon without cgroups recorded.
 	runDir := filepath.Join(s.StateDir, "run")
 	execdriver.StopStale(ctx, runDir, log)
+	d.driver.StopLeftGroups(ctx)
 	if err := d.driver.RecordGroups(runDir); err != nil {
 		return errors.Join(err, d.shutdown())
 	}
@@ -169,7 +180,8 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		}
 	})
 	d.background(d.mem.Run)
-	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir, "event_loops", s.EventLoops)
+	log.Info("dynapm ready", "apps", len(w.Snapshot()), "apps_dir", s.AppsDir, "state_dir", s.StateDir, "event_loops", s.EventLoops,
+		"containment", d.driver.Containment())
 	if err := d.notify.Notify(sdnotify.Ready, sdnotify.Status(fmt.Sprintf("serving %d apps", len(w.Snapshot())))); err != nil {
 		log.Warn("cannot tell systemd that dynapm is ready", "err", err)
 	}
@@ -182,8 +194,69 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 			if err := d.notify.Notify(sdnotify.Stopping); err != nil {
 				log.Warn("cannot tell systemd that dynapm is stopping", "err", err)
 			}
-			return d.shutdown()
+			hurry, stop := secondSignal(log)
+			defer stop()
+			return d.shutdownBy(hurry)
 		}
+	}
+}
+
+// contain chooses how the exec driver holds every app's processes (the
+// containment setting): a cgroup per program under the daemon's subtree
+// where cgroup v2 is usable, else process groups with the daemon as the
+// child subreaper.
+func (d *daemon) contain(s settings.Settings) error {
+	if s.Containment == settings.ContainProcessGroup {
+		return d.driver.UseSubreaper()
+	}
+	sub, err := cgroup.Open(cgroup.Config{Name: subtreeName(s.StateDir)})
+	if err != nil {
+		if s.Containment == settings.ContainCgroup {
+			return fmt.Errorf("containment: cgroup: %w", err)
+		}
+		d.log.Info("apps are contained by process group", "reason", err)
+		return d.driver.UseSubreaper()
+	}
+	if sub.Delegated() {
+		d.log.Info("cgroup subtree delegated by systemd", "path", sub.Path())
+	}
+	d.sub = sub
+	d.driver.UseCgroups(sub)
+	return nil
+}
+
+// subtreeName is the cgroup subtree's name in the cgroup2 mount (when
+// systemd does not delegate one): dynapm and a digest of the state
+// directory, since a daemon stops every group in its subtree at start and
+// two daemons on one machine must not stop each other's apps.
+func subtreeName(stateDir string) string {
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs
+	}
+	sum := sha256.Sum256([]byte(stateDir))
+	return cgroup.DefaultName + "-" + hex.EncodeToString(sum[:6])
+}
+
+// secondSignal returns a context that ends at the next SIGINT or SIGTERM
+// (the impatient user's "stop now", which kills every app at once) and
+// the function that stops listening for it.
+func secondSignal(log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			log.Warn("second signal: killing every app now", "signal", sig.String())
+			cancel()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
 	}
 }
 
@@ -565,12 +638,18 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 
 // shutdown stops in order: the watcher and the memory monitor (no more
 // changes), the listeners and held connections, the jobs (while the apps
-// they may need are still up), every app (which ends spliced connections),
-// then the reaper.
+// they may need are still up), every app, then the connections clients
+// still hold open to the stopped apps, then the reaper.
 func (d *daemon) shutdown() error {
+	return d.shutdownBy(context.Background())
+}
+
+// shutdownBy is shutdown that gives up waiting, killing what is left, when
+// hurry ends (a second SIGINT or SIGTERM).
+func (d *daemon) shutdownBy(hurry context.Context) error {
 	d.bgCancel()
 	d.bg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	ctx, cancel := context.WithTimeout(hurry, shutdownGrace)
 	defer cancel()
 	// Admin requests in progress end first: a start being waited for is
 	// abandoned, a followed log ends.
@@ -581,12 +660,28 @@ func (d *daemon) shutdown() error {
 	if d.metrics != nil {
 		admErr = errors.Join(admErr, d.metrics.Shutdown(ctx))
 	}
+	// Spliced connections end when their app has stopped: a client that
+	// holds an idle connection open must not hold the shutdown up.
+	connCtx, closeConns := context.WithCancel(ctx)
+	defer closeConns()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- d.srv.Shutdown(ctx) }()
-	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx), <-srvDone, d.driver.Close(), closeDrivers(d.drivers))
+	go func() { srvDone <- d.srv.Shutdown(connCtx) }()
+	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx))
+	closeConns()
+	srvErr := <-srvDone
+	if errors.Is(srvErr, context.Canceled) && ctx.Err() == nil {
+		srvErr = nil // closed on purpose, the apps being gone
+	}
+	err = errors.Join(err, srvErr, d.driver.Close(), closeDrivers(d.drivers))
 	if d.spawner != nil {
 		// After the driver: every program it started has been stopped.
 		err = errors.Join(err, d.spawner.Close())
+	}
+	if d.sub != nil {
+		// Empty by now; a later daemon finds and stops what is not.
+		if rerr := d.sub.Remove(); rerr != nil {
+			d.log.Warn("cannot remove the cgroup subtree", "err", rerr)
+		}
 	}
 	// Every app is gone: the last of their output drains into the files.
 	// Briefly: only a process that left its group can still hold a pipe.

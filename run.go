@@ -25,6 +25,14 @@ func runCommand(args []string, stderr io.Writer) int {
 		return 1
 	}
 	s.EventLoops = eventLoops(os.Getenv, s.EventLoops)
+	if v := os.Getenv(containmentEnv); v != "" {
+		if v != settings.ContainAuto && v != settings.ContainCgroup && v != settings.ContainProcessGroup {
+			fmt.Fprintf(stderr, "dynapm: %s=%q: expected %s, %s or %s\n", containmentEnv, v,
+				settings.ContainAuto, settings.ContainCgroup, settings.ContainProcessGroup)
+			return 2
+		}
+		s.Containment = v
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := runDaemon(ctx, s, log); err != nil {
@@ -33,6 +41,10 @@ func runCommand(args []string, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// containmentEnv, when set, overrides the containment setting (tests and
+// a quick try of the fallback).
+const containmentEnv = "DYNAPM_CONTAINMENT"
 
 // newLogger builds the daemon's logger from the log settings.
 func newLogger(ls settings.Log, w io.Writer) (*slog.Logger, error) {

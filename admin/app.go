@@ -46,6 +46,9 @@ type App struct {
 	Needs    []string `json:"needs,omitempty"`
 	NeededBy []string `json:"needed_by,omitempty"`
 	KeptUpBy []string `json:"kept_up_by,omitempty"`
+	// LastStopKilled: the last stop did not end at the stop signal, the
+	// app's processes were killed after stop_timeout.
+	LastStopKilled bool `json:"last_stop_killed,omitempty"`
 }
 
 // Instance is one process of an app (scale runs several).

@@ -285,13 +285,21 @@ func TestPostgresRecipeTwentyColdWakesWithPgIsready(t *testing.T) {
 
 // dynapm stop with sessions open ends them and shuts postgres down clean
 // (stop_signal SIGINT): at once, no process left, and the next start does
-// not recover from a crash.
+// not recover from a crash; in a cgroup and in the process-group fallback.
 func TestPostgresRecipeStopWithSessionsOpenIsClean(t *testing.T) {
+	for _, contain := range containments {
+		t.Run(contain, func(t *testing.T) { pgStopWithSessionsOpen(t, contain) })
+	}
+}
+
+func pgStopWithSessionsOpen(t *testing.T, contain string) {
+	forceContainment(t, contain)
 	c := newPGCluster(t)
 	apps, state := t.TempDir(), stateDir(t)
 	listen := testutil.FreeAddr(t)
 	testutil.WriteFile(t, filepath.Join(apps, "pg.yaml"), c.appFile(t, listen, false))
-	startDaemon(t, apps, "-state", state)
+	d := startDaemon(t, apps, "-state", state)
+	requireContainment(t, d, contain)
 
 	const sessions = 2
 	ended := make(chan error, sessions)

@@ -42,6 +42,13 @@ func killDaemonAndReaper(t *testing.T, d *runningDaemon) {
 }
 
 func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
+	for _, c := range containments {
+		t.Run(c, func(t *testing.T) { testStaleAppStoppedAtStart(t, c) })
+	}
+}
+
+func testStaleAppStoppedAtStart(t *testing.T, c string) {
+	forceContainment(t, c)
 	apps, state := t.TempDir(), t.TempDir()
 	listen, upstream := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
@@ -52,6 +59,7 @@ func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
 		"listen: %q\nupstream: %q\ncommand: [%q, \"-mode\", \"echo\", \"-pidfile\", %q]\nidle_timeout: 10m\nstop_timeout: 2s\n",
 		listen, upstream, testutil.TestApp(t), pidfile))
 	d1 := startDaemon(t, apps, "-state", state)
+	requireContainment(t, d1, c)
 	if got := testutil.EchoOnce(t, listen, "first"); got != "first" {
 		t.Fatalf("echo = %q", got)
 	}
@@ -67,7 +75,12 @@ func TestStaleAppOfADeadDaemonIsStoppedAtStart(t *testing.T) {
 	}
 
 	d2 := startDaemon(t, apps, "-state", state)
-	if want := fmt.Sprintf("still running from a previous daemon (pgid %d); stopping it", old); !strings.Contains(d2.out.String(), want) {
+	want := fmt.Sprintf("still running from a previous daemon (pgid %d); stopping it", old)
+	if c == "cgroup" {
+		// Found by its cgroup, not by a record.
+		want = `found app \"echo\" still running from a previous daemon (cgroup `
+	}
+	if !strings.Contains(d2.out.String(), want) {
 		t.Fatalf("new daemon did not report the stale app (%q):\n%s", want, d2.out)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return !testutil.ProcessAlive(old) },

@@ -15,6 +15,9 @@ type app struct {
 	name  string
 	spec  *appfile.Spec
 	state State
+	// stopKilled: an instance's last stop ended in a kill after
+	// stop_timeout (KillReporter).
+	stopKilled bool
 	// changed is closed (and replaced) at every state change: waiters hold
 	// the current channel while they sleep, like a condition variable that
 	// can be selected together with a context.

@@ -54,6 +54,13 @@ type OutsideStartWatcher interface {
 	WatchOutsideStarts(Adopter)
 }
 
+// KillReporter is implemented by a Process that can tell whether its last
+// Stop ended in a kill once the timeout was over, rather than in an exit
+// at the stop signal: `dynapm stop` says so.
+type KillReporter interface {
+	KilledAfterTimeout() bool
+}
+
 // Adopter is the Manager's side of OutsideStartWatcher.
 type Adopter interface {
 	// Adopt starts app name with reason "adopt" if it is stopped and its

@@ -137,6 +137,11 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	m.mu.Unlock()
 	// Also after an exit of its own: the group may hold leftovers.
 	stopErr := proc.Stop(sig, grace)
+	if kr, ok := proc.(KillReporter); ok && kr.KilledAfterTimeout() {
+		m.mu.Lock()
+		a.stopKilled = true
+		m.mu.Unlock()
+	}
 	tail := ""
 	if wantTail {
 		// The whole group is gone: let its last output reach the file.

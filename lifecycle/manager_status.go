@@ -43,6 +43,9 @@ type AppStatus struct {
 	Needs    []string
 	NeededBy []string
 	KeptUpBy []string
+	// LastStopKilled: the last stop of a running process ended in a kill
+	// after stop_timeout.
+	LastStopKilled bool
 	// Instances lists the app's live processes by index: one for an app
 	// without scale. Pid, Upstream, StartedAt and StatusText above are the
 	// first's; Connections above is their sum.
@@ -76,20 +79,21 @@ func (m *Manager) Status() []AppStatus {
 			continue
 		}
 		st := AppStatus{
-			Name:         a.name,
-			State:        a.state,
-			Mode:         mode(a.spec),
-			Listen:       slices.Clone(a.spec.Listen),
-			Connections:  a.conns,
-			Pending:      a.pending,
-			LastActivity: a.lastActivity,
-			LastError:    a.lastErr,
-			Starts:       a.starts,
-			Restarts:     a.restarts,
-			Refused:      a.refusedTotal,
-			Needs:        slices.Clone(a.spec.Needs),
-			NeededBy:     neededBy[a.name],
-			KeptUpBy:     keptUpBy[a.name],
+			Name:           a.name,
+			State:          a.state,
+			Mode:           mode(a.spec),
+			Listen:         slices.Clone(a.spec.Listen),
+			Connections:    a.conns,
+			Pending:        a.pending,
+			LastActivity:   a.lastActivity,
+			LastError:      a.lastErr,
+			Starts:         a.starts,
+			Restarts:       a.restarts,
+			Refused:        a.refusedTotal,
+			LastStopKilled: a.stopKilled,
+			Needs:          slices.Clone(a.spec.Needs),
+			NeededBy:       neededBy[a.name],
+			KeptUpBy:       keptUpBy[a.name],
 		}
 		for _, in := range a.insts {
 			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns + in.passive, StartedAt: in.spawnedAt,

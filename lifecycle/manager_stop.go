@@ -13,40 +13,62 @@ import (
 //
 // The apps that need app and run are stopped first, for the same reason.
 func (m *Manager) Stop(ctx context.Context, name, reason string) error {
+	_, err := m.StopApp(ctx, name, reason)
+	return err
+}
+
+// StopOutcome says how a stop went.
+type StopOutcome struct {
+	// WasRunning: a process ran (or was starting or stopping) when the
+	// stop was asked for.
+	WasRunning bool
+	// Killed: a process did not end at its stop signal and was killed
+	// after stop_timeout.
+	Killed bool
+}
+
+// StopApp is Stop, saying how the stop went.
+func (m *Manager) StopApp(ctx context.Context, name, reason string) (StopOutcome, error) {
 	if err := m.stopDependents(ctx, name, reason); err != nil {
-		return fmt.Errorf("stopping app %q: %w", name, err)
+		return StopOutcome{}, fmt.Errorf("stopping app %q: %w", name, err)
 	}
 	m.mu.Lock()
 	a := m.apps[name]
 	if a == nil || a.removed {
 		m.mu.Unlock()
-		return fmt.Errorf("stopping app %q: %w", name, ErrUnknownApp)
+		return StopOutcome{}, fmt.Errorf("stopping app %q: %w", name, ErrUnknownApp)
 	}
 	a.restartAfterStop = false
 	a.keepUntil = time.Time{}
+	var out StopOutcome
 	switch a.state {
 	case Stopped:
 		m.mu.Unlock()
-		return nil
+		return out, nil
 	case Failed:
 		m.disarmBackoffLocked(a)
 		a.setState(Stopped)
 		m.mu.Unlock()
-		return nil
+		return out, nil
 	case Starting, Ready:
 		m.disarmIdleLocked(a)
 		m.stopAllLocked(a, reason)
 	}
+	out.WasRunning = true
+	a.stopKilled = false
 	dones := a.dones()
 	m.mu.Unlock()
 	for _, done := range dones {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			return fmt.Errorf("stopping app %q: %w", name, ctx.Err())
+			return out, fmt.Errorf("stopping app %q: %w", name, ctx.Err())
 		}
 	}
-	return nil
+	m.mu.Lock()
+	out.Killed = a.stopKilled
+	m.mu.Unlock()
+	return out, nil
 }
 
 // Restart stops app if it runs and starts it again, waiting until it is

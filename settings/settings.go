@@ -35,6 +35,10 @@ type Settings struct {
 	// connections, at most l4.MaxEventLoops; 0 leaves the choice to the
 	// daemon (one per CPU).
 	EventLoops int
+	// Containment is how the exec driver holds an app's processes:
+	// ContainAuto (cgroup where usable, else process-group), ContainCgroup
+	// (refuse to start without) or ContainProcessGroup.
+	Containment string
 	// File is the settings file these were read from, "" for none: errors
 	// about a setting name it.
 	File string
@@ -98,7 +102,7 @@ func (l Log) SlogLevel() slog.Level {
 }
 
 var (
-	topKeys     = []string{"apps_dir", "state_dir", "metrics", "log", "memory", "app_logs", "event_loops"}
+	topKeys     = []string{"apps_dir", "state_dir", "metrics", "log", "memory", "app_logs", "event_loops", "containment"}
 	appLogsKeys = []string{"max_size", "keep", "compress"}
 	logKeys     = []string{"format", "level"}
 	memoryKeys  = []string{"min_available", "budget", "interval"}
@@ -185,11 +189,21 @@ func Load(path string) (Settings, error) {
 			d.errorf("event_loops", "expected at most %d (0 for one per CPU), got %d", l4.MaxEventLoops, n)
 		}
 	}
+	if v, ok := raw["containment"]; ok {
+		s.Containment = d.oneOf("containment", v, ContainAuto, ContainCgroup, ContainProcessGroup)
+	}
 	if len(d.errs) > 0 {
 		return s, errors.Join(d.errs...)
 	}
 	return s, nil
 }
+
+// The values of the containment setting.
+const (
+	ContainAuto         = "auto"
+	ContainCgroup       = "cgroup"
+	ContainProcessGroup = "process-group"
+)
 
 // decoder collects every problem in the settings file.
 type decoder struct {

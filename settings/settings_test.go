@@ -218,9 +218,10 @@ func TestLoadReadmeExample(t *testing.T) {
 	want := Settings{
 		AppsDir: filepath.Join(dir, "apps.d"), StateDir: filepath.Join(dir, ".dynapm"),
 		Metrics: "127.0.0.1:9464", Log: Log{"text", "info"},
-		Memory:  Memory{MinAvailablePercent: 10, Budget: 4 << 30, Interval: time.Second},
-		AppLogs: AppLogs{MaxSize: 10 << 20, Keep: 3},
-		File:    p,
+		Memory:      Memory{MinAvailablePercent: 10, Budget: 4 << 30, Interval: time.Second},
+		AppLogs:     AppLogs{MaxSize: 10 << 20, Keep: 3},
+		Containment: ContainAuto,
+		File:        p,
 	}
 	if s != want {
 		t.Errorf("got %+v, want %+v", s, want)

@@ -1,16 +1,19 @@
 // Package execdriver is the exec driver, DynaPM's own way to run an app
 // (driver: exec, the default): the app's command runs as a child process
-// in a process group of its own, so that a stop reaches everything the
-// program started. It implements lifecycle.Driver; the lifecycle Manager
-// owns states, readiness and timing.
+// in a process group of its own and, where cgroup v2 is usable, born in a
+// cgroup of its own (UseCgroups), so that a stop reaches everything the
+// program started, even what called setsid. Without cgroups the daemon is
+// the child subreaper and takes such orphans back (UseSubreaper,
+// orphans.go). It implements lifecycle.Driver; the lifecycle Manager owns
+// states, readiness and timing.
 //
 // Nothing of an app outlives the daemon: a helper process, the reaper
-// (reaper.go), kills every group still registered when the daemon dies,
-// even by SIGKILL, and a record of each live group in the state directory
-// (stale.go) lets the next daemon stop what a dead reaper left. Scheduled
-// jobs get the same guard (track.go). Programs are forked by the daemon,
-// or by the spawner helper (package spawner) once it holds many
-// descriptors.
+// (reaper.go), kills every cgroup or group still registered when the
+// daemon dies, even by SIGKILL, and the next daemon stops what a dead
+// reaper left (stale.go): every cgroup in its subtree, or the process
+// groups it recorded in the state directory. Scheduled jobs get the same
+// guard (track.go). Programs are forked by the daemon, or by the spawner
+// helper (package spawner) once it holds many descriptors.
 package execdriver
 
 import (
@@ -20,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dynapm/dynapm/driver/exec/cgroup"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -53,8 +58,15 @@ type Driver struct {
 	logger *slog.Logger
 	// reaperMinLife: see defaultReaperMinLife (tests shorten it).
 	reaperMinLife time.Duration
+	// leftTimeout: how long StopLeftGroups waits after SIGTERM (tests
+	// shorten it).
+	leftTimeout time.Duration
 	// runDir, when set, holds a record of each live group (stale.go).
 	runDir string
+	// sub, when set, is the cgroup subtree the programs run in.
+	sub *cgroup.Subtree
+	// sigchld, when set, wakes the reaping of orphans (UseSubreaper).
+	sigchld chan os.Signal
 
 	// mu guards everything below.
 	mu     sync.Mutex
@@ -65,7 +77,7 @@ type Driver struct {
 	groups map[int]*process
 	// tracked holds the groups started by StartGroup (scheduled jobs), by
 	// pgid, with their app's name.
-	tracked map[int]string
+	tracked map[int]*trackedJob
 
 	// spawner, when set, starts the programs (see UseSpawner); nil once
 	// its helper is gone.
@@ -96,7 +108,11 @@ func (d *Driver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
 			return 0, nil, err
 		}
 		out, _ := cmd.Stdout.(*os.File) // nil: /dev/null, as with exec
-		ch, err := d.spawner.Spawn(req, out)
+		cgroupFD := -1
+		if cmd.SysProcAttr.UseCgroupFD {
+			cgroupFD = cmd.SysProcAttr.CgroupFD
+		}
+		ch, err := d.spawner.SpawnIn(req, out, cgroupFD)
 		if err == nil {
 			return ch.Pid, ch.Wait, nil
 		}
@@ -139,8 +155,9 @@ func New(logger *slog.Logger) *Driver {
 	return &Driver{
 		logger:        logger,
 		reaperMinLife: defaultReaperMinLife,
+		leftTimeout:   killGrace,
 		groups:        make(map[int]*process),
-		tracked:       make(map[int]string),
+		tracked:       make(map[int]*trackedJob),
 	}
 }
 
@@ -202,19 +219,30 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err := d.ensureReaperLocked(); err != nil {
 		return nil, err
 	}
-	pid, wait, err := d.launchLocked(cmd)
+	b, err := d.newBoxLocked(cmd, name, 'i')
 	if err != nil {
 		return nil, err
 	}
+	pid, wait, err := d.launchLocked(cmd)
+	if err != nil {
+		_ = b.release()
+		return nil, err
+	}
+	b.pgid = pid
 	p := &process{
 		driver: d,
 		logger: d.logger.With("app", name, "pid", pid),
 		wait:   wait,
 		pid:    pid,
+		box:    b,
 		done:   make(chan struct{}),
+		killed: make(chan struct{}),
 	}
 	d.registerLocked(p)
-	d.writeRecordLocked(p, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
+	if b.group == nil {
+		// A cgroup needs no record: membership is the proof.
+		d.writeRecordLocked(p, name, path, b.id, req.Spec.StopSignal, req.Spec.StopTimeout)
+	}
 	d.wg.Add(1)
 	go p.watch()
 	p.logger.Debug("process started", "command", req.Spec.Command)
@@ -236,6 +264,10 @@ func (d *Driver) Close() error {
 	}
 	r := d.reaper
 	d.reaper = nil
+	if d.sigchld != nil {
+		signal.Stop(d.sigchld)
+		close(d.sigchld)
+	}
 	d.mu.Unlock()
 	if r != nil {
 		r.close()
@@ -250,7 +282,9 @@ type process struct {
 	logger *slog.Logger
 	wait   func() error // waits for the leader's exit (exec.Cmd.Wait's words)
 	pid    int          // also the pgid
+	box    *box
 	done   chan struct{}
+	killed chan struct{} // closed at the first kill
 
 	// stopMu serialises Stop calls.
 	stopMu sync.Mutex
@@ -261,6 +295,8 @@ type process struct {
 	stopping bool      // a Stop is in progress: it, not watch, decides when to kill
 	killedAt time.Time // when SIGKILL was first sent to the group
 	gone     bool      // the group has no live member: its pgid may be reused
+	// stopKilled: the last Stop ended in a kill after its timeout.
+	stopKilled bool
 }
 
 // Pid returns the pid of the group leader.
@@ -282,9 +318,9 @@ func (p *process) Err() error {
 }
 
 // Stop signals the process group with sig (SIGTERM when 0), waits up to
-// timeout for the leader to exit and the group to empty, then kills the
-// group and waits for it. It is safe to call more than once and after the
-// process exited.
+// timeout for the leader to exit and its cgroup (or group and orphans) to
+// empty, then kills them all and waits for them. It is safe to call more
+// than once and after the process exited.
 func (p *process) Stop(sig syscall.Signal, timeout time.Duration) error {
 	p.stopMu.Lock()
 	defer p.stopMu.Unlock()
@@ -316,13 +352,25 @@ func (p *process) Stop(sig syscall.Signal, timeout time.Duration) error {
 		return nil
 	case <-timer.C:
 	}
-	p.logger.Info("stop timeout over, killing process group", "timeout", timeout)
+	p.logger.Info("stop timeout over, killing the app's processes", "timeout", timeout)
+	p.mu.Lock()
+	p.stopKilled = true
+	p.mu.Unlock()
 	p.kill()
 	<-p.done
 	return nil
 }
 
-// kill sends SIGKILL to the whole group unless it is already gone.
+// KilledAfterTimeout reports whether the last Stop ended in a kill once its
+// timeout was over (lifecycle.KillReporter).
+func (p *process) KilledAfterTimeout() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopKilled
+}
+
+// kill sends SIGKILL to everything of the program unless it is already
+// gone.
 func (p *process) kill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -331,10 +379,13 @@ func (p *process) kill() {
 	}
 	if p.killedAt.IsZero() {
 		p.killedAt = time.Now()
+		close(p.killed)
 	}
 	// Under the lock: watch marks the group gone under it too, so a pgid
 	// that may have been reused is never signalled.
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	if err := p.box.kill(); err != nil {
+		p.logger.Warn("killing the app's processes", "err", err)
+	}
 }
 
 // watch waits for the leader to exit, makes sure nothing of its group
@@ -346,37 +397,43 @@ func (p *process) watch() {
 	p.err = err
 	stopping := p.stopping
 	p.mu.Unlock()
-	if !stopping && groupAlive(p.pid) {
+	if !stopping && p.box.alive() {
 		// The leader ended on its own: like systemd with its control group,
-		// take down what it left behind. During a Stop the rest of the group
-		// gets its full stop timeout instead.
-		p.logger.Info("leader exited, killing the rest of its process group")
+		// take down what it left behind. During a Stop the rest gets its
+		// full stop timeout instead.
+		p.logger.Info("leader exited, killing the rest of its processes")
 		p.kill()
 	}
 	p.waitGroupGone()
+	if err := p.box.release(); err != nil {
+		p.logger.Warn("removing the app's cgroup", "err", err)
+	}
 	p.driver.unregister(p)
 	p.logger.Debug("process exited", "err", err)
 	close(p.done)
 }
 
-// waitGroupGone polls until the group has no live member, or until killGrace
-// after SIGKILL.
+// waitGroupGone waits until nothing of the program is left, or until
+// killGrace after SIGKILL.
 func (p *process) waitGroupGone() {
-	interval := groupPollMin
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	for groupAlive(p.pid) {
-		p.mu.Lock()
-		killedAt := p.killedAt
-		p.mu.Unlock()
-		if !killedAt.IsZero() && time.Since(killedAt) > killGrace {
-			p.logger.Error("process group survives SIGKILL; giving up on it", "pgid", p.pid)
-			break
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-p.killed:
+		case <-ctx.Done():
+			return
 		}
-		timer.Reset(interval)
-		<-timer.C
-		interval = min(interval*2, groupPollMax)
+		t := time.NewTimer(killGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := p.box.waitGone(ctx); err != nil {
+		p.logger.Error("the app's processes survive SIGKILL; giving up on them", "pgid", p.pid, "err", err)
 	}
 	p.mu.Lock()
 	p.gone = true

@@ -404,8 +404,8 @@ func TestExecDaemonKilledLeavesNoProcess(t *testing.T) {
 		}
 		pids = append(pids, pid)
 	}
-	if len(pids) != 3 {
-		t.Fatalf("daemon line %q: want app, grandchild and reaper pids", line)
+	if len(pids) < 3 {
+		t.Fatalf("daemon line %q: want app, grandchild and reaper pids (and the escaped orphan's)", line)
 	}
 	t.Cleanup(func() {
 		for _, pid := range pids {
@@ -428,5 +428,53 @@ func TestExecDaemonKilledLeavesNoProcess(t *testing.T) {
 			}
 		}
 		return true
-	}, "app, grandchild or reaper (%v) survived the daemon's SIGKILL", pids)
+	}, "app, grandchild, reaper or orphan (%v) survived the daemon's SIGKILL", pids)
+	if os.Getenv(exectest.ContainEnv) == exectest.Cgroup {
+		if err := exectest.RemoveSubtree(standInSubtree(cmd.Process.Pid)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// startEscaper starts the test app with an orphan that left its session
+// and process group (setsid and a double fork, as a daemonizing server's
+// worker) and returns the process and the orphan's pid.
+func startEscaper(t *testing.T, d *Driver) (lifecycle.Process, int) {
+	t.Helper()
+	d.mu.Lock()
+	contained := d.sub != nil || d.sigchld != nil
+	d.mu.Unlock()
+	if !contained {
+		t.Skip("process groups alone do not hold an orphan that left the session")
+	}
+	dir := t.TempDir()
+	req, _ := execRequest(t, "-mode", "hold", "-listen", "127.0.0.1:0", "-escape", filepath.Join(dir, "escaped.pid"))
+	p := execStart(t, d, req)
+	orphan := testutil.ReadPidFile(t, filepath.Join(dir, "escaped.pid"))
+	t.Cleanup(func() { _ = syscall.Kill(orphan, syscall.SIGKILL) })
+	if pgid, _ := syscall.Getpgid(orphan); pgid == p.Pid() {
+		t.Fatalf("orphan %d is still in the app's process group", orphan)
+	}
+	return p, orphan
+}
+
+func TestExecStopKillsAnOrphanThatLeftTheSession(t *testing.T) {
+	d := newExecTestDriver(t)
+	p, orphan := startEscaper(t, d)
+	execStop(t, p, 100*time.Millisecond)
+	if testutil.ProcessAlive(orphan) {
+		t.Fatalf("orphan %d outlived its app's stop (containment %s)", orphan, d.Containment())
+	}
+}
+
+func TestExecLeaderExitKillsAnOrphanThatLeftTheSession(t *testing.T) {
+	d := newExecTestDriver(t)
+	p, orphan := startEscaper(t, d)
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExecDone(t, p)
+	if testutil.ProcessAlive(orphan) {
+		t.Fatalf("orphan %d outlived its app's leader (containment %s)", orphan, d.Containment())
+	}
 }

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(daemonDirEnv); dir != "" {
 		os.Exit(runTestDaemon(dir, os.Getenv(daemonAppEnv)))
 	}
-	os.Exit(exectest.Main(m, "driver/exec"))
+	os.Exit(exectest.Main(m, "driver/exec", exectest.Cgroup, exectest.ProcessGroup))
 }
 
 // runTestDaemon is the stand-in daemon: it starts testapp with a grandchild
@@ -40,16 +40,27 @@ func runTestDaemon(dir, app string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The subtree stays: the test removes it once the reaper emptied it.
+	if _, err := exectest.Contain(d, standInSubtree(os.Getpid())); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	log, err := os.Create(filepath.Join(dir, "app.log"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	pidfile, gcfile := filepath.Join(dir, "app.pid"), filepath.Join(dir, "gc.pid")
+	pidfile, gcfile, escfile := filepath.Join(dir, "app.pid"), filepath.Join(dir, "gc.pid"), filepath.Join(dir, "escaped.pid")
+	command := []string{app, "-mode", "hold", "-listen", "127.0.0.1:0", "-pidfile", pidfile, "-grandchild", gcfile}
+	if d.Containment() == ContainCgroup {
+		// Only a cgroup holds an orphan that left the session once the
+		// daemon is dead; without, the next daemon finds it by its record.
+		command = append(command, "-escape", escfile)
+	}
 	_, err = d.Start(context.Background(), lifecycle.StartRequest{
 		Spec: &appfile.Spec{
 			Name:    "daemon-test",
-			Command: []string{app, "-mode", "hold", "-listen", "127.0.0.1:0", "-pidfile", pidfile, "-grandchild", gcfile},
+			Command: command,
 			Dir:     dir,
 		},
 		Env: os.Environ(),
@@ -67,9 +78,21 @@ func runTestDaemon(dir, app string) int {
 	d.mu.Lock()
 	reaperPid := d.reaper.cmd.Process.Pid
 	d.mu.Unlock()
-	fmt.Printf("PIDS %d %d %d\n", appPid, gcPid, reaperPid)
+	pids := fmt.Sprintf("PIDS %d %d %d", appPid, gcPid, reaperPid)
+	if d.Containment() == ContainCgroup {
+		escPid := waitPidFile(escfile)
+		if escPid == 0 {
+			fmt.Fprintln(os.Stderr, "escaped pid file not written")
+			return 1
+		}
+		pids += fmt.Sprintf(" %d", escPid)
+	}
+	fmt.Println(pids)
 	select {}
 }
+
+// standInSubtree is the cgroup subtree of the stand-in daemon of pid.
+func standInSubtree(pid int) string { return fmt.Sprintf("dynapm-test-standin-%d", pid) }
 
 // waitPidFile polls for a pid file for up to 10 s (no testing.TB here).
 func waitPidFile(path string) int {

@@ -5,17 +5,18 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"time"
 )
 
-// reaperScript runs in /bin/sh as the reaper. It reads "+PGID" and "-PGID"
-// lines on stdin and keeps the set of registered groups in a variable, with
+// reaperScript runs in /bin/sh as the reaper. It reads "+KEY" and "-KEY"
+// lines on stdin, KEY a process group's id or the name of a cgroup in the
+// subtree $1, and keeps the set of registered keys in a variable, with
 // shell builtins only (no process to fork while the machine may be short of
 // everything). Stdin's write end is held by the daemon alone, so EOF means the
 // daemon is gone (or closed the driver): then it kills every group still
-// registered and exits. It ignores the signals a terminal or a careless
+// registered and exits (through cgroup.kill, or each member of the cgroup on
+// kernels without it). It ignores the signals a terminal or a careless
 // "kill the daemon's group" would send, since it must outlive the daemon.
 // (Parent-death signals are no substitute: they fire per thread and are not
 // inherited by grandchildren.) It says "ready" once its traps are set, so
@@ -26,13 +27,22 @@ exec >/dev/null
 g=' '
 while read -r l; do
 	n=${l#?}
-	case $n in ''|0|1|*[!0-9]*) continue ;; esac
+	case $n in
+	''|0|1|[!a-z0-9]*|*[!a-z0-9_@-]*) continue ;;
+	*@*) ;;
+	*[!0-9]*) continue ;;
+	esac
 	case $l in
 	+*) case $g in *" $n "*) ;; *) g="$g$n " ;; esac ;;
 	-*) case $g in *" $n "*) g="${g%% $n *} ${g#* $n }" ;; esac ;;
 	esac
 done
-for n in $g; do kill -9 -$n 2>/dev/null; done
+for n in $g; do
+	case $n in
+	*@*) echo 1 >"$1/$n/cgroup.kill" || while read -r p; do kill -9 "$p"; done <"$1/$n/cgroup.procs" ;;
+	*) kill -9 -$n ;;
+	esac 2>/dev/null
+done
 `
 
 // defaultReaperMinLife is how long a reaper must have lived for its death to
@@ -49,8 +59,9 @@ type reaper struct {
 }
 
 // startReaper launches the reaper in its own process group and returns once
-// it ignores signals.
-func startReaper() (*reaper, error) {
+// it ignores signals. subtree is the cgroup subtree the keys it is sent
+// name groups in ("" without cgroups).
+func startReaper(subtree string) (*reaper, error) {
 	// Close-on-exec pipes: no app inherits the write end of stdin.
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -63,7 +74,7 @@ func startReaper() (*reaper, error) {
 		return nil, fmt.Errorf("starting reaper: %w", err)
 	}
 	defer outR.Close()
-	cmd := exec.Command("/bin/sh", "-c", reaperScript)
+	cmd := exec.Command("/bin/sh", "-c", reaperScript, "dynapm-reaper", subtree)
 	cmd.Stdin = inR
 	cmd.Stdout = outW
 	cmd.Dir = "/"
@@ -86,10 +97,10 @@ func startReaper() (*reaper, error) {
 	return &reaper{cmd: cmd, w: inW, started: time.Now(), exited: make(chan struct{})}, nil
 }
 
-// send writes one "+PGID" or "-PGID" line. Lines are far below PIPE_BUF, so
+// send writes one "+KEY" or "-KEY" line. Lines are far below PIPE_BUF, so
 // each write is atomic.
-func (r *reaper) send(op byte, pgid int) error {
-	_, err := r.w.Write([]byte(string(op) + strconv.Itoa(pgid) + "\n"))
+func (r *reaper) send(op byte, key string) error {
+	_, err := r.w.Write([]byte(string(op) + key + "\n"))
 	return err
 }
 
@@ -106,20 +117,24 @@ func (d *Driver) ensureReaperLocked() error {
 	if d.reaper != nil {
 		return nil
 	}
-	r, err := startReaper()
+	subtree := ""
+	if d.sub != nil {
+		subtree = d.sub.Path()
+	}
+	r, err := startReaper(subtree)
 	if err != nil {
 		return err
 	}
 	d.reaper = r
 	d.wg.Add(1)
 	go d.watchReaper(r)
-	for pgid := range d.groups {
-		if err := r.send('+', pgid); err != nil {
-			d.logger.Warn("registering process group with reaper", "pgid", pgid, "err", err)
+	for _, p := range d.groups {
+		if err := r.send('+', p.box.reaperKey()); err != nil {
+			d.logger.Warn("registering process group with reaper", "pgid", p.pid, "err", err)
 		}
 	}
-	for pgid := range d.tracked {
-		if err := r.send('+', pgid); err != nil {
+	for pgid, job := range d.tracked {
+		if err := r.send('+', job.box.reaperKey()); err != nil {
 			d.logger.Warn("registering process group with reaper", "pgid", pgid, "err", err)
 		}
 	}
@@ -156,7 +171,7 @@ func (d *Driver) registerLocked(p *process) {
 	if d.reaper == nil {
 		return
 	}
-	if err := d.reaper.send('+', p.pid); err != nil {
+	if err := d.reaper.send('+', p.box.reaperKey()); err != nil {
 		// The reaper died; watchReaper restarts it and registers every group.
 		d.logger.Warn("registering process group with reaper", "pgid", p.pid, "err", err)
 	}
@@ -174,7 +189,7 @@ func (d *Driver) unregister(p *process) {
 	if d.reaper == nil {
 		return
 	}
-	if err := d.reaper.send('-', p.pid); err != nil {
+	if err := d.reaper.send('-', p.box.reaperKey()); err != nil {
 		d.logger.Debug("unregistering process group with reaper", "pgid", p.pid, "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package execdriver
 import (
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -29,7 +30,7 @@ func startSleepingGroup(t *testing.T) int {
 
 func TestReaperKillsRegisteredGroupsOnEOF(t *testing.T) {
 	a, b, c := startSleepingGroup(t), startSleepingGroup(t), startSleepingGroup(t)
-	r, err := startReaper()
+	r, err := startReaper("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestReaperKillsRegisteredGroupsOnEOF(t *testing.T) {
 		pgid int
 	}{{'+', a}, {'+', b}, {'+', c}, {'+', b}, {'-', b}}
 	for _, l := range lines {
-		if err := r.send(l.op, l.pgid); err != nil {
+		if err := r.send(l.op, strconv.Itoa(l.pgid)); err != nil {
 			t.Fatal(err)
 		}
 	}

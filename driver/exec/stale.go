@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,14 +16,24 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dynapm/dynapm/driver/exec/cgroup"
 )
 
-// The reaper kills an app's process group when the daemon dies, but it can
-// die too (the OOM killer, a careless kill -9 of everything). Then the apps
+// The reaper kills an app's processes when the daemon dies, but it can die
+// too (the OOM killer, a careless kill -9 of everything). Then the apps
 // outlive the daemon and the next daemon finds their upstream ports taken.
-// As a second line of defence the driver records every live group in a
-// file under the state directory, and a starting daemon stops the groups
-// that are still there (StopStale).
+// As a second line of defence a starting daemon stops what a dead one
+// left: with cgroups, every group in its subtree (StopLeftGroups), since
+// being in the daemon's subtree is the proof; without them, the process
+// groups recorded in a file each under the state directory (StopStale).
+//
+// A record is never enough to signal a process: whoever could write one
+// could name any pid, with the start time and boot id that /proc shows
+// everyone. It is acted on only when it is a file the daemon's user wrote
+// that nobody else can, and only on processes whose environment holds the
+// invocation id it names, a secret 128 bits only the program's own user
+// (and root) can read back.
 
 // groupRecord is one live process group, as written to RUNDIR/PGID.json.
 type groupRecord struct {
@@ -33,8 +44,10 @@ type groupRecord struct {
 	// StartTicks is the leader's start time (/proc/PID/stat field 22) and
 	// BootID the kernel's boot id: together they tell our leader from a
 	// process that reuses its pid later.
-	StartTicks  uint64        `json:"start_ticks"`
-	BootID      string        `json:"boot_id"`
+	StartTicks uint64 `json:"start_ticks"`
+	BootID     string `json:"boot_id"`
+	// Invocation is the invocation id in the program's environment.
+	Invocation  string        `json:"invocation"`
 	StopSignal  int           `json:"stop_signal"`
 	StopTimeout time.Duration `json:"stop_timeout"`
 }
@@ -55,15 +68,15 @@ func (d *Driver) RecordGroups(dir string) error {
 // writeRecordLocked records p's group. Best effort: a failure only costs
 // the second line of defence, so it is logged, not returned. d.mu must be
 // held, which orders it before the group's removeRecordLocked.
-func (d *Driver) writeRecordLocked(p *process, app, program string, sig syscall.Signal, timeout time.Duration) {
-	if err := d.writeGroupRecordLocked(p.pid, app, program, sig, timeout); err != nil {
+func (d *Driver) writeRecordLocked(p *process, app, program, id string, sig syscall.Signal, timeout time.Duration) {
+	if err := d.writeGroupRecordLocked(p.pid, app, program, id, sig, timeout); err != nil {
 		p.logger.Warn("cannot record process group", "err", err)
 	}
 }
 
 // writeGroupRecordLocked writes the record of group pgid, whose leader
 // must still be alive (not a zombie). d.mu must be held.
-func (d *Driver) writeGroupRecordLocked(pgid int, app, program string, sig syscall.Signal, timeout time.Duration) error {
+func (d *Driver) writeGroupRecordLocked(pgid int, app, program, id string, sig syscall.Signal, timeout time.Duration) error {
 	dir := d.runDir
 	if dir == "" {
 		return nil
@@ -73,7 +86,7 @@ func (d *Driver) writeGroupRecordLocked(pgid int, app, program string, sig sysca
 		return err
 	}
 	rec := groupRecord{App: app, Pgid: pgid, Program: program, StartTicks: ticks, BootID: bootID(),
-		StopSignal: int(sig), StopTimeout: timeout}
+		Invocation: id, StopSignal: int(sig), StopTimeout: timeout}
 	b, _ := json.Marshal(rec)
 	path := recordPath(dir, pgid)
 	tmp := path + ".tmp"
@@ -102,17 +115,23 @@ func recordPath(dir string, pgid int) string {
 // apps of a previous daemon that died without its reaper. Each is sent its
 // stop signal, then SIGKILL after its stop timeout (bounded by ctx); the
 // records are removed. It returns how many groups it stopped. A record
-// whose leader's pid now belongs to another process is dropped untouched.
-// Call it before starting any app, with the state directory locked.
+// another user could have written, or whose processes do not carry its
+// invocation id (its pid now belongs to another process, or it was
+// forged), is dropped untouched. Call it before starting any app, with
+// the state directory locked.
 func StopStale(ctx context.Context, dir string, log *slog.Logger) int {
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := ownDir(dir); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("not looking for apps left by a previous daemon", "dir", dir, "err", err)
+		}
+		return 0
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			log.Warn("cannot look for apps left by a previous daemon", "dir", dir, "err", err)
-		}
+		log.Warn("cannot look for apps left by a previous daemon", "dir", dir, "err", err)
 		return 0
 	}
 	var wg sync.WaitGroup
@@ -123,9 +142,13 @@ func StopStale(ctx context.Context, dir string, log *slog.Logger) int {
 			_ = os.Remove(path) // a temporary file cut short
 			continue
 		}
-		rec, ok := readRecord(path)
+		rec, err := readRecord(path)
 		_ = os.Remove(path)
-		if !ok || !rec.stillOurs() {
+		if err != nil {
+			log.Warn("ignoring a process record", "file", path, "err", err)
+			continue
+		}
+		if !rec.stillOurs() {
 			continue
 		}
 		stopped++
@@ -141,56 +164,122 @@ func StopStale(ctx context.Context, dir string, log *slog.Logger) int {
 	return stopped
 }
 
-func readRecord(path string) (groupRecord, bool) {
+// maxRecord bounds a record file.
+const maxRecord = 64 << 10
+
+// readRecord reads a record the daemon's user wrote: a regular file, not
+// a symlink, owned by that user and readable or writable by nobody else.
+func readRecord(path string) (groupRecord, error) {
 	var rec groupRecord
-	b, err := os.ReadFile(path)
-	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Pgid <= 1 {
-		return rec, false
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return rec, err
 	}
-	return rec, true
+	defer f.Close()
+	if err := ownFile(f); err != nil {
+		return rec, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxRecord))
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("not a process record: %w", err)
+	}
+	if rec.Pgid <= 1 || len(rec.Invocation) != 32 {
+		return rec, errors.New("not a process record: no process group or invocation id")
+	}
+	return rec, nil
 }
 
-// stillOurs reports whether the recorded group still exists and is the one
-// recorded. While any member of a group lives, no new process can get its
-// id as pid, so a group with a live member but no live leader is what is
-// left of ours; a live leader must have the recorded start time.
+// ownFile refuses a file that is not a regular file of the daemon's user
+// alone.
+func ownFile(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || !ok {
+		return errors.New("not a regular file")
+	}
+	if int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("owned by uid %d with mode %#o: only a file of uid %d with mode 0600 is trusted", st.Uid, fi.Mode().Perm(), os.Geteuid())
+	}
+	return nil
+}
+
+// ownDir refuses a directory that is a symlink, another user's, or open
+// to group or others.
+func ownDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok {
+		return errors.New("not a directory")
+	}
+	if int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("owned by uid %d with mode %#o: only a directory of uid %d with mode 0700 is trusted", st.Uid, fi.Mode().Perm(), os.Geteuid())
+	}
+	return nil
+}
+
+// stillOurs reports whether the recorded program still runs: the same
+// boot, and processes that carry the recorded invocation id. A leader that
+// still runs must have the recorded start time too.
 func (rec groupRecord) stillOurs() bool {
-	if rec.BootID != bootID() || !groupAlive(rec.Pgid) {
+	if rec.BootID != bootID() || len(rec.marked()) == 0 {
 		return false
 	}
 	ticks, err := startTicks(rec.Pgid)
 	if err != nil {
-		return true // the leader is gone; its group lives on
+		return true // the leader is gone; what it started lives on
 	}
-	return ticks == rec.StartTicks
+	return ticks == rec.StartTicks && hasInvocation(rec.Pgid, rec.Invocation)
 }
 
-// stopStaleGroup signals the group, waits up to its stop timeout, then
+// marked returns the live processes that carry the record's invocation
+// id, wherever they are: those the dead daemon was the subreaper of have
+// been reparented.
+func (rec groupRecord) marked() []int { return findMarked(rec.Invocation, 0, 0) }
+
+// signal sends sig to the recorded group, if its leader still proves it
+// ours, and to every process that carries the invocation id.
+func (rec groupRecord) signal(sig syscall.Signal) {
+	if ticks, err := startTicks(rec.Pgid); err == nil && ticks == rec.StartTicks && hasInvocation(rec.Pgid, rec.Invocation) {
+		_ = syscall.Kill(-rec.Pgid, sig)
+	}
+	signalMarked(rec.marked(), rec.Invocation, sig)
+}
+
+// stopStaleGroup signals the program, waits up to its stop timeout, then
 // kills it and waits for it to go (bounded by killGrace).
 func stopStaleGroup(ctx context.Context, rec groupRecord, log *slog.Logger) {
 	sig := syscall.Signal(rec.StopSignal)
 	if sig <= 0 {
 		sig = syscall.SIGTERM
 	}
-	_ = syscall.Kill(-rec.Pgid, sig)
-	if waitGroupGoneFor(ctx, rec.Pgid, rec.StopTimeout) {
+	rec.signal(sig)
+	if waitRecordGoneFor(ctx, rec, rec.StopTimeout) {
 		log.Info("stale app stopped", "app", rec.App, "pgid", rec.Pgid)
 		return
 	}
-	_ = syscall.Kill(-rec.Pgid, syscall.SIGKILL)
-	if waitGroupGoneFor(context.Background(), rec.Pgid, killGrace) {
+	rec.signal(syscall.SIGKILL)
+	if waitRecordGoneFor(context.Background(), rec, killGrace) {
 		log.Info("stale app killed after its stop timeout", "app", rec.App, "pgid", rec.Pgid)
 		return
 	}
 	log.Error("stale process group survives SIGKILL", "app", rec.App, "pgid", rec.Pgid)
 }
 
-// waitGroupGoneFor polls until group pgid has no live member (true), or
-// timeout passes or ctx ends (false).
-func waitGroupGoneFor(ctx context.Context, pgid int, timeout time.Duration) bool {
+// waitRecordGoneFor polls until no process carries the record's
+// invocation id (true), or timeout passes or ctx ends (false).
+func waitRecordGoneFor(ctx context.Context, rec groupRecord, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	interval := groupPollMin
-	for groupAlive(pgid) {
+	for len(rec.marked()) > 0 {
 		if !time.Now().Before(deadline) {
 			return false
 		}
@@ -235,4 +324,66 @@ func bootID() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// StopLeftGroups stops every group in the driver's cgroup subtree: at
+// start, before any app runs, what a dead daemon left. Being in the
+// subtree, which only the daemon's user can write, is the proof they are
+// DynaPM's. Each gets SIGTERM, then cgroup.kill after leftTimeout (bounded
+// by ctx), and is removed. It returns how many groups held processes.
+func (d *Driver) StopLeftGroups(ctx context.Context) int {
+	d.mu.Lock()
+	sub, timeout := d.sub, d.leftTimeout
+	d.mu.Unlock()
+	if sub == nil {
+		return 0
+	}
+	names, err := sub.List()
+	if err != nil {
+		d.logger.Warn("cannot look for apps left by a previous daemon", "err", err)
+		return 0
+	}
+	var wg sync.WaitGroup
+	stopped := 0
+	for _, name := range names {
+		g, err := sub.Open(name)
+		if err != nil {
+			d.logger.Warn("cannot open a cgroup left by a previous daemon", "err", err)
+			continue
+		}
+		app := appOfGroup(name)
+		if pop, err := g.Populated(); err == nil && pop {
+			stopped++
+			d.logger.Warn(fmt.Sprintf("found app %q still running from a previous daemon (cgroup %s); stopping it", app, g.Path()), "app", app)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := stopLeftGroup(ctx, g, timeout); err != nil {
+				d.logger.Error("cannot stop a cgroup left by a previous daemon", "app", app, "err", err)
+				g.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return stopped
+}
+
+// stopLeftGroup stops and removes one group a dead daemon left.
+func stopLeftGroup(ctx context.Context, g *cgroup.Group, timeout time.Duration) error {
+	if err := g.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	termCtx, cancel := context.WithTimeout(ctx, timeout)
+	err := g.WaitEmpty(termCtx)
+	cancel()
+	if err != nil {
+		killCtx, cancel := context.WithTimeout(context.Background(), killGrace)
+		defer cancel()
+		if err := g.Destroy(killCtx); err != nil {
+			return err
+		}
+		return nil
+	}
+	return g.Remove()
 }

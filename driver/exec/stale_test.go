@@ -12,11 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynapm/dynapm/internal/exectest"
 	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 func TestExecDriverRecordsEachGroupWhileItLives(t *testing.T) {
 	d := newExecTestDriver(t)
+	if d.Containment() == ContainCgroup {
+		t.Skip("with cgroups, no record is written: see TestStopLeftGroupsStopsWhatADeadDaemonLeft")
+	}
 	run := filepath.Join(t.TempDir(), "run")
 	if err := d.RecordGroups(run); err != nil {
 		t.Fatal(err)
@@ -24,9 +28,9 @@ func TestExecDriverRecordsEachGroupWhileItLives(t *testing.T) {
 	req, _ := execRequest(t, "-mode", "sleep")
 	req.Spec.StopSignal, req.Spec.StopTimeout = syscall.SIGINT, 3*time.Second
 	p := execStart(t, d, req)
-	rec, ok := readRecord(recordPath(run, p.Pid()))
-	if !ok {
-		t.Fatalf("no record of group %d in %s", p.Pid(), run)
+	rec, err := readRecord(recordPath(run, p.Pid()))
+	if err != nil {
+		t.Fatalf("no record of group %d in %s: %v", p.Pid(), run, err)
 	}
 	if rec.App != "t" || rec.Pgid != p.Pid() || rec.StopSignal != int(syscall.SIGINT) ||
 		rec.StopTimeout != 3*time.Second || !rec.stillOurs() {
@@ -39,11 +43,15 @@ func TestExecDriverRecordsEachGroupWhileItLives(t *testing.T) {
 }
 
 // startOrphanGroup starts a sleeping testapp in its own process group, not
-// under any driver (as one left by a dead daemon), and returns its pid.
-func startOrphanGroup(t *testing.T, extra ...string) int {
+// under any driver (as one left by a dead daemon), with invocation id id
+// in its environment unless it is empty, and returns its pid.
+func startOrphanGroup(t *testing.T, id string, extra ...string) int {
 	t.Helper()
 	cmd := exec.Command(testutil.TestApp(t), append([]string{"-mode", "sleep"}, extra...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if id != "" {
+		cmd.Env = append(os.Environ(), InvocationEnv+"="+id)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -58,25 +66,35 @@ func startOrphanGroup(t *testing.T, extra ...string) int {
 
 func writeTestRecord(t *testing.T, dir string, rec groupRecord) {
 	t.Helper()
+	writeTestRecordMode(t, dir, rec, 0o600)
+}
+
+func writeTestRecordMode(t *testing.T, dir string, rec groupRecord, mode os.FileMode) {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	b := []byte(`{"app":"` + rec.App + `","pgid":` + strconv.Itoa(rec.Pgid) + `,"start_ticks":` +
-		strconv.FormatUint(rec.StartTicks, 10) + `,"boot_id":"` + rec.BootID + `","stop_signal":15,"stop_timeout":` +
-		strconv.FormatInt(int64(rec.StopTimeout), 10) + `}`)
-	if err := os.WriteFile(recordPath(dir, rec.Pgid), b, 0o600); err != nil {
+		strconv.FormatUint(rec.StartTicks, 10) + `,"boot_id":"` + rec.BootID + `","invocation":"` + rec.Invocation +
+		`","stop_signal":15,"stop_timeout":` + strconv.FormatInt(int64(rec.StopTimeout), 10) + `}`)
+	path := recordPath(dir, rec.Pgid)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestStopStaleKillsARecordedGroupThatIgnoresSIGTERM(t *testing.T) {
-	dir := t.TempDir()
-	pid := startOrphanGroup(t, "-ignore-term")
+	dir := filepath.Join(t.TempDir(), "run")
+	id := newInvocationID()
+	pid := startOrphanGroup(t, id, "-ignore-term")
 	ticks, err := startTicks(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeTestRecord(t, dir, groupRecord{App: "old", Pgid: pid, StartTicks: ticks, BootID: bootID(), StopTimeout: 200 * time.Millisecond})
+	writeTestRecord(t, dir, groupRecord{App: "old", Pgid: pid, StartTicks: ticks, BootID: bootID(), Invocation: id, StopTimeout: 200 * time.Millisecond})
 	var logs strings.Builder
 	n := StopStale(context.Background(), dir, slog.New(slog.NewTextHandler(&logs, nil)))
 	if n != 1 {
@@ -94,14 +112,15 @@ func TestStopStaleKillsARecordedGroupThatIgnoresSIGTERM(t *testing.T) {
 }
 
 func TestStopStaleSparesAReusedPid(t *testing.T) {
-	dir := t.TempDir()
-	pid := startOrphanGroup(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	id := newInvocationID()
+	pid := startOrphanGroup(t, id)
 	ticks, err := startTicks(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The same pid, started at another time: not the recorded program.
-	writeTestRecord(t, dir, groupRecord{App: "old", Pgid: pid, StartTicks: ticks + 1, BootID: bootID(), StopTimeout: time.Second})
+	writeTestRecord(t, dir, groupRecord{App: "old", Pgid: pid, StartTicks: ticks + 1, BootID: bootID(), Invocation: id, StopTimeout: time.Second})
 	if n := StopStale(context.Background(), dir, slog.New(slog.DiscardHandler)); n != 0 {
 		t.Fatalf("StopStale stopped %d groups, want 0", n)
 	}
@@ -109,7 +128,7 @@ func TestStopStaleSparesAReusedPid(t *testing.T) {
 		t.Fatalf("group %d with a reused pid was killed", pid)
 	}
 	// The same from another boot.
-	writeTestRecord(t, dir, groupRecord{App: "old", Pgid: pid, StartTicks: ticks, BootID: "another-boot", StopTimeout: time.Second})
+	writeTestRecord(t, dir, groupRecord{App: "old", Pgid: pid, StartTicks: ticks, BootID: "another-boot", Invocation: id, StopTimeout: time.Second})
 	if n := StopStale(context.Background(), dir, slog.New(slog.DiscardHandler)); n != 0 || !groupAlive(pid) {
 		t.Fatalf("StopStale stopped %d groups from another boot (alive: %v)", n, groupAlive(pid))
 	}
@@ -118,5 +137,85 @@ func TestStopStaleSparesAReusedPid(t *testing.T) {
 func TestStopStaleWithoutRecords(t *testing.T) {
 	if n := StopStale(context.Background(), filepath.Join(t.TempDir(), "missing"), slog.New(slog.DiscardHandler)); n != 0 {
 		t.Fatalf("StopStale on a missing dir stopped %d", n)
+	}
+}
+
+// A record is a file anyone who could write the run directory could
+// forge, with the pid, start time and boot id that /proc shows everyone:
+// a process that does not carry the record's invocation id is never
+// signalled, nor one named by a record another user could have written.
+func TestStopStaleNeverSignalsAProcessBecauseAFileSaysSo(t *testing.T) {
+	id := newInvocationID()
+	unrelated := startOrphanGroup(t, "") // no invocation id at all
+	other := startOrphanGroup(t, newInvocationID())
+	ours := startOrphanGroup(t, id)
+	rec := func(pid int, id string) groupRecord {
+		ticks, err := startTicks(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return groupRecord{App: "forged", Pgid: pid, StartTicks: ticks, BootID: bootID(), Invocation: id, StopTimeout: time.Second}
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	writeTestRecord(t, dir, rec(unrelated, id))       // matches in all but the environment
+	writeTestRecord(t, dir, rec(other, id))           // a process of another invocation
+	writeTestRecordMode(t, dir, rec(ours, id), 0o644) // the right one, in a file others can read
+	var logs strings.Builder
+	if n := StopStale(context.Background(), dir, slog.New(slog.NewTextHandler(&logs, nil))); n != 0 {
+		t.Fatalf("StopStale stopped %d groups on forged records; log:\n%s", n, &logs)
+	}
+	for _, pid := range []int{unrelated, other, ours} {
+		if !groupAlive(pid) {
+			t.Fatalf("process %d was killed because of a forged record", pid)
+		}
+	}
+	if !strings.Contains(logs.String(), "mode 0600 is trusted") {
+		t.Fatalf("the record open to others is not refused by name:\n%s", &logs)
+	}
+	// A run directory open to others is not read at all.
+	open := filepath.Join(t.TempDir(), "run")
+	writeTestRecord(t, open, rec(ours, id))
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if n := StopStale(context.Background(), open, slog.New(slog.DiscardHandler)); n != 0 || !groupAlive(ours) {
+		t.Fatalf("StopStale acted on a run directory open to others (stopped %d)", n)
+	}
+}
+
+func TestStopLeftGroupsStopsWhatADeadDaemonLeft(t *testing.T) {
+	var logs strings.Builder
+	d := New(slog.New(slog.NewTextHandler(&logs, nil)))
+	d.leftTimeout = 50 * time.Millisecond
+	exectest.Setup(t, d)
+	d.mu.Lock()
+	sub := d.sub
+	d.mu.Unlock()
+	if sub == nil {
+		t.Skip("no cgroups in this run")
+	}
+	// As a dead daemon left it: a group in the subtree, a program born in
+	// it that ignores SIGTERM, nothing recorded anywhere.
+	g, err := sub.Create(groupName("old", 'i', newInvocationID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testutil.TestApp(t), "-mode", "sleep", "-ignore-term")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, UseCgroupFD: true, CgroupFD: g.FD()}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	g.Close()
+	if n := d.StopLeftGroups(context.Background()); n != 1 {
+		t.Fatalf("StopLeftGroups stopped %d groups, want 1; log:\n%s", n, &logs)
+	}
+	<-waited
+	if names, err := sub.List(); err != nil || len(names) != 0 {
+		t.Fatalf("groups left in the subtree: %v (%v)", names, err)
+	}
+	if want := `found app \"old\" still running from a previous daemon`; !strings.Contains(logs.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, &logs)
 	}
 }

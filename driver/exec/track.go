@@ -1,6 +1,7 @@
 package execdriver
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"syscall"
@@ -23,8 +24,11 @@ const trackedStopTimeout = killGrace
 // right after, so that a daemon killed at any moment leaves no unguarded
 // group.
 // The caller must call untrack (exactly once) when the group has no live
-// member left, so that a reused pgid is never killed. After Close,
-// StartGroup fails without starting anything.
+// member left, so that a reused pgid is never killed; untrack kills what
+// the command left outside its group (in its cgroup, or orphans with its
+// invocation id) and waits for it. With cgroups, cmd must not ask for a
+// cgroup of its own. After Close, StartGroup fails without starting
+// anything.
 func (d *Driver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (untrack func(), err error) {
 	app := spec.Name
 	if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
@@ -46,35 +50,74 @@ func (d *Driver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (
 		// still guards the group.
 		log.Warn("cannot start the reaper for a process group", "err", err)
 	}
+	b, err := d.newBoxLocked(cmd, app, 'j')
+	if err != nil {
+		return nil, fmt.Errorf("starting a process group for app %q: %w", app, err)
+	}
 	if err := cmd.Start(); err != nil {
+		_ = b.release()
 		return nil, err
 	}
 	pgid := cmd.Process.Pid
-	d.tracked[pgid] = app
+	b.pgid = pgid
+	job := &trackedJob{app: app, box: b}
+	d.tracked[pgid] = job
 	if d.reaper != nil {
-		if err := d.reaper.send('+', pgid); err != nil {
+		if err := d.reaper.send('+', b.reaperKey()); err != nil {
 			log.Warn("registering process group with reaper", "pgid", pgid, "err", err)
 		}
 	}
-	if err := d.writeGroupRecordLocked(pgid, app, program, syscall.SIGTERM, trackedStopTimeout); err != nil {
-		log.Debug("cannot record process group", "pgid", pgid, "err", err)
+	if b.group == nil {
+		if err := d.writeGroupRecordLocked(pgid, app, program, b.id, syscall.SIGTERM, trackedStopTimeout); err != nil {
+			log.Debug("cannot record process group", "pgid", pgid, "err", err)
+		}
 	}
-	return func() { d.untrack(pgid) }, nil
+	return func() { d.untrack(pgid, job) }, nil
 }
 
-// untrack forgets a group started by StartGroup.
-func (d *Driver) untrack(pgid int) {
+// trackedJob is a group started by StartGroup.
+type trackedJob struct {
+	app string
+	box *box
+}
+
+// untrack kills what is left of a group started by StartGroup outside its
+// process group, waits for it and forgets the group.
+func (d *Driver) untrack(pgid int, job *trackedJob) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.tracked[pgid]; !ok {
+	if d.tracked[pgid] != job {
+		d.mu.Unlock()
 		return
 	}
+	d.mu.Unlock()
+	b := job.box
+	var err error
+	if b.group != nil {
+		err = b.group.Kill()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), killGrace)
+			err = b.waitGone(ctx)
+			cancel()
+		}
+		if err == nil {
+			err = b.release()
+		}
+	} else {
+		// Not the process group: its id may be reused by now.
+		err = killMarked(b.id, pgid)
+	}
+	log := d.logger.With("app", job.app)
+	if err != nil {
+		log.Warn("killing what a job left behind", "pgid", pgid, "err", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	delete(d.tracked, pgid)
 	d.removeRecordLocked(pgid)
 	if d.reaper == nil {
 		return
 	}
-	if err := d.reaper.send('-', pgid); err != nil {
-		d.logger.Debug("unregistering process group with reaper", "pgid", pgid, "err", err)
+	if err := d.reaper.send('-', b.reaperKey()); err != nil {
+		log.Debug("unregistering process group with reaper", "pgid", pgid, "err", err)
 	}
 }

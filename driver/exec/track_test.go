@@ -34,14 +34,17 @@ func startGroup(t *testing.T, d *Driver, app, program string) (pgid int, untrack
 
 func TestStartedGroupIsRecordedUntilUntracked(t *testing.T) {
 	d := newExecTestDriver(t)
+	if d.Containment() == ContainCgroup {
+		t.Skip("with cgroups, no record is written")
+	}
 	run := filepath.Join(t.TempDir(), "run")
 	if err := d.RecordGroups(run); err != nil {
 		t.Fatal(err)
 	}
 	pgid, untrack := startGroup(t, d, "nightly", "/bin/backup")
-	rec, ok := readRecord(recordPath(run, pgid))
-	if !ok {
-		t.Fatalf("no record of started group %d in %s", pgid, run)
+	rec, err := readRecord(recordPath(run, pgid))
+	if err != nil {
+		t.Fatalf("no record of started group %d in %s: %v", pgid, run, err)
 	}
 	if rec.App != "nightly" || rec.Program != "/bin/backup" || rec.Pgid != pgid ||
 		rec.StopTimeout != trackedStopTimeout || !rec.stillOurs() {
@@ -56,6 +59,9 @@ func TestStartedGroupIsRecordedUntilUntracked(t *testing.T) {
 
 func TestReaperKillsStartedGroupsButNotUntrackedOnes(t *testing.T) {
 	d := newExecTestDriver(t)
+	if d.Containment() == ContainCgroup {
+		t.Skip("with cgroups, untrack kills what is left in the job's cgroup")
+	}
 	kept, _ := startGroup(t, d, "a", "sleep")
 	dropped, untrack := startGroup(t, d, "b", "sleep")
 	untrack()

@@ -9,12 +9,17 @@
 package exectest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/dynapm/dynapm/driver/exec/cgroup"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/internal/testutil"
 )
@@ -27,14 +32,34 @@ const spawnerEnv = "DYNAPM_TEST_SPAWNER"
 // through the spawner helper.
 func WithSpawner() bool { return os.Getenv(spawnerEnv) != "" }
 
+// ContainEnv chooses how Setup contains a suite's programs: Cgroup (a
+// cgroup per program, where cgroup2 is usable here) or ProcessGroup (the
+// fallback, with the test binary as child subreaper); unset, the
+// driver's default: process groups alone.
+const ContainEnv = "DYNAPM_TEST_CONTAIN"
+
+// The values of ContainEnv.
+const (
+	Cgroup       = "cgroup"
+	ProcessGroup = "process-group"
+)
+
 // Main is the TestMain of such a suite, which pkg names in the banner of
 // its second run. Started as the spawner helper, the binary serves as
 // one. Otherwise Main runs the suite, checks that no goroutine leaked
 // and, when both passed, runs the suite again with the spawner helper
 // (unless this is that second run). It returns the exit code.
-func Main(m *testing.M, pkg string) int {
+//
+// contain, when given, are containments (ContainEnv) to run the suite in:
+// the first for both runs above, each other for one more run without the
+// spawner.
+func Main(m *testing.M, pkg string, contain ...string) int {
 	if len(os.Args) > 1 && os.Args[1] == spawner.HelperArg {
 		return spawner.Main()
+	}
+	top := !WithSpawner() && os.Getenv(ContainEnv) == ""
+	if top && len(contain) > 0 {
+		os.Setenv(ContainEnv, contain[0])
 	}
 	code := m.Run()
 	if code == 0 {
@@ -43,9 +68,18 @@ func Main(m *testing.M, pkg string) int {
 			code = 1
 		}
 	}
-	if code == 0 && !WithSpawner() {
+	if code == 0 && !WithSpawner() && (top || len(contain) == 0) {
 		if err := testutil.RerunSuite("=== "+pkg+": the same tests with programs started through the spawner helper", spawnerEnv+"=1"); err != nil {
 			fmt.Fprintf(os.Stderr, "suite with the spawner: %v\n", err)
+			code = 1
+		}
+	}
+	for _, c := range contain[min(1, len(contain)):] {
+		if code != 0 || !top {
+			break
+		}
+		if err := testutil.RerunSuite("=== "+pkg+": the same tests contained by "+c, ContainEnv+"="+c); err != nil {
+			fmt.Fprintf(os.Stderr, "suite contained by %s: %v\n", c, err)
 			code = 1
 		}
 	}
@@ -55,7 +89,64 @@ func Main(m *testing.M, pkg string) int {
 // Driver is what this package needs of an exec driver.
 type Driver interface {
 	UseSpawner(*spawner.Client)
+	UseCgroups(*cgroup.Subtree)
+	UseSubreaper() error
 	Close() error
+}
+
+// Contain contains d's programs as ContainEnv says, in a cgroup subtree
+// of name when by cgroup, and returns the function that removes the
+// subtree, to call after d is closed. Where cgroup2 is not usable, it
+// says so and leaves d as it is.
+func Contain(d Driver, name string) (cleanup func() error, err error) {
+	switch os.Getenv(ContainEnv) {
+	case Cgroup:
+		sub, err := cgroup.Open(cgroup.Config{Name: name})
+		if errors.Is(err, cgroup.ErrUnavailable) {
+			fmt.Fprintf(os.Stderr, "exectest: no cgroups here, programs run in process groups: %v\n", err)
+			return func() error { return nil }, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		d.UseCgroups(sub)
+		return func() error { return removeSubtree(sub) }, nil
+	case ProcessGroup:
+		return func() error { return nil }, d.UseSubreaper()
+	}
+	return func() error { return nil }, nil
+}
+
+// RemoveSubtree destroys the cgroup subtree name (one a test's daemon
+// left) and what is left in it; it is not an error that it is missing.
+func RemoveSubtree(name string) error {
+	sub, err := cgroup.Open(cgroup.Config{Name: name})
+	if err != nil {
+		return err
+	}
+	return removeSubtree(sub)
+}
+
+// removeSubtree destroys what is left in sub and removes it.
+func removeSubtree(sub *cgroup.Subtree) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names, err := sub.List()
+	for _, n := range names {
+		g, oerr := sub.Open(n)
+		if oerr == nil {
+			oerr = g.Destroy(ctx)
+		}
+		err = errors.Join(err, oerr)
+	}
+	return errors.Join(err, sub.Remove())
+}
+
+var subtrees atomic.Int64
+
+// subtreeName is a new cgroup subtree name for this test process.
+func subtreeName() string {
+	return fmt.Sprintf("dynapm-test-%d-%d", os.Getpid(), subtrees.Add(1))
 }
 
 // UseSpawner gives d a spawner helper when the suite runs with one, and
@@ -85,12 +176,19 @@ func Setup(t testing.TB, d Driver) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	uncontain, err := Contain(d, subtreeName())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := d.Close(); err != nil {
 			t.Errorf("closing the exec driver: %v", err)
 		}
 		if err := closeSpawner(); err != nil {
 			t.Errorf("closing the spawner: %v", err)
+		}
+		if err := uncontain(); err != nil {
+			t.Errorf("removing the cgroup subtree: %v", err)
 		}
 	})
 }

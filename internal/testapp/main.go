@@ -40,6 +40,7 @@ type config struct {
 	crashAfter time.Duration
 	ignoreTerm bool
 	grandchild string
+	escape     string
 	holdOutput bool
 	backlog    int
 	pidfile    string
@@ -80,7 +81,7 @@ func stamp(event string) {
 func main() {
 	var c config
 	flag.StringVar(&c.listen, "listen", "", "address to listen on (default 127.0.0.1:$PORT)")
-	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep | get (a healthcheck: GET -target, exit 0 on 2xx) | notify (send -notify and exit)")
+	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep | get (a healthcheck: GET -target, exit 0 on 2xx) | notify (send -notify and exit) | orphan (start -grandchild's sleeper, write -pidfile, exit)")
 	flag.DurationVar(&c.delay, "delay", 0, "sleep this long before listening (slow start)")
 	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start; -notify: READY=1 is sent then")
 	flag.StringVar(&c.notify, "notify", "", "send READY=1 and STATUS=this text to $NOTIFY_SOCKET once listening (and -ready-delay after start); mode notify: send them and exit")
@@ -88,6 +89,7 @@ func main() {
 	flag.DurationVar(&c.crashAfter, "crash-after", 0, "crash (exit 3) this long after listening")
 	flag.BoolVar(&c.ignoreTerm, "ignore-term", false, "ignore SIGTERM")
 	flag.StringVar(&c.grandchild, "grandchild", "", "fork a grandchild that ignores SIGTERM and write its pid to this file")
+	flag.StringVar(&c.escape, "escape", "", "double-fork an orphan that leaves the session (setsid), ignores SIGTERM and holds stdout, and write its pid to this file (a daemonizing server's worker)")
 	flag.BoolVar(&c.holdOutput, "hold-output", false, "start a background child that keeps stdout/stderr open")
 	flag.IntVar(&c.backlog, "backlog", 0, "listen backlog (0: the system default)")
 	flag.StringVar(&c.pidfile, "pidfile", "", "write own pid to this file once listening")
@@ -129,9 +131,17 @@ func run(c config) error {
 	defer runtime.KeepAlive(mem)
 
 	if c.grandchild != "" {
-		if err := forkGrandchild(c.grandchild); err != nil {
+		if err := forkGrandchild(c.grandchild, false); err != nil {
 			return err
 		}
+	}
+	if c.escape != "" {
+		if err := escape(c.escape); err != nil {
+			return err
+		}
+	}
+	if c.mode == "orphan" {
+		return forkGrandchild(c.pidfile, true)
 	}
 	if c.holdOutput {
 		if err := holdOutput(); err != nil {
@@ -262,15 +272,18 @@ func allocate(mib int) []byte {
 }
 
 // forkGrandchild re-executes this program in sleep mode, ignoring SIGTERM,
-// in the same process group. The grandchild writes its own pid to pidfile
+// in the same process group, with our output when holdOutput. The grandchild writes its own pid to pidfile
 // once it ignores SIGTERM, and we wait for that, so that whoever reads the
 // pid file may signal the grandchild at once.
-func forkGrandchild(pidfile string) error {
+func forkGrandchild(pidfile string, holdOutput bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding own executable: %w", err)
 	}
 	cmd := exec.Command(self, "-mode", "sleep", "-ignore-term", "-pidfile", pidfile)
+	if holdOutput {
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting grandchild: %w", err)
 	}
@@ -292,6 +305,24 @@ func forkGrandchild(pidfile string) error {
 			return fmt.Errorf("grandchild did not write %s", pidfile)
 		}
 	}
+}
+
+// escape double-forks as a daemonizing program does: a child that calls
+// setsid (a session and process group of its own) starts the grandchild,
+// in that session, and exits once the grandchild wrote its pid, leaving it
+// an orphan. The grandchild keeps our stdout and stderr (the log).
+func escape(pidfile string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding own executable: %w", err)
+	}
+	cmd := exec.Command(self, "-mode", "orphan", "-pidfile", pidfile)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("double-forking: %w", err)
+	}
+	return nil
 }
 
 // holdOutput starts a background child that inherits stdout and stderr and

@@ -275,6 +275,20 @@ func (s *Subtree) Memory() error { return s.memErr }
 // with List.
 func (s *Subtree) Close() error { return s.dir.Close() }
 
+// Remove closes the subtree and, unless it is the daemon's delegated
+// cgroup, removes its directory, which must hold no group any more: a
+// daemon that shut down cleanly leaves nothing in the cgroup2 mount.
+func (s *Subtree) Remove() error {
+	err := s.Close()
+	if s.delegated {
+		return err
+	}
+	if rerr := unix.Rmdir(s.path); rerr != nil {
+		return errors.Join(err, fmt.Errorf("removing %s: %w", s.path, rerr))
+	}
+	return err
+}
+
 // Create makes a new group. It fails (fs.ErrExist) when one of that name
 // exists, so a program never joins processes it does not know.
 func (s *Subtree) Create(name string) (*Group, error) {

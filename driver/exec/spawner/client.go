@@ -127,6 +127,13 @@ func (c *Client) Pid() int { return c.cmd.Process.Pid }
 // succeeded). An error that wraps ErrClosed means the helper is gone; any
 // other is the fork or exec's, worded as exec.Cmd.Start words it.
 func (c *Client) Spawn(req Request, out *os.File) (*Child, error) {
+	return c.SpawnIn(req, out, -1)
+}
+
+// SpawnIn is Spawn with the program born in the cgroup whose directory
+// descriptor is cgroupFD (as SysProcAttr.UseCgroupFD), unless it is -1.
+func (c *Client) SpawnIn(req Request, out *os.File, cgroupFD int) (*Child, error) {
+	req.Cgroup = cgroupFD >= 0
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("spawning %s: %w", req.Path, err)
@@ -134,9 +141,16 @@ func (c *Client) Spawn(req Request, out *os.File) (*Child, error) {
 	if len(b) > maxMessage {
 		return nil, fmt.Errorf("spawning %s: request of %d bytes (environment too large)", req.Path, len(b))
 	}
-	var oob []byte
+	var fds []int
 	if out != nil {
-		oob = syscall.UnixRights(int(out.Fd()))
+		fds = append(fds, int(out.Fd()))
+	}
+	if req.Cgroup {
+		fds = append(fds, cgroupFD)
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = syscall.UnixRights(fds...)
 	}
 	c.spawnMu.Lock()
 	defer c.spawnMu.Unlock()

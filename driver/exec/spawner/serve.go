@@ -49,7 +49,7 @@ func Serve(ctl, events int) error {
 		_ = sendmsg(events, b, nil)
 	}
 	buf := make([]byte, maxMessage)
-	oob := make([]byte, syscall.CmsgSpace(4))
+	oob := make([]byte, syscall.CmsgSpace(2*4)) // the output and a cgroup
 	for {
 		n, oobn, _, _, err := syscall.Recvmsg(ctl, buf, oob, syscall.MSG_CMSG_CLOEXEC)
 		if err == syscall.EINTR {
@@ -58,27 +58,32 @@ func Serve(ctl, events int) error {
 		if err != nil || n == 0 {
 			return nil // the daemon closed its end
 		}
-		out, ferr := receivedFile(oob[:oobn])
+		files, ferr := receivedFiles(oob[:oobn])
 		var req Request
-		if err := json.Unmarshal(buf[:n], &req); err != nil || ferr != nil {
-			if out != nil {
-				out.Close()
-			}
+		err = json.Unmarshal(buf[:n], &req)
+		if err == nil && ferr == nil && req.Cgroup && len(files) == 0 {
+			ferr = errors.New("no cgroup descriptor")
+		}
+		if err != nil || ferr != nil {
+			closeAll(files)
 			answer(message{Type: "failed", Error: fmt.Sprintf("bad request: %v", errors.Join(err, ferr))})
 			continue
 		}
-		if out == nil {
-			out = devNull
+		sys := &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential}
+		if req.Cgroup {
+			sys.UseCgroupFD, sys.CgroupFD = true, int(files[len(files)-1].Fd())
+		}
+		out := devNull
+		if len(files) == 2 || (len(files) == 1 && !req.Cgroup) {
+			out = files[0]
 		}
 		p, err := os.StartProcess(req.Path, req.Args, &os.ProcAttr{
 			Dir:   req.Dir,
 			Env:   req.Env,
 			Files: []*os.File{devNull, out, out},
-			Sys:   &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential},
+			Sys:   sys,
 		})
-		if out != devNull {
-			out.Close() // the program holds its own
-		}
+		closeAll(files) // the program holds its own
 		if err != nil {
 			m := message{Type: "failed", Error: err.Error()}
 			var errno syscall.Errno
@@ -105,8 +110,9 @@ func waitChild(p *os.Process, send func(message)) {
 	send(m)
 }
 
-// receivedFile returns the descriptor passed with a request, if any.
-func receivedFile(oob []byte) (*os.File, error) {
+// receivedFiles returns the descriptors passed with a request: none, the
+// output, the cgroup, or both.
+func receivedFiles(oob []byte) ([]*os.File, error) {
 	if len(oob) == 0 {
 		return nil, nil
 	}
@@ -121,17 +127,18 @@ func receivedFile(oob []byte) (*os.File, error) {
 			continue
 		}
 		for _, fd := range fds {
-			files = append(files, os.NewFile(uintptr(fd), "output"))
+			files = append(files, os.NewFile(uintptr(fd), "received"))
 		}
 	}
-	switch len(files) {
-	case 0:
-		return nil, nil
-	case 1:
-		return files[0], nil
+	if len(files) > 2 {
+		closeAll(files)
+		return nil, fmt.Errorf("%d descriptors with one request", len(files))
 	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
-	return nil, fmt.Errorf("%d descriptors with one request", len(files))
 }

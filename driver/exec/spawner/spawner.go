@@ -23,7 +23,7 @@ const HelperArg = "__dynapm_spawner"
 
 // Request is one program to start, in a new process group of its own (its
 // pgid is its pid), with stdin from /dev/null and stdout and stderr to the
-// descriptor sent with it (or /dev/null).
+// first descriptor sent with it (or /dev/null).
 type Request struct {
 	Path string   `json:"path"`
 	Args []string `json:"args"`
@@ -32,6 +32,9 @@ type Request struct {
 	// Credential, when set, is the user, group and supplementary groups
 	// the program runs as.
 	Credential *syscall.Credential `json:"cred,omitempty"`
+	// Cgroup: the last descriptor sent with the request is a cgroup's
+	// directory, in which the program is born.
+	Cgroup bool `json:"cgroup,omitempty"`
 }
 
 // message is what the helper sends back: the answer to a request

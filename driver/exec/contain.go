@@ -1,0 +1,165 @@
+package execdriver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dynapm/dynapm/driver/exec/cgroup"
+)
+
+// The containments a driver runs its programs in, as the daemon's ready
+// line and README name them.
+const (
+	ContainCgroup       = "cgroup"
+	ContainProcessGroup = "process-group"
+)
+
+// InvocationEnv is the variable that carries a program's invocation id
+// (as systemd's INVOCATION_ID): 128 random bits, new for every instance
+// and job, inherited by everything the program starts. Without cgroups it
+// is how the driver tells an app's orphans from any other process, and
+// how a later daemon tells a recorded group from a forged record.
+const InvocationEnv = "DYNAPM_INVOCATION_ID"
+
+// UseCgroups makes the driver run every program, instance or job, in a
+// cgroup of its own under sub (see package cgroup). Call it before the
+// first start; the driver does not close sub.
+func (d *Driver) UseCgroups(sub *cgroup.Subtree) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sub = sub
+}
+
+// Containment names how the driver holds a program and all it starts:
+// ContainCgroup or ContainProcessGroup.
+func (d *Driver) Containment() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sub != nil {
+		return ContainCgroup
+	}
+	return ContainProcessGroup
+}
+
+// box holds one program and what it starts: its cgroup, or (without
+// cgroups) its process group and the processes below the daemon that carry
+// its invocation id, which is what comes back of a process that left the
+// group once the daemon is their subreaper (UseSubreaper).
+type box struct {
+	group *cgroup.Group // nil: process-group containment
+	pgid  int           // the leader's pid, once started
+	id    string        // the invocation id
+}
+
+// newBoxLocked makes the box for a program of app, kind 'i' (instance) or
+// 'j' (job), and prepares cmd to start in it: born inside its cgroup,
+// with its invocation id in the environment. d.mu must be held.
+func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte) (*box, error) {
+	b := &box{id: newInvocationID()}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ() // what a nil Env would have given
+	}
+	cmd.Env = append(cmd.Env, InvocationEnv+"="+b.id)
+	if d.sub == nil {
+		return b, nil
+	}
+	g, err := d.sub.Create(groupName(app, kind, b.id))
+	if err != nil {
+		return nil, fmt.Errorf("making the program's cgroup: %w", err)
+	}
+	b.group = g
+	cmd.SysProcAttr.UseCgroupFD = true
+	cmd.SysProcAttr.CgroupFD = g.FD()
+	return b, nil
+}
+
+// groupName is APP@KIND+the id's first 12 hex digits: unique, and its app
+// is in the name for a later daemon's log.
+func groupName(app string, kind byte, id string) string {
+	if len(app) > 200 {
+		app = app[:200]
+	}
+	return app + "@" + string(kind) + id[:12]
+}
+
+// appOfGroup is the app a group name names.
+func appOfGroup(name string) string {
+	for i := range len(name) {
+		if name[i] == '@' {
+			return name[:i]
+		}
+	}
+	return name
+}
+
+func newInvocationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+// reaperKey is how the reaper knows the box: its cgroup's name, or its
+// process group's id.
+func (b *box) reaperKey() string {
+	if b.group != nil {
+		return b.group.Name()
+	}
+	return strconv.Itoa(b.pgid)
+}
+
+// alive reports whether anything of the box is left (zombies aside).
+func (b *box) alive() bool {
+	if b.group != nil {
+		pop, err := b.group.Populated()
+		return err != nil || pop
+	}
+	return groupAlive(b.pgid) || len(markedProcs(b.id)) > 0
+}
+
+// kill sends SIGKILL to everything in the box.
+func (b *box) kill() error {
+	if b.group != nil {
+		return b.group.Kill()
+	}
+	err := syscall.Kill(-b.pgid, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		err = nil
+	}
+	return errors.Join(err, killMarked(b.id, 0))
+}
+
+// waitGone returns once nothing of the box is left, or with ctx's error.
+func (b *box) waitGone(ctx context.Context) error {
+	if b.group != nil {
+		return b.group.WaitEmpty(ctx)
+	}
+	interval := groupPollMin
+	for b.alive() {
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		interval = min(interval*2, groupPollMax)
+	}
+	return nil
+}
+
+// release removes the box's cgroup, which must be empty; the box is not
+// used after.
+func (b *box) release() error {
+	if b.group == nil {
+		return nil
+	}
+	return b.group.Remove()
+}
