@@ -530,6 +530,7 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 				SNI:           s.Match.SNI,
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
+				StartTimeout:  s.StartTimeout,
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)

@@ -3,6 +3,7 @@ package l4
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Waker leases a ready backend for an app. lifecycle.Manager satisfies it.
@@ -53,4 +54,9 @@ type Route struct {
 	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,
 	// which keeps the proxy protocol-agnostic. Never sent during Shutdown.
 	UnavailableReply []byte
+	// StartTimeout is how long, from its wake, a connection may wait for
+	// a descriptor to dial its upstream with when the daemon has none
+	// left (EMFILE, ENFILE): it is held and the dial retried meanwhile,
+	// not closed. Zero means DefaultDialTimeout.
+	StartTimeout time.Duration
 }
