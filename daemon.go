@@ -617,6 +617,7 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 				SNI:           s.Match.SNI,
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
+				StartTimeout:  s.StartTimeout,
 				WakeFrom:      s.WakeFrom,
 				// Quiet connections are closed by l4 alone.
 				ClientIdleTimeout: s.ClientIdleTimeout,

@@ -438,3 +438,82 @@ func TestRetriesOfARejectedAppBackOff(t *testing.T) {
 		}
 	}
 }
+
+// One app Apply refuses never holds back another change of the same
+// reload: the refused app keeps the version Apply kept (AppError.InForce)
+// and is retried, the other change is in force at once.
+func TestAnAppApplyRefusesDoesNotHoldBackTheOthers(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "web.yaml"), app(9001, ""))
+	write(t, filepath.Join(dir, "gone.yaml"), app(9003, ""))
+	_, r := watch(t, dir, 0, func(c *Config) { c.Retry = 20 * time.Millisecond })
+	var mu sync.Mutex
+	refuse := true
+	r.mu.Lock()
+	r.fail = func(s *appfile.Spec) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse && s.Listen[0] == "127.0.0.1:9009" {
+			return errors.New("listen: address already in use")
+		}
+		return nil
+	}
+	r.mu.Unlock()
+	write(t, filepath.Join(dir, "web.yaml"), app(9009, "")) // refused: 9001 stays
+	write(t, filepath.Join(dir, "new.yaml"), app(9002, ""))
+	if err := os.Remove(filepath.Join(dir, "gone.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return r.last("new") != nil && r.last("gone") == nil },
+		"the other changes were held back by the refused app")
+	if s := r.last("web"); s == nil || s.Listen[0] != "127.0.0.1:9001" {
+		t.Fatalf("the refused app's version in force = %+v, want its last good one on 9001", s)
+	}
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	testutil.Eventually(t, 5*time.Second, func() bool { s := r.last("web"); return s != nil && s.Listen[0] == "127.0.0.1:9009" },
+		"the refused version was not retried once Apply took it")
+}
+
+// An app Apply no longer takes even as it is in force goes out of force,
+// and is tried again like a new version.
+func TestAnAppInForceApplyRefusesGoesOutAndIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "web.yaml"), app(9001, ""))
+	_, r := watch(t, dir, 0, func(c *Config) { c.Retry = 20 * time.Millisecond })
+	var mu sync.Mutex
+	refuse := true
+	r.mu.Lock()
+	r.fail = func(s *appfile.Spec) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse && s.Name == "web" {
+			return errors.New("refused now")
+		}
+		return nil
+	}
+	r.mu.Unlock()
+	write(t, filepath.Join(dir, "other.yaml"), app(9002, "")) // a reload
+	testutil.Eventually(t, 5*time.Second, func() bool { return r.last("other") != nil && r.last("web") == nil },
+		"the app Apply refuses is still in force")
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	testutil.Eventually(t, 5*time.Second, func() bool { return r.last("web") != nil }, "the app was not retried")
+}
+
+func TestKeepInForceFallsBackToThePreviousVersionThenToNothing(t *testing.T) {
+	old, next := &appfile.Spec{Name: "web"}, &appfile.Spec{Name: "web"}
+	added, kept := &appfile.Spec{Name: "new"}, &appfile.Spec{Name: "kept"}
+	refused := map[*appfile.Spec]bool{next: true, added: true}
+	got := KeepInForce([]*appfile.Spec{kept, added, next}, []*appfile.Spec{kept, old}, func(s *appfile.Spec) bool { return refused[s] })
+	if len(got) != 2 || got[0] != kept || got[1] != old {
+		t.Fatalf("KeepInForce = %v, want kept and the previous web", got)
+	}
+	refused[old] = true
+	got = KeepInForce([]*appfile.Spec{kept, next}, []*appfile.Spec{kept, old}, func(s *appfile.Spec) bool { return refused[s] })
+	if len(got) != 1 || got[0] != kept {
+		t.Fatalf("KeepInForce with both versions refused = %v, want only kept", got)
+	}
+}

@@ -14,9 +14,9 @@ import (
 
 // exhaustDescriptors lowers the process's descriptor limit to just above
 // the highest descriptor open and fills every free slot below it, so that
-// the next socket, accepted or not, fails with EMFILE. The returned func
-// gives the descriptors and the limit back.
-func exhaustDescriptors(t *testing.T) (restore func()) {
+// the next socket, accepted or not, fails with EMFILE. restore gives the
+// descriptors and the limit back; spare frees one descriptor.
+func exhaustDescriptors(t *testing.T) (restore, spare func()) {
 	t.Helper()
 	var orig syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
@@ -50,7 +50,11 @@ func exhaustDescriptors(t *testing.T) (restore func()) {
 	for range highest + 1 {
 		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 		if errors.Is(err, syscall.EMFILE) {
-			return restore
+			spare = func() {
+				syscall.Close(fillers[len(fillers)-1])
+				fillers = fillers[:len(fillers)-1]
+			}
+			return restore, spare
 		}
 		if err != nil {
 			restore()
@@ -60,7 +64,7 @@ func exhaustDescriptors(t *testing.T) (restore func()) {
 	}
 	restore()
 	t.Fatal("the descriptor table never filled up")
-	return nil
+	return nil, nil
 }
 
 // A real EMFILE, on whichever data path the suite runs: with the event loop
@@ -93,7 +97,7 @@ func TestAcceptLoopBacksOffOnEMFILEAndKeepsServing(t *testing.T) {
 	client := os.NewFile(uintptr(cfd), "client")
 	t.Cleanup(func() { client.Close() })
 	ap := netip.MustParseAddrPort(addr)
-	restore := exhaustDescriptors(t)
+	restore, _ := exhaustDescriptors(t)
 	t.Cleanup(restore) // before the server's shutdown
 	if err := syscall.Connect(cfd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
 		t.Fatalf("connecting: %v", err)
@@ -120,5 +124,68 @@ func TestAcceptLoopBacksOffOnEMFILEAndKeepsServing(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "backing off"); n != 1 {
 		t.Errorf("%d backing-off lines within the log interval, want 1:\n%s", n, logs)
+	}
+}
+
+// The attack: under EMFILE a client was accepted, then closed when the
+// dial to its app found no descriptor left. Now the connection is held
+// and the dial retried until a descriptor is free (within the route's
+// StartTimeout): the client is served, nothing is closed. One descriptor
+// is left for the accept, none for the dial; in a process of its own.
+func TestADialWithoutDescriptorsIsRetriedNotClosed(t *testing.T) {
+	if !runAlone(t) {
+		return
+	}
+	w := twoApps(t)
+	s, logs := newServer(t, w)
+	failed := make(chan struct{}, 1)
+	s.dialErrorHook = func(err error) {
+		if noDescriptors(err) {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	addr := listenOne(t, s, "aaa")
+	// The app's program is up (the backend listens) before the table is
+	// full: only the proxy's dial lacks a descriptor.
+	warm := dialTCP(t, addr)
+	if got := readName(t, warm, 3); got != "aaa" {
+		t.Fatalf("routed to %q, want aaa", got)
+	}
+	warm.Close()
+	cfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := os.NewFile(uintptr(cfd), "client")
+	t.Cleanup(func() { client.Close() })
+	ap := netip.MustParseAddrPort(addr)
+	restore, spare := exhaustDescriptors(t)
+	t.Cleanup(restore)
+	spare()
+	if err := syscall.Connect(cfd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	select {
+	case <-failed:
+	case <-time.After(20 * time.Second):
+		restore()
+		t.Fatalf("no dial failed for lack of descriptors:\n%s", logs)
+	}
+	restore()
+	nc, err := net.FileConn(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*net.TCPConn)
+	t.Cleanup(func() { c.Close() })
+	if got := readName(t, c, 3); got != "aaa" {
+		t.Fatalf("routed to %q, want aaa; log:\n%s", got, logs)
+	}
+	roundTrip(t, c, "served once descriptors were back")
+	if l := logs.String(); strings.Contains(l, "closing connection") {
+		t.Errorf("a connection was closed:\n%s", l)
 	}
 }

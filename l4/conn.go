@@ -141,17 +141,6 @@ func (s *Server) drop(c *proxyConn, release func()) {
 	}
 }
 
-// logDrop logs why a connection is being closed: a warning, or only
-// information while the server shuts down (its wakes and dials are
-// cancelled on purpose then).
-func (s *Server) logDrop(msg string, attrs ...slog.Attr) {
-	level := slog.LevelWarn
-	if s.ctx.Err() != nil {
-		level = slog.LevelInfo
-	}
-	s.logger().LogAttrs(context.Background(), level, msg, attrs...)
-}
-
 // closeBoth closes the connection's sockets; Shutdown uses it to cut
 // connections still open when its context ends.
 func (c *proxyConn) closeBoth() {

@@ -193,23 +193,33 @@ func (s *Server) dialUpstream(c *proxyConn, r Route, upstream netip.AddrPort, co
 // new lease is the restarted program's, so the client is served rather than
 // closed. It returns the lease in force once connected; on failure c has
 // been dropped (with the route's unavailable reply) and the log says why.
+//
+// A connect that fails for lack of descriptors is retried, with a pause
+// doubling from DialRefusedDelay, until r.StartTimeout after c's wake: the
+// client waits as it would for a start, and is served once descriptors
+// are free again.
 func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, release func(), connect func(netip.AddrPort) error) (func(), bool) {
-	for rewakes := 0; ; rewakes++ {
+	fdWait := durationOr(s.DialRefusedDelay, DefaultDialRefusedDelay)
+	for rewakes := 0; ; {
 		err := connect(upstream)
 		if err == nil {
 			return release, true
 		}
+		if noDescriptors(err) && s.waitForDescriptors(c, r, &fdWait) {
+			continue
+		}
 		// A connection that may not wake the app (wake_from) does not
 		// wake it again either.
 		if rewakes == maxRewakes || c.passive || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
-			s.logDrop("dialing upstream failed, closing connection",
-				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("err", err))
+			s.logDrop(r.App, "dialing upstream failed, closing connection",
+				slog.String("upstream", upstream.String()), slog.Any("err", err))
 			s.dropUnavailable(c, release, r.UnavailableReply)
 			return nil, false
 		}
+		rewakes++
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
-			s.logDrop("connection closed unserved", slog.String("app", r.App), slog.Any("err", err))
+			s.logDrop(r.App, "connection closed unserved", slog.Any("err", err))
 			s.dropUnavailable(c, nil, r.UnavailableReply)
 			return nil, false
 		}
@@ -230,4 +240,34 @@ func connectRaw(ctx context.Context, upstream netip.AddrPort, timeout time.Durat
 		return -1, os.NewSyscallError("setsockopt", err)
 	}
 	return fd, nil
+}
+
+// noDescriptors reports whether err says the process (EMFILE) or the
+// system (ENFILE) has no descriptor left.
+func noDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// maxDescriptorWait caps the pause between two dials waiting for a
+// descriptor.
+const maxDescriptorWait = 100 * time.Millisecond
+
+// waitForDescriptors pauses c's dial for *wait (then doubled, up to
+// maxDescriptorWait), unless that would take it past r.StartTimeout from
+// its wake or the server shuts down meanwhile; false: give up.
+func (s *Server) waitForDescriptors(c *proxyConn, r Route, wait *time.Duration) bool {
+	deadline := c.start.Add(durationOr(r.StartTimeout, DefaultDialTimeout))
+	d := min(*wait, time.Until(deadline))
+	if d <= 0 {
+		return false
+	}
+	*wait = min(2**wait, maxDescriptorWait)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
 }

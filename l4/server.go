@@ -88,6 +88,11 @@ type Server struct {
 	// default route are never peeked. Zero means 5s.
 	PeekTimeout time.Duration
 
+	// DropLogInterval is the window over which the connections of one
+	// app closed unserved for one reason are counted into one log line
+	// (the first is logged at once). Zero means 1s.
+	DropLogInterval time.Duration
+
 	// Observer, when set, is told of every spliced connection once it has
 	// ended (metrics): once per connection, never per read.
 	Observer Observer
@@ -140,6 +145,8 @@ type Server struct {
 
 	dialMu    sync.Mutex
 	dialGates map[netip.AddrPort]*dialGate
+
+	drops dropLog
 }
 
 // DataPath values for Server.DataPath.
@@ -347,6 +354,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
+	// Drops from now on are logged line by line; the counts so far now.
+	s.closeDrops()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

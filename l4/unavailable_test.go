@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -73,5 +75,56 @@ func TestUnavailableReplyIsFollowedByAClose(t *testing.T) {
 	}
 	if len(got) != 4096 {
 		t.Fatalf("got %d bytes of the reply, want 4096 (err %v)", len(got), err)
+	}
+}
+
+// The attack: a 5,000-connection flood refused by max_pending wrote one
+// WARN line per connection. Drops are counted per app and reason: the
+// first is logged at once, the rest of each interval in one line.
+func TestRefusedConnectionsAreLoggedAsACountPerApp(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("full", &testApp{err: errors.New("too many pending connections")})
+	s, logs := newServer(t, w)
+	s.DropLogInterval = 200 * time.Millisecond
+	addr := listenOne(t, s, "full")
+	const clients = 50
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(io.Discard, c) // closed unserved
+		}()
+	}
+	wg.Wait()
+	counted := func() (lines, drops int) {
+		for line := range strings.Lines(logs.String()) {
+			if !strings.Contains(line, "waking app failed") {
+				continue
+			}
+			lines++
+			if !strings.Contains(line, "app=full") || !strings.Contains(line, "too many pending") {
+				t.Errorf("a drop's line lacks the app or the reason: %s", line)
+			}
+			more := 0
+			if i := strings.Index(line, " more="); i >= 0 {
+				more, _ = strconv.Atoi(strings.Fields(line[i+len(" more="):])[0])
+				drops += more
+			} else {
+				drops++
+			}
+		}
+		return lines, drops
+	}
+	waitFor(t, "every drop counted in the log", func() bool { _, d := counted(); return d == clients })
+	if lines, _ := counted(); lines > 10 {
+		t.Errorf("%d log lines for %d refused connections, want a count per interval:\n%s", lines, clients, logs)
 	}
 }

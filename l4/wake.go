@@ -20,7 +20,7 @@ func (s *Server) wake(c *proxyConn, r Route) (upstream netip.AddrPort, conn int,
 		upstream, release, err = s.Waker.Wake(s.ctx, r.App)
 	}
 	if err != nil {
-		s.logDrop("connection closed unserved", slog.String("app", r.App), slog.Any("err", err))
+		s.logDrop(r.App, "connection closed unserved", slog.Any("err", err))
 		s.dropUnavailable(c, nil, r.UnavailableReply)
 		return upstream, -1, nil, false
 	}

@@ -82,4 +82,9 @@ type Route struct {
 	// Waker (TrafficWaker) at least every quarter of it, so that an open
 	// but quiet connection no longer keeps the app up.
 	TrafficIdle time.Duration
+	// StartTimeout is how long, from its wake, a connection may wait for
+	// a descriptor to dial its upstream with when the daemon has none
+	// left (EMFILE, ENFILE): it is held and the dial retried meanwhile,
+	// not closed. Zero means DefaultDialTimeout.
+	StartTimeout time.Duration
 }

@@ -73,7 +73,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		waitLog func(context.Context) error
 	)
 	if err == nil {
-		proc, ready, logf, waitLog, err = m.spawn(a, in)
+		proc, ready, logf, waitLog, err = m.spawnWaiting(a, in)
 	}
 	if logf != nil {
 		// The program holds its own descriptor. Ours goes now: with
@@ -164,6 +164,46 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	default:
 		m.crashedLocked(a, in, tail)
 	}
+}
+
+// maxDescriptorWait caps the pause between two tries of a start that
+// found no descriptor left.
+const maxDescriptorWait = 100 * time.Millisecond
+
+// spawnWaiting is spawn, tried again while it fails for lack of
+// descriptors (EMFILE, ENFILE: a flood of connections holds them all)
+// until start_timeout from the first try: the start waits for
+// descriptors, as its held clients do, rather than failing into backoff.
+func (m *Manager) spawnWaiting(a *app, in *instance) (Process, *readiness, *os.File, func(context.Context) error, error) {
+	deadline := time.Now().Add(startTimeout(in.spec))
+	wait := 5 * time.Millisecond
+	for {
+		proc, ready, logf, waitLog, err := m.spawn(a, in)
+		if err == nil || !noDescriptors(err) || time.Now().Add(wait).After(deadline) {
+			return proc, ready, logf, waitLog, err
+		}
+		if logf != nil {
+			logf.Close()
+		}
+		in.watch.close() // this try's notify socket
+		if wait == 5*time.Millisecond {
+			m.log.Warn("no descriptor left to start the app; trying again", "app", a.name, "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-in.ctx.Done():
+			t.Stop()
+			return nil, nil, nil, nil, err
+		}
+		wait = min(2*wait, maxDescriptorWait)
+	}
+}
+
+// noDescriptors reports whether err says the process (EMFILE) or the
+// system (ENFILE) has no descriptor left.
+func noDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // spawn picks the upstream, sets up what the start waits for (a notify

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -453,4 +455,39 @@ func TestTheLastWaiterLeavingClosesTheProbeConnection(t *testing.T) {
 		t.Fatal("the connection is still held after the last waiter left")
 	}
 	wantClosed(t, peer)
+}
+
+// starvedDriver fails its first starts for lack of descriptors, as a
+// start does while a flood of connections holds them all.
+type starvedDriver struct {
+	Driver
+	left *atomic.Int32
+}
+
+func (d starvedDriver) Start(ctx context.Context, req StartRequest) (Process, error) {
+	if d.left.Add(-1) >= 0 {
+		return nil, fmt.Errorf("picking a free port: %w", os.NewSyscallError("socket", syscall.EMFILE))
+	}
+	return d.Driver.Start(ctx, req)
+}
+
+// The attack: under EMFILE another app's wake failed on "picking a free
+// port" and went into backoff. A start that finds no descriptor is tried
+// again within start_timeout, and its waiting client is served.
+func TestStartWithoutDescriptorsIsTriedAgainNotFailed(t *testing.T) {
+	left := &atomic.Int32{}
+	left.Store(3)
+	h := newHarness(t, func(c *Config) { c.Driver = starvedDriver{c.Driver, left} })
+	h.m.Apply([]*appfile.Spec{h.spec("web", "-listen", "127.0.0.1:${PORT}")})
+	up, release := h.wake("web")
+	defer release()
+	if got := echo(t, up, "hello"); got != "hello" {
+		t.Fatalf("echo = %q", got)
+	}
+	if st := h.status("web"); st.State != Ready || st.Starts != 1 {
+		t.Fatalf("after the wake: %s, want ready after one start", fmtStatus(st))
+	}
+	if n := strings.Count(h.logs.String(), "no descriptor left"); n != 1 {
+		t.Errorf("%d warnings about descriptors, want 1 per start:\n%s", n, h.logs)
+	}
 }
