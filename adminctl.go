@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/dynapm/dynapm/admin"
+	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -19,7 +22,13 @@ type adminController struct {
 	rss func(app string) int64
 	// sched, when set, gives each app's next scheduled wake and last job.
 	sched *cron.Scheduler
+	// refused, when set, gives the app files not in force: each is
+	// shown as an app in state error, so that status lists every file.
+	refused func() []appsdir.Refused
 }
+
+// StateError is the state of an app whose file is not in force.
+const StateError = "error"
 
 // Apps reports every app in the admin API's wire form.
 func (c *adminController) Apps() []admin.App {
@@ -69,6 +78,13 @@ func (c *adminController) Apps() []admin.App {
 			}
 		}
 		out = append(out, a)
+	}
+	if c.refused != nil {
+		for _, r := range c.refused() {
+			out = append(out, admin.App{Name: r.Name, State: StateError, File: r.File,
+				LastError: r.Err, Listen: []string{}, Instances: []admin.Instance{}})
+		}
+		slices.SortStableFunc(out, func(a, b admin.App) int { return strings.Compare(a.Name, b.Name) })
 	}
 	return out
 }

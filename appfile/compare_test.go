@@ -2,6 +2,7 @@ package appfile
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -78,5 +79,36 @@ func TestEqualAndNeedsRestart(t *testing.T) {
 	var nilSpec *Spec
 	if !nilSpec.Equal(nil) || nilSpec.Equal(old) || old.Equal(nil) {
 		t.Error("Equal with nil")
+	}
+}
+
+// Changed names the keys a change touched, and only those; every key an
+// app file may have is compared.
+func TestChangedNamesTheKeysThatChanged(t *testing.T) {
+	dir := t.TempDir()
+	parse := func(text string) *Spec {
+		t.Helper()
+		s, err := Parse(filepath.Join(dir, "web.yaml"), []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	old := parse("listen: ':1001'\ncommand: [./srv]\nenv: {TOKEN: one}\n")
+	s := parse("listen: ':1002'\ncommand: [./srv]\nenv: {TOKEN: two}\nidle_timeout: 1m\n")
+	if got := s.Changed(old); !slices.Equal(got, []string{"listen", "env", "idle_timeout"}) {
+		t.Errorf("Changed = %q, want [listen env idle_timeout]", got)
+	}
+	if got := old.Changed(old); len(got) != 0 {
+		t.Errorf("Changed against itself = %q", got)
+	}
+	var compared []string
+	for _, k := range specKeys {
+		compared = append(compared, k.key)
+	}
+	for _, k := range topKeys {
+		if !slices.Contains(compared, k) {
+			t.Errorf("app file key %s is not compared by Equal, NeedsRestart and Changed", k)
+		}
 	}
 }

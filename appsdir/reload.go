@@ -16,6 +16,7 @@ import (
 
 // reload rereads paths and puts the result in force as one change.
 func (w *Watcher) reload(paths []string) {
+	defer w.publishRefused()
 	if !w.checkTrust() {
 		w.stale = true
 		w.log.Debug("reload refused: the apps directory cannot be trusted", "dir", w.cfg.Dir, "files", len(paths))
@@ -55,6 +56,7 @@ func (w *Watcher) reload(paths []string) {
 		w.retryDue = false
 		return // touches, invalid edits: nothing in force changes
 	}
+	initial := !w.applied
 	w.applied = true
 	rejected := map[string][]error{}
 	for _, err := range appfile.CheckConflicts(append(slices.Clone(base), candidates...)) {
@@ -75,6 +77,17 @@ func (w *Watcher) reload(paths []string) {
 		final = append(final, c)
 	}
 	sortByName(final)
+	// Logged before its listener closes. A failed apply below only puts
+	// back last good versions of apps that stay.
+	names := map[string]bool{}
+	for _, s := range final {
+		names[s.Name] = true
+	}
+	for _, s := range w.snap {
+		if !names[s.Name] {
+			w.log.Info("app removed", "app", s.Name, "file", s.File)
+		}
+	}
 
 	// Put it in force; an app that cannot be applied (its new listen
 	// address cannot be bound, say) keeps the version Apply kept for it.
@@ -104,10 +117,11 @@ func (w *Watcher) reload(paths []string) {
 		inForce[s] = true
 	}
 	w.retryDue = false
-	for path, f := range w.files {
+	for _, path := range slices.Sorted(maps.Keys(w.files)) {
+		f := w.files[path]
 		if f.next != nil && inForce[f.next] {
-			if f.applyFailed {
-				w.log.Info("app file applied after all", "app", f.next.Name, "file", path)
+			if !initial {
+				w.logApplied(path, f)
 			}
 			f.good, f.next, f.lastErr, f.applyFailed = f.next, nil, "", false
 			continue
@@ -159,6 +173,25 @@ func (w *Watcher) logMissingNeeds(final []*appfile.Spec) {
 	}
 }
 
+// logApplied logs, once, the change that putting f.next in force made:
+// a file refused before and now served is fixed, else the app is added or
+// changed. Changed keys are named, never their values (env may hold
+// secrets).
+func (w *Watcher) logApplied(path string, f *file) {
+	attrs := []any{"app", f.next.Name, "file", path}
+	if f.good != nil {
+		attrs = append(attrs, "keys", strings.Join(f.next.Changed(f.good), ","))
+	}
+	switch {
+	case f.lastErr != "":
+		w.log.Info("app file fixed", attrs...)
+	case f.good == nil:
+		w.log.Info("app added", attrs...)
+	default:
+		w.log.Info("app changed", attrs...)
+	}
+}
+
 // readFile rereads one app file and records what changed: removed, the
 // same bytes as before, invalid (logged), or a new version to put in force.
 // c, when not nil, judges the file (Config.Trust).
@@ -167,10 +200,7 @@ func (w *Watcher) readFile(path string, c *trust.Checker) {
 	data, err := appfile.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || isDir(path) {
-			if f != nil && f.good != nil {
-				w.log.Info("app file removed", "app", f.good.Name, "file", path)
-			}
-			delete(w.files, path)
+			delete(w.files, path) // logged once out of force
 			return
 		}
 		w.log.Error("reading app file; keeping its last good version", "file", path, "err", err)
@@ -206,7 +236,11 @@ func (w *Watcher) readFile(path string, c *trust.Checker) {
 		return
 	}
 	if f.good != nil && spec.Equal(f.good) {
-		f.lastErr = "" // back to what is in force, or only comments changed
+		// Back to what is in force, or only comments changed.
+		if f.lastErr != "" {
+			w.log.Info("app file fixed", "app", spec.Name, "file", path, "keys", "")
+		}
+		f.lastErr = ""
 		return
 	}
 	f.next = spec

@@ -33,7 +33,7 @@ type keepUpCall struct {
 
 // recWaker is an in-test Waker: the real lifecycle.Manager lives in another
 // package. KeepUp records its calls; Wake leases the address of a real
-// listener and counts the leases held.
+// listener, counts the leases held and records why it was asked.
 type recWaker struct {
 	upstream netip.AddrPort
 	// panicKeepUp makes the first KeepUp calls panic, to test recovery.
@@ -45,6 +45,8 @@ type recWaker struct {
 	leases   int
 	releases int
 	wakeErr  error
+	// wakeReasons are the reasons WakeFor was given, in order.
+	wakeReasons []string
 }
 
 func newRecWaker(t *testing.T) *recWaker {
@@ -67,9 +69,10 @@ func (w *recWaker) KeepUp(app string, until time.Time) error {
 	return nil
 }
 
-func (w *recWaker) Wake(ctx context.Context, app string) (netip.AddrPort, func(), error) {
+func (w *recWaker) WakeFor(ctx context.Context, app, reason string) (netip.AddrPort, func(), error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.wakeReasons = append(w.wakeReasons, reason)
 	if w.wakeErr != nil {
 		return netip.AddrPort{}, nil, w.wakeErr
 	}

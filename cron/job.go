@@ -68,7 +68,7 @@ func (s *Scheduler) runJobOnce(spec *appfile.Spec, i int, start time.Time, res *
 		if !deadline.IsZero() {
 			ctx, cancel = context.WithDeadline(s.stopping, deadline)
 		}
-		upstream, release, err := s.cfg.Waker.Wake(ctx, spec.Name)
+		upstream, release, err := s.cfg.Waker.WakeFor(ctx, spec.Name, "cron")
 		cancel()
 		if err != nil {
 			// err names the app and says what failed.

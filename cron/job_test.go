@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,6 +145,13 @@ func TestNeedsAppJobHoldsLeaseAndGetsPort(t *testing.T) {
 	}
 	if leased, _, _ := w.counts(); leased != 1 {
 		t.Errorf("%d leases held while the job runs, want 1", leased)
+	}
+	// A start the job causes is a scheduled one, not a connection's.
+	w.mu.Lock()
+	reasons := slices.Clone(w.wakeReasons)
+	w.mu.Unlock()
+	if len(reasons) != 1 || reasons[0] != "cron" {
+		t.Errorf("the job woke its app with reasons %q, want [cron]", reasons)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -35,10 +35,11 @@ type Waker interface {
 	// is already up extends its window; it never shortens it. KeepUp must
 	// not wait for the app to be ready.
 	KeepUp(app string, until time.Time) error
-	// Wake returns the address of a ready backend of app, starting it first
-	// if needed, and holds the app up until release is called (exactly
-	// once). It is the same lease that a connection takes (l4.Waker).
-	Wake(ctx context.Context, app string) (upstream netip.AddrPort, release func(), err error)
+	// WakeFor returns the address of a ready backend of app, starting it
+	// first if needed (for reason, "cron"), and holds the app up until
+	// release is called (exactly once). It is the same lease that a
+	// connection takes (l4.Waker).
+	WakeFor(ctx context.Context, app, reason string) (upstream netip.AddrPort, release func(), err error)
 }
 
 // LogOpener opens a writer for app's log (applog.Logs satisfies it). The

@@ -143,7 +143,7 @@ var closeReasons = map[string]bool{
 	"app instance stopped":         true,
 	"app stopped from outside":     true,
 	"restarting app: spec changed": true,
-	"app file removed":             true,
+	"app removed":                  true,
 }
 
 // appEvent is one line of the daemon's JSON log about an app.
@@ -448,7 +448,7 @@ func removedAt(spans []removal, t time.Time, slack time.Duration) bool {
 // app's file before t (its listener closes after that line).
 func loggedRemoval(events []appEvent, t time.Time) bool {
 	for _, ev := range events {
-		if ev.Msg == "app file removed" && !ev.Time.After(t) {
+		if ev.Msg == "app removed" && !ev.Time.After(t) {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,4 +52,24 @@ func TestCronJobDiesWithASIGKILLedDaemon(t *testing.T) {
 	<-d.done
 	testutil.Eventually(t, 10*time.Second, func() bool { return !testutil.ProcessAlive(pid) },
 		"job process %d outlived a SIGKILLed daemon", pid)
+}
+
+// A job that needs its app starts it as a scheduled start: the log and
+// the metrics say cron, not connection.
+func TestCronJobThatNeedsItsAppStartsItForCron(t *testing.T) {
+	apps, metricsAddr := t.TempDir(), testutil.FreeAddr(t)
+	testutil.WriteFile(t, filepath.Join(apps, "report.yaml"), testutil.EchoApp(t, testutil.FreeAddr(t), filepath.Join(t.TempDir(), "pid"), "")+
+		"jobs:\n  - cron: \"@every 1s\"\n    needs_app: true\n    command: \"true\"\n")
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	d := startDaemon(t, apps, "-config", config)
+	d.waitLog(t, `msg="app started"`, "app=report", "reason=cron")
+	var out string
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		out = scrapeMetrics(t, metricsAddr)
+		return strings.Contains(out, `dynapm_app_starts_total{app="report",reason="cron"} 1`+"\n")
+	}, "metrics lack a cron start of report:\n%s", &out)
+	if strings.Contains(d.out.String(), "reason=connection") || strings.Contains(out, `reason="connection"`) {
+		t.Errorf("a start for a job counted as a connection's; log:\n%s\nmetrics:\n%s", d.out, out)
+	}
 }

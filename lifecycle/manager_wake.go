@@ -23,7 +23,16 @@ const refusedLogEvery = time.Second
 // release once when its connection closes; the instance is not stopped for
 // idleness while a lease is open. It satisfies l4.Waker.
 func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func(), error) {
-	up, conn, release, err := m.WakeConn(ctx, name)
+	return m.WakeFor(ctx, name, "connection")
+}
+
+// WakeFor is Wake for a caller other than a connection: reason (a
+// scheduled job's "cron") is the one a start it causes is logged and
+// counted with.
+func (m *Manager) WakeFor(ctx context.Context, name, reason string) (netip.AddrPort, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	up, conn, release, err := m.wakeLocked(ctx, name, reason)
 	if conn >= 0 {
 		syscall.Close(conn)
 	}
@@ -38,7 +47,13 @@ func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func()
 func (m *Manager) WakeConn(ctx context.Context, name string) (netip.AddrPort, int, func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, in, err := m.waitReadyLocked(ctx, name, "connection", true)
+	return m.wakeLocked(ctx, name, "connection")
+}
+
+// wakeLocked waits until app name is ready, starting it for reason, and
+// leases it; m.mu is released while waiting.
+func (m *Manager) wakeLocked(ctx context.Context, name, reason string) (netip.AddrPort, int, func(), error) {
+	a, in, err := m.waitReadyLocked(ctx, name, reason, true)
 	if err != nil {
 		m.dropUnclaimedLocked(name)
 		return netip.AddrPort{}, -1, nil, fmt.Errorf("waking app %q: %w", name, err)
