@@ -46,6 +46,11 @@ type App struct {
 	Needs    []string `json:"needs,omitempty"`
 	NeededBy []string `json:"needed_by,omitempty"`
 	KeptUpBy []string `json:"kept_up_by,omitempty"`
+	// Pinned: `dynapm pin` keeps the app up, until PinnedUntil (omitted:
+	// until `dynapm unpin`). Disabled: `dynapm disable` keeps it stopped.
+	Pinned      bool      `json:"pinned,omitempty"`
+	PinnedUntil time.Time `json:"pinned_until,omitzero"`
+	Disabled    bool      `json:"disabled,omitempty"`
 }
 
 // Instance is one process of an app (scale runs several).

@@ -33,6 +33,8 @@ type app struct {
 	// removed: the app left the configuration; it is deleted from the map
 	// once its process is gone.
 	removed bool
+	// over is the app's pin or disable (manager_overrides.go).
+	over Override
 
 	conns   int // open leases, over all instances
 	pending int // Wake callers held while the app starts or stops
@@ -204,4 +206,10 @@ func mode(spec *appfile.Spec) appfile.Mode {
 func startsAtBoot(spec *appfile.Spec) bool {
 	m := mode(spec)
 	return m == appfile.Persistent || m == appfile.Always
+}
+
+// bootsNow reports whether a starts without waiting for a connection now:
+// a persistent, always or pinned app that is not disabled.
+func bootsNow(a *app) bool {
+	return (startsAtBoot(a.spec) || a.pinned(time.Now())) && !a.over.Disabled
 }

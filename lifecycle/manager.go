@@ -108,6 +108,9 @@ type Manager struct {
 	// thousands of apps that never ran.
 	ran    map[*app]struct{}
 	closed bool // Shutdown began: no new starts, waiters fail
+	// overrides holds pins and disables by app name, whether the app is
+	// configured now or not (manager_overrides.go).
+	overrides map[string]Override
 
 	// adopting counts the goroutines asking a RunningChecker about new
 	// apps; stopAdopting calls them off at Shutdown.
@@ -134,7 +137,8 @@ func NewManager(cfg Config) *Manager {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = defaultProbeInterval
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app), ran: make(map[*app]struct{})}
+	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app), ran: make(map[*app]struct{}),
+		overrides: make(map[string]Override)}
 	m.adoptCtx, m.stopAdopting = context.WithCancel(context.Background())
 	for _, d := range cfg.Drivers {
 		if w, ok := d.(OutsideStartWatcher); ok {
@@ -163,8 +167,9 @@ func (m *Manager) Apply(specs []*appfile.Spec) {
 		a := m.apps[spec.Name]
 		if a == nil {
 			a = newApp(spec)
+			a.over = m.overrides[spec.Name]
 			m.apps[spec.Name] = a
-			if startsAtBoot(spec) {
+			if bootsNow(a) {
 				m.beginStartLocked(a, "boot")
 			} else {
 				m.maybeAdoptLocked(a)
@@ -198,7 +203,7 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 		}
 	case Stopping:
 		// The new spec decides what runs once the old process is gone.
-		if startsAtBoot(spec) && !a.restartAfterStop {
+		if bootsNow(a) && !a.restartAfterStop {
 			a.restartAfterStop, a.restartReason = true, "reload"
 		}
 	case Failed:
@@ -207,13 +212,13 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 			m.disarmBackoffLocked(a)
 			a.failures = 0
 			a.setState(Stopped)
-			if startsAtBoot(spec) {
+			if bootsNow(a) {
 				m.beginStartLocked(a, "reload")
 				return
 			}
 		}
 	case Stopped:
-		if startsAtBoot(spec) {
+		if bootsNow(a) {
 			m.beginStartLocked(a, "reload")
 			return
 		}

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/dynapm/dynapm/appfile"
 )
 
 // beginStartLocked moves a from stopped (or failed) to starting and launches
@@ -349,7 +347,7 @@ func (m *Manager) crashedLocked(a *app, in *instance, tail string) {
 		return
 	}
 	a.setState(Stopped)
-	m.afterStopLocked(a, "crash", mode(a.spec) == appfile.Always)
+	m.afterStopLocked(a, "crash", keepsRunning(a))
 }
 
 // enterFailedLocked moves a to failed for d, or forgets it if it was

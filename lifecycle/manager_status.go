@@ -43,6 +43,11 @@ type AppStatus struct {
 	Needs    []string
 	NeededBy []string
 	KeptUpBy []string
+	// Pinned: dynapm pin keeps the app up, until PinnedUntil (zero: until
+	// unpinned). Disabled: dynapm disable keeps it stopped.
+	Pinned      bool
+	PinnedUntil time.Time
+	Disabled    bool
 	// Instances lists the app's live processes by index: one for an app
 	// without scale. Pid, Upstream, StartedAt and StatusText above are the
 	// first's; Connections above is their sum.
@@ -71,6 +76,7 @@ func (m *Manager) Status() []AppStatus {
 	defer m.mu.Unlock()
 	out := make([]AppStatus, 0, len(m.apps))
 	neededBy, keptUpBy := m.dependencyMapsLocked()
+	now := time.Now()
 	for _, a := range m.apps {
 		if a.removed {
 			continue
@@ -90,6 +96,10 @@ func (m *Manager) Status() []AppStatus {
 			Needs:        slices.Clone(a.spec.Needs),
 			NeededBy:     neededBy[a.name],
 			KeptUpBy:     keptUpBy[a.name],
+			Disabled:     a.over.Disabled,
+		}
+		if a.pinned(now) {
+			st.Pinned, st.PinnedUntil = true, a.over.PinnedUntil
 		}
 		for _, in := range a.insts {
 			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns, StartedAt: in.spawnedAt,

@@ -95,6 +95,9 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 	if a == nil || a.removed {
 		return fmt.Errorf("keeping app %q up: %w", name, ErrUnknownApp)
 	}
+	if a.over.Disabled {
+		return fmt.Errorf("keeping app %q up: %w", name, ErrDisabled)
+	}
 	if until.After(a.keepUntil) {
 		a.keepUntil = until
 	}

@@ -2,8 +2,6 @@ package lifecycle
 
 import (
 	"time"
-
-	"github.com/dynapm/dynapm/appfile"
 )
 
 // Timers are armed only while they can fire: the idle timer while a ready
@@ -23,14 +21,20 @@ func idleDeadline(a *app, in *instance) time.Time {
 	if a.keepUntil.After(from) {
 		from = a.keepUntil
 	}
+	if a.over.Pinned && a.over.PinnedUntil.After(from) {
+		from = a.over.PinnedUntil // a pin's end counts as a keep window's
+	}
 	return from.Add(idleTimeout(a.spec))
 }
+
+// pinnedForever reports whether a is pinned with no end: never idle.
+func pinnedForever(a *app) bool { return a.over.Pinned && a.over.PinnedUntil.IsZero() }
 
 // nextIdle returns the earliest idle deadline of a's instances that may stop
 // for idleness, and false when none may.
 func nextIdle(a *app) (time.Time, bool) {
 	var next time.Time
-	if a.state != Ready || a.neededRefs > 0 {
+	if a.state != Ready || a.neededRefs > 0 || pinnedForever(a) {
 		return next, false
 	}
 	active := 0
@@ -82,7 +86,7 @@ func (m *Manager) disarmIdleLocked(a *app) {
 func (m *Manager) idleFired(a *app) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.apps[a.name] != a || a.state != Ready || a.neededRefs > 0 {
+	if m.closed || m.apps[a.name] != a || a.state != Ready || a.neededRefs > 0 || pinnedForever(a) {
 		return
 	}
 	now := time.Now()
@@ -144,7 +148,7 @@ func (m *Manager) backoffFired(a *app) {
 		m.ensureMinLocked(a)
 		return
 	}
-	if mode(a.spec) == appfile.Always {
+	if keepsRunning(a) {
 		a.restarts++
 		m.beginStartLocked(a, "crash")
 		return

@@ -153,6 +153,9 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 		if a == nil || a.removed {
 			return nil, nil, ErrUnknownApp
 		}
+		if a.over.Disabled {
+			return nil, nil, ErrDisabled
+		}
 		switch a.state {
 		case Ready:
 			if in := a.pick(); in != nil {

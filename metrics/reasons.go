@@ -43,8 +43,8 @@ func stopLabel(reason string) string {
 	switch {
 	case strings.HasPrefix(reason, "memory"):
 		return "memory"
-	case reason == "restart":
-		return "manual" // the stop half of dynapm restart
+	case reason == "restart", reason == "disabled":
+		return "manual" // the stop half of dynapm restart; dynapm disable
 	case reason == "scale down":
 		return "scale"
 	case reason == "start timeout":
