@@ -17,7 +17,7 @@ var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
-	"memory_priority", "memory_max", "scale", "needs",
+	"memory_priority", "memory_max", "scale", "needs", "hooks", "hook_timeout",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask",
 }
@@ -65,6 +65,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		StopSignal:   syscall.SIGTERM,
 		StopTimeout:  DefaultStopTimeout,
 		MaxPending:   DefaultMaxPending,
+		HookTimeout:  DefaultHookTimeout,
 	}
 	d.mapping("", raw, topKeys)
 	s.Driver = d.driverOf(raw)
@@ -156,6 +157,10 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.scale(s, key, v)
 	case "needs":
 		d.needs(s, key, v)
+	case "hooks":
+		d.hooks(s, key, v)
+	case "hook_timeout":
+		s.HookTimeout, _ = d.duration(key, v, false)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	default:

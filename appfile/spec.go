@@ -85,6 +85,10 @@ type Spec struct {
 	// Needs names the apps that must be ready before this app's program
 	// starts, and stay up while it runs.
 	Needs []string
+	// Hooks are commands run around starts and stops, each bounded by
+	// HookTimeout (hooks.go).
+	Hooks       Hooks
+	HookTimeout time.Duration
 
 	// Wake lists scheduled starts.
 	Wake []Wake

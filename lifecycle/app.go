@@ -35,6 +35,9 @@ type app struct {
 	removed bool
 	// over is the app's pin or disable (manager_overrides.go).
 	over Override
+	// afterStop is closed when the after_stop hook of the last stop is
+	// done; nil when there was none. The next start waits for it.
+	afterStop chan struct{}
 
 	conns   int // open leases, over all instances
 	pending int // Wake callers held while the app starts or stops

@@ -114,6 +114,10 @@ type Manager struct {
 
 	// adopting counts the goroutines asking a RunningChecker about new
 	// apps; stopAdopting calls them off at Shutdown.
+	// hooks counts the hooks running on goroutines of their own
+	// (after_start, after_stop); Shutdown waits for them.
+	hooks sync.WaitGroup
+
 	adopting     sync.WaitGroup
 	adoptCtx     context.Context
 	stopAdopting context.CancelFunc

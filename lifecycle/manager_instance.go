@@ -58,6 +58,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 
 	begun := time.Now()
 	err := m.awaitNeeds(a, in)
+	m.waitAfterStop(in.ctx, a)
 	if err == nil && m.cfg.BeforeStart != nil {
 		m.cfg.BeforeStart(in.ctx, a.name)
 	}
@@ -105,6 +106,9 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		// Called off while starting: stop below.
 	case err == nil:
 		m.becomeReadyLocked(a, in)
+		if h := in.spec.Hooks.AfterStart; len(h) > 0 {
+			m.goHook(in, "after_start", h, in.reason)
+		}
 		if conn >= 0 && a.pending > 0 {
 			in.spare = &spareConn{fd: conn}
 			conn = -1
@@ -132,7 +136,14 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	in.dropSpare() // the program exited
 	sig, grace := stopSettings(a.spec)
 	wantTail := !in.stopReq || in.startErr != nil
+	// A ready program asked to stop: before_stop first (it may still
+	// talk to the program), whatever its outcome.
+	beforeStop := in.stopReq && !in.readyAt.IsZero() && len(in.spec.Hooks.BeforeStop) > 0
+	stopReason := in.stopReason
 	m.mu.Unlock()
+	if beforeStop {
+		_ = m.runHook(context.Background(), in, "before_stop", in.spec.Hooks.BeforeStop, stopReason)
+	}
 	// Also after an exit of its own: the group may hold leftovers.
 	stopErr := proc.Stop(sig, grace)
 	tail := ""
@@ -147,6 +158,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	defer m.releaseNeedsLocked(in) // after the outcome: a restart holds them anew first
+	m.afterStopHookLocked(a, in, endReason(in))
 	switch {
 	case in.stopReq:
 		m.finishStopLocked(a, in, stopErr, tail)
@@ -179,6 +191,9 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	m.mu.Lock()
 	in.upstream, in.spawnedAt, in.watch = upstream, now, watch
 	m.mu.Unlock()
+	if err := m.runHook(in.ctx, in, "before_start", spec.Hooks.BeforeStart, in.reason); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	logf, waitLog, err := m.openLog(a.name, now, watch.tapFunc())
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -243,6 +258,19 @@ func pickUpstream(ctx context.Context, upstream string) (netip.AddrPort, int, er
 		return netip.AddrPort{}, 0, fmt.Errorf("resolving upstream %q: %w", upstream, err)
 	}
 	return netip.AddrPortFrom(ips[0].Unmap(), uint16(port)), int(port), nil
+}
+
+// endReason is why in's process ended, for hooks: the stop's reason,
+// "failed" for a start that did not get ready, "crash" for an exit of its
+// own.
+func endReason(in *instance) string {
+	switch {
+	case in.startErr != nil || (in.readyAt.IsZero() && !in.stopReq):
+		return "failed"
+	case in.stopReq:
+		return in.stopReason
+	}
+	return "crash"
 }
 
 // exitStatus describes how a process ended.

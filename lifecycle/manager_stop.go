@@ -153,5 +153,14 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 			return fmt.Errorf("shutting down apps: %w", ctx.Err())
 		}
 	}
+	// The hooks of the last stops (after_stop), each within its
+	// hook_timeout.
+	hooksDone := make(chan struct{})
+	go func() { m.hooks.Wait(); close(hooksDone) }()
+	select {
+	case <-hooksDone:
+	case <-ctx.Done():
+		return fmt.Errorf("shutting down apps: waiting for hooks: %w", ctx.Err())
+	}
 	return nil
 }
