@@ -53,6 +53,7 @@ func (c *adminController) Apps() []admin.App {
 			Pinned:       s.Pinned,
 			PinnedUntil:  s.PinnedUntil,
 			Disabled:     s.Disabled,
+			Exclusive:    s.Exclusive,
 		}
 		for _, in := range s.Instances {
 			a.Instances = append(a.Instances, admin.Instance{

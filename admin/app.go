@@ -51,6 +51,9 @@ type App struct {
 	Pinned      bool      `json:"pinned,omitempty"`
 	PinnedUntil time.Time `json:"pinned_until,omitzero"`
 	Disabled    bool      `json:"disabled,omitempty"`
+	// Exclusive is the app's exclusive group (at most one of its apps
+	// runs at a time); omitted for none.
+	Exclusive string `json:"exclusive,omitempty"`
 }
 
 // Instance is one process of an app (scale runs several).

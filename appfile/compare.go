@@ -26,6 +26,7 @@ func (s *Spec) Equal(o *Spec) bool {
 		slices.Equal(s.Wake, o.Wake) &&
 		slices.Equal(s.Needs, o.Needs) &&
 		s.Hooks.equal(o.Hooks) && s.HookTimeout == o.HookTimeout &&
+		s.Exclusive == o.Exclusive &&
 		slices.EqualFunc(s.Jobs, o.Jobs, func(a, b Job) bool {
 			return a.Cron == b.Cron && slices.Equal(a.Command, b.Command) &&
 				a.Timeout == b.Timeout && a.NeedsApp == b.NeedsApp

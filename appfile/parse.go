@@ -17,7 +17,7 @@ var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
-	"memory_priority", "memory_max", "scale", "needs", "hooks", "hook_timeout",
+	"memory_priority", "memory_max", "scale", "needs", "hooks", "hook_timeout", "exclusive",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask",
 }
@@ -159,6 +159,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.needs(s, key, v)
 	case "hooks":
 		d.hooks(s, key, v)
+	case "exclusive":
+		d.exclusive(s, key, v)
 	case "hook_timeout":
 		s.HookTimeout, _ = d.duration(key, v, false)
 	case "unavailable_reply", "user", "group", "limits", "umask":
@@ -313,6 +315,7 @@ func (d *decoder) match(s *Spec, key string, v any) {
 // crossChecks looks at fields together once each has been read.
 func (d *decoder) crossChecks(s *Spec) {
 	d.scaleChecks(s)
+	d.exclusiveChecks(s)
 	d.execSize(s)
 	if s.Upstream == "" {
 		return

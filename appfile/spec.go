@@ -89,6 +89,9 @@ type Spec struct {
 	// HookTimeout (hooks.go).
 	Hooks       Hooks
 	HookTimeout time.Duration
+	// Exclusive names the group of apps of which at most one runs at a
+	// time; "" for none.
+	Exclusive string
 
 	// Wake lists scheduled starts.
 	Wake []Wake

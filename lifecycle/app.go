@@ -118,6 +118,9 @@ type instance struct {
 	// needs are the apps this instance holds a reference on, from its
 	// launch until its process is gone.
 	needs []*app
+	// seq orders the launches of the Manager's instances: of two apps of
+	// an exclusive group starting together, the earlier goes first.
+	seq uint64
 
 	conns        int       // open leases on this instance
 	lastActivity time.Time // last lease or release, or when it got ready

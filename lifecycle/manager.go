@@ -108,6 +108,8 @@ type Manager struct {
 	// thousands of apps that never ran.
 	ran    map[*app]struct{}
 	closed bool // Shutdown began: no new starts, waiters fail
+	// launches numbers instances as they launch (instance.seq).
+	launches uint64
 	// overrides holds pins and disables by app name, whether the app is
 	// configured now or not (manager_overrides.go).
 	overrides map[string]Override

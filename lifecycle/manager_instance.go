@@ -37,6 +37,8 @@ func (m *Manager) launchLocked(a *app, reason string) *instance {
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	m.launches++
+	in.seq = m.launches
 	a.addInstance(in)
 	m.holdNeedsLocked(in)
 	a.starts++
@@ -58,6 +60,13 @@ func (m *Manager) runInstance(a *app, in *instance) {
 
 	begun := time.Now()
 	err := m.awaitNeeds(a, in)
+	if err == nil {
+		// Within start_timeout, as the needs: held connections wait
+		// through both.
+		ctx, cancel := context.WithDeadline(in.ctx, begun.Add(startTimeout(in.spec)))
+		err = m.awaitExclusive(ctx, a, in)
+		cancel()
+	}
 	m.waitAfterStop(in.ctx, a)
 	if err == nil && m.cfg.BeforeStart != nil {
 		m.cfg.BeforeStart(in.ctx, a.name)
@@ -93,7 +102,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 
 	deadline := in.spawnedAt.Add(startTimeout(in.spec))
-	if len(in.spec.Needs) > 0 {
+	if len(in.spec.Needs) > 0 || in.spec.Exclusive != "" {
 		// The wait for the needed apps is part of this start: held
 		// connections wait through the whole chain within start_timeout.
 		deadline = begun.Add(startTimeout(in.spec))

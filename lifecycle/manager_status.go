@@ -48,6 +48,8 @@ type AppStatus struct {
 	Pinned      bool
 	PinnedUntil time.Time
 	Disabled    bool
+	// Exclusive is the app's exclusive group, "" for none.
+	Exclusive string
 	// Instances lists the app's live processes by index: one for an app
 	// without scale. Pid, Upstream, StartedAt and StatusText above are the
 	// first's; Connections above is their sum.
@@ -97,6 +99,7 @@ func (m *Manager) Status() []AppStatus {
 			NeededBy:     neededBy[a.name],
 			KeptUpBy:     keptUpBy[a.name],
 			Disabled:     a.over.Disabled,
+			Exclusive:    a.spec.Exclusive,
 		}
 		if a.pinned(now) {
 			st.Pinned, st.PinnedUntil = true, a.over.PinnedUntil

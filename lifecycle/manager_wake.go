@@ -143,6 +143,9 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 		}
 		if counted != nil {
 			counted.pending--
+			if counted.pending == 0 && counted.spec.Exclusive != "" {
+				counted.broadcast() // awaitExclusive may stop it now
+			}
 		}
 	}()
 	for {

@@ -19,7 +19,7 @@ func TestReasonLabels(t *testing.T) {
 	stops := map[string]string{
 		"idle": "idle", "manual": "manual", "restart": "manual", "disabled": "manual", "crash": "crash", "reload": "reload",
 		"removed": "removed", "outside": "outside", "stopped from outside": "outside",
-		"failed": "failed", "start timeout": "failed", "shutdown": "shutdown", "scale down": "scale",
+		"failed": "failed", "start timeout": "failed", "shutdown": "shutdown", "exclusive": "exclusive", "scale down": "scale",
 		"memory: over budget": "memory", "memory: below min_available": "memory",
 		"memory: making room": "memory", "memory: over memory_max": "memory", "new-thing": "other",
 	}
