@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/dynapm/dynapm/admin"
 	"github.com/dynapm/dynapm/appsdir"
@@ -25,6 +28,10 @@ type adminController struct {
 	// refused, when set, gives the app files not in force: each is
 	// shown as an app in state error, so that status lists every file.
 	refused func() []appsdir.Refused
+	// stateDir, when set, is where pins and disables are saved
+	// (admin.SaveOverrides); overMu orders the saves.
+	stateDir string
+	overMu   sync.Mutex
 }
 
 // StateError is the state of an app whose file is not in force.
@@ -48,11 +55,15 @@ func (c *adminController) Apps() []admin.App {
 			LastError:      s.LastError,
 			Status:         s.StatusText,
 			Starts:         s.Starts,
-			LastStopKilled: s.LastStopKilled,
 			Restarts:       s.Restarts,
+			LastStopKilled: s.LastStopKilled,
 			Needs:          s.Needs,
 			NeededBy:       s.NeededBy,
 			KeptUpBy:       s.KeptUpBy,
+			Pinned:         s.Pinned,
+			PinnedUntil:    s.PinnedUntil,
+			Disabled:       s.Disabled,
+			Exclusive:      s.Exclusive,
 		}
 		for _, in := range s.Instances {
 			a.Instances = append(a.Instances, admin.Instance{
@@ -116,6 +127,66 @@ func (c *adminController) Stop(ctx context.Context, name string) error {
 // Restart stops the app if it runs and waits until it is ready again.
 func (c *adminController) Restart(ctx context.Context, name string) error {
 	return adminError(c.mgr.Restart(ctx, name))
+}
+
+// Override pins, unpins, disables or enables an app, then saves every
+// override in the state directory, so that the change survives a restart.
+// A pin is saved before the app is ready: it holds even if the start fails.
+func (c *adminController) Override(ctx context.Context, name string, o admin.OverrideRequest) error {
+	var err error
+	switch o.Action {
+	case "pin":
+		var until time.Time
+		if o.For > 0 {
+			until = time.Now().Add(o.For)
+		}
+		err = c.mgr.Pin(ctx, name, until)
+	case "unpin":
+		err = c.mgr.Unpin(name)
+	case "disable":
+		err = c.mgr.Disable(ctx, name)
+	case "enable":
+		err = c.mgr.Enable(name)
+	default:
+		return fmt.Errorf("unknown action %q", o.Action)
+	}
+	if errors.Is(err, lifecycle.ErrUnknownApp) {
+		return adminError(err)
+	}
+	if serr := c.saveOverrides(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// saveOverrides writes the Manager's overrides to the state directory.
+func (c *adminController) saveOverrides() error {
+	if c.stateDir == "" {
+		return nil
+	}
+	c.overMu.Lock()
+	defer c.overMu.Unlock()
+	var list []admin.Override
+	for _, o := range c.mgr.Overrides() {
+		list = append(list, admin.Override{App: o.App, Pinned: o.Pinned, PinnedUntil: o.PinnedUntil, Disabled: o.Disabled})
+	}
+	return admin.SaveOverrides(c.stateDir, list)
+}
+
+// restoreOverrides gives the Manager the overrides saved by an earlier
+// daemon, before the first app file is applied. A file that cannot be read
+// is logged and left to be replaced at the next change.
+func (c *adminController) restoreOverrides(log *slog.Logger) {
+	saved, err := admin.LoadOverrides(c.stateDir)
+	if err != nil {
+		log.Error("pins and disables of the last daemon are lost", "err", err)
+		return
+	}
+	list := make([]lifecycle.Override, 0, len(saved))
+	for _, o := range saved {
+		list = append(list, lifecycle.Override{App: o.App, Pinned: o.Pinned, PinnedUntil: o.PinnedUntil, Disabled: o.Disabled})
+	}
+	c.mgr.SetOverrides(list)
 }
 
 // adminError marks lifecycle's unknown-app errors for the admin API (404).

@@ -118,9 +118,36 @@ func restartCommand(args []string, stdout, stderr io.Writer) int {
 	return actionCommand("restart", args, stdout, stderr, (*admin.Client).Restart)
 }
 
+// pinCommand keeps an app up, for -for or until unpinned.
+func pinCommand(args []string, stdout, stderr io.Writer) int {
+	f := newFlags("pin NAME", stderr)
+	d := f.fs.Duration("for", 0, "unpin after this long (such as 2h); 0 keeps the pin until dynapm unpin")
+	return runAction("pin", f, args, stdout, stderr, func(c *admin.Client, ctx context.Context, name string) (admin.App, error) {
+		if *d < 0 {
+			return admin.App{}, usageError(f.fs, "-for must be ≥ 0")
+		}
+		return c.Override(ctx, name, admin.OverrideRequest{Action: "pin", For: *d})
+	})
+}
+
+// overrideCommand runs unpin, disable or enable.
+func overrideCommand(verb string) func(args []string, stdout, stderr io.Writer) int {
+	return func(args []string, stdout, stderr io.Writer) int {
+		return actionCommand(verb, args, stdout, stderr, func(c *admin.Client, ctx context.Context, name string) (admin.App, error) {
+			return c.Override(ctx, name, admin.OverrideRequest{Action: verb})
+		})
+	}
+}
+
 func actionCommand(verb string, args []string, stdout, stderr io.Writer,
 	do func(*admin.Client, context.Context, string) (admin.App, error)) int {
-	f := newFlags(verb+" NAME", stderr)
+	return runAction(verb, newFlags(verb+" NAME", stderr), args, stdout, stderr, do)
+}
+
+// runAction parses an action's flags, runs it and reports the app's state
+// afterwards, or why it failed with the end of the app's log.
+func runAction(verb string, f *commonFlags, args []string, stdout, stderr io.Writer,
+	do func(*admin.Client, context.Context, string) (admin.App, error)) int {
 	c, name, err := clientFlags(f, args, true)
 	if err != nil {
 		return exitCode(err, stderr)
@@ -161,7 +188,7 @@ func actionCommand(verb string, args []string, stdout, stderr io.Writer,
 		}
 		return 0
 	}
-	fmt.Fprintf(stdout, "%s: %s", a.Name, a.State)
+	fmt.Fprintf(stdout, "%s: %s", a.Name, stateCell(a, time.Now()))
 	if a.Pid != 0 {
 		fmt.Fprintf(stdout, " (pid %d)", a.Pid)
 	}

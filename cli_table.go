@@ -30,7 +30,7 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 			errWidth = len(a.LastError)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			a.Name, stateCell(a), pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
+			a.Name, stateCell(a, now), pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
 			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now), jobCell(a.LastJob, now),
 			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.Status, maxErrorWidth)), dash(oneLine(a.LastError, errWidth)))
 		writeInstanceRows(tw, a)
@@ -56,13 +56,36 @@ func writeInstanceRows(w io.Writer, a admin.App) {
 	}
 }
 
-// stateCell is the app's state with why it is up when that is not its own
-// traffic: "ready (needed by web)".
-func stateCell(a admin.App) string {
-	if len(a.KeptUpBy) > 0 {
-		return fmt.Sprintf("%s (needed by %s)", a.State, strings.Join(a.KeptUpBy, ","))
+// stateCell is the app's state with what an operator or another app says
+// of it: "ready (pinned until 21:30)", "stopped (disabled)", "ready
+// (needed by web)".
+func stateCell(a admin.App, now time.Time) string {
+	var why []string
+	switch {
+	case a.Disabled:
+		why = append(why, "disabled")
+	case a.Pinned && a.PinnedUntil.IsZero():
+		why = append(why, "pinned")
+	case a.Pinned:
+		why = append(why, "pinned until "+clockCell(a.PinnedUntil, now))
 	}
-	return a.State
+	if len(a.KeptUpBy) > 0 {
+		why = append(why, "needed by "+strings.Join(a.KeptUpBy, ","))
+	}
+	if len(why) == 0 {
+		return a.State
+	}
+	return a.State + " (" + strings.Join(why, ", ") + ")"
+}
+
+// clockCell is a time of day in local time (21:30), with the date when it
+// is not within the next day.
+func clockCell(t, now time.Time) string {
+	t = t.Local()
+	if t.Sub(now) < 24*time.Hour {
+		return t.Format("15:04")
+	}
+	return t.Format("2006-01-02 15:04")
 }
 
 func dash(s string) string {

@@ -72,6 +72,21 @@ func (c *cliController) Restart(ctx context.Context, name string) error {
 	return c.Start(ctx, name)
 }
 
+func (c *cliController) Override(ctx context.Context, name string, o admin.OverrideRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, err := c.find(name)
+	if err != nil {
+		return err
+	}
+	a.Disabled = o.Action == "disable"
+	a.Pinned = o.Action == "pin"
+	if o.For > 0 {
+		a.PinnedUntil = time.Date(2026, 1, 2, 21, 30, 0, 0, time.Local)
+	}
+	return nil
+}
+
 // cliServer serves ctl on a fresh state directory and returns the
 // directory, to be passed as -state.
 func cliServer(t *testing.T, ctl admin.Controller) string {

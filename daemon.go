@@ -157,6 +157,10 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 		return errors.Join(err, d.shutdown())
 	}
 
+	// Pins and disables of the last daemon, before any app starts: a
+	// disabled persistent app must not start at boot.
+	d.ctl.restoreOverrides(log)
+
 	// SIGHUP asks for a rescan; caught from before the first scan, so
 	// that an early one never kills the daemon.
 	hup := make(chan os.Signal, 1)
@@ -379,7 +383,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	if d.met != nil {
 		d.srv.Observer = d.met
 	}
-	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched, refused: func() []appsdir.Refused {
+	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched, stateDir: s.StateDir, refused: func() []appsdir.Refused {
 		if w := d.watcher.Load(); w != nil {
 			return w.Refused()
 		}

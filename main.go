@@ -19,6 +19,8 @@ Usage:
   dynapm status [-json]                                   every app: state, pid, uptime, connections, RSS...
   dynapm start|stop|restart NAME                          start (waiting until ready), stop or restart an app
   dynapm logs NAME [-n N] [-f]                            the end of an app's log; -f follows it
+  dynapm pin NAME [-for 2h] | unpin NAME                  keep an app up whatever its idle time (starting it)
+  dynapm disable NAME | enable NAME                       stop an app and refuse its wakes, or allow them again
 
 The client commands find the daemon's admin socket (STATE/dynapm.sock)
 through -state DIR or -config FILE.
@@ -55,6 +57,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return restartCommand(args, stdout, stderr)
 	case "logs":
 		return logsCommand(args, stdout, stderr)
+	case "pin":
+		return pinCommand(args, stdout, stderr)
+	case "unpin", "disable", "enable":
+		return overrideCommand(cmd)(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -53,6 +53,14 @@ type App struct {
 	// LastStopKilled: the last stop did not end at the stop signal, the
 	// app's processes were killed after stop_timeout.
 	LastStopKilled bool `json:"last_stop_killed,omitempty"`
+	// Pinned: `dynapm pin` keeps the app up, until PinnedUntil (omitted:
+	// until `dynapm unpin`). Disabled: `dynapm disable` keeps it stopped.
+	Pinned      bool      `json:"pinned,omitempty"`
+	PinnedUntil time.Time `json:"pinned_until,omitzero"`
+	Disabled    bool      `json:"disabled,omitempty"`
+	// Exclusive is the app's exclusive group (at most one of its apps
+	// runs at a time); omitted for none.
+	Exclusive string `json:"exclusive,omitempty"`
 }
 
 // Instance is one process of an app (scale runs several).

@@ -83,7 +83,11 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*ht
 }
 
 func (c *Client) getJSON(ctx context.Context, method, path string, v any) error {
-	resp, err := c.do(ctx, method, path, nil)
+	return c.getJSONQuery(ctx, method, path, nil, v)
+}
+
+func (c *Client) getJSONQuery(ctx context.Context, method, path string, q url.Values, v any) error {
+	resp, err := c.do(ctx, method, path, q)
 	if err != nil {
 		return err
 	}
@@ -126,9 +130,23 @@ func (c *Client) Restart(ctx context.Context, name string) (App, error) {
 }
 
 func (c *Client) action(ctx context.Context, name, verb string) (App, error) {
+	return c.actionQuery(ctx, name, verb, nil)
+}
+
+func (c *Client) actionQuery(ctx context.Context, name, verb string, q url.Values) (App, error) {
 	var a App
-	err := c.getJSON(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(name)+"/"+verb, &a)
+	err := c.getJSONQuery(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(name)+"/"+verb, q, &a)
 	return a, err
+}
+
+// Override pins (for o.For, 0 until unpinned), unpins, disables or
+// enables the app, and returns its status afterwards.
+func (c *Client) Override(ctx context.Context, name string, o OverrideRequest) (App, error) {
+	var q url.Values
+	if o.For > 0 {
+		q = url.Values{"for": {o.For.String()}}
+	}
+	return c.actionQuery(ctx, name, o.Action, q)
 }
 
 // Logs writes the last n lines of the app's log to w and, when follow is

@@ -20,6 +20,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/apps/{name}/start", s.action(Controller.Start, true))
 	mux.HandleFunc("POST /v1/apps/{name}/stop", s.action(Controller.Stop, false))
 	mux.HandleFunc("POST /v1/apps/{name}/restart", s.action(Controller.Restart, true))
+	for _, verb := range overrideActions {
+		mux.HandleFunc("POST /v1/apps/{name}/"+verb, s.override(verb))
+	}
 	mux.HandleFunc("GET /v1/apps/{name}/logs", s.logs)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -102,6 +105,23 @@ func (s *Server) action(do func(Controller, context.Context, string) error, with
 			return
 		}
 		writeJSON(w, http.StatusOK, a)
+	}
+}
+
+// override serves pin (with ?for=DURATION), unpin, disable and enable as
+// an action.
+func (s *Server) override(verb string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		o := OverrideRequest{Action: verb}
+		if v := r.URL.Query().Get("for"); v != "" && verb == "pin" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				writeError(w, http.StatusBadRequest, "bad_request", "for: expected a duration greater than 0 such as 2h, got "+quote(v))
+				return
+			}
+			o.For = d
+		}
+		s.action(func(c Controller, ctx context.Context, name string) error { return c.Override(ctx, name, o) }, verb == "pin")(w, r)
 	}
 }
 

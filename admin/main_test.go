@@ -27,6 +27,8 @@ type testController struct {
 	failStart map[string]string
 	// startGate, when set, makes Start wait for it (or ctx).
 	startGate chan struct{}
+	// overrides records the Override calls.
+	overrides []OverrideRequest
 }
 
 func newTestController(names ...string) *testController {
@@ -95,6 +97,19 @@ func (c *testController) Restart(ctx context.Context, name string) error {
 	}
 	c.mu.Unlock()
 	return c.Start(ctx, name)
+}
+
+func (c *testController) Override(ctx context.Context, name string, o OverrideRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.apps[name]
+	if !ok {
+		return fmt.Errorf("%s app %q: %w", o.Action, name, ErrUnknownApp)
+	}
+	c.overrides = append(c.overrides, o)
+	a.Disabled = o.Action == "disable"
+	a.Pinned = o.Action == "pin"
+	return nil
 }
 
 func sortedKeys(m map[string]*App) []string {

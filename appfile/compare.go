@@ -62,6 +62,9 @@ var specKeys = []specKey{
 	{"freeze_timeout", false, func(a, b *Spec) bool { return a.FreezeTimeout == b.FreezeTimeout }},
 	{"wake_from", false, func(a, b *Spec) bool { return slices.Equal(a.WakeFrom, b.WakeFrom) }},
 	{"handoff", true, func(a, b *Spec) bool { return a.Handoff == b.Handoff }},
+	{"hooks", false, func(a, b *Spec) bool { return a.Hooks.equal(b.Hooks) }},
+	{"hook_timeout", false, func(a, b *Spec) bool { return a.HookTimeout == b.HookTimeout }},
+	{"exclusive", false, func(a, b *Spec) bool { return a.Exclusive == b.Exclusive }},
 }
 
 // Equal reports whether two specs say the same thing, field by field.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNeedsParse(t *testing.T) {
@@ -103,5 +104,34 @@ func TestCheckConflictsNeedsEarlierWins(t *testing.T) {
 	errs = MissingNeeds([]*Spec{web})
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), web.File+`: needs[0]: "db" is not an app that is served`) {
 		t.Fatalf("MissingNeeds without db: %v", errs)
+	}
+}
+
+func TestExclusiveAndHooksParse(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "llm.yaml", "listen: ':1001'\ncommand: x\nexclusive: gpu\nhook_timeout: 5m\n"+
+		"hooks: {before_start: 'echo hi', after_stop: [./backup, -q]}\n")
+	s, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Exclusive != "gpu" || s.HookTimeout != 5*time.Minute ||
+		!slices.Equal(s.Hooks.BeforeStart, []string{"/bin/sh", "-c", "echo hi"}) ||
+		!slices.Equal(s.Hooks.AfterStop, []string{"./backup", "-q"}) || s.Hooks.AfterStart != nil {
+		t.Fatalf("parsed %q %v %+v", s.Exclusive, s.HookTimeout, s.Hooks)
+	}
+	if d, _ := Load(writeFile(t, dir, "plain.yaml", "listen: ':1002'\ncommand: x\n")); d.HookTimeout != DefaultHookTimeout {
+		t.Fatalf("default hook_timeout %v", d.HookTimeout)
+	}
+	for _, c := range []struct{ body, field, want string }{
+		{"exclusive: GPU", "exclusive", `expected a group name matching [a-z0-9][a-z0-9_-]*, got "GPU"`},
+		{"exclusive: gpu\nmode: always", "exclusive", "mode always is never stopped"},
+		{"hooks: {after_stopp: x}", "hooks.after_stopp", "unknown key (did you mean after_stop?"},
+		{"hooks: {before_start: ''}", "hooks.before_start", "expected a command, got an empty string"},
+		{"hook_timeout: 0s", "hook_timeout", "expected a duration greater than 0"},
+	} {
+		p := writeFile(t, dir, "app.yaml", "listen: ':1003'\ncommand: x\n"+c.body+"\n")
+		_, err := Load(p)
+		requireFieldError(t, err, p, c.field, c.want)
 	}
 }

@@ -17,7 +17,7 @@ var topKeys = []string{
 	"listen", "upstream", "command", "dir", "env", "mode",
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
-	"memory_priority", "memory_max", "scale", "needs",
+	"memory_priority", "memory_max", "scale", "needs", "hooks", "hook_timeout", "exclusive",
 	"idle_when", "client_idle_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask", "handoff",
@@ -67,6 +67,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		StopTimeout:  DefaultStopTimeout,
 		MaxPending:   DefaultMaxPending,
 		Handoff:      HandoffProxy,
+		HookTimeout:  DefaultHookTimeout,
 	}
 	idleDefaults(s)
 	d.mapping("", raw, topKeys)
@@ -162,6 +163,12 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.needs(s, key, v)
 	case "handoff":
 		d.handoff(s, key, v)
+	case "hooks":
+		d.hooks(s, key, v)
+	case "exclusive":
+		d.exclusive(s, key, v)
+	case "hook_timeout":
+		s.HookTimeout, _ = d.duration(key, v, false)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	case "idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from":
@@ -317,6 +324,7 @@ func (d *decoder) match(s *Spec, key string, v any) {
 func (d *decoder) crossChecks(s *Spec) {
 	d.scaleChecks(s)
 	d.idleChecks(s)
+	d.exclusiveChecks(s)
 	d.execSize(s)
 	if s.Upstream == "" {
 		return

@@ -103,6 +103,13 @@ type Spec struct {
 	// Needs names the apps that must be ready before this app's program
 	// starts, and stay up while it runs.
 	Needs []string
+	// Hooks are commands run around starts and stops, each bounded by
+	// HookTimeout (hooks.go).
+	Hooks       Hooks
+	HookTimeout time.Duration
+	// Exclusive names the group of apps of which at most one runs at a
+	// time; "" for none.
+	Exclusive string
 
 	// Wake lists scheduled starts.
 	Wake []Wake

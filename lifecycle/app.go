@@ -36,6 +36,11 @@ type app struct {
 	// removed: the app left the configuration; it is deleted from the map
 	// once its process is gone.
 	removed bool
+	// over is the app's pin or disable (manager_overrides.go).
+	over Override
+	// afterStop is closed when the after_stop hook of the last stop is
+	// done; nil when there was none. The next start waits for it.
+	afterStop chan struct{}
 
 	conns       int // open leases, over all instances
 	kernelConns int // handoff: socket: established connections at the last count
@@ -117,6 +122,9 @@ type instance struct {
 	// needs are the apps this instance holds a reference on, from its
 	// launch until its process is gone.
 	needs []*app
+	// seq orders the launches of the Manager's instances: of two apps of
+	// an exclusive group starting together, the earlier goes first.
+	seq uint64
 
 	conns        int       // open leases on this instance
 	passive      int       // open leases that do not keep it up (wake_from)
@@ -209,4 +217,10 @@ func mode(spec *appfile.Spec) appfile.Mode {
 func startsAtBoot(spec *appfile.Spec) bool {
 	m := mode(spec)
 	return m == appfile.Persistent || m == appfile.Always
+}
+
+// bootsNow reports whether a starts without waiting for a connection now:
+// a persistent, always or pinned app that is not disabled.
+func bootsNow(a *app) bool {
+	return (startsAtBoot(a.spec) || a.pinned(time.Now())) && !a.over.Disabled
 }

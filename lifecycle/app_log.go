@@ -44,14 +44,21 @@ func (m *Manager) openLog(name string, now time.Time, tap func([]byte) bool) (*o
 		}
 		return writeHeader(w, wait, now)
 	}
-	if m.cfg.Logs != nil {
-		w, wait, err := m.cfg.Logs.Open(name)
-		if err != nil {
-			return nil, nil, err
-		}
-		return writeHeader(w, wait, now)
+	w, wait, err := m.openOutput(name)
+	if err != nil {
+		return nil, nil, err
 	}
-	noWait := func(context.Context) error { return nil }
+	return writeHeader(w, wait, now)
+}
+
+// openOutput opens a writer into the app's log for a program's output,
+// without a header: Config.Logs's, or the file opened directly for
+// appending (created with its directory private to the daemon's user,
+// never through a symlink). Hooks write there too.
+func (m *Manager) openOutput(name string) (*os.File, func(context.Context) error, error) {
+	if m.cfg.Logs != nil {
+		return m.cfg.Logs.Open(name)
+	}
 	path := m.logPath(name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("creating log directory: %w", err)
@@ -60,11 +67,7 @@ func (m *Manager) openLog(name string, now time.Time, tap func([]byte) bool) (*o
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening log: %w", err)
 	}
-	if _, err := fmt.Fprintf(f, "%s%s ---\n", startHeader, now.Format(time.RFC3339Nano)); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("writing log: %w", err)
-	}
-	return f, noWait, nil
+	return f, func(context.Context) error { return nil }, nil
 }
 
 // writeHeader writes the start's header to w, a writer from Config.Logs.

@@ -112,9 +112,18 @@ type Manager struct {
 	// thousands of apps that never ran.
 	ran    map[*app]struct{}
 	closed bool // Shutdown began: no new starts, waiters fail
+	// launches numbers instances as they launch (instance.seq).
+	launches uint64
+	// overrides holds pins and disables by app name, whether the app is
+	// configured now or not (manager_overrides.go).
+	overrides map[string]Override
 
 	// adopting counts the goroutines asking a RunningChecker about new
 	// apps; stopAdopting calls them off at Shutdown.
+	// hooks counts the hooks running on goroutines of their own
+	// (after_start, after_stop); Shutdown waits for them.
+	hooks sync.WaitGroup
+
 	adopting     sync.WaitGroup
 	adoptCtx     context.Context
 	stopAdopting context.CancelFunc
@@ -138,7 +147,8 @@ func NewManager(cfg Config) *Manager {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = defaultProbeInterval
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app), ran: make(map[*app]struct{})}
+	m := &Manager{cfg: cfg, log: cfg.Logger, probe: newProber(), apps: make(map[string]*app), ran: make(map[*app]struct{}),
+		overrides: make(map[string]Override)}
 	m.adoptCtx, m.stopAdopting = context.WithCancel(context.Background())
 	for _, d := range cfg.Drivers {
 		if w, ok := d.(OutsideStartWatcher); ok {
@@ -167,8 +177,9 @@ func (m *Manager) Apply(specs []*appfile.Spec) {
 		a := m.apps[spec.Name]
 		if a == nil {
 			a = newApp(spec)
+			a.over = m.overrides[spec.Name]
 			m.apps[spec.Name] = a
-			if startsAtBoot(spec) {
+			if bootsNow(a) {
 				m.beginStartLocked(a, "boot")
 			} else {
 				m.maybeAdoptLocked(a)
@@ -202,7 +213,7 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 		}
 	case Stopping:
 		// The new spec decides what runs once the old process is gone.
-		if startsAtBoot(spec) && !a.restartAfterStop {
+		if bootsNow(a) && !a.restartAfterStop {
 			a.restartAfterStop, a.restartReason = true, "reload"
 		}
 	case Failed:
@@ -211,13 +222,13 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 			m.disarmBackoffLocked(a)
 			a.failures = 0
 			a.setState(Stopped)
-			if startsAtBoot(spec) {
+			if bootsNow(a) {
 				m.beginStartLocked(a, "reload")
 				return
 			}
 		}
 	case Stopped:
-		if startsAtBoot(spec) {
+		if bootsNow(a) {
 			m.beginStartLocked(a, "reload")
 			return
 		}

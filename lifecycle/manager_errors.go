@@ -20,6 +20,9 @@ var (
 	// fixed upstream of an exec app about to be started, so it cannot be
 	// the app's program; the start fails (and backs off).
 	ErrUpstreamInUse = errors.New("upstream already in use")
+	// ErrDisabled: the app was disabled (dynapm disable); it is not
+	// started until it is enabled again.
+	ErrDisabled = errors.New("disabled")
 	// ErrStartFailed: the start failed (spawn error, exit before ready);
 	// the message holds the cause.
 	ErrStartFailed = errors.New("start failed")

@@ -39,6 +39,8 @@ func (m *Manager) launchLocked(a *app, reason string) *instance {
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	m.launches++
+	in.seq = m.launches
 	a.addInstance(in)
 	m.holdNeedsLocked(in)
 	a.starts++
@@ -60,6 +62,14 @@ func (m *Manager) runInstance(a *app, in *instance) {
 
 	begun := time.Now()
 	err := m.awaitNeeds(a, in)
+	if err == nil {
+		// Within start_timeout, as the needs: held connections wait
+		// through both.
+		ctx, cancel := context.WithDeadline(in.ctx, begun.Add(startTimeout(in.spec)))
+		err = m.awaitExclusive(ctx, a, in)
+		cancel()
+	}
+	m.waitAfterStop(in.ctx, a)
 	if err == nil && m.cfg.BeforeStart != nil {
 		m.cfg.BeforeStart(in.ctx, a.name)
 	}
@@ -94,7 +104,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 
 	deadline := in.spawnedAt.Add(startTimeout(in.spec))
-	if len(in.spec.Needs) > 0 {
+	if len(in.spec.Needs) > 0 || in.spec.Exclusive != "" {
 		// The wait for the needed apps is part of this start: held
 		// connections wait through the whole chain within start_timeout.
 		deadline = begun.Add(startTimeout(in.spec))
@@ -107,6 +117,9 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		// Called off while starting: stop below.
 	case err == nil:
 		m.becomeReadyLocked(a, in)
+		if h := in.spec.Hooks.AfterStart; len(h) > 0 {
+			m.goHook(in, "after_start", h, in.reason)
+		}
 		if conn >= 0 && a.pending > 0 {
 			in.spare = &spareConn{fd: conn}
 			conn = -1
@@ -134,7 +147,14 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	in.dropSpare() // the program exited
 	sig, grace := stopSettings(a.spec)
 	wantTail := !in.stopReq || in.startErr != nil
+	// A ready program asked to stop: before_stop first (it may still
+	// talk to the program), whatever its outcome.
+	beforeStop := in.stopReq && !in.readyAt.IsZero() && len(in.spec.Hooks.BeforeStop) > 0
+	stopReason := in.stopReason
 	m.mu.Unlock()
+	if beforeStop {
+		_ = m.runHook(context.Background(), in, "before_stop", in.spec.Hooks.BeforeStop, stopReason)
+	}
 	// Also after an exit of its own: the group may hold leftovers.
 	stopErr := proc.Stop(sig, grace)
 	if kr, ok := proc.(KillReporter); ok && kr.KilledAfterTimeout() {
@@ -154,6 +174,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	defer m.releaseNeedsLocked(in) // after the outcome: a restart holds them anew first
+	m.afterStopHookLocked(a, in, endReason(in))
 	switch {
 	case in.stopReq:
 		m.finishStopLocked(a, in, stopErr, tail)
@@ -239,6 +260,9 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	m.mu.Lock()
 	in.upstream, in.spawnedAt, in.watch = upstream, now, watch
 	m.mu.Unlock()
+	if err := m.runHook(in.ctx, in, "before_start", spec.Hooks.BeforeStart, in.reason); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	logf, waitLog, err := m.openLog(a.name, now, watch.tapFunc())
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -314,6 +338,19 @@ func pickUpstream(ctx context.Context, upstream string) (netip.AddrPort, int, er
 		return netip.AddrPort{}, 0, fmt.Errorf("resolving upstream %q: %w", upstream, err)
 	}
 	return netip.AddrPortFrom(ips[0].Unmap(), uint16(port)), int(port), nil
+}
+
+// endReason is why in's process ended, for hooks: the stop's reason,
+// "failed" for a start that did not get ready, "crash" for an exit of its
+// own.
+func endReason(in *instance) string {
+	switch {
+	case in.startErr != nil || (in.readyAt.IsZero() && !in.stopReq):
+		return "failed"
+	case in.stopReq:
+		return in.stopReason
+	}
+	return "crash"
 }
 
 // exitStatus describes how a process ended.
@@ -422,7 +459,7 @@ func (m *Manager) crashedLocked(a *app, in *instance, tail string) {
 		return
 	}
 	a.setState(Stopped)
-	m.afterStopLocked(a, "crash", mode(a.spec) == appfile.Always)
+	m.afterStopLocked(a, "crash", keepsRunning(a))
 }
 
 // enterFailedLocked moves a to failed for d, or forgets it if it was

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/memory"
@@ -25,7 +26,7 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 		}
 		u := memory.AppUsage{
 			Name:     a.name,
-			Mode:     mode(a.spec),
+			Mode:     memoryMode(a),
 			Stopping: a.state == Stopping,
 			// An app that running apps need counts as in use: a stop
 			// would cut them too (StopForMemory stops them first).
@@ -82,4 +83,13 @@ func (m *Manager) RestartForMemory(ctx context.Context, name, reason string) err
 		return fmt.Errorf("restarting app %q for memory: %w", name, err)
 	}
 	return nil
+}
+
+// memoryMode is a's mode for the memory policy: a pinned app is kept up as
+// an always app is, never stopped for memory.
+func memoryMode(a *app) appfile.Mode {
+	if a.pinned(time.Now()) {
+		return appfile.Always
+	}
+	return mode(a.spec)
 }

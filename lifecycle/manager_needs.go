@@ -68,7 +68,7 @@ func (m *Manager) awaitNeeds(a *app, in *instance) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, name := range in.spec.Needs {
-		if b := m.apps[name]; b != nil && !b.removed && b.state == Stopped && !m.closed {
+		if b := m.apps[name]; b != nil && !b.removed && b.state == Stopped && !b.over.Disabled && !m.closed {
 			m.log.Info("starting app: needed", "app", name, "by", a.name)
 			m.beginStartLocked(b, "needed")
 		}

@@ -46,6 +46,13 @@ type AppStatus struct {
 	// LastStopKilled: the last stop of a running process ended in a kill
 	// after stop_timeout.
 	LastStopKilled bool
+	// Pinned: dynapm pin keeps the app up, until PinnedUntil (zero: until
+	// unpinned). Disabled: dynapm disable keeps it stopped.
+	Pinned      bool
+	PinnedUntil time.Time
+	Disabled    bool
+	// Exclusive is the app's exclusive group, "" for none.
+	Exclusive string
 	// Instances lists the app's live processes by index: one for an app
 	// without scale. Pid, Upstream, StartedAt and StatusText above are the
 	// first's; Connections above is their sum.
@@ -74,6 +81,7 @@ func (m *Manager) Status() []AppStatus {
 	defer m.mu.Unlock()
 	out := make([]AppStatus, 0, len(m.apps))
 	neededBy, keptUpBy := m.dependencyMapsLocked()
+	now := time.Now()
 	for _, a := range m.apps {
 		if a.removed {
 			continue
@@ -89,11 +97,16 @@ func (m *Manager) Status() []AppStatus {
 			LastError:      a.lastErr,
 			Starts:         a.starts,
 			Restarts:       a.restarts,
-			Refused:        a.refusedTotal,
 			LastStopKilled: a.stopKilled,
+			Refused:        a.refusedTotal,
 			Needs:          slices.Clone(a.spec.Needs),
 			NeededBy:       neededBy[a.name],
 			KeptUpBy:       keptUpBy[a.name],
+			Disabled:       a.over.Disabled,
+			Exclusive:      a.spec.Exclusive,
+		}
+		if a.pinned(now) {
+			st.Pinned, st.PinnedUntil = true, a.over.PinnedUntil
 		}
 		for _, in := range a.insts {
 			is := InstanceStatus{Index: in.index, State: in.instState(), Connections: in.conns + in.passive, StartedAt: in.spawnedAt,

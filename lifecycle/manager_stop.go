@@ -117,6 +117,9 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 	if a == nil || a.removed {
 		return fmt.Errorf("keeping app %q up: %w", name, ErrUnknownApp)
 	}
+	if a.over.Disabled {
+		return fmt.Errorf("keeping app %q up: %w", name, ErrDisabled)
+	}
 	if until.After(a.keepUntil) {
 		a.keepUntil = until
 	}
@@ -171,6 +174,15 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("shutting down apps: %w", ctx.Err())
 		}
+	}
+	// The hooks of the last stops (after_stop), each within its
+	// hook_timeout.
+	hooksDone := make(chan struct{})
+	go func() { m.hooks.Wait(); close(hooksDone) }()
+	select {
+	case <-hooksDone:
+	case <-ctx.Done():
+		return fmt.Errorf("shutting down apps: waiting for hooks: %w", ctx.Err())
 	}
 	return nil
 }

@@ -23,6 +23,9 @@ func idleDeadline(a *app, in *instance) time.Time {
 	if a.keepUntil.After(from) {
 		from = a.keepUntil
 	}
+	if a.over.Pinned && a.over.PinnedUntil.After(from) {
+		from = a.over.PinnedUntil // a pin's end counts as a keep window's
+	}
 	return from.Add(idleTimeout(a.spec))
 }
 
@@ -33,11 +36,14 @@ func connsKeepUp(spec *appfile.Spec) bool {
 	return spec.IdleWhen != appfile.IdleNoTraffic
 }
 
+// pinnedForever reports whether a is pinned with no end: never idle.
+func pinnedForever(a *app) bool { return a.over.Pinned && a.over.PinnedUntil.IsZero() }
+
 // nextIdle returns the earliest idle deadline of a's instances that may stop
 // for idleness, and false when none may.
 func nextIdle(a *app) (time.Time, bool) {
 	var next time.Time
-	if a.state != Ready || a.neededRefs > 0 {
+	if a.state != Ready || a.neededRefs > 0 || pinnedForever(a) {
 		return next, false
 	}
 	active := 0
@@ -92,7 +98,7 @@ func (m *Manager) idleFired(a *app) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.apps[a.name] != a || a.state != Ready || a.neededRefs > 0 {
+	if m.closed || m.apps[a.name] != a || a.state != Ready || a.neededRefs > 0 || pinnedForever(a) {
 		return
 	}
 	now := time.Now()
@@ -154,7 +160,7 @@ func (m *Manager) backoffFired(a *app) {
 		m.ensureMinLocked(a)
 		return
 	}
-	if mode(a.spec) == appfile.Always {
+	if keepsRunning(a) {
 		a.restarts++
 		m.beginStartLocked(a, "crash")
 		return

@@ -210,6 +210,9 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 		}
 		if counted != nil {
 			counted.pending--
+			if counted.pending == 0 && counted.spec.Exclusive != "" {
+				counted.broadcast() // awaitExclusive may stop it now
+			}
 		}
 	}()
 	for {
@@ -219,6 +222,9 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 		a := m.apps[name]
 		if a == nil || a.removed {
 			return nil, nil, ErrUnknownApp
+		}
+		if a.over.Disabled {
+			return nil, nil, ErrDisabled
 		}
 		switch a.state {
 		case Ready:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -27,7 +28,7 @@ const (
 
 // errNoGuard is the start's error when a ready.command would run with
 // more rights than the app's program.
-var errNoGuard = errors.New("ready.command needs Config.StartGroup to run as the app's user, group, limits and umask")
+var errNoGuard = errors.New("needs Config.StartGroup to run as the app's user, group, limits and umask")
 
 // readyCommand returns one try of spec's ready.command for a start on
 // port with environment env.
@@ -38,20 +39,35 @@ func (m *Manager) readyCommand(spec *appfile.Spec, port int, env []string) func(
 	}
 }
 
-// runReadyCommand runs argv once in a process group of its own and returns
-// nil when it exits 0. Past commandTryTimeout, or when ctx ends, the group
-// is killed; what the command left behind in its group is killed too.
+// runReadyCommand runs argv once and returns nil when it exits 0, or why
+// not with the first bytes of its output.
 func (m *Manager) runReadyCommand(ctx context.Context, spec *appfile.Spec, argv, env []string) error {
+	out := &headBuffer{max: maxCommandOutput}
+	err := m.runGroup(ctx, spec, argv, env, out, commandTryTimeout)
+	if err == nil {
+		return nil
+	}
+	if text := strings.Join(strings.Fields(string(out.b)), " "); text != "" {
+		return fmt.Errorf("ready.command: %w: %s", err, text)
+	}
+	return fmt.Errorf("ready.command: %w", err)
+}
+
+// runGroup runs argv once in a process group of its own, as spec's program
+// runs (Config.StartGroup: its user, group, limits and umask), in its dir
+// with env, output to out, and returns nil when it exits 0. Past timeout,
+// or when ctx ends, the group is killed; what the command left behind in
+// its group is killed too. ready.command and hooks run through it.
+func (m *Manager) runGroup(ctx context.Context, spec *appfile.Spec, argv, env []string, out io.Writer, timeout time.Duration) error {
 	guarded := spec.User != "" || spec.Group != "" || spec.Limits != (appfile.Limits{}) || spec.Umask != ""
 	if guarded && m.cfg.StartGroup == nil {
 		return errNoGuard
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.Dir
 	cmd.Env = env
-	out := &headBuffer{max: maxCommandOutput}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = commandWaitDelay
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -63,7 +79,7 @@ func (m *Manager) runReadyCommand(ctx context.Context, spec *appfile.Spec, argv,
 		err = cmd.Start()
 	}
 	if err != nil {
-		return fmt.Errorf("ready.command: %w", err)
+		return err
 	}
 	defer untrack()
 	pgid := cmd.Process.Pid
@@ -77,7 +93,7 @@ func (m *Manager) runReadyCommand(ctx context.Context, spec *appfile.Spec, argv,
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		err = <-waited
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("still running after %v", time.Since(began).Round(time.Millisecond))
+			err = fmt.Errorf("%w: still running after %v", errRunTimeout, time.Since(began).Round(time.Millisecond))
 		}
 	}
 	if errors.Is(err, exec.ErrWaitDelay) {
@@ -87,14 +103,11 @@ func (m *Manager) runReadyCommand(ctx context.Context, spec *appfile.Spec, argv,
 		// Members left: the group still exists, so its id is not reused.
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
-	if err == nil {
-		return nil
-	}
-	if text := strings.Join(strings.Fields(string(out.b)), " "); text != "" {
-		return fmt.Errorf("ready.command: %w: %s", err, text)
-	}
-	return fmt.Errorf("ready.command: %w", err)
+	return err
 }
+
+// errRunTimeout: a command run by runGroup was killed at its timeout.
+var errRunTimeout = errors.New("killed")
 
 // headBuffer keeps the first max bytes written to it and drops the rest,
 // so that a chatty command costs nothing but the copy.

@@ -21,9 +21,10 @@ var (
 	// program exited on its own), reload (a changed app file), removed (its
 	// app file went away), outside (stopped by someone else: docker stop,
 	// a command driver's check), failed (did not get ready), shutdown (the
-	// daemon stopping), scale (an instance retired), exited (a handoff:
-	// socket program that exited 0 by itself), other.
-	stopReasons = []string{"idle", "memory", "manual", "crash", "reload", "removed", "outside", "failed", "shutdown", "scale", "exited", "other"}
+	// daemon stopping), scale (an instance retired), exclusive (another app
+	// of its exclusive group started), exited (a handoff: socket program
+	// that exited 0 by itself), other.
+	stopReasons = []string{"idle", "memory", "manual", "crash", "reload", "removed", "outside", "failed", "shutdown", "scale", "exclusive", "exited", "other"}
 )
 
 // startLabel maps the lifecycle manager's reason for a start to its label.
@@ -44,8 +45,8 @@ func stopLabel(reason string) string {
 	switch {
 	case strings.HasPrefix(reason, "memory"):
 		return "memory"
-	case reason == "restart":
-		return "manual" // the stop half of dynapm restart
+	case reason == "restart", reason == "disabled":
+		return "manual" // the stop half of dynapm restart; dynapm disable
 	case reason == "scale down":
 		return "scale"
 	case reason == "start timeout":

@@ -17,9 +17,9 @@ func TestReasonLabels(t *testing.T) {
 		"memory: over memory_max": "memory", "stopped from outside": "outside", "new-thing": "other",
 	}
 	stops := map[string]string{
-		"idle": "idle", "manual": "manual", "restart": "manual", "crash": "crash", "reload": "reload",
+		"idle": "idle", "manual": "manual", "restart": "manual", "disabled": "manual", "crash": "crash", "reload": "reload",
 		"removed": "removed", "outside": "outside", "stopped from outside": "outside",
-		"failed": "failed", "start timeout": "failed", "shutdown": "shutdown", "scale down": "scale",
+		"failed": "failed", "start timeout": "failed", "shutdown": "shutdown", "exclusive": "exclusive", "scale down": "scale",
 		"memory: over budget": "memory", "memory: below min_available": "memory",
 		"memory: making room": "memory", "memory: over memory_max": "memory", "new-thing": "other",
 	}
