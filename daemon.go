@@ -49,6 +49,7 @@ var (
 	_ l4.PassiveWaker   = (*lifecycle.Manager)(nil)
 	_ l4.TrafficWaker   = (*lifecycle.Manager)(nil)
 	_ l4.HandoffWaker   = (*lifecycle.Manager)(nil)
+	_ l4.InetdWaker     = (*lifecycle.Manager)(nil)
 	_ cron.Waker        = (*lifecycle.Manager)(nil)
 	_ memory.Apps       = (*lifecycle.Manager)(nil)
 	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
@@ -639,8 +640,11 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 			if s.IdleWhen == appfile.IdleNoTraffic {
 				r.TrafficIdle = s.IdleTimeout
 			}
-			if s.Handoff == appfile.HandoffSocket {
+			switch s.Handoff {
+			case appfile.HandoffSocket:
 				r.Handoff = l4.HandoffSocket
+			case appfile.HandoffInetd:
+				r.Handoff, r.MaxPrograms = l4.HandoffInetd, s.InetdMax()
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)

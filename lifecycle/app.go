@@ -44,7 +44,10 @@ type app struct {
 
 	conns       int // open leases, over all instances
 	kernelConns int // handoff: socket: established connections at the last count
-	pending     int // Wake callers held while the app starts or stops
+	// inetd holds the running programs of a handoff: inetd app, one per
+	// connection (inetd.go).
+	inetd   map[*inetdProg]struct{}
+	pending int // Wake callers held while the app starts or stops
 	// neededRefs counts the live instances of other apps that need this
 	// one (manager_needs.go): while any, it is not stopped for idleness.
 	neededRefs   int

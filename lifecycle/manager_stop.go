@@ -40,9 +40,13 @@ func (m *Manager) StopApp(ctx context.Context, name, reason string) (StopOutcome
 	}
 	a.restartAfterStop = false
 	a.keepUntil = time.Time{}
+	m.stopInetdLocked(a, reason)
 	var out StopOutcome
 	switch a.state {
 	case Stopped:
+		if len(a.inetd) > 0 {
+			break // wait for its programs
+		}
 		m.mu.Unlock()
 		return out, nil
 	case Failed:
@@ -155,6 +159,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.disarmIdleLocked(a)
 		m.disarmBackoffLocked(a)
 		a.restartAfterStop = false
+		m.stopInetdLocked(a, "shutdown")
 		switch a.state {
 		case Starting, Ready:
 			if a.neededRefs == 0 {
