@@ -19,6 +19,7 @@ func (s *Spec) Equal(o *Spec) bool {
 		s.StopTimeout == o.StopTimeout &&
 		s.Ready.Equal(o.Ready) &&
 		s.MaxPending == o.MaxPending &&
+		s.UDPFlowTimeout == o.UDPFlowTimeout &&
 		s.Scale == o.Scale &&
 		s.MemoryPriority == o.MemoryPriority && s.MemoryMax == o.MemoryMax &&
 		slices.Equal(s.Match.SNI, o.Match.SNI) &&
@@ -45,6 +46,7 @@ func (s *Spec) NeedsRestart(old *Spec) bool {
 		!maps.Equal(s.Env, old.Env) ||
 		s.Dir != old.Dir ||
 		s.Upstream != old.Upstream ||
+		s.protocolsChanged(old) ||
 		s.ProxyProtocol != old.ProxyProtocol ||
 		s.Driver != old.Driver ||
 		!slices.Equal(s.Containers, old.Containers) ||
@@ -55,4 +57,12 @@ func (s *Spec) NeedsRestart(old *Spec) bool {
 		!slices.Equal(s.CheckCommand, old.CheckCommand) ||
 		s.User != old.User || s.Group != old.Group ||
 		s.Limits != old.Limits || s.Umask != old.Umask
+}
+
+// protocolsChanged: the program must serve its upstream in another set of
+// protocols ($PORT is picked free for them, readiness differs).
+func (s *Spec) protocolsChanged(old *Spec) bool {
+	t, u := s.Protocols()
+	ot, ou := old.Protocols()
+	return t != ot || u != ou
 }

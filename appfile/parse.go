@@ -20,6 +20,7 @@ var topKeys = []string{
 	"memory_priority", "memory_max", "scale",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask",
+	"udp_flow_timeout",
 }
 
 var matchKeys = []string{"sni", "host"}
@@ -65,6 +66,8 @@ func Parse(path string, data []byte) (*Spec, error) {
 		StopSignal:   syscall.SIGTERM,
 		StopTimeout:  DefaultStopTimeout,
 		MaxPending:   DefaultMaxPending,
+
+		UDPFlowTimeout: DefaultUDPFlowTimeout,
 	}
 	d.mapping("", raw, topKeys)
 	s.Driver = d.driverOf(raw)
@@ -96,6 +99,9 @@ func (d *decoder) field(s *Spec, key string, v any) {
 	switch key {
 	case "listen":
 		s.Listen, _ = d.stringList(key, v, "a host:port string", d.listenAddr)
+		for i, l := range s.Listen {
+			s.Listen[i] = canonicalListen(l)
+		}
 		d.distinctListen(s.Listen)
 	case "upstream":
 		s.Upstream, _ = d.upstream(key, v)
@@ -154,6 +160,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.Jobs = d.jobs(key, v)
 	case "scale":
 		d.scale(s, key, v)
+	case "udp_flow_timeout":
+		d.udpFlowTimeout(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	default:
@@ -169,16 +177,21 @@ func (d *decoder) distinctListen(addrs []string) {
 		first, wildcard int            // first entry, first wildcard entry; -1 for none
 		hosts           map[string]int // host to its first entry
 	}
-	byPort := map[uint16]*claims{}
+	type socket struct {
+		port uint16
+		udp  bool
+	}
+	byPort := map[socket]*claims{}
 	for i, text := range addrs {
-		a, err := parseHostPort(text)
+		a, err := parseAddr(text)
 		if err != nil {
 			continue // listenAddr reported it
 		}
-		c := byPort[a.port]
+		k := socket{a.port, a.isUDP()}
+		c := byPort[k]
 		if c == nil {
 			c = &claims{first: i, wildcard: -1, hosts: map[string]int{}}
-			byPort[a.port] = c
+			byPort[k] = c
 		}
 		j := -1 // the first earlier entry a overlaps
 		if a.host == "" {
@@ -307,16 +320,16 @@ func (d *decoder) match(s *Spec, key string, v any) {
 func (d *decoder) crossChecks(s *Spec) {
 	d.scaleChecks(s)
 	d.execSize(s)
+	d.udpChecks(s)
 	if s.Upstream == "" {
 		return
 	}
-	up, err := parseHostPort(s.Upstream)
-	if err != nil {
-		return
-	}
-	for i, l := range s.Listen {
-		if a, err := parseHostPort(l); err == nil && a.overlaps(up) {
-			d.errorf("upstream", "%s is also listen[%d] %s: DynaPM would proxy the app to itself", Quote(s.Upstream), i, Quote(l))
+	d.checkUpstreamProto(s)
+	for _, up := range s.upstreamAddrs() {
+		for i, l := range s.Listen {
+			if a, err := parseAddr(l); err == nil && a.overlaps(up) {
+				d.errorf("upstream", "%s is also listen[%d] %s: DynaPM would proxy the app to itself", Quote(s.Upstream), i, Quote(l))
+			}
 		}
 	}
 }
