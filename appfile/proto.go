@@ -129,9 +129,21 @@ func (d *decoder) udpFlowTimeout(s *Spec, key string, v any) {
 	d.flowTimeoutSet = true
 }
 
-// udpChecks refuses udp_flow_timeout on an app with no UDP listen address.
+// udpChecks refuses udp_flow_timeout on an app with no UDP listen
+// address, and what UDP cannot do: datagrams carry no TLS SNI or HTTP Host
+// to share an address by.
 func (d *decoder) udpChecks(s *Spec) {
-	if _, udp := s.Protocols(); !udp && d.flowTimeoutSet {
-		d.errorf("udp_flow_timeout", "the app has no UDP listen address (such as \"127.0.0.1:5353/udp\"); remove the key or add one")
+	_, udp := s.Protocols()
+	if !udp {
+		if d.flowTimeoutSet {
+			d.errorf("udp_flow_timeout", "the app has no UDP listen address (such as \"127.0.0.1:5353/udp\"); remove the key or add one")
+		}
+		return
+	}
+	if s.Match.set() {
+		d.errorf("match", "expected no match on an app with a UDP listen address: datagrams carry no TLS server name or HTTP Host to share an address by")
+	}
+	if s.ProxyProtocol == "v1" {
+		d.errorf("proxy_protocol", "expected v2 on an app with a UDP listen address: PROXY protocol v1 has no form for datagrams")
 	}
 }

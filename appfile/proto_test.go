@@ -52,6 +52,10 @@ func TestParseProtocols(t *testing.T) {
 			want: `":53/udp" overlaps "127.0.0.1:53/udp" (listen[0])`},
 		{name: "flow timeout without udp", yaml: "listen: '127.0.0.1:53'\ncommand: x\nudp_flow_timeout: 10s\n", field: "udp_flow_timeout",
 			want: "the app has no UDP listen address"},
+		{name: "match on udp", yaml: "listen: '127.0.0.1:53/udp'\ncommand: x\nmatch: {sni: [a.example.com]}\n", field: "match",
+			want: "expected no match on an app with a UDP listen address"},
+		{name: "proxy v1 on udp", yaml: "listen: ['127.0.0.1:53', '127.0.0.1:53/udp']\ncommand: x\nproxy_protocol: v1\n", field: "proxy_protocol",
+			want: "PROXY protocol v1 has no form for datagrams"},
 		{name: "flow timeout zero", yaml: "listen: '127.0.0.1:53/udp'\ncommand: x\nudp_flow_timeout: 0s\n", field: "udp_flow_timeout",
 			want: "expected a duration greater than 0"},
 	}

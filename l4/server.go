@@ -131,6 +131,8 @@ type Server struct {
 
 	dialMu    sync.Mutex
 	dialGates map[netip.AddrPort]*dialGate
+
+	udp udpState // UDP listeners and flows (udp_listener.go)
 }
 
 // DataPath values for Server.DataPath.
@@ -207,7 +209,9 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 			l.closeLocked()
 		}
 	}
+	s.closeRemovedUDPLocked(table)
 	errs := s.bindLocked(table)
+	s.startUDPLocked(table)
 	for addr, routes := range table {
 		l, ok := s.listeners[addr]
 		if !ok {
@@ -249,6 +253,10 @@ func (s *Server) bindLocked(table map[string][]Route) map[string]error {
 	var errs map[string]error
 	for addr, routes := range table {
 		if _, ok := s.listeners[addr]; ok {
+			continue
+		}
+		if isUDPKey(addr) {
+			errs = s.bindUDPLocked(addr, routes, errs)
 			continue
 		}
 		l, err := s.listen(addr, newRouteSet(routes))
@@ -297,6 +305,9 @@ func (s *Server) Addr(listen string) net.Addr {
 	defer s.mu.Unlock()
 	l, ok := s.listeners[listen]
 	if !ok {
+		if ul, ok := s.udp.listeners[listen]; ok {
+			return ul.conn.LocalAddr()
+		}
 		return nil
 	}
 	return l.ln.Addr()
@@ -317,6 +328,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		delete(s.listeners, addr)
 		l.closeLocked()
 	}
+	s.closeUDPLocked()
 	for c := range s.conns {
 		if !c.spliced {
 			// Still held (waking or dialing): the client gets its close

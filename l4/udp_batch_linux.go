@@ -29,8 +29,8 @@ type udpBatch struct {
 	msgs  [udpBatchSize]mmsghdr
 	iovs  [udpBatchSize]unix.Iovec
 	names [udpBatchSize]unix.RawSockaddrInet6 // room for either family
-	buf   []byte                             // udpBatchSize slots of udpSlotSize
-	n     int                                // datagrams received
+	buf   []byte                              // udpBatchSize slots of udpSlotSize
+	n     int                                 // datagrams received
 }
 
 func newUDPBatch() *udpBatch {

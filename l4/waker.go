@@ -3,6 +3,7 @@ package l4
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Waker leases a ready backend for an app. lifecycle.Manager satisfies it.
@@ -53,4 +54,10 @@ type Route struct {
 	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,
 	// which keeps the proxy protocol-agnostic. Never sent during Shutdown.
 	UnavailableReply []byte
+	// MaxPending bounds the datagrams queued for the app while it wakes,
+	// across its UDP addresses (DefaultUDPMaxPending when zero; also at
+	// most UDPQueueBytes). FlowTimeout ends a UDP flow quiet either way
+	// for that long (DefaultUDPFlowTimeout when zero). UDP addresses only.
+	MaxPending  int
+	FlowTimeout time.Duration
 }
