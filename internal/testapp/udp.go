@@ -50,6 +50,11 @@ func runUDP(c config, addr string) (ok bool, err error) {
 		}
 		go serveEcho(ln, 0)
 	}
+	if c.pidfile != "" {
+		if err := writePid(c.pidfile, os.Getpid()); err != nil {
+			return true, err
+		}
+	}
 	buf := make([]byte, 1<<16)
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
