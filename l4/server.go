@@ -106,6 +106,11 @@ type Server struct {
 	// means one; at most MaxEventLoops.
 	EventLoops int
 
+	// UDPMaxFlows bounds the flows (client addresses) of one UDP listen
+	// address; a datagram from a new client beyond it is dropped and
+	// counted. Zero means DefaultUDPMaxFlows.
+	UDPMaxFlows int
+
 	// noSplice keeps the event loop on read/write even for bulk, so that
 	// tests exercise its partial-write path at every size.
 	noSplice bool

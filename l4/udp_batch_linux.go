@@ -28,6 +28,7 @@ type mmsghdr struct {
 type udpBatch struct {
 	msgs  [udpBatchSize]mmsghdr
 	iovs  [udpBatchSize]unix.Iovec
+	hiovs [udpBatchSize][2]unix.Iovec         // a header, then the datagram
 	names [udpBatchSize]unix.RawSockaddrInet6 // room for either family
 	buf   []byte                              // udpBatchSize slots of udpSlotSize
 	n     int                                 // datagrams received
@@ -48,6 +49,8 @@ func (b *udpBatch) resetForRecv(withNames bool) {
 	for i := range b.msgs {
 		b.iovs[i].SetLen(udpSlotSize)
 		h := &b.msgs[i].hdr
+		h.Iov = &b.iovs[i]
+		h.SetIovlen(1)
 		if withNames {
 			h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
 			h.Namelen = unix.SizeofSockaddrInet6
@@ -71,11 +74,18 @@ func (b *udpBatch) from(i int) netip.AddrPort {
 }
 
 // prepareSend turns datagrams [i, j) into a send: each slot cut to its
-// datagram, sent to name (nil on a connected socket).
-func (b *udpBatch) prepareSend(i, j int, name *unix.RawSockaddrInet6, namelen uint32) []mmsghdr {
+// datagram, after header if there is one, sent to name (nil on a connected
+// socket).
+func (b *udpBatch) prepareSend(i, j int, header []byte, name *unix.RawSockaddrInet6, namelen uint32) []mmsghdr {
 	for k := i; k < j; k++ {
 		b.iovs[k].SetLen(int(b.msgs[k].n))
 		h := &b.msgs[k].hdr
+		if len(header) > 0 {
+			b.hiovs[k] = [2]unix.Iovec{{Base: &header[0]}, b.iovs[k]}
+			b.hiovs[k][0].SetLen(len(header))
+			h.Iov = &b.hiovs[k][0]
+			h.SetIovlen(2)
+		}
 		h.Name, h.Namelen = (*byte)(unsafe.Pointer(name)), namelen
 		if name == nil {
 			h.Namelen = 0

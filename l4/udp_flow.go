@@ -29,6 +29,8 @@ type udpFlow struct {
 	namelen    uint32
 	maxPending int
 	timeout    time.Duration
+	// header goes ahead of every datagram up (proxy_protocol v2), or nil.
+	header []byte
 
 	// Under l.mu: ready once connected and the queue delivered (the
 	// receiving goroutine sends straight up conn then), queue the
@@ -58,6 +60,10 @@ func (l *udpListener) newFlow(r *Route, b *udpBatch, i int) *udpFlow {
 		timeout: durationOr(r.FlowTimeout, DefaultUDPFlowTimeout)}
 	f.namelen = sockaddrLen(&f.name)
 	f.readFn, f.writeFn = f.read, f.write
+	if r.ProxyProtocol == "v2" {
+		dst := l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		f.header = appendProxyHeaderDgram(nil, f.client, dst)
+	}
 	return f
 }
 
@@ -151,16 +157,23 @@ func (f *udpFlow) wake() {
 
 // sendQueued sends the datagrams of q up the flow's socket, in order.
 func (f *udpFlow) sendQueued(q [][]byte) error {
-	iovs := make([]unix.Iovec, len(q))
+	iovs := make([][2]unix.Iovec, len(q))
 	msgs := make([]mmsghdr, len(q))
 	n := 0
 	for i, d := range q {
-		if len(d) > 0 {
-			iovs[i].Base = &d[0]
+		v := iovs[i][:0]
+		if len(f.header) > 0 {
+			v = append(v, unix.Iovec{Base: &f.header[0]})
+			v[0].SetLen(len(f.header))
 		}
-		iovs[i].SetLen(len(d))
-		msgs[i].hdr.Iov = &iovs[i]
-		msgs[i].hdr.SetIovlen(1)
+		if len(d) > 0 {
+			v = append(v, unix.Iovec{Base: &d[0]})
+			v[len(v)-1].SetLen(len(d))
+		}
+		if len(v) > 0 {
+			msgs[i].hdr.Iov = &v[0]
+		}
+		msgs[i].hdr.SetIovlen(len(v))
 		n += len(d)
 	}
 	var serr error
@@ -198,7 +211,7 @@ func (f *udpFlow) replies() {
 		for i := 0; i < b.n; i++ {
 			n += int(b.msgs[i].n)
 		}
-		f.replyMsgs = b.prepareSend(0, b.n, &f.name, f.namelen)
+		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
 		err := l.rc.Write(f.writeFn)
 		l.s.putBatch(b)
 		f.batch = nil

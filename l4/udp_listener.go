@@ -22,6 +22,19 @@ const udpSuffix = "/udp"
 // (SO_RCVBUFFORCE), as the kernel lets it; others get what rmem_max allows.
 const udpRecvBuffer = 4 << 20
 
+// DefaultUDPMaxFlows bounds the flows of one UDP listen address when
+// Server.UDPMaxFlows is zero.
+const DefaultUDPMaxFlows = 4096
+
+var errTooManyFlows = errors.New("the address has as many flows as it may hold")
+
+func (s *Server) udpMaxFlows() int {
+	if s.UDPMaxFlows > 0 {
+		return s.UDPMaxFlows
+	}
+	return DefaultUDPMaxFlows
+}
+
 func isUDPKey(addr string) bool { return strings.HasSuffix(addr, udpSuffix) }
 
 // udpState is the Server's UDP side: its listeners (under s.mu), the
@@ -246,7 +259,7 @@ func (l *udpListener) forward(f *udpFlow, b *udpBatch, i, j int) {
 	for k := i; k < j; k++ {
 		n += int(b.msgs[k].n)
 	}
-	l.sendMsgs, l.sendErr = b.prepareSend(i, j, nil, 0), nil
+	l.sendMsgs, l.sendErr = b.prepareSend(i, j, f.header, nil, 0), nil
 	err := f.rc.Write(l.writeFn)
 	if err == nil {
 		err = l.sendErr
@@ -282,9 +295,16 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 		l.mu.Unlock()
 		return nil, false
 	}
+	full := len(l.flows) >= l.s.udpMaxFlows()
 	l.mu.Unlock()
-
 	r := l.route.Load()
+	if full {
+		// Each flow holds a socket, a goroutine and a lease: addresses
+		// made up by the thousand must not take them all.
+		l.s.dropped(r.App, 1)
+		l.logError("too many UDP flows, dropping datagram from a new client", errTooManyFlows)
+		return nil, false
+	}
 	f = l.newFlow(r, b, i)
 	if rw, isReady := l.s.Waker.(ReadyWaker); isReady {
 		if upstream, release, ok := rw.TryWake(r.App); ok {
@@ -330,7 +350,8 @@ func (s *Server) dropped(app string, n int) {
 	}
 }
 
-// logError logs a receive error, at most once per ErrorLogInterval.
+// logError logs a receive error or a drop, at most once per
+// ErrorLogInterval. Only the receiving goroutine calls it.
 func (l *udpListener) logError(msg string, err error) {
 	if errors.Is(err, net.ErrClosed) {
 		return

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,5 +213,121 @@ func TestUDPWakeHoldsDatagramsInOrder(t *testing.T) {
 	}
 	if obs.received.Load() != obs.sent.Load() || obs.sent.Load() != int64(64*(maxPending+clients*after)) {
 		t.Errorf("flows counted %d bytes sent and %d received, want %d each", obs.sent.Load(), obs.received.Load(), 64*(maxPending+clients*after))
+	}
+}
+
+// TestUDPProxyProtocolV2PrefixesEveryDatagram: with proxy_protocol v2,
+// every datagram up, queued or not, starts with a v2 header in the DGRAM
+// form naming the client; replies come back as the program sent them.
+func TestUDPProxyProtocolV2PrefixesEveryDatagram(t *testing.T) {
+	w := newTestWaker(t)
+	gate := make(chan struct{})
+	w.add("syslog", &testApp{upstream: startUDPEcho(t), gate: gate})
+	s, _ := newServer(t, w)
+	const key = "127.0.0.1:0/udp"
+	if errs := s.Apply(map[string][]Route{key: {{App: "syslog", ProxyProtocol: "v2"}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	listen := s.Addr(key).(*net.UDPAddr).AddrPort()
+	c := udpClient(t, listen.String())
+	client := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	want := appendProxyHeaderDgram(nil, client, listen)
+	if want[13] != 0x12 || len(want) != 28 {
+		t.Fatalf("header % x: want UDP over IPv4 (0x12), 28 bytes", want)
+	}
+	c.Write([]byte("queued"))
+	waitFor(t, "the wake", func() bool { return w.waiting.Load() == 1 })
+	close(gate)
+	buf := make([]byte, 1<<16)
+	for i, msg := range []string{"queued", "direct"} {
+		if i == 1 {
+			c.Write([]byte(msg))
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(buf[:n]); got != string(want)+msg {
+			t.Errorf("the program got % x, want the header % x then %q", buf[:n], want, msg)
+		}
+	}
+}
+
+// TestUDPWarmPathAllocatesNothing: once a flow is up, a datagram and its
+// reply cross DynaPM without an allocation (batches come from a pool,
+// the flow is found by a map lookup on the address).
+func TestUDPWarmPathAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts mean nothing under the race detector (sync.Pool drops items on purpose)")
+	}
+	w := newTestWaker(t)
+	w.add("echo", &testApp{upstream: startUDPEcho(t)})
+	s, _ := newServer(t, w)
+	const key = "127.0.0.1:0/udp"
+	if errs := s.Apply(map[string][]Route{key: {{App: "echo"}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	c := udpClient(t, s.Addr(key).String())
+	msg, buf := []byte("ping"), make([]byte, 1<<16)
+	roundTrip := func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 { // the flow, its goroutines and the pool's batches
+		roundTrip()
+	}
+	const n = 2000
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		roundTrip()
+	}
+	runtime.ReadMemStats(&after)
+	// The test's echo program and client run in this process too; a
+	// little slack for the runtime's own (a GC cycle, a timer).
+	if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.05 {
+		t.Errorf("%.2f allocations per datagram and reply, want none", per)
+	}
+}
+
+// TestUDPFlowsAreBounded: past UDPMaxFlows, datagrams from new clients
+// are dropped and counted; the clients with a flow go on being served.
+func TestUDPFlowsAreBounded(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("echo", &testApp{upstream: startUDPEcho(t)})
+	s, _ := newServer(t, w)
+	s.UDPMaxFlows = 2
+	obs := &udpObs{}
+	s.Observer = obs
+	const key = "127.0.0.1:0/udp"
+	if errs := s.Apply(map[string][]Route{key: {{App: "echo"}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	addr := s.Addr(key).String()
+	buf := make([]byte, 64)
+	var served []*net.UDPConn
+	for range 2 {
+		c := udpClient(t, addr)
+		c.Write([]byte("in"))
+		if _, _, err := readNumbered(c, buf, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		served = append(served, c)
+	}
+	third := udpClient(t, addr)
+	third.Write([]byte("out"))
+	waitFor(t, "the third client's datagram to be dropped", func() bool { return obs.dropped.Load() == 1 })
+	if _, _, err := readNumbered(third, buf, 50*time.Millisecond); err == nil {
+		t.Error("a client past the bound was served")
+	}
+	served[0].Write([]byte("still"))
+	if _, _, err := readNumbered(served[0], buf, 10*time.Second); err != nil {
+		t.Errorf("a client with a flow was not served: %v", err)
 	}
 }
