@@ -73,7 +73,7 @@ func TestUDPFirstDatagramWakesAppAndFlowEndsInIdleStop(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	testutil.WriteFile(t, filepath.Join(apps, "echo.yaml"), fmt.Sprintf(
 		"listen: %q\ncommand: [%q, \"-mode\", \"udp-echo\", \"-delay\", \"200ms\", \"-pidfile\", %q]\n"+
-			"idle_timeout: 300ms\nudp_flow_timeout: 1s\nstart_timeout: 20s\nstop_timeout: 2s\n",
+			"idle_timeout: 300ms\nudp_flow_timeout: 2s\nstart_timeout: 20s\nstop_timeout: 2s\n",
 		listen+"/udp", testutil.TestApp(t), pidfile))
 	startDaemon(t, apps, "-state", state)
 	for wake := range 2 {
