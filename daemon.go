@@ -56,6 +56,7 @@ var (
 
 	_ lifecycle.Events    = (*metrics.Metrics)(nil)
 	_ l4.Observer         = (*metrics.Metrics)(nil)
+	_ l4.UDPObserver      = (*metrics.Metrics)(nil)
 	_ lifecycle.LogOpener = (*applog.Logs)(nil)
 	_ lifecycle.LogTapper = (*applog.Logs)(nil)
 	_ cron.LogOpener      = (*applog.Logs)(nil)
@@ -648,6 +649,9 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)
+			}
+			if _, proto := appfile.SplitProto(addr); proto == appfile.ProtoUDP {
+				r.MaxPending, r.FlowTimeout = s.MaxPending, s.UDPFlowTimeout
 			}
 			table[addr] = append(table[addr], r)
 		}

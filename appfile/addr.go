@@ -10,23 +10,33 @@ import (
 
 // hostPort is a validated, normalised address: host is "" for the wildcard
 // (all addresses), an IP in canonical form otherwise.
+// proto is ProtoTCP or ProtoUDP ("" from parseHostPort, which knows of
+// no suffix, counts as TCP).
 type hostPort struct {
-	host string
-	port uint16
+	host  string
+	port  uint16
+	proto string
 }
 
 func (a hostPort) String() string {
+	s := net.JoinHostPort(a.host, strconv.Itoa(int(a.port)))
 	if a.host == "" {
-		return fmt.Sprintf("*:%d", a.port)
+		s = fmt.Sprintf("*:%d", a.port)
 	}
-	return net.JoinHostPort(a.host, strconv.Itoa(int(a.port)))
+	if a.proto == ProtoUDP {
+		s += "/" + ProtoUDP
+	}
+	return s
 }
 
-// overlaps reports whether two addresses cannot both be bound: the same port
-// and the same host, or a wildcard on either side.
+// overlaps reports whether two addresses cannot both be bound: the same
+// protocol and port and the same host, or a wildcard on either side. A TCP
+// and a UDP socket never clash.
 func (a hostPort) overlaps(b hostPort) bool {
-	return a.port == b.port && (a.host == "" || b.host == "" || a.host == b.host)
+	return a.port == b.port && a.isUDP() == b.isUDP() && (a.host == "" || b.host == "" || a.host == b.host)
 }
+
+func (a hostPort) isUDP() bool { return a.proto == ProtoUDP }
 
 // parseHostPort splits and validates host:port. The host may be empty, an IP
 // literal (IPv6 in brackets) or "localhost"; DNS names are refused because a
@@ -63,11 +73,11 @@ func parseHostPort(s string) (hostPort, error) {
 
 // ListenKey returns the normalised form of a listen address: "*:PORT" for
 // the wildcard ("", 0.0.0.0, ::), "127.0.0.1:PORT" for localhost, the
-// canonical IP otherwise. Apps share one listener only when their keys are
+// canonical IP otherwise, with "/udp" after a UDP address. Apps share one listener only when their keys are
 // equal; l4 can group listen addresses by it. It returns s unchanged when s
 // is not a valid listen address.
 func ListenKey(s string) string {
-	a, err := parseHostPort(s)
+	a, err := parseAddr(s)
 	if err != nil {
 		return s
 	}
@@ -76,7 +86,7 @@ func ListenKey(s string) string {
 
 // listenAddr validates one listen address.
 func (d *decoder) listenAddr(field, s string) bool {
-	if _, err := parseHostPort(s); err != nil {
+	if _, err := parseAddr(s); err != nil {
 		d.errorf(field, "%v", err)
 		return false
 	}
@@ -84,17 +94,23 @@ func (d *decoder) listenAddr(field, s string) bool {
 }
 
 // upstream validates the upstream address and returns it with "localhost"
-// resolved, so that the dialer never consults a resolver.
+// resolved, so that the dialer never consults a resolver, and without a
+// /tcp or /udp suffix: the program serves its upstream in the protocols the
+// app listens on (upstreamProto checks a suffix against them).
 func (d *decoder) upstream(field string, v any) (string, bool) {
 	s, ok := d.str(field, v, "a host:port string such as 127.0.0.1:18080")
 	if !ok {
 		return "", false
 	}
-	a, err := parseHostPort(s)
+	a, err := parseAddr(s)
 	if err != nil {
 		d.errorf(field, "%v", err)
 		return "", false
 	}
+	if strings.Contains(s, "/") {
+		d.upstreamProto = a.proto
+	}
+	a.proto = ""
 	if a.host == "" {
 		d.errorf(field, "expected an address to connect to such as 127.0.0.1:18080, got %s (all addresses)", Quote(s))
 		return "", false

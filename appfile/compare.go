@@ -29,6 +29,7 @@ var specKeys = []specKey{
 	{"stop_timeout", false, func(a, b *Spec) bool { return a.StopTimeout == b.StopTimeout }},
 	{"ready", false, func(a, b *Spec) bool { return a.Ready.Equal(b.Ready) }},
 	{"max_pending", false, func(a, b *Spec) bool { return a.MaxPending == b.MaxPending }},
+	{"udp_flow_timeout", false, func(a, b *Spec) bool { return a.UDPFlowTimeout == b.UDPFlowTimeout }},
 	{"scale", false, func(a, b *Spec) bool { return a.Scale == b.Scale }},
 	{"match", false, func(a, b *Spec) bool {
 		return slices.Equal(a.Match.SNI, b.Match.SNI) && slices.Equal(a.Match.Host, b.Match.Host)
@@ -104,6 +105,17 @@ func (s *Spec) NeedsRestart(old *Spec) bool {
 			return true
 		}
 	}
+	if s.protocolsChanged(old) {
+		return true
+	}
 	// A handed-off program holds the listening sockets it was given.
 	return s.Handoff == HandoffSocket && !slices.Equal(s.Listen, old.Listen)
+}
+
+// protocolsChanged: the program must serve its upstream in another set of
+// protocols ($PORT is picked free for them, readiness differs).
+func (s *Spec) protocolsChanged(old *Spec) bool {
+	t, u := s.Protocols()
+	ot, ou := old.Protocols()
+	return t != ot || u != ou
 }

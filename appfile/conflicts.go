@@ -48,7 +48,7 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 		}
 		var claims []listener
 		for j, text := range s.Listen {
-			a, err := parseHostPort(text)
+			a, err := parseAddr(text)
 			if err != nil {
 				continue // Parse reported it
 			}
@@ -60,9 +60,11 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 			}
 			claims = append(claims, l)
 		}
-		var up hostPort
+		var ups []hostPort
 		if s.Upstream != "" {
-			up, _ = parseHostPort(s.Upstream)
+			ups = s.upstreamAddrs()
+		}
+		for _, up := range ups {
 			for _, u := range upstreams {
 				if u.addr.overlaps(up) {
 					fail("upstream", "%s is also the upstream of %s: two programs cannot listen on one address", Quote(s.Upstream), u.spec.File)
@@ -91,7 +93,7 @@ func conflicts(specs []*Spec) ([]error, map[int]bool) {
 		for _, l := range claims {
 			byPort[l.addr.port] = append(byPort[l.addr.port], l)
 		}
-		if s.Upstream != "" {
+		for _, up := range ups {
 			upstreams = append(upstreams, upstreamClaim{spec: s, addr: up})
 		}
 	}

@@ -17,6 +17,10 @@ type decoder struct {
 	errs  []error
 	more  int             // problems past maxErrors, counted but not kept
 	zones map[string]bool // time zones looked up, and whether they exist
+	// upstreamProto is the suffix upstream was written with ("" without);
+	// flowTimeoutSet: the file sets udp_flow_timeout. Both for crossChecks.
+	upstreamProto  string
+	flowTimeoutSet bool
 }
 
 // maxErrors is how many problems of one file are reported one by one: a

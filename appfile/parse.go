@@ -21,6 +21,7 @@ var topKeys = []string{
 	"idle_when", "client_idle_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask", "handoff",
+	"udp_flow_timeout",
 }
 
 var matchKeys = []string{"sni", "host"}
@@ -56,18 +57,19 @@ func Parse(path string, data []byte) (*Spec, error) {
 		return nil, d.err()
 	}
 	s := &Spec{
-		Name:         name,
-		File:         abs,
-		Dir:          filepath.Dir(abs),
-		Env:          map[string]string{},
-		Mode:         OnDemand,
-		IdleTimeout:  DefaultIdleTimeout,
-		StartTimeout: DefaultStartTimeout,
-		StopSignal:   syscall.SIGTERM,
-		StopTimeout:  DefaultStopTimeout,
-		MaxPending:   DefaultMaxPending,
-		Handoff:      HandoffProxy,
-		HookTimeout:  DefaultHookTimeout,
+		Name:           name,
+		File:           abs,
+		Dir:            filepath.Dir(abs),
+		Env:            map[string]string{},
+		Mode:           OnDemand,
+		IdleTimeout:    DefaultIdleTimeout,
+		StartTimeout:   DefaultStartTimeout,
+		StopSignal:     syscall.SIGTERM,
+		StopTimeout:    DefaultStopTimeout,
+		MaxPending:     DefaultMaxPending,
+		Handoff:        HandoffProxy,
+		HookTimeout:    DefaultHookTimeout,
+		UDPFlowTimeout: DefaultUDPFlowTimeout,
 	}
 	idleDefaults(s)
 	d.mapping("", raw, topKeys)
@@ -101,6 +103,9 @@ func (d *decoder) field(s *Spec, key string, v any) {
 	switch key {
 	case "listen":
 		s.Listen, _ = d.stringList(key, v, "a host:port string", d.listenAddr)
+		for i, l := range s.Listen {
+			s.Listen[i] = canonicalListen(l)
+		}
 		d.distinctListen(s.Listen)
 	case "upstream":
 		s.Upstream, _ = d.upstream(key, v)
@@ -169,6 +174,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.exclusive(s, key, v)
 	case "hook_timeout":
 		s.HookTimeout, _ = d.duration(key, v, false)
+	case "udp_flow_timeout":
+		d.udpFlowTimeout(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	case "idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from":
@@ -186,16 +193,21 @@ func (d *decoder) distinctListen(addrs []string) {
 		first, wildcard int            // first entry, first wildcard entry; -1 for none
 		hosts           map[string]int // host to its first entry
 	}
-	byPort := map[uint16]*claims{}
+	type socket struct {
+		port uint16
+		udp  bool
+	}
+	byPort := map[socket]*claims{}
 	for i, text := range addrs {
-		a, err := parseHostPort(text)
+		a, err := parseAddr(text)
 		if err != nil {
 			continue // listenAddr reported it
 		}
-		c := byPort[a.port]
+		k := socket{a.port, a.isUDP()}
+		c := byPort[k]
 		if c == nil {
 			c = &claims{first: i, wildcard: -1, hosts: map[string]int{}}
-			byPort[a.port] = c
+			byPort[k] = c
 		}
 		j := -1 // the first earlier entry a overlaps
 		if a.host == "" {
@@ -326,16 +338,16 @@ func (d *decoder) crossChecks(s *Spec) {
 	d.idleChecks(s)
 	d.exclusiveChecks(s)
 	d.execSize(s)
+	d.udpChecks(s)
 	if s.Upstream == "" {
 		return
 	}
-	up, err := parseHostPort(s.Upstream)
-	if err != nil {
-		return
-	}
-	for i, l := range s.Listen {
-		if a, err := parseHostPort(l); err == nil && a.overlaps(up) {
-			d.errorf("upstream", "%s is also listen[%d] %s: DynaPM would proxy the app to itself", Quote(s.Upstream), i, Quote(l))
+	d.checkUpstreamProto(s)
+	for _, up := range s.upstreamAddrs() {
+		for i, l := range s.Listen {
+			if a, err := parseAddr(l); err == nil && a.overlaps(up) {
+				d.errorf("upstream", "%s is also listen[%d] %s: DynaPM would proxy the app to itself", Quote(s.Upstream), i, Quote(l))
+			}
 		}
 	}
 }

@@ -42,10 +42,13 @@ type Spec struct {
 
 	// Listen holds the addresses DynaPM listens on for this app, each a
 	// literal host:port as given (validated by net.SplitHostPort and a
-	// numeric port).
+	// numeric port), with "/udp" after a UDP address (a "/tcp" suffix is
+	// left out: TCP is the default). SplitProto parts them.
 	Listen []string
-	// Upstream is where the program listens. Empty means DynaPM picks a free
-	// loopback port at each start and passes it as $PORT.
+	// Upstream is where the program listens, host:port without a suffix:
+	// the program serves it in every protocol the app listens on
+	// (Protocols). Empty means DynaPM picks a loopback port free in all of
+	// them at each start and passes it as $PORT.
 	Upstream string
 	// Command is the argv to run. A string in the file becomes
 	// ["/bin/sh", "-c", string].
@@ -64,7 +67,8 @@ type Spec struct {
 	StopTimeout  time.Duration
 	// Ready says how a start is judged ready (ready.go).
 	Ready Ready
-	// MaxPending bounds the connections held while the app starts.
+	// MaxPending bounds the connections held while the app starts, and
+	// the datagrams queued for it.
 	MaxPending int
 	// IdleWhen says what makes the app idle: no open connection (the
 	// default) or no byte moved for IdleTimeout (idle.go).
@@ -80,6 +84,9 @@ type Spec struct {
 	// the app (or thaw it); others are turned away while it sleeps and
 	// served while it runs.
 	WakeFrom []netip.Prefix
+	// UDPFlowTimeout ends a UDP flow after this long without a datagram
+	// either way.
+	UDPFlowTimeout time.Duration
 	// Scale runs several instances behind the app's listen addresses (the
 	// zero value: one instance).
 	Scale Scale

@@ -112,6 +112,11 @@ type Server struct {
 	// means one; at most MaxEventLoops.
 	EventLoops int
 
+	// UDPMaxFlows bounds the flows (client addresses) of one UDP listen
+	// address; a datagram from a new client beyond it is dropped and
+	// counted. Zero means DefaultUDPMaxFlows.
+	UDPMaxFlows int
+
 	// noSplice keeps the event loop on read/write even for bulk, so that
 	// tests exercise its partial-write path at every size.
 	noSplice bool
@@ -147,6 +152,7 @@ type Server struct {
 	dialGates map[netip.AddrPort]*dialGate
 
 	drops dropLog
+	udp   udpState // UDP listeners and flows (udp_listener.go)
 }
 
 // DataPath values for Server.DataPath.
@@ -223,8 +229,10 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 			l.closeLocked()
 		}
 	}
+	s.closeRemovedUDPLocked(table)
 	errs := s.bindLocked(table)
 	s.sweepNanos.Store(int64(sweepInterval(table)))
+	s.startUDPLocked(table)
 	for addr, routes := range table {
 		l, ok := s.listeners[addr]
 		if !ok {
@@ -277,6 +285,10 @@ func (s *Server) bindLocked(table map[string][]Route) map[string]error {
 			delete(s.listeners, addr)
 			l.closeLocked()
 		}
+		if isUDPKey(addr) {
+			errs = s.bindUDPLocked(addr, routes, errs)
+			continue
+		}
 		l, err := s.listen(addr, newRouteSet(routes))
 		if err != nil {
 			if errs == nil {
@@ -323,6 +335,9 @@ func (s *Server) Addr(listen string) net.Addr {
 	defer s.mu.Unlock()
 	l, ok := s.listeners[listen]
 	if !ok {
+		if ul, ok := s.udp.listeners[listen]; ok {
+			return ul.conn.LocalAddr()
+		}
 		return nil
 	}
 	return l.ln.Addr()
@@ -343,6 +358,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		delete(s.listeners, addr)
 		l.closeLocked()
 	}
+	s.closeUDPLocked()
 	for c := range s.conns {
 		if !c.spliced {
 			// Still held (waking or dialing): the client gets its close

@@ -90,4 +90,10 @@ type Route struct {
 	// left (EMFILE, ENFILE): it is held and the dial retried meanwhile,
 	// not closed. Zero means DefaultDialTimeout.
 	StartTimeout time.Duration
+	// MaxPending bounds the datagrams queued for the app while it wakes,
+	// across its UDP addresses (DefaultUDPMaxPending when zero; also at
+	// most UDPQueueBytes). FlowTimeout ends a UDP flow quiet either way
+	// for that long (DefaultUDPFlowTimeout when zero). UDP addresses only.
+	MaxPending  int
+	FlowTimeout time.Duration
 }

@@ -238,7 +238,7 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 		err      error
 	)
 	if !spec.HandsOff() { // a handoff program listens on DynaPM's sockets
-		if upstream, port, err = pickUpstream(in.ctx, spec.Upstream); err != nil {
+		if upstream, port, err = pickUpstream(in.ctx, spec); err != nil {
 			return nil, nil, nil, nil, err
 		}
 	}
@@ -293,7 +293,8 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	m.mu.Lock()
 	in.proc = proc
 	m.mu.Unlock()
-	r := &readiness{upstream: upstream, http: spec.Ready.HTTP, tcp: spec.Ready.TCP}
+	r := &readiness{upstream: upstream, http: spec.Ready.HTTP, tcp: spec.Ready.TCP,
+		udpBound: spec.UDPOnly() && spec.Ready.Kind() == appfile.ReadyConnect}
 	if watch != nil {
 		r.signal, r.awaited = watch.ready, watch.awaited
 	} else if spec.HandsOff() && spec.Ready.Kind() == appfile.ReadyConnect {
@@ -313,10 +314,12 @@ func closeFiles(files []*os.File) {
 }
 
 // pickUpstream returns where the program must listen: the app's upstream, or
-// when it has none a loopback port that is free right now.
-func pickUpstream(ctx context.Context, upstream string) (netip.AddrPort, int, error) {
+// when it has none a loopback port that is free right now in every
+// protocol the app listens on.
+func pickUpstream(ctx context.Context, spec *appfile.Spec) (netip.AddrPort, int, error) {
+	upstream := spec.Upstream
 	if upstream == "" {
-		port, err := freeLoopbackPort()
+		port, err := freeLoopbackPortFor(spec)
 		if err != nil {
 			return netip.AddrPort{}, 0, fmt.Errorf("picking a free port: %w", err)
 		}
@@ -525,25 +528,4 @@ func (m *Manager) afterStopLocked(a *app, reason string, restart bool) {
 		a.restartReason = ""
 		m.beginStartLocked(a, reason)
 	}
-}
-
-// freeLoopbackPort asks the kernel for a free port on 127.0.0.1: a socket
-// bound to port 0 gets one from the ephemeral range, which closing frees
-// for the program. Raw calls, on the path of every cold start: a Go
-// listener would add listen, an epoll registration and its removal, and
-// net's getsockname.
-func freeLoopbackPort() (int, error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, os.NewSyscallError("socket", err)
-	}
-	defer syscall.Close(fd)
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		return 0, os.NewSyscallError("bind", err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		return 0, os.NewSyscallError("getsockname", err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port, nil
 }

@@ -99,6 +99,9 @@ type readiness struct {
 	// for the timeout's message.
 	signal  <-chan struct{}
 	awaited string
+	// udpBound: the app only listens on UDP; ready once its program has
+	// bound the upstream port (probe_udp.go).
+	udpBound bool
 }
 
 func newProber() *prober {
@@ -128,6 +131,8 @@ func (p *prober) once(ctx context.Context, r *readiness) (int, error) {
 		return -1, r.command(ctx)
 	case r.tcp.Expect != "":
 		return -1, p.onceTCP(ctx, r.upstream, r.tcp)
+	case r.udpBound:
+		return -1, onceUDPBound(r.upstream)
 	}
 	return p.onceConn(ctx, r.upstream, r.http)
 }
@@ -258,6 +263,10 @@ func (p *prober) waitReady(ctx context.Context, proc Process, r *readiness, inte
 		interval = max(interval, commandInterval)
 		maxInterval = max(interval, commandMaxInterval)
 	}
+	if r.udpBound {
+		interval = max(interval, udpProbeInterval)
+		maxInterval = max(interval, udpProbeMaxInterval)
+	}
 	// A try that takes long (a command, an exchange) ends at the deadline
 	// too. Not for the plain connect, which is answered within the call
 	// on the loopback and is on the path of every cold start.
@@ -334,7 +343,7 @@ func (p *prober) waitReady(ctx context.Context, proc Process, r *readiness, inte
 // plainConnect reports whether r is the default check, a TCP connect,
 // whose connection may carry the first held client.
 func (r *readiness) plainConnect() bool {
-	return r.signal == nil && r.command == nil && r.http == "" && r.tcp.Expect == ""
+	return r.signal == nil && r.command == nil && r.http == "" && r.tcp.Expect == "" && !r.udpBound
 }
 
 // nextInterval is the wait before the next probe, given the last one and

@@ -27,6 +27,7 @@ type Metrics struct {
 	bytes        *prometheus.CounterVec
 	turnedAway   *prometheus.CounterVec
 	reloadErrors prometheus.Counter
+	udp          udpMetrics // udp.go
 
 	// forgotten holds the apps whose series Forget dropped: a removed app's
 	// last events (its stop, its last connections ending) come after that
@@ -71,7 +72,9 @@ func New(apps func() []admin.App) *Metrics {
 			Help: "App file versions that could not be put in force (each distinct problem once).",
 		}),
 	}
+	m.udp = newUDPMetrics()
 	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.turnedAway, m.reloadErrors,
+		m.udp.flows, m.udp.dropped,
 		&snapshot{apps: apps},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "dynapm"}),
@@ -159,6 +162,7 @@ func (m *Metrics) Forget(app string) {
 	m.connections.DeletePartialMatch(l)
 	m.bytes.DeletePartialMatch(l)
 	m.turnedAway.DeletePartialMatch(l)
+	m.udp.forget(l)
 }
 
 // Keep counts the events of an app added (back) from now on, undoing

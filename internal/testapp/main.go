@@ -81,7 +81,7 @@ func stamp(event string) {
 func main() {
 	var c config
 	flag.StringVar(&c.listen, "listen", "", "address to listen on (default 127.0.0.1:$PORT)")
-	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | sleep | get (a healthcheck: GET -target, exit 0 on 2xx) | notify (send -notify and exit) | orphan (start -grandchild's sleeper, write -pidfile, exit)")
+	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | udp-echo | tcp-udp-echo | sleep | get (a healthcheck: GET -target, exit 0 on 2xx) | notify (send -notify and exit) | orphan (start -grandchild's sleeper, write -pidfile, exit)")
 	flag.DurationVar(&c.delay, "delay", 0, "sleep this long before listening (slow start)")
 	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start; -notify: READY=1 is sent then")
 	flag.StringVar(&c.notify, "notify", "", "send READY=1 and STATUS=this text to $NOTIFY_SOCKET once listening (and -ready-delay after start); mode notify: send them and exit")
@@ -202,6 +202,9 @@ func run(c config) error {
 	addr := c.listen
 	if addr == "" {
 		addr = net.JoinHostPort("127.0.0.1", os.Getenv("PORT"))
+	}
+	if ok, err := runUDP(c, addr); ok {
+		return err
 	}
 	ln, err := listen(addr, c.backlog)
 	if err != nil {

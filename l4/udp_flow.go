@@ -1,0 +1,325 @@
+package l4
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultUDPFlowTimeout ends a flow that has carried no datagram either
+// way for this long, when the Route does not say.
+const DefaultUDPFlowTimeout = 60 * time.Second
+
+// udpFlow is one client address of a UDP listener: DynaPM's own socket
+// connected to the upstream, so that the program tells clients apart and
+// its replies come back to the right one, sent from the listen address.
+// A flow holds a lease of its app from the first datagram to its end.
+type udpFlow struct {
+	l          *udpListener
+	app        string
+	client     netip.AddrPort
+	name       unix.RawSockaddrInet6 // the client's address, to send to
+	namelen    uint32
+	maxPending int
+	timeout    time.Duration
+	// header goes ahead of every datagram up (proxy_protocol v2), or nil.
+	header []byte
+
+	// Under l.mu: ready once connected and the queue delivered (the
+	// receiving goroutine sends straight up conn then), queue the
+	// datagrams that came before; dead once closed.
+	ready bool
+	dead  bool
+	queue [][]byte
+	// Set before ready, under l.mu: read without it once ready.
+	conn    *net.UDPConn
+	rc      syscall.RawConn
+	release func()
+	timer   *time.Timer
+
+	last           atomic.Int64 // UnixNano of the last datagram either way
+	sent, received atomic.Int64
+	closeOnce      sync.Once
+
+	// The reply goroutine's own, as udpListener's.
+	batch           *udpBatch
+	recvErr         error
+	replyMsgs       []mmsghdr
+	readFn, writeFn func(fd uintptr) bool
+}
+
+func (l *udpListener) newFlow(r *Route, b *udpBatch, i int) *udpFlow {
+	f := &udpFlow{l: l, app: r.App, client: b.from(i), name: b.names[i], maxPending: r.MaxPending,
+		timeout: durationOr(r.FlowTimeout, DefaultUDPFlowTimeout)}
+	f.namelen = sockaddrLen(&f.name)
+	f.readFn, f.writeFn = f.read, f.write
+	if r.ProxyProtocol == "v2" {
+		dst := l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		f.header = appendProxyHeaderDgram(nil, f.client, dst)
+	}
+	return f
+}
+
+// connect makes f's socket to upstream; f owns release from here on.
+func (f *udpFlow) connect(upstream netip.AddrPort, release func()) error {
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(upstream))
+	if err != nil {
+		release()
+		return err
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		release()
+		return err
+	}
+	f.l.mu.Lock()
+	f.conn, f.rc, f.release = conn, rc, release
+	f.l.mu.Unlock()
+	f.touch()
+	return nil
+}
+
+// start makes a connected flow ready: its reply goroutine and its timer
+// run. False if the flow was closed meanwhile (it is cleaned up then).
+func (f *udpFlow) start() bool {
+	l := f.l
+	l.mu.Lock()
+	if f.dead || l.closed {
+		l.mu.Unlock()
+		f.end()
+		return false
+	}
+	f.ready = true
+	f.timer = time.AfterFunc(f.timeout, f.expire)
+	l.mu.Unlock()
+	l.s.wg.Add(1)
+	go f.replies()
+	return true
+}
+
+// wake leases the app, waiting while it starts, then delivers what was
+// queued meanwhile in order and makes the flow ready.
+func (f *udpFlow) wake() {
+	l, s := f.l, f.l.s
+	defer s.wg.Done()
+	upstream, release, err := s.Waker.Wake(s.ctx, f.app)
+	if err == nil {
+		err = f.connect(upstream, release)
+	}
+	if err != nil {
+		l.mu.Lock()
+		n := len(f.queue)
+		l.mu.Unlock()
+		s.logDrop(f.app, "waking app failed, dropping datagrams",
+			slog.String("client", f.client.String()), slog.Int("datagrams", n), slog.Any("err", err))
+		f.close()
+		return
+	}
+	// Replies to the first datagrams may come while later ones are sent.
+	l.mu.Lock()
+	dead := f.dead || l.closed
+	if !dead {
+		f.timer = time.AfterFunc(f.timeout, f.expire)
+	}
+	l.mu.Unlock()
+	if dead {
+		f.end()
+		return
+	}
+	s.wg.Add(1)
+	go f.replies()
+	for {
+		l.mu.Lock()
+		q := f.queue
+		f.queue = nil
+		if len(q) == 0 || f.dead {
+			f.ready = !f.dead
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		err := f.sendQueued(q)
+		s.udp.queues.give(f.app, q)
+		if err != nil {
+			f.close()
+			return
+		}
+	}
+}
+
+// sendQueued sends the datagrams of q up the flow's socket, in order.
+func (f *udpFlow) sendQueued(q [][]byte) error {
+	iovs := make([][2]unix.Iovec, len(q))
+	msgs := make([]mmsghdr, len(q))
+	n := 0
+	for i, d := range q {
+		v := iovs[i][:0]
+		if len(f.header) > 0 {
+			v = append(v, unix.Iovec{Base: &f.header[0]})
+			v[0].SetLen(len(f.header))
+		}
+		if len(d) > 0 {
+			v = append(v, unix.Iovec{Base: &d[0]})
+			v[len(v)-1].SetLen(len(d))
+		}
+		if len(v) > 0 {
+			msgs[i].hdr.Iov = &v[0]
+		}
+		msgs[i].hdr.SetIovlen(len(v))
+		n += len(d)
+	}
+	var serr error
+	err := f.rc.Write(func(fd uintptr) bool {
+		sent, err := sendmmsg(fd, msgs)
+		msgs = msgs[sent:]
+		if err == syscall.EAGAIN || err == syscall.EINTR {
+			return false
+		}
+		serr = err
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	if err == nil {
+		f.sent.Add(int64(n))
+		f.touch()
+	}
+	return err
+}
+
+// replies receives the upstream's datagrams in batches and sends each
+// batch to the client from the listen socket, until the flow ends.
+func (f *udpFlow) replies() {
+	l := f.l
+	defer l.s.wg.Done()
+	defer f.close()
+	for {
+		if err := f.rc.Read(f.readFn); err != nil || f.recvErr != nil {
+			return // closed, or refused: the program's socket is gone
+		}
+		b := f.batch
+		n := 0
+		for i := 0; i < b.n; i++ {
+			n += int(b.msgs[i].n)
+		}
+		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
+		err := l.rc.Write(f.writeFn)
+		l.s.putBatch(b)
+		f.batch = nil
+		if err != nil {
+			return // the listener is closed
+		}
+		f.received.Add(int64(n))
+		f.touch()
+	}
+}
+
+func (f *udpFlow) read(fd uintptr) bool {
+	b := f.l.s.getBatch()
+	err := b.recvmmsg(fd, false)
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		f.l.s.putBatch(b)
+		return false
+	}
+	if err != nil {
+		f.l.s.putBatch(b)
+		b = nil
+	}
+	f.batch, f.recvErr = b, err
+	return true
+}
+
+// write sends f.replyMsgs from the listen socket. A reply the kernel
+// refuses (the client's address unreachable) is dropped, as a router
+// would.
+func (f *udpFlow) write(fd uintptr) bool {
+	sent, err := sendmmsg(fd, f.replyMsgs)
+	f.replyMsgs = f.replyMsgs[sent:]
+	switch err {
+	case syscall.EAGAIN, syscall.EINTR:
+		return false
+	case nil:
+		return true
+	}
+	if len(f.replyMsgs) > 1 {
+		f.replyMsgs = f.replyMsgs[1:] // skip the one refused
+		return f.write(fd)
+	}
+	return true
+}
+
+// touch records a datagram either way, for the flow timeout.
+func (f *udpFlow) touch() { f.last.Store(time.Now().UnixNano()) }
+
+// expire ends the flow once it has been quiet for its timeout. It decides
+// under l.mu, as flowFor does when it hands the flow a datagram.
+func (f *udpFlow) expire() {
+	f.l.mu.Lock()
+	if quiet := time.Since(time.Unix(0, f.last.Load())); quiet < f.timeout {
+		if !f.dead {
+			f.timer.Reset(f.timeout - quiet)
+		}
+		f.l.mu.Unlock()
+		return
+	}
+	f.dead = true // no datagram goes up it any more
+	f.l.mu.Unlock()
+	f.close()
+}
+
+// close ends the flow: out of its listener's table, queued datagrams
+// dropped, and its socket and lease let go of (now, or by the goroutine
+// still connecting it).
+func (f *udpFlow) close() {
+	f.closeOnce.Do(func() {
+		l := f.l
+		l.mu.Lock()
+		f.dead = true
+		if l.flows[f.client] == f {
+			delete(l.flows, f.client)
+		}
+		q := f.queue
+		f.queue = nil
+		connected := f.conn != nil
+		if f.timer != nil {
+			f.timer.Stop()
+		}
+		l.mu.Unlock()
+		if len(q) > 0 {
+			l.s.udp.queues.give(f.app, q)
+			l.s.dropped(f.app, len(q))
+		}
+		if connected {
+			f.end()
+		}
+	})
+}
+
+// end closes the flow's socket and releases its lease, once.
+func (f *udpFlow) end() {
+	f.l.mu.Lock()
+	conn, release := f.conn, f.release
+	f.conn, f.release = nil, nil
+	f.l.mu.Unlock()
+	if conn == nil {
+		return
+	}
+	conn.Close()
+	release()
+	if o := f.l.s.udpObserver(); o != nil {
+		o.FlowClosed(f.app, f.sent.Load(), f.received.Load())
+	}
+	if log := f.l.s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("flow closed", slog.String("app", f.app), slog.String("client", f.client.String()),
+			slog.Int64("sent", f.sent.Load()), slog.Int64("received", f.received.Load()))
+	}
+}
