@@ -106,7 +106,7 @@ func TestRefusedConnectionsAreLoggedAsACountPerApp(t *testing.T) {
 	wg.Wait()
 	counted := func() (lines, drops int) {
 		for line := range strings.Lines(logs.String()) {
-			if !strings.Contains(line, "waking app failed") {
+			if !strings.Contains(line, "connection closed unserved") {
 				continue
 			}
 			lines++
