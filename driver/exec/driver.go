@@ -221,7 +221,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err := d.ensureReaperLocked(); err != nil {
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
 	}
-	b, err := d.newBoxLocked(cmd, name, 'i')
+	b, err := d.newBoxLocked(cmd, name, 'i', req.Spec.MemoryMax)
 	if err != nil {
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
 	}
@@ -248,7 +248,22 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	d.wg.Add(1)
 	go p.watch()
 	p.logger.Debug("process started", "command", req.Spec.Command)
+	if b.memory {
+		return memProcess{p}, nil
+	}
 	return p, nil
+}
+
+// memProcess is a process whose cgroup has the memory controller: its
+// memory is the cgroup's memory.current (lifecycle.MemoryReporter), not
+// the RSS of a process tree.
+type memProcess struct{ *process }
+
+var _ lifecycle.MemoryReporter = memProcess{}
+
+// MemoryBytes returns the cgroup's memory.current.
+func (p memProcess) MemoryBytes(context.Context) (uint64, error) {
+	return p.box.group.MemoryCurrent()
 }
 
 // Close kills every process group still running, ends the reaper and waits
@@ -407,6 +422,13 @@ func (p *process) watch() {
 		p.kill()
 	}
 	p.waitGroupGone()
+	if !stopping && p.box.oomKilled() {
+		// Ended by the kernel at memory.max (memory_max): a stop, reason
+		// memory, not a crash.
+		p.mu.Lock()
+		p.err = fmt.Errorf("%w (%v)", lifecycle.ErrMemoryKilled, p.err)
+		p.mu.Unlock()
+	}
 	if err := p.box.release(); err != nil {
 		p.logger.Warn("removing the app's cgroup", "err", err)
 	}

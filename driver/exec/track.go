@@ -50,7 +50,7 @@ func (d *Driver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (
 		// still guards the group.
 		log.Warn("cannot start the reaper for a process group", "err", err)
 	}
-	b, err := d.newBoxLocked(cmd, app, 'j')
+	b, err := d.newBoxLocked(cmd, app, 'j', 0)
 	if err != nil {
 		return nil, fmt.Errorf("starting a process group for app %q: %w", app, err)
 	}
