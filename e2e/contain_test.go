@@ -204,13 +204,16 @@ func TestAnAppThatEscapesItsSessionEndsWhole(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-d.done
-			if c == "process-group" {
-				// An orphan out of its session outlives the daemon's
-				// process group reaper; the next daemon stops it by its
-				// record.
-				startDaemon(t, apps, "-state", state)
+			if c == "cgroup" {
+				// The reaper killed the cgroup.
+				waitNoneMarked(t, mark+"-manual", "SIGKILL of the daemon", d)
 			}
-			waitNoneMarked(t, mark+"-manual", "SIGKILL of the daemon", d)
+			// Without cgroups an orphan out of its session outlives the
+			// daemon's process group reaper, and the next daemon stops it
+			// by its record; with cgroups, the next daemon removes the
+			// dead one's empty cgroups.
+			next := startDaemon(t, apps, "-state", state)
+			waitNoneMarked(t, mark+"-manual", "SIGKILL of the daemon and a restart", next)
 		})
 	}
 }
