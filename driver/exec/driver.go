@@ -225,8 +225,10 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err != nil {
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
 	}
+	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	pid, wait, err := d.launchLocked(cmd)
 	if err != nil {
+		d.removeRecordLocked(b)
 		_ = b.release()
 		return nil, fmt.Errorf("starting app %q: %w", name, err)
 	}
@@ -241,10 +243,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		killed: make(chan struct{}),
 	}
 	d.registerLocked(p)
-	if b.group == nil {
-		// A cgroup needs no record: membership is the proof.
-		d.writeRecordLocked(p, name, path, b.id, req.Spec.StopSignal, req.Spec.StopTimeout)
-	}
+	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	d.wg.Add(1)
 	go p.watch()
 	p.logger.Debug("process started", "command", req.Spec.Command)
