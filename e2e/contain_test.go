@@ -204,30 +204,41 @@ func TestAnAppThatEscapesItsSessionEndsWhole(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-d.done
-			if c == "process-group" {
-				// An orphan out of its session outlives the daemon's
-				// process group reaper; the next daemon stops it by its
-				// record.
-				startDaemon(t, apps, "-state", state)
+			if c == "cgroup" {
+				// The reaper killed the cgroup.
+				waitNoneMarked(t, mark+"-manual", "SIGKILL of the daemon", d)
 			}
-			waitNoneMarked(t, mark+"-manual", "SIGKILL of the daemon", d)
+			// Without cgroups an orphan out of its session outlives the
+			// daemon's process group reaper, and the next daemon stops it
+			// by its record; with cgroups, the next daemon removes the
+			// dead one's empty cgroups.
+			next := startDaemon(t, apps, "-state", state)
+			waitNoneMarked(t, mark+"-manual", "SIGKILL of the daemon and a restart", next)
 		})
 	}
 }
 
 // SIGKILL of the daemon at any instant of a wake (before, during or after
 // the program's start) leaves nothing running once the next daemon on the
-// same state has started, and that daemon starts clean and serves.
+// same state has started, and that daemon starts clean and serves. With
+// cgroups, a program is born in its cgroup; without, it is recorded with
+// its invocation id before it starts.
 func TestDaemonKilledAtRandomInstantsOfWakesLeavesNothing(t *testing.T) {
-	forceContainment(t, "cgroup")
-	mark := fmt.Sprintf("random-kill-%d", os.Getpid())
+	for _, c := range containments {
+		t.Run(c, func(t *testing.T) { daemonKilledAtRandomInstants(t, c) })
+	}
+}
+
+func daemonKilledAtRandomInstants(t *testing.T, c string) {
+	forceContainment(t, c)
+	mark := fmt.Sprintf("random-kill-%s-%d", c, os.Getpid())
 	apps, state := t.TempDir(), stateDir(t)
 	listen := testutil.FreeAddr(t)
 	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), escaperApp(t, listen, mark, "1h"))
 	const rounds = 20
 	for i := range rounds {
 		d := startDaemon(t, apps, "-state", state)
-		requireContainment(t, d, "cgroup")
+		requireContainment(t, d, c)
 		// What the last daemon left was stopped before this one was ready.
 		if left := marked(mark); len(left) > 0 {
 			t.Fatalf("round %d: processes %v of the app survive a SIGKILLed daemon and a restart:\n%s", i, left, d.out)
@@ -244,12 +255,10 @@ func TestDaemonKilledAtRandomInstantsOfWakesLeavesNothing(t *testing.T) {
 		}
 		<-d.done
 		conn.Close()
-		if i == rounds-1 {
-			last := startDaemon(t, apps, "-state", state)
-			waitNoneMarked(t, mark, "the last SIGKILL and a restart", last)
-			if got := testutil.EchoOnce(t, listen, "ok"); got != "ok" {
-				t.Fatalf("echo after %d kills = %q", rounds, got)
-			}
-		}
+	}
+	last := startDaemon(t, apps, "-state", state)
+	waitNoneMarked(t, mark, "the last SIGKILL and a restart", last)
+	if got := testutil.EchoOnce(t, listen, "ok"); got != "ok" {
+		t.Fatalf("echo after %d kills = %q", rounds, got)
 	}
 }

@@ -77,3 +77,8 @@ type Adopter interface {
 // stop): the Manager records the app as stopped, not crashed, so that the
 // next connection starts it again without a crash backoff.
 var ErrStoppedOutside = errors.New("stopped from outside DynaPM")
+
+// ErrMemoryKilled is what a Process's Err wraps when the kernel's OOM
+// killer ended the instance at its memory limit (memory_max as a cgroup's
+// memory.max): the Manager records a stop with reason memory, not a crash.
+var ErrMemoryKilled = errors.New("killed by the kernel at memory_max")

@@ -40,16 +40,23 @@ func gateReady(ctx context.Context, checker ReadyChecker) error {
 }
 
 // stoppedOutsideLocked records the end of a ready instance that someone else
-// stopped: a stop, not a crash, so no backoff. The other instances of a
+// stopped (reason outside), or the kernel at memory_max (reason memory): a
+// stop, not a crash, so no backoff. The other instances of a
 // scaled app serve on; when it was the last one the app is stopped, and an
 // always app starts again.
-func (m *Manager) stoppedOutsideLocked(a *app, in *instance, uptime time.Duration) {
+func (m *Manager) stoppedOutsideLocked(a *app, in *instance, uptime time.Duration, reason string) {
 	a.dropInstance(in)
 	a.failures = 0
 	a.lastErr = ""
-	m.log.Info("app stopped from outside", instAttrs(a, in, []any{"app", a.name, "status", exitStatus(in.proc), "uptime", uptime})...)
+	attrs := instAttrs(a, in, []any{"app", a.name, "status", exitStatus(in.proc), "uptime", uptime})
+	if reason == "memory" {
+		a.lastErr = in.proc.Err().Error()
+		m.log.Warn("app stopped by the kernel at memory_max", append(attrs, "reason", reason)...)
+	} else {
+		m.log.Info("app stopped from outside", attrs...)
+	}
 	if m.cfg.Events != nil {
-		m.cfg.Events.AppStopped(a.name, "outside")
+		m.cfg.Events.AppStopped(a.name, reason)
 	}
 	if a.active() > 0 {
 		m.settleLocked(a)

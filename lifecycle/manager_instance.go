@@ -426,7 +426,11 @@ func (m *Manager) holdOffScalingLocked(a *app, d time.Duration) {
 func (m *Manager) crashedLocked(a *app, in *instance, tail string) {
 	uptime := time.Since(in.readyAt)
 	if errors.Is(in.proc.Err(), ErrStoppedOutside) {
-		m.stoppedOutsideLocked(a, in, uptime)
+		m.stoppedOutsideLocked(a, in, uptime, "outside")
+		return
+	}
+	if errors.Is(in.proc.Err(), ErrMemoryKilled) {
+		m.stoppedOutsideLocked(a, in, uptime, "memory")
 		return
 	}
 	a.dropInstance(in)

@@ -93,3 +93,47 @@ func TestScaleInstanceStoppedOutsideLeavesTheOthersServing(t *testing.T) {
 	h.wake("web")
 	h.waitInstances("web", 2)
 }
+
+// oomDriver is the exec driver with every exit reported as the kernel's
+// OOM kill at memory.max, as the exec driver reports one in a cgroup with
+// the memory controller.
+type oomDriver struct{ Driver }
+
+func (d oomDriver) Start(ctx context.Context, req StartRequest) (Process, error) {
+	p, err := d.Driver.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return oomProcess{p}, nil
+}
+
+type oomProcess struct{ Process }
+
+func (p oomProcess) Err() error { return fmt.Errorf("%w (%v)", ErrMemoryKilled, p.Process.Err()) }
+
+func TestAnOOMKillAtMemoryMaxIsAStopForMemoryNotACrash(t *testing.T) {
+	ev := &recordedEvents{}
+	h := newHarness(t, func(c *Config) {
+		c.Events = ev
+		c.Driver = oomDriver{c.Driver}
+		c.BackoffMin, c.BackoffMax = time.Minute, 2*time.Minute
+	})
+	h.m.Apply([]*appfile.Spec{h.spec("web")})
+	h.wake("web")
+	st := h.waitState("web", Ready)
+	if err := syscall.Kill(st.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.waitLog(`msg="app stopped by the kernel at memory_max"`, "app=web", "reason=memory")
+	st = h.waitState("web", Stopped)
+	if !strings.Contains(st.LastError, "killed by the kernel at memory_max") {
+		t.Errorf("last error %q does not say memory_max", st.LastError)
+	}
+	got := ev.get()
+	if countEvents(got, "stopped web memory") != 1 || strings.Contains(strings.Join(got, ","), "crash") {
+		t.Errorf("events = %q, want one memory stop and no crash", got)
+	}
+	// Not a crash: no backoff holds off the next start.
+	h.wake("web")
+	h.waitState("web", Ready)
+}

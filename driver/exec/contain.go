@@ -55,14 +55,19 @@ func (d *Driver) Containment() string {
 // group once the daemon is their subreaper (UseSubreaper).
 type box struct {
 	group *cgroup.Group // nil: process-group containment
-	pgid  int           // the leader's pid, once started
-	id    string        // the invocation id
+	// memory: the group has the memory controller (memory.current,
+	// memory.events).
+	memory bool
+	pgid   int    // the leader's pid, once started
+	id     string // the invocation id
 }
 
 // newBoxLocked makes the box for a program of app, kind 'i' (instance) or
 // 'j' (job), and prepares cmd to start in it: born inside its cgroup,
-// with its invocation id in the environment. d.mu must be held.
-func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte) (*box, error) {
+// with its invocation id in the environment. memMax, when not 0 and the
+// groups have the memory controller, becomes the cgroup's memory.max.
+// d.mu must be held.
+func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64) (*box, error) {
 	b := &box{id: newInvocationID()}
 	if cmd.Env == nil {
 		cmd.Env = os.Environ() // what a nil Env would have given
@@ -76,6 +81,13 @@ func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte) (*box, error
 		return nil, fmt.Errorf("making the program's cgroup: %w", err)
 	}
 	b.group = g
+	b.memory = d.sub.Memory() == nil
+	if b.memory && memMax > 0 {
+		if err := g.SetMemoryMax(uint64(memMax)); err != nil {
+			_ = g.Remove()
+			return nil, fmt.Errorf("setting memory_max: %w", err)
+		}
+	}
 	cmd.SysProcAttr.UseCgroupFD = true
 	cmd.SysProcAttr.CgroupFD = g.FD()
 	return b, nil
@@ -153,6 +165,16 @@ func (b *box) waitGone(ctx context.Context) error {
 		interval = min(interval*2, groupPollMax)
 	}
 	return nil
+}
+
+// oomKilled reports whether the kernel's OOM killer killed a process of
+// the box's cgroup.
+func (b *box) oomKilled() bool {
+	if b.group == nil || !b.memory {
+		return false
+	}
+	n, err := b.group.OOMKills()
+	return err == nil && n > 0
 }
 
 // release removes the box's cgroup, which must be empty; the box is not

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -219,12 +220,14 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err := d.ensureReaperLocked(); err != nil {
 		return nil, err
 	}
-	b, err := d.newBoxLocked(cmd, name, 'i')
+	b, err := d.newBoxLocked(cmd, name, 'i', req.Spec.MemoryMax)
 	if err != nil {
 		return nil, err
 	}
+	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	pid, wait, err := d.launchLocked(cmd)
 	if err != nil {
+		d.removeRecordLocked(b)
 		_ = b.release()
 		return nil, err
 	}
@@ -239,14 +242,26 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		killed: make(chan struct{}),
 	}
 	d.registerLocked(p)
-	if b.group == nil {
-		// A cgroup needs no record: membership is the proof.
-		d.writeRecordLocked(p, name, path, b.id, req.Spec.StopSignal, req.Spec.StopTimeout)
-	}
+	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	d.wg.Add(1)
 	go p.watch()
 	p.logger.Debug("process started", "command", req.Spec.Command)
+	if b.memory {
+		return memProcess{p}, nil
+	}
 	return p, nil
+}
+
+// memProcess is a process whose cgroup has the memory controller: its
+// memory is the cgroup's memory.current (lifecycle.MemoryReporter), not
+// the RSS of a process tree.
+type memProcess struct{ *process }
+
+var _ lifecycle.MemoryReporter = memProcess{}
+
+// MemoryBytes returns the cgroup's memory.current.
+func (p memProcess) MemoryBytes(context.Context) (uint64, error) {
+	return p.box.group.MemoryCurrent()
 }
 
 // Close kills every process group still running, ends the reaper and waits
@@ -405,6 +420,13 @@ func (p *process) watch() {
 		p.kill()
 	}
 	p.waitGroupGone()
+	if !stopping && p.box.oomKilled() {
+		// Ended by the kernel at memory.max (memory_max): a stop, reason
+		// memory, not a crash.
+		p.mu.Lock()
+		p.err = fmt.Errorf("%w (%v)", lifecycle.ErrMemoryKilled, p.err)
+		p.mu.Unlock()
+	}
 	if err := p.box.release(); err != nil {
 		p.logger.Warn("removing the app's cgroup", "err", err)
 	}

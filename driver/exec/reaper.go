@@ -184,7 +184,7 @@ func (d *Driver) unregister(p *process) {
 	defer d.mu.Unlock()
 	if d.groups[p.pid] == p {
 		delete(d.groups, p.pid)
-		d.removeRecordLocked(p.pid)
+		d.removeRecordLocked(p.box)
 	}
 	if d.reaper == nil {
 		return

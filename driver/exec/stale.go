@@ -65,50 +65,61 @@ func (d *Driver) RecordGroups(dir string) error {
 	return nil
 }
 
-// writeRecordLocked records p's group. Best effort: a failure only costs
-// the second line of defence, so it is logged, not returned. d.mu must be
-// held, which orders it before the group's removeRecordLocked.
-func (d *Driver) writeRecordLocked(p *process, app, program, id string, sig syscall.Signal, timeout time.Duration) {
-	if err := d.writeGroupRecordLocked(p.pid, app, program, id, sig, timeout); err != nil {
-		p.logger.Warn("cannot record process group", "err", err)
+// recordLocked records box b's program, in RUNDIR/ID.json (ID its
+// invocation id): first before it starts (no pgid yet), so that a daemon
+// killed at any moment leaves a record of what it started, then with its
+// process group and the leader's start time once it runs. Only without
+// cgroups. Best effort: a failure only costs the second line of defence,
+// so it is logged, not returned. d.mu must be held, which orders it
+// before the box's removeRecordLocked.
+func (d *Driver) recordLocked(b *box, app, program string, sig syscall.Signal, timeout time.Duration) {
+	if d.runDir == "" || b.group != nil {
+		return
+	}
+	if err := writeRecord(d.runDir, b, app, program, sig, timeout); err != nil {
+		d.logger.Warn("cannot record a program", "app", app, "pgid", b.pgid, "err", err)
 	}
 }
 
-// writeGroupRecordLocked writes the record of group pgid, whose leader
-// must still be alive (not a zombie). d.mu must be held.
-func (d *Driver) writeGroupRecordLocked(pgid int, app, program, id string, sig syscall.Signal, timeout time.Duration) error {
-	dir := d.runDir
-	if dir == "" {
-		return nil
+func writeRecord(dir string, b *box, app, program string, sig syscall.Signal, timeout time.Duration) error {
+	rec := groupRecord{App: app, Pgid: b.pgid, Program: program, BootID: bootID(),
+		Invocation: b.id, StopSignal: int(sig), StopTimeout: timeout}
+	if b.pgid > 0 {
+		ticks, err := startTicks(b.pgid)
+		if err != nil {
+			return err
+		}
+		rec.StartTicks = ticks
 	}
-	ticks, err := startTicks(pgid)
+	data, _ := json.Marshal(rec)
+	path := recordPath(dir, b.id)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
-	rec := groupRecord{App: app, Pgid: pgid, Program: program, StartTicks: ticks, BootID: bootID(),
-		Invocation: id, StopSignal: int(sig), StopTimeout: timeout}
-	b, _ := json.Marshal(rec)
-	path := recordPath(dir, pgid)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
 }
 
-// removeRecordLocked forgets the record of group pgid. d.mu must be held.
-func (d *Driver) removeRecordLocked(pgid int) {
-	dir := d.runDir
-	if dir == "" {
+// removeRecordLocked forgets the record of box b. d.mu must be held.
+func (d *Driver) removeRecordLocked(b *box) {
+	if d.runDir == "" || b.group != nil {
 		return
 	}
-	if err := os.Remove(recordPath(dir, pgid)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		d.logger.Warn("removing process group record", "pgid", pgid, "err", err)
+	if err := os.Remove(recordPath(d.runDir, b.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.logger.Warn("removing a program's record", "pgid", b.pgid, "err", err)
 	}
 }
 
-func recordPath(dir string, pgid int) string {
-	return filepath.Join(dir, strconv.Itoa(pgid)+".json")
+func recordPath(dir, key string) string {
+	return filepath.Join(dir, key+".json")
 }
 
 // StopStale stops every process group recorded in dir that still runs: the
@@ -186,8 +197,8 @@ func readRecord(path string) (groupRecord, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return rec, fmt.Errorf("not a process record: %w", err)
 	}
-	if rec.Pgid <= 1 || len(rec.Invocation) != 32 {
-		return rec, errors.New("not a process record: no process group or invocation id")
+	if rec.Pgid < 0 || rec.Pgid == 1 || len(rec.Invocation) != 32 {
+		return rec, errors.New("not a process record: no invocation id, or a bad process group")
 	}
 	return rec, nil
 }
@@ -227,17 +238,11 @@ func ownDir(dir string) error {
 }
 
 // stillOurs reports whether the recorded program still runs: the same
-// boot, and processes that carry the recorded invocation id. A leader that
-// still runs must have the recorded start time too.
+// boot, and processes that carry the recorded invocation id. Only those,
+// and the recorded group when its leader still proves it ours, are
+// signalled.
 func (rec groupRecord) stillOurs() bool {
-	if rec.BootID != bootID() || len(rec.marked()) == 0 {
-		return false
-	}
-	ticks, err := startTicks(rec.Pgid)
-	if err != nil {
-		return true // the leader is gone; what it started lives on
-	}
-	return ticks == rec.StartTicks && hasInvocation(rec.Pgid, rec.Invocation)
+	return rec.BootID == bootID() && len(rec.marked()) > 0
 }
 
 // marked returns the live processes that carry the record's invocation
@@ -248,8 +253,11 @@ func (rec groupRecord) marked() []int { return findMarked(rec.Invocation, 0, 0) 
 // signal sends sig to the recorded group, if its leader still proves it
 // ours, and to every process that carries the invocation id.
 func (rec groupRecord) signal(sig syscall.Signal) {
-	if ticks, err := startTicks(rec.Pgid); err == nil && ticks == rec.StartTicks && hasInvocation(rec.Pgid, rec.Invocation) {
-		_ = syscall.Kill(-rec.Pgid, sig)
+	// Pgid 0: recorded before it started; its processes carry the id.
+	if rec.Pgid > 0 {
+		if ticks, err := startTicks(rec.Pgid); err == nil && ticks == rec.StartTicks && hasInvocation(rec.Pgid, rec.Invocation) {
+			_ = syscall.Kill(-rec.Pgid, sig)
+		}
 	}
 	signalMarked(rec.marked(), rec.Invocation, sig)
 }

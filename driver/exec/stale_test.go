@@ -28,7 +28,10 @@ func TestExecDriverRecordsEachGroupWhileItLives(t *testing.T) {
 	req, _ := execRequest(t, "-mode", "sleep")
 	req.Spec.StopSignal, req.Spec.StopTimeout = syscall.SIGINT, 3*time.Second
 	p := execStart(t, d, req)
-	rec, err := readRecord(recordPath(run, p.Pid()))
+	d.mu.Lock()
+	id := d.groups[p.Pid()].box.id
+	d.mu.Unlock()
+	rec, err := readRecord(recordPath(run, id))
 	if err != nil {
 		t.Fatalf("no record of group %d in %s: %v", p.Pid(), run, err)
 	}
@@ -37,7 +40,7 @@ func TestExecDriverRecordsEachGroupWhileItLives(t *testing.T) {
 		t.Fatalf("record = %+v (still ours: %v)", rec, rec.stillOurs())
 	}
 	execStop(t, p, time.Second)
-	if _, err := os.Stat(recordPath(run, p.Pid())); !os.IsNotExist(err) {
+	if _, err := os.Stat(recordPath(run, id)); !os.IsNotExist(err) {
 		t.Fatalf("record of a stopped group still there: %v", err)
 	}
 }
@@ -77,7 +80,7 @@ func writeTestRecordMode(t *testing.T, dir string, rec groupRecord, mode os.File
 	b := []byte(`{"app":"` + rec.App + `","pgid":` + strconv.Itoa(rec.Pgid) + `,"start_ticks":` +
 		strconv.FormatUint(rec.StartTicks, 10) + `,"boot_id":"` + rec.BootID + `","invocation":"` + rec.Invocation +
 		`","stop_signal":15,"stop_timeout":` + strconv.FormatInt(int64(rec.StopTimeout), 10) + `}`)
-	path := recordPath(dir, rec.Pgid)
+	path := recordPath(dir, strconv.Itoa(rec.Pgid))
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +117,13 @@ func TestStopStaleKillsARecordedGroupThatIgnoresSIGTERM(t *testing.T) {
 func TestStopStaleSparesAReusedPid(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	id := newInvocationID()
-	pid := startOrphanGroup(t, id)
+	pid := startOrphanGroup(t, newInvocationID()) // a later program's
 	ticks, err := startTicks(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The same pid, started at another time: not the recorded program.
+	// The same pid, started at another time, of another invocation: not
+	// the recorded program, whose processes are all gone.
 	writeTestRecord(t, dir, groupRecord{App: "old", Pgid: pid, StartTicks: ticks + 1, BootID: bootID(), Invocation: id, StopTimeout: time.Second})
 	if n := StopStale(context.Background(), dir, slog.New(slog.DiscardHandler)); n != 0 {
 		t.Fatalf("StopStale stopped %d groups, want 0", n)
@@ -145,7 +149,8 @@ func TestStopStaleWithoutRecords(t *testing.T) {
 // a process that does not carry the record's invocation id is never
 // signalled, nor one named by a record another user could have written.
 func TestStopStaleNeverSignalsAProcessBecauseAFileSaysSo(t *testing.T) {
-	id := newInvocationID()
+	id := newInvocationID()              // known only to the program that carries it
+	forged := newInvocationID()          // what a forger can write: any id but id
 	unrelated := startOrphanGroup(t, "") // no invocation id at all
 	other := startOrphanGroup(t, newInvocationID())
 	ours := startOrphanGroup(t, id)
@@ -157,8 +162,8 @@ func TestStopStaleNeverSignalsAProcessBecauseAFileSaysSo(t *testing.T) {
 		return groupRecord{App: "forged", Pgid: pid, StartTicks: ticks, BootID: bootID(), Invocation: id, StopTimeout: time.Second}
 	}
 	dir := filepath.Join(t.TempDir(), "run")
-	writeTestRecord(t, dir, rec(unrelated, id))       // matches in all but the environment
-	writeTestRecord(t, dir, rec(other, id))           // a process of another invocation
+	writeTestRecord(t, dir, rec(unrelated, forged))   // matches in all but the environment
+	writeTestRecord(t, dir, rec(other, forged))       // a process of another invocation
 	writeTestRecordMode(t, dir, rec(ours, id), 0o644) // the right one, in a file others can read
 	var logs strings.Builder
 	if n := StopStale(context.Background(), dir, slog.New(slog.NewTextHandler(&logs, nil))); n != 0 {
@@ -217,5 +222,27 @@ func TestStopLeftGroupsStopsWhatADeadDaemonLeft(t *testing.T) {
 	}
 	if want := `found app \"old\" still running from a previous daemon`; !strings.Contains(logs.String(), want) {
 		t.Fatalf("log lacks %q:\n%s", want, &logs)
+	}
+}
+
+// A program is recorded before it starts: a daemon killed between the
+// fork and the record leaves a record all the same, which names no
+// process group yet, and the next daemon stops the program by the
+// invocation id its processes carry.
+func TestStopStaleStopsAProgramRecordedBeforeItStarted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b := &box{id: newInvocationID()}
+	if err := writeRecord(dir, b, "early", "/bin/early", syscall.SIGTERM, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pid := startOrphanGroup(t, b.id)
+	if n := StopStale(context.Background(), dir, slog.New(slog.DiscardHandler)); n != 1 {
+		t.Fatalf("StopStale stopped %d programs, want 1", n)
+	}
+	if groupAlive(pid) {
+		t.Fatalf("program %d recorded before it started still runs", pid)
 	}
 }

@@ -50,11 +50,13 @@ func (d *Driver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (
 		// still guards the group.
 		log.Warn("cannot start the reaper for a process group", "err", err)
 	}
-	b, err := d.newBoxLocked(cmd, app, 'j')
+	b, err := d.newBoxLocked(cmd, app, 'j', 0)
 	if err != nil {
 		return nil, fmt.Errorf("starting a process group for app %q: %w", app, err)
 	}
+	d.recordLocked(b, app, program, syscall.SIGTERM, trackedStopTimeout)
 	if err := cmd.Start(); err != nil {
+		d.removeRecordLocked(b)
 		_ = b.release()
 		return nil, err
 	}
@@ -67,11 +69,7 @@ func (d *Driver) StartGroup(cmd *exec.Cmd, spec *appfile.Spec, program string) (
 			log.Warn("registering process group with reaper", "pgid", pgid, "err", err)
 		}
 	}
-	if b.group == nil {
-		if err := d.writeGroupRecordLocked(pgid, app, program, b.id, syscall.SIGTERM, trackedStopTimeout); err != nil {
-			log.Debug("cannot record process group", "pgid", pgid, "err", err)
-		}
-	}
+	d.recordLocked(b, app, program, syscall.SIGTERM, trackedStopTimeout)
 	return func() { d.untrack(pgid, job) }, nil
 }
 
@@ -113,7 +111,7 @@ func (d *Driver) untrack(pgid int, job *trackedJob) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.tracked, pgid)
-	d.removeRecordLocked(pgid)
+	d.removeRecordLocked(b)
 	if d.reaper == nil {
 		return
 	}

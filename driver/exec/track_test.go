@@ -42,7 +42,10 @@ func TestStartedGroupIsRecordedUntilUntracked(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgid, untrack := startGroup(t, d, "nightly", "/bin/backup")
-	rec, err := readRecord(recordPath(run, pgid))
+	d.mu.Lock()
+	id := d.tracked[pgid].box.id
+	d.mu.Unlock()
+	rec, err := readRecord(recordPath(run, id))
 	if err != nil {
 		t.Fatalf("no record of started group %d in %s: %v", pgid, run, err)
 	}
@@ -51,7 +54,7 @@ func TestStartedGroupIsRecordedUntilUntracked(t *testing.T) {
 		t.Fatalf("record = %+v (still ours: %v)", rec, rec.stillOurs())
 	}
 	untrack()
-	if _, err := os.Stat(recordPath(run, pgid)); !os.IsNotExist(err) {
+	if _, err := os.Stat(recordPath(run, id)); !os.IsNotExist(err) {
 		t.Fatalf("record of an untracked group still there: %v", err)
 	}
 	untrack() // a second call changes nothing
