@@ -23,6 +23,10 @@ import (
 // what is served must match the oracle.
 const reloadDeadline = time.Second
 
+// echoStart bounds how long a connection made within reloadDeadline may
+// wait for its app's program to start and answer.
+const echoStart = 3 * time.Second
+
 // Seeded random sequences of changes to apps.d, applied by the real
 // watcher and the daemon's apply in this process, against an oracle:
 // after every step, within reloadDeadline, every app whose last valid
@@ -293,13 +297,15 @@ func (w *reloadWalk) violations() string {
 }
 
 // echoes reports whether a connection to addr is served by an echo app.
+// The reply may take echoStart: the deadline is on the daemon's reload,
+// not on how fast a loaded machine starts a program.
 func echoes(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	_ = c.SetDeadline(time.Now().Add(echoStart))
 	if _, err := io.WriteString(c, "ping"); err != nil {
 		return false
 	}

@@ -155,6 +155,8 @@ func TestADialWithoutDescriptorsIsRetriedNotClosed(t *testing.T) {
 		t.Fatalf("routed to %q, want aaa", got)
 	}
 	warm.Close()
+	// Nothing of it may still be closing while the table is filled.
+	waitFor(t, "the warm-up connection closed", func() bool { return strings.Contains(logs.String(), "connection closed") })
 	cfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +187,80 @@ func TestADialWithoutDescriptorsIsRetriedNotClosed(t *testing.T) {
 		t.Fatalf("routed to %q, want aaa; log:\n%s", got, logs)
 	}
 	roundTrip(t, c, "served once descriptors were back")
+	if l := logs.String(); strings.Contains(l, "closing connection") {
+		t.Errorf("a connection was closed:\n%s", l)
+	}
+}
+
+// The same on an address shared by name: the connection is wrapped for
+// Go to peek at its Host, which takes a descriptor more. Without one the
+// client was closed; now it is held and the wrap tried again.
+func TestAPeekWithoutDescriptorsIsRetriedNotClosed(t *testing.T) {
+	if testDataPath == DataPathGoroutines {
+		t.Skip("Go's Accept returns a Go socket: there is nothing to wrap on this data path")
+	}
+	if !runAlone(t) {
+		return
+	}
+	w := twoApps(t)
+	s, logs := newServer(t, w)
+	failed := make(chan struct{}, 1)
+	s.noFdHook = func() {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+	}
+	if errs := s.Apply(map[string][]Route{"127.0.0.1:0": {
+		{App: "aaa", Host: []string{"a.test"}},
+		{App: "bbb", Host: []string{"b.test"}},
+	}}); errs != nil {
+		t.Fatal(errs)
+	}
+	addr := s.Addr("127.0.0.1:0").String()
+	const request = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
+	warm := dialTCP(t, addr)
+	if _, err := warm.Write([]byte(request)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readName(t, warm, 3); got != "aaa" {
+		t.Fatalf("routed to %q, want aaa", got)
+	}
+	warm.Close()
+	// Nothing of it may still be closing while the table is filled.
+	waitFor(t, "the warm-up connection closed", func() bool { return strings.Contains(logs.String(), "connection closed") })
+	cfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := os.NewFile(uintptr(cfd), "client")
+	t.Cleanup(func() { client.Close() })
+	ap := netip.MustParseAddrPort(addr)
+	restore, spare := exhaustDescriptors(t)
+	t.Cleanup(restore)
+	spare()
+	if err := syscall.Connect(cfd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	if _, err := syscall.Write(cfd, []byte(request)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-failed:
+	case <-time.After(20 * time.Second):
+		restore()
+		t.Fatalf("no wrap failed for lack of descriptors:\n%s", logs)
+	}
+	restore()
+	nc, err := net.FileConn(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*net.TCPConn)
+	t.Cleanup(func() { c.Close() })
+	if got := readName(t, c, 3); got != "aaa" {
+		t.Fatalf("routed to %q, want aaa; log:\n%s", got, logs)
+	}
 	if l := logs.String(); strings.Contains(l, "closing connection") {
 		t.Errorf("a connection was closed:\n%s", l)
 	}

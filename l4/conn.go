@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // proxyConn is one accepted connection, from accept to its last byte.
@@ -83,23 +85,53 @@ func (s *Server) untrack(c *proxyConn) {
 
 // goClient gives c a Go socket for its client if it has a raw descriptor,
 // for the paths that read, write or wait on the client through Go (peeking,
-// unavailable replies, the goroutines' copy). False if that failed; the
-// descriptor is closed then.
+// unavailable replies, the goroutines' copy). Wrapping takes a descriptor
+// more for a moment: without one (EMFILE, ENFILE) the client is held and
+// the wrap tried again, pausing as a dial does, for up to PeekTimeout. False
+// if that failed; the descriptor is closed then.
 func (s *Server) goClient(c *proxyConn) bool {
 	if c.client != nil {
 		return true
 	}
+	wait := durationOr(s.DialRefusedDelay, DefaultDialRefusedDelay)
+	deadline := time.Now().Add(durationOr(s.PeekTimeout, DefaultPeekTimeout))
+	for {
+		err := s.wrapClient(c)
+		if err == nil {
+			return true
+		}
+		if noDescriptors(err) && s.noFdHook != nil {
+			s.noFdHook()
+		}
+		if !noDescriptors(err) || !s.pause(&wait, deadline) {
+			s.logger().Warn("wrapping the client socket failed, closing connection", slog.Any("err", err))
+			s.mu.Lock()
+			syscall.Close(c.cfd)
+			c.cfd = -1
+			s.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// wrapClient wraps c's raw descriptor, which it closes once wrapped; on
+// failure c keeps it.
+func (s *Server) wrapClient(c *proxyConn) error {
 	// Under s.mu: Shutdown shuts down held clients' descriptors.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tc, err := fileConn(c.cfd)
-	c.cfd = -1
+	dup, err := unix.FcntlInt(uintptr(c.cfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		s.logger().Warn("wrapping the client socket failed, closing connection", slog.Any("err", err))
-		return false
+		return fmt.Errorf("wrapping a socket: %w", os.NewSyscallError("fcntl", err))
 	}
+	tc, err := fileConn(dup)
+	if err != nil {
+		return err
+	}
+	syscall.Close(c.cfd)
+	c.cfd = -1
 	c.client = tc
-	return true
+	return nil
 }
 
 // fileConn wraps fd, which it takes over, in a *net.TCPConn.

@@ -256,7 +256,13 @@ const maxDescriptorWait = 100 * time.Millisecond
 // maxDescriptorWait), unless that would take it past r.StartTimeout from
 // its wake or the server shuts down meanwhile; false: give up.
 func (s *Server) waitForDescriptors(c *proxyConn, r Route, wait *time.Duration) bool {
-	deadline := c.start.Add(durationOr(r.StartTimeout, DefaultDialTimeout))
+	return s.pause(wait, c.start.Add(durationOr(r.StartTimeout, DefaultDialTimeout)))
+}
+
+// pause waits *wait, doubling it up to maxDescriptorWait, unless that
+// would take it past deadline or the server shuts down meanwhile; false:
+// give up.
+func (s *Server) pause(wait *time.Duration, deadline time.Time) bool {
 	d := min(*wait, time.Until(deadline))
 	if d <= 0 {
 		return false

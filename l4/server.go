@@ -123,6 +123,9 @@ type Server struct {
 	// dialErrorHook, when set, sees every failed connect attempt; tests use
 	// it to act right after a refused connect.
 	dialErrorHook func(error)
+	// noFdHook, when set, is called each time a client's socket could not
+	// be wrapped for lack of descriptors (tests).
+	noFdHook func()
 
 	mu        sync.Mutex
 	inited    bool

@@ -40,7 +40,7 @@ func Serve(addr, setting string, m *Metrics, logger *slog.Logger, limits httpcap
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}))
-	s := &Server{http: &http.Server{Handler: mux}, done: make(chan struct{})}
+	s := &Server{http: &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}, done: make(chan struct{})}
 	s.ln = limits.Apply(s.http, ln)
 	go s.serve(logger)
 	logger.Info("metrics listening", "addr", ln.Addr().String())
