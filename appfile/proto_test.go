@@ -106,3 +106,28 @@ func TestConflictsKeepProtocolsApart(t *testing.T) {
 		t.Errorf("ListenKey = %q", got)
 	}
 }
+
+func TestProtocolChangeNeedsRestart(t *testing.T) {
+	dir := t.TempDir()
+	parse := func(yaml string) *Spec {
+		t.Helper()
+		s, err := Parse(filepath.Join(dir, "dns.yaml"), []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tcp := parse("listen: '127.0.0.1:53'\ncommand: x\n")
+	both := parse("listen: ['127.0.0.1:53', '127.0.0.1:53/udp']\ncommand: x\n")
+	moved := parse("listen: ['127.0.0.1:54', '127.0.0.1:54/udp']\ncommand: x\n")
+	longer := parse("listen: ['127.0.0.1:54', '127.0.0.1:54/udp']\ncommand: x\nudp_flow_timeout: 2m\n")
+	if !both.NeedsRestart(tcp) {
+		t.Error("a UDP listen added: the program must also serve UDP on its port, yet no restart")
+	}
+	if moved.NeedsRestart(both) || moved.Equal(both) {
+		t.Errorf("listen moved within the same protocols: restart %v, equal %v; want no restart, not equal", moved.NeedsRestart(both), moved.Equal(both))
+	}
+	if longer.NeedsRestart(moved) || longer.Equal(moved) {
+		t.Error("udp_flow_timeout changed: want a change without a restart")
+	}
+}

@@ -182,6 +182,11 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		if err := checkUpstreamFree(ctx, req.Spec.Upstream); err != nil {
 			return nil, err
 		}
+		if _, udp := req.Spec.Protocols(); udp {
+			if err := checkUDPUpstreamFree(name, req.Spec.Upstream); err != nil {
+				return nil, err
+			}
+		}
 	}
 	path, err := FindProgram(req.Spec.Command[0], req.Spec.Dir, req.Env)
 	if err != nil {

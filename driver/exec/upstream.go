@@ -1,20 +1,17 @@
 package execdriver
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/dynapm/dynapm/internal/procnet"
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
@@ -53,11 +50,16 @@ func checkUpstreamFree(ctx context.Context, upstream string) error {
 // and the /proc/PID/fd links. ok is false when none is found (the socket
 // is another user's, whose descriptors cannot be read, say).
 func FindListener(ap netip.AddrPort) (pid int, cmd string, ok bool) {
+	found, _ := procnet.Bound(procnet.TCPTables, procnet.TCPListen, ap)
+	return findHolder(found)
+}
+
+// findHolder returns a process holding one of the sockets whose inodes
+// are given, and its command line.
+func findHolder(found []string) (pid int, cmd string, ok bool) {
 	inodes := map[string]bool{}
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		for _, ino := range listeningInodes(table, ap) {
-			inodes["socket:["+ino+"]"] = true
-		}
+	for _, ino := range found {
+		inodes["socket:["+ino+"]"] = true
 	}
 	if len(inodes) == 0 {
 		return 0, "", false
@@ -83,64 +85,6 @@ func FindListener(ap netip.AddrPort) (pid int, cmd string, ok bool) {
 		}
 	}
 	return 0, "", false
-}
-
-// tcpListen is the st column of a listening socket in /proc/net/tcp.
-const tcpListen = "0A"
-
-// listeningInodes returns the inodes of the listening sockets in the
-// /proc/net/tcp-style table at path that take connections to ap: bound to
-// its port and to its address or to the wildcard.
-func listeningInodes(path string, ap netip.AddrPort) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var inodes []string
-	sc := bufio.NewScanner(f)
-	sc.Scan() // the header
-	for sc.Scan() {
-		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || fields[3] != tcpListen {
-			continue
-		}
-		local, ok := parseProcAddr(fields[1])
-		if !ok || local.Port() != ap.Port() {
-			continue
-		}
-		// A socket on every address holds the port for each, and one
-		// on any address holds it against a bind to every address.
-		if a := local.Addr().Unmap(); a == ap.Addr().Unmap() || a.IsUnspecified() || ap.Addr().IsUnspecified() {
-			inodes = append(inodes, fields[9])
-		}
-	}
-	return inodes
-}
-
-// parseProcAddr parses an address of /proc/net/tcp{,6}: the IP as 32-bit
-// words in hex, each in the kernel's byte order, then ":" and the port in
-// hex.
-func parseProcAddr(s string) (netip.AddrPort, bool) {
-	ipHex, portHex, ok := strings.Cut(s, ":")
-	if !ok {
-		return netip.AddrPort{}, false
-	}
-	port, err := strconv.ParseUint(portHex, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	raw, err := hex.DecodeString(ipHex)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
-		return netip.AddrPort{}, false
-	}
-	ip := make([]byte, len(raw))
-	for i := 0; i < len(raw); i += 4 {
-		binary.NativeEndian.PutUint32(ip[i:], binary.BigEndian.Uint32(raw[i:]))
-	}
-	addr, _ := netip.AddrFromSlice(ip)
-	return netip.AddrPortFrom(addr, uint16(port)), true
 }
 
 // commandLine returns pid's command line, arguments joined by spaces and

@@ -132,22 +132,3 @@ func TestFindListenerNamesTheHolderOnIPv4AndIPv6(t *testing.T) {
 		t.Errorf("FindListener(%s) = %d, %q on a free port", free, pid, cmd)
 	}
 }
-
-func TestParseProcAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"0100007F:1F90":                         "127.0.0.1:8080",
-		"00000000:0050":                         "0.0.0.0:80",
-		"00000000000000000000000001000000:1F90": "[::1]:8080",
-		"0000000000000000FFFF00000100007F:0016": "[::ffff:127.0.0.1]:22",
-	} {
-		got, ok := parseProcAddr(in)
-		if !ok || got.String() != want {
-			t.Errorf("parseProcAddr(%q) = %v, %v; want %s", in, got, ok, want)
-		}
-	}
-	for _, bad := range []string{"", "0100007F", "zz00007F:0050", "0100:0050", "0100007F:fffff"} {
-		if got, ok := parseProcAddr(bad); ok {
-			t.Errorf("parseProcAddr(%q) = %v, want failure", bad, got)
-		}
-	}
-}
