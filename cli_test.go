@@ -402,3 +402,47 @@ func TestBytesCell(t *testing.T) {
 		}
 	}
 }
+
+func TestPinUnpinDisableEnable(t *testing.T) {
+	state := cliServer(t, sampleApps())
+	code, out, errOut := run(pinCommand, "web", "-for", "2h", "-state", state)
+	if code != 0 || !strings.HasPrefix(out, "web: stopped (pinned until 21:30) in ") && !strings.HasPrefix(out, "web: stopped (pinned until 2026-01-02 21:30) in ") {
+		t.Fatalf("pin: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if code, _, errOut := run(pinCommand, "web", "-for", "-1h", "-state", state); code != 2 || !strings.Contains(errOut, "-for must be ≥ 0") {
+		t.Fatalf("pin -for -1h: exit %d, err %q", code, errOut)
+	}
+	code, out, errOut = run(overrideCommand("disable"), "web", "-state", state)
+	if code != 0 || !strings.HasPrefix(out, "web: stopped (disabled) in ") {
+		t.Fatalf("disable: exit %d, out %q, err %q", code, out, errOut)
+	}
+	for _, verb := range []string{"unpin", "enable"} {
+		code, out, errOut = run(overrideCommand(verb), "web", "-state", state)
+		if code != 0 || !strings.HasPrefix(out, "web: stopped in ") {
+			t.Fatalf("%s: exit %d, out %q, err %q", verb, code, out, errOut)
+		}
+	}
+	if code, _, _ := run(overrideCommand("disable"), "nope", "-state", state); code != 1 {
+		t.Fatalf("disable of an unknown app: exit %d, want 1", code)
+	}
+}
+
+func TestStateCell(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.Local)
+	for _, c := range []struct {
+		a    admin.App
+		want string
+	}{
+		{admin.App{State: "ready"}, "ready"},
+		{admin.App{State: "ready", Pinned: true}, "ready (pinned)"},
+		{admin.App{State: "ready", Pinned: true, PinnedUntil: now.Add(9*time.Hour + 30*time.Minute)}, "ready (pinned until 21:30)"},
+		{admin.App{State: "ready", Pinned: true, PinnedUntil: now.Add(48 * time.Hour)}, "ready (pinned until 2026-01-04 12:00)"},
+		{admin.App{State: "stopped", Disabled: true}, "stopped (disabled)"},
+		{admin.App{State: "ready", KeptUpBy: []string{"api", "web"}}, "ready (needed by api,web)"},
+		{admin.App{State: "ready", Pinned: true, KeptUpBy: []string{"web"}}, "ready (pinned, needed by web)"},
+	} {
+		if got := stateCell(c.a, now); got != c.want {
+			t.Errorf("stateCell(%+v) = %q, want %q", c.a, got, c.want)
+		}
+	}
+}

@@ -53,6 +53,20 @@ func needsErrors(specs []*Spec, rejected map[int]bool) []error {
 		}
 	}
 	unknown()
+	// An app cannot need an app of its own exclusive group: the two
+	// would have to run at once.
+	for i, s := range specs {
+		if rejected[i] || s.Exclusive == "" {
+			continue
+		}
+		for j, n := range s.Needs {
+			if b := byName[n]; b != nil && b.Exclusive == s.Exclusive {
+				reject(i, index("needs", j), "%s is in exclusive group %s too: the two cannot run at once", Quote(n), Quote(s.Exclusive))
+				break
+			}
+		}
+	}
+	unknown()
 	// Edges of the specs accepted so far: a new spec's needs close a cycle
 	// when one of them already leads back to it.
 	edges := map[string][]string{}

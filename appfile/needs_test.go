@@ -76,6 +76,19 @@ func TestLoadDirNeedsCycleNamed(t *testing.T) {
 	}
 }
 
+func TestLoadDirNeedsInOwnExclusiveGroup(t *testing.T) {
+	dir := t.TempDir()
+	web := writeFile(t, dir, "web.yaml", "listen: ':1001'\ncommand: x\nneeds: [db]\nexclusive: big\n")
+	writeFile(t, dir, "db.yaml", "listen: ':1002'\ncommand: x\nexclusive: big\n")
+	specs, errs := LoadDir(dir)
+	if got := names(specs); !slices.Equal(got, []string{"db"}) {
+		t.Fatalf("served %q (errors %v)", got, errs)
+	}
+	if msg := errorFor(t, errs, web); !strings.Contains(msg, `needs[0]: "db" is in exclusive group "big" too`) {
+		t.Errorf("web: %s", msg)
+	}
+}
+
 func TestCheckConflictsNeedsEarlierWins(t *testing.T) {
 	dir := t.TempDir()
 	parse := func(name, body string) *Spec {

@@ -16,7 +16,8 @@ import (
 
 // httpGet returns the body of GET http://addr/, or "" on any error.
 func httpGet(addr string) string {
-	c := &http.Client{Timeout: 20 * time.Second}
+	// No keep-alive: no connection (and goroutine) outlives the request.
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + addr + "/")
 	if err != nil {
 		return ""

@@ -148,3 +148,23 @@ func TestNeedsCycleRefusedByCheckAndDaemon(t *testing.T) {
 		t.Fatalf("check: exit %d, output:\n%s", code, out)
 	}
 }
+
+// SIGTERM to the daemon stops the app that needs another before the app
+// it needs.
+func TestNeedsDaemonShutdownStopsDependentsFirst(t *testing.T) {
+	t.Parallel()
+	apps := t.TempDir()
+	stamps := filepath.Join(t.TempDir(), "stamps")
+	webAddr := testutil.FreeAddr(t)
+	testutil.WriteFile(t, filepath.Join(apps, "db.yaml"), stampedApp(t, "db", testutil.FreeAddr(t), stamps, "idle_timeout: 1h\n"))
+	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), stampedApp(t, "web", webAddr, stamps, "idle_timeout: 1h\nneeds: [db]\n"))
+	d := startDaemon(t, apps)
+	if got := testutil.EchoOnce(t, webAddr, "hi"); got != "hi" {
+		t.Fatalf("echo = %q", got)
+	}
+	stopDaemon(t, d)
+	at := stampTimes(t, stamps)
+	if at["web term"].IsZero() || !at["web term"].Before(at["db term"]) {
+		t.Fatalf("web told to stop at %v, db at %v: want web first", at["web term"], at["db term"])
+	}
+}

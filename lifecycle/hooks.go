@@ -71,7 +71,7 @@ func (m *Manager) goHook(in *instance, which string, argv []string, reason strin
 	return done
 }
 
-// afterStopLocked runs in's after_stop hook, if any, for reason, and
+// afterStopHookLocked runs in's after_stop hook, if any, for reason, and
 // records it as the one a's next start waits for.
 func (m *Manager) afterStopHookLocked(a *app, in *instance, reason string) {
 	if len(in.spec.Hooks.AfterStop) == 0 || in.proc == nil {

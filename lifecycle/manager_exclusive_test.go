@@ -99,7 +99,8 @@ func TestExclusiveHeldConnectionsReachTheirOwnProgram(t *testing.T) {
 
 // get sends GET / to up and returns the body.
 func get(up netip.AddrPort) (string, error) {
-	c := &http.Client{Timeout: mgrWait}
+	// No keep-alive: no connection (and goroutine) outlives the request.
+	c := &http.Client{Timeout: mgrWait, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + up.String() + "/")
 	if err != nil {
 		return "", err

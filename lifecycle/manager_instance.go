@@ -105,8 +105,9 @@ func (m *Manager) runInstance(a *app, in *instance) {
 
 	deadline := in.spawnedAt.Add(startTimeout(in.spec))
 	if len(in.spec.Needs) > 0 || in.spec.Exclusive != "" {
-		// The wait for the needed apps is part of this start: held
-		// connections wait through the whole chain within start_timeout.
+		// The wait for the needed apps and for the exclusive group is
+		// part of this start: held connections wait through all of it
+		// within start_timeout.
 		deadline = begun.Add(startTimeout(in.spec))
 	}
 	conn, err := m.probe.waitReady(in.ctx, proc, ready, m.cfg.ProbeInterval, deadline)

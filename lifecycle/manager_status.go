@@ -191,11 +191,20 @@ func (m *Manager) dependencyMapsLocked() (neededBy, keptUpBy map[string][]string
 		for _, n := range x.spec.Needs {
 			neededBy[n] = append(neededBy[n], x.name)
 		}
-		held := map[*app]bool{}
+		if len(x.insts) <= 1 {
+			// The common case: one instance or none, each need once.
+			for _, in := range x.insts {
+				for _, b := range in.needs {
+					keptUpBy[b.name] = append(keptUpBy[b.name], x.name)
+				}
+			}
+			continue
+		}
+		var held []*app // several instances hold the same needs
 		for _, in := range x.insts {
 			for _, b := range in.needs {
-				if !held[b] {
-					held[b] = true
+				if !slices.Contains(held, b) {
+					held = append(held, b)
 					keptUpBy[b.name] = append(keptUpBy[b.name], x.name)
 				}
 			}
