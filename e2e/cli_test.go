@@ -249,7 +249,9 @@ func TestMetricsAfterAWakeAndAnIdleStop(t *testing.T) {
 		return strings.Contains(out, `dynapm_app_stops_total{app="echo",reason="idle"} 1`+"\n")
 	}, "no idle stop in the metrics:\n%s", &out)
 	for _, want := range []string{
-		"dynapm_apps 1",
+		// bad.yaml is refused: an app in state error, as in status.
+		"dynapm_apps 2",
+		`dynapm_app_state{app="bad",state="error"} 1`,
 		`dynapm_app_state{app="echo",state="stopped"} 1`,
 		`dynapm_app_starts_total{app="echo",reason="connection"} 1`,
 		`dynapm_app_cold_start_seconds_count{app="echo"} 1`,

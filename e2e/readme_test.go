@@ -46,6 +46,10 @@ var readmeCommandsRunElsewhere = map[string]string{
 	"dynapm status -state /var/lib/dynapm":      "TestCLIStatusStartStopRestartLogs",
 	"dynapm logs web -f -state /var/lib/dynapm": "TestCLILogsFollow",
 	"dynapm restart web -state /var/lib/dynapm": "TestCLIStatusStartStopRestartLogs",
+	"dynapm pin minecraft -for 3h":              "TestPinAndDisableSurviveADaemonRestart",
+	"dynapm unpin minecraft":                    "TestPinAndDisableSurviveADaemonRestart",
+	"dynapm disable wiki":                       "TestPinAndDisableSurviveADaemonRestart",
+	"dynapm enable wiki":                        "TestPinAndDisableSurviveADaemonRestart",
 }
 
 // readmeSystemdCommands install the unit on a machine run by systemd,

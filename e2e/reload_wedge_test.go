@@ -23,7 +23,7 @@ func TestReloadNeverWedgesOnARefusedFileAndATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { squatter.Close() })
-	reloadDespiteABlockedApp(t, squatter.Addr().String(), "address already in use")
+	reloadDespiteABlockedApp(t, squatter.Addr().String(), "already in use")
 }
 
 // The same with an app on the daemon's own metrics address: refused by

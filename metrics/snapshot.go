@@ -12,11 +12,12 @@ type snapshot struct {
 }
 
 // The states an app can be in, for dynapm_app_state (one series each, 1
-// for the current state), in lifecycle's spelling.
-var states = []string{"stopped", "starting", "ready", "stopping", "failed"}
+// for the current state), in lifecycle's spelling; error is an app file
+// not in force (refused), which status lists too.
+var states = []string{"stopped", "starting", "ready", "stopping", "failed", "error"}
 
 var (
-	appsDesc    = prometheus.NewDesc("dynapm_apps", "Configured apps.", nil, nil)
+	appsDesc    = prometheus.NewDesc("dynapm_apps", "App files: the apps in force and those refused (state error).", nil, nil)
 	stateDesc   = prometheus.NewDesc("dynapm_app_state", "1 for the app's current state.", []string{"app", "state"}, nil)
 	openDesc    = prometheus.NewDesc("dynapm_app_open_connections", "Open connections of the app: spliced to it (handoff proxy), established on its ports as the kernel counts them (socket), or programs running, one per connection (inetd).", []string{"app"}, nil)
 	handoffDesc = prometheus.NewDesc("dynapm_app_handoff", "1 for who accepts the app's connections: proxy (DynaPM), socket (the program, from the sockets passed to it) or inetd (a program per connection).", []string{"app", "handoff"}, nil)
