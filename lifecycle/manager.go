@@ -189,12 +189,16 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 	a.spec, a.removed = spec, false
 	restart := spec.NeedsRestart(old)
 	switch a.state {
-	case Starting, Ready:
+	case Starting, Ready, Frozen:
 		if restart {
 			m.log.Info("restarting app: spec changed", "app", a.name)
 			a.restartAfterStop, a.restartReason = true, "reload"
-			m.stopAllLocked(a, "reload")
+			m.stopRunningLocked(a, "reload")
 			return
+		}
+		if a.state == Frozen && spec.IdleAction != appfile.IdleFreeze {
+			// No longer to be frozen: running again, it stops when idle.
+			m.thawLocked(a, "reload")
 		}
 	case Stopping:
 		// The new spec decides what runs once the old process is gone.
@@ -236,8 +240,8 @@ func (m *Manager) removeLocked(a *app) {
 	m.disarmIdleLocked(a)
 	m.disarmBackoffLocked(a)
 	switch a.state {
-	case Starting, Ready:
-		m.stopAllLocked(a, "removed")
+	case Starting, Ready, Frozen:
+		m.stopRunningLocked(a, "removed")
 	case Stopping:
 		a.broadcast()
 	default:

@@ -118,6 +118,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	sig, grace := stopSettings(a.spec)
 	wantTail := !in.stopReq || in.startErr != nil
 	m.mu.Unlock()
+	m.thawForStop(in)
 	// Also after an exit of its own: the group may hold leftovers.
 	stopErr := proc.Stop(sig, grace)
 	tail := ""

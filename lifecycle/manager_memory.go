@@ -27,6 +27,7 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 			Name:        a.name,
 			Mode:        mode(a.spec),
 			Stopping:    a.state == Stopping,
+			Frozen:      a.state == Frozen && !a.thawing,
 			Connections: a.conns + a.pending,
 			Priority:    a.spec.MemoryPriority,
 			LastActive:  a.lastActivity,
@@ -51,6 +52,9 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 			if in.spawnedAt.After(u.LastActive) {
 				u.LastActive = in.spawnedAt
 			}
+		}
+		if u.Frozen {
+			u.FrozenSince = a.frozenAt
 		}
 		out = append(out, u)
 	}

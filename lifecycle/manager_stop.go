@@ -31,6 +31,8 @@ func (m *Manager) Stop(ctx context.Context, name, reason string) error {
 	case Starting, Ready:
 		m.disarmIdleLocked(a)
 		m.stopAllLocked(a, reason)
+	case Frozen:
+		m.stopRunningLocked(a, reason)
 	}
 	dones := a.dones()
 	m.mu.Unlock()
@@ -63,9 +65,9 @@ func (m *Manager) restart(ctx context.Context, name, stopReason, startReason str
 		return ErrUnknownApp
 	}
 	switch a.state {
-	case Starting, Ready:
+	case Starting, Ready, Frozen:
 		m.disarmIdleLocked(a)
-		m.stopAllLocked(a, stopReason)
+		m.stopRunningLocked(a, stopReason)
 		fallthrough
 	case Stopping:
 		a.restartAfterStop, a.restartReason = true, startReason
@@ -103,6 +105,8 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 		}
 	case Failed:
 		return fmt.Errorf("keeping app %q up: %w", name, ErrBackoff)
+	case Frozen:
+		m.thawLocked(a, "cron") // its idle timer, armed once thawed, sees the window
 	case Ready:
 		if a.idleTimer != nil {
 			m.armIdleLocked(a) // later deadline
@@ -125,8 +129,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.disarmBackoffLocked(a)
 		a.restartAfterStop = false
 		switch a.state {
-		case Starting, Ready:
-			m.stopAllLocked(a, "shutdown")
+		case Starting, Ready, Frozen:
+			m.stopRunningLocked(a, "shutdown")
 		case Failed:
 			a.setState(Stopped)
 		default:

@@ -221,8 +221,10 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 			m.beginStartLocked(a, reason)
 		case Stopped:
 			m.beginStartLocked(a, reason)
+		case Frozen:
+			m.thawLocked(a, reason)
 		}
-		// Starting or stopping: wait for the next change.
+		// Starting, stopping or thawing: wait for the next change.
 		if held && counted != a {
 			if a.pending >= maxPending(a.spec) {
 				m.refuseLocked(a)

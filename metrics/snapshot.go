@@ -13,7 +13,7 @@ type snapshot struct {
 
 // The states an app can be in, for dynapm_app_state (one series each, 1
 // for the current state), in lifecycle's spelling.
-var states = []string{"stopped", "starting", "ready", "stopping", "failed"}
+var states = []string{"stopped", "starting", "ready", "frozen", "stopping", "failed"}
 
 var (
 	appsDesc    = prometheus.NewDesc("dynapm_apps", "Configured apps.", nil, nil)
