@@ -74,7 +74,7 @@ func TestClientIdleTimeoutClosesASilentConnectionAndKeepsAChattyOne(t *testing.T
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"),
-		echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), "")+"client_idle_timeout: 400ms\n")
+		echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), "")+"client_idle_timeout: 600ms\n")
 	startDaemon(t, apps)
 
 	silent, chatty := dialFrom(t, "127.0.0.1", listen), dialFrom(t, "127.0.0.1", listen)
@@ -88,8 +88,8 @@ func TestClientIdleTimeoutClosesASilentConnectionAndKeepsAChattyOne(t *testing.T
 		_, _ = io.ReadAll(silent)
 		close(closed)
 	}()
-	// The chatty client talks every 150ms for 1.2s: never quiet for 400ms.
-	for end := time.Now().Add(1200 * time.Millisecond); time.Now().Before(end); {
+	// The chatty client talks every 150ms for 1.8s: never quiet for 600ms.
+	for end := time.Now().Add(1800 * time.Millisecond); time.Now().Before(end); {
 		if got := roundTrip(t, chatty, "tick"); got != "tick" {
 			t.Fatalf("the chatty connection: %q", got)
 		}

@@ -55,30 +55,55 @@ func (m *Manager) freezeLocked(a *app) {
 	}
 	a.setState(Frozen)
 	m.log.Info("app frozen", "app", a.name, "reason", "idle")
-	if d := freezeTimeout(a.spec); d > 0 {
-		if a.freezeTimer == nil {
-			a.freezeTimer = time.AfterFunc(d, func() { m.freezeTimeoutFired(a) })
-		} else {
-			a.freezeTimer.Reset(d)
+	m.armFreezeTimeoutLocked(a)
+}
+
+// armFreezeTimeoutLocked arms a's freeze_timeout for when it ends, counted
+// from when a froze; a reload may have changed it since.
+func (m *Manager) armFreezeTimeoutLocked(a *app) {
+	d := freezeTimeout(a.spec)
+	if d <= 0 {
+		if a.freezeTimer != nil {
+			a.freezeTimer.Stop()
 		}
+		return
+	}
+	left := time.Until(a.frozenAt.Add(d))
+	if a.freezeTimer == nil {
+		a.freezeTimer = time.AfterFunc(left, func() { m.freezeTimeoutFired(a) })
+		return
+	}
+	a.freezeTimer.Reset(left)
+}
+
+// thawLocked has every instance of a, frozen, thawed in goroutines of
+// their own; the app becomes ready once they all are (applyFreeze).
+// reason goes to the log.
+func (m *Manager) thawLocked(a *app, reason string) {
+	for _, in := range m.beginThawLocked(a, reason) {
+		go m.applyFreeze(in)
 	}
 }
 
-// thawLocked has every instance of a, frozen, thawed; the app becomes
-// ready once they all are (applyFreeze). reason goes to the log.
-func (m *Manager) thawLocked(a *app, reason string) {
+// beginThawLocked marks a as thawing and returns the instances for the
+// caller to thaw with applyFreeze; none when a thaw is under way already.
+// A connection thaws them itself (waitReadyLocked): no goroutine to start
+// and none to wake on the way of the first byte.
+func (m *Manager) beginThawLocked(a *app, reason string) []*instance {
 	if a.thawing {
-		return
+		return nil
 	}
 	a.thawing = true
 	a.thawReason = reason
+	var ins []*instance
 	for _, in := range a.insts {
 		if in.frozen {
 			in.frozen = false
-			go m.applyFreeze(in)
+			ins = append(ins, in)
 		}
 	}
 	m.thawedLocked(a) // when nothing was frozen yet
+	return ins
 }
 
 // applyFreeze makes in's processes frozen or running, as in.frozen says

@@ -196,9 +196,13 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 			m.stopRunningLocked(a, "reload")
 			return
 		}
-		if a.state == Frozen && spec.IdleAction != appfile.IdleFreeze {
-			// No longer to be frozen: running again, it stops when idle.
+		switch {
+		case a.state == Frozen && (spec.IdleAction != appfile.IdleFreeze || startsAtBoot(spec)):
+			// No longer to be frozen: running again, it stops when idle
+			// (or runs on, persistent or always).
 			m.thawLocked(a, "reload")
+		case a.state == Frozen && !a.thawing:
+			m.armFreezeTimeoutLocked(a)
 		}
 	case Stopping:
 		// The new spec decides what runs once the old process is gone.

@@ -46,36 +46,45 @@ func TestPassiveLeaseNeitherWakesNorKeepsTheAppUp(t *testing.T) {
 // says bytes move; with connections (the default) it keeps it up anyway.
 func TestIdleWhenTrafficStopsAnAppWhoseOpenConnectionIsQuiet(t *testing.T) {
 	h := newHarness(t)
+	const idle = 600 * time.Millisecond
 	quiet := h.spec("quiet", "-listen", "127.0.0.1:${PORT}")
-	quiet.IdleTimeout, quiet.IdleWhen = 300*time.Millisecond, appfile.IdleNoTraffic
+	quiet.IdleTimeout, quiet.IdleWhen = idle, appfile.IdleNoTraffic
 	chatty := h.spec("chatty", "-listen", "127.0.0.1:${PORT}")
-	chatty.IdleTimeout, chatty.IdleWhen = 300*time.Millisecond, appfile.IdleNoTraffic
+	chatty.IdleTimeout, chatty.IdleWhen = idle, appfile.IdleNoTraffic
 	conns := h.spec("conns", "-listen", "127.0.0.1:${PORT}")
-	conns.IdleTimeout = 300 * time.Millisecond
+	conns.IdleTimeout = idle
 	h.m.Apply([]*appfile.Spec{quiet, chatty, conns})
 
 	_, releaseQuiet := h.wake("quiet")
 	defer releaseQuiet()
-	up, releaseChatty := h.wake("chatty")
-	defer releaseChatty()
 	_, releaseConns := h.wake("conns")
 	defer releaseConns()
-
-	woke := time.Now()
-	for time.Since(woke) < 4*quiet.IdleTimeout {
-		h.m.Traffic("chatty", up)
-		<-time.After(50 * time.Millisecond) // the traffic's pace, not synchronisation
-	}
-	if st := h.status("quiet"); st.State != Stopped {
-		t.Errorf("quiet: %s; want stopped by idle_when: traffic with its connection open", fmtStatus(st))
-	}
+	// Bytes move on chatty's connection from its wake on, every 50ms.
+	up, releaseChatty := h.wake("chatty")
+	defer releaseChatty()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			h.m.Traffic("chatty", up)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond): // the traffic's pace, not synchronisation
+			}
+		}
+	}()
+	h.waitState("quiet", Stopped)
+	h.waitLog(`msg="app stopped"`, "app=quiet", "reason=idle")
+	<-time.After(2 * idle) // chatty and conns stay up this long at least
+	close(stop)
+	<-done
 	if st := h.status("chatty"); st.State != Ready {
 		t.Errorf("chatty: %s; want ready while bytes move", fmtStatus(st))
 	}
 	if st := h.status("conns"); st.State != Ready {
 		t.Errorf("conns: %s; want ready while its connection is open", fmtStatus(st))
 	}
-	h.waitLog(`msg="app stopped"`, "app=quiet", "reason=idle")
 }
 
 // freezeSpec is an echo app frozen after 200ms idle, whose grandchild's pid
@@ -111,6 +120,13 @@ func TestFreezeSuspendsEveryProcessAndAWakeThawsTheSameOne(t *testing.T) {
 	}
 	waitStopped(t, true, pid, gpid)
 	h.waitLog(`msg="app frozen"`, "app=web")
+	// A source outside wake_from may not thaw it.
+	if _, _, ok := h.m.TryWakePassive("web"); ok {
+		t.Fatal("a passive lease of a frozen app succeeded")
+	}
+	if st := h.status("web"); st.State != Frozen {
+		t.Fatalf("after a passive lease: %s", fmtStatus(st))
+	}
 
 	// Each way of waking thaws the same process: a connection, a cron
 	// wake, a manual start.
@@ -212,5 +228,35 @@ func TestMemoryUsageReportsFrozenApps(t *testing.T) {
 	usage := h.m.MemoryUsage()
 	if len(usage) != 1 || !usage[0].Frozen || usage[0].FrozenSince.IsZero() || usage[0].Pid == 0 {
 		t.Fatalf("MemoryUsage = %+v; want web frozen, with its pid", usage)
+	}
+}
+
+// A reload that drops idle_action: freeze thaws a frozen app, which then
+// stops when idle like any other; one that adds freeze_timeout arms it.
+func TestReloadOfAFrozenAppAppliesTheNewIdleKeys(t *testing.T) {
+	h := newHarness(t)
+	spec, _ := h.freezeSpec("web")
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("web")
+	release()
+	h.waitState("web", Frozen)
+
+	timed := *spec
+	timed.FreezeTimeout = 200 * time.Millisecond
+	h.m.Apply([]*appfile.Spec{&timed})
+	h.waitState("web", Stopped)
+	h.waitLog(`msg="app frozen for freeze_timeout, stopping it"`, "app=web")
+
+	_, release = h.wake("web")
+	pid := h.status("web").Pid
+	release()
+	h.waitState("web", Frozen)
+	stop := *spec
+	stop.IdleAction = appfile.IdleStop
+	h.m.Apply([]*appfile.Spec{&stop})
+	h.waitLog(`msg="app thawed"`, "app=web", "reason=reload")
+	h.waitState("web", Stopped)
+	if testutil.ProcessAlive(pid) {
+		t.Errorf("pid %d alive after the idle stop", pid)
 	}
 }

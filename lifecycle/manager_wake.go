@@ -222,7 +222,14 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 		case Stopped:
 			m.beginStartLocked(a, reason)
 		case Frozen:
-			m.thawLocked(a, reason)
+			if ins := m.beginThawLocked(a, reason); len(ins) > 0 {
+				m.mu.Unlock()
+				for _, in := range ins {
+					m.applyFreeze(in)
+				}
+				m.mu.Lock()
+				continue
+			}
 		}
 		// Starting, stopping or thawing: wait for the next change.
 		if held && counted != a {
