@@ -50,7 +50,7 @@ func (m *Manager) freezeLocked(a *app) {
 		if !in.stopReq {
 			in.frozen = true
 			in.dropSpare()
-			go m.applyFreeze(in)
+			go m.applyFreeze(context.Background(), in)
 		}
 	}
 	a.setState(Frozen)
@@ -81,7 +81,7 @@ func (m *Manager) armFreezeTimeoutLocked(a *app) {
 // reason goes to the log.
 func (m *Manager) thawLocked(a *app, reason string) {
 	for _, in := range m.beginThawLocked(a, reason) {
-		go m.applyFreeze(in)
+		go m.applyFreeze(context.Background(), in)
 	}
 }
 
@@ -108,15 +108,16 @@ func (m *Manager) beginThawLocked(a *app, reason string) []*instance {
 
 // applyFreeze makes in's processes frozen or running, as in.frozen says
 // when it gets its turn, and again until they are as it says (a thaw
-// asked for during a freeze follows it).
-func (m *Manager) applyFreeze(in *instance) {
-	m.applyFreezeFor(in, false)
+// asked for during a freeze follows it). ctx bounds each call, as does
+// freezeCallTimeout.
+func (m *Manager) applyFreeze(ctx context.Context, in *instance) {
+	m.applyFreezeFor(ctx, in, false)
 }
 
 // applyFreezeFor is applyFreeze; forStop: the instance is being stopped,
 // and a failure only goes to the log. A failure otherwise stops the app:
 // a frozen app nobody can thaw must not hold connections.
-func (m *Manager) applyFreezeFor(in *instance, forStop bool) {
+func (m *Manager) applyFreezeFor(parent context.Context, in *instance, forStop bool) {
 	in.freezeMu.Lock()
 	defer in.freezeMu.Unlock()
 	for {
@@ -135,7 +136,7 @@ func (m *Manager) applyFreezeFor(in *instance, forStop bool) {
 		m.mu.Unlock()
 		// Not the instance's context: a stop cancels it, and the thaw
 		// before the stop must still run.
-		ctx, cancel := context.WithTimeout(context.Background(), freezeCallTimeout)
+		ctx, cancel := context.WithTimeout(parent, freezeCallTimeout)
 		var err error
 		if want {
 			err = fz.Freeze(ctx)
@@ -207,7 +208,7 @@ func (m *Manager) thawForStop(in *instance) {
 	m.mu.Lock()
 	in.frozen = false
 	m.mu.Unlock()
-	m.applyFreezeFor(in, true)
+	m.applyFreezeFor(context.Background(), in, true)
 }
 
 // freezeTimeoutFired stops a if it is still frozen freeze_timeout after

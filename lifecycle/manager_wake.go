@@ -223,10 +223,13 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 			m.beginStartLocked(a, reason)
 		case Frozen:
 			if ins := m.beginThawLocked(a, reason); len(ins) > 0 {
+				// Thawed by this caller, within its start_timeout.
+				tctx, cancel := context.WithTimeout(ctx, startTimeout(a.spec))
 				m.mu.Unlock()
 				for _, in := range ins {
-					m.applyFreeze(in)
+					m.applyFreeze(tctx, in)
 				}
+				cancel()
 				m.mu.Lock()
 				continue
 			}
