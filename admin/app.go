@@ -75,7 +75,7 @@ type Instance struct {
 	Index int `json:"index"`
 	// Pid is 0 until the process is spawned.
 	Pid int `json:"pid"`
-	// State is starting, ready or stopping.
+	// State is starting, ready, frozen or stopping.
 	State string `json:"state"`
 	// Upstream is where this instance listens ("" until picked).
 	Upstream    string    `json:"upstream"`

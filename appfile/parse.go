@@ -18,7 +18,7 @@ var topKeys = []string{
 	"idle_timeout", "start_timeout", "stop_signal", "stop_timeout",
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
 	"memory_priority", "memory_max", "scale", "needs", "hooks", "hook_timeout", "exclusive",
-	"idle_when", "client_idle_timeout", "wake_from",
+	"idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask", "handoff",
 	"udp_flow_timeout",

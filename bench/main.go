@@ -43,14 +43,17 @@ import (
 
 // config is what one benchmark run measures, from the flags.
 type config struct {
-	runs      int
-	dur       time.Duration
-	bulk      int64
-	wakes     int
-	herd      int
-	scaleApps int
-	idle      time.Duration
-	scaleWake int
+	runs  int
+	dur   time.Duration
+	bulk  int64
+	wakes int
+	// frozenIdle is how long the frozen scenario leaves its app frozen
+	// to measure its CPU time.
+	frozenIdle time.Duration
+	herd       int
+	scaleApps  int
+	idle       time.Duration
+	scaleWake  int
 	// reload
 	reloadOthers, reloads int
 	// instances
@@ -97,6 +100,7 @@ func main() {
 	flag.DurationVar(&c.dur, "duration", 5*time.Second, "length of every wrk load")
 	bulkMiB := flag.Int("bulk-mib", 2048, "MiB per bulk transfer")
 	flag.IntVar(&c.wakes, "wakes", 31, "cold wakes per program (the median overhead is reported)")
+	flag.DurationVar(&c.frozenIdle, "frozen-idle", time.Minute, "how long the frozen scenario leaves its app frozen to measure its CPU")
 	flag.IntVar(&c.herd, "herd", 1000, "simultaneous first connections in the herd scenario")
 	flag.IntVar(&c.scaleApps, "scale-apps", 10000, "app files in the scale scenario")
 	flag.DurationVar(&c.idle, "idle", time.Minute, "idle period over which the scale daemon's CPU time is measured")
@@ -113,7 +117,7 @@ func main() {
 	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
 	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, redis-server, redis-tools, postgresql)")
-	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,placement,cold,herd,scale,reload,instances,shared (default all)")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,placement,cold,frozen,herd,scale,reload,instances,shared (default all)")
 	flag.Parse()
 
 	switch {
@@ -147,6 +151,7 @@ func main() {
 			"duration":    func() { c.dur = 2 * time.Second },
 			"bulk-mib":    func() { c.bulk = 512 << 20 },
 			"wakes":       func() { c.wakes = 5 },
+			"frozen-idle": func() { c.frozenIdle = 5 * time.Second },
 			"idle":        func() { c.idle = 3 * time.Second },
 			"scale-wakes": func() { c.scaleWake = 3 },
 			"reloads":     func() { c.reloads = 5 },

@@ -37,6 +37,10 @@ type bench struct {
 	svc       string
 	bulkPid   string // the bulk backend's pidfile
 	cold      []coldProgram
+	// frozen is the frozen scenario's app, frozenPid its program's
+	// pidfile.
+	frozen    app
+	frozenPid string
 	herdApp   app
 	herdLog   string
 	shared    sharedAddrs
@@ -96,6 +100,7 @@ func run(c *config) error {
 		// tens of thousands of TIME_WAIT sockets on the loopback for a
 		// minute, during which some connects stall on SYN retransmits.
 		{"cold", b.coldScenario},
+		{"frozen", b.frozenScenario},
 		{"herd", b.herdScenario},
 		{"scale", b.scaleScenario},
 		{"reload", b.reloadScenario},
@@ -199,6 +204,10 @@ func (b *bench) startMain() error {
 	cold, err := b.coldPrograms(dir)
 	if err != nil {
 		return err
+	}
+	if b.cfg.want("frozen") {
+		b.frozen = b.frozenApp(dir)
+		files = append(files, b.frozen)
 	}
 	for _, p := range cold {
 		files = append(files, p.app)

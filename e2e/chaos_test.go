@@ -386,7 +386,7 @@ func TestChaos(t *testing.T) {
 	// No zombie: every child the daemon had is reaped.
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		for _, pid := range childrenOf(dpid, "") {
-			if procState(pid) == 'Z' {
+			if testutil.ProcState(pid) == 'Z' {
 				return false
 			}
 		}

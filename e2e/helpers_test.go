@@ -161,16 +161,3 @@ func childrenOf(ppid int, substr string) []int {
 	}
 	return pids
 }
-
-// procState returns the state letter of pid from /proc, 0 if gone.
-func procState(pid int) byte {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
-}

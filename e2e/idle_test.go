@@ -74,7 +74,7 @@ func TestClientIdleTimeoutClosesASilentConnectionAndKeepsAChattyOne(t *testing.T
 	apps := t.TempDir()
 	listen := testutil.FreeAddr(t)
 	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"),
-		echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), "")+"client_idle_timeout: 400ms\n")
+		echoAppOn(t, []string{listen}, filepath.Join(t.TempDir(), "pid"), "")+"client_idle_timeout: 600ms\n")
 	startDaemon(t, apps)
 
 	silent, chatty := dialFrom(t, "127.0.0.1", listen), dialFrom(t, "127.0.0.1", listen)
@@ -88,8 +88,8 @@ func TestClientIdleTimeoutClosesASilentConnectionAndKeepsAChattyOne(t *testing.T
 		_, _ = io.ReadAll(silent)
 		close(closed)
 	}()
-	// The chatty client talks every 150ms for 1.2s: never quiet for 400ms.
-	for end := time.Now().Add(1200 * time.Millisecond); time.Now().Before(end); {
+	// The chatty client talks every 150ms for 1.8s: never quiet for 600ms.
+	for end := time.Now().Add(1800 * time.Millisecond); time.Now().Before(end); {
 		if got := roundTrip(t, chatty, "tick"); got != "tick" {
 			t.Fatalf("the chatty connection: %q", got)
 		}
@@ -144,5 +144,55 @@ func TestIdleWhenTrafficStopsAnAppWhoseClientKeepsASilentConnection(t *testing.T
 	}
 	if got := roundTrip(t, held[conns], "still"); got != "still" {
 		t.Errorf("conns' connection: %q", got)
+	}
+}
+
+func TestFrozenAppThawsForAConnectionAndDynapmStartAndStopsForDynapmStop(t *testing.T) {
+	apps, state := t.TempDir(), stateDir(t)
+	listen, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), testutil.EchoApp(t, listen, pidfile, "")+"idle_action: freeze\n")
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
+	d := startDaemon(t, apps, "-state", state, "-config", config)
+
+	if got := testutil.EchoOnce(t, listen, "wake"); got != "wake" {
+		t.Fatalf("echo = %q", got)
+	}
+	pid := testutil.ReadPidFile(t, pidfile)
+	waitFrozen := func() {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			return statusOf(t, state, "web")["state"] == "frozen" && testutil.ProcState(pid) == 'T'
+		}, "web not frozen with pid %d stopped: %v", pid, statusOf(t, state, "web"))
+	}
+	waitFrozen()
+	if out := scrapeMetrics(t, metricsAddr); !strings.Contains(out, `dynapm_app_state{app="web",state="frozen"} 1`+"\n") {
+		t.Errorf("metrics do not show web frozen:\n%s", out)
+	}
+	// A connection is served by the same process, thawed.
+	if got := testutil.EchoOnce(t, listen, "thawed"); got != "thawed" {
+		t.Fatalf("echo after the freeze = %q", got)
+	}
+	if st := statusOf(t, state, "web"); st["pid"] != float64(pid) || st["starts"] != 1.0 {
+		t.Fatalf("after the thaw: %v; want pid %d, one start", st, pid)
+	}
+	waitFrozen()
+	// dynapm start thaws it too.
+	if code, _, errOut := dynapm(t, "start", "web", "-state", state); code != 0 {
+		t.Fatalf("dynapm start: exit %d: %s", code, errOut)
+	}
+	// (It freezes again 300ms later: the log tells what happened.)
+	d.waitLog(t, `msg="app thawed"`, "app=web", "reason=manual")
+	if st := statusOf(t, state, "web"); st["pid"] != float64(pid) || st["starts"] != 1.0 {
+		t.Fatalf("after dynapm start: %v; want pid %d, one start", st, pid)
+	}
+	waitFrozen()
+	// dynapm stop stops it.
+	if code, _, errOut := dynapm(t, "stop", "web", "-state", state); code != 0 {
+		t.Fatalf("dynapm stop: exit %d: %s", code, errOut)
+	}
+	if st := statusOf(t, state, "web"); st["state"] != "stopped" || testutil.ProcessAlive(pid) {
+		t.Fatalf("after dynapm stop: %v, pid %d alive %v", st, pid, testutil.ProcessAlive(pid))
 	}
 }

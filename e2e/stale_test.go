@@ -28,12 +28,12 @@ func killDaemonAndReaper(t *testing.T, d *runningDaemon) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return procState(pid) == 'T' },
+	testutil.Eventually(t, 10*time.Second, func() bool { return testutil.ProcState(pid) == 'T' },
 		"daemon %d not stopped by SIGSTOP", pid)
 	if err := syscall.Kill(reapers[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { s := procState(reapers[0]); return s == 'Z' || s == 0 },
+	testutil.Eventually(t, 10*time.Second, func() bool { s := testutil.ProcState(reapers[0]); return s == 'Z' || s == 0 },
 		"reaper %d not dead after SIGKILL", reapers[0])
 	if err := d.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func testStaleAppStoppedAtStart(t *testing.T, c string) {
 	killDaemonAndReaper(t, d1)
 	if !testutil.ProcessAlive(old) {
 		applog, _ := os.ReadFile(filepath.Join(state, "logs", "echo.log"))
-		t.Fatalf("app %d did not survive the daemon and its reaper (state %q): the test proves nothing; log %s", old, procState(old), applog)
+		t.Fatalf("app %d did not survive the daemon and its reaper (state %q): the test proves nothing; log %s", old, testutil.ProcState(old), applog)
 	}
 	if err := os.Remove(pidfile); err != nil {
 		t.Fatal(err)

@@ -44,9 +44,10 @@ type proxyConn struct {
 	// route's WakeFrom).
 	passive bool
 
-	// Watching for quiet (quiet.go). counted, traffic, up and idleClose are set before
-	// c is spliced; moved is added to by the direction that moves bytes
-	// while counted; swept and quietSince are the sweeper's, under s.mu.
+	// Watching for quiet (quiet.go). counted, traffic, up and idleClose
+	// are set before c is spliced; moved is added to by the direction
+	// that moves bytes while counted; swept and quietSince are the
+	// sweeper's, under s.mu.
 	counted     bool
 	traffic     bool           // tell the TrafficWaker when bytes moved
 	up          netip.AddrPort // the leased backend, for Traffic

@@ -11,7 +11,7 @@ func TestClientIdleTimeoutClosesASilentConnectionAndKeepsAChattyOne(t *testing.T
 	w := newTestWaker(t)
 	w.add("web", &testApp{start: func() *backend { return startBackend(t, echo) }})
 	s, _ := newServer(t, w)
-	const timeout = 300 * time.Millisecond
+	const timeout = 500 * time.Millisecond
 	addr := listenWith(t, s, Route{App: "web", ClientIdleTimeout: timeout})
 
 	silent, chatty := dialTCP(t, addr), dialTCP(t, addr)
@@ -34,12 +34,12 @@ func TestClientIdleTimeoutClosesASilentConnectionAndKeepsAChattyOne(t *testing.T
 		if got, err := echoed(t, chatty, "tick"); got != "tick" {
 			t.Fatalf("chatty connection after %v: %q, %v", time.Since(opened), got, err)
 		}
-		<-time.After(timeout / 3) // the client's pace, not synchronisation
+		<-time.After(timeout / 5) // the client's pace, not synchronisation
 	}
 	select {
 	case at := <-closed:
-		if quiet := at.Sub(opened); quiet < timeout || quiet > timeout*2 {
-			t.Errorf("silent connection closed after %v, want about %v", quiet, timeout)
+		if quiet := at.Sub(opened); quiet < timeout {
+			t.Errorf("silent connection closed after %v, before its timeout %v", quiet, timeout)
 		}
 	default:
 		t.Fatal("the silent connection is still open after three timeouts")

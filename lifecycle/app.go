@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,6 +55,13 @@ type app struct {
 	lastActivity time.Time
 	keepUntil    time.Time // the idle countdown starts no earlier (cron wake keep)
 	idleTimer    *time.Timer
+
+	// Frozen (freeze.go): when, the timer of freeze_timeout, and whether a
+	// thaw is under way and why.
+	frozenAt    time.Time
+	freezeTimer *time.Timer
+	thawing     bool
+	thawReason  string
 
 	failures     int // consecutive failures, for backoff
 	backoffUntil time.Time
@@ -128,6 +136,12 @@ type instance struct {
 	// seq orders the launches of the Manager's instances: of two apps of
 	// an exclusive group starting together, the earlier goes first.
 	seq uint64
+	// frozen is whether the Manager wants in's processes suspended;
+	// freezeApplied what the last Freeze or Thaw achieved. freezeMu
+	// serialises those calls (freeze.go); it is not under Manager.mu.
+	frozen        bool
+	freezeApplied bool
+	freezeMu      sync.Mutex
 
 	conns        int       // open leases on this instance
 	passive      int       // open leases that do not keep it up (wake_from)

@@ -24,9 +24,11 @@ import (
 // An instance that stops or crashes alone leaves the app as it was as long
 // as another one is starting or ready.
 
-// ready reports whether in serves new leases: it passed its probe and
-// nobody asked it to stop.
-func (in *instance) ready() bool { return !in.readyAt.IsZero() && !in.stopReq }
+// ready reports whether in serves new leases: it passed its probe,
+// nobody asked it to stop, and it is not frozen (nor maybe frozen).
+func (in *instance) ready() bool {
+	return !in.readyAt.IsZero() && !in.stopReq && !in.frozen && !in.freezeApplied
+}
 
 // starting reports whether in is being spawned or probed.
 func (in *instance) starting() bool { return in.readyAt.IsZero() && !in.stopReq }
@@ -38,6 +40,8 @@ func (in *instance) instState() State {
 		return Stopping
 	case in.readyAt.IsZero():
 		return Starting
+	case in.frozen || in.freezeApplied:
+		return Frozen
 	}
 	return Ready
 }

@@ -72,6 +72,17 @@ type Adopter interface {
 	Adopt(name string, same func(*appfile.Spec) bool) bool
 }
 
+// Freezer is implemented by a Process whose processes can be suspended
+// and resumed where they are (idle_action: freeze): SIGSTOP and SIGCONT to
+// the process group, a cgroup's cgroup.freeze, docker pause. Freeze
+// returns once every process is suspended, Thaw once every one runs
+// again; both must return when ctx ends. The Manager calls them one at a
+// time per instance, and thaws an instance before it stops it.
+type Freezer interface {
+	Freeze(ctx context.Context) error
+	Thaw(ctx context.Context) error
+}
+
 // ErrStoppedOutside is what a Process's Err wraps when the instance ended
 // because someone else stopped it (docker stop, a pm2 stop, a systemctl
 // stop): the Manager records the app as stopped, not crashed, so that the

@@ -204,12 +204,20 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 	a.spec, a.removed = spec, false
 	restart := spec.NeedsRestart(old)
 	switch a.state {
-	case Starting, Ready:
+	case Starting, Ready, Frozen:
 		if restart {
 			m.log.Info("restarting app: spec changed", "app", a.name)
 			a.restartAfterStop, a.restartReason = true, "reload"
-			m.stopAllLocked(a, "reload")
+			m.stopRunningLocked(a, "reload")
 			return
+		}
+		switch {
+		case a.state == Frozen && (spec.IdleAction != appfile.IdleFreeze || startsAtBoot(spec)):
+			// No longer to be frozen: running again, it stops when idle
+			// (or runs on, persistent or always).
+			m.thawLocked(a, "reload")
+		case a.state == Frozen && !a.thawing:
+			m.armFreezeTimeoutLocked(a)
 		}
 	case Stopping:
 		// The new spec decides what runs once the old process is gone.
@@ -252,8 +260,8 @@ func (m *Manager) removeLocked(a *app) {
 	m.disarmIdleLocked(a)
 	m.disarmBackoffLocked(a)
 	switch a.state {
-	case Starting, Ready:
-		m.stopAllLocked(a, "removed")
+	case Starting, Ready, Frozen:
+		m.stopRunningLocked(a, "removed")
 	case Stopping:
 		a.broadcast()
 	default:

@@ -45,10 +45,10 @@ func (m *Manager) awaitExclusive(ctx context.Context, a *app, in *instance) erro
 					// Its held connections lease it first: each is
 					// served by the program it was held for.
 					wait = x.changed
-				case xin.ready() && x.state == Ready:
+				case xin.ready() && (x.state == Ready || x.state == Frozen):
 					m.log.Info("stopping app: another app of its exclusive group starts", "app", x.name, "group", group, "for", a.name)
 					m.disarmIdleLocked(x)
-					m.stopAllLocked(x, "exclusive")
+					m.stopRunningLocked(x, "exclusive")
 					wait = xin.done
 				case xin.starting() && xin.seq > in.seq:
 					// Launched after us: it waits for us.

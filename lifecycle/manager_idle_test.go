@@ -1,10 +1,13 @@
 package lifecycle
 
 import (
+	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 // A passive lease (a source outside wake_from) is served by a running app
@@ -43,34 +46,217 @@ func TestPassiveLeaseNeitherWakesNorKeepsTheAppUp(t *testing.T) {
 // says bytes move; with connections (the default) it keeps it up anyway.
 func TestIdleWhenTrafficStopsAnAppWhoseOpenConnectionIsQuiet(t *testing.T) {
 	h := newHarness(t)
+	const idle = 600 * time.Millisecond
 	quiet := h.spec("quiet", "-listen", "127.0.0.1:${PORT}")
-	quiet.IdleTimeout, quiet.IdleWhen = 300*time.Millisecond, appfile.IdleNoTraffic
+	quiet.IdleTimeout, quiet.IdleWhen = idle, appfile.IdleNoTraffic
 	chatty := h.spec("chatty", "-listen", "127.0.0.1:${PORT}")
-	chatty.IdleTimeout, chatty.IdleWhen = 300*time.Millisecond, appfile.IdleNoTraffic
+	chatty.IdleTimeout, chatty.IdleWhen = idle, appfile.IdleNoTraffic
 	conns := h.spec("conns", "-listen", "127.0.0.1:${PORT}")
-	conns.IdleTimeout = 300 * time.Millisecond
+	conns.IdleTimeout = idle
 	h.m.Apply([]*appfile.Spec{quiet, chatty, conns})
 
 	_, releaseQuiet := h.wake("quiet")
 	defer releaseQuiet()
-	up, releaseChatty := h.wake("chatty")
-	defer releaseChatty()
 	_, releaseConns := h.wake("conns")
 	defer releaseConns()
-
-	woke := time.Now()
-	for time.Since(woke) < 4*quiet.IdleTimeout {
-		h.m.Traffic("chatty", up)
-		<-time.After(50 * time.Millisecond) // the traffic's pace, not synchronisation
-	}
-	if st := h.status("quiet"); st.State != Stopped {
-		t.Errorf("quiet: %s; want stopped by idle_when: traffic with its connection open", fmtStatus(st))
-	}
+	// Bytes move on chatty's connection from its wake on, every 50ms.
+	up, releaseChatty := h.wake("chatty")
+	defer releaseChatty()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			h.m.Traffic("chatty", up)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond): // the traffic's pace, not synchronisation
+			}
+		}
+	}()
+	h.waitState("quiet", Stopped)
+	h.waitLog(`msg="app stopped"`, "app=quiet", "reason=idle")
+	<-time.After(2 * idle) // chatty and conns stay up this long at least
+	close(stop)
+	<-done
 	if st := h.status("chatty"); st.State != Ready {
 		t.Errorf("chatty: %s; want ready while bytes move", fmtStatus(st))
 	}
 	if st := h.status("conns"); st.State != Ready {
 		t.Errorf("conns: %s; want ready while its connection is open", fmtStatus(st))
 	}
-	h.waitLog(`msg="app stopped"`, "app=quiet", "reason=idle")
+}
+
+// freezeSpec is an echo app frozen after 200ms idle, whose grandchild's pid
+// goes to the returned file.
+func (h *harness) freezeSpec(name string) (*appfile.Spec, string) {
+	grand := filepath.Join(h.t.TempDir(), "grandchild")
+	spec := h.spec(name, "-listen", "127.0.0.1:${PORT}", "-grandchild", grand)
+	spec.IdleTimeout, spec.IdleAction = 200*time.Millisecond, appfile.IdleFreeze
+	return spec, grand
+}
+
+// waitStopped waits until every one of pids is stopped (T) or not.
+func waitStopped(t *testing.T, stopped bool, pids ...int) {
+	t.Helper()
+	for _, pid := range pids {
+		testutil.Eventually(t, mgrWait, func() bool { return (testutil.ProcState(pid) == 'T') == stopped },
+			"pid %d in state %q, want stopped=%v", pid, testutil.ProcState(pid), stopped)
+	}
+}
+
+func TestFreezeSuspendsEveryProcessAndAWakeThawsTheSameOne(t *testing.T) {
+	h := newHarness(t)
+	spec, grand := h.freezeSpec("web")
+	h.m.Apply([]*appfile.Spec{spec})
+	up, release := h.wake("web")
+	pid := h.status("web").Pid
+	gpid := testutil.ReadPidFile(t, grand)
+	release()
+
+	st := h.waitState("web", Frozen)
+	if st.Pid != pid || len(st.Instances) != 1 || st.Instances[0].State != Frozen {
+		t.Fatalf("frozen: %s", fmtStatus(st))
+	}
+	waitStopped(t, true, pid, gpid)
+	h.waitLog(`msg="app frozen"`, "app=web")
+	// A source outside wake_from may not thaw it.
+	if _, _, ok := h.m.TryWakePassive("web"); ok {
+		t.Fatal("a passive lease of a frozen app succeeded")
+	}
+	if st := h.status("web"); st.State != Frozen {
+		t.Fatalf("after a passive lease: %s", fmtStatus(st))
+	}
+
+	// Each way of waking thaws the same process: a connection, a cron
+	// wake, a manual start.
+	wakes := []func(){
+		func() {
+			up2, release := h.wake("web")
+			defer release()
+			if up2 != up || echo(t, up2, "thawed") != "thawed" {
+				t.Fatalf("the connection after the freeze: %v, want %v serving", up2, up)
+			}
+		},
+		func() {
+			if err := h.m.KeepUp("web", time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			h.waitState("web", Ready)
+		},
+		func() {
+			ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+			defer cancel()
+			if err := h.m.Start(ctx, "web", "manual"); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for i, wake := range wakes {
+		if i > 0 {
+			h.waitState("web", Frozen)
+			waitStopped(t, true, pid, gpid)
+		}
+		wake()
+		st := h.status("web")
+		if st.State != Ready || st.Pid != pid || st.Starts != 1 {
+			t.Fatalf("wake %d: %s; want ready, the same pid %d, one start", i, fmtStatus(st), pid)
+		}
+		waitStopped(t, false, pid, gpid)
+	}
+	h.waitLog(`msg="app thawed"`, "app=web", "reason=cron")
+}
+
+func TestStopOfAFrozenAppThawsItSoItsStopSignalIsHandled(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("web", "-listen", "127.0.0.1:${PORT}")
+	spec.IdleTimeout, spec.IdleAction = 200*time.Millisecond, appfile.IdleFreeze
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("web")
+	pid := h.status("web").Pid
+	release()
+	h.waitState("web", Frozen)
+	waitStopped(t, true, pid)
+
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	began := time.Now()
+	if err := h.m.Stop(ctx, "web", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	// SIGTERM, handled at once: not the SIGKILL after stop_timeout that a
+	// program still frozen would need.
+	if took := time.Since(began); took >= spec.StopTimeout {
+		t.Errorf("stop took %v, the stop_timeout: the program was not thawed", took)
+	}
+	if st := h.status("web"); st.State != Stopped || testutil.ProcessAlive(pid) {
+		t.Fatalf("after stop: %s, pid %d alive: %v", fmtStatus(st), pid, testutil.ProcessAlive(pid))
+	}
+	if line := h.logLine("stop timeout over"); line != "" {
+		t.Errorf("the stop needed SIGKILL: %s", line)
+	}
+}
+
+func TestFreezeTimeoutStopsAnAppFrozenThatLong(t *testing.T) {
+	h := newHarness(t)
+	spec, _ := h.freezeSpec("web")
+	spec.FreezeTimeout = 300 * time.Millisecond
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("web")
+	pid := h.status("web").Pid
+	release()
+	h.waitState("web", Frozen)
+	frozen := time.Now()
+	h.waitState("web", Stopped)
+	if time.Since(frozen) < spec.FreezeTimeout/2 {
+		t.Errorf("stopped %v after it froze, before freeze_timeout %v", time.Since(frozen), spec.FreezeTimeout)
+	}
+	if testutil.ProcessAlive(pid) {
+		t.Errorf("pid %d alive after the stop", pid)
+	}
+	h.waitLog(`msg="app frozen for freeze_timeout, stopping it"`, "app=web")
+	h.waitLog(`msg="app stopped"`, "app=web", "reason=idle")
+}
+
+func TestMemoryUsageReportsFrozenApps(t *testing.T) {
+	h := newHarness(t)
+	spec, _ := h.freezeSpec("web")
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("web")
+	release()
+	h.waitState("web", Frozen)
+	usage := h.m.MemoryUsage()
+	if len(usage) != 1 || !usage[0].Frozen || usage[0].FrozenSince.IsZero() || usage[0].Pid == 0 {
+		t.Fatalf("MemoryUsage = %+v; want web frozen, with its pid", usage)
+	}
+}
+
+// A reload that drops idle_action: freeze thaws a frozen app, which then
+// stops when idle like any other; one that adds freeze_timeout arms it.
+func TestReloadOfAFrozenAppAppliesTheNewIdleKeys(t *testing.T) {
+	h := newHarness(t)
+	spec, _ := h.freezeSpec("web")
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("web")
+	release()
+	h.waitState("web", Frozen)
+
+	timed := *spec
+	timed.FreezeTimeout = 200 * time.Millisecond
+	h.m.Apply([]*appfile.Spec{&timed})
+	h.waitState("web", Stopped)
+	h.waitLog(`msg="app frozen for freeze_timeout, stopping it"`, "app=web")
+
+	_, release = h.wake("web")
+	pid := h.status("web").Pid
+	release()
+	h.waitState("web", Frozen)
+	stop := *spec
+	stop.IdleAction = appfile.IdleStop
+	h.m.Apply([]*appfile.Spec{&stop})
+	h.waitLog(`msg="app thawed"`, "app=web", "reason=reload")
+	h.waitState("web", Stopped)
+	if testutil.ProcessAlive(pid) {
+		t.Errorf("pid %d alive after the idle stop", pid)
+	}
 }

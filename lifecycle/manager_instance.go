@@ -153,6 +153,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	beforeStop := in.stopReq && !in.readyAt.IsZero() && len(in.spec.Hooks.BeforeStop) > 0
 	stopReason := in.stopReason
 	m.mu.Unlock()
+	m.thawForStop(in)
 	if beforeStop {
 		_ = m.runHook(context.Background(), in, "before_stop", in.spec.Hooks.BeforeStop, stopReason)
 	}

@@ -28,6 +28,7 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 			Name:     a.name,
 			Mode:     memoryMode(a),
 			Stopping: a.state == Stopping,
+			Frozen:   a.state == Frozen && !a.thawing,
 			// An app that running apps need counts as in use: a stop
 			// would cut them too (StopForMemory stops them first).
 			Connections: a.conns + a.pending + a.neededRefs,
@@ -54,6 +55,9 @@ func (m *Manager) MemoryUsage() []memory.AppUsage {
 			if in.spawnedAt.After(u.LastActive) {
 				u.LastActive = in.spawnedAt
 			}
+		}
+		if u.Frozen {
+			u.FrozenSince = a.frozenAt
 		}
 		out = append(out, u)
 	}

@@ -42,8 +42,8 @@ func (m *Manager) releaseNeedsLocked(in *instance) {
 			continue
 		}
 		if m.closed {
-			if b.state == Starting || b.state == Ready {
-				m.stopAllLocked(b, "shutdown")
+			if b.state == Starting || b.state == Ready || b.state == Frozen {
+				m.stopRunningLocked(b, "shutdown")
 			}
 			continue
 		}

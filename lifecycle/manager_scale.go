@@ -60,6 +60,8 @@ func (m *Manager) retireLocked(a *app, in *instance, reason string) {
 // are woken either way, so that none keeps looking at a dead instance.
 func (m *Manager) settleLocked(a *app) {
 	switch {
+	case a.state == Frozen:
+		a.broadcast() // the others stay frozen; a thaw makes it ready
 	case a.pick() != nil:
 		a.setState(Ready)
 	case a.startingInstance() != nil:

@@ -70,7 +70,7 @@ type InstanceStatus struct {
 	Index int
 	// Pid is its process (group leader) id, 0 until spawned.
 	Pid int
-	// State is starting, ready or stopping.
+	// State is starting, ready, frozen or stopping.
 	State State
 	// Upstream is where it listens ("" until picked).
 	Upstream    string

@@ -57,6 +57,8 @@ func (m *Manager) StopApp(ctx context.Context, name, reason string) (StopOutcome
 	case Starting, Ready:
 		m.disarmIdleLocked(a)
 		m.stopAllLocked(a, reason)
+	case Frozen:
+		m.stopRunningLocked(a, reason)
 	}
 	out.WasRunning = true
 	a.stopKilled = false
@@ -94,9 +96,9 @@ func (m *Manager) restart(ctx context.Context, name, stopReason, startReason str
 		return ErrUnknownApp
 	}
 	switch a.state {
-	case Starting, Ready:
+	case Starting, Ready, Frozen:
 		m.disarmIdleLocked(a)
-		m.stopAllLocked(a, stopReason)
+		m.stopRunningLocked(a, stopReason)
 		fallthrough
 	case Stopping:
 		a.restartAfterStop, a.restartReason = true, startReason
@@ -137,6 +139,8 @@ func (m *Manager) KeepUp(name string, until time.Time) error {
 		}
 	case Failed:
 		return fmt.Errorf("keeping app %q up: %w", name, ErrBackoff)
+	case Frozen:
+		m.thawLocked(a, "cron") // its idle timer, armed once thawed, sees the window
 	case Ready:
 		if a.idleTimer != nil {
 			m.armIdleLocked(a) // later deadline
@@ -161,9 +165,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		a.restartAfterStop = false
 		m.stopInetdLocked(a, "shutdown")
 		switch a.state {
-		case Starting, Ready:
+		case Starting, Ready, Frozen:
 			if a.neededRefs == 0 {
-				m.stopAllLocked(a, "shutdown")
+				m.stopRunningLocked(a, "shutdown")
 			}
 		case Failed:
 			a.setState(Stopped)

@@ -117,6 +117,10 @@ func (m *Manager) idleFired(a *app) {
 		}
 		active--
 		if active == 0 {
+			if m.canFreezeLocked(a) {
+				m.freezeLocked(a)
+				return
+			}
 			m.stopAllLocked(a, "idle")
 			return
 		}

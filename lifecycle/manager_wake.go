@@ -242,8 +242,20 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 			m.beginStartLocked(a, reason)
 		case Stopped:
 			m.beginStartLocked(a, reason)
+		case Frozen:
+			if ins := m.beginThawLocked(a, reason); len(ins) > 0 {
+				// Thawed by this caller, within its start_timeout.
+				tctx, cancel := context.WithTimeout(ctx, startTimeout(a.spec))
+				m.mu.Unlock()
+				for _, in := range ins {
+					m.applyFreeze(tctx, in)
+				}
+				cancel()
+				m.mu.Lock()
+				continue
+			}
 		}
-		// Starting or stopping: wait for the next change.
+		// Starting, stopping or thawing: wait for the next change.
 		if held && counted != a {
 			if a.pending >= maxPending(a.spec) {
 				m.refuseLocked(a)

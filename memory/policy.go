@@ -124,7 +124,8 @@ func (p Policy) shortage(r Reading, extra int64, during Shortage) (need int64, c
 // it is short until its margin is reached, not only once crossed. Each
 // victim's RSS counts as freed. Never an always app; apps without open
 // connections before apps with; lower memory_priority first; least
-// recently active first. Apps with open connections are chosen only when
+// recently active first; frozen apps before all of them (see stopOrder).
+// Apps with open connections (frozen ones aside) are chosen only when
 // the others do not free enough, flagged LastResort. The list may free less
 // than needed when no more apps can be stopped.
 func (p Policy) Victims(r Reading, during Shortage) []Stop {
@@ -155,7 +156,7 @@ func pick(r Reading, need int64, cause Cause, exclude string, lastResort bool) [
 		if !a.running() || a.RSS <= 0 || a.Mode == appfile.Always || a.Name == exclude {
 			continue
 		}
-		if a.Connections > 0 && !lastResort {
+		if a.Connections > 0 && !a.Frozen && !lastResort {
 			continue
 		}
 		cands = append(cands, a)
@@ -171,15 +172,30 @@ func pick(r Reading, need int64, cause Cause, exclude string, lastResort bool) [
 			App:         a.Name,
 			RSS:         a.RSS,
 			Connections: a.Connections,
-			LastResort:  a.Connections > 0,
+			LastResort:  a.Connections > 0 && !a.Frozen,
 			Cause:       cause,
 		})
 	}
 	return stops
 }
 
-// stopOrder sorts apps first-to-stop first.
+// stopOrder sorts apps first-to-stop first: frozen apps (idle, holding
+// memory for nothing), lowest priority and longest frozen first; then
+// the others.
 func stopOrder(a, b AppReading) int {
+	if a.Frozen != b.Frozen {
+		if a.Frozen {
+			return -1
+		}
+		return 1
+	}
+	if a.Frozen {
+		return cmp.Or(
+			cmp.Compare(a.Priority, b.Priority),
+			a.FrozenSince.Compare(b.FrozenSince),
+			cmp.Compare(a.Name, b.Name),
+		)
+	}
 	return cmp.Or(
 		cmp.Compare(min(a.Connections, 1), min(b.Connections, 1)),
 		cmp.Compare(a.Priority, b.Priority),

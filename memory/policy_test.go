@@ -395,3 +395,38 @@ func TestOverMaxFarOverFactor(t *testing.T) {
 		t.Fatalf("OverMax with FarOver 1.05 = %+v, want StopNow", got)
 	}
 }
+
+// frozen marks a reading frozen since ago minutes before t0.
+func frozen(a AppReading, ago int) AppReading {
+	a.Frozen, a.FrozenSince = true, t0.Add(-time.Duration(ago)*time.Minute)
+	return a
+}
+
+// Frozen apps hold memory for nothing: they go first, before running apps
+// of a lower priority or idle for longer, the lowest priority and the
+// longest frozen first; their quiet connections do not protect them.
+func TestVictimsStopFrozenAppsFirst(t *testing.T) {
+	p := Policy{Budget: 10 * mib, Margin: 1}
+	apps := []AppReading{
+		with(app("running", 64, 99), func(a *AppReading) { a.Priority = -5 }),
+		frozen(app("recent", 64, 1), 1),
+		frozen(app("long", 64, 2), 30),
+		frozen(with(app("low", 64, 1), func(a *AppReading) { a.Priority = -1 }), 1),
+		with(frozen(app("open", 64, 1), 2), func(a *AppReading) { a.Connections = 2 }),
+	}
+	stops := p.Victims(Reading{Available: 900 * mib, Total: 1000 * mib, Apps: apps}, Shortage{})
+	if got, want := names(stops), []string{"low", "long", "open", "recent", "running"}; !slices.Equal(got, want) {
+		t.Fatalf("victims = %v, want %v", got, want)
+	}
+	for _, s := range stops[:4] {
+		if s.LastResort {
+			t.Errorf("%s, frozen, flagged a last resort", s.App)
+		}
+	}
+	// Making room does not cut connections, but a frozen app's are no
+	// obstacle.
+	room := p.MakeRoom(Reading{Available: 900 * mib, Total: 1000 * mib, Apps: apps[4:]}, "new", 64*mib)
+	if got := names(room); !slices.Equal(got, []string{"open"}) {
+		t.Errorf("MakeRoom = %v, want the frozen app with connections", got)
+	}
+}

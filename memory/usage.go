@@ -30,6 +30,11 @@ type AppUsage struct {
 	// Stopping says a stop is already under way: its memory is counted as
 	// about to be freed, so no further app is stopped for it.
 	Stopping bool
+	// Frozen says the app is frozen (idle_action: freeze): idle, yet
+	// holding its memory. Frozen apps are stopped first, the longest
+	// frozen first (FrozenSince), whatever their connections.
+	Frozen      bool
+	FrozenSince time.Time
 	// Connections is the number of open client connections (including
 	// connections held while the app starts).
 	Connections int

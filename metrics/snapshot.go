@@ -14,7 +14,7 @@ type snapshot struct {
 // The states an app can be in, for dynapm_app_state (one series each, 1
 // for the current state), in lifecycle's spelling; error is an app file
 // not in force (refused), which status lists too.
-var states = []string{"stopped", "starting", "ready", "stopping", "failed", "error"}
+var states = []string{"stopped", "starting", "ready", "frozen", "stopping", "failed", "error"}
 
 var (
 	appsDesc    = prometheus.NewDesc("dynapm_apps", "App files: the apps in force and those refused (state error).", nil, nil)
