@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/dynapm/dynapm/admin"
+	"github.com/dynapm/dynapm/appsdir"
 	"github.com/dynapm/dynapm/cron"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -19,10 +22,30 @@ type adminController struct {
 	rss func(app string) int64
 	// sched, when set, gives each app's next scheduled wake and last job.
 	sched *cron.Scheduler
+	// refused, when set, gives the app files not in force: each is
+	// shown as an app in state error, so that status lists every file.
+	refused func() []appsdir.Refused
 }
 
-// Apps reports every app in the admin API's wire form.
+// StateError is the state of an app whose file is not in force.
+const StateError = "error"
+
+// Apps reports every app in the admin API's wire form, and every app file
+// that is not in force as an app in state error.
 func (c *adminController) Apps() []admin.App {
+	out := c.servedApps()
+	if c.refused != nil {
+		for _, r := range c.refused() {
+			out = append(out, admin.App{Name: r.Name, State: StateError, File: r.File,
+				LastError: r.Err, Listen: []string{}, Instances: []admin.Instance{}})
+		}
+		slices.SortStableFunc(out, func(a, b admin.App) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return out
+}
+
+// servedApps reports the apps in force (the metrics' apps).
+func (c *adminController) servedApps() []admin.App {
 	st := c.mgr.Status()
 	out := make([]admin.App, 0, len(st))
 	for _, s := range st {

@@ -23,10 +23,16 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLAST-JOB\tLISTEN\tSTATUS\tLAST-ERROR")
 	for _, a := range apps {
+		errWidth := maxErrorWidth
+		if a.State == StateError {
+			// Why the app is not served at all: the whole of it, in
+			// the last column.
+			errWidth = len(a.LastError)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			a.Name, a.State, pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
 			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now), jobCell(a.LastJob, now),
-			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.Status, maxErrorWidth)), dash(oneLine(a.LastError, maxErrorWidth)))
+			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.Status, maxErrorWidth)), dash(oneLine(a.LastError, errWidth)))
 		writeInstanceRows(tw, a)
 	}
 	return tw.Flush()

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,8 +76,11 @@ type daemon struct {
 	srv     *l4.Server
 	// admin is the admin API on STATE/dynapm.sock; metrics the Prometheus
 	// endpoint (nil when off); notify tells systemd how we are doing.
-	admin   *admin.Server
-	ctl     *adminController
+	admin *admin.Server
+	ctl   *adminController
+	// watcher follows apps.d; set once it has loaded it (the admin API
+	// may read it before).
+	watcher atomic.Pointer[appsdir.Watcher]
 	met     *metrics.Metrics // nil when metrics are off
 	metrics *metrics.Server
 	notify  *sdnotify.Notifier
@@ -148,6 +152,7 @@ func runDaemon(ctx context.Context, s settings.Settings, log *slog.Logger) error
 	if err != nil {
 		return errors.Join(err, d.shutdown())
 	}
+	d.watcher.Store(w)
 	d.sched.Start()
 	d.background(func(ctx context.Context) {
 		if err := w.Run(ctx); err != nil {
@@ -254,7 +259,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	})
 	var events lifecycle.Events
 	if s.Metrics != "" {
-		d.met = metrics.New(func() []admin.App { return d.ctl.Apps() })
+		d.met = metrics.New(func() []admin.App { return d.ctl.servedApps() })
 		events = d.met
 	}
 	d.mgr = lifecycle.NewManager(lifecycle.Config{
@@ -288,7 +293,12 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	if d.met != nil {
 		d.srv.Observer = d.met
 	}
-	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched}
+	d.ctl = &adminController{mgr: d.mgr, rss: d.mem.LastRSS, sched: d.sched, refused: func() []appsdir.Refused {
+		if w := d.watcher.Load(); w != nil {
+			return w.Refused()
+		}
+		return nil
+	}}
 	d.notify = sdnotify.FromEnv()
 	// Only the daemon talks to systemd (the unit has NotifyAccess=main):
 	// apps, jobs and the reaper must not inherit the socket, which is what
@@ -399,7 +409,7 @@ func bindErrors(specs []*appfile.Spec, failed map[string]error) []appsdir.AppErr
 		for i, addr := range s.Listen {
 			if err, ok := failed[addr]; ok {
 				errs = append(errs, appsdir.AppError{App: s.Name,
-					Err: &appfile.FieldError{File: s.File, Field: fmt.Sprintf("listen[%d]", i), Msg: err.Error()}})
+					Err: &appfile.FieldError{File: s.File, Field: fmt.Sprintf("listen[%d]", i), Msg: listenError(addr, err)}})
 				break
 			}
 		}

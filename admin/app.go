@@ -6,9 +6,13 @@ import "time"
 // stable contract (`dynapm status -json` prints an array of these): fields
 // may be added, never renamed or removed. Times are omitted when unknown.
 type App struct {
-	Name  string `json:"name"`
+	Name string `json:"name"`
+	// State is stopped, starting, ready, stopping or failed; error for an
+	// app file that is not in force (refused), LastError saying why.
 	State string `json:"state"`
-	Mode  string `json:"mode"`
+	// File is the app file (set for a refused one).
+	File string `json:"file,omitempty"`
+	Mode string `json:"mode"`
 	// Pid is the process group leader's id, 0 when no process runs.
 	Pid int `json:"pid"`
 	// StartedAt is when the running instance was spawned; zero when stopped.

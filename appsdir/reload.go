@@ -16,6 +16,7 @@ import (
 
 // reload rereads paths and puts the result in force as one change.
 func (w *Watcher) reload(paths []string) {
+	defer w.publishRefused()
 	if !w.checkTrust() {
 		w.stale = true
 		w.log.Debug("reload refused: the apps directory cannot be trusted", "dir", w.cfg.Dir, "files", len(paths))

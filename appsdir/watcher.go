@@ -118,8 +118,9 @@ type Watcher struct {
 	distrustLogged time.Time
 	stale          bool
 
-	mu   sync.Mutex // guards snap for readers on other goroutines
-	snap []*appfile.Spec
+	mu      sync.Mutex // guards snap and refused for readers on other goroutines
+	snap    []*appfile.Spec
+	refused []Refused
 }
 
 // file is what the watcher knows of one app file.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -213,7 +214,7 @@ func TestReloadListenAddressTakenElsewhereIsReportedAndRetried(t *testing.T) {
 	}
 	taken := squatter.Addr().String()
 	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), echoAppOn(t, []string{taken}, filepath.Join(t.TempDir(), "pid2"), ""))
-	d.waitLog(t, "web.yaml", "listen[0]", "address already in use")
+	d.waitLog(t, "web.yaml", "listen[0]", taken+" is already in use by pid "+strconv.Itoa(os.Getpid()))
 	if got := testutil.EchoOnce(t, other, "still"); got != "still" {
 		t.Fatalf("%s: echo = %q", "the daemon stopped serving other apps", got)
 	}

@@ -39,7 +39,7 @@ func checkUpstreamFree(ctx context.Context, upstream string) error {
 	c.Close()
 	holder := "a process DynaPM cannot see (another user's, or one on another host)"
 	if ap, err := netip.ParseAddrPort(upstream); err == nil {
-		if pid, cmd, ok := findListener(ap); ok {
+		if pid, cmd, ok := FindListener(ap); ok {
 			holder = fmt.Sprintf("pid %d (%s)", pid, cmd)
 		}
 	}
@@ -47,11 +47,12 @@ func checkUpstreamFree(ctx context.Context, upstream string) error {
 		lifecycle.ErrUpstreamInUse, upstream, holder)
 }
 
-// findListener returns the process holding a listening TCP socket that
-// takes connections to ap, and its command line, from /proc/net/tcp{,6}
+// FindListener returns the process holding a listening TCP socket that
+// takes connections to ap (to any address when ap is the unspecified
+// one), and its command line, from /proc/net/tcp{,6}
 // and the /proc/PID/fd links. ok is false when none is found (the socket
 // is another user's, whose descriptors cannot be read, say).
-func findListener(ap netip.AddrPort) (pid int, cmd string, ok bool) {
+func FindListener(ap netip.AddrPort) (pid int, cmd string, ok bool) {
 	inodes := map[string]bool{}
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		for _, ino := range listeningInodes(table, ap) {
@@ -109,7 +110,9 @@ func listeningInodes(path string, ap netip.AddrPort) []string {
 		if !ok || local.Port() != ap.Port() {
 			continue
 		}
-		if a := local.Addr().Unmap(); a == ap.Addr().Unmap() || a.IsUnspecified() {
+		// A socket on every address holds the port for each, and one
+		// on any address holds it against a bind to every address.
+		if a := local.Addr().Unmap(); a == ap.Addr().Unmap() || a.IsUnspecified() || ap.Addr().IsUnspecified() {
 			inodes = append(inodes, fields[9])
 		}
 	}

@@ -121,15 +121,15 @@ func TestFindListenerNamesTheHolderOnIPv4AndIPv6(t *testing.T) {
 	}
 	for _, addr := range addrs {
 		pid, _ := startForeign(t, addr)
-		gotPid, cmd, ok := findListener(netip.MustParseAddrPort(addr))
+		gotPid, cmd, ok := FindListener(netip.MustParseAddrPort(addr))
 		if !ok || gotPid != pid || !strings.Contains(cmd, "-listen "+addr) {
-			t.Errorf("findListener(%s) = %d, %q, %v; want pid %d and its command", addr, gotPid, cmd, ok, pid)
+			t.Errorf("FindListener(%s) = %d, %q, %v; want pid %d and its command", addr, gotPid, cmd, ok, pid)
 		}
 	}
 	// Nothing listens on a port just released.
 	free := netip.MustParseAddrPort(testutil.FreeAddr(t))
-	if pid, cmd, ok := findListener(free); ok {
-		t.Errorf("findListener(%s) = %d, %q on a free port", free, pid, cmd)
+	if pid, cmd, ok := FindListener(free); ok {
+		t.Errorf("FindListener(%s) = %d, %q on a free port", free, pid, cmd)
 	}
 }
 
