@@ -1,6 +1,7 @@
 package execdriver
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -38,6 +39,9 @@ func applyGuards(cmd *exec.Cmd, spec *appfile.Spec) error {
 	if spec.User != "" || spec.Group != "" {
 		cred, err := Credential(spec.User, spec.Group)
 		if err != nil {
+			return err
+		}
+		if err := CheckEnter(cred, cmp.Or(spec.User, spec.Group), cmd.Dir); err != nil {
 			return err
 		}
 		cmd.SysProcAttr.Credential = cred
