@@ -19,9 +19,11 @@ Usage:
   dynapm status [-json]                                   every app: state, pid, uptime, connections, RSS...
   dynapm start|stop|restart NAME                          start (waiting until ready), stop or restart an app
   dynapm logs NAME [-n N] [-f]                            the end of an app's log; -f follows it
+  dynapm version                                          the version and VCS revision (also -version)
 
 The client commands find the daemon's admin socket (STATE/dynapm.sock)
-through -state DIR or -config FILE.
+through -state DIR or -config FILE (its state_dir), or else the
+environment variable DYNAPM_STATE=DIR.
 
 Run "dynapm COMMAND -h" for a command's flags.
 `
@@ -37,7 +39,10 @@ func main() {
 // dispatch runs one subcommand and returns the process exit code.
 func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		cmd, args = "version", args[1:]
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && cmd == "run" {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -55,6 +60,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return restartCommand(args, stdout, stderr)
 	case "logs":
 		return logsCommand(args, stdout, stderr)
+	case "version":
+		return versionCommand(stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
