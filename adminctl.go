@@ -57,6 +57,7 @@ func (c *adminController) servedApps() []admin.App {
 			Connections:  s.Connections,
 			Pending:      s.Pending,
 			LastActivity: s.LastActivity,
+			StopsAt:      s.StopsAt,
 			Listen:       s.Listen,
 			Upstream:     s.Upstream,
 			LastError:    s.LastError,

@@ -95,6 +95,9 @@ type daemon struct {
 	// only apply uses them.
 	table map[string][]l4.Route
 	names map[string]bool
+	// accessLog is the access_log setting: the apps whose file does not
+	// say otherwise log a line per connection.
+	accessLog bool
 	// bound, when set, is called by apply once the new addresses are
 	// bound and before the manager hears of the new apps (tests).
 	bound func()
@@ -289,7 +292,8 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
 		StartGroup: d.driver.StartGroup})
-	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops}
+	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops, RefusalReason: refusalReason}
+	d.accessLog = s.AccessLog
 	if d.met != nil {
 		d.srv.Observer = d.met
 	}
@@ -363,7 +367,7 @@ func (d *daemon) apply(specs []*appfile.Spec) []appsdir.AppError {
 	if len(errs) > 0 {
 		return errs
 	}
-	table := routeTable(specs)
+	table := routeTable(specs, d.accessLog)
 	failed := d.srv.Bind(table)
 	if len(failed) > 0 && respelled(failed, d.table, table) {
 		// localhost:80 replacing 127.0.0.1:80 can only bind once the
@@ -446,15 +450,20 @@ func respelled(failed map[string]error, prev, next map[string][]l4.Route) bool {
 }
 
 // routeTable maps every listen address to the routes of the apps on it.
-func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
+func routeTable(specs []*appfile.Spec, accessLog bool) map[string][]l4.Route {
 	table := make(map[string][]l4.Route)
 	for _, s := range specs {
+		logged := accessLog
+		if s.AccessLog != nil {
+			logged = *s.AccessLog
+		}
 		for _, addr := range s.Listen {
 			r := l4.Route{
 				App:           s.Name,
 				SNI:           s.Match.SNI,
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
+				AccessLog:     logged,
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)
@@ -523,4 +532,24 @@ func privilegeErrors(specs []*appfile.Spec, euid int) []appsdir.AppError {
 			Msg: fmt.Sprintf("dynapm runs as uid %d, not root: it cannot run an app as another user; remove %s or run dynapm as root", euid, field)}})
 	}
 	return errs
+}
+
+// refusalReason names why the lifecycle manager could not serve a
+// connection, for dynapm_app_refused_connections_total{reason}.
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, lifecycle.ErrTooManyPending):
+		return "max_pending"
+	case errors.Is(err, lifecycle.ErrBackoff):
+		return "backoff"
+	case errors.Is(err, lifecycle.ErrStartTimeout):
+		return "start_timeout"
+	case errors.Is(err, lifecycle.ErrStartFailed):
+		return "start_failed"
+	case errors.Is(err, lifecycle.ErrShuttingDown):
+		return "shutdown"
+	case errors.Is(err, lifecycle.ErrUnknownApp):
+		return "removed"
+	}
+	return "other"
 }

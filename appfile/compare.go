@@ -55,6 +55,9 @@ var specKeys = []specKey{
 	{"group", true, func(a, b *Spec) bool { return a.Group == b.Group }},
 	{"limits", true, func(a, b *Spec) bool { return a.Limits == b.Limits }},
 	{"umask", true, func(a, b *Spec) bool { return a.Umask == b.Umask }},
+	{"access_log", false, func(a, b *Spec) bool {
+		return (a.AccessLog == nil) == (b.AccessLog == nil) && (a.AccessLog == nil || *a.AccessLog == *b.AccessLog)
+	}},
 }
 
 // Equal reports whether two specs say the same thing, field by field.

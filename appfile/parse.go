@@ -19,7 +19,7 @@ var topKeys = []string{
 	"ready", "max_pending", "match", "proxy_protocol", "wake", "jobs",
 	"memory_priority", "memory_max", "scale",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
-	"unavailable_reply", "user", "group", "limits", "umask",
+	"unavailable_reply", "user", "group", "limits", "umask", "access_log",
 }
 
 var matchKeys = []string{"sni", "host"}
@@ -156,6 +156,10 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.scale(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
+	case "access_log":
+		if b, ok := d.boolean(key, v); ok {
+			s.AccessLog = &b
+		}
 	default:
 		d.driverField(s, key, v)
 	}

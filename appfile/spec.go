@@ -73,6 +73,9 @@ type Spec struct {
 	Match Match
 	// ProxyProtocol is "", "v1" or "v2".
 	ProxyProtocol string
+	// AccessLog, when set, overrides the daemon's access_log setting for
+	// this app: a log line per connection.
+	AccessLog *bool
 
 	// MemoryPriority orders stops under memory pressure: apps with a
 	// higher priority are stopped later. Default 0.

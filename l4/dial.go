@@ -200,15 +200,13 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 			return release, true
 		}
 		if rewakes == maxRewakes || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
-			s.logDrop("dialing upstream failed, closing connection",
-				slog.String("app", r.App), slog.String("upstream", upstream.String()), slog.Any("err", err))
-			s.dropUnavailable(c, release, r.UnavailableReply)
+			s.refuse(c, r, release, RefusedUpstreamUnreachable, "dialing upstream failed, closing connection",
+				slog.String("upstream", upstream.String()), slog.Any("err", err))
 			return nil, false
 		}
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
-			s.logDrop("connection closed unserved", slog.String("app", r.App), slog.Any("err", err))
-			s.dropUnavailable(c, nil, r.UnavailableReply)
+			s.refuse(c, r, nil, s.wakeRefusal(err), "connection closed unserved", slog.Any("err", err))
 			return nil, false
 		}
 	}

@@ -53,7 +53,7 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 	if !ok {
 		return false
 	}
-	c.app, c.start = r.App, time.Now()
+	c.app, c.start, c.accessLog = r.App, time.Now(), r.AccessLog
 	// Dial: a zero timeout, only the poll that does not block.
 	fd, err := connectRaw(s.ctx, upstream, 0)
 	if err != nil {

@@ -53,4 +53,7 @@ type Route struct {
 	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,
 	// which keeps the proxy protocol-agnostic. Never sent during Shutdown.
 	UnavailableReply []byte
+	// AccessLog: log one line per connection (app, client, bytes each
+	// way, duration, how it ended) at info level.
+	AccessLog bool
 }

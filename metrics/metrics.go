@@ -25,6 +25,7 @@ type Metrics struct {
 	coldStart    *prometheus.HistogramVec
 	connections  *prometheus.CounterVec
 	bytes        *prometheus.CounterVec
+	refused      *prometheus.CounterVec
 	reloadErrors prometheus.Counter
 
 	// forgotten holds the apps whose series Forget dropped: a removed app's
@@ -61,12 +62,16 @@ func New(apps func() []admin.App) *Metrics {
 			Name: "dynapm_app_bytes_total",
 			Help: "Bytes spliced, counted when a connection ends; direction in is client to app.",
 		}, []string{"app", "direction"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynapm_app_refused_connections_total",
+			Help: "Client connections closed without being served, by reason: max_pending, backoff, start_failed, start_timeout, upstream_unreachable, shutdown, removed, other.",
+		}, []string{"app", "reason"}),
 		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dynapm_reload_errors_total",
 			Help: "App file versions that could not be put in force (each distinct problem once).",
 		}),
 	}
-	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.reloadErrors,
+	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.refused, m.reloadErrors,
 		&snapshot{apps: apps},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "dynapm"}),
@@ -125,6 +130,17 @@ func (m *Metrics) ConnectionClosed(app string, in, out int64) {
 	m.bytes.WithLabelValues(app, "out").Add(float64(out))
 }
 
+// ConnectionRefused counts a client connection closed without being
+// served, for reason (a fixed set, see l4.Refusal).
+func (m *Metrics) ConnectionRefused(app, reason string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.forgottenLocked(app) {
+		return
+	}
+	m.refused.WithLabelValues(app, reason).Inc()
+}
+
 // ReloadErrors counts app files that failed to load.
 func (m *Metrics) ReloadErrors(n int) {
 	m.reloadErrors.Add(float64(n))
@@ -142,6 +158,7 @@ func (m *Metrics) Forget(app string) {
 	m.coldStart.DeletePartialMatch(l)
 	m.connections.DeletePartialMatch(l)
 	m.bytes.DeletePartialMatch(l)
+	m.refused.DeletePartialMatch(l)
 }
 
 // Keep counts the events of an app added (back) from now on, undoing
