@@ -11,10 +11,12 @@ import (
 
 // CheckEnter fails when the account cred cannot enter dir, the working
 // directory of an app's program (the app file's directory unless dir:
-// says otherwise, often private to root): exec would then fail with a
-// bare "permission denied" that seems to blame the program. It names the
-// first directory on the way that the account may not search. who is how
-// the app file names the account (its user:). `dynapm check` calls it too.
+// says otherwise, often private to root): exec then fails with a bare
+// "permission denied" that seems to blame the program. It names the
+// first directory on the way that the account may not search, judged by
+// owner, group and mode (a directory with an ACL is not judged). who is
+// how the app file names the account (its user:). Start calls it to
+// explain a failed launch, `dynapm check` beforehand.
 func CheckEnter(cred *syscall.Credential, who, dir string) error {
 	if cred == nil || cred.Uid == 0 || dir == "" {
 		return nil
@@ -31,7 +33,7 @@ func CheckEnter(cred *syscall.Credential, who, dir string) error {
 		if !ok {
 			return nil
 		}
-		if !canSearch(st, cred) {
+		if !canSearch(st, cred) && !hasACL(path) {
 			return fmt.Errorf("user %q cannot enter %s (mode %04o, owner %s) on the way to its working directory %s; "+
 				"set dir: in the app file to a directory that user can enter (without dir:, it is the app file's directory)",
 				who, path, fi.Mode().Perm(), ownerName(st.Uid), dir)
@@ -67,6 +69,13 @@ func canSearch(st *syscall.Stat_t, cred *syscall.Credential) bool {
 		return st.Mode&0o010 != 0
 	}
 	return st.Mode&0o001 != 0
+}
+
+// hasACL reports whether path has an access ACL, which may let the
+// account in where the mode bits do not: CheckEnter then does not judge.
+func hasACL(path string) bool {
+	n, err := syscall.Getxattr(path, "system.posix_acl_access", nil)
+	return err == nil && n > 0
 }
 
 func ownerName(uid uint32) string {

@@ -1,7 +1,6 @@
 package execdriver
 
 import (
-	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -39,9 +38,6 @@ func applyGuards(cmd *exec.Cmd, spec *appfile.Spec) error {
 	if spec.User != "" || spec.Group != "" {
 		cred, err := Credential(spec.User, spec.Group)
 		if err != nil {
-			return err
-		}
-		if err := CheckEnter(cred, cmp.Or(spec.User, spec.Group), cmd.Dir); err != nil {
 			return err
 		}
 		cmd.SysProcAttr.Credential = cred
