@@ -16,7 +16,7 @@ import (
 // address and the cause, and who holds the address when it is in use.
 func listenError(addr string, err error) string {
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return addrInUse(addr, "")
+		return addrInUse(addr, false)
 	}
 	var se *os.SyscallError
 	if errors.As(err, &se) {
@@ -26,19 +26,19 @@ func listenError(addr string, err error) string {
 }
 
 // addrInUse words that addr is taken, naming the process that listens on
-// it when /proc tells (a process of another user may not be found).
-// found, when not empty, is how the address was found taken.
-func addrInUse(addr, found string) string {
+// it when /proc tells (a process of another user may not be found). now:
+// found so by check, rather than by the daemon's bind.
+func addrInUse(addr string, now bool) string {
 	holder := "another process"
 	if ap, ok := listenAddrPort(addr); ok {
 		if pid, cmd, ok := execdriver.FindListener(ap); ok {
 			holder = fmt.Sprintf("pid %d (%s)", pid, cmd)
 		}
 	}
-	if found != "" {
-		found = " (" + found + ")"
+	if now {
+		return fmt.Sprintf("%s is in use now by %s, so the daemon could not serve the app; stop it, or give the app another listen address", addr, holder)
 	}
-	return fmt.Sprintf("%s is already in use by %s%s; stop it, or give the app another listen address", addr, holder, found)
+	return fmt.Sprintf("%s is already in use by %s; stop it, or give the app another listen address", addr, holder)
 }
 
 // listenAddrPort parses a listen address with a literal IP or none

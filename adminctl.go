@@ -51,6 +51,7 @@ func (c *adminController) Apps() []admin.App {
 			Connections:    s.Connections,
 			Pending:        s.Pending,
 			LastActivity:   s.LastActivity,
+			StopsAt:        s.StopsAt,
 			Listen:         s.Listen,
 			Upstream:       s.Upstream,
 			LastError:      s.LastError,
@@ -117,17 +118,17 @@ func jobOf(r cron.JobResult) *admin.Job {
 
 // Start is a manual start: it ignores a failed app's backoff.
 func (c *adminController) Start(ctx context.Context, name string) error {
-	return adminError(c.mgr.Start(ctx, name, "manual"))
+	return c.adminError(name, c.mgr.Start(ctx, name, "manual"))
 }
 
 // Stop is a manual stop.
 func (c *adminController) Stop(ctx context.Context, name string) error {
-	return adminError(c.mgr.Stop(ctx, name, "manual"))
+	return c.adminError(name, c.mgr.Stop(ctx, name, "manual"))
 }
 
 // Restart stops the app if it runs and waits until it is ready again.
 func (c *adminController) Restart(ctx context.Context, name string) error {
-	return adminError(c.mgr.Restart(ctx, name))
+	return c.adminError(name, c.mgr.Restart(ctx, name))
 }
 
 // Override pins, unpins, disables or enables an app, then saves every
@@ -152,7 +153,7 @@ func (c *adminController) Override(ctx context.Context, name string, o admin.Ove
 		return fmt.Errorf("unknown action %q", o.Action)
 	}
 	if errors.Is(err, lifecycle.ErrUnknownApp) {
-		return adminError(err)
+		return c.adminError(name, err)
 	}
 	if serr := c.saveOverrides(); serr != nil {
 		err = errors.Join(err, serr)
@@ -190,10 +191,19 @@ func (c *adminController) restoreOverrides(log *slog.Logger) {
 	c.mgr.SetOverrides(list)
 }
 
-// adminError marks lifecycle's unknown-app errors for the admin API (404).
-func adminError(err error) error {
-	if errors.Is(err, lifecycle.ErrUnknownApp) {
-		return fmt.Errorf("%w: %w", admin.ErrUnknownApp, err)
+// adminError marks lifecycle's unknown-app errors for the admin API (404),
+// but for an app whose file is not in force, which says why.
+func (c *adminController) adminError(name string, err error) error {
+	if !errors.Is(err, lifecycle.ErrUnknownApp) {
+		return err
 	}
-	return err
+	if c.refused != nil {
+		for _, r := range c.refused() {
+			if r.Name == name {
+				return fmt.Errorf("app %q is not served: its file %s was refused: %s",
+					name, r.File, strings.ReplaceAll(r.Err, "\n", "; "))
+			}
+		}
+	}
+	return fmt.Errorf("%w: %w", admin.ErrUnknownApp, err)
 }

@@ -17,14 +17,23 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	specs, errs := appfile.LoadDir(s.AppsDir)
 	specs, errs = trustErrors(trust.New(s.StateDir), s.AppsDir, specs, errs)
 	specs, errs = reservedErrors(ownAddresses(s.Metrics, metricsSetting(s)), specs, errs)
+	runErrs, warnings, bad := runtimeProblems(specs)
+	errs = append(errs, runErrs...)
 	for _, err := range errs {
 		fmt.Fprintln(stdout, err)
 	}
+	for _, w := range warnings {
+		fmt.Fprintln(stdout, "warning: "+w.Error())
+	}
+	also := ""
+	if len(warnings) > 0 {
+		also = fmt.Sprintf(" (%d warning(s))", len(warnings))
+	}
 	if len(errs) > 0 {
-		fmt.Fprintf(stdout, "%d problem(s); %d app file(s) valid in %s\n", len(errs), len(specs), s.AppsDir)
+		fmt.Fprintf(stdout, "%d problem(s)%s; %d app file(s) valid in %s\n", len(errs), also, len(specs)-bad, s.AppsDir)
 		return 1
 	}
-	fmt.Fprintf(stdout, "ok: %d app file(s) valid in %s\n", len(specs), s.AppsDir)
+	fmt.Fprintf(stdout, "ok: %d app file(s) valid in %s%s\n", len(specs), s.AppsDir, also)
 	return 0
 }
 

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dynapm/dynapm/internal/testutil"
 )
@@ -83,5 +87,55 @@ func TestCheckReportsAClashWithTheMetricsAddress(t *testing.T) {
 	want := filepath.Join(apps, "clash.yaml") + ": listen[1]: \"" + metrics + "\" is also the daemon's metrics address (setting `metrics` in " + config + ")"
 	if out := stdout.String(); !strings.Contains(out, want) || strings.Contains(out, "good.yaml") || !strings.Contains(out, "1 problem(s); 1 app file(s) valid") {
 		t.Errorf("check output:\n%s\nwant the line %q, good.yaml valid", out, want)
+	}
+}
+
+// check reports what the daemon would refuse at a start: a program that
+// is in neither PATH nor dir (errors), and a listen address another
+// process holds now (a warning, naming it: it depends on the moment).
+func TestCheckReportsAMissingProgramAndWarnsOfAHeldListenAddress(t *testing.T) {
+	apps := t.TempDir()
+	held := testutil.FreeAddr(t)
+	holder := exec.Command(testutil.TestApp(t), "-mode", "echo", "-listen", held)
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", held)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "the holder does not listen on %s", held)
+
+	testutil.WriteFile(t, filepath.Join(apps, "busy.yaml"), fmt.Sprintf("listen: %q\ncommand: [\"true\"]\n", held))
+	var stdout, stderr bytes.Buffer
+	if code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr); code != 0 {
+		t.Fatalf("a held address alone: exit %d, want 0 (a warning); output:\n%s%s", code, &stdout, &stderr)
+	}
+	want := fmt.Sprintf("warning: %s: listen[0]: %s is in use now by pid %d (%s -mode echo -listen %s), so the daemon could not serve the app;",
+		filepath.Join(apps, "busy.yaml"), held, holder.Process.Pid, testutil.TestApp(t), held)
+	if !strings.HasPrefix(stdout.String(), want) || !strings.Contains(stdout.String(), "ok: 1 app file(s) valid in "+apps+" (1 warning(s))") {
+		t.Errorf("output:\n%s\nwant it to start %q", &stdout, want)
+	}
+
+	testutil.WriteFile(t, filepath.Join(apps, "nocmd.yaml"), "listen: \"127.0.0.1:9001\"\ncommand: [no-such-program-dynapm]\n")
+	if err := os.MkdirAll(filepath.Join(apps, "srv"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFile(t, filepath.Join(apps, "norel.yaml"), "listen: \"127.0.0.1:9002\"\ncommand: [./bin/server]\ndir: srv\n")
+	stdout.Reset()
+	if code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr); code != 1 {
+		t.Fatalf("missing programs: exit %d, want 1; output:\n%s%s", code, &stdout, &stderr)
+	}
+	for _, want := range []string{
+		filepath.Join(apps, "nocmd.yaml") + `: command: program "no-such-program-dynapm" not found: no executable file of that name in PATH (`,
+		filepath.Join(apps, "norel.yaml") + `: command: program "./bin/server" (` + filepath.Join(apps, "srv", "bin", "server") + `) not found: no such file`,
+		"2 problem(s) (1 warning(s)); 1 app file(s) valid in " + apps,
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, &stdout)
+		}
 	}
 }

@@ -43,7 +43,7 @@ func clientFlags(f *commonFlags, args []string, withName bool) (*admin.Client, s
 	if err != nil {
 		return nil, "", err
 	}
-	return &admin.Client{Socket: admin.SocketPath(s.StateDir)}, name, nil
+	return &admin.Client{Socket: admin.SocketPath(s.StateDir), NotRunningHint: f.notRunningHint(s.StateDir)}, name, nil
 }
 
 // errUsage marks a command line that could not be used, already reported

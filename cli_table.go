@@ -21,7 +21,7 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tNEXT-WAKE\tLAST-JOB\tLISTEN\tSTATUS\tLAST-ERROR")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tCONNS\tHELD\tRSS\tLAST-ACTIVE\tSTOPS-IN\tNEXT-WAKE\tLAST-JOB\tLISTEN\tSTATUS\tLAST-ERROR")
 	for _, a := range apps {
 		errWidth := maxErrorWidth
 		if a.State == StateError {
@@ -29,9 +29,9 @@ func writeStatusTable(w io.Writer, apps []admin.App, now time.Time) error {
 			// the last column.
 			errWidth = len(a.LastError)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			a.Name, stateCell(a, now), pidCell(a.Pid), uptimeCell(a), a.Connections, a.Pending,
-			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), inCell(a.NextWake, now), jobCell(a.LastJob, now),
+			bytesCell(a.RSSBytes), agoCell(a.LastActivity, now), stopsInCell(a.StopsAt, now), inCell(a.NextWake, now), jobCell(a.LastJob, now),
 			dash(strings.Join(a.Listen, ",")), dash(oneLine(a.Status, maxErrorWidth)), dash(oneLine(a.LastError, errWidth)))
 		writeInstanceRows(tw, a)
 	}
@@ -51,7 +51,7 @@ func writeInstanceRows(w io.Writer, a admin.App) {
 		if !in.StartedAt.IsZero() || in.UptimeSeconds != 0 {
 			uptime = shortDuration(time.Duration(in.UptimeSeconds * float64(time.Second)))
 		}
-		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t-\t%s\t%s\t-\n",
+		fmt.Fprintf(w, "  %s#%d\t%s\t%s\t%s\t%d\t-\t-\t-\t-\t-\t-\t%s\t%s\t-\n",
 			a.Name, in.Index, in.State, pidCell(in.Pid), uptime, in.Connections, dash(in.Upstream), dash(oneLine(in.Status, maxErrorWidth)))
 	}
 }
@@ -114,6 +114,18 @@ func agoCell(t, now time.Time) string {
 		return "-"
 	}
 	return shortDuration(now.Sub(t)) + " ago"
+}
+
+// stopsInCell is how long until an idle stop: "4m12s"; "-" when none is
+// due, "now" once its moment has come.
+func stopsInCell(t, now time.Time) string {
+	switch {
+	case t.IsZero():
+		return "-"
+	case !t.After(now):
+		return "now"
+	}
+	return shortDuration(t.Sub(now))
 }
 
 func inCell(t, now time.Time) string {

@@ -116,7 +116,7 @@ func sampleApps() *cliController {
 	now := time.Now()
 	return &cliController{apps: []admin.App{
 		{Name: "api", State: "ready", Mode: "on-demand", Pid: 4242, StartedAt: now.Add(-3*time.Hour - 7*time.Minute),
-			Connections: 2, Pending: 0, RSSBytes: 52 << 20, LastActivity: now.Add(-90 * time.Second),
+			Connections: 2, Pending: 0, RSSBytes: 52 << 20, LastActivity: now.Add(-90 * time.Second), StopsAt: now.Add(4*time.Minute + 12*time.Second),
 			Listen: []string{"127.0.0.1:8080", "[::1]:8080"}, Upstream: "127.0.0.1:18080", Starts: 3,
 			Status: "accepting connections"},
 		{Name: "web", State: "stopped", Mode: "on-demand", NextWake: now.Add(2*time.Hour + 30*time.Second),
@@ -143,7 +143,7 @@ func TestStatusPrintsATable(t *testing.T) {
 		t.Fatalf("want a header and 3 rows, got:\n%s", out)
 	}
 	header := strings.Fields(lines[0])
-	wantHeader := []string{"NAME", "STATE", "PID", "UPTIME", "CONNS", "HELD", "RSS", "LAST-ACTIVE", "NEXT-WAKE", "LAST-JOB", "LISTEN", "STATUS", "LAST-ERROR"}
+	wantHeader := []string{"NAME", "STATE", "PID", "UPTIME", "CONNS", "HELD", "RSS", "LAST-ACTIVE", "STOPS-IN", "NEXT-WAKE", "LAST-JOB", "LISTEN", "STATUS", "LAST-ERROR"}
 	if strings.Join(header, " ") != strings.Join(wantHeader, " ") {
 		t.Errorf("header = %q", lines[0])
 	}
@@ -154,7 +154,7 @@ func TestStatusPrintsATable(t *testing.T) {
 			t.Errorf("row not aligned under LISTEN: %q", l)
 		}
 	}
-	for _, want := range []string{"4242", "3h07m", "52.0M", "1m30s ago", "127.0.0.1:8080,[::1]:8080", "accepting connections"} {
+	for _, want := range []string{"4242", "3h07m", "52.0M", "1m30s ago", " 4m1", "127.0.0.1:8080,[::1]:8080", "accepting connections"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("api row %q lacks %q", lines[1], want)
 		}

@@ -115,6 +115,9 @@ type daemon struct {
 	// own are the addresses the daemon serves itself (metrics), which no
 	// app may listen on.
 	own []appfile.Reserved
+	// accessLog is the access_log setting: the apps whose file does not
+	// say otherwise log a line per connection.
+	accessLog bool
 	// bound, when set, is called by apply once the new addresses are
 	// bound and before the manager hears of the new apps (tests).
 	bound func()
@@ -381,7 +384,8 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
 		StartGroup: d.driver.StartGroup})
-	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops}
+	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops, RefusalReason: refusalReason}
+	d.accessLog = s.AccessLog
 	if d.met != nil {
 		d.srv.Observer = d.met
 	}
@@ -541,7 +545,7 @@ func (d *daemon) refusals(specs []*appfile.Spec, accepted map[*appfile.Spec]bool
 	if len(errs) > 0 {
 		return nil, errs // judged without binding anything for them
 	}
-	table := routeTable(specs)
+	table := routeTable(specs, d.accessLog)
 	failed := d.srv.Bind(table)
 	if len(failed) > 0 && respelled(failed, d.table, table) {
 		// localhost:80 replacing 127.0.0.1:80 can only bind once the
@@ -624,9 +628,13 @@ func (s serverSockets) ListenFiles(addrs []string) ([]*os.File, error) {
 }
 
 // routeTable maps every listen address to the routes of the apps on it.
-func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
+func routeTable(specs []*appfile.Spec, accessLog bool) map[string][]l4.Route {
 	table := make(map[string][]l4.Route)
 	for _, s := range specs {
+		logged := accessLog
+		if s.AccessLog != nil {
+			logged = *s.AccessLog
+		}
 		for _, addr := range s.Listen {
 			r := l4.Route{
 				App:           s.Name,
@@ -634,6 +642,7 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
 				StartTimeout:  s.StartTimeout,
+				AccessLog:     logged,
 				WakeFrom:      s.WakeFrom,
 				// Quiet connections are closed by l4 alone.
 				ClientIdleTimeout: s.ClientIdleTimeout,
@@ -739,4 +748,26 @@ func privilegeErrors(specs []*appfile.Spec, euid int) []appsdir.AppError {
 			Msg: fmt.Sprintf("dynapm runs as uid %d, not root: it cannot run an app as another user; remove %s or run dynapm as root", euid, field)}})
 	}
 	return errs
+}
+
+// refusalReason names why the lifecycle manager could not serve a
+// connection, for dynapm_app_refused_connections_total{reason}.
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, lifecycle.ErrTooManyPending):
+		return "max_pending"
+	case errors.Is(err, lifecycle.ErrBackoff):
+		return "backoff"
+	case errors.Is(err, lifecycle.ErrStartTimeout):
+		return "start_timeout"
+	case errors.Is(err, lifecycle.ErrStartFailed):
+		return "start_failed"
+	case errors.Is(err, lifecycle.ErrShuttingDown):
+		return "shutdown"
+	case errors.Is(err, lifecycle.ErrUnknownApp):
+		return "removed"
+	case errors.Is(err, lifecycle.ErrDisabled):
+		return "disabled"
+	}
+	return "other"
 }

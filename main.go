@@ -21,9 +21,11 @@ Usage:
   dynapm logs NAME [-n N] [-f]                            the end of an app's log; -f follows it
   dynapm pin NAME [-for 2h] | unpin NAME                  keep an app up whatever its idle time (starting it)
   dynapm disable NAME | enable NAME                       stop an app and refuse its wakes, or allow them again
+  dynapm version                                          the version and VCS revision (also -version)
 
 The client commands find the daemon's admin socket (STATE/dynapm.sock)
-through -state DIR or -config FILE.
+through -state DIR or -config FILE (its state_dir), or else the
+environment variable DYNAPM_STATE=DIR.
 
 Run "dynapm COMMAND -h" for a command's flags.
 `
@@ -39,7 +41,10 @@ func main() {
 // dispatch runs one subcommand and returns the process exit code.
 func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		cmd, args = "version", args[1:]
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && cmd == "run" {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -61,6 +66,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return pinCommand(args, stdout, stderr)
 	case "unpin", "disable", "enable":
 		return overrideCommand(cmd)(args, stdout, stderr)
+	case "version":
+		return versionCommand(stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -34,6 +34,9 @@ type App struct {
 	// unknown or not running).
 	RSSBytes     uint64    `json:"rss_bytes"`
 	LastActivity time.Time `json:"last_activity,omitzero"`
+	// StopsAt is when the app stops for idleness unless a connection
+	// comes first; zero when no idle stop is due.
+	StopsAt time.Time `json:"stops_at,omitzero"`
 	// NextWake is the next scheduled (cron) start, zero when none.
 	NextWake  time.Time `json:"next_wake,omitzero"`
 	Listen    []string  `json:"listen"`

@@ -17,6 +17,9 @@ import (
 type Client struct {
 	// Socket is the admin socket's path (see SocketPath).
 	Socket string
+	// NotRunningHint, when set, is a line added to ErrNotRunning errors:
+	// how the caller chose Socket, and how to choose another.
+	NotRunningHint string
 }
 
 // APIError is a non-2xx answer from the daemon.
@@ -63,11 +66,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*ht
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
+		hint := ""
+		if c.NotRunningHint != "" {
+			hint = "\n" + c.NotRunningHint
+		}
 		if errors.Is(err, syscall.ENOENT) {
-			return nil, fmt.Errorf("%w (no socket at %s); start it with `dynapm run`", ErrNotRunning, c.Socket)
+			return nil, fmt.Errorf("%w (no socket at %s); start it with `dynapm run`%s", ErrNotRunning, c.Socket, hint)
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("%w (nothing answers on %s); start it with `dynapm run`", ErrNotRunning, c.Socket)
+			return nil, fmt.Errorf("%w (nothing answers on %s); start it with `dynapm run`%s", ErrNotRunning, c.Socket, hint)
 		}
 		return nil, fmt.Errorf("talking to dynapm at %s: %w", c.Socket, err)
 	}

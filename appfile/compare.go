@@ -66,6 +66,9 @@ var specKeys = []specKey{
 	{"hooks", false, func(a, b *Spec) bool { return a.Hooks.equal(b.Hooks) }},
 	{"hook_timeout", false, func(a, b *Spec) bool { return a.HookTimeout == b.HookTimeout }},
 	{"exclusive", false, func(a, b *Spec) bool { return a.Exclusive == b.Exclusive }},
+	{"access_log", false, func(a, b *Spec) bool {
+		return (a.AccessLog == nil) == (b.AccessLog == nil) && (a.AccessLog == nil || *a.AccessLog == *b.AccessLog)
+	}},
 }
 
 // Equal reports whether two specs say the same thing, field by field.

@@ -20,7 +20,7 @@ var topKeys = []string{
 	"memory_priority", "memory_max", "scale", "needs", "hooks", "hook_timeout", "exclusive",
 	"idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
-	"unavailable_reply", "user", "group", "limits", "umask", "handoff",
+	"unavailable_reply", "user", "group", "limits", "umask", "handoff", "access_log",
 	"udp_flow_timeout",
 }
 
@@ -180,6 +180,10 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		d.guardField(s, key, v)
 	case "idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from":
 		d.idleField(s, key, v)
+	case "access_log":
+		if b, ok := d.boolean(key, v); ok {
+			s.AccessLog = &b
+		}
 	default:
 		d.driverField(s, key, v)
 	}

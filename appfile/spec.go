@@ -98,6 +98,9 @@ type Spec struct {
 	// Handoff is HandoffProxy (the default), HandoffSocket or
 	// HandoffInetd: who accepts the app's connections (handoff.go).
 	Handoff string
+	// AccessLog, when set, overrides the daemon's access_log setting for
+	// this app: a log line per connection.
+	AccessLog *bool
 
 	// MemoryPriority orders stops under memory pressure: apps with a
 	// higher priority are stopped later. Default 0.

@@ -607,3 +607,64 @@ func TestDaemonRunsTheEventLoopsTheSettingsAsk(t *testing.T) {
 		}
 	}
 }
+
+// A client command pointed at a state directory where no daemon runs says
+// where it looked, why there, and how to point it elsewhere.
+func TestCLINotRunningSaysWhereItLookedAndHowToLookElsewhere(t *testing.T) {
+	state := stateDir(t)
+	for _, c := range []struct {
+		env  string
+		args []string
+		from string
+	}{
+		{"", []string{"-state", state}, "given by -state"},
+		{state, nil, "from DYNAPM_STATE"},
+	} {
+		cmd := exec.Command(dynapmBin, append([]string{"status"}, c.args...)...)
+		cmd.Env = append(os.Environ(), "DYNAPM_STATE="+c.env)
+		out, err := cmd.CombinedOutput()
+		want := "looked in the state directory " + state + " (" + c.from + "); for a daemon with another one, " +
+			"give the same -state DIR or -config FILE as the daemon has, or set DYNAPM_STATE=DIR"
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("status %v with DYNAPM_STATE=%q: %v, output %q; want %q", c.args, c.env, err, out, want)
+		}
+	}
+	// DYNAPM_STATE reaches a running daemon too.
+	apps := t.TempDir()
+	startDaemon(t, apps, "-state", state)
+	cmd := exec.Command(dynapmBin, "status")
+	cmd.Env = append(os.Environ(), "DYNAPM_STATE="+state)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "no apps configured") {
+		t.Errorf("status with DYNAPM_STATE of a running daemon: %v, %q", err, out)
+	}
+}
+
+// dynapm version and -version print the module version and the VCS
+// revision the toolchain recorded in the binary.
+func TestVersionPrintsTheBuildInfo(t *testing.T) {
+	info, err := exec.Command("go", "version", "-m", dynapmBin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for line := range strings.Lines(string(info)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == "mod":
+			want = append(want, "dynapm "+f[2])
+		case len(f) >= 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision="):
+			want = append(want, "revision "+strings.TrimPrefix(f[1], "vcs.revision="))
+		}
+	}
+	if len(want) == 0 {
+		t.Fatalf("go version -m shows no module version:\n%s", info)
+	}
+	for _, args := range [][]string{{"version"}, {"-version"}} {
+		code, out, _ := dynapm(t, args...)
+		for _, w := range want {
+			if code != 0 || !strings.HasPrefix(out, "dynapm ") || !strings.Contains(out, w) {
+				t.Errorf("dynapm %v: exit %d, %q; want it to hold %q", args, code, out, w)
+			}
+		}
+	}
+}

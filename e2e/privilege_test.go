@@ -159,3 +159,33 @@ func TestRootDaemonServesAnAppFileOfAnotherUserOnlyAsThatUser(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool { return tryEcho(refusedAddr, "root's now") },
 		"the app is not served once root owns its file")
 }
+
+// An app with user: and no dir: runs in the app file's directory, often
+// private to root. The start, and check beforehand, say which directory
+// that user cannot enter and what to do, rather than blaming the program
+// with exec's "permission denied".
+func TestUserWhoCannotEnterTheAppsDirectoryIsToldWhichAndToSetDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("user: needs a daemon running as root")
+	}
+	apps, state := t.TempDir(), stateDir(t) // t.TempDir is private to root (0700)
+	file := filepath.Join(apps, "mc.yaml")
+	testutil.WriteFile(t, file, fmt.Sprintf("listen: %q\ncommand: [%q, -mode, echo]\nuser: nobody\n", testutil.FreeAddr(t), testutil.TestApp(t)))
+	blocked := apps
+	for d := filepath.Dir(apps); d != "/"; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			blocked = d
+		}
+	}
+	want := fmt.Sprintf(`user "nobody" cannot enter %s (mode 0700, owner root) on the way to its working directory %s; set dir: in the app file`, blocked, apps)
+
+	code, out, _ := dynapm(t, "check", "-apps", apps)
+	if code != 1 || !strings.Contains(out, file+": user: "+want) {
+		t.Errorf("check: exit %d, output %q; want %q", code, out, want)
+	}
+	startDaemon(t, apps, "-state", state)
+	code, _, errOut := dynapm(t, "start", "mc", "-state", state)
+	if code != 1 || !strings.Contains(errOut, `starting app "mc": start failed: `+want) || strings.Contains(errOut, "permission denied") {
+		t.Errorf("start: exit %d, stderr %q; want %q", code, errOut, want)
+	}
+}

@@ -71,6 +71,12 @@ func TestStatusShowsEveryAppFileRefusedOnesInStateError(t *testing.T) {
 		t.Errorf("the table lacks a refused file:\n%s", out)
 	}
 
+	// Asked to start it, the daemon says why it cannot.
+	code, _, errOut = dynapm(t, "start", "bad", "-state", state)
+	if want := `dynapm: app "bad" is not served: its file ` + bad + ` was refused: idle_timeout: expected a duration`; code != 1 || !strings.HasPrefix(errOut, want) {
+		t.Errorf("start bad: exit %d, stderr %q; want it to start %q", code, errOut, want)
+	}
+
 	testutil.WriteFile(t, bad, app(testutil.FreeAddr(t), "idle_timeout: 1m\n"))
 	testutil.Eventually(t, reloadWait, func() bool { return statusOf(t, state, "bad")["state"] == "stopped" },
 		"the fixed file is not a stopped app: %v", statusOf(t, state, "bad"))

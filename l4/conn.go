@@ -57,6 +57,9 @@ type proxyConn struct {
 	quietSince  time.Time
 	quietClosed atomic.Bool // the sweeper closed it: its copy errors are no reset
 
+	// accessLog: the route keeps an access log (Route.AccessLog).
+	accessLog bool
+
 	// pending counts the directions still copying: the one that brings it
 	// to zero closes both sockets and releases the lease.
 	pending atomic.Int32
@@ -205,7 +208,13 @@ func (c *proxyConn) finish() {
 	if o := c.s.Observer; o != nil {
 		o.ConnectionClosed(c.app, c.sent, c.received)
 	}
-	if log := c.s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
+	if c.accessLog {
+		end := "closed"
+		if c.aborted.Load() {
+			end = "reset"
+		}
+		c.s.accessLine(c, end)
+	} else if log := c.s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("connection closed", slog.String("app", c.app),
 			slog.String("client", c.clientAddr()),
 			slog.Int64("sent", c.sent), slog.Int64("received", c.received),

@@ -211,16 +211,14 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 		// A connection that may not wake the app (wake_from) does not
 		// wake it again either.
 		if rewakes == maxRewakes || c.passive || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
-			s.logDrop(r.App, "dialing upstream failed, closing connection",
+			s.refuse(c, r, release, RefusedUpstreamUnreachable, "dialing upstream failed, closing connection",
 				slog.String("upstream", upstream.String()), slog.Any("err", err))
-			s.dropUnavailable(c, release, r.UnavailableReply)
 			return nil, false
 		}
 		rewakes++
 		release()
 		if upstream, release, err = s.Waker.Wake(s.ctx, r.App); err != nil {
-			s.logDrop(r.App, "connection closed unserved", slog.Any("err", err))
-			s.dropUnavailable(c, nil, r.UnavailableReply)
+			s.refuse(c, r, nil, s.wakeRefusal(err), "connection closed unserved", slog.Any("err", err))
 			return nil, false
 		}
 		c.up = upstream

@@ -10,4 +10,7 @@ type Observer interface {
 	// ConnectionTurnedAway: a connection to app came from a source outside
 	// its WakeFrom while app was not running, and was closed unserved.
 	ConnectionTurnedAway(app string)
+	// ConnectionRefused: a connection to app was closed without being
+	// served, for reason (see RefusalReason).
+	ConnectionRefused(app, reason string)
 }

@@ -64,7 +64,7 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 		c.passive = false
 		return false
 	}
-	c.app, c.start, c.up = r.App, time.Now(), upstream
+	c.app, c.start, c.up, c.accessLog = r.App, time.Now(), upstream, r.AccessLog
 	c.watch(r)
 	// Dial: a zero timeout, only the poll that does not block.
 	fd, err := connectRaw(s.ctx, upstream, 0)

@@ -96,6 +96,10 @@ type Server struct {
 	// Observer, when set, is told of every spliced connection once it has
 	// ended (metrics): once per connection, never per read.
 	Observer Observer
+	// RefusalReason, when set, names the reason (a short fixed word) for
+	// which a Waker's error refuses a connection, for
+	// Observer.ConnectionRefused; "other" when nil.
+	RefusalReason func(error) string
 
 	// DataPath chooses how spliced connections move their bytes:
 	// DataPathLoop (the default, "") hands them to the epoll loops;

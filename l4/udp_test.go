@@ -19,6 +19,7 @@ type udpObs struct {
 
 func (o *udpObs) ConnectionClosed(string, int64, int64) {}
 func (o *udpObs) ConnectionTurnedAway(string)           {}
+func (o *udpObs) ConnectionRefused(string, string)      {}
 func (o *udpObs) FlowClosed(_ string, sent, received int64) {
 	o.flows.Add(1)
 	o.sent.Add(sent)

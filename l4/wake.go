@@ -11,7 +11,7 @@ import (
 // (conn, -1 when none). c's duration counts from here. On failure c is
 // dropped, with r's unavailable reply, and ok is false.
 func (s *Server) wake(c *proxyConn, r Route) (upstream netip.AddrPort, conn int, release func(), ok bool) {
-	c.app, c.start = r.App, time.Now()
+	c.app, c.start, c.accessLog = r.App, time.Now(), r.AccessLog
 	var err error
 	if cw, isConnWaker := s.Waker.(ConnWaker); isConnWaker {
 		upstream, conn, release, err = cw.WakeConn(s.ctx, r.App)
@@ -20,8 +20,7 @@ func (s *Server) wake(c *proxyConn, r Route) (upstream netip.AddrPort, conn int,
 		upstream, release, err = s.Waker.Wake(s.ctx, r.App)
 	}
 	if err != nil {
-		s.logDrop(r.App, "connection closed unserved", slog.Any("err", err))
-		s.dropUnavailable(c, nil, r.UnavailableReply)
+		s.refuse(c, r, nil, s.wakeRefusal(err), "connection closed unserved", slog.Any("err", err))
 		return upstream, -1, nil, false
 	}
 	return upstream, conn, release, true

@@ -16,6 +16,8 @@ type countingObserver struct {
 	turnedAway map[string]int
 }
 
+func (o *countingObserver) ConnectionRefused(string, string) {}
+
 func (o *countingObserver) ConnectionClosed(string, int64, int64) {
 	o.mu.Lock()
 	o.closed++

@@ -96,4 +96,7 @@ type Route struct {
 	// for that long (DefaultUDPFlowTimeout when zero). UDP addresses only.
 	MaxPending  int
 	FlowTimeout time.Duration
+	// AccessLog: log one line per connection (app, client, bytes each
+	// way, duration, how it ended) at info level.
+	AccessLog bool
 }

@@ -32,6 +32,10 @@ type AppStatus struct {
 	LastActivity time.Time
 	// LastError is why the last start failed or the last process exited.
 	LastError string
+	// StopsAt is when the app (or, with scale, its next instance) stops
+	// for idleness unless a connection comes first; zero when no idle
+	// stop is due (connections open, not ready, or a mode that stays up).
+	StopsAt time.Time
 	// Starts counts spawns; Restarts the starts that replaced a process
 	// (reload, Restart, always-mode crash recovery).
 	Starts   int
@@ -162,6 +166,9 @@ func (m *Manager) statusLocked() ([]AppStatus, []*appfile.Spec) {
 			for i := range st.Instances {
 				st.Instances[i].Index = i
 			}
+		}
+		if next, ok := nextIdle(a); ok {
+			st.StopsAt = next
 		}
 		if len(st.Instances) > 0 {
 			first := st.Instances[0]

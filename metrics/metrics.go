@@ -26,6 +26,7 @@ type Metrics struct {
 	connections  *prometheus.CounterVec
 	bytes        *prometheus.CounterVec
 	turnedAway   *prometheus.CounterVec
+	refused      *prometheus.CounterVec
 	reloadErrors prometheus.Counter
 	udp          udpMetrics // udp.go
 
@@ -67,13 +68,17 @@ func New(apps func() []admin.App) *Metrics {
 			Name: "dynapm_app_turned_away_total",
 			Help: "Connections closed unserved because their source is outside wake_from and the app was not running.",
 		}, []string{"app"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynapm_app_refused_connections_total",
+			Help: "Client connections closed without being served, by reason: max_pending, backoff, start_failed, start_timeout, upstream_unreachable, shutdown, removed, disabled, other.",
+		}, []string{"app", "reason"}),
 		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dynapm_reload_errors_total",
 			Help: "App file versions that could not be put in force (each distinct problem once).",
 		}),
 	}
 	m.udp = newUDPMetrics()
-	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.turnedAway, m.reloadErrors,
+	m.reg.MustRegister(m.starts, m.stops, m.coldStart, m.connections, m.bytes, m.turnedAway, m.refused, m.reloadErrors,
 		m.udp.flows, m.udp.dropped,
 		&snapshot{apps: apps},
 		collectors.NewGoCollector(),
@@ -144,6 +149,17 @@ func (m *Metrics) ConnectionTurnedAway(app string) {
 	m.turnedAway.WithLabelValues(app).Inc()
 }
 
+// ConnectionRefused counts a client connection closed without being
+// served, for reason (a fixed set, see l4.Refusal).
+func (m *Metrics) ConnectionRefused(app, reason string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.forgottenLocked(app) {
+		return
+	}
+	m.refused.WithLabelValues(app, reason).Inc()
+}
+
 // ReloadErrors counts app files that failed to load.
 func (m *Metrics) ReloadErrors(n int) {
 	m.reloadErrors.Add(float64(n))
@@ -163,6 +179,7 @@ func (m *Metrics) Forget(app string) {
 	m.bytes.DeletePartialMatch(l)
 	m.turnedAway.DeletePartialMatch(l)
 	m.udp.forget(l)
+	m.refused.DeletePartialMatch(l)
 }
 
 // Keep counts the events of an app added (back) from now on, undoing

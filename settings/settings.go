@@ -39,6 +39,10 @@ type Settings struct {
 	// ContainAuto (cgroup where usable, else process-group), ContainCgroup
 	// (refuse to start without) or ContainProcessGroup.
 	Containment string
+	// AccessLog: log a line per connection (app, client, bytes each way,
+	// duration, how it ended) for every app whose file does not say
+	// otherwise (its access_log).
+	AccessLog bool
 	// File is the settings file these were read from, "" for none: errors
 	// about a setting name it.
 	File string
@@ -102,7 +106,7 @@ func (l Log) SlogLevel() slog.Level {
 }
 
 var (
-	topKeys     = []string{"apps_dir", "state_dir", "metrics", "log", "memory", "app_logs", "event_loops", "containment"}
+	topKeys     = []string{"apps_dir", "state_dir", "metrics", "log", "memory", "app_logs", "event_loops", "containment", "access_log"}
 	appLogsKeys = []string{"max_size", "keep", "compress"}
 	logKeys     = []string{"format", "level"}
 	memoryKeys  = []string{"min_available", "budget", "interval"}
@@ -180,6 +184,9 @@ func Load(path string) (Settings, error) {
 				s.AppLogs.Compress = d.boolean("app_logs.compress", x)
 			}
 		}
+	}
+	if v, ok := raw["access_log"]; ok {
+		s.AccessLog = d.boolean("access_log", v)
 	}
 	if v, ok := raw["event_loops"]; ok {
 		before := len(d.errs)
