@@ -38,6 +38,7 @@ var (
 	_ l4.Waker          = (*lifecycle.Manager)(nil)
 	_ l4.ConnWaker      = (*lifecycle.Manager)(nil)
 	_ l4.ReadyWaker     = (*lifecycle.Manager)(nil)
+	_ l4.HandoffWaker   = (*lifecycle.Manager)(nil)
 	_ cron.Waker        = (*lifecycle.Manager)(nil)
 	_ memory.Apps       = (*lifecycle.Manager)(nil)
 	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
@@ -48,6 +49,7 @@ var (
 	_ lifecycle.LogTapper = (*applog.Logs)(nil)
 	_ cron.LogOpener      = (*applog.Logs)(nil)
 	_ admin.Controller    = (*adminController)(nil)
+	_ lifecycle.Sockets   = (*l4.Server)(nil)
 )
 
 // shutdownGrace bounds how long an orderly shutdown waits for jobs,
@@ -269,6 +271,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		BeforeStart: func(ctx context.Context, app string) { d.mem.MakeRoom(ctx, app) },
 		// A ready.command runs as the app's program does, guarded alike.
 		StartGroup: d.driver.StartGroup,
+		Sockets:    serverSockets{d},
 	})
 	// The monitor runs even without a floor or budget: memory_max needs it.
 	d.mem = memory.NewMonitor(memory.MonitorConfig{
@@ -435,6 +438,14 @@ func respelled(failed map[string]error, prev, next map[string][]l4.Route) bool {
 	return false
 }
 
+// serverSockets gives handoff programs the sockets of the l4 server, which
+// is made after the manager that asks for them.
+type serverSockets struct{ d *daemon }
+
+func (s serverSockets) ListenFiles(addrs []string) ([]*os.File, error) {
+	return s.d.srv.ListenFiles(addrs)
+}
+
 // routeTable maps every listen address to the routes of the apps on it.
 func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 	table := make(map[string][]l4.Route)
@@ -445,6 +456,9 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 				SNI:           s.Match.SNI,
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
+			}
+			if s.Handoff == appfile.HandoffSocket {
+				r.Handoff = l4.HandoffSocket
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)

@@ -24,6 +24,11 @@ type listener struct {
 	fd     int
 	file   *os.File
 	routes atomic.Pointer[routeSet]
+	// handoff is the routes' hand-off when bound (routeSet.handoff): a handed-off
+	// socket is never accepted from, nor in the event loops; group is
+	// its app's (handoff.go).
+	handoff string
+	group   *handoffGroup
 	// accepting: connections are accepted (by the event loop or the accept
 	// loop). A listener only bound (Bind) lets the kernel queue
 	// connections until Apply starts it. Under s.mu.
@@ -63,8 +68,8 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &listener{s: s, addr: addr, ln: ln, fd: -1, done: make(chan struct{})}
-	if tl, ok := ln.(*net.TCPListener); ok && s.DataPath != DataPathGoroutines {
+	l := &listener{s: s, addr: addr, ln: ln, fd: -1, done: make(chan struct{}), handoff: routes.handoff()}
+	if tl, ok := ln.(*net.TCPListener); ok && (s.DataPath != DataPathGoroutines || l.handoff != "") {
 		// Closing ln takes the original descriptor out of Go's netpoller,
 		// which would otherwise be woken for every connection; the
 		// duplicate keeps the socket listening.
@@ -84,6 +89,10 @@ func (l *listener) startLocked() {
 	s := l.s
 	l.accepting = true
 	s.wg.Add(1) // done when l stops accepting for good
+	if l.handoff != "" && l.fd >= 0 {
+		l.startHandoffLocked()
+		return
+	}
 	if l.fd >= 0 {
 		if loops := s.eventLoopsLocked(); len(loops) > 0 {
 			l.inLoop = true
@@ -109,6 +118,8 @@ func (l *listener) closeLocked() {
 		close(l.done)
 		l.ln.Close()
 		switch {
+		case l.group != nil:
+			l.closeHandoffLocked()
 		case l.inLoop:
 			// The loops own the descriptor and the last to let go
 			// closes it; shutting the socket down stops it listening now

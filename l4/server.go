@@ -129,6 +129,8 @@ type Server struct {
 	nextLID  int32        // listener ids in the loops' epoll data
 	loopFail bool         // no loop could be created: goroutines only
 
+	groups map[string]*handoffGroup // handed-off apps, under mu
+
 	dialMu    sync.Mutex
 	dialGates map[netip.AddrPort]*dialGate
 }
@@ -248,8 +250,14 @@ func (s *Server) Bind(table map[string][]Route) map[string]error {
 func (s *Server) bindLocked(table map[string][]Route) map[string]error {
 	var errs map[string]error
 	for addr, routes := range table {
-		if _, ok := s.listeners[addr]; ok {
-			continue
+		if l, ok := s.listeners[addr]; ok {
+			if l.handoff == newRouteSet(routes).handoff() {
+				continue
+			}
+			// Handed off now, or no longer: the socket is watched
+			// another way, so it is bound afresh.
+			delete(s.listeners, addr)
+			l.closeLocked()
 		}
 		l, err := s.listen(addr, newRouteSet(routes))
 		if err != nil {

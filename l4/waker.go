@@ -48,6 +48,10 @@ type Route struct {
 	Host []string
 	// ProxyProtocol is "", "v1" or "v2": the header sent to the upstream first.
 	ProxyProtocol string
+	// Handoff is "" (the Server accepts and splices) or HandoffSocket:
+	// the app's program accepts from the listening socket (handoff.go).
+	// A handed-off address has this one route.
+	Handoff string
 	// UnavailableReply, when not empty, is written to a held client before
 	// it is closed because its app could not be woken (or its upstream not
 	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,

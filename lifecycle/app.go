@@ -35,6 +35,7 @@ type app struct {
 	removed bool
 
 	conns        int // open leases, over all instances
+	kernelConns  int // handoff: socket: established connections at the last count
 	pending      int // Wake callers held while the app starts or stops
 	lastActivity time.Time
 	keepUntil    time.Time // the idle countdown starts no earlier (cron wake keep)

@@ -32,6 +32,16 @@ type StartRequest struct {
 	Env []string
 	// Log receives the program's stdout and stderr.
 	Log *os.File
+	// Sockets, when set, are passed to the program as descriptors 3, 4,
+	// ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES, as systemd's
+	// socket activation does (handoff: socket, inetd). The caller closes
+	// its copies once Start returns. Only the exec driver takes them.
+	Sockets []*os.File
+	// SocketNames are the names LISTEN_FDNAMES gives, one per socket.
+	SocketNames []string
+	// Conn, when set, is the program's stdin and stdout too (handoff:
+	// inetd); its stderr stays Log.
+	Conn *os.File
 }
 
 // Process is one started instance of an app.

@@ -54,6 +54,10 @@ type Config struct {
 	// Its methods are called with the Manager's lock held: they must be
 	// quick and must not call the Manager.
 	Events Events
+	// Sockets gives handoff: socket programs their listening sockets;
+	// without it such an app fails to start. The daemon passes its
+	// l4.Server.
+	Sockets Sockets
 	// ProbeInterval is the first interval between readiness probes
 	// (default 100µs); after the first 20ms of a start it grows to 500µs
 	// (probe.go).

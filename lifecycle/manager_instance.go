@@ -136,6 +136,8 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		m.finishStopLocked(a, in, stopErr, tail)
 	case in.readyAt.IsZero():
 		m.failStartLocked(a, in, fmt.Errorf("%w: %w (%v)", ErrStartFailed, errExited, exitStatus(proc)), tail)
+	case exitedOnItsOwn(a, in):
+		m.exitedLocked(a, in)
 	default:
 		m.crashedLocked(a, in, tail)
 	}
@@ -146,10 +148,21 @@ func (m *Manager) runInstance(a *app, in *instance) {
 // returns what waitReady is to wait for.
 func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, func(context.Context) error, error) {
 	spec := in.spec
-	upstream, port, err := pickUpstream(in.ctx, spec.Upstream)
+	var (
+		upstream netip.AddrPort
+		port     int
+		err      error
+	)
+	if !spec.HandsOff() { // a handoff program listens on DynaPM's sockets
+		if upstream, port, err = pickUpstream(in.ctx, spec.Upstream); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	sockets, socketNames, err := m.handoffFiles(spec)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	defer closeFiles(sockets) // the program has its own once started
 	var watch *readyWatch
 	switch {
 	case spec.Ready.Notify:
@@ -168,7 +181,7 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 		return nil, nil, nil, nil, err
 	}
 	upstreamStr := spec.Upstream
-	if upstreamStr == "" {
+	if upstreamStr == "" && upstream.IsValid() {
 		upstreamStr = upstream.String()
 	}
 	drv, err := m.driverFor(spec)
@@ -181,8 +194,10 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 		Upstream: upstreamStr,
 		Port:     port,
 		// Last: the socket is DynaPM's, whatever the app's env says.
-		Env: append(env[:len(env):len(env)], watch.env()...),
-		Log: logf,
+		Env:         append(env[:len(env):len(env)], watch.env()...),
+		Log:         logf,
+		Sockets:     sockets,
+		SocketNames: socketNames,
 	})
 	if err != nil {
 		return nil, nil, logf, waitLog, err
@@ -194,11 +209,20 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	r := &readiness{upstream: upstream, http: spec.Ready.HTTP, tcp: spec.Ready.TCP}
 	if watch != nil {
 		r.signal, r.awaited = watch.ready, watch.awaited
+	} else if spec.HandsOff() && spec.Ready.Kind() == appfile.ReadyConnect {
+		r.signal = readyAtSpawn
 	}
 	if len(spec.Ready.Command) > 0 {
 		r.command = m.readyCommand(spec, port, env)
 	}
 	return proc, r, logf, waitLog, nil
+}
+
+// closeFiles closes files.
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 // pickUpstream returns where the program must listen: the app's upstream, or
@@ -245,8 +269,12 @@ func (m *Manager) becomeReadyLocked(a *app, in *instance) {
 	a.lastActivity = now
 	a.lastErr = ""
 	a.setState(Ready)
-	m.log.Info("app started", instAttrs(a, in, []any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid(),
-		"upstream", in.upstream.String(), "took", now.Sub(in.spawnedAt)})...)
+	where := []any{"upstream", in.upstream.String()}
+	if in.spec.HandsOff() {
+		where = []any{"handoff", in.spec.Handoff}
+	}
+	m.log.Info("app started", instAttrs(a, in, append([]any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid()},
+		append(where, "took", now.Sub(in.spawnedAt))...))...)
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppReady(a.name, now.Sub(in.spawnedAt))
 	}

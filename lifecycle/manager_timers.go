@@ -80,6 +80,9 @@ func (m *Manager) disarmIdleLocked(a *app) {
 // first the stop is abandoned, otherwise the lease goes to another
 // instance or sees stopping and waits for a fresh start.
 func (m *Manager) idleFired(a *app) {
+	if m.handoffBusy(a) {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed || m.apps[a.name] != a || a.state != Ready {

@@ -20,8 +20,9 @@ var (
 	// program exited on its own), reload (a changed app file), removed (its
 	// app file went away), outside (stopped by someone else: docker stop,
 	// a command driver's check), failed (did not get ready), shutdown (the
-	// daemon stopping), scale (an instance retired), other.
-	stopReasons = []string{"idle", "memory", "manual", "crash", "reload", "removed", "outside", "failed", "shutdown", "scale", "other"}
+	// daemon stopping), scale (an instance retired), exited (a handoff:
+	// socket program that exited 0 by itself), other.
+	stopReasons = []string{"idle", "memory", "manual", "crash", "reload", "removed", "outside", "failed", "shutdown", "scale", "exited", "other"}
 )
 
 // startLabel maps the lifecycle manager's reason for a start to its label.

@@ -95,7 +95,7 @@ func (d *Driver) UseSpawner(c *spawner.Client) {
 // returns the pid and the function that waits for its exit. d.mu must be
 // held.
 func (d *Driver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
-	if d.spawner != nil {
+	if d.spawner != nil && !passesFiles(cmd) {
 		req, err := spawnRequest(cmd)
 		if err != nil {
 			return 0, nil, err
@@ -193,6 +193,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		cmd.Stdout = req.Log
 		cmd.Stderr = req.Log
 	}
+	passSockets(cmd, req)
 
 	// Start and register under the lock, so that Close cannot slip between
 	// the two and leave a group nobody kills.

@@ -49,6 +49,10 @@ type config struct {
 	target     string
 	printLimit bool
 	notify     string
+	listenFDs  bool
+	hello      bool
+	exitIdle   time.Duration
+	termLinger time.Duration
 }
 
 func main() {
@@ -70,6 +74,10 @@ func main() {
 	flag.DurationVar(&c.work, "work", 0, "echo mode: burn this much CPU time per read before echoing it (a CPU-bound backend)")
 	flag.StringVar(&c.target, "target", "", "get mode: the URL to GET")
 	flag.BoolVar(&c.printLimit, "print-limits", false, "print nofile, nproc, umask, uid and gid to stdout at start")
+	flag.BoolVar(&c.listenFDs, "listen-fds", false, "serve on the listening sockets passed as systemd does (LISTEN_FDS, LISTEN_PID), every one of them, instead of listening")
+	flag.BoolVar(&c.hello, "hello", false, "write \"testapp pid=PID\\n\" to each connection first")
+	flag.DurationVar(&c.exitIdle, "exit-idle", 0, "exit 0 once no connection has been open for this long, as socket-activated services do")
+	flag.DurationVar(&c.termLinger, "term-linger", 0, "with -listen-fds: at SIGTERM close the listeners and exit this long after, as a server finishing its requests does")
 	flag.Parse()
 
 	if err := run(c); err != nil {
@@ -88,7 +96,7 @@ func run(c config) error {
 	}
 	if c.ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
-	} else {
+	} else if c.termLinger <= 0 || !c.listenFDs {
 		go exitOnTerm()
 	}
 	mem := allocate(c.allocMiB)
@@ -125,6 +133,36 @@ func run(c config) error {
 		time.Sleep(c.delay)
 	}
 
+	if c.listenFDs {
+		lns, err := inheritedListeners()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("testapp: serving %d inherited sockets mode %s\n", len(lns), c.mode)
+		if c.pidfile != "" {
+			if err := writePid(c.pidfile, os.Getpid()); err != nil {
+				return err
+			}
+		}
+		if c.termLinger > 0 && !c.ignoreTerm {
+			go lingerOnTerm(lns, c.termLinger)
+		}
+		errs := make(chan error, len(lns))
+		idle := newIdleExit(c.exitIdle)
+		for _, ln := range lns {
+			ln = idle.wrap(ln)
+			if c.hello {
+				ln = helloListener{ln}
+			}
+			go func() { errs <- serve(c, ln, start) }()
+		}
+		err = <-errs
+		if c.termLinger > 0 {
+			select {} // closed at SIGTERM: lingerOnTerm exits
+		}
+		return err
+	}
+
 	addr := c.listen
 	if addr == "" {
 		addr = net.JoinHostPort("127.0.0.1", os.Getenv("PORT"))
@@ -150,6 +188,14 @@ func run(c config) error {
 		})
 	}
 
+	if c.hello {
+		ln = helloListener{ln}
+	}
+	return serve(c, ln, start)
+}
+
+// serve serves ln in c's mode.
+func serve(c config, ln net.Listener, start time.Time) error {
 	switch c.mode {
 	case "echo":
 		return serveEcho(ln, c.work)
