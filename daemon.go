@@ -39,6 +39,7 @@ var (
 	_ l4.ConnWaker      = (*lifecycle.Manager)(nil)
 	_ l4.ReadyWaker     = (*lifecycle.Manager)(nil)
 	_ l4.HandoffWaker   = (*lifecycle.Manager)(nil)
+	_ l4.InetdWaker     = (*lifecycle.Manager)(nil)
 	_ cron.Waker        = (*lifecycle.Manager)(nil)
 	_ memory.Apps       = (*lifecycle.Manager)(nil)
 	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
@@ -457,8 +458,11 @@ func routeTable(specs []*appfile.Spec) map[string][]l4.Route {
 				Host:          s.Match.Host,
 				ProxyProtocol: s.ProxyProtocol,
 			}
-			if s.Handoff == appfile.HandoffSocket {
+			switch s.Handoff {
+			case appfile.HandoffSocket:
 				r.Handoff = l4.HandoffSocket
+			case appfile.HandoffInetd:
+				r.Handoff, r.MaxPrograms = l4.HandoffInetd, s.InetdMax()
 			}
 			if s.UnavailableReply != "" {
 				r.UnavailableReply = []byte(s.UnavailableReply)

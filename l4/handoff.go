@@ -23,6 +23,10 @@ import (
 // Handoff values of Route.Handoff.
 const (
 	HandoffSocket = "socket"
+	// HandoffInetd: the Server accepts, and each connection goes to a
+	// program of its own (InetdWaker), Route.MaxPrograms at once; the
+	// others wait in the backlog, the socket unwatched (inetd.go).
+	HandoffInetd = "inetd"
 )
 
 // HandoffWaker starts the program of a handed-off app. lifecycle.Manager
@@ -43,14 +47,19 @@ type handoffGroup struct {
 
 	mu sync.Mutex
 	// watching holds, per listener waiting for a connection, the
-	// descriptor it waits on; closing it ends the wait.
-	watching map[*listener]*os.File
+	// descriptor it waits on; interrupt closes it to end the wait.
+	watching map[*listener]*watch
 	// running: a program holds the sockets; resume is closed once it is
 	// gone.
 	running bool
 	resume  chan struct{}
 	// lsts are the group's listeners. Under the Server's mu.
 	lsts map[*listener]struct{}
+
+	// inetd: the programs running, the most at once, and a channel
+	// closed (and replaced) whenever one ends.
+	progs, max int
+	freed      chan struct{}
 }
 
 // handoffGroupLocked returns app's group, made on first use. s.mu must be
@@ -61,7 +70,7 @@ func (s *Server) handoffGroupLocked(app string) *handoffGroup {
 	}
 	g := s.groups[app]
 	if g == nil {
-		g = &handoffGroup{app: app, watching: make(map[*listener]*os.File), lsts: make(map[*listener]struct{})}
+		g = &handoffGroup{app: app, watching: make(map[*listener]*watch), lsts: make(map[*listener]struct{})}
 		s.groups[app] = g
 	}
 	return g
@@ -84,6 +93,11 @@ func (l *listener) startHandoffLocked() {
 	g := s.handoffGroupLocked(l.routes.Load().routes[0].App)
 	g.lsts[l] = struct{}{}
 	l.group = g
+	if l.routes.Load().routes[0].Handoff == HandoffInetd {
+		g.setMax(l.routes.Load().routes[0].MaxPrograms)
+		go l.serveInetd(g)
+		return
+	}
 	go l.watchSocket(g)
 }
 
@@ -96,8 +110,8 @@ func (l *listener) closeHandoffLocked() {
 		delete(l.s.groups, g.app)
 	}
 	g.mu.Lock()
-	if f := g.watching[l]; f != nil {
-		f.Close()
+	if w := g.watching[l]; w != nil {
+		w.interrupt()
 	}
 	g.mu.Unlock()
 	// Free the port now, for a new bind, as a closed listener does: the
@@ -109,13 +123,7 @@ func (l *listener) closeHandoffLocked() {
 // in l's backlog, and then has the program started.
 func (l *listener) watchSocket(g *handoffGroup) {
 	s := l.s
-	defer func() {
-		s.mu.Lock()
-		syscall.Close(l.fd)
-		l.fd = -1
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
+	defer l.watcherDone()
 	hw, _ := s.Waker.(HandoffWaker)
 	for {
 		g.mu.Lock()
@@ -145,6 +153,17 @@ func (l *listener) watchSocket(g *handoffGroup) {
 	}
 }
 
+// watcherDone closes l's descriptor as its watcher ends: the watcher owns
+// it, as the event loops own theirs.
+func (l *listener) watcherDone() {
+	s := l.s
+	s.mu.Lock()
+	syscall.Close(l.fd)
+	l.fd = -1
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
 // waitReadable waits on a duplicate of l's socket, registered with Go's
 // netpoller only for the wait, until a connection is queued (true), or
 // the wait is ended by closing the duplicate: another listener of the
@@ -169,11 +188,12 @@ func (l *listener) waitReadable(g *handoffGroup) (bool, error) {
 		return false, nil
 	default:
 	}
-	if g.running {
+	if g.pausedLocked() {
 		g.mu.Unlock()
 		return false, nil
 	}
-	g.watching[l] = f
+	w := &watch{f: f}
+	g.watching[l] = w
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
@@ -193,18 +213,39 @@ func (l *listener) waitReadable(g *handoffGroup) (bool, error) {
 	})
 	if err != nil {
 		g.mu.Lock()
-		interrupted := g.running
+		interrupted := w.interrupted
 		g.mu.Unlock()
-		select {
-		case <-l.done:
-			interrupted = true
-		default:
-		}
-		if interrupted { // the duplicate was closed to end the wait
+		if interrupted {
 			return false, nil
 		}
 	}
 	return readable, err
+}
+
+// watch is one listener's wait for a connection. Guarded by its group's mu.
+type watch struct {
+	f           *os.File
+	interrupted bool
+}
+
+// interrupt ends the wait: the descriptor waited on is closed.
+func (w *watch) interrupt() {
+	w.interrupted = true
+	w.f.Close()
+}
+
+// interruptAllLocked ends every wait of g. g.mu must be held.
+func (g *handoffGroup) interruptAllLocked() {
+	for _, w := range g.watching {
+		w.interrupt()
+	}
+}
+
+// pausedLocked reports whether g's sockets are not to be watched: a
+// program holds them (socket), or every program slot is taken (inetd).
+// g.mu must be held.
+func (g *handoffGroup) pausedLocked() bool {
+	return g.running || (g.max > 0 && g.progs >= g.max)
 }
 
 // startHandoff has g's program started, unless it runs already, and stops
@@ -218,9 +259,7 @@ func (s *Server) startHandoff(g *handoffGroup, hw HandoffWaker) {
 	g.running = true
 	resume := make(chan struct{})
 	g.resume = resume
-	for _, f := range g.watching {
-		f.Close()
-	}
+	g.interruptAllLocked()
 	g.mu.Unlock()
 	s.wg.Add(1) // the caller, a watcher, is counted: no Wait can have returned
 	go s.runHandoff(g, hw, resume)

@@ -216,6 +216,9 @@ func (s *Server) Apply(table map[string][]Route) map[string]error {
 			continue // could not be bound
 		}
 		l.routes.Store(newRouteSet(routes))
+		if l.group != nil && len(routes) == 1 {
+			l.group.setMax(routes[0].MaxPrograms)
+		}
 		if !l.accepting {
 			l.startLocked()
 		}

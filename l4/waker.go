@@ -48,10 +48,13 @@ type Route struct {
 	Host []string
 	// ProxyProtocol is "", "v1" or "v2": the header sent to the upstream first.
 	ProxyProtocol string
-	// Handoff is "" (the Server accepts and splices) or HandoffSocket:
-	// the app's program accepts from the listening socket (handoff.go).
-	// A handed-off address has this one route.
+	// Handoff is "" (the Server accepts and splices), HandoffSocket (the
+	// app's program accepts from the listening socket, handoff.go) or
+	// HandoffInetd (a program per connection, inetd.go). A handed-off
+	// address has this one route.
 	Handoff string
+	// MaxPrograms bounds the programs running at once for HandoffInetd.
+	MaxPrograms int
 	// UnavailableReply, when not empty, is written to a held client before
 	// it is closed because its app could not be woken (or its upstream not
 	// dialed): say an HTTP 503 with Retry-After. Empty means a bare close,

@@ -34,8 +34,11 @@ type app struct {
 	// once its process is gone.
 	removed bool
 
-	conns        int // open leases, over all instances
-	kernelConns  int // handoff: socket: established connections at the last count
+	conns       int // open leases, over all instances
+	kernelConns int // handoff: socket: established connections at the last count
+	// inetd holds the running programs of a handoff: inetd app, one per
+	// connection (inetd.go).
+	inetd        map[*inetdProg]struct{}
 	pending      int // Wake callers held while the app starts or stops
 	lastActivity time.Time
 	keepUntil    time.Time // the idle countdown starts no earlier (cron wake keep)

@@ -237,6 +237,7 @@ func (m *Manager) updateLocked(a *app, spec *appfile.Spec) {
 func (m *Manager) removeLocked(a *app) {
 	a.removed = true
 	a.restartAfterStop = false
+	m.stopInetdLocked(a, "removed")
 	m.disarmIdleLocked(a)
 	m.disarmBackoffLocked(a)
 	switch a.state {

@@ -80,9 +80,12 @@ func (m *Manager) stopAllLocked(a *app, reason string) {
 
 // dones returns the done channels of a's instances, to wait for them all.
 func (a *app) dones() []chan struct{} {
-	out := make([]chan struct{}, 0, len(a.insts))
+	out := make([]chan struct{}, 0, len(a.insts)+len(a.inetd))
 	for _, in := range a.insts {
 		out = append(out, in.done)
+	}
+	for p := range a.inetd {
+		out = append(out, p.done)
 	}
 	return out
 }

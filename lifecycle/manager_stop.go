@@ -19,8 +19,12 @@ func (m *Manager) Stop(ctx context.Context, name, reason string) error {
 	}
 	a.restartAfterStop = false
 	a.keepUntil = time.Time{}
+	m.stopInetdLocked(a, reason)
 	switch a.state {
 	case Stopped:
+		if len(a.inetd) > 0 {
+			break // wait for its programs
+		}
 		m.mu.Unlock()
 		return nil
 	case Failed:
@@ -124,6 +128,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.disarmIdleLocked(a)
 		m.disarmBackoffLocked(a)
 		a.restartAfterStop = false
+		m.stopInetdLocked(a, "shutdown")
 		switch a.state {
 		case Starting, Ready:
 			m.stopAllLocked(a, "shutdown")
