@@ -30,6 +30,7 @@ func (c *adminController) Apps() []admin.App {
 			Name:         s.Name,
 			State:        string(s.State),
 			Mode:         string(s.Mode),
+			Handoff:      s.Handoff,
 			Pid:          s.Pid,
 			Connections:  s.Connections,
 			Pending:      s.Pending,

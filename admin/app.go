@@ -9,6 +9,10 @@ type App struct {
 	Name  string `json:"name"`
 	State string `json:"state"`
 	Mode  string `json:"mode"`
+	// Handoff is who accepts the app's connections: proxy, socket
+	// (the program, from the sockets DynaPM passes it) or inetd (a
+	// program per connection).
+	Handoff string `json:"handoff"`
 	// Pid is the process group leader's id, 0 when no process runs.
 	Pid int `json:"pid"`
 	// StartedAt is when the running instance was spawned; zero when stopped.
@@ -16,8 +20,10 @@ type App struct {
 	// UptimeSeconds is filled in by the server from StartedAt when it
 	// answers, so clients need not trust their own clock.
 	UptimeSeconds float64 `json:"uptime_seconds"`
-	// Connections are open spliced connections; Pending are connections
-	// held while the app starts.
+	// Connections are open spliced connections (proxy), the established
+	// connections on the app's ports as the kernel counts them (socket)
+	// or the programs running, one per connection (inetd); Pending are
+	// connections held while the app starts.
 	Connections int `json:"connections"`
 	Pending     int `json:"pending"`
 	// RSSBytes is the resident memory of the app's process group (0 when

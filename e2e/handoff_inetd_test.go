@@ -102,11 +102,11 @@ func TestInetdRunsAProgramPerConnectionWithinScaleMax(t *testing.T) {
 // An inetd program's connection is also fd 3 with LISTEN_FDS=1, and it is
 // stopped (with its process group) when the daemon shuts down.
 func TestInetdProgramGetsTheConnectionAsListenFDs(t *testing.T) {
-	apps := t.TempDir()
+	apps, state := t.TempDir(), stateDir(t)
 	listen := testutil.FreeAddr(t)
 	testutil.WriteFile(t, filepath.Join(apps, "env.yaml"), fmt.Sprintf(
 		"listen: %q\nhandoff: inetd\ncommand: 'echo \"$LISTEN_FDS $LISTEN_FDNAMES $((LISTEN_PID - $$))\" >&3; exec sleep 60'\nstop_timeout: 2s\n", listen))
-	d := startDaemon(t, apps)
+	d := startDaemon(t, apps, "-state", state)
 	c, err := net.DialTimeout("tcp", listen, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +125,12 @@ func TestInetdProgramGetsTheConnectionAsListenFDs(t *testing.T) {
 		}
 		return sleeper != 0
 	}, "no sleep program under the daemon")
+	// Status: its programs are its instances, one connection each.
+	a := statusOf(t, state, "env")
+	if a["handoff"] != "inetd" || a["state"] != "ready" || a["connections"] != float64(1) || a["pid"] != float64(sleeper) {
+		t.Errorf("status: handoff %v, state %v, connections %v, pid %v; want inetd, ready, 1, %d",
+			a["handoff"], a["state"], a["connections"], a["pid"], sleeper)
+	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
 	if testutil.ProcessAlive(sleeper) {

@@ -74,11 +74,14 @@ func TestSocketHandoffServesEveryAddressAndStopsWhenIdle(t *testing.T) {
 	apps, state := t.TempDir(), stateDir(t)
 	listen := []string{testutil.FreeAddr(t), testutil.FreeAddr(t)}
 	pidfile := filepath.Join(t.TempDir(), "pid")
+	metricsAddr := testutil.FreeAddr(t)
+	config := filepath.Join(t.TempDir(), "dynapm.yaml")
+	testutil.WriteFile(t, config, fmt.Sprintf("metrics: %q\n", metricsAddr))
 	// -term-linger: at SIGTERM the program stops accepting and takes a
 	// second to exit, as a server finishing its requests does: a window
 	// to connect in while the app stops.
 	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), socketApp(t, listen, pidfile, `, "-term-linger", "1s"`))
-	d := startDaemon(t, apps, "-state", state)
+	d := startDaemon(t, apps, "-state", state, "-config", config)
 
 	// The first connection, to the second address, wakes the app; the
 	// program accepts it itself from the socket it was given.
@@ -94,9 +97,20 @@ func TestSocketHandoffServesEveryAddressAndStopsWhenIdle(t *testing.T) {
 	if second.pid != pid || second.echo(t, "two") != "two" {
 		t.Fatalf("the other address was served by pid %d, want %d", second.pid, pid)
 	}
+	// Status and metrics count them from the kernel: DynaPM holds none.
+	if a := statusOf(t, state, "web"); a["handoff"] != "socket" || a["connections"] != float64(2) {
+		t.Errorf("status: handoff %v, connections %v; want socket, 2", a["handoff"], a["connections"])
+	}
+	metrics := scrapeMetrics(t, metricsAddr)
+	for _, want := range []string{`dynapm_app_handoff{app="web",handoff="socket"} 1`, `dynapm_app_open_connections{app="web"} 2`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	// Open connections keep it up past idle_timeout: they are counted
-	// from the kernel.
-	time.Sleep(600 * time.Millisecond) // two idle_timeouts: a stop would come within
+	// from the kernel at each idle check. Not a wait for something to
+	// happen: two idle_timeouts in which a stop would come.
+	time.Sleep(600 * time.Millisecond)
 	if !testutil.ProcessAlive(pid) || statusOf(t, state, "web")["state"] != "ready" {
 		t.Fatalf("the app did not stay up with connections open:\n%s", d.out)
 	}

@@ -22,6 +22,9 @@ type inetdProg struct {
 	stopReq bool
 	reason  string        // why it was asked to stop
 	done    chan struct{} // closed once it is gone
+	// pid and startedAt, once it runs, for status.
+	pid       int
+	startedAt time.Time
 }
 
 // requestStop asks p to stop, once.
@@ -77,6 +80,7 @@ func (m *Manager) Inetd(ctx context.Context, name string, conn *os.File) (<-chan
 	if m.cfg.Events != nil {
 		m.cfg.Events.AppReady(name, time.Since(began))
 	}
+	p.pid, p.startedAt = proc.Pid(), began
 	go m.runInetd(a, p, proc, spec)
 	return p.done, nil
 }

@@ -6,12 +6,15 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/sockdiag"
 )
 
 // AppStatus is a snapshot of one app, for the status command and metrics.
 type AppStatus struct {
 	Name  string
 	State State
+	// Handoff is the app's handoff: proxy, socket or inetd.
+	Handoff string
 	// Pid is the process (group leader) id while a process runs, else 0.
 	Pid  int
 	Mode appfile.Mode
@@ -20,8 +23,10 @@ type AppStatus struct {
 	Listen   []string
 	// StartedAt is when the current process was spawned (zero when none).
 	StartedAt time.Time
-	// Connections counts open leases; Pending counts callers held while
-	// the app starts or stops.
+	// Connections counts open leases (proxy), the established
+	// connections on the app's ports as the kernel counts them (socket,
+	// while it runs) or the programs running, one per connection (inetd);
+	// Pending counts callers held while the app starts or stops.
 	Connections  int
 	Pending      int
 	LastActivity time.Time
@@ -59,8 +64,29 @@ type InstanceStatus struct {
 	StatusText string
 }
 
-// Status returns a snapshot of every configured app, sorted by name.
+// Status returns a snapshot of every configured app, sorted by name. The
+// connections of running handoff: socket apps are counted from the
+// kernel, outside the lock.
 func (m *Manager) Status() []AppStatus {
+	out, counts := m.statusLocked()
+	for i, spec := range counts {
+		if spec == nil {
+			continue
+		}
+		if n, err := sockdiag.Established(listenPorts(spec)); err == nil {
+			out[i].Connections = n
+			if len(out[i].Instances) > 0 {
+				out[i].Instances[0].Connections = n
+			}
+		}
+	}
+	return out
+}
+
+// statusLocked is Status's snapshot, with the spec of each running
+// handoff: socket app at its index (nil for the others): those whose
+// connections the kernel counts.
+func (m *Manager) statusLocked() ([]AppStatus, []*appfile.Spec) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]AppStatus, 0, len(m.apps))
@@ -92,6 +118,24 @@ func (m *Manager) Status() []AppStatus {
 			}
 			st.Instances = append(st.Instances, is)
 		}
+		st.Handoff = a.spec.Handoff
+		if st.Handoff == "" {
+			st.Handoff = appfile.HandoffProxy
+		}
+		if len(a.inetd) > 0 {
+			// Its programs are its instances, one per connection; it is
+			// ready while one runs.
+			st.State, st.Connections = Ready, len(a.inetd)
+			for p := range a.inetd {
+				if p.pid != 0 {
+					st.Instances = append(st.Instances, InstanceStatus{Pid: p.pid, State: Ready, Connections: 1, StartedAt: p.startedAt})
+				}
+			}
+			slices.SortFunc(st.Instances, func(x, y InstanceStatus) int { return x.StartedAt.Compare(y.StartedAt) })
+			for i := range st.Instances {
+				st.Instances[i].Index = i
+			}
+		}
 		if len(st.Instances) > 0 {
 			first := st.Instances[0]
 			st.Pid, st.Upstream, st.StartedAt, st.StatusText = first.Pid, first.Upstream, first.StartedAt, first.StatusText
@@ -99,5 +143,11 @@ func (m *Manager) Status() []AppStatus {
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(x, y AppStatus) int { return strings.Compare(x.Name, y.Name) })
-	return out
+	counts := make([]*appfile.Spec, len(out))
+	for i, st := range out {
+		if a := m.apps[st.Name]; a.spec.Handoff == appfile.HandoffSocket && a.state == Ready {
+			counts[i] = a.spec
+		}
+	}
+	return out, counts
 }

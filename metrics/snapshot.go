@@ -18,7 +18,8 @@ var states = []string{"stopped", "starting", "ready", "stopping", "failed"}
 var (
 	appsDesc    = prometheus.NewDesc("dynapm_apps", "Configured apps.", nil, nil)
 	stateDesc   = prometheus.NewDesc("dynapm_app_state", "1 for the app's current state.", []string{"app", "state"}, nil)
-	openDesc    = prometheus.NewDesc("dynapm_app_open_connections", "Connections being spliced to the app.", []string{"app"}, nil)
+	openDesc    = prometheus.NewDesc("dynapm_app_open_connections", "Open connections of the app: spliced to it (handoff proxy), established on its ports as the kernel counts them (socket), or programs running, one per connection (inetd).", []string{"app"}, nil)
+	handoffDesc = prometheus.NewDesc("dynapm_app_handoff", "1 for who accepts the app's connections: proxy (DynaPM), socket (the program, from the sockets passed to it) or inetd (a program per connection).", []string{"app", "handoff"}, nil)
 	heldDesc    = prometheus.NewDesc("dynapm_app_held_connections", "Connections held while the app starts.", []string{"app"}, nil)
 	rssDesc     = prometheus.NewDesc("dynapm_app_rss_bytes", "Resident memory of the app's processes.", []string{"app"}, nil)
 	uptimeDesc  = prometheus.NewDesc("dynapm_app_uptime_seconds", "Seconds since the running program was spawned; 0 when stopped.", []string{"app"}, nil)
@@ -27,7 +28,7 @@ var (
 
 // Describe sends the descriptions of the gauges.
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{appsDesc, stateDesc, openDesc, heldDesc, rssDesc, uptimeDesc, restartDesc} {
+	for _, d := range []*prometheus.Desc{appsDesc, stateDesc, handoffDesc, openDesc, heldDesc, rssDesc, uptimeDesc, restartDesc} {
 		ch <- d
 	}
 }
@@ -43,6 +44,9 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, a.Name, st)
+		}
+		if a.Handoff != "" {
+			ch <- prometheus.MustNewConstMetric(handoffDesc, prometheus.GaugeValue, 1, a.Name, a.Handoff)
 		}
 		ch <- prometheus.MustNewConstMetric(openDesc, prometheus.GaugeValue, float64(a.Connections), a.Name)
 		ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(a.Pending), a.Name)
