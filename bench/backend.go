@@ -17,7 +17,7 @@ import (
 // connection sends one line: "PING" is answered with "PONG\n" (the cold
 // wake's first byte); "BULK n" is answered with n bytes (the download).
 func serveBackend(addr, pidfile, spawnlog string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := backendListener(addr)
 	if err != nil {
 		return err
 	}
@@ -43,6 +43,18 @@ func serveBackend(addr, pidfile, spawnlog string) error {
 		}
 		go serveBackendConn(c)
 	}
+}
+
+// backendListener listens on addr, or, when the backend was given its
+// socket as systemd passes it (handoff: socket), takes that one: the
+// same program measured both ways.
+func backendListener(addr string) (net.Listener, error) {
+	if os.Getenv("LISTEN_FDS") == "1" && os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+		f := os.NewFile(3, "LISTEN_FD_3")
+		defer f.Close()
+		return net.FileListener(f)
+	}
+	return net.Listen("tcp", addr)
 }
 
 // appendSpawn records this process's start (pid and the time it began

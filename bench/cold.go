@@ -50,7 +50,12 @@ func (b *bench) coldPrograms(dir string) ([]coldProgram, error) {
 		// for a notification costs over the program's own start.
 		{label: "Go, ready: {notify: true}", request: "PING\n",
 			app: app{name: "cold-go-notify", listen: freeAddr(), command: []string{b.backendBin, "-backend", "127.0.0.1:${PORT}"},
-				extra: idle + "ready: {notify: true}\n"}}}
+				extra: idle + "ready: {notify: true}\n"}},
+		// The same program accepting from the socket DynaPM hands it
+		// (LISTEN_FDS): the first byte needs no probe and no splice.
+		{label: "Go, handoff: socket", request: "PING\n",
+			app: app{name: "cold-go-socket", listen: freeAddr(), command: []string{b.backendBin, "-backend", "127.0.0.1:${PORT}"},
+				extra: idle + "handoff: socket\n"}}}
 	if b.python = pythonPath(); b.python != "" {
 		ps = append(ps, coldProgram{label: "Python (python3 -m http.server)", request: httpRequest,
 			app: app{name: "cold-python", listen: freeAddr(),
