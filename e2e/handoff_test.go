@@ -139,8 +139,9 @@ func TestSocketHandoffProgramExitingWhenIdleIsAStop(t *testing.T) {
 	listen := []string{testutil.FreeAddr(t), testutil.FreeAddr(t)}
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	// The program leaves by itself, as socket-activated services do;
-	// DynaPM's own idle_timeout is far off.
-	app := strings.Replace(socketApp(t, listen, pidfile, `, "-exit-idle", "200ms"`), "idle_timeout: 300ms", "idle_timeout: 10m", 1)
+	// DynaPM's own idle_timeout is far off. After more than the shortest
+	// backoff (1s): one that exits at once is taken for a crash.
+	app := strings.Replace(socketApp(t, listen, pidfile, `, "-exit-idle", "1100ms"`), "idle_timeout: 300ms", "idle_timeout: 10m", 1)
 	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), app)
 	d := startDaemon(t, apps)
 

@@ -79,11 +79,14 @@ func (s *Server) handoffGroupLocked(app string) *handoffGroup {
 // handoff says how the address's connections are taken: "" when the
 // Server accepts them, else the hand-off and its app's name. A handed-off
 // address has one route (appfile sees to it).
-func (rs *routeSet) handoff() string {
-	if len(rs.routes) != 1 || rs.routes[0].Handoff == "" {
+func (rs *routeSet) handoff() string { return handoffOf(rs.routes) }
+
+// handoffOf is routeSet.handoff for the routes of a table.
+func handoffOf(routes []Route) string {
+	if len(routes) != 1 || routes[0].Handoff == "" {
 		return ""
 	}
-	return rs.routes[0].Handoff + " " + rs.routes[0].App
+	return routes[0].Handoff + " " + routes[0].App
 }
 
 // startHandoffLocked starts l's watcher. s.mu must be held; s.wg counts
@@ -286,6 +289,11 @@ func (s *Server) runHandoff(g *handoffGroup, hw HandoffWaker, resume chan struct
 	} else if s.ctx.Err() == nil {
 		s.logger().Warn("handing sockets off failed: closing the connections waiting", slog.String("app", g.app), slog.Any("err", err))
 		s.refuseWaiting(g)
+	}
+	if s.ctx.Err() != nil {
+		// Shutting down: the listeners are being closed, and a watch
+		// resumed now would only start the program again.
+		return
 	}
 	g.mu.Lock()
 	g.running = false

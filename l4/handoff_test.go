@@ -32,8 +32,12 @@ func (w *handoffWaker) Handoff(ctx context.Context, app string) (<-chan struct{}
 		return nil, w.err
 	}
 	gone := make(chan struct{})
-	w.calls <- gone
-	return gone, nil
+	select {
+	case w.calls <- gone:
+		return gone, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (w *handoffWaker) next(t *testing.T) chan struct{} {

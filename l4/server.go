@@ -284,7 +284,7 @@ func (s *Server) bindLocked(table map[string][]Route) map[string]error {
 	var errs map[string]error
 	for addr, routes := range table {
 		if l, ok := s.listeners[addr]; ok {
-			if l.handoff == newRouteSet(routes).handoff() {
+			if l.handoff == handoffOf(routes) {
 				continue
 			}
 			// Handed off now, or no longer: the socket is watched

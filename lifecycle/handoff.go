@@ -127,11 +127,14 @@ func listenPorts(spec *appfile.Spec) []uint16 {
 
 // exitedOnItsOwn reports whether in's program ended as a socket-activated
 // service may when idle: a handoff: socket program that exited with status
-// 0 when nobody asked it to stop. That is a stop, not a crash; an always
-// app is started again all the same.
-func exitedOnItsOwn(a *app, in *instance) bool {
+// 0 when nobody asked it to stop, after running at least the shortest
+// backoff. That is a stop, not a crash; an always app is started again all
+// the same. A program that exits 0 at once is a crash: a connection it
+// left in the backlog would start it again and again without a pause.
+func (m *Manager) exitedOnItsOwn(a *app, in *instance) bool {
 	return in.spec.Handoff == appfile.HandoffSocket && !in.readyAt.IsZero() &&
-		in.proc.Err() == nil && mode(a.spec) != appfile.Always
+		in.proc.Err() == nil && mode(a.spec) != appfile.Always &&
+		time.Since(in.readyAt) >= m.cfg.BackoffMin
 }
 
 // exitedLocked records such an exit: the app is stopped, and its sockets

@@ -182,7 +182,7 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		m.finishStopLocked(a, in, stopErr, tail)
 	case in.readyAt.IsZero():
 		m.failStartLocked(a, in, fmt.Errorf("%w: %w (%v)", ErrStartFailed, errExited, exitStatus(proc)), tail)
-	case exitedOnItsOwn(a, in):
+	case m.exitedOnItsOwn(a, in):
 		m.exitedLocked(a, in)
 	default:
 		m.crashedLocked(a, in, tail)
