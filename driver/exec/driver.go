@@ -227,13 +227,6 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	}
 	b, err := d.newBoxLocked(cmd, name, 'i', req.Spec.MemoryMax)
 	if err != nil {
-		if cred := cmd.SysProcAttr.Credential; cred != nil {
-			// exec says "permission denied" and seems to blame the
-			// program when the user cannot enter the directory.
-			if enterErr := CheckEnter(cred, req.Spec.User, cmd.Dir); enterErr != nil {
-				return nil, enterErr
-			}
-		}
 		return nil, err
 	}
 	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
@@ -241,6 +234,13 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err != nil {
 		d.removeRecordLocked(b)
 		_ = b.release()
+		if cred := cmd.SysProcAttr.Credential; cred != nil {
+			// exec says "permission denied" and seems to blame the
+			// program when the user cannot enter the directory.
+			if enterErr := CheckEnter(cred, req.Spec.User, cmd.Dir); enterErr != nil {
+				return nil, enterErr
+			}
+		}
 		return nil, err
 	}
 	b.pgid = pid
