@@ -178,14 +178,19 @@ func runAction(verb string, f *commonFlags, args []string, stdout, stderr io.Wri
 	}
 	took := time.Since(begun)
 	if verb == "stop" {
-		switch {
-		case !wasRunning:
+		if !wasRunning {
 			fmt.Fprintf(stdout, "%s was not running\n", a.Name)
-		case a.LastStopKilled:
-			fmt.Fprintf(stdout, "%s: %s in %.1fs: killed after stop_timeout\n", a.Name, a.State, took.Seconds())
-		default:
-			fmt.Fprintf(stdout, "%s: %s in %.1fs\n", a.Name, a.State, took.Seconds())
+			return 0
 		}
+		// The stop ended; a connection may have woken the app since.
+		fmt.Fprintf(stdout, "%s: stopped in %.1fs", a.Name, took.Seconds())
+		if a.LastStopKilled {
+			fmt.Fprint(stdout, ": killed after stop_timeout")
+		}
+		if a.State != "stopped" {
+			fmt.Fprintf(stdout, "; %s again since (a connection or a schedule woke it)", a.State)
+		}
+		fmt.Fprintln(stdout)
 		return 0
 	}
 	fmt.Fprintf(stdout, "%s: %s", a.Name, stateCell(a, time.Now()))
