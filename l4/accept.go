@@ -37,16 +37,7 @@ func (l *listener) acceptLoop() {
 				return
 			default:
 			}
-			delay := l.backoff(err)
-			if timer == nil {
-				timer = time.NewTimer(delay)
-			} else {
-				timer.Reset(delay)
-			}
-			select {
-			case <-timer.C:
-			case <-l.done:
-				timer.Stop()
+			if !l.waitBackoff(&timer, err) {
 				return
 			}
 			continue
@@ -128,6 +119,24 @@ func sockaddrAddrPort(sa syscall.Sockaddr) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
 	return netip.AddrPort{}
+}
+
+// waitBackoff waits l's backoff for err on *timer (made on first use) and
+// reports false when l is closed meanwhile.
+func (l *listener) waitBackoff(timer **time.Timer, err error) bool {
+	delay := l.backoff(err)
+	if *timer == nil {
+		*timer = time.NewTimer(delay)
+	} else {
+		(*timer).Reset(delay)
+	}
+	select {
+	case <-(*timer).C:
+		return true
+	case <-l.done:
+		(*timer).Stop()
+		return false
+	}
 }
 
 // backoff returns the pause after one more failed accept, doubling from

@@ -110,19 +110,10 @@ func (l *listener) serveInetd(g *handoffGroup) {
 			continue
 		default:
 			g.release()
-			delay := l.backoff(err)
-			if timer == nil {
-				timer = time.NewTimer(delay)
-			} else {
-				timer.Reset(delay)
-			}
-			select {
-			case <-timer.C:
-				continue
-			case <-l.done:
-				timer.Stop()
+			if !l.waitBackoff(&timer, err) {
 				return
 			}
+			continue
 		}
 		l.accepted()
 		s.wg.Add(1) // l's watcher is counted: no Wait can have returned
