@@ -163,7 +163,7 @@ func TestFrozenAppThawsForAConnectionAndDynapmStartAndStopsForDynapmStop(t *test
 	waitFrozen := func() {
 		t.Helper()
 		testutil.Eventually(t, 10*time.Second, func() bool {
-			return statusOf(t, state, "web")["state"] == "frozen" && testutil.ProcState(pid) == 'T'
+			return statusOf(t, state, "web")["state"] == "frozen" && testutil.Frozen(pid)
 		}, "web not frozen with pid %d stopped: %v", pid, statusOf(t, state, "web"))
 	}
 	waitFrozen()

@@ -100,7 +100,7 @@ func (h *harness) freezeSpec(name string) (*appfile.Spec, string) {
 func waitStopped(t *testing.T, stopped bool, pids ...int) {
 	t.Helper()
 	for _, pid := range pids {
-		testutil.Eventually(t, mgrWait, func() bool { return (testutil.ProcState(pid) == 'T') == stopped },
+		testutil.Eventually(t, mgrWait, func() bool { return testutil.Frozen(pid) == stopped },
 			"pid %d in state %q, want stopped=%v", pid, testutil.ProcState(pid), stopped)
 	}
 }

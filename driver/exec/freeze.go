@@ -6,24 +6,56 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/dynapm/dynapm/driver/exec/cgroup"
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
 var _ lifecycle.Freezer = (*process)(nil)
 
-// Freeze suspends every process of the group with SIGSTOP
-// (idle_action: freeze). The reach is the process group, as for a stop: a
-// process that left it is not suspended. A program can neither catch nor
-// ignore SIGSTOP; it keeps its memory and its sockets, and uses no CPU
-// until Thaw.
+// Freeze suspends every process of the app (idle_action: freeze): its
+// cgroup through cgroup.freeze, descendants that left the process group
+// included; without cgroups the process group with SIGSTOP, which a
+// program can neither catch nor ignore. The processes keep their memory
+// and sockets and use no CPU until Thaw.
 func (p *process) Freeze(ctx context.Context) error {
+	if g := p.cgroup(); g != nil {
+		return p.ifLive(g.Freeze(ctx))
+	}
 	return p.signalGroup(syscall.SIGSTOP)
 }
 
-// Thaw resumes the group with SIGCONT. A group that is gone has nothing
-// to resume.
+// Thaw resumes what Freeze suspended. An app that is gone has nothing to
+// resume.
 func (p *process) Thaw(ctx context.Context) error {
+	if g := p.cgroup(); g != nil {
+		return p.ifLive(g.Thaw(ctx))
+	}
 	return p.signalGroup(syscall.SIGCONT)
+}
+
+// cgroup is the program's cgroup, nil under process-group containment
+// or once the program is gone.
+func (p *process) cgroup() *cgroup.Group {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gone || p.box == nil {
+		return nil
+	}
+	return p.box.group
+}
+
+// ifLive drops err when the program ended meanwhile: its cgroup may be
+// removed under a Freeze or Thaw, which then has nothing left to do.
+func (p *process) ifLive(err error) error {
+	if err == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gone {
+		return nil
+	}
+	return err
 }
 
 // signalGroup sends sig to the group unless it is gone; under p.mu, as

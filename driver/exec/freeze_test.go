@@ -28,14 +28,14 @@ func TestExecFreezeStopsTheWholeGroupAndThawResumesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []int{pid, gc} {
-		testutil.Eventually(t, execWaitLimit, func() bool { return testutil.ProcState(id) == 'T' },
+		testutil.Eventually(t, execWaitLimit, func() bool { return testutil.Frozen(id) },
 			"pid %d not stopped after Freeze: state %q", id, testutil.ProcState(id))
 	}
 	if err := fz.Thaw(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []int{pid, gc} {
-		testutil.Eventually(t, execWaitLimit, func() bool { s := testutil.ProcState(id); return s != 'T' && s != 0 },
+		testutil.Eventually(t, execWaitLimit, func() bool { return !testutil.Frozen(id) && testutil.ProcState(id) != 0 },
 			"pid %d not running after Thaw: state %q", id, testutil.ProcState(id))
 	}
 	if got := testutil.EchoLine(t, addr, "thawed", execWaitLimit); got != "thawed" {

@@ -210,3 +210,29 @@ func ProcState(pid int) byte {
 	}
 	return b[i+2]
 }
+
+// Frozen reports whether pid is suspended: stopped by a signal (state T),
+// or in a cgroup v2 whose cgroup.events says frozen (the freezer leaves
+// its tasks in state S).
+func Frozen(pid int) bool {
+	if ProcState(pid) == 'T' {
+		return true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		path, ok := strings.CutPrefix(strings.TrimSpace(line), "0::")
+		if !ok {
+			continue
+		}
+		for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+			ev, err := os.ReadFile(root + path + "/cgroup.events")
+			if err == nil {
+				return strings.Contains(string(ev), "frozen 1\n")
+			}
+		}
+	}
+	return false
+}
