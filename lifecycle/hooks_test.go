@@ -155,28 +155,8 @@ func TestNextStartWaitsForAfterStop(t *testing.T) {
 
 // A hook runs as the app's user, as its program does.
 func TestHookRunsAsTheAppsUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("switching user needs root")
-	}
-	h := newHarness(t, withStartGroup)
-	prog := worldRunnable(t, h.bin)
-	out, err := os.MkdirTemp("", "hook")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(out) })
-	if err := os.Chmod(out, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	spec := h.spec("db")
-	spec.Command[0], spec.Dir = prog, filepath.Dir(prog)
-	spec.User = "65534"
-	spec.Hooks.BeforeStart = []string{"/bin/sh", "-c", `id -u > "$0"`, filepath.Join(out, "uid")}
-	h.m.Apply([]*appfile.Spec{spec})
-	if err := h.m.Start(t.Context(), "db", "manual"); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(out, "uid")); strings.TrimSpace(string(b)) != "65534" {
-		t.Fatalf("the hook ran as uid %q, want 65534", b)
+	uid := uidSeenAsNobody(t, "hook", func(spec *appfile.Spec, cmd []string) { spec.Hooks.BeforeStart = cmd })
+	if uid != "65534" {
+		t.Fatalf("the hook ran as uid %q, want 65534", uid)
 	}
 }

@@ -335,27 +335,28 @@ func TestCommandTryEndsAtTheStartTimeoutWithItsGroup(t *testing.T) {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	testutil.Eventually(t, mgrWait, func() bool {
-		return syscall.Kill(pid, 0) != nil || procStateIs(pid, 'Z')
+		return syscall.Kill(pid, 0) != nil || testutil.ProcState(pid) == 'Z'
 	}, "the command's background process %d survives the start", pid)
-}
-
-func procStateIs(pid int, state byte) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == state
 }
 
 // The command runs as the app's program does: as its user.
 func TestCommandRunsAsTheAppsUser(t *testing.T) {
+	uid := uidSeenAsNobody(t, "ready", func(spec *appfile.Spec, cmd []string) { spec.Ready.Command = cmd })
+	if uid != "65534" {
+		t.Fatalf("the command ran as uid %q, want 65534", uid)
+	}
+}
+
+// uidSeenAsNobody starts app db as uid 65534 with a command, put in its
+// spec by place, that writes the uid it runs as; it returns that uid.
+func uidSeenAsNobody(t *testing.T, prefix string, place func(spec *appfile.Spec, cmd []string)) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("switching user needs root")
 	}
 	h := newHarness(t, withStartGroup)
 	prog := worldRunnable(t, h.bin)
-	out, err := os.MkdirTemp("", "ready")
+	out, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,14 +367,13 @@ func TestCommandRunsAsTheAppsUser(t *testing.T) {
 	spec := h.spec("db")
 	spec.Command[0], spec.Dir = prog, filepath.Dir(prog)
 	spec.User = "65534"
-	spec.Ready.Command = []string{"/bin/sh", "-c", `id -u > "$0"`, filepath.Join(out, "uid")}
+	place(spec, []string{"/bin/sh", "-c", `id -u > "$0"`, filepath.Join(out, "uid")})
 	h.m.Apply([]*appfile.Spec{spec})
 	if err := h.m.Start(t.Context(), "db", "manual"); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(out, "uid")); strings.TrimSpace(string(b)) != "65534" {
-		t.Fatalf("the command ran as uid %q, want 65534", b)
-	}
+	b, _ := os.ReadFile(filepath.Join(out, "uid"))
+	return strings.TrimSpace(string(b))
 }
 
 // Without a way to run it as the app's user, the command does not run at
