@@ -176,6 +176,20 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// choice decodes field's value as one of names; want describes them in
+// the errors, for a value that is no string or is none of them.
+func choice[T ~string](d *decoder, field string, v any, want string, names ...T) (T, bool) {
+	str, ok := d.str(field, v, want)
+	if !ok {
+		return "", false
+	}
+	if !slices.Contains(names, T(str)) {
+		d.errorf(field, "expected %s, got %s", want, Quote(str))
+		return "", false
+	}
+	return T(str), true
+}
+
 func (d *decoder) str(field string, v any, expected string) (string, bool) {
 	s, ok := v.(string)
 	if !ok {

@@ -44,16 +44,8 @@ func (s *Spec) InetdMax() int {
 
 // handoff decodes the handoff key.
 func (d *decoder) handoff(s *Spec, key string, v any) {
-	want := "one of " + strings.Join(handoffNames, ", ")
-	str, ok := d.str(key, v, want)
-	if !ok {
-		return
-	}
-	switch str {
-	case HandoffProxy, HandoffSocket, HandoffInetd:
-		s.Handoff = str
-	default:
-		d.errorf(key, "expected %s, got %s", want, Quote(str))
+	if h, ok := choice(d, key, v, "one of "+strings.Join(handoffNames, ", "), handoffNames...); ok {
+		s.Handoff = h
 	}
 }
 

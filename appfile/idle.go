@@ -36,24 +36,14 @@ const (
 func (d *decoder) idleField(s *Spec, key string, v any) {
 	switch key {
 	case "idle_when":
-		str, ok := d.str(key, v, "connections or traffic")
-		switch w := IdleWhen(str); {
-		case !ok:
-		case w == IdleNoConnections || w == IdleNoTraffic:
+		if w, ok := choice(d, key, v, "connections or traffic", IdleNoConnections, IdleNoTraffic); ok {
 			s.IdleWhen = w
-		default:
-			d.errorf(key, "expected connections or traffic, got %s", Quote(str))
 		}
 	case "client_idle_timeout":
 		s.ClientIdleTimeout, _ = d.duration(key, v, true)
 	case "idle_action":
-		str, ok := d.str(key, v, "stop or freeze")
-		switch a := IdleAction(str); {
-		case !ok:
-		case a == IdleStop || a == IdleFreeze:
+		if a, ok := choice(d, key, v, "stop or freeze", IdleStop, IdleFreeze); ok {
 			s.IdleAction = a
-		default:
-			d.errorf(key, "expected stop or freeze, got %s", Quote(str))
 		}
 	case "freeze_timeout":
 		s.FreezeTimeout, _ = d.duration(key, v, true)

@@ -116,13 +116,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 	case "env":
 		d.env(s, key, v)
 	case "mode":
-		str, ok := d.str(key, v, "one of on-demand, persistent, always")
-		switch m := Mode(str); {
-		case !ok:
-		case m == OnDemand || m == Persistent || m == Always:
+		if m, ok := choice(d, key, v, "one of on-demand, persistent, always", OnDemand, Persistent, Always); ok {
 			s.Mode = m
-		default:
-			d.errorf(key, "expected one of on-demand, persistent, always, got %s", Quote(str))
 		}
 	case "idle_timeout":
 		s.IdleTimeout, _ = d.duration(key, v, false)
