@@ -157,19 +157,7 @@ func TestADialWithoutDescriptorsIsRetriedNotClosed(t *testing.T) {
 	warm.Close()
 	// Nothing of it may still be closing while the table is filled.
 	waitFor(t, "the warm-up connection closed", func() bool { return strings.Contains(logs.String(), "connection closed") })
-	cfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := os.NewFile(uintptr(cfd), "client")
-	t.Cleanup(func() { client.Close() })
-	ap := netip.MustParseAddrPort(addr)
-	restore, spare := exhaustDescriptors(t)
-	t.Cleanup(restore)
-	spare()
-	if err := syscall.Connect(cfd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
-		t.Fatalf("connecting: %v", err)
-	}
+	_, client, restore := connectWithoutDescriptors(t, addr)
 	select {
 	case <-failed:
 	case <-time.After(20 * time.Second):
@@ -229,19 +217,7 @@ func TestAPeekWithoutDescriptorsIsRetriedNotClosed(t *testing.T) {
 	warm.Close()
 	// Nothing of it may still be closing while the table is filled.
 	waitFor(t, "the warm-up connection closed", func() bool { return strings.Contains(logs.String(), "connection closed") })
-	cfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := os.NewFile(uintptr(cfd), "client")
-	t.Cleanup(func() { client.Close() })
-	ap := netip.MustParseAddrPort(addr)
-	restore, spare := exhaustDescriptors(t)
-	t.Cleanup(restore)
-	spare()
-	if err := syscall.Connect(cfd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
-		t.Fatalf("connecting: %v", err)
-	}
+	cfd, client, restore := connectWithoutDescriptors(t, addr)
 	if _, err := syscall.Write(cfd, []byte(request)); err != nil {
 		t.Fatal(err)
 	}
@@ -264,4 +240,27 @@ func TestAPeekWithoutDescriptorsIsRetriedNotClosed(t *testing.T) {
 	if l := logs.String(); strings.Contains(l, "closing connection") {
 		t.Errorf("a connection was closed:\n%s", l)
 	}
+}
+
+// connectWithoutDescriptors fills the descriptor table but for what the
+// test's own code needs (exhaustDescriptors), then connects a client,
+// made beforehand, to addr: the server handles it without a descriptor
+// to spare. restore gives the table back (also at the test's end); client
+// is the socket cfd as a file.
+func connectWithoutDescriptors(t *testing.T, addr string) (cfd int, client *os.File, restore func()) {
+	t.Helper()
+	cfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client = os.NewFile(uintptr(cfd), "client")
+	t.Cleanup(func() { client.Close() })
+	ap := netip.MustParseAddrPort(addr)
+	restore, spare := exhaustDescriptors(t)
+	t.Cleanup(restore)
+	spare()
+	if err := syscall.Connect(cfd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	return cfd, client, restore
 }
