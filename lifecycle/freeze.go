@@ -106,6 +106,49 @@ func (m *Manager) beginThawLocked(a *app, reason string) []*instance {
 	return ins
 }
 
+// thawNowLocked thaws app name, frozen, when every frozen instance can be
+// resumed at once (QuickThawer) and no Freeze or Thaw call of it is under
+// way, and returns the app, ready, with the instance to lease: a
+// connection to a frozen app is then served on the thread that accepted
+// it, with no goroutine to start nor lock to hand over. A nil instance
+// leaves the thaw to Wake.
+func (m *Manager) thawNowLocked(name string) (*app, *instance) {
+	a := m.apps[name]
+	if m.closed || a == nil || a.removed || a.over.Disabled || a.state != Frozen || a.thawing {
+		return nil, nil
+	}
+	var held []*instance
+	defer func() {
+		for _, in := range held {
+			in.freezeMu.Unlock()
+		}
+	}()
+	for _, in := range a.insts {
+		if !in.frozen {
+			continue
+		}
+		if _, ok := in.proc.(QuickThawer); !ok || !in.freezeMu.TryLock() {
+			return nil, nil
+		}
+		held = append(held, in)
+	}
+	for _, in := range held {
+		// Not applied: the freeze's goroutine has yet to run, and
+		// will find nothing to do.
+		if in.freezeApplied {
+			if err := in.proc.(QuickThawer).ThawNow(); err != nil {
+				return nil, nil
+			}
+		}
+	}
+	m.beginThawLocked(a, "connection")
+	for _, in := range held {
+		in.freezeApplied = false
+	}
+	m.thawedLocked(a)
+	return a, a.pick()
+}
+
 // applyFreeze makes in's processes frozen or running, as in.frozen says
 // when it gets its turn, and again until they are as it says (a thaw
 // asked for during a freeze follows it). ctx bounds each call, as does

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -128,14 +129,33 @@ func TestFreezeSuspendsEveryProcessAndAWakeThawsTheSameOne(t *testing.T) {
 		t.Fatalf("after a passive lease: %s", fmtStatus(st))
 	}
 
-	// Each way of waking thaws the same process: a connection, a cron
-	// wake, a manual start.
+	// Each way of waking thaws the same process: a connection, one
+	// leased on the thread that accepted it, a cron wake, a manual start.
 	wakes := []func(){
 		func() {
 			up2, release := h.wake("web")
 			defer release()
 			if up2 != up || echo(t, up2, "thawed") != "thawed" {
 				t.Fatalf("the connection after the freeze: %v, want %v serving", up2, up)
+			}
+		},
+		func() {
+			// Refused only while the freeze call still runs.
+			var (
+				up2     netip.AddrPort
+				release func()
+				ok      bool
+			)
+			testutil.Eventually(t, mgrWait, func() bool {
+				up2, release, ok = h.m.TryWake("web")
+				return ok
+			}, "TryWake never leased the frozen app: %s", fmtStatus(h.status("web")))
+			defer release()
+			if st := h.status("web"); st.State != Ready {
+				t.Fatalf("TryWake leased %s", fmtStatus(st))
+			}
+			if up2 != up || echo(t, up2, "at once") != "at once" {
+				t.Fatalf("the connection TryWake leased: %v, want %v serving", up2, up)
 			}
 		},
 		func() {

@@ -148,10 +148,16 @@ func (g *Group) Freeze(ctx context.Context) error {
 // at once unless a frozen parent keeps it frozen (the kernel clears its
 // frozen state within the write).
 func (g *Group) Thaw(ctx context.Context) error {
-	if err := g.write("cgroup.freeze", "0"); err != nil {
+	if err := g.Resume(); err != nil {
 		return err
 	}
 	return g.wait(ctx, "frozen", 0)
+}
+
+// Resume asks the kernel to thaw the group and returns without waiting:
+// its processes run again at once unless a frozen parent holds them.
+func (g *Group) Resume() error {
+	return g.write("cgroup.freeze", "0")
 }
 
 // Destroy kills the group, waits until it is empty and removes it.
