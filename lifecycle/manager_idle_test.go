@@ -217,6 +217,101 @@ func TestStopOfAFrozenAppThawsItSoItsStopSignalIsHandled(t *testing.T) {
 	}
 }
 
+// gatedThaw is a Driver whose processes' Thaw waits, once it has said so
+// on entered, until gate is closed: a stop can then come while a
+// connection thaws the app.
+type gatedThaw struct {
+	Driver
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (d gatedThaw) Start(ctx context.Context, req StartRequest) (Process, error) {
+	p, err := d.Driver.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return gatedThawProcess{p, p.(Freezer), d}, nil
+}
+
+type gatedThawProcess struct {
+	Process
+	fz Freezer
+	d  gatedThaw
+}
+
+func (p gatedThawProcess) Freeze(ctx context.Context) error { return p.fz.Freeze(ctx) }
+
+func (p gatedThawProcess) Thaw(ctx context.Context) error {
+	select {
+	case p.d.entered <- struct{}{}:
+	default:
+	}
+	<-p.d.gate
+	return p.fz.Thaw(ctx)
+}
+
+// A stop that comes while a connection thaws a frozen app waits for the
+// thaw, so that the program handles its SIGTERM; the connection, woken
+// meanwhile, is served by a new start.
+func TestStopOfAFrozenAppWhileAConnectionThawsIt(t *testing.T) {
+	gate := gatedThaw{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	h := newHarness(t, func(c *Config) { gate.Driver = c.Driver; c.Driver = gate })
+	spec := h.spec("web", "-listen", "127.0.0.1:${PORT}")
+	spec.IdleTimeout, spec.IdleAction = 200*time.Millisecond, appfile.IdleFreeze
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("web")
+	release()
+	pid := h.waitState("web", Frozen).Pid
+	waitStopped(t, true, pid)
+
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	type lease struct {
+		up      netip.AddrPort
+		release func()
+		err     error
+	}
+	woke := make(chan lease, 1)
+	go func() {
+		up, release, err := h.m.Wake(ctx, "web")
+		woke <- lease{up, release, err}
+	}()
+	select {
+	case <-gate.entered:
+	case <-ctx.Done():
+		t.Fatal("the connection never thawed the app")
+	}
+	stopped := make(chan error, 1)
+	began := time.Now()
+	go func() { stopped <- h.m.Stop(ctx, "web", "manual") }()
+	h.waitState("web", Stopping)
+	close(gate.gate)
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if took := time.Since(began); took >= spec.StopTimeout {
+		t.Errorf("stop took %v, the stop_timeout: the program was not thawed", took)
+	}
+	if line := h.logLine("stop timeout over"); line != "" {
+		t.Errorf("the stop needed SIGKILL: %s", line)
+	}
+	if testutil.ProcessAlive(pid) {
+		t.Errorf("pid %d alive after the stop", pid)
+	}
+	l := <-woke
+	if l.err != nil {
+		t.Fatalf("the connection: %v", l.err)
+	}
+	defer l.release()
+	if st := h.status("web"); st.State != Ready || st.Pid == pid || st.Starts != 2 {
+		t.Fatalf("after the stop: %s; want ready, started afresh", fmtStatus(st))
+	}
+	if got := echo(t, l.up, "after the stop"); got != "after the stop" {
+		t.Errorf("the new program echoed %q", got)
+	}
+}
+
 func TestFreezeTimeoutStopsAnAppFrozenThatLong(t *testing.T) {
 	h := newHarness(t)
 	spec, _ := h.freezeSpec("web")
