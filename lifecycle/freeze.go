@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
@@ -98,7 +99,7 @@ func (m *Manager) beginThawLocked(a *app, reason string) []*instance {
 	var ins []*instance
 	for _, in := range a.insts {
 		if in.frozen {
-			in.frozen = false
+			in.thawLocked()
 			ins = append(ins, in)
 		}
 	}
@@ -171,15 +172,18 @@ func (m *Manager) applyFreezeFor(parent context.Context, in *instance, forStop b
 			m.mu.Unlock()
 			return
 		}
+		// Not the instance's context: a stop cancels it, and the thaw
+		// before the stop must still run.
+		ctx, cancel := context.WithTimeout(parent, freezeCallTimeout)
 		if want {
 			// Maybe frozen from the call on: nothing may take the app
 			// for running until a thaw has returned.
 			in.freezeApplied = true
+			if _, quick := fz.(QuickThawer); quick {
+				in.cancelFreeze = cancel
+			}
 		}
 		m.mu.Unlock()
-		// Not the instance's context: a stop cancels it, and the thaw
-		// before the stop must still run.
-		ctx, cancel := context.WithTimeout(parent, freezeCallTimeout)
 		var err error
 		if want {
 			err = fz.Freeze(ctx)
@@ -188,8 +192,12 @@ func (m *Manager) applyFreezeFor(parent context.Context, in *instance, forStop b
 		}
 		cancel()
 		m.mu.Lock()
+		in.cancelFreeze = nil
 		a := in.app
 		switch {
+		case want && err != nil && !in.frozen && parent.Err() == nil && errors.Is(err, context.Canceled):
+			// A thaw cut the freeze's wait short: thaw it, maybe
+			// frozen, on the next turn.
 		case err != nil && forStop:
 			m.log.Warn("thawing app before its stop failed", "app", a.name, "err", err)
 			m.mu.Unlock()
@@ -249,9 +257,19 @@ func (m *Manager) stopRunningLocked(a *app, reason string) {
 // instance's goroutine before it stops the process.
 func (m *Manager) thawForStop(in *instance) {
 	m.mu.Lock()
-	in.frozen = false
+	in.thawLocked()
 	m.mu.Unlock()
 	m.applyFreezeFor(context.Background(), in, true)
+}
+
+// thawLocked marks in as wanted running, cutting short the wait of a
+// Freeze call under way (cancelFreeze).
+func (in *instance) thawLocked() {
+	in.frozen = false
+	if in.cancelFreeze != nil {
+		in.cancelFreeze()
+		in.cancelFreeze = nil
+	}
 }
 
 // freezeTimeoutFired stops a if it is still frozen freeze_timeout after

@@ -312,6 +312,62 @@ func TestStopOfAFrozenAppWhileAConnectionThawsIt(t *testing.T) {
 	}
 }
 
+// slowFreeze is a Driver whose processes' Freeze, once they are frozen,
+// waits until its context ends, as it would for a kernel slow to report
+// the freeze done.
+type slowFreeze struct{ Driver }
+
+func (d slowFreeze) Start(ctx context.Context, req StartRequest) (Process, error) {
+	p, err := d.Driver.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return slowFreezeProcess{p, p.(QuickThawer)}, nil
+}
+
+type slowFreezeProcess struct {
+	Process
+	fz QuickThawer
+}
+
+func (p slowFreezeProcess) Freeze(ctx context.Context) error {
+	if err := p.fz.Freeze(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (p slowFreezeProcess) Thaw(ctx context.Context) error { return p.fz.Thaw(ctx) }
+func (p slowFreezeProcess) ThawNow() error                 { return p.fz.ThawNow() }
+
+// A connection to an app whose freeze is still waiting for the kernel's
+// word thaws it at once: the freeze's wait is cut short, not failed.
+func TestAConnectionDuringAFreezeCutsItsWaitShort(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Driver = slowFreeze{c.Driver} })
+	spec := h.spec("web", "-listen", "127.0.0.1:${PORT}")
+	spec.IdleTimeout, spec.IdleAction = 200*time.Millisecond, appfile.IdleFreeze
+	h.m.Apply([]*appfile.Spec{spec})
+	up, release := h.wake("web")
+	pid := h.status("web").Pid
+	release()
+	h.waitState("web", Frozen)
+	waitStopped(t, true, pid)
+
+	// The freeze call waits for freezeCallTimeout (30s), beyond mgrWait.
+	up2, release := h.wake("web")
+	defer release()
+	if st := h.status("web"); st.State != Ready || st.Pid != pid || up2 != up {
+		t.Fatalf("after the wake: %s, %v; want ready, pid %d at %v", fmtStatus(st), up2, pid, up)
+	}
+	if got := echo(t, up2, "thawed"); got != "thawed" {
+		t.Fatalf("the thawed program echoed %q", got)
+	}
+	if line := h.logLine("freezing app failed"); line != "" {
+		t.Errorf("the cut freeze was taken for a failure: %s", line)
+	}
+}
+
 func TestFreezeTimeoutStopsAnAppFrozenThatLong(t *testing.T) {
 	h := newHarness(t)
 	spec, _ := h.freezeSpec("web")
