@@ -21,6 +21,7 @@ import (
 	"github.com/dynapm/dynapm/internal/exectest"
 	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/lifecycle"
+	"golang.org/x/sys/unix"
 )
 
 // execWaitLimit is a generous bound for things that take milliseconds.
@@ -480,8 +481,9 @@ func TestExecLeaderExitKillsAnOrphanThatLeftTheSession(t *testing.T) {
 }
 
 // The reaping of orphans scans /proc only for a child that ended: not for
-// one that stopped or continued, as at every freeze and thaw.
-func TestZombieChildSeesAnEndedChildOnly(t *testing.T) {
+// one that stopped or continued, as at every freeze and thaw. (This
+// child only: other tests' orphans may be waiting to be reaped.)
+func TestZombieSeesAnEndedChildOnly(t *testing.T) {
 	cmd := exec.Command("sleep", "1000")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -494,21 +496,21 @@ func TestZombieChildSeesAnEndedChildOnly(t *testing.T) {
 		}
 		stopped := sig == syscall.SIGSTOP
 		testutil.Eventually(t, 5*time.Second, func() bool { return (testutil.ProcState(pid) == 'T') == stopped },
-			"pid %d in state %q after %v", pid, testutil.ProcState(pid), sig)
-		if zombieChild() {
-			t.Fatalf("zombieChild after %v of a live child", sig)
+			"pid %d not stopped=%v after %v", pid, stopped, sig)
+		if zombie(unix.P_PID, pid) {
+			t.Fatalf("zombie after %v of a live child", sig)
 		}
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return testutil.ProcState(pid) == 'Z' },
-		"pid %d in state %q after SIGKILL", pid, testutil.ProcState(pid))
-	if !zombieChild() {
-		t.Fatal("zombieChild missed a child that ended")
+		"pid %d not a zombie after SIGKILL", pid)
+	if !zombie(unix.P_PID, pid) {
+		t.Fatal("zombie missed a child that ended")
 	}
 	if testutil.ProcState(pid) != 'Z' {
-		t.Fatal("zombieChild reaped the child")
+		t.Fatal("zombie reaped the child")
 	}
 }
 

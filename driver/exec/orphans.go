@@ -53,9 +53,12 @@ func (d *Driver) reapOrphans(ch chan os.Signal) {
 
 // zombieChild reports whether a child of the daemon has ended and waits
 // to be reaped, without reaping it; true when it cannot tell.
-func zombieChild() bool {
+func zombieChild() bool { return zombie(unix.P_ALL, 0) }
+
+// zombie is zombieChild for the children waitid's idType and id select.
+func zombie(idType, id int) bool {
 	var si unix.Siginfo
-	err := unix.Waitid(unix.P_ALL, 0, &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+	err := unix.Waitid(idType, id, &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
 	if err == unix.ECHILD {
 		return false
 	}
