@@ -17,7 +17,10 @@ import (
 // freeze and thaw calls run outside the lock, one at a time per instance
 // (instance.freezeMu), each applying what the instance wants at that
 // moment (instance.frozen), so that a thaw asked for during a freeze
-// follows it.
+// follows it, cutting short the freeze's wait for the kernel's report.
+// A connection thaws an instance that can be resumed without waiting
+// (QuickThawer) under the lock itself, on the thread that accepted it
+// (thawNowLocked).
 
 // freezeTimeout returns spec's freeze_timeout, 0 for none.
 func freezeTimeout(spec *appfile.Spec) time.Duration { return spec.FreezeTimeout }
