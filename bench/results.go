@@ -165,11 +165,30 @@ func medianDur(xs []time.Duration) time.Duration {
 }
 
 func medianDiff(a, b []time.Duration) time.Duration {
+	return diffQuartile(a, b, 2)
+}
+
+// diffQuartile is the q-th quartile (1, 2 or 3) of the paired
+// differences a[i] - b[i]: with q 1 and 3, their spread.
+func diffQuartile(a, b []time.Duration, q int) time.Duration {
+	if len(a) == 0 {
+		return 0
+	}
 	d := make([]time.Duration, len(a))
 	for i := range a {
 		d[i] = a[i] - b[i]
 	}
-	return medianDur(d)
+	slices.Sort(d)
+	return d[(len(d)-1)*q/4]
+}
+
+func medianInt(xs []int64) int64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // scenarioRows turns one scenario's samples (per target, one per

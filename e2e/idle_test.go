@@ -178,6 +178,22 @@ func TestFrozenAppThawsForAConnectionAndDynapmStartAndStopsForDynapmStop(t *test
 		t.Fatalf("after the thaw: %v; want pid %d, one start", st, pid)
 	}
 	waitFrozen()
+	// Bytes a client writes while its connection thaws the app reach the
+	// program in order.
+	c := dialFrom(t, "127.0.0.1", listen)
+	var sent strings.Builder
+	for i := range 200 {
+		line := fmt.Sprintf("line %d of a connection to a frozen app\n", i)
+		sent.WriteString(line)
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatalf("writing to the frozen app: %v", err)
+		}
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(c); string(got) != sent.String() {
+		t.Fatalf("the frozen app echoed %d bytes (%v), want the %d sent in order", len(got), err, sent.Len())
+	}
+	waitFrozen()
 	// dynapm start thaws it too.
 	if code, _, errOut := dynapm(t, "start", "web", "-state", state); code != 0 {
 		t.Fatalf("dynapm start: exit %d: %s", code, errOut)

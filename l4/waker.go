@@ -34,8 +34,10 @@ type ConnWaker interface {
 // (a stopped or starting app, a connect that does not complete at once, an
 // address shared by name) takes the usual path.
 type ReadyWaker interface {
-	// TryWake is Wake for an app that is ready: it returns at once, false
-	// (and nothing to release) when the app would have to be waited for.
+	// TryWake is Wake for an app that is ready, or that it can make ready
+	// at once (a frozen app thawed without waiting): it returns at once,
+	// false (and nothing to release) when the app would have to be waited
+	// for.
 	TryWake(app string) (upstream netip.AddrPort, release func(), ok bool)
 }
 

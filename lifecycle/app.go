@@ -142,6 +142,10 @@ type instance struct {
 	frozen        bool
 	freezeApplied bool
 	freezeMu      sync.Mutex
+	// cancelFreeze ends the wait of a Freeze call under way, when the
+	// instance can be thawed at once (QuickThawer): a thaw need not wait
+	// for the kernel to report the freeze done. Under Manager.mu.
+	cancelFreeze context.CancelFunc
 
 	conns        int       // open leases on this instance
 	passive      int       // open leases that do not keep it up (wake_from)

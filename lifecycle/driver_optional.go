@@ -83,6 +83,16 @@ type Freezer interface {
 	Thaw(ctx context.Context) error
 }
 
+// QuickThawer is a Freezer that can also resume its processes without
+// waiting for anything: a write to cgroup.freeze, a SIGCONT. The Manager
+// calls ThawNow with its lock held, for a connection to a frozen app
+// (TryWake), which is then served on the thread that accepted it; a
+// failure leaves the thaw to Thaw.
+type QuickThawer interface {
+	Freezer
+	ThawNow() error
+}
+
 // ErrStoppedOutside is what a Process's Err wraps when the instance ended
 // because someone else stopped it (docker stop, a pm2 stop, a systemctl
 // stop): the Manager records the app as stopped, not crashed, so that the

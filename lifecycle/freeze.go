@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
@@ -16,7 +17,10 @@ import (
 // freeze and thaw calls run outside the lock, one at a time per instance
 // (instance.freezeMu), each applying what the instance wants at that
 // moment (instance.frozen), so that a thaw asked for during a freeze
-// follows it.
+// follows it, cutting short the freeze's wait for the kernel's report.
+// A connection thaws an instance that can be resumed without waiting
+// (QuickThawer) under the lock itself, on the thread that accepted it
+// (thawNowLocked).
 
 // freezeTimeout returns spec's freeze_timeout, 0 for none.
 func freezeTimeout(spec *appfile.Spec) time.Duration { return spec.FreezeTimeout }
@@ -98,12 +102,55 @@ func (m *Manager) beginThawLocked(a *app, reason string) []*instance {
 	var ins []*instance
 	for _, in := range a.insts {
 		if in.frozen {
-			in.frozen = false
+			in.thawLocked()
 			ins = append(ins, in)
 		}
 	}
 	m.thawedLocked(a) // when nothing was frozen yet
 	return ins
+}
+
+// thawNowLocked thaws app name, frozen, when every frozen instance can be
+// resumed at once (QuickThawer) and no Freeze or Thaw call of it is under
+// way, and returns the app, ready, with the instance to lease: a
+// connection to a frozen app is then served on the thread that accepted
+// it, with no goroutine to start nor lock to hand over. A nil instance
+// leaves the thaw to Wake.
+func (m *Manager) thawNowLocked(name string) (*app, *instance) {
+	a := m.apps[name]
+	if m.closed || a == nil || a.removed || a.over.Disabled || a.state != Frozen || a.thawing {
+		return nil, nil
+	}
+	var held []*instance
+	defer func() {
+		for _, in := range held {
+			in.freezeMu.Unlock()
+		}
+	}()
+	for _, in := range a.insts {
+		if !in.frozen {
+			continue
+		}
+		if _, ok := in.proc.(QuickThawer); !ok || !in.freezeMu.TryLock() {
+			return nil, nil
+		}
+		held = append(held, in)
+	}
+	for _, in := range held {
+		// Not applied: the freeze's goroutine has yet to run, and
+		// will find nothing to do.
+		if in.freezeApplied {
+			if err := in.proc.(QuickThawer).ThawNow(); err != nil {
+				return nil, nil
+			}
+		}
+	}
+	m.beginThawLocked(a, "connection")
+	for _, in := range held {
+		in.freezeApplied = false
+	}
+	m.thawedLocked(a)
+	return a, a.pick()
 }
 
 // applyFreeze makes in's processes frozen or running, as in.frozen says
@@ -128,15 +175,18 @@ func (m *Manager) applyFreezeFor(parent context.Context, in *instance, forStop b
 			m.mu.Unlock()
 			return
 		}
+		// Not the instance's context: a stop cancels it, and the thaw
+		// before the stop must still run.
+		ctx, cancel := context.WithTimeout(parent, freezeCallTimeout)
 		if want {
 			// Maybe frozen from the call on: nothing may take the app
 			// for running until a thaw has returned.
 			in.freezeApplied = true
+			if _, quick := fz.(QuickThawer); quick {
+				in.cancelFreeze = cancel
+			}
 		}
 		m.mu.Unlock()
-		// Not the instance's context: a stop cancels it, and the thaw
-		// before the stop must still run.
-		ctx, cancel := context.WithTimeout(parent, freezeCallTimeout)
 		var err error
 		if want {
 			err = fz.Freeze(ctx)
@@ -145,8 +195,12 @@ func (m *Manager) applyFreezeFor(parent context.Context, in *instance, forStop b
 		}
 		cancel()
 		m.mu.Lock()
+		in.cancelFreeze = nil
 		a := in.app
 		switch {
+		case want && err != nil && !in.frozen && parent.Err() == nil && errors.Is(err, context.Canceled):
+			// A thaw cut the freeze's wait short: thaw it, maybe
+			// frozen, on the next turn.
 		case err != nil && forStop:
 			m.log.Warn("thawing app before its stop failed", "app", a.name, "err", err)
 			m.mu.Unlock()
@@ -206,9 +260,19 @@ func (m *Manager) stopRunningLocked(a *app, reason string) {
 // instance's goroutine before it stops the process.
 func (m *Manager) thawForStop(in *instance) {
 	m.mu.Lock()
-	in.frozen = false
+	in.thawLocked()
 	m.mu.Unlock()
 	m.applyFreezeFor(context.Background(), in, true)
+}
+
+// thawLocked marks in as wanted running, cutting short the wait of a
+// Freeze call under way (cancelFreeze).
+func (in *instance) thawLocked() {
+	in.frozen = false
+	if in.cancelFreeze != nil {
+		in.cancelFreeze()
+		in.cancelFreeze = nil
+	}
 }
 
 // freezeTimeoutFired stops a if it is still frozen freeze_timeout after

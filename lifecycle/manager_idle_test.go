@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -128,14 +129,33 @@ func TestFreezeSuspendsEveryProcessAndAWakeThawsTheSameOne(t *testing.T) {
 		t.Fatalf("after a passive lease: %s", fmtStatus(st))
 	}
 
-	// Each way of waking thaws the same process: a connection, a cron
-	// wake, a manual start.
+	// Each way of waking thaws the same process: a connection, one
+	// leased on the thread that accepted it, a cron wake, a manual start.
 	wakes := []func(){
 		func() {
 			up2, release := h.wake("web")
 			defer release()
 			if up2 != up || echo(t, up2, "thawed") != "thawed" {
 				t.Fatalf("the connection after the freeze: %v, want %v serving", up2, up)
+			}
+		},
+		func() {
+			// Refused only while the freeze call still runs.
+			var (
+				up2     netip.AddrPort
+				release func()
+				ok      bool
+			)
+			testutil.Eventually(t, mgrWait, func() bool {
+				up2, release, ok = h.m.TryWake("web")
+				return ok
+			}, "TryWake never leased the frozen app: %s", fmtStatus(h.status("web")))
+			defer release()
+			if st := h.status("web"); st.State != Ready {
+				t.Fatalf("TryWake leased %s", fmtStatus(st))
+			}
+			if up2 != up || echo(t, up2, "at once") != "at once" {
+				t.Fatalf("the connection TryWake leased: %v, want %v serving", up2, up)
 			}
 		},
 		func() {
@@ -194,6 +214,157 @@ func TestStopOfAFrozenAppThawsItSoItsStopSignalIsHandled(t *testing.T) {
 	}
 	if line := h.logLine("stop timeout over"); line != "" {
 		t.Errorf("the stop needed SIGKILL: %s", line)
+	}
+}
+
+// gatedThaw is a Driver whose processes' Thaw waits, once it has said so
+// on entered, until gate is closed: a stop can then come while a
+// connection thaws the app.
+type gatedThaw struct {
+	Driver
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (d gatedThaw) Start(ctx context.Context, req StartRequest) (Process, error) {
+	p, err := d.Driver.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return gatedThawProcess{p, p.(Freezer), d}, nil
+}
+
+type gatedThawProcess struct {
+	Process
+	fz Freezer
+	d  gatedThaw
+}
+
+func (p gatedThawProcess) Freeze(ctx context.Context) error { return p.fz.Freeze(ctx) }
+
+func (p gatedThawProcess) Thaw(ctx context.Context) error {
+	select {
+	case p.d.entered <- struct{}{}:
+	default:
+	}
+	<-p.d.gate
+	return p.fz.Thaw(ctx)
+}
+
+// A stop that comes while a connection thaws a frozen app waits for the
+// thaw, so that the program handles its SIGTERM; the connection, woken
+// meanwhile, is served by a new start.
+func TestStopOfAFrozenAppWhileAConnectionThawsIt(t *testing.T) {
+	gate := gatedThaw{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	h := newHarness(t, func(c *Config) { gate.Driver = c.Driver; c.Driver = gate })
+	spec := h.spec("web", "-listen", "127.0.0.1:${PORT}")
+	spec.IdleTimeout, spec.IdleAction = 200*time.Millisecond, appfile.IdleFreeze
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("web")
+	release()
+	pid := h.waitState("web", Frozen).Pid
+	waitStopped(t, true, pid)
+
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	type lease struct {
+		up      netip.AddrPort
+		release func()
+		err     error
+	}
+	woke := make(chan lease, 1)
+	go func() {
+		up, release, err := h.m.Wake(ctx, "web")
+		woke <- lease{up, release, err}
+	}()
+	select {
+	case <-gate.entered:
+	case <-ctx.Done():
+		t.Fatal("the connection never thawed the app")
+	}
+	stopped := make(chan error, 1)
+	began := time.Now()
+	go func() { stopped <- h.m.Stop(ctx, "web", "manual") }()
+	h.waitState("web", Stopping)
+	close(gate.gate)
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if took := time.Since(began); took >= spec.StopTimeout {
+		t.Errorf("stop took %v, the stop_timeout: the program was not thawed", took)
+	}
+	if line := h.logLine("stop timeout over"); line != "" {
+		t.Errorf("the stop needed SIGKILL: %s", line)
+	}
+	if testutil.ProcessAlive(pid) {
+		t.Errorf("pid %d alive after the stop", pid)
+	}
+	l := <-woke
+	if l.err != nil {
+		t.Fatalf("the connection: %v", l.err)
+	}
+	defer l.release()
+	if st := h.status("web"); st.State != Ready || st.Pid == pid || st.Starts != 2 {
+		t.Fatalf("after the stop: %s; want ready, started afresh", fmtStatus(st))
+	}
+	if got := echo(t, l.up, "after the stop"); got != "after the stop" {
+		t.Errorf("the new program echoed %q", got)
+	}
+}
+
+// slowFreeze is a Driver whose processes' Freeze, once they are frozen,
+// waits until its context ends, as it would for a kernel slow to report
+// the freeze done.
+type slowFreeze struct{ Driver }
+
+func (d slowFreeze) Start(ctx context.Context, req StartRequest) (Process, error) {
+	p, err := d.Driver.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return slowFreezeProcess{p, p.(QuickThawer)}, nil
+}
+
+type slowFreezeProcess struct {
+	Process
+	fz QuickThawer
+}
+
+func (p slowFreezeProcess) Freeze(ctx context.Context) error {
+	if err := p.fz.Freeze(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (p slowFreezeProcess) Thaw(ctx context.Context) error { return p.fz.Thaw(ctx) }
+func (p slowFreezeProcess) ThawNow() error                 { return p.fz.ThawNow() }
+
+// A connection to an app whose freeze is still waiting for the kernel's
+// word thaws it at once: the freeze's wait is cut short, not failed.
+func TestAConnectionDuringAFreezeCutsItsWaitShort(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Driver = slowFreeze{c.Driver} })
+	spec := h.spec("web", "-listen", "127.0.0.1:${PORT}")
+	spec.IdleTimeout, spec.IdleAction = 200*time.Millisecond, appfile.IdleFreeze
+	h.m.Apply([]*appfile.Spec{spec})
+	up, release := h.wake("web")
+	pid := h.status("web").Pid
+	release()
+	h.waitState("web", Frozen)
+	waitStopped(t, true, pid)
+
+	// The freeze call waits for freezeCallTimeout (30s), beyond mgrWait.
+	up2, release := h.wake("web")
+	defer release()
+	if st := h.status("web"); st.State != Ready || st.Pid != pid || up2 != up {
+		t.Fatalf("after the wake: %s, %v; want ready, pid %d at %v", fmtStatus(st), up2, pid, up)
+	}
+	if got := echo(t, up2, "thawed"); got != "thawed" {
+		t.Fatalf("the thawed program echoed %q", got)
+	}
+	if line := h.logLine("freezing app failed"); line != "" {
+		t.Errorf("the cut freeze was taken for a failure: %s", line)
 	}
 }
 

@@ -76,14 +76,18 @@ func (m *Manager) dropUnclaimedLocked(name string) {
 	}
 }
 
-// TryWake is Wake for an app that is ready now: it leases a ready backend
-// without waiting, or reports false (the app is stopped, starting,
-// stopping, failed or unknown) and leaves the app alone, so that the
-// caller can wait in Wake without blocking whatever called TryWake.
+// TryWake is Wake for an app that is ready now, or frozen and can be
+// thawed at once (thawNowLocked): it leases a ready backend without
+// waiting, or reports false (the app is stopped, starting, stopping,
+// failed or unknown) and leaves the app alone, so that the caller can
+// wait in Wake without blocking whatever called TryWake.
 func (m *Manager) TryWake(name string) (netip.AddrPort, func(), bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a, in := m.readyNowLocked(name)
+	if in == nil {
+		a, in = m.thawNowLocked(name)
+	}
 	if in == nil {
 		return netip.AddrPort{}, nil, false
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/dynapm/dynapm/internal/exectest"
 	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/lifecycle"
+	"golang.org/x/sys/unix"
 )
 
 // execWaitLimit is a generous bound for things that take milliseconds.
@@ -477,4 +478,58 @@ func TestExecLeaderExitKillsAnOrphanThatLeftTheSession(t *testing.T) {
 	if testutil.ProcessAlive(orphan) {
 		t.Fatalf("orphan %d outlived its app's leader (containment %s)", orphan, d.Containment())
 	}
+}
+
+// The reaping of orphans scans /proc only for a child that ended: not for
+// one that stopped or continued, as at every freeze and thaw. (This
+// child only: other tests' orphans may be waiting to be reaped.)
+func TestZombieSeesAnEndedChildOnly(t *testing.T) {
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for _, sig := range []syscall.Signal{syscall.SIGSTOP, syscall.SIGCONT} {
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		stopped := sig == syscall.SIGSTOP
+		testutil.Eventually(t, 5*time.Second, func() bool { return (testutil.ProcState(pid) == 'T') == stopped },
+			"pid %d not stopped=%v after %v", pid, stopped, sig)
+		if zombie(unix.P_PID, pid) {
+			t.Fatalf("zombie after %v of a live child", sig)
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return testutil.ProcState(pid) == 'Z' },
+		"pid %d not a zombie after SIGKILL", pid)
+	if !zombie(unix.P_PID, pid) {
+		t.Fatal("zombie missed a child that ended")
+	}
+	if testutil.ProcState(pid) != 'Z' {
+		t.Fatal("zombie reaped the child")
+	}
+}
+
+// An orphan that came back to the daemon (its subreaper) is reaped once it
+// ends.
+func TestExecReapsAnOrphanThatEnded(t *testing.T) {
+	d := newExecTestDriver(t)
+	d.mu.Lock()
+	subreaper := d.sigchld != nil
+	d.mu.Unlock()
+	if !subreaper {
+		t.Skip("orphans come back to the daemon under process-group containment only")
+	}
+	p, orphan := startEscaper(t, d)
+	defer execStop(t, p, 100*time.Millisecond)
+	if err := syscall.Kill(orphan, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Reaped: not even a zombie left.
+	testutil.Eventually(t, 5*time.Second, func() bool { return testutil.ProcState(orphan) == 0 },
+		"orphan %d not reaped", orphan)
 }

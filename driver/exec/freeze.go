@@ -10,7 +10,7 @@ import (
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
-var _ lifecycle.Freezer = (*process)(nil)
+var _ lifecycle.QuickThawer = (*process)(nil)
 
 // Freeze suspends every process of the app (idle_action: freeze): its
 // cgroup through cgroup.freeze, descendants that left the process group
@@ -29,6 +29,15 @@ func (p *process) Freeze(ctx context.Context) error {
 func (p *process) Thaw(ctx context.Context) error {
 	if g := p.cgroup(); g != nil {
 		return p.ifLive(g.Thaw(ctx))
+	}
+	return p.signalGroup(syscall.SIGCONT)
+}
+
+// ThawNow resumes what Freeze suspended without waiting for the kernel
+// to report it (Thaw waits, for a frozen parent cgroup only).
+func (p *process) ThawNow() error {
+	if g := p.cgroup(); g != nil {
+		return p.ifLive(g.Resume())
 	}
 	return p.signalGroup(syscall.SIGCONT)
 }

@@ -39,11 +39,30 @@ func (d *Driver) UseSubreaper() error {
 }
 
 // reapOrphans reaps dead orphans at every SIGCHLD until Close stops it.
+// A SIGCHLD also comes when a child stops or continues, at every freeze
+// and thaw (SIGSTOP, SIGCONT): with no child to reap, /proc is not
+// scanned, which would take the CPUs from the program being thawed.
 func (d *Driver) reapOrphans(ch chan os.Signal) {
 	defer d.wg.Done()
 	for range ch {
-		d.reapOrphansOnce()
+		if zombieChild() {
+			d.reapOrphansOnce()
+		}
 	}
+}
+
+// zombieChild reports whether a child of the daemon has ended and waits
+// to be reaped, without reaping it; true when it cannot tell.
+func zombieChild() bool { return zombie(unix.P_ALL, 0) }
+
+// zombie is zombieChild for the children waitid's idType and id select.
+func zombie(idType, id int) bool {
+	var si unix.Siginfo
+	err := unix.Waitid(idType, id, &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+	if err == unix.ECHILD {
+		return false
+	}
+	return err != nil || si.Signo == int32(unix.SIGCHLD)
 }
 
 // reapOrphansOnce reaps the zombie children of the daemon that it did not
