@@ -83,6 +83,12 @@ type Driver struct {
 	// spawner, when set, starts the programs (see UseSpawner); nil once
 	// its helper is gone.
 	spawner *spawner.Client
+	// listenPIDByShell: handed-off programs get LISTEN_PID from a shell,
+	// not by a traced start (listenpid.go): tracing proved not permitted,
+	// or a test forces the fallback.
+	listenPIDByShell bool
+	// shellStarts counts the programs started through that shell.
+	shellStarts int
 
 	// wg counts the goroutines that wait for processes and for the reaper.
 	wg sync.WaitGroup
@@ -100,9 +106,13 @@ func (d *Driver) UseSpawner(c *spawner.Client) {
 }
 
 // launchLocked starts cmd, through the spawner when there is one, and
-// returns the pid and the function that waits for its exit. d.mu must be
-// held.
-func (d *Driver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
+// returns the pid and the function that waits for its exit. listenPID:
+// the program is handed sockets and must find its pid in LISTEN_PID.
+// d.mu must be held.
+func (d *Driver) launchLocked(cmd *exec.Cmd, listenPID bool) (int, func() error, error) {
+	if listenPID {
+		return d.startListeningLocked(cmd)
+	}
 	if d.spawner != nil && !passesFiles(cmd) {
 		req, err := spawnRequest(cmd)
 		if err != nil {
@@ -123,6 +133,35 @@ func (d *Driver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
 		d.logger.Warn("the spawner helper is gone; starting programs from the daemon", "err", err)
 		d.spawner = nil
 	}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	return cmd.Process.Pid, cmd.Wait, nil
+}
+
+// startListeningLocked starts cmd with LISTEN_PID set to the program's
+// pid: traced where it may be (startTraced), else through the shell.
+// d.mu must be held.
+func (d *Driver) startListeningLocked(cmd *exec.Cmd) (int, func() error, error) {
+	if !d.listenPIDByShell && !gainsPrivileges(cmd.Path) {
+		shell := *cmd // before Start: a started Cmd must not be copied
+		err := startTraced(cmd)
+		var te *traceError
+		switch {
+		case err == nil:
+			return cmd.Process.Pid, cmd.Wait, nil
+		case errors.As(err, &te):
+			d.logger.Warn("starting the program through a shell", "err", err)
+		case traceRefused(err) && !traceWorks():
+			d.logger.Warn("tracing a program at its start is not permitted here: handed-off programs get LISTEN_PID from a shell, about a millisecond slower", "err", err)
+			d.listenPIDByShell = true
+		default:
+			return 0, nil, err
+		}
+		cmd = &shell
+	}
+	d.shellStarts++
+	wrapInShell(cmd)
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
 	}
@@ -213,7 +252,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		cmd.Stdout = req.Log
 		cmd.Stderr = req.Log
 	}
-	passSockets(cmd, req)
+	listenPID := passSockets(cmd, req)
 
 	// Start and register under the lock, so that Close cannot slip between
 	// the two and leave a group nobody kills.
@@ -230,7 +269,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		return nil, err
 	}
 	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
-	pid, wait, err := d.launchLocked(cmd)
+	pid, wait, err := d.launchLocked(cmd, listenPID)
 	if err != nil {
 		d.removeRecordLocked(b)
 		_ = b.release()
