@@ -128,6 +128,24 @@ func TestHandedOffProgramRunAsAnotherUser(t *testing.T) {
 	})
 }
 
+// With limits or a umask, the traced program is the guard shell, which
+// passes LISTEN_PID on to the program it execs in its place.
+func TestHandedOffProgramBehindTheGuardScript(t *testing.T) {
+	listenPIDWays(t, func(t *testing.T, d *Driver) {
+		sock, _ := listenSocket(t)
+		req, dir := execRequest(t)
+		req.Spec.Umask = "027"
+		req.Spec.Command = []string{"/bin/sh", "-c", `echo "$(umask) $LISTEN_PID $$"`}
+		req.Sockets = []*os.File{sock}
+		p := execStart(t, d, req)
+		waitExecDone(t, p)
+		pid := strconv.Itoa(p.Pid())
+		if got, want := readAppLog(t, dir), "0027 "+pid+" "+pid+"\n"; got != want {
+			t.Errorf("the program printed %q, want %q", got, want)
+		}
+	})
+}
+
 // An inetd program has the connection as stdin, stdout and fd 3.
 func TestInetdProgramFindsItsPidInListenPID(t *testing.T) {
 	listenPIDWays(t, func(t *testing.T, d *Driver) {
