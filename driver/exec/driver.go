@@ -152,6 +152,7 @@ func (d *Driver) startListeningLocked(cmd *exec.Cmd) (int, func() error, error) 
 			return cmd.Process.Pid, cmd.Wait, nil
 		case errors.As(err, &te):
 			d.logger.Warn("starting the program through a shell", "err", err)
+			d.listenPIDByShell = te.lasting
 		case traceRefused(err) && !traceWorks():
 			d.logger.Warn("tracing a program at its start is not permitted here: handed-off programs get LISTEN_PID from a shell, about a millisecond slower", "err", err)
 			d.listenPIDByShell = true

@@ -43,8 +43,12 @@ func wrapInShell(cmd *exec.Cmd) {
 }
 
 // traceError is a failure after a traced start: the program was killed
-// before it ran, and may be started another way.
-type traceError struct{ err error }
+// before it ran, and may be started another way. lasting: every traced
+// start would fail so.
+type traceError struct {
+	err     error
+	lasting bool
+}
 
 func (e *traceError) Error() string {
 	return "setting LISTEN_PID in the traced program: " + e.err.Error()
@@ -73,7 +77,11 @@ func startTraced(cmd *exec.Cmd) error {
 		// Stopped (or gone): SIGKILL ends it before its first instruction.
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_ = cmd.Wait()
-		return &traceError{err}
+		var te *traceError
+		if errors.As(err, &te) {
+			return te
+		}
+		return &traceError{err: err}
 	}
 	return nil
 }
@@ -112,7 +120,8 @@ func writeListenPID(pid, envc int) error {
 	}
 	if _, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GET_SYSCALL_INFO, uintptr(pid),
 		unsafe.Sizeof(info), uintptr(unsafe.Pointer(&info)), 0, 0); errno != 0 {
-		return os.NewSyscallError("ptrace(GET_SYSCALL_INFO)", errno)
+		// EIO: a kernel before 5.3, where every traced start would fail.
+		return &traceError{err: os.NewSyscallError("ptrace(GET_SYSCALL_INFO)", errno), lasting: errno == unix.EIO}
 	}
 	const ptrSize = unsafe.Sizeof(uintptr(0))
 	const audit64 = 0x80000000 // __AUDIT_ARCH_64BIT
