@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/driver/exec/cgroup"
+	"github.com/dynapm/dynapm/driver/exec/listenpid"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -146,13 +147,13 @@ func (d *Driver) startListeningLocked(cmd *exec.Cmd) (int, func() error, error) 
 	if !d.listenPIDByShell && !gainsPrivileges(cmd.Path) {
 		shell := *cmd // before Start: a started Cmd must not be copied
 		err := startTraced(cmd)
-		var te *traceError
+		var te *listenpid.Error
 		switch {
 		case err == nil:
 			return cmd.Process.Pid, cmd.Wait, nil
 		case errors.As(err, &te):
 			d.logger.Warn("starting the program through a shell", "err", err)
-			d.listenPIDByShell = te.lasting
+			d.listenPIDByShell = te.Lasting
 		case traceRefused(err) && !traceWorks():
 			d.logger.Warn("tracing a program at its start is not permitted here: handed-off programs get LISTEN_PID from a shell, about a millisecond slower", "err", err)
 			d.listenPIDByShell = true

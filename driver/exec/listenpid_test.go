@@ -9,10 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -300,46 +298,4 @@ func runNoPtrace(dir string) int {
 	fmt.Printf("shell starts %d, by shell %v\n", d.shellStarts, d.listenPIDByShell)
 	d.mu.Unlock()
 	return 0
-}
-
-// The pid is written only over the placeholder, found where the count of
-// variables says: a wrong count, or a last variable that is not the
-// placeholder, is refused, and the program, killed, never ran.
-func TestTracedStartWritesOnlyOverThePlaceholder(t *testing.T) {
-	for _, tc := range []struct {
-		env  []string
-		envc int
-		want string
-	}{
-		{[]string{"A=1", listenPIDPlaceholder}, 1, "holds more than 1 variables"},
-		{[]string{"A=1", "LISTEN_PID=0000001"}, 2, "as the last variable of the environment"},
-	} {
-		out, err := os.CreateTemp(t.TempDir(), "out")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer out.Close()
-		cmd := exec.Command("/bin/sh", "-c", "echo ran")
-		cmd.Env, cmd.Stdout = tc.env, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
-		err = func() error {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			err := writeListenPID(cmd.Process.Pid, tc.envc)
-			if err != nil {
-				_ = cmd.Process.Kill()
-			}
-			return err
-		}()
-		werr := cmd.Wait()
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("env %q counted %d: %v, want an error saying %q", tc.env, tc.envc, err, tc.want)
-		}
-		if b, _ := os.ReadFile(out.Name()); len(b) != 0 || !execKilledBy(werr, syscall.SIGKILL) {
-			t.Errorf("env %q: the program ran (%q, %v)", tc.env, b, werr)
-		}
-	}
 }
