@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/exectest"
 	"github.com/dynapm/dynapm/internal/testutil"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -37,6 +38,18 @@ func listenSocket(t testing.TB) (*os.File, string) {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f, ln.Addr().String()
+}
+
+// parentOf returns pid's parent.
+func parentOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // listenPIDWays runs test with handed-off programs started both ways:
@@ -102,6 +115,16 @@ func TestHandedOffGoProgramServesTheQueuedConnection(t *testing.T) {
 		line, err := bufio.NewReader(c).ReadString('\n')
 		if want := fmt.Sprintf("testapp pid=%d\n", p.Pid()); line != want {
 			t.Fatalf("got %q (%v), want %q; log:\n%s", line, err, want, readAppLog(t, dir))
+		}
+		// With the spawner helper, the helper forked it, as any program.
+		d.mu.Lock()
+		want := os.Getpid()
+		if d.spawner != nil {
+			want = d.spawner.Pid()
+		}
+		d.mu.Unlock()
+		if ppid := parentOf(t, p.Pid()); ppid != want {
+			t.Errorf("the program's parent is %d, want %d", ppid, want)
 		}
 	})
 }
@@ -262,6 +285,13 @@ func runNoPtrace(dir string) int {
 	}
 	d := New(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	defer d.Close()
+	// The helper, when the suite runs with one, inherits the filter.
+	closeSpawner, err := exectest.UseSpawner(d)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer closeSpawner()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

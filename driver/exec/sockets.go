@@ -35,10 +35,3 @@ func passSockets(cmd *exec.Cmd, req lifecycle.StartRequest) bool {
 	cmd.Env = env
 	return true
 }
-
-// passesFiles reports whether cmd gives the program descriptors the
-// spawner helper does not carry (it passes the output only): such a
-// program is forked by the daemon.
-func passesFiles(cmd *exec.Cmd) bool {
-	return len(cmd.ExtraFiles) > 0 || cmd.Stdin != nil
-}
