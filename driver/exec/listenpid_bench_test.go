@@ -18,8 +18,9 @@ import (
 // BenchmarkHandoffStart measures what handing a socket off adds to a
 // program's start, from the call to Start to the first byte the program
 // writes (/bin/echo): a start without sockets forked here (plain) and
-// through the spawner helper (helper), a handed-off start traced, and one
-// through the shell. The four alternate in a rotating order; it reports
+// through the spawner helper (helper), a handed-off start traced from
+// here (traced) and by the helper (helper-traced), and one through the
+// shell. The five alternate in a rotating order; it reports
 // the medians and the medians of the paired differences over plain. With
 // 10,000 listening sockets open, as a daemon with 10,000 apps holds them,
 // a fork from here pays for each at exec and the helper does not.
@@ -51,7 +52,7 @@ func benchHandoffStart(b *testing.B, sockets int) {
 	d := New(slog.New(slog.DiscardHandler))
 	defer d.Close()
 	sock, _ := listenSocket(b)
-	ways := []string{"plain", "helper", "traced", "shell"}
+	ways := []string{"plain", "helper", "traced", "helper-traced", "shell"}
 	times := make(map[string][]time.Duration)
 	start := func(way string) time.Duration {
 		r, w, err := os.Pipe()
@@ -64,13 +65,13 @@ func benchHandoffStart(b *testing.B, sockets int) {
 			Env:  []string{},
 			Log:  w,
 		}
-		if way == "traced" || way == "shell" {
+		if way != "plain" && way != "helper" {
 			req.Sockets = []*os.File{sock}
 		}
 		d.mu.Lock()
 		d.listenPIDByShell = way == "shell"
 		d.spawner = nil
-		if way == "helper" {
+		if way == "helper" || way == "helper-traced" {
 			d.spawner = helper
 		}
 		d.mu.Unlock()

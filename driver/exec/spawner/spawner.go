@@ -8,8 +8,9 @@
 // (docs/BENCHMARKS.md, the spawner helper; BenchmarkStart measures it).
 // The helper is started before any listener exists, so its descriptor
 // table is a handful of entries; the daemon sends it what to run over a
-// socket pair, with the descriptor for the program's output, and it
-// answers with the pid, and later with the exit status, since the program
+// socket pair, with the program's descriptors (its output; for a
+// handed-off program its sockets, started traced to set LISTEN_PID, as
+// package listenpid does), and it answers with the pid, and later with the exit status, since the program
 // is its child. Like systemd's PID 1, it does nothing else.
 //
 // The helper is the daemon's own binary run with HelperArg as its first
