@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/user"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -96,5 +98,61 @@ func TestTracedStartWritesOnlyOverThePlaceholder(t *testing.T) {
 		if b, _ := os.ReadFile(out.Name()); len(b) != 0 || !killed(werr) {
 			t.Errorf("env %q: the program ran (%q, %v)", tc.env, b, werr)
 		}
+	}
+}
+
+// nonRootEnv marks the test binary re-run as another user.
+const nonRootEnv = "DYNAPM_TEST_LISTENPID_NONROOT"
+
+// A daemon that is not root traces its programs too: the test above,
+// run again as nobody, without any capability.
+func TestWriteWorksForADaemonThatIsNotRoot(t *testing.T) {
+	if os.Getenv(nonRootEnv) != "" {
+		t.Skip("this is the run as nobody")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("not root: the other tests run without privileges already")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A copy nobody may run: go test's directory is root's alone.
+	dir, err := os.MkdirTemp("", "listenpid-nonroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "listenpid.test")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp") // the run's t.TempDir
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(tmp, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestWriteSetsListenPIDToTheProgramsPid$", "-test.v")
+	cmd.Dir = dir
+	cmd.Env = []string{nonRootEnv + "=1", "TMPDIR=" + tmp, "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestWriteSetsListenPIDToTheProgramsPid") {
+		t.Errorf("run as nobody: %v\n%s", err, out)
 	}
 }
