@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/dynapm/dynapm/driver/exec/cgroup"
+	"github.com/dynapm/dynapm/driver/exec/listenpid"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -83,6 +84,12 @@ type Driver struct {
 	// spawner, when set, starts the programs (see UseSpawner); nil once
 	// its helper is gone.
 	spawner *spawner.Client
+	// listenPIDByShell: handed-off programs get LISTEN_PID from a shell,
+	// not by a traced start (listenpid.go): tracing proved not permitted,
+	// or a test forces the fallback.
+	listenPIDByShell bool
+	// shellStarts counts the programs started through that shell.
+	shellStarts int
 
 	// wg counts the goroutines that wait for processes and for the reaper.
 	wg sync.WaitGroup
@@ -100,33 +107,99 @@ func (d *Driver) UseSpawner(c *spawner.Client) {
 }
 
 // launchLocked starts cmd, through the spawner when there is one, and
-// returns the pid and the function that waits for its exit. d.mu must be
-// held.
-func (d *Driver) launchLocked(cmd *exec.Cmd) (int, func() error, error) {
-	if d.spawner != nil && !passesFiles(cmd) {
-		req, err := spawnRequest(cmd)
-		if err != nil {
+// returns the pid and the function that waits for its exit. listenPID:
+// the program is handed sockets and must find its pid in LISTEN_PID,
+// set by a traced start (listenpid.go) or, where that is not to be, by
+// the shell. d.mu must be held.
+func (d *Driver) launchLocked(cmd *exec.Cmd, listenPID bool) (int, func() error, error) {
+	if listenPID && (d.listenPIDByShell || gainsPrivileges(cmd.Path)) {
+		d.shellStarts++
+		wrapInShell(cmd)
+		listenPID = false
+	}
+	if files, ok := cmdFiles(cmd); ok && d.spawner != nil {
+		pid, wait, err := d.spawnLocked(cmd, files, listenPID)
+		switch {
+		case err == nil:
+			return pid, wait, nil
+		case errors.Is(err, spawner.ErrClosed):
+			d.logger.Warn("the spawner helper is gone; starting programs from the daemon", "err", err)
+			d.spawner = nil
+		case listenPID:
+			// The daemon tells a refused trace from the program's own
+			// error, and falls back to the shell.
+			d.logger.Debug("the spawner helper's traced start failed; starting the program from the daemon", "err", err)
+		default:
 			return 0, nil, err
 		}
-		out, _ := cmd.Stdout.(*os.File) // nil: /dev/null, as with exec
-		cgroupFD := -1
-		if cmd.SysProcAttr.UseCgroupFD {
-			cgroupFD = cmd.SysProcAttr.CgroupFD
-		}
-		ch, err := d.spawner.SpawnIn(req, out, cgroupFD)
-		if err == nil {
-			return ch.Pid, ch.Wait, nil
-		}
-		if !errors.Is(err, spawner.ErrClosed) {
-			return 0, nil, err
-		}
-		d.logger.Warn("the spawner helper is gone; starting programs from the daemon", "err", err)
-		d.spawner = nil
+	}
+	if listenPID {
+		return d.startListeningLocked(cmd)
 	}
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
 	}
 	return cmd.Process.Pid, cmd.Wait, nil
+}
+
+// spawnLocked starts cmd through the spawner helper with files as its
+// descriptors. d.mu must be held.
+func (d *Driver) spawnLocked(cmd *exec.Cmd, files []*os.File, listenPID bool) (int, func() error, error) {
+	req, err := spawnRequest(cmd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.ListenPID = listenPID
+	cgroupFD := -1
+	if cmd.SysProcAttr.UseCgroupFD {
+		cgroupFD = cmd.SysProcAttr.CgroupFD
+	}
+	ch, err := d.spawner.SpawnFiles(req, files, cgroupFD)
+	if err != nil {
+		return 0, nil, err
+	}
+	return ch.Pid, ch.Wait, nil
+}
+
+// cmdFiles returns cmd's descriptors 0, 1, 2, ... (nil: /dev/null), as
+// the spawner helper takes them, unless a standard one is not a file.
+func cmdFiles(cmd *exec.Cmd) ([]*os.File, bool) {
+	files := make([]*os.File, 0, 3+len(cmd.ExtraFiles))
+	for _, s := range []any{cmd.Stdin, cmd.Stdout, cmd.Stderr} {
+		f, ok := s.(*os.File)
+		if !ok && s != nil {
+			return nil, false
+		}
+		files = append(files, f)
+	}
+	return append(files, cmd.ExtraFiles...), true
+}
+
+// startListeningLocked starts cmd from the daemon with LISTEN_PID set to
+// the program's pid: traced (startTraced) or, where tracing fails, through
+// the shell. d.mu must be held.
+func (d *Driver) startListeningLocked(cmd *exec.Cmd) (int, func() error, error) {
+	shell := *cmd // before Start: a started Cmd must not be copied
+	err := startTraced(cmd)
+	var te *listenpid.Error
+	switch {
+	case err == nil:
+		return cmd.Process.Pid, cmd.Wait, nil
+	case errors.As(err, &te):
+		d.logger.Warn("starting the program through a shell", "err", err)
+		d.listenPIDByShell = te.Lasting
+	case traceRefused(err) && !traceWorks():
+		d.logger.Warn("tracing a program at its start is not permitted here: handed-off programs get LISTEN_PID from a shell, about a millisecond slower", "err", err)
+		d.listenPIDByShell = true
+	default:
+		return 0, nil, err
+	}
+	d.shellStarts++
+	wrapInShell(&shell)
+	if err := shell.Start(); err != nil {
+		return 0, nil, err
+	}
+	return shell.Process.Pid, shell.Wait, nil
 }
 
 // spawnRequest is cmd as the spawner's helper runs it: the same program,
@@ -213,7 +286,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		cmd.Stdout = req.Log
 		cmd.Stderr = req.Log
 	}
-	passSockets(cmd, req)
+	listenPID := passSockets(cmd, req)
 
 	// Start and register under the lock, so that Close cannot slip between
 	// the two and leave a group nobody kills.
@@ -230,7 +303,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		return nil, err
 	}
 	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
-	pid, wait, err := d.launchLocked(cmd)
+	pid, wait, err := d.launchLocked(cmd, listenPID)
 	if err != nil {
 		d.removeRecordLocked(b)
 		_ = b.release()

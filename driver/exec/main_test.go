@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(daemonDirEnv); dir != "" {
 		os.Exit(runTestDaemon(dir, os.Getenv(daemonAppEnv)))
 	}
+	if dir := os.Getenv(noPtraceEnv); dir != "" {
+		os.Exit(runNoPtrace(dir))
+	}
 	os.Exit(exectest.Main(m, "driver/exec", exectest.Cgroup, exectest.ProcessGroup))
 }
 

@@ -8,20 +8,15 @@ import (
 	"github.com/dynapm/dynapm/lifecycle"
 )
 
-// listenPIDWrapper sets LISTEN_PID to the shell's own pid and execs the
-// program in its place, so that the pid is the program's: systemd sets it
-// in the child between fork and exec, which os/exec cannot. $0 is the
-// program's path, "$@" its arguments.
-const listenPIDWrapper = `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`
-
 // passSockets hands req's sockets to cmd as systemd's socket activation
-// does: descriptors 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and
-// LISTEN_PID, and for inetd the connection as stdin and stdout. Any
-// LISTEN_* of the app's own environment is dropped: the descriptors are
-// DynaPM's to describe.
-func passSockets(cmd *exec.Cmd, req lifecycle.StartRequest) {
+// does: descriptors 3, 4, ... with LISTEN_FDS and LISTEN_FDNAMES, and for
+// inetd the connection as stdin and stdout. Any LISTEN_* of the app's own
+// environment is dropped: the descriptors are DynaPM's to describe. It
+// reports whether it did: the program must then be started with
+// LISTEN_PID (startListening).
+func passSockets(cmd *exec.Cmd, req lifecycle.StartRequest) bool {
 	if len(req.Sockets) == 0 {
-		return
+		return false
 	}
 	cmd.ExtraFiles = req.Sockets
 	if req.Conn != nil {
@@ -38,13 +33,5 @@ func passSockets(cmd *exec.Cmd, req lifecycle.StartRequest) {
 		env = append(env, "LISTEN_FDNAMES="+strings.Join(req.SocketNames, ":"))
 	}
 	cmd.Env = env
-	cmd.Args = append([]string{"sh", "-c", listenPIDWrapper, cmd.Path}, cmd.Args[1:]...)
-	cmd.Path = "/bin/sh"
-}
-
-// passesFiles reports whether cmd gives the program descriptors the
-// spawner helper does not carry (it passes the output only): such a
-// program is forked by the daemon.
-func passesFiles(cmd *exec.Cmd) bool {
-	return len(cmd.ExtraFiles) > 0 || cmd.Stdin != nil
+	return true
 }

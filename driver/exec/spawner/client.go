@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,6 +19,11 @@ import (
 // ErrClosed is what Spawn returns once the helper is gone (closed, or it
 // died): the caller starts the program itself.
 var ErrClosed = errors.New("spawner: helper not running")
+
+// ErrTraced is what a Request with ListenPID fails with when the program
+// started but its LISTEN_PID could not be set: it was killed before it
+// ran, and may be started another way.
+var ErrTraced = errors.New("spawner: setting LISTEN_PID failed")
 
 // lostPoll is how often a program whose helper died is checked for.
 const lostPoll = 100 * time.Millisecond
@@ -133,20 +139,40 @@ func (c *Client) Spawn(req Request, out *os.File) (*Child, error) {
 // SpawnIn is Spawn with the program born in the cgroup whose directory
 // descriptor is cgroupFD (as SysProcAttr.UseCgroupFD), unless it is -1.
 func (c *Client) SpawnIn(req Request, out *os.File, cgroupFD int) (*Child, error) {
+	return c.SpawnFiles(req, []*os.File{nil, out, out}, cgroupFD)
+}
+
+// SpawnFiles is SpawnIn with files as the program's descriptors 0, 1,
+// 2, ... (nil: /dev/null), as exec.Cmd's Stdin, Stdout, Stderr and
+// ExtraFiles; req.Fds is set from them.
+func (c *Client) SpawnFiles(req Request, files []*os.File, cgroupFD int) (*Child, error) {
 	req.Cgroup = cgroupFD >= 0
+	var fds []int
+	req.Fds = make([]int, len(files))
+	for i, f := range files {
+		req.Fds[i] = -1
+		if f == nil {
+			continue
+		}
+		fd := int(f.Fd())
+		req.Fds[i] = slices.Index(fds, fd)
+		if req.Fds[i] < 0 {
+			req.Fds[i] = len(fds)
+			fds = append(fds, fd)
+		}
+	}
+	if req.Cgroup {
+		fds = append(fds, cgroupFD)
+	}
+	if len(fds) > maxFiles {
+		return nil, fmt.Errorf("spawning %s: %d descriptors, at most %d", req.Path, len(fds), maxFiles)
+	}
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("spawning %s: %w", req.Path, err)
 	}
 	if len(b) > maxMessage {
 		return nil, fmt.Errorf("spawning %s: request of %d bytes (environment too large)", req.Path, len(b))
-	}
-	var fds []int
-	if out != nil {
-		fds = append(fds, int(out.Fd()))
-	}
-	if req.Cgroup {
-		fds = append(fds, cgroupFD)
 	}
 	var oob []byte
 	if len(fds) > 0 {
@@ -186,6 +212,8 @@ func (c *Client) SpawnIn(req Request, out *os.File, cgroupFD int) (*Child, error
 			c.children[m.Pid] = ch
 		}
 		return ch, nil
+	case m.Traced:
+		return nil, fmt.Errorf("spawning %s: %w: %s", req.Path, ErrTraced, m.Error)
 	case m.Errno != 0:
 		// As os.StartProcess reports it, so that callers see the usual
 		// fs.ErrNotExist, fs.ErrPermission...

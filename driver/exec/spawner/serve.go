@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
+
+	"github.com/dynapm/dynapm/driver/exec/listenpid"
 )
 
 // Main runs the helper on descriptors 3 (requests) and 4 (exits), where
@@ -26,6 +29,10 @@ func Main() int {
 // dies); programs still running are left alone (the daemon's shutdown or
 // its reaper stops them).
 func Serve(ctl, events int) error {
+	// Programs with ListenPID are traced from this thread, which forks
+	// them (package listenpid).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	// Inherited without close-on-exec: the programs must not get them
 	// (a program holding the events socket would hide the helper's end).
 	syscall.CloseOnExec(ctl)
@@ -49,7 +56,7 @@ func Serve(ctl, events int) error {
 		_ = sendmsg(events, b, nil)
 	}
 	buf := make([]byte, maxMessage)
-	oob := make([]byte, syscall.CmsgSpace(2*4)) // the output and a cgroup
+	oob := make([]byte, syscall.CmsgSpace(maxFiles*4))
 	for {
 		n, oobn, _, _, err := syscall.Recvmsg(ctl, buf, oob, syscall.MSG_CMSG_CLOEXEC)
 		if err == syscall.EINTR {
@@ -61,33 +68,25 @@ func Serve(ctl, events int) error {
 		files, ferr := receivedFiles(oob[:oobn])
 		var req Request
 		err = json.Unmarshal(buf[:n], &req)
-		if err == nil && ferr == nil && req.Cgroup && len(files) == 0 {
-			ferr = errors.New("no cgroup descriptor")
+		var attr *os.ProcAttr
+		if err == nil && ferr == nil {
+			attr, ferr = procAttr(req, files, devNull)
 		}
 		if err != nil || ferr != nil {
 			closeAll(files)
 			answer(message{Type: "failed", Error: fmt.Sprintf("bad request: %v", errors.Join(err, ferr))})
 			continue
 		}
-		sys := &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential}
-		if req.Cgroup {
-			sys.UseCgroupFD, sys.CgroupFD = true, int(files[len(files)-1].Fd())
-		}
-		out := devNull
-		if len(files) == 2 || (len(files) == 1 && !req.Cgroup) {
-			out = files[0]
-		}
-		p, err := os.StartProcess(req.Path, req.Args, &os.ProcAttr{
-			Dir:   req.Dir,
-			Env:   req.Env,
-			Files: []*os.File{devNull, out, out},
-			Sys:   sys,
-		})
+		p, err := startProgram(req, attr)
 		closeAll(files) // the program holds its own
 		if err != nil {
 			m := message{Type: "failed", Error: err.Error()}
 			var errno syscall.Errno
-			if errors.As(err, &errno) {
+			var lerr *listenpid.Error
+			switch {
+			case errors.As(err, &lerr):
+				m.Traced = true
+			case errors.As(err, &errno):
 				m.Errno = int(errno)
 			}
 			answer(m)
@@ -96,6 +95,55 @@ func Serve(ctl, events int) error {
 		answer(message{Type: "started", Pid: p.Pid})
 		go waitChild(p, report)
 	}
+}
+
+// procAttr is how req's program is started, with files as sent with it
+// (the cgroup's directory last, if req.Cgroup).
+func procAttr(req Request, files []*os.File, devNull *os.File) (*os.ProcAttr, error) {
+	sys := &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential}
+	if req.Cgroup {
+		if len(files) == 0 {
+			return nil, errors.New("no cgroup descriptor")
+		}
+		sys.UseCgroupFD, sys.CgroupFD = true, int(files[len(files)-1].Fd())
+		files = files[:len(files)-1]
+	}
+	if len(req.Fds) < 3 {
+		return nil, fmt.Errorf("%d program descriptors, want at least 3", len(req.Fds))
+	}
+	attr := &os.ProcAttr{Dir: req.Dir, Env: req.Env, Files: make([]*os.File, len(req.Fds)), Sys: sys}
+	for i, k := range req.Fds {
+		switch {
+		case k == -1:
+			attr.Files[i] = devNull
+		case k >= 0 && k < len(files):
+			attr.Files[i] = files[k]
+		default:
+			return nil, fmt.Errorf("descriptor %d: index %d of %d sent", i, k, len(files))
+		}
+	}
+	return attr, nil
+}
+
+// startProgram starts req's program; with ListenPID traced, its LISTEN_PID set
+// (the caller's thread is locked: it is the tracer). On a
+// *listenpid.Error the program was killed before it ran.
+func startProgram(req Request, attr *os.ProcAttr) (*os.Process, error) {
+	if !req.ListenPID {
+		return os.StartProcess(req.Path, req.Args, attr)
+	}
+	attr.Env = listenpid.Env(attr.Env)
+	attr.Sys.Ptrace = true
+	p, err := os.StartProcess(req.Path, req.Args, attr)
+	if err != nil {
+		return nil, err
+	}
+	if err := listenpid.Write(p.Pid, len(attr.Env)); err != nil {
+		_ = p.Kill()
+		_, _ = p.Wait()
+		return nil, err
+	}
+	return p, nil
 }
 
 // waitChild reports p's end.
@@ -110,8 +158,7 @@ func waitChild(p *os.Process, send func(message)) {
 	send(m)
 }
 
-// receivedFiles returns the descriptors passed with a request: none, the
-// output, the cgroup, or both.
+// receivedFiles returns the descriptors passed with a request.
 func receivedFiles(oob []byte) ([]*os.File, error) {
 	if len(oob) == 0 {
 		return nil, nil
@@ -130,7 +177,7 @@ func receivedFiles(oob []byte) ([]*os.File, error) {
 			files = append(files, os.NewFile(uintptr(fd), "received"))
 		}
 	}
-	if len(files) > 2 {
+	if len(files) > maxFiles {
 		closeAll(files)
 		return nil, fmt.Errorf("%d descriptors with one request", len(files))
 	}

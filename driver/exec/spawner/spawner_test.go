@@ -1,6 +1,7 @@
 package spawner
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -242,4 +243,70 @@ func TestAProgramOutlivesItsHelper(t *testing.T) {
 	if err := ch.Wait(); err == nil || !strings.Contains(err.Error(), "unknown") {
 		t.Errorf("Wait: %v, want an unknown status", err)
 	}
+}
+
+// SpawnFiles gives the program the descriptors it is sent, one file
+// twice where it is given twice (stdin and stdout), and with ListenPID
+// its pid in LISTEN_PID.
+func TestSpawnFilesPassesDescriptorsAndSetsListenPID(t *testing.T) {
+	c := startClient(t)
+	out := outputFile(t)
+	in, err := os.Open("/etc/hostname")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer in.Close()
+	extra := outputFile(t)
+	req := sh(`echo "$LISTEN_PID $$ $(head -c1 <&0 | wc -c)"; echo fd3 >&3`)
+	req.ListenPID = true
+	ch, err := c.SpawnFiles(req, []*os.File{in, out, out, extra}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Wait(); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	pid := strconv.Itoa(ch.Pid)
+	if got, want := readFile(t, out.Name()), pid+" "+pid+" 1\n"; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+	if got := readFile(t, extra.Name()); got != "fd3\n" {
+		t.Errorf("fd 3 got %q, want fd3", got)
+	}
+}
+
+// A request naming a descriptor it was not sent is refused, and the
+// helper goes on serving.
+func TestSpawnRefusesADescriptorNotSent(t *testing.T) {
+	c := startClient(t)
+	req := sh("exit 0")
+	req.Fds = []int{-1, 0, 0} // SpawnFiles sets Fds: send by hand
+	b, _ := json.Marshal(req)
+	c.spawnMu.Lock()
+	err := sendmsg(c.ctl, b, nil)
+	buf := make([]byte, 4096)
+	n, rerr := recv(c.ctl, buf)
+	c.spawnMu.Unlock()
+	if err != nil || rerr != nil {
+		t.Fatal(err, rerr)
+	}
+	if !strings.Contains(string(buf[:n]), "index 0 of 0 sent") {
+		t.Errorf("answer %q, want a refusal naming the index", buf[:n])
+	}
+	ch, err := c.Spawn(sh("exit 0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Wait(); err != nil {
+		t.Errorf("Wait after the refusal: %v", err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
