@@ -87,6 +87,7 @@ func (c *config) wantAny(ss []string) bool {
 func main() {
 	backend := flag.String("backend", "", "internal: run as the line backend (PING, BULK n) listening on this address")
 	backendHTTP := flag.String("backend-http", "", "internal: run as the tiny HTTP/1.1 backend listening on this address")
+	backendUDP := flag.String("backend-udp", "", "internal: run as the UDP echo backend listening on this address")
 	backendTLS := flag.String("backend-tls", "", "internal: run as the TLS backend (PING over TLS) listening on this address")
 	pidfile := flag.String("pidfile", "", "internal: backend writes its pid here once listening")
 	spawnlog := flag.String("spawnlog", "", "internal: backend appends \"pid unix-nanos\" here once listening")
@@ -116,8 +117,8 @@ func main() {
 	flag.BoolVar(&c.syscalls, "syscalls", false, "also count the proxies' system calls and context switches per operation (perf stat, strace -c)")
 	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
-	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, redis-server, redis-tools, postgresql)")
-	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,placement,cold,frozen,herd,scale,reload,instances,shared (default all)")
+	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, nginx, libnginx-mod-stream, redis-server, redis-tools, postgresql)")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,handoff,udp,bulk,redis,pgbench,placement,cold,frozen,herd,scale,reload,instances,shared (default all)")
 	flag.Parse()
 
 	switch {
@@ -135,6 +136,10 @@ func main() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case *backendUDP != "":
+		err := serveUDPBackend(*backendUDP)
+		fmt.Fprintln(os.Stderr, "bench udp backend:", err)
+		os.Exit(1)
 	case *backendTLS != "":
 		err := serveTLSBackend(*backendTLS)
 		fmt.Fprintln(os.Stderr, "bench tls backend:", err)
