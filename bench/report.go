@@ -76,6 +76,9 @@ func (r warmRow) cells() []string {
 		v, ok := r.values[t]
 		cells = append(cells, fmtVal(v, ok))
 	}
+	if r.noRatios {
+		return append(cells, "–", "–", "–", r.goal)
+	}
 	return append(cells, r.ratioCell(ts[1], ts[0]), r.ratioCell(ts[2], ts[0]),
 		r.ratioCell(ts[1], ts[2]), r.goal)
 }

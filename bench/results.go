@@ -32,6 +32,9 @@ type warmRow struct {
 	// the table of the rows with other targets.
 	cols    []string
 	section string
+	// noRatios: the values are counts near zero (losses), whose ratios
+	// say nothing.
+	noRatios bool
 }
 
 // targets3 is the row's three targets, the baseline first.

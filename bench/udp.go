@@ -100,7 +100,7 @@ func (b *bench) udpScenario(ctx context.Context) error {
 		us(func(s sample) float64 { return s.machine }), true)
 	rate.overDirect(warmRow{metric: "machine CPU per datagram over direct's", unit: "µs", lowerBetter: true},
 		us(func(s sample) float64 { return s.machine }))
-	rate.add(warmRow{metric: "datagrams lost per 1000", lowerBetter: true},
+	rate.add(warmRow{metric: "datagrams lost per 1000 sent", lowerBetter: true, noRatios: true},
 		func(s sample) float64 { return s.errors / (s.ops + s.errors) * 1000 }, true)
 
 	rt := rows("round trip")

@@ -111,6 +111,50 @@ func TestUDPLoadCountsAnUnansweredWindowAsLost(t *testing.T) {
 	}
 }
 
+func TestUDPLoadCountsALateReplyOnceAndSendsNothingForIt(t *testing.T) {
+	// A socket that answers the first datagram only after the client
+	// gave its window up, then echoes at once.
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			done <- err
+			return
+		}
+		late := append([]byte(nil), buf[:n]...)
+		// The client's second window (epoch 1) is its sign of giving up.
+		for {
+			m, f, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				done <- err
+				return
+			}
+			if buf[0] == 1 {
+				_, _ = c.WriteToUDPAddrPort(late, from)
+				_, _ = c.WriteToUDPAddrPort(buf[:m], f)
+				break
+			}
+		}
+		done <- echoUDP(c)
+	}()
+	r, err := runUDP(c.LocalAddr().String(), udpLoad{clients: 1, window: 1, max: 20}, 10*time.Second)
+	c.Close()
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The late reply counts, and is not timed; the window it was in is
+	// not lost.
+	if r.replies != 20 || r.lost != 0 || len(r.rtts) != 19 {
+		t.Errorf("%d replies, %d lost, %d timed; want 20, 0, 19", r.replies, r.lost, len(r.rtts))
+	}
+}
+
 func TestUDPPollReplyWaitsForTheProgramToBind(t *testing.T) {
 	addr := freeUDPAddr()
 	start := time.Now()
@@ -164,6 +208,12 @@ func TestRowsOfOtherTargetsGetATableOfTheirOwn(t *testing.T) {
 	}
 	if got := cells[1][5]; got != "0.97 (0.96–0.98)" {
 		t.Errorf("socket/direct cell %q, want 0.97 (0.96–0.98)", got)
+	}
+	lost := warmRow{metric: "lost", noRatios: true, cols: handoffTargets}
+	lost.add(direct, []float64{0, 1})
+	lost.add(socketT, []float64{1, 1})
+	if got := strings.Join(lost.cells()[5:8], ","); got != "–,–,–" {
+		t.Errorf("ratio cells of a row without ratios: %s", got)
 	}
 	md := rep.markdown("bench.svg")
 	if !strings.Contains(md, "### "+sectionHandoff) || !strings.Contains(md, sectionText[sectionHandoff]) {

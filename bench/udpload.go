@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -109,13 +110,17 @@ func dialUDP(addr string) (*net.UDPConn, error) {
 
 // udpClient keeps load.window datagrams in flight on c until end or
 // load.max replies; a window that goes unanswered for udpLossWait counts
-// as lost and is sent afresh.
+// as lost and is sent afresh. Each datagram carries the number of its
+// window, so that a late reply to a window given up on is counted (as a
+// reply, not a loss) without another datagram being sent for it.
 func udpClient(c *net.UDPConn, load udpLoad, end time.Time) (udpResult, error) {
 	var r udpResult
 	msg := make([]byte, udpPayload)
 	buf := make([]byte, 2048)
 	timed := load.window == 1
+	var epoch uint32
 	send := func() error {
+		binary.LittleEndian.PutUint32(msg, epoch)
 		for range load.window {
 			if _, err := c.Write(msg); err != nil {
 				return err
@@ -126,7 +131,6 @@ func udpClient(c *net.UDPConn, load udpLoad, end time.Time) (udpResult, error) {
 	if err := send(); err != nil {
 		return r, err
 	}
-	inFlight := load.window
 	sent := time.Now()
 	for r.replies < load.max {
 		now := time.Now()
@@ -134,12 +138,13 @@ func udpClient(c *net.UDPConn, load udpLoad, end time.Time) (udpResult, error) {
 			break
 		}
 		_ = c.SetReadDeadline(now.Add(udpLossWait))
-		if _, err := c.Read(buf); err != nil {
+		n, err := c.Read(buf)
+		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				return r, err
 			}
-			r.lost += inFlight
-			inFlight = load.window
+			r.lost += load.window
+			epoch++
 			sent = time.Now()
 			if err := send(); err != nil {
 				return r, err
@@ -147,6 +152,10 @@ func udpClient(c *net.UDPConn, load udpLoad, end time.Time) (udpResult, error) {
 			continue
 		}
 		r.replies++
+		if n < 4 || binary.LittleEndian.Uint32(buf) != epoch {
+			r.lost-- // late, not lost
+			continue
+		}
 		if timed {
 			now := time.Now()
 			r.rtts = append(r.rtts, now.Sub(sent))
