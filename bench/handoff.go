@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"time"
 )
 
@@ -29,12 +30,23 @@ func (b *bench) handoffApp() app {
 
 // handoffScenario runs the warm path's wrk loads against the HTTP backend
 // alone, handed its socket by DynaPM, and proxied by DynaPM, alternating;
-// DynaPM's CPU is charged to both of its targets.
+// DynaPM's CPU is charged to both of its targets. Alone is a copy the
+// bench starts itself, with no DynaPM at all, serving only its own
+// target as the socket app's program does.
 func (b *bench) handoffScenario(ctx context.Context) error {
 	if !b.hasWrk {
 		return nil
 	}
-	addr := map[string]string{direct: b.httpAddr[direct], socketT: b.handoffAddr, proxyT: b.httpAddr[dynapm]}
+	alone := freeAddr()
+	cmd := exec.Command(b.backendBin, "-backend-http", alone)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the HTTP backend alone: %w", err)
+	}
+	defer terminate(cmd, 10*time.Second)
+	if err := waitDial(alone, 30*time.Second); err != nil {
+		return fmt.Errorf("the HTTP backend alone did not listen on %s: %w", alone, err)
+	}
+	addr := map[string]string{direct: alone, socketT: b.handoffAddr, proxyT: b.httpAddr[dynapm]}
 	for _, t := range handoffTargets {
 		if _, err := firstByte(addr[t], httpRequest, 30*time.Second); err != nil {
 			return fmt.Errorf("no answer through %s at %s: %w", t, addr[t], err)

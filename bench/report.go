@@ -91,7 +91,7 @@ func header(ts []string) []string {
 // sectionText introduces each table of rows with targets of their own.
 var sectionText = map[string]string{
 	sectionUDP:     "64-byte datagrams to a UDP echo (the bench binary, `-backend-udp`, started by DynaPM), directly, through DynaPM (a `/udp` listen address) and through nginx's `stream` module (generated configuration below), alternating, with the same medians and ratios as the warm path. The rate: " + udpThroughput.String() + " (connected sockets of the bench process; a window unanswered for 50 ms counts as lost and is sent again); one at a time: one client, one datagram in flight. Proxy CPU is DynaPM's process, or nginx's master and workers; machine CPU as in the warm path.",
-	sectionHandoff: "The warm path's wrk loads against the tiny HTTP backend alone (direct), the same program with `handoff: socket` (DynaPM passes it the listening socket, `LISTEN_FDS`, and is off the data path) and with `handoff: proxy` (the default; the warm path's dynapm target), alternating. Proxy CPU is DynaPM's process for both of its targets.",
+	sectionHandoff: "The warm path's wrk loads against the tiny HTTP backend alone (direct: a copy the bench starts itself, no DynaPM at all), the same program with `handoff: socket` (DynaPM passes it the listening socket, `LISTEN_FDS`, and is off the data path) and with `handoff: proxy` (the default; the warm path's dynapm target), alternating. Proxy CPU is DynaPM's process for both of its targets.",
 }
 
 // warmTable is the rows of one table: the warm path's, or a section's
