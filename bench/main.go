@@ -1,7 +1,7 @@
 // Command bench measures DynaPM, in one run on this machine, against a
-// direct connection to the same backend and against HAProxy in TCP mode,
-// and prints a report (and, with -out, writes it as markdown plus an SVG
-// chart):
+// direct connection to the same backend and against HAProxy in TCP mode
+// (nginx's stream module for UDP), and prints a report (and, with -out,
+// writes it as markdown plus an SVG chart):
 //
 //   - keep-alive small requests, new connections and added latency (wrk
 //     against a tiny HTTP/1.1 backend), bulk (one large download),
@@ -20,7 +20,11 @@
 //     app answering, with a thousand other apps configured;
 //   - instances: the request rate of a CPU-bound app at 1 and 2 instances;
 //   - shared: new connections routed by HTTP Host or TLS SNI on a shared
-//     port against a port of its own.
+//     port against a port of its own;
+//   - handoff: the warm path's loads against the HTTP backend alone, with
+//     handoff: socket and with handoff: proxy;
+//   - udp: datagrams per second and round trips to a UDP echo, direct vs
+//     dynapm vs nginx's stream module, and the UDP cold wake.
 //
 // It builds the dynapm binary, writes an apps.d in a temporary directory
 // and uses a copy of its own executable as the backend programs (-backend,

@@ -245,7 +245,7 @@ func (r *report) markdown(svgName string) string {
 	fmt.Fprintf(&b, "- Date: %s\n", r.started.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %d CPUs (nproc), %s, %s RAM, Linux %s\n", m.cpus, m.model, m.mem, m.kernel)
 	fmt.Fprintf(&b, "- Software: %s; %s; %s; %s; Python %s; Node %s\n", m.goVersion, orNone(m.haproxy), orNone(firstField(m.wrk, 2)), orNone(m.nginx), orNone(strings.TrimPrefix(m.python, "Python ")), orNone(m.node))
-	b.WriteString("\nCommands (run from the repository root; the program builds dynapm, starts the backends, DynaPM and HAProxy itself, all on 127.0.0.1):\n\n```sh\n")
+	b.WriteString("\nCommands (run from the repository root; the program builds dynapm, starts the backends, DynaPM, HAProxy and nginx itself, all on 127.0.0.1):\n\n```sh\n")
 	for _, c := range r.commands {
 		b.WriteString(c + "\n")
 	}
