@@ -21,6 +21,9 @@ type coldProgram struct {
 	label   string
 	app     app
 	request string // what the client sends to get a first byte
+	// udp: the app listens on UDP (its listen address ends in /udp), and
+	// the first byte is the reply to a datagram.
+	udp bool
 }
 
 // dialAttempt bounds one connect attempt of the cold-path clients. A
@@ -78,31 +81,50 @@ func (b *bench) coldPrograms(dir string) ([]coldProgram, error) {
 // median of the differences as DynaPM's overhead.
 func (b *bench) coldScenario(ctx context.Context) error {
 	for _, p := range b.cold {
-		var bare, woken []time.Duration
-		for i := 0; i < b.cfg.wakes; i++ {
-			d, err := bareStart(p, b.work)
-			if err != nil {
-				return fmt.Errorf("%s alone: %w", p.label, err)
-			}
-			if err := b.daemon.waitStopped(p.app.name, 20*time.Second); err != nil {
-				return err
-			}
-			w, err := firstByte(p.app.listen, p.request, 30*time.Second)
-			if err != nil {
-				return fmt.Errorf("waking %s through dynapm: %w", p.label, err)
-			}
-			bare, woken = append(bare, d), append(woken, w)
+		if err := b.coldWakes(p); err != nil {
+			return err
 		}
-		over := medianDiff(woken, bare)
-		progress("cold %-32s alone %8s  through dynapm %8s  overhead %8s", p.label,
-			medianDur(bare).Round(time.Microsecond), medianDur(woken).Round(time.Microsecond), over.Round(time.Microsecond))
-		scen := "cold wake: " + p.label
-		b.rep.facts = append(b.rep.facts,
-			factRow{scen, "program alone, spawn to first byte (median)", ms(medianDur(bare)), ""},
-			factRow{scen, "through dynapm, connect to first byte (median)", ms(medianDur(woken)), ""},
-			factRow{scen, fmt.Sprintf("overhead, median of %d paired differences", b.cfg.wakes), ms(over), "< 1 ms"})
 	}
 	return b.daemon.waitStopped("cold-go", 20*time.Second)
+}
+
+// coldWakes measures -wakes pairs of p's bare start and wake through
+// DynaPM, and reports the median of the paired differences as DynaPM's
+// overhead.
+func (b *bench) coldWakes(p coldProgram) error {
+	var bare, woken []time.Duration
+	for i := 0; i < b.cfg.wakes; i++ {
+		d, err := bareStart(p, b.work)
+		if err != nil {
+			return fmt.Errorf("%s alone: %w", p.label, err)
+		}
+		if err := b.daemon.waitStopped(p.app.name, 20*time.Second); err != nil {
+			return err
+		}
+		var w time.Duration
+		if p.udp {
+			w, err = udpFirstReply(strings.TrimSuffix(p.app.listen, "/udp"), 30*time.Second)
+		} else {
+			w, err = firstByte(p.app.listen, p.request, 30*time.Second)
+		}
+		if err != nil {
+			return fmt.Errorf("waking %s through dynapm: %w", p.label, err)
+		}
+		bare, woken = append(bare, d), append(woken, w)
+	}
+	over := medianDiff(woken, bare)
+	progress("cold %-32s alone %8s  through dynapm %8s  overhead %8s", p.label,
+		medianDur(bare).Round(time.Microsecond), medianDur(woken).Round(time.Microsecond), over.Round(time.Microsecond))
+	scen := "cold wake: " + p.label
+	via, first := "connect", "first byte"
+	if p.udp {
+		via, first = "send", "reply to the first datagram"
+	}
+	b.rep.facts = append(b.rep.facts,
+		factRow{scen, "program alone, spawn to " + first + " (median)", ms(medianDur(bare)), ""},
+		factRow{scen, "through dynapm, " + via + " to " + first + " (median)", ms(medianDur(woken)), ""},
+		factRow{scen, fmt.Sprintf("overhead, median of %d paired differences", b.cfg.wakes), ms(over), "< 1 ms"})
+	return nil
 }
 
 // bareStart starts the program directly, as DynaPM would (same argv,
@@ -110,6 +132,9 @@ func (b *bench) coldScenario(ctx context.Context) error {
 // byte of an answer, polling connect as tightly as a client could.
 func bareStart(p coldProgram, work string) (time.Duration, error) {
 	addr := freeAddr()
+	if p.udp {
+		addr = freeUDPAddr()
+	}
 	_, port, _ := net.SplitHostPort(addr)
 	argv := make([]string, len(p.app.command))
 	for i, a := range p.app.command {
@@ -126,7 +151,13 @@ func bareStart(p coldProgram, work string) (time.Duration, error) {
 		return 0, err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	if _, err := firstByteFrom(start, addr, p.request, 30*time.Second); err != nil {
+	var err error
+	if p.udp {
+		_, err = udpPollReply(start, addr, 30*time.Second)
+	} else {
+		_, err = firstByteFrom(start, addr, p.request, 30*time.Second)
+	}
+	if err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil

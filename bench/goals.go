@@ -45,45 +45,49 @@ func spread(w warmRow, a, b string) string {
 // every repetition.
 func (r *report) goals() []goalRow {
 	var gs []goalRow
-	// atLeast: the median of dynapm's ratio to haproxy over keys.
-	atLeast := func(measure, goal string, min float64, keys ...string) {
+	// atLeastOf: the median of a's ratio to b (named as of) over keys.
+	atLeastOf := func(a, b, of, measure, goal string, min float64, keys ...string) {
 		g := goalRow{measure: measure, goal: goal, verdict: notMeasured}
 		var parts []string
 		ok := true
 		for _, k := range keys {
 			w, found := r.find(k)
-			q := w.ratio(dynapm, haproxy)
+			q := w.ratio(a, b)
 			if !found || math.IsNaN(q) {
 				gs = append(gs, g)
 				return
 			}
-			part := spread(w, dynapm, haproxy)
+			part := spread(w, a, b)
 			if len(keys) > 1 {
 				part = strings.Fields(w.metric)[0] + " " + part
 			}
 			parts = append(parts, part)
 			ok = ok && q >= min
 		}
-		g.measured, g.verdict = strings.Join(parts, ", ")+" of HAProxy", verdict(ok)
+		g.measured, g.verdict = strings.Join(parts, ", ")+" of "+of, verdict(ok)
 		gs = append(gs, g)
+	}
+	atLeast := func(measure, goal string, min float64, keys ...string) {
+		atLeastOf(dynapm, haproxy, "HAProxy", measure, goal, min, keys...)
 	}
 	atLeast("keep-alive requests/s", "median at least 1.1 × HAProxy", 1.1, keyKeepAlive)
 	atLeast("new connections/s", "median at least 1.2 × HAProxy", 1.2, keyNewConn)
 	atLeast("redis-benchmark GET/SET, 20 clients", "median at least 1.1 × HAProxy", 1.1, keyRedisGet, keyRedisSet)
 	atLeast("pgbench -S, 8 clients", "at least HAProxy", 1, keyPgbench)
 
-	// atMost: dynapm's median value at most haproxy's.
-	atMost := func(measure, goal, key string) {
+	// atMostOf: a's median value at most b's (named as of).
+	atMostOf := func(a, b, of, measure, goal, key string) {
 		g := goalRow{measure: measure, goal: goal, verdict: notMeasured}
 		w, found := r.find(key)
-		d, okd := w.values[dynapm]
-		h, okh := w.values[haproxy]
+		d, okd := w.values[a]
+		h, okh := w.values[b]
 		if found && okd && okh {
-			g.measured = fmt.Sprintf("dynapm %s, HAProxy %s %s (ratio %s)", fmtVal(d, true), fmtVal(h, true), w.unit, spread(w, dynapm, haproxy))
+			g.measured = fmt.Sprintf("%s %s, %s %s %s (ratio %s)", a, fmtVal(d, true), of, fmtVal(h, true), w.unit, spread(w, a, b))
 			g.verdict = verdict(d <= h)
 		}
 		gs = append(gs, g)
 	}
+	atMost := func(measure, goal, key string) { atMostOf(dynapm, haproxy, "HAProxy", measure, goal, key) }
 	atMost("added latency p50, one connection", "at most HAProxy's", keyAddedLatency)
 	for _, c := range []struct{ scenario, key string }{
 		{"keep-alive", keyKeepAliveCPU}, {"new connections", keyNewConnCPU},
@@ -101,6 +105,13 @@ func (r *report) goals() []goalRow {
 		}
 	}
 	gs = append(gs, bulk)
+
+	// Issue 24: UDP against nginx's stream module; issue 25: the socket
+	// hand-off against the program alone.
+	atLeastOf(dynapm, nginxT, "nginx", "UDP datagrams/s, "+udpThroughput.String()+" (issue 24)", "median at least nginx's", 1, keyUDPRate)
+	atMostOf(dynapm, nginxT, "nginx", "UDP proxy CPU per datagram (issue 24)", "at most nginx's", keyUDPCPU)
+	atLeastOf(socketT, direct, "direct", "handoff: socket, keep-alive requests/s (issue 25)", "median at least 0.97 × direct", 0.97, keyHandoffKA)
+	atLeastOf(socketT, direct, "direct", "handoff: socket, new connections/s (issue 25)", "median at least 0.97 × direct", 0.97, keyHandoffNC)
 
 	herd := goalRow{measure: "herd, last served", goal: fmt.Sprintf("at most %.1f × the direct floor", herdGoal), verdict: notMeasured}
 	if q := r.herd.ratio(); !math.IsNaN(q) {

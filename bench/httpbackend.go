@@ -18,9 +18,10 @@ var (
 // serveHTTPBackend is a minimal HTTP/1.1 responder for the warm-path
 // scenarios: it answers every request (bodies are not expected) with "ok",
 // as fast as a goroutine per connection allows, so that the measurements
-// are dominated by the proxy, not by an HTTP library.
+// are dominated by the proxy, not by an HTTP library. Handed its socket
+// (handoff: socket), it accepts from that one.
 func serveHTTPBackend(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := backendListener(addr)
 	if err != nil {
 		return err
 	}

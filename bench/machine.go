@@ -13,6 +13,7 @@ type machine struct {
 	cpus           int
 	model, kernel  string
 	haproxy, wrk   string // versions; empty when not installed
+	nginx          string
 	python, node   string
 	goVersion, mem string
 }
@@ -35,6 +36,7 @@ func describeMachine() machine {
 	}
 	m.haproxy = firstLine("haproxy", "-v")
 	m.wrk = firstLine("wrk", "-v")
+	m.nginx = strings.TrimPrefix(firstLine("nginx", "-v"), "nginx version: ")
 	m.python = firstLine(pythonPath(), "--version")
 	m.node = firstLine("node", "--version")
 	return m

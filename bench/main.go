@@ -1,7 +1,7 @@
 // Command bench measures DynaPM, in one run on this machine, against a
-// direct connection to the same backend and against HAProxy in TCP mode,
-// and prints a report (and, with -out, writes it as markdown plus an SVG
-// chart):
+// direct connection to the same backend and against HAProxy in TCP mode
+// (nginx's stream module for UDP), and prints a report (and, with -out,
+// writes it as markdown plus an SVG chart):
 //
 //   - keep-alive small requests, new connections and added latency (wrk
 //     against a tiny HTTP/1.1 backend), bulk (one large download),
@@ -20,7 +20,11 @@
 //     app answering, with a thousand other apps configured;
 //   - instances: the request rate of a CPU-bound app at 1 and 2 instances;
 //   - shared: new connections routed by HTTP Host or TLS SNI on a shared
-//     port against a port of its own.
+//     port against a port of its own;
+//   - handoff: the warm path's loads against the HTTP backend alone, with
+//     handoff: socket and with handoff: proxy;
+//   - udp: datagrams per second and round trips to a UDP echo, direct vs
+//     dynapm vs nginx's stream module, and the UDP cold wake.
 //
 // It builds the dynapm binary, writes an apps.d in a temporary directory
 // and uses a copy of its own executable as the backend programs (-backend,
@@ -87,6 +91,7 @@ func (c *config) wantAny(ss []string) bool {
 func main() {
 	backend := flag.String("backend", "", "internal: run as the line backend (PING, BULK n) listening on this address")
 	backendHTTP := flag.String("backend-http", "", "internal: run as the tiny HTTP/1.1 backend listening on this address")
+	backendUDP := flag.String("backend-udp", "", "internal: run as the UDP echo backend listening on this address")
 	backendTLS := flag.String("backend-tls", "", "internal: run as the TLS backend (PING over TLS) listening on this address")
 	pidfile := flag.String("pidfile", "", "internal: backend writes its pid here once listening")
 	spawnlog := flag.String("spawnlog", "", "internal: backend appends \"pid unix-nanos\" here once listening")
@@ -116,8 +121,8 @@ func main() {
 	flag.BoolVar(&c.syscalls, "syscalls", false, "also count the proxies' system calls and context switches per operation (perf stat, strace -c)")
 	flag.StringVar(&c.dynapm, "dynapm", "", "measure this dynapm binary instead of building the one in the current directory (to compare a data path change)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
-	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, redis-server, redis-tools, postgresql)")
-	only := flag.String("only", "", "comma-separated scenarios to run: warm,bulk,redis,pgbench,placement,cold,frozen,herd,scale,reload,instances,shared (default all)")
+	flag.BoolVar(&c.install, "install", false, "apt-get install what the scenarios need when missing (haproxy, wrk, nginx, libnginx-mod-stream, redis-server, redis-tools, postgresql)")
+	only := flag.String("only", "", "comma-separated scenarios to run: warm,handoff,udp,bulk,redis,pgbench,placement,cold,frozen,herd,scale,reload,instances,shared (default all)")
 	flag.Parse()
 
 	switch {
@@ -135,6 +140,10 @@ func main() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case *backendUDP != "":
+		err := serveUDPBackend(*backendUDP)
+		fmt.Fprintln(os.Stderr, "bench udp backend:", err)
+		os.Exit(1)
 	case *backendTLS != "":
 		err := serveTLSBackend(*backendTLS)
 		fmt.Fprintln(os.Stderr, "bench tls backend:", err)

@@ -65,16 +65,27 @@ func readMachine() machineUsage {
 	return u
 }
 
-// meter charges one load to the proxy process (none for pid 0) and to the
-// whole machine.
+// meter charges one load to the proxy's processes (none for pid 0) and
+// to the whole machine.
 type meter struct {
-	pid  int
+	pids []int
 	proc procUsage
 	mach machineUsage
 }
 
-func startMeter(pid int) meter {
-	return meter{pid: pid, proc: usage(pid), mach: readMachine()}
+func startMeter(pids ...int) meter {
+	return meter{pids: pids, proc: usageOf(pids), mach: readMachine()}
+}
+
+// usageOf sums usage over pids: a proxy of several processes (nginx's
+// master and workers) is charged all of them.
+func usageOf(pids []int) procUsage {
+	var u procUsage
+	for _, pid := range pids {
+		p := usage(pid)
+		u.cpu, u.csw = u.cpu+p.cpu, u.csw+p.csw
+	}
+	return u
 }
 
 // cost is what one load cost.
@@ -85,7 +96,7 @@ type cost struct {
 }
 
 func (m meter) stop() cost {
-	p := usage(m.pid).sub(m.proc)
+	p := usageOf(m.pids).sub(m.proc)
 	mach := readMachine()
 	return cost{cpu: p.cpu, csw: p.csw, machine: mach.busy - m.mach.busy, softirq: mach.softirq - m.mach.softirq,
 		mcsw: mach.ctxt - m.mach.ctxt}

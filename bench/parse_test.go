@@ -248,7 +248,7 @@ func TestRatioCellShowsMedianAndRangeOfTheRepetitions(t *testing.T) {
 
 func TestOverDirectSubtractsDirectOfTheSameRepetition(t *testing.T) {
 	rep := &report{}
-	rows := scenarioRows{rep, "keep-alive", map[string][]sample{
+	rows := scenarioRows{rep: rep, scenario: "keep-alive", samples: map[string][]sample{
 		direct:  {{machine: 2, ops: 100_000}, {machine: 4, ops: 100_000}},
 		dynapm:  {{machine: 3, ops: 100_000}, {machine: 7, ops: 100_000}},
 		haproxy: {{machine: 4, ops: 100_000}, {machine: 6, ops: 100_000}},

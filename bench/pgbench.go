@@ -187,7 +187,7 @@ func (b *bench) pgbenchScenario(ctx context.Context) error {
 			samples[t] = append(samples[t], s)
 		}
 	}
-	rows := scenarioRows{b.rep, fmt.Sprintf("pgbench -S, %d clients", pgbenchClients), samples}
+	rows := scenarioRows{rep: b.rep, scenario: fmt.Sprintf("pgbench -S, %d clients", pgbenchClients), samples: samples}
 	rows.add(warmRow{metric: "transactions", unit: "tps", goal: "dynapm/haproxy >= 1", chart: "pgbench -S tps", key: keyPgbench},
 		func(s sample) float64 { return s.value }, true)
 	rows.add(warmRow{metric: "latency average", unit: "µs", lowerBetter: true}, func(s sample) float64 { return s.avg }, true)

@@ -180,8 +180,8 @@ func (b *bench) redisScenario(ctx context.Context) error {
 		}
 		rate1 := func(s sample) float64 { return s.value }
 		p50 := func(s sample) float64 { return s.p50 }
-		g := scenarioRows{b.rep, load.scenario, get}
-		s := scenarioRows{b.rep, load.scenario, set}
+		g := scenarioRows{rep: b.rep, scenario: load.scenario, samples: get}
+		s := scenarioRows{rep: b.rep, scenario: load.scenario, samples: set}
 		if load == redisThroughput {
 			g.add(warmRow{metric: "GET requests", unit: "req/s", goal: "dynapm/haproxy >= 1.1", chart: "redis GET/s", key: keyRedisGet}, rate1, true)
 			s.add(warmRow{metric: "SET requests", unit: "req/s", goal: "dynapm/haproxy >= 1.1", key: keyRedisSet}, rate1, true)

@@ -32,8 +32,14 @@ func (b *bench) commands() []string {
 	if b.pgAddr != nil {
 		cs = append(cs, pgbenchCommand(b.cfg.dur))
 	}
+	if b.hasWrk && b.cfg.want("handoff") {
+		cs = append(cs, "# handoff: the three wrk loads above against the program alone, handoff: socket and handoff: proxy")
+	}
 	if b.haprox != nil {
 		cs = append(cs, "haproxy -db -f haproxy.cfg   # generated, below")
+	}
+	if b.rep.nginx != "" {
+		cs = append(cs, nginxCommand())
 	}
 	return cs
 }
@@ -65,12 +71,58 @@ func (r warmRow) cells() []string {
 		name += " (" + r.unit + ")"
 	}
 	cells := []string{r.scenario, name}
-	for _, t := range targets {
+	ts := r.targets3()
+	for _, t := range ts {
 		v, ok := r.values[t]
 		cells = append(cells, fmtVal(v, ok))
 	}
-	return append(cells, r.ratioCell(dynapm, direct), r.ratioCell(haproxy, direct),
-		r.ratioCell(dynapm, haproxy), r.goal)
+	if r.noRatios {
+		return append(cells, "–", "–", "–", r.goal)
+	}
+	return append(cells, r.ratioCell(ts[1], ts[0]), r.ratioCell(ts[2], ts[0]),
+		r.ratioCell(ts[1], ts[2]), r.goal)
+}
+
+// header is the table header of rows with targets ts, the baseline first.
+func header(ts []string) []string {
+	return []string{"scenario", "metric", ts[0], ts[1], ts[2], ts[1] + "/" + ts[0], ts[2] + "/" + ts[0], ts[1] + "/" + ts[2], "goal"}
+}
+
+// sectionText introduces each table of rows with targets of their own.
+var sectionText = map[string]string{
+	sectionUDP:     "64-byte datagrams to a UDP echo (the bench binary, `-backend-udp`, started by DynaPM), directly, through DynaPM (a `/udp` listen address) and through nginx's `stream` module (generated configuration below), alternating, with the same medians and ratios as the warm path. The rate: " + udpThroughput.String() + " (connected sockets of the bench process; a window unanswered for 50 ms counts as lost and is sent again); one at a time: one client, one datagram in flight. Proxy CPU is DynaPM's process, or nginx's master and workers; machine CPU as in the warm path.",
+	sectionHandoff: "The warm path's wrk loads against the tiny HTTP backend alone (direct: a copy the bench starts itself, no DynaPM at all), the same program with `handoff: socket` (DynaPM passes it the listening socket, `LISTEN_FDS`, and is off the data path) and with `handoff: proxy` (the default; the warm path's dynapm target), alternating. Proxy CPU is DynaPM's process for both of its targets.",
+}
+
+// warmTable is the rows of one table: the warm path's, or a section's
+// with targets of its own.
+type warmTable struct {
+	section string // "": the warm path's
+	rows    []warmRow
+}
+
+// warmTables groups the warm rows by section, in the order they ran.
+func (r *report) warmTables() []warmTable {
+	var ts []warmTable
+	idx := map[string]int{}
+	for _, w := range r.warm {
+		i, ok := idx[w.section]
+		if !ok {
+			i = len(ts)
+			idx[w.section] = i
+			ts = append(ts, warmTable{section: w.section})
+		}
+		ts[i].rows = append(ts[i].rows, w)
+	}
+	return ts
+}
+
+func (t warmTable) cells() [][]string {
+	rows := [][]string{header(t.rows[0].targets3())}
+	for _, w := range t.rows {
+		rows = append(rows, w.cells())
+	}
+	return rows
 }
 
 // ratioCell is the median of the per-repetition ratios of a to b and,
@@ -84,28 +136,26 @@ func (r warmRow) ratioCell(a, b string) string {
 	return fmtRatio(v)
 }
 
-var warmHeader = []string{"scenario", "metric", "direct", "dynapm", "haproxy", "dynapm/direct", "haproxy/direct", "dynapm/haproxy", "goal"}
-
 // text is the report for the terminal.
 func (r *report) text() string {
 	var b strings.Builder
 	m := r.machine
 	fmt.Fprintf(&b, "\nDynaPM benchmark, %s\n%d CPUs, %s, Linux %s, %s\n", r.started.Format(time.RFC3339), m.cpus, m.model, m.kernel, m.goVersion)
 	if gs := r.measuredGoals(); len(gs) > 0 {
-		b.WriteString("\nGoals (issue 26; ratios of this run, medians of the per-repetition ratios)\n")
+		b.WriteString("\nGoals (issues 26, 24, 25; ratios of this run, medians of the per-repetition ratios)\n")
 		rows := [][]string{goalHeader}
 		for _, g := range gs {
 			rows = append(rows, g.cells())
 		}
 		b.WriteString(alignTable(rows))
 	}
-	if len(r.warm) > 0 {
-		b.WriteString("\nWarm path (medians; ratios: median (lowest–highest) of the per-repetition ratios; for latency and CPU lower is better)\n")
-		rows := [][]string{warmHeader}
-		for _, w := range r.warm {
-			rows = append(rows, w.cells())
+	for _, t := range r.warmTables() {
+		title := "Warm path"
+		if t.section != "" {
+			title = t.section
 		}
-		b.WriteString(alignTable(rows))
+		b.WriteString("\n" + title + " (medians; ratios: median (lowest–highest) of the per-repetition ratios; for latency and CPU lower is better)\n")
+		b.WriteString(alignTable(t.cells()))
 	}
 	if len(r.placements) > 0 {
 		fmt.Fprintf(&b, "\nBulk by placement (%d MiB per download; medians; the CPU, wait and migration columns are dynapm's runs)\n", r.placementSize>>20)
@@ -194,28 +244,29 @@ func (r *report) markdown(svgName string) string {
 	fmt.Fprintf(&b, "%s\n\n## Latest run\n\n", beginMarker)
 	fmt.Fprintf(&b, "- Date: %s\n", r.started.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %d CPUs (nproc), %s, %s RAM, Linux %s\n", m.cpus, m.model, m.mem, m.kernel)
-	fmt.Fprintf(&b, "- Software: %s; %s; %s; Python %s; Node %s\n", m.goVersion, orNone(m.haproxy), orNone(firstField(m.wrk, 2)), orNone(strings.TrimPrefix(m.python, "Python ")), orNone(m.node))
-	b.WriteString("\nCommands (run from the repository root; the program builds dynapm, starts the backends, DynaPM and HAProxy itself, all on 127.0.0.1):\n\n```sh\n")
+	fmt.Fprintf(&b, "- Software: %s; %s; %s; %s; Python %s; Node %s\n", m.goVersion, orNone(m.haproxy), orNone(firstField(m.wrk, 2)), orNone(m.nginx), orNone(strings.TrimPrefix(m.python, "Python ")), orNone(m.node))
+	b.WriteString("\nCommands (run from the repository root; the program builds dynapm, starts the backends, DynaPM, HAProxy and nginx itself, all on 127.0.0.1):\n\n```sh\n")
 	for _, c := range r.commands {
 		b.WriteString(c + "\n")
 	}
 	b.WriteString("```\n")
 	if gs := r.measuredGoals(); len(gs) > 0 {
-		b.WriteString("\n### Goals\n\nThe goals of issue 26, against this run: ratios of targets measured in the same run, medians of the per-repetition ratios with their range in brackets, unless the goal asks for every repetition.\n\n")
+		b.WriteString("\n### Goals\n\nThe goals of issue 26 (and of issues 24 and 25 for UDP and the socket hand-off), against this run: ratios of targets measured in the same run, medians of the per-repetition ratios with their range in brackets, unless the goal asks for every repetition.\n\n")
 		rows := [][]string{goalHeader}
 		for _, g := range gs {
 			rows = append(rows, g.cells())
 		}
 		b.WriteString(mdTable(rows))
 	}
-	if len(r.warm) > 0 {
+	for _, t := range r.warmTables() {
+		if t.section != "" {
+			b.WriteString("\n### " + t.section + "\n\n" + sectionText[t.section] + "\n\n")
+			b.WriteString(mdTable(t.cells()))
+			continue
+		}
 		fmt.Fprintf(&b, "\n### Warm path\n\n![ratios to direct](%s)\n\n", svgName)
 		b.WriteString("Medians over the repetitions; the three targets run back to back in each repetition (order rotated per repetition). A ratio is the median of the ratios of the repetitions, so that a slow spell of the machine during one repetition cancels out, followed by the lowest and highest of those ratios in brackets. For latency and CPU, lower is better. Proxy CPU is utime+stime of the proxy process from /proc/PID/stat (10 ms ticks) over the load, divided by the operations. Machine CPU is the busy time of all CPUs from /proc/stat (user+nice+system+irq+softirq+steal, 10 ms ticks) over the same load, client and backend included, divided by the operations; over direct's, it is that minus direct's in the same repetition: what the proxy costs the machine, wherever the kernel did the work. Machine context switches are /proc/stat's ctxt over the load.\n\n")
-		rows := [][]string{warmHeader}
-		for _, w := range r.warm {
-			rows = append(rows, w.cells())
-		}
-		b.WriteString(mdTable(rows))
+		b.WriteString(mdTable(t.cells()))
 	}
 	if len(r.placements) > 0 {
 		fmt.Fprintf(&b, "\n### Bulk by placement\n\nThe bulk download (%d MiB, one connection) with the client, the proxy and the backend pinned to two CPUs (A | B) in every way, direct (the same client and backend placement) and dynapm alternating, medians over the repetitions; the ratio is the median (lowest–highest) of the per-repetition ratios. The client is a process of its own here (`bench -bulk-client`). CPU and run-queue wait (time runnable but not running) per GB and migrations between CPUs per MB come from /proc/PID/task/*/schedstat and sched of dynapm's runs; the machine's busy time and context switches from /proc/stat.\n\n", r.placementSize>>20)
@@ -249,6 +300,9 @@ func (r *report) markdown(svgName string) string {
 	}
 	if r.haproxy != "" {
 		b.WriteString("\nThe generated HAProxy configuration (ports vary per run):\n\n```\n" + r.haproxy + "```\n")
+	}
+	if r.nginx != "" {
+		b.WriteString("\nThe generated nginx configuration (ports and paths vary per run):\n\n```\n" + r.nginx + "```\n")
 	}
 	b.WriteString("\n" + endMarker + "\n")
 	return b.String()

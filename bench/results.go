@@ -27,6 +27,22 @@ type warmRow struct {
 	goal  string
 	chart string // non-empty: a bar group of this name in the chart
 	key   string // non-empty: the goals table refers to the row by it
+	// cols are the three targets of the row's table, the baseline first;
+	// nil: direct, dynapm and haproxy, the warm path's. section names
+	// the table of the rows with other targets.
+	cols    []string
+	section string
+	// noRatios: the values are counts near zero (losses), whose ratios
+	// say nothing.
+	noRatios bool
+}
+
+// targets3 is the row's three targets, the baseline first.
+func (r warmRow) targets3() []string {
+	if r.cols == nil {
+		return targets
+	}
+	return r.cols
 }
 
 // ratios are the per-repetition ratios of a's values to b's, each of two
@@ -127,6 +143,7 @@ type report struct {
 	placementSize int64
 	notes         []string
 	haproxy       string // the generated haproxy.cfg
+	nginx         string // the generated nginx.conf
 }
 
 func (r *report) note(format string, args ...any) {
@@ -197,15 +214,25 @@ type scenarioRows struct {
 	rep      *report
 	scenario string
 	samples  map[string][]sample
+	// cols and section, when set, put the rows in a table of their own
+	// with these targets (see warmRow).
+	cols    []string
+	section string
 }
 
-// add appends w with f of every target's samples; direct's only when
-// withDirect (it has no proxy CPU, say).
+// tag gives w the scenario's name and table.
+func (s scenarioRows) tag(w warmRow) warmRow {
+	w.scenario, w.cols, w.section = s.scenario, s.cols, s.section
+	return w
+}
+
+// add appends w with f of every target's samples; the baseline's
+// (direct's) only when withDirect (it has no proxy CPU, say).
 func (s scenarioRows) add(w warmRow, f func(sample) float64, withDirect bool) {
-	w.scenario = s.scenario
-	for _, t := range targets {
+	w = s.tag(w)
+	for i, t := range w.targets3() {
 		ss, ok := s.samples[t]
-		if !ok || (t == direct && !withDirect) {
+		if !ok || (i == 0 && !withDirect) {
 			continue
 		}
 		w.addRep(t, ss, f)
@@ -216,9 +243,9 @@ func (s scenarioRows) add(w warmRow, f func(sample) float64, withDirect bool) {
 // overDirect appends w with, per proxy and repetition, f of its sample
 // minus f of direct's in the same repetition.
 func (s scenarioRows) overDirect(w warmRow, f func(sample) float64) {
-	w.scenario = s.scenario
-	d := s.samples[direct]
-	for _, t := range targets[1:] {
+	w = s.tag(w)
+	d := s.samples[w.targets3()[0]]
+	for _, t := range w.targets3()[1:] {
 		ss, ok := s.samples[t]
 		if !ok || len(ss) != len(d) {
 			continue
@@ -256,4 +283,8 @@ const (
 	keyRedisCPU     = "redis machine CPU over direct"
 	keyPgbench      = "pgbench rate"
 	keyPgbenchCPU   = "pgbench machine CPU over direct"
+	keyUDPRate      = "udp rate"
+	keyUDPCPU       = "udp proxy CPU"
+	keyHandoffKA    = "handoff keep-alive rate"
+	keyHandoffNC    = "handoff new connection rate"
 )

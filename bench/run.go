@@ -24,6 +24,7 @@ type bench struct {
 
 	daemon *daemonProc
 	haprox *haproxyProc
+	nginx  *nginxProc // while the udp scenario runs
 
 	// Addresses: the HTTP and bulk backends (direct), and the same through
 	// dynapm and haproxy.
@@ -44,6 +45,12 @@ type bench struct {
 	herdApp   app
 	herdLog   string
 	shared    sharedAddrs
+	// udpAddr: the UDP echo's own address, and the same through dynapm
+	// and nginx; udpCold: the UDP app woken by the first datagram.
+	udpAddr map[string]string
+	udpCold coldProgram
+	// handoffAddr: the HTTP backend handed its socket (handoff: socket).
+	handoffAddr string
 }
 
 // run builds and starts everything, measures every scenario asked for,
@@ -110,6 +117,8 @@ func run(c *config) error {
 		{"redis", b.redisScenario},
 		{"pgbench", b.pgbenchScenario},
 		{"warm", b.warm},
+		{"handoff", b.handoffScenario},
+		{"udp", b.udpScenario},
 		{"shared", b.sharedScenario},
 	}
 	for _, s := range steps {
@@ -200,6 +209,12 @@ func (b *bench) startMain() error {
 	files = append(files, b.herdApp)
 	if b.cfg.want("shared") {
 		files = append(files, b.sharedApps()...)
+	}
+	if b.cfg.want("udp") {
+		files = append(files, b.udpApps()...)
+	}
+	if b.cfg.want("handoff") {
+		files = append(files, b.handoffApp())
 	}
 	cold, err := b.coldPrograms(dir)
 	if err != nil {

@@ -23,6 +23,10 @@ var tools = []tool{
 		"HAProxy is not installed: the haproxy columns are empty"},
 	{"wrk", "wrk", []string{"warm", "shared"},
 		"wrk is not installed: the keep-alive, new-connection and latency scenarios were skipped"},
+	{"nginx", "nginx", []string{"udp"},
+		"nginx is not installed: the UDP scenario's nginx column is empty"},
+	{"ngx_stream_module", "libnginx-mod-stream", []string{"udp"},
+		"nginx's stream module is not installed: the UDP scenario's nginx column is empty"},
 	{"redis-server", "redis-server", []string{"redis"},
 		"redis-server is not installed: the redis-benchmark scenario was skipped"},
 	{"redis-benchmark", "redis-tools", []string{"redis"},
@@ -32,9 +36,16 @@ var tools = []tool{
 		"PostgreSQL (initdb, postgres, pgbench) is not installed: the pgbench scenario was skipped"},
 }
 
-// lookTool finds a tool's program: on PATH, or for pgbench PostgreSQL's
-// own directory (which also holds initdb and postgres).
+// lookTool finds a tool's program: on PATH, for pgbench PostgreSQL's own
+// directory (which also holds initdb and postgres), for nginx's stream
+// module the file nginx loads.
 func lookTool(name string) string {
+	if name == "ngx_stream_module" {
+		if _, err := os.Stat(nginxStreamModule); err != nil {
+			return ""
+		}
+		return nginxStreamModule
+	}
 	if name == "pgbench" {
 		if dir := pgBinDir(); dir != "" {
 			return filepath.Join(dir, "pgbench")

@@ -20,26 +20,11 @@ func (b *bench) warm(ctx context.Context) error {
 	if !b.hasWrk {
 		return nil
 	}
-	loads := []struct {
-		name string
-		load wrkLoad
-	}{{"keep-alive", loadKeepAlive}, {"new connections", loadNewConn}, {"latency", loadLatency}}
-	samples := map[string]map[string][]sample{}
-	for _, l := range loads {
-		samples[l.name] = map[string][]sample{}
-	}
-	for rep := 0; rep < b.cfg.runs; rep++ {
-		for _, l := range loads {
-			for _, t := range order(b.present(), rep) {
-				s, err := b.wrkSample(ctx, l.load, t)
-				if err != nil {
-					return fmt.Errorf("%s through %s: %w", l.name, t, err)
-				}
-				progress("%-15s %-7s rep %d: %8.0f req/s  p50 %6.0fµs  p99 %6.0fµs  cpu %5.1fµs/op  errors %.0f",
-					l.name, t, rep+1, s.value, s.p50, s.p99, s.cpu/s.ops*1e6, s.errors)
-				samples[l.name][t] = append(samples[l.name][t], s)
-			}
-		}
+	samples, err := b.wrkRounds(ctx, warmLoads, b.present(), func(t string) (string, []int) {
+		return b.httpAddr[t], []int{b.proxyPid(t)}
+	})
+	if err != nil {
+		return err
 	}
 
 	rate := func(s sample) float64 { return s.value }
@@ -47,29 +32,63 @@ func (b *bench) warm(ctx context.Context) error {
 	p99 := func(s sample) float64 { return s.p99 }
 	cswPerOp := func(s sample) float64 { return s.csw / s.ops }
 
-	ka := scenarioRows{b.rep, "keep-alive", samples["keep-alive"]}
+	ka := scenarioRows{rep: b.rep, scenario: "keep-alive", samples: samples["keep-alive"]}
 	ka.add(warmRow{metric: "requests", unit: "req/s", goal: "dynapm/haproxy >= 1.1", chart: "keep-alive req/s", key: keyKeepAlive}, rate, true)
 	ka.add(warmRow{metric: "p99 latency", unit: "µs", lowerBetter: true, goal: "dynapm <= haproxy"}, p99, true)
 	ka.cpu("request", "µs", 1e6, "dynapm <= haproxy", keyKeepAliveCPU)
 	ka.add(warmRow{metric: "proxy context switches per request", lowerBetter: true}, cswPerOp, false)
 
-	nc := scenarioRows{b.rep, "new connections", samples["new connections"]}
+	nc := scenarioRows{rep: b.rep, scenario: "new connections", samples: samples["new connections"]}
 	nc.add(warmRow{metric: "connections", unit: "conn/s", goal: "dynapm/haproxy >= 1.2", chart: "new conn/s", key: keyNewConn}, rate, true)
 	nc.cpu("connection", "µs", 1e6, "dynapm <= haproxy", keyNewConnCPU)
 	nc.add(warmRow{metric: "proxy context switches per connection", lowerBetter: true}, cswPerOp, false)
 
-	lat := scenarioRows{b.rep, "latency", samples["latency"]}
+	lat := scenarioRows{rep: b.rep, scenario: "latency", samples: samples["latency"]}
 	lat.add(warmRow{metric: "p50", unit: "µs", lowerBetter: true, chart: "latency p50 (inverse)"}, p50, true)
 	lat.add(warmRow{metric: "p99", unit: "µs", lowerBetter: true}, p99, true)
 	lat.overDirect(warmRow{metric: "p50 added over direct", unit: "µs", lowerBetter: true, goal: "dynapm <= haproxy", key: keyAddedLatency}, p50)
 	return nil
 }
 
-// wrkSample runs one wrk load against target and charges the proxy's and
-// the machine's CPU time and context switches to it.
-func (b *bench) wrkSample(ctx context.Context, load wrkLoad, target string) (sample, error) {
-	m := startMeter(b.proxyPid(target))
-	r, err := runWrk(ctx, load, "http://"+b.httpAddr[target]+"/", b.cfg.dur)
+// namedLoad is a wrk load with the name its rows and progress lines use.
+type namedLoad struct {
+	name string
+	load wrkLoad
+}
+
+var warmLoads = []namedLoad{{"keep-alive", loadKeepAlive}, {"new connections", loadNewConn}, {"latency", loadLatency}}
+
+// wrkRounds runs every load against every target, -runs times, the
+// targets alternating with their order rotated per repetition; at gives a
+// target's address and the processes its CPU is charged to. The samples
+// are per load name and target, in the order the repetitions ran.
+func (b *bench) wrkRounds(ctx context.Context, loads []namedLoad, ts []string, at func(string) (string, []int)) (map[string]map[string][]sample, error) {
+	samples := map[string]map[string][]sample{}
+	for _, l := range loads {
+		samples[l.name] = map[string][]sample{}
+	}
+	for rep := 0; rep < b.cfg.runs; rep++ {
+		for _, l := range loads {
+			for _, t := range order(ts, rep) {
+				addr, pids := at(t)
+				s, err := b.wrkSample(ctx, l.load, addr, pids)
+				if err != nil {
+					return nil, fmt.Errorf("%s through %s: %w", l.name, t, err)
+				}
+				progress("%-15s %-7s rep %d: %8.0f req/s  p50 %6.0fµs  p99 %6.0fµs  cpu %5.1fµs/op  errors %.0f",
+					l.name, t, rep+1, s.value, s.p50, s.p99, s.cpu/s.ops*1e6, s.errors)
+				samples[l.name][t] = append(samples[l.name][t], s)
+			}
+		}
+	}
+	return samples, nil
+}
+
+// wrkSample runs one wrk load against addr and charges the CPU time and
+// context switches of pids (the proxy's) and of the machine to it.
+func (b *bench) wrkSample(ctx context.Context, load wrkLoad, addr string, pids []int) (sample, error) {
+	m := startMeter(pids...)
+	r, err := runWrk(ctx, load, "http://"+addr+"/", b.cfg.dur)
 	if err != nil {
 		return sample{}, err
 	}
@@ -97,7 +116,7 @@ func (b *bench) bulkScenario(ctx context.Context) error {
 			samples[t] = append(samples[t], s)
 		}
 	}
-	rows := scenarioRows{b.rep, "bulk", samples}
+	rows := scenarioRows{rep: b.rep, scenario: "bulk", samples: samples}
 	rows.add(warmRow{metric: fmt.Sprintf("throughput (%d MiB, one connection)", b.cfg.bulk>>20), unit: "MB/s",
 		goal: "dynapm/direct >= 0.75 in every repetition", chart: "bulk MB/s", key: keyBulk},
 		func(s sample) float64 { return s.value }, true)
