@@ -37,7 +37,7 @@ func (m *Manager) runHook(ctx context.Context, in *instance, which string, argv 
 	}
 	name, spec := in.app.name, in.spec
 	port := int(in.upstream.Port())
-	env := append(buildEnv(spec, port, in.index), "DYNAPM_APP="+name, "DYNAPM_REASON="+reason)
+	env := append(buildEnv(spec, port, in.index, in.socket), "DYNAPM_APP="+name, "DYNAPM_REASON="+reason)
 	w, wait, err := m.openOutput(name)
 	began := time.Now()
 	if err == nil {

@@ -1,0 +1,108 @@
+package lifecycle
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dynapm/dynapm/appfile"
+)
+
+// An app whose command names $SOCKET serves on a socket file DynaPM picks
+// in its state directory: ready once a connect to it succeeds, shown as
+// unix:/path in status, and a stale file from a killed run is replaced.
+func TestPickedSocketIsTheUpstream(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("sock", "-listen", "unix:${SOCKET}")
+	if !spec.PicksSocket() {
+		t.Fatal("spec does not pick a socket")
+	}
+	want := SocketPath(h.cfg.StateDir, "sock")
+	if want != filepath.Join(h.cfg.StateDir, "sockets", "sock.sock") {
+		t.Fatalf("SocketPath = %q", want)
+	}
+	// A socket file a killed run left behind.
+	if err := os.MkdirAll(filepath.Dir(want), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: want}); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+
+	h.m.Apply([]*appfile.Spec{spec})
+	up, release := h.wake("sock")
+	defer release()
+	if up.IsValid() {
+		t.Errorf("Wake returned a port, %v, for an app served on a socket file", up)
+	}
+	st := h.status("sock")
+	if len(st.Instances) != 1 || st.Instances[0].Upstream != "unix:"+want {
+		t.Fatalf("status upstream %+v, want unix:%s", st.Instances, want)
+	}
+	c, err := net.Dial("unix", want)
+	if err != nil {
+		t.Fatalf("the program does not serve on $SOCKET: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q, %v", buf, err)
+	}
+}
+
+// The readiness probe of a socket file hands its connection over with the
+// lease, as the TCP probe does.
+func TestUnixUpstreamProbeHandsItsConnectionOver(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(t.TempDir(), "up.sock")
+	spec := h.spec("fixed", "-listen", "unix:"+path)
+	spec.Upstream = "unix:" + path
+	h.m.Apply([]*appfile.Spec{spec})
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	_, conn, release, err := h.m.WakeConn(ctx, "fixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if conn < 0 {
+		t.Fatal("no connection handed over")
+	}
+	defer syscall.Close(conn)
+	sa, err := syscall.Getpeername(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := sa.(*syscall.SockaddrUnix); !ok || u.Name != path {
+		t.Fatalf("handed-over connection is to %#v, want %s", sa, path)
+	}
+}
+
+// What is at the picked path and is not a socket is left alone.
+func TestPreparePickedSocketLeavesOtherFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sockets", "x.sock")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := preparePickedSocket(path); err == nil {
+		t.Fatal("no error for a regular file at the picked path")
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "keep" {
+		t.Fatalf("file changed: %q, %v", b, err)
+	}
+}
