@@ -164,6 +164,9 @@ func (d *decoder) unixChecks(s *Spec, raw map[string]any) {
 		if s.ProxyProtocol != "" {
 			d.errorf("proxy_protocol", "expected no proxy_protocol on an app with a unix: listen address: its clients have no IP address to send")
 		}
+		if len(s.WakeFrom) > 0 {
+			d.errorf("wake_from", "expected no wake_from on an app with a unix: listen address: its clients have no IP address to match (limit them with socket_mode and socket_group)")
+		}
 	}
 	picks := s.PicksSocket()
 	if picks && s.Scale.Max > 1 {
