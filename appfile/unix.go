@@ -147,9 +147,10 @@ func (d *decoder) socketField(s *Spec, key string, v any) {
 }
 
 // unixChecks refuses what a unix: address cannot do: the socket keys
-// without a unix: listen address, names and PROXY headers on a socket
-// file (a Unix client has no TLS name to share an address by, nor an IP
-// to put in a header), and several instances behind a socket file.
+// without a unix: listen address; match, PROXY headers and wake_from on a
+// socket file (a Unix client has no IP address, and apps do not share a
+// socket file); a hand-off (its connections are counted by port); and
+// several instances, another user or another driver behind a $SOCKET.
 func (d *decoder) unixChecks(s *Spec, raw map[string]any) {
 	if !s.HasUnixListen() {
 		for _, k := range []string{"socket_mode", "socket_user", "socket_group"} {
@@ -163,6 +164,9 @@ func (d *decoder) unixChecks(s *Spec, raw map[string]any) {
 		}
 		if s.ProxyProtocol != "" {
 			d.errorf("proxy_protocol", "expected no proxy_protocol on an app with a unix: listen address: its clients have no IP address to send")
+		}
+		if s.Handoff != HandoffProxy {
+			d.errorf("handoff", "expected handoff: proxy on an app with a unix: listen address: a handed-off socket's connections are counted by port, which a socket file has none of")
 		}
 		if len(s.WakeFrom) > 0 {
 			d.errorf("wake_from", "expected no wake_from on an app with a unix: listen address: its clients have no IP address to match (limit them with socket_mode and socket_group)")

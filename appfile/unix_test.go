@@ -87,6 +87,8 @@ func TestParseUnixSockets(t *testing.T) {
 			want: "expected no match on an app with a unix: listen address"},
 		{name: "proxy protocol on unix", yaml: "listen: 'unix:/run/a.sock'\ncommand: x\nproxy_protocol: v2\n", field: "proxy_protocol",
 			want: "expected no proxy_protocol on an app with a unix: listen address"},
+		{name: "handoff on unix", yaml: "listen: 'unix:/run/a.sock'\ncommand: x\nhandoff: socket\n", field: "handoff",
+			want: "expected handoff: proxy on an app with a unix: listen address"},
 		{name: "wake_from on unix", yaml: "listen: 'unix:/run/a.sock'\ncommand: x\nwake_from: [127.0.0.1/32]\n", field: "wake_from",
 			want: "expected no wake_from on an app with a unix: listen address"},
 		{name: "scale with $SOCKET", yaml: "listen: ':80'\ncommand: 'prog $SOCKET'\nscale: {max: 2}\n", field: "scale",

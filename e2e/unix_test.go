@@ -103,16 +103,21 @@ func TestSocatRecipeOnUnixSockets(t *testing.T) {
 }
 
 // TestUnixListenToTestappOnAPort: a unix: listen in front of a program on
-// $PORT; stopping the daemon removes the socket file, and a daemon
+// $PORT, its connection in the access log as client=unix; stopping the daemon removes the socket file, and a daemon
 // started after a killed one replaces the stale file it left.
 func TestUnixListenToTestappOnAPort(t *testing.T) {
 	apps, state, run := t.TempDir(), stateDir(t), shortDir(t)
 	listen := filepath.Join(run, "web.sock")
 	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), fmt.Sprintf(
-		"listen: %q\ncommand: [%q]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\n", "unix:"+listen, testutil.TestApp(t)))
+		"listen: %q\ncommand: [%q]\nidle_timeout: 1h\nstart_timeout: 20s\nstop_timeout: 2s\naccess_log: true\n", "unix:"+listen, testutil.TestApp(t)))
 	d := startDaemon(t, apps, "-state", state)
 	if got := unixEcho(t, listen, "through a port"); got != "through a port" {
 		t.Fatalf("echo %q", got)
+	}
+	// Logged and counted as a TCP connection is.
+	d.waitLog(t, "msg=connection", "app=web", "client=unix", "bytes_in=14", "bytes_out=14", "end=closed")
+	if a := statusOf(t, state, "web"); a["state"] != "ready" || a["connections"] != float64(0) {
+		t.Errorf("after the connection: state %v, connections %v", a["state"], a["connections"])
 	}
 	// Killed: the file stays, stale.
 	d.cmd.Process.Kill()
