@@ -78,13 +78,26 @@ func TestSocatRecipeOnUnixSockets(t *testing.T) {
 		t.Fatalf("socket file %v gid %d, want a socket of mode 0660 and gid %d", fi.Mode(), fi.Sys().(*syscall.Stat_t).Gid, gid)
 	}
 	for wake := range 2 {
-		if got := unixEcho(t, listen, "hello "+strconv.Itoa(wake)); got != "hello "+strconv.Itoa(wake) {
-			t.Fatalf("wake %d: echo %q", wake+1, got)
+		msg := "hello " + strconv.Itoa(wake)
+		c, err := net.Dial("unix", listen)
+		if err != nil {
+			t.Fatal(err)
 		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c.Write([]byte(msg))
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Fatalf("wake %d: echo %q, %v", wake+1, buf, err)
+		}
+		// An open connection counts, and keeps the app up, as on TCP.
 		a := statusOf(t, state, "echo")
 		if want := "unix:" + filepath.Join(state, "sockets", "echo.sock"); a["upstream"] != want {
 			t.Errorf("status upstream %v, want %s", a["upstream"], want)
 		}
+		if a["state"] != "ready" || a["connections"] != float64(1) {
+			t.Errorf("wake %d: with a connection open, state %v, connections %v", wake+1, a["state"], a["connections"])
+		}
+		c.Close()
 		waitState(t, state, "echo", "stopped")
 	}
 	// A TCP client reaches the same socket file.
