@@ -90,11 +90,11 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	}
 	l := &listener{s: s, addr: addr, ln: ln, fd: -1, done: make(chan struct{}), handoff: routes.handoff(),
 		sockPath: path, sockID: id, sock: sock}
-	if tl, ok := ln.(syscall.Conn); ok && (s.DataPath != DataPathGoroutines || l.handoff != "") {
+	if sc, ok := ln.(syscall.Conn); ok && (s.DataPath != DataPathGoroutines || l.handoff != "") {
 		// Closing ln takes the original descriptor out of Go's netpoller,
 		// which would otherwise be woken for every connection; the
 		// duplicate keeps the socket listening.
-		if fd, err := dupFd(tl); err == nil {
+		if fd, err := dupFd(sc); err == nil {
 			l.fd = fd
 			ln.Close()
 		}
