@@ -390,7 +390,7 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops, RefusalReason: refusalReason,
 		// A unix: listen's file is made and removed only where nobody
 		// but root and the daemon's user can change what is there.
-		CheckSocketDir: func(dir string) error { return d.trust.Dir(dir, "directory of a unix: listen socket") }}
+		CheckSocketDir: func(dir string) error { return d.trust.Dir(dir, socketDirWhat) }}
 	d.accessLog = s.AccessLog
 	if d.met != nil {
 		d.srv.Observer = d.met
