@@ -23,13 +23,21 @@ func buildEnv(spec *appfile.Spec, port, instance int, socket string) []string {
 // ${SOCKET} is expanded too when the program serves on socket.
 func expandSpec(spec *appfile.Spec, port int, socket string) *appfile.Spec {
 	s := *spec
-	s.Command = appfile.ExpandPorts(spec.Command, port)
+	s.Command = expandArgs(spec.Command, port, socket)
+	return &s
+}
+
+// expandArgs returns a copy of argv (the program's, a hook's, a
+// ready.command's) with ${PORT}, and ${SOCKET} when socket is set,
+// expanded in every element.
+func expandArgs(argv []string, port int, socket string) []string {
+	out := appfile.ExpandPorts(argv, port)
 	if socket != "" {
-		for i, a := range s.Command {
-			s.Command[i] = appfile.ExpandVar(a, "SOCKET", socket)
+		for i, a := range out {
+			out[i] = appfile.ExpandVar(a, "SOCKET", socket)
 		}
 	}
-	return &s
+	return out
 }
 
 // AppEnv is the environment the Manager gives an app started on port, for a

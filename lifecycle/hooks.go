@@ -41,7 +41,7 @@ func (m *Manager) runHook(ctx context.Context, in *instance, which string, argv 
 	w, wait, err := m.openOutput(name)
 	began := time.Now()
 	if err == nil {
-		err = m.runGroup(ctx, spec, appfile.ExpandPorts(argv, port), env, w, hookTimeout(spec))
+		err = m.runGroup(ctx, spec, expandArgs(argv, port, in.socket), env, w, hookTimeout(spec))
 		w.Close()
 		wctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = wait(wctx)

@@ -312,7 +312,7 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 		r.signal = readyAtSpawn
 	}
 	if len(spec.Ready.Command) > 0 {
-		r.command = m.readyCommand(spec, port, env)
+		r.command = m.readyCommand(spec, port, socket, env)
 	}
 	return proc, r, logf, waitLog, nil
 }

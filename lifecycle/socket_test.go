@@ -106,3 +106,17 @@ func TestPreparePickedSocketLeavesOtherFiles(t *testing.T) {
 		t.Fatalf("file changed: %q, %v", b, err)
 	}
 }
+
+// ${SOCKET} expands in a ready.command argv list as ${PORT} does: here
+// the start is ready once the program's socket file exists.
+func TestReadyCommandSeesTheSocket(t *testing.T) {
+	h := newHarness(t)
+	spec := h.spec("sock", "-delay", "50ms", "-listen", "unix:${SOCKET}")
+	spec.Ready = appfile.Ready{Command: []string{"/usr/bin/test", "-S", "${SOCKET}"}}
+	h.m.Apply([]*appfile.Spec{spec})
+	_, release := h.wake("sock")
+	defer release()
+	if _, err := net.Dial("unix", SocketPath(h.cfg.StateDir, "sock")); err != nil {
+		t.Fatalf("ready before the socket file serves: %v", err)
+	}
+}
