@@ -184,6 +184,13 @@ func (d *decoder) unixChecks(s *Spec, raw map[string]any) {
 		d.errorf(field, "$SOCKET is a file in DynaPM's state directory, private to the daemon's user: a program run as another user cannot create it; give upstream: unix:/path in a directory of that user instead")
 	}
 	if picks || s.UnixUpstream() != "" {
+		if _, udp := s.Protocols(); udp {
+			field := "upstream"
+			if picks {
+				field = "command"
+			}
+			d.errorf(field, "a socket file carries a stream, not datagrams: an app with a UDP listen address serves on a port ($PORT, or a host:port upstream)")
+		}
 		if s.Driver != "" && s.Driver != DriverExec {
 			d.errorf("upstream", "driver %s has no socket file to serve on: a unix: upstream (or $SOCKET) needs driver exec", s.Driver)
 		}

@@ -97,6 +97,10 @@ func TestParseUnixSockets(t *testing.T) {
 			want: "leave upstream out"},
 		{name: "$SOCKET as another user", yaml: "listen: ':80'\ncommand: 'prog $SOCKET'\nuser: nobody\n", field: "user",
 			want: "$SOCKET is a file in DynaPM's state directory"},
+		{name: "udp listen to a socket file", yaml: "listen: ':53/udp'\nupstream: 'unix:/run/u.sock'\ncommand: x\n", field: "upstream",
+			want: "a socket file carries a stream, not datagrams"},
+		{name: "udp listen to $SOCKET", yaml: "listen: [':53/udp', ':53']\ncommand: 'prog $SOCKET'\n", field: "command",
+			want: "a socket file carries a stream, not datagrams"},
 		{name: "ready.http on a socket", yaml: "listen: ':80'\nupstream: 'unix:/run/u.sock'\ncommand: x\nready: {http: /}\n", field: "ready",
 			want: "ready.http and ready.tcp probe a TCP port"},
 	}
