@@ -55,9 +55,9 @@ func unixRoutes(specs []*appfile.Spec, stateDir string, euid int) (map[*appfile.
 			u.upstream = s.UnixUpstream()
 		case s.PicksSocket():
 			u.upstream = lifecycle.SocketPath(stateDir, s.Name)
-			if n := len(u.upstream); n > maxSocketPath {
+			if n := len(u.upstream); n > appfile.MaxSocketPath {
 				fail("command", fmt.Errorf("$SOCKET would be %s, %d bytes, over the %d bytes a socket path may have; use a shorter state directory or app name",
-					u.upstream, n, maxSocketPath))
+					u.upstream, n, appfile.MaxSocketPath))
 				continue
 			}
 		}
@@ -76,10 +76,6 @@ func unixRoutes(specs []*appfile.Spec, stateDir string, euid int) (map[*appfile.
 	}
 	return out, errs
 }
-
-// maxSocketPath is the longest path a Unix socket can be bound or dialed
-// at (sun_path's 108 bytes, less the terminating NUL).
-const maxSocketPath = 107
 
 // lookupID resolves a user (or, if group, a group) name or numeric id.
 func lookupID(name string, group bool) (int, error) {

@@ -18,9 +18,9 @@ const UnixPrefix = "unix:"
 // mode, or a directory only some may enter, limits who.
 const DefaultSocketMode = 0o666
 
-// maxSocketPath is the longest path a Unix socket can be bound or dialed
+// MaxSocketPath is the longest path a Unix socket can be bound or dialed
 // at: sun_path holds 108 bytes, the last one the terminating NUL.
-const maxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
+const MaxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
 
 // Socket is how DynaPM creates the socket file of each unix: listen
 // address of an app, as systemd's SocketMode=, SocketUser= and
@@ -43,8 +43,8 @@ func checkSocketPath(p string) error {
 		return fmt.Errorf("expected a clean path after unix: (no //, /./, /../ or trailing /), such as %s, got %s", Quote(UnixPrefix+filepath.Clean(p)), Quote(UnixPrefix+p))
 	case strings.ContainsRune(p, 0):
 		return fmt.Errorf("expected a path without NUL bytes after unix:, got %s", Quote(UnixPrefix+p))
-	case len(p) > maxSocketPath:
-		return fmt.Errorf("expected a socket path of at most %d bytes (the kernel's limit), got %d bytes in %s", maxSocketPath, len(p), Quote(UnixPrefix+p))
+	case len(p) > MaxSocketPath:
+		return fmt.Errorf("expected a socket path of at most %d bytes (the kernel's limit), got %d bytes in %s", MaxSocketPath, len(p), Quote(UnixPrefix+p))
 	}
 	return nil
 }

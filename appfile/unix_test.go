@@ -16,7 +16,7 @@ func TestParseUnixSockets(t *testing.T) {
 		field string
 		want  string
 	}
-	long := "/" + strings.Repeat("a", maxSocketPath)
+	long := "/" + strings.Repeat("a", MaxSocketPath)
 	cases := []tc{
 		{name: "unix listen, tcp upstream, defaults", yaml: "listen: 'unix:/run/app.sock'\ncommand: x\n",
 			check: func(t *testing.T, s *Spec) {
