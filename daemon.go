@@ -369,6 +369,9 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		// Before a start, stop other apps if memory is short, using the
 		// app's last observed peak as its expected size.
 		BeforeStart: func(ctx context.Context, app string) { d.mem.MakeRoom(ctx, app) },
+		// A socket file's readiness counts only its program's user
+		// listening there, as l4's connects do.
+		SocketOwner: func(s *appfile.Spec) (uint32, error) { return programUID(s, os.Geteuid()) },
 		// A ready.command runs as the app's program does, guarded alike.
 		StartGroup: d.driver.StartGroup,
 		Sockets:    serverSockets{d},

@@ -62,19 +62,30 @@ func unixRoutes(specs []*appfile.Spec, stateDir string, euid int) (map[*appfile.
 			}
 		}
 		if u.upstream != "" {
-			u.upstreamUID = uint32(euid)
-			if s.User != "" {
-				cred, err := execdriver.Credential(s.User, s.Group)
-				if err != nil {
-					fail("user", err)
-					continue
-				}
-				u.upstreamUID = cred.Uid
+			uid, err := programUID(s, euid)
+			if err != nil {
+				fail("user", err)
+				continue
 			}
+			u.upstreamUID = uid
 		}
 		out[s] = u
 	}
 	return out, errs
+}
+
+// programUID is the uid s's program runs as: its user:, or the daemon's
+// (euid). It is whom DynaPM expects to listen on the app's socket file
+// (l4.Route.UnixUpstreamUID, lifecycle.Config.SocketOwner).
+func programUID(s *appfile.Spec, euid int) (uint32, error) {
+	if s.User == "" {
+		return uint32(euid), nil
+	}
+	cred, err := execdriver.Credential(s.User, s.Group)
+	if err != nil {
+		return 0, err
+	}
+	return cred.Uid, nil
 }
 
 // lookupID resolves a user (or, if group, a group) name or numeric id.

@@ -235,14 +235,22 @@ func noDescriptors(err error) bool {
 func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, func(context.Context) error, error) {
 	spec := in.spec
 	var (
-		upstream netip.AddrPort
-		port     int
-		err      error
+		upstream   netip.AddrPort
+		port       int
+		err        error
+		owner      uint32 // who must listen on socket, when checkOwner
+		checkOwner bool
 	)
 	socket := m.upstreamSocket(spec)
 	switch {
 	case spec.HandsOff(): // a handoff program listens on DynaPM's sockets
 	case socket != "":
+		if m.cfg.SocketOwner != nil {
+			if owner, err = m.cfg.SocketOwner(spec); err != nil {
+				return nil, nil, nil, nil, err
+			}
+			checkOwner = true
+		}
 		if spec.PicksSocket() {
 			if err := preparePickedSocket(socket); err != nil {
 				return nil, nil, nil, nil, err
@@ -306,6 +314,7 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	m.mu.Unlock()
 	r := &readiness{upstream: upstream, socket: socket, http: spec.Ready.HTTP, tcp: spec.Ready.TCP,
 		udpBound: spec.UDPOnly() && spec.Ready.Kind() == appfile.ReadyConnect}
+	r.owner, r.checkOwner = owner, checkOwner
 	if watch != nil {
 		r.signal, r.awaited = watch.ready, watch.awaited
 	} else if spec.HandsOff() && spec.Ready.Kind() == appfile.ReadyConnect {

@@ -90,8 +90,11 @@ type prober struct {
 type readiness struct {
 	upstream netip.AddrPort
 	// socket, when set, is the socket file the program serves on: ready
-	// once a connect to it succeeds.
-	socket string
+	// once a connect to it succeeds, with a listener of uid owner when
+	// checkOwner is set.
+	socket     string
+	owner      uint32
+	checkOwner bool
 	// http is ready.http's path; tcp ready.tcp's exchange.
 	http string
 	tcp  appfile.TCPCheck
@@ -133,7 +136,7 @@ func (p *prober) once(ctx context.Context, r *readiness) (int, error) {
 	case r.command != nil:
 		return -1, r.command(ctx)
 	case r.socket != "":
-		return rawnet.ConnectUnix(ctx, r.socket, probeTryTimeout)
+		return r.connectSocket(ctx)
 	case r.tcp.Expect != "":
 		return -1, p.onceTCP(ctx, r.upstream, r.tcp)
 	case r.udpBound:

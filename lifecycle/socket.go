@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/rawnet"
 )
 
 // socketsDir is the directory of the state directory that holds the
@@ -59,6 +61,26 @@ func preparePickedSocket(path string) error {
 		return fmt.Errorf("removing the socket file a previous run left: %w", err)
 	}
 	return nil
+}
+
+// connectSocket is one probe of r's socket file: a connect, whose
+// listener must be r.owner's when r.checkOwner (a symlink or another
+// program's socket at the path is no sign that the app's program
+// serves). It returns the connection, which the caller owns.
+func (r *readiness) connectSocket(ctx context.Context) (int, error) {
+	fd, err := rawnet.ConnectUnix(ctx, r.socket, probeTryTimeout)
+	if err != nil || !r.checkOwner {
+		return fd, err
+	}
+	uid, err := rawnet.PeerUID(fd)
+	if err == nil && uid != r.owner {
+		err = fmt.Errorf("uid %d listens on %s, not uid %d, whom the app runs as", uid, r.socket, r.owner)
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // upstreamText is where in's program serves, for logs and status: its

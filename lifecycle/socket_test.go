@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -118,5 +119,33 @@ func TestReadyCommandSeesTheSocket(t *testing.T) {
 	defer release()
 	if _, err := net.Dial("unix", SocketPath(h.cfg.StateDir, "sock")); err != nil {
 		t.Fatalf("ready before the socket file serves: %v", err)
+	}
+}
+
+// A socket file whose listener is not the app's user does not make the
+// start ready: the start times out naming who listens there.
+func TestSocketOfAnotherUserIsNotReady(t *testing.T) {
+	other := uint32(os.Geteuid()) + 1
+	h := newHarness(t, func(c *Config) {
+		c.SocketOwner = func(*appfile.Spec) (uint32, error) { return other, nil }
+	})
+	spec := h.spec("sock", "-listen", "unix:${SOCKET}")
+	spec.StartTimeout = 300 * time.Millisecond
+	h.m.Apply([]*appfile.Spec{spec})
+	ctx, cancel := context.WithTimeout(context.Background(), mgrWait)
+	defer cancel()
+	_, release, err := h.m.Wake(ctx, "sock")
+	if err == nil {
+		release()
+		t.Fatal("ready on a socket another uid listens on")
+	}
+	want := fmt.Sprintf("uid %d listens on %s, not uid %d, whom the app runs as", os.Geteuid(), SocketPath(h.cfg.StateDir, "sock"), other)
+	// The start's failure, logged once its probing gives up, says why.
+	deadline := time.Now().Add(mgrWait)
+	for h.logLine(want) == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("wake error %v; no log line with %q:\n%s", err, want, h.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
