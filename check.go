@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/trust"
@@ -57,10 +58,31 @@ func trustErrors(c trust.Checker, dir string, specs []*appfile.Spec, errs []erro
 			errs = append(errs, err)
 			continue
 		}
+		if err := socketDirError(s, c); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		kept = append(kept, s)
 	}
 	return kept, errs
 }
+
+// socketDirError refuses, as the daemon's listener does
+// (l4.Server.CheckSocketDir), a unix: listen address whose directory
+// anyone but root and the daemon's user could change.
+func socketDirError(s *appfile.Spec, c trust.Checker) error {
+	for i, l := range s.Listen {
+		if p := appfile.UnixPath(l); p != "" {
+			if err := c.Dir(filepath.Dir(p), socketDirWhat); err != nil {
+				return &appfile.FieldError{File: s.File, Field: fmt.Sprintf("listen[%d]", i), Msg: err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// socketDirWhat names the directory of a unix: listen in trust errors.
+const socketDirWhat = "directory of a unix: listen socket"
 
 // reservedErrors refuses, as the daemon does, the apps that claim one of
 // its own addresses (appfile.CheckReserved). It returns the specs left

@@ -42,6 +42,28 @@ func TestCheckReportsEveryProblemAndExitsOne(t *testing.T) {
 	}
 }
 
+// check refuses a unix: listen in a directory others may write to, as the
+// daemon does, and accepts one in a private directory.
+func TestCheckRefusesAUnixListenInAnOpenDirectory(t *testing.T) {
+	apps, open, private := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFile(t, filepath.Join(apps, "open.yaml"), "listen: \"unix:"+open+"/a.sock\"\ncommand: [\"true\"]\n")
+	testutil.WriteFile(t, filepath.Join(apps, "private.yaml"), "listen: \"unix:"+private+"/a.sock\"\ncommand: [\"true\"]\n")
+	var stdout, stderr bytes.Buffer
+	if code := dispatch([]string{"check", "-apps", apps}, &stdout, &stderr); code != 1 {
+		t.Fatalf("check exit code = %d, want 1; output:\n%s%s", code, &stdout, &stderr)
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "open.yaml: listen[0]: directory of a unix: listen socket "+open+" is writable by group or others") {
+		t.Errorf("check does not refuse the open directory:\n%s", out)
+	}
+	if strings.Contains(out, "private.yaml") {
+		t.Errorf("check blames private.yaml:\n%s", out)
+	}
+}
+
 // The example app files are valid as shipped. They are checked in a copy
 // with the modes a root daemon accepts, so that the test is about their
 // content and not about the umask the repository was checked out with.

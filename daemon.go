@@ -118,6 +118,9 @@ type daemon struct {
 	// accessLog is the access_log setting: the apps whose file does not
 	// say otherwise log a line per connection.
 	accessLog bool
+	// stateDir is the state directory, which holds the socket files
+	// picked for $SOCKET.
+	stateDir string
 	// bound, when set, is called by apply once the new addresses are
 	// bound and before the manager hears of the new apps (tests).
 	bound func()
@@ -336,7 +339,7 @@ func (d *daemon) chooseSpawn(listeners int) {
 // newDaemon builds the parts and connects them; nothing runs yet.
 func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	// The state directory exists by now: trust resolves it to compare.
-	d := &daemon{log: log, trust: trust.New(s.StateDir)}
+	d := &daemon{log: log, trust: trust.New(s.StateDir), stateDir: s.StateDir}
 	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
 	d.driver = execdriver.New(log)
 	d.drivers = otherDrivers(log)
@@ -366,6 +369,9 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 		// Before a start, stop other apps if memory is short, using the
 		// app's last observed peak as its expected size.
 		BeforeStart: func(ctx context.Context, app string) { d.mem.MakeRoom(ctx, app) },
+		// A socket file's readiness counts only its program's user
+		// listening there, as l4's connects do.
+		SocketOwner: func(s *appfile.Spec) (uint32, error) { return programUID(s, os.Geteuid()) },
 		// A ready.command runs as the app's program does, guarded alike.
 		StartGroup: d.driver.StartGroup,
 		Sockets:    serverSockets{d},
@@ -384,7 +390,10 @@ func newDaemon(s settings.Settings, log *slog.Logger) *daemon {
 	d.sched = cron.New(cron.Config{Waker: d.mgr, Logger: log, Logs: d.logs,
 		// A job's process group dies with the daemon, like an app's.
 		StartGroup: d.driver.StartGroup})
-	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops, RefusalReason: refusalReason}
+	d.srv = &l4.Server{Waker: d.mgr, Logger: log, EventLoops: s.EventLoops, RefusalReason: refusalReason,
+		// A unix: listen's file is made and removed only where nobody
+		// but root and the daemon's user can change what is there.
+		CheckSocketDir: func(dir string) error { return d.trust.Dir(dir, socketDirWhat) }}
 	d.accessLog = s.AccessLog
 	if d.met != nil {
 		d.srv.Observer = d.met
@@ -534,8 +543,14 @@ func (d *daemon) refusals(specs []*appfile.Spec, accepted map[*appfile.Spec]bool
 	for _, s := range specs {
 		byName[s.Name] = s
 	}
+	unix, unixErrs := unixRoutes(specs, d.stateDir, int(d.trust.UID))
 	for _, ae := range append(privilegeErrors(specs, int(d.trust.UID)), ownerErrors(specs, d.trust.Batch(), accepted)...) {
 		errs[byName[ae.App]] = ae.Err
+	}
+	for _, ae := range unixErrs {
+		if errs[byName[ae.App]] == nil {
+			errs[byName[ae.App]] = ae.Err
+		}
 	}
 	for _, s := range specs {
 		if err := appfile.CheckReserved(s, d.own); err != nil && errs[s] == nil {
@@ -545,7 +560,7 @@ func (d *daemon) refusals(specs []*appfile.Spec, accepted map[*appfile.Spec]bool
 	if len(errs) > 0 {
 		return nil, errs // judged without binding anything for them
 	}
-	table := routeTable(specs, d.accessLog)
+	table := routeTable(specs, d.accessLog, unix)
 	failed := d.srv.Bind(table)
 	if len(failed) > 0 && respelled(failed, d.table, table) {
 		// localhost:80 replacing 127.0.0.1:80 can only bind once the
@@ -628,7 +643,8 @@ func (s serverSockets) ListenFiles(addrs []string) ([]*os.File, error) {
 }
 
 // routeTable maps every listen address to the routes of the apps on it.
-func routeTable(specs []*appfile.Spec, accessLog bool) map[string][]l4.Route {
+// unix holds what the apps with socket files need (unixRoutes).
+func routeTable(specs []*appfile.Spec, accessLog bool, unix map[*appfile.Spec]unixRoute) map[string][]l4.Route {
 	table := make(map[string][]l4.Route)
 	for _, s := range specs {
 		logged := accessLog
@@ -646,6 +662,9 @@ func routeTable(specs []*appfile.Spec, accessLog bool) map[string][]l4.Route {
 				WakeFrom:      s.WakeFrom,
 				// Quiet connections are closed by l4 alone.
 				ClientIdleTimeout: s.ClientIdleTimeout,
+				Socket:            unix[s].socket,
+				UnixUpstream:      unix[s].upstream,
+				UnixUpstreamUID:   unix[s].upstreamUID,
 			}
 			if s.IdleWhen == appfile.IdleNoTraffic {
 				r.TrafficIdle = s.IdleTimeout

@@ -21,7 +21,10 @@ import (
 // exception: an app that runs as the file's owner, so that the file gives
 // its owner nothing they did not have: user: set to the owner, group: (if
 // any) one of the owner's groups, and no driver other than exec (the
-// others act as root; the app's jobs run as its user, like its program).
+// others act as root; the app's jobs run as its user, like its program),
+// and no unix: listen address (root makes and removes its socket file). A
+// unix: upstream is allowed: l4 connects only to a socket its program's
+// user listens on (l4.Route.UnixUpstreamUID).
 // nil for a file only root and the daemon's user can change.
 func ownerError(s *appfile.Spec, c trust.Checker) error {
 	o, err := c.AppFile(s.File)
@@ -71,6 +74,11 @@ func ownerError(s *appfile.Spec, c trust.Checker) error {
 	}
 	if s.Driver != "" && s.Driver != appfile.DriverExec {
 		return refuse("driver", fmt.Sprintf("driver: %s acts as the daemon's user (root), not as user: %s", s.Driver, s.User), "")
+	}
+	if s.HasUnixListen() {
+		// Root makes, chowns and removes a unix: listen's socket file:
+		// where, the file's owner would say.
+		return refuse("listen", fmt.Sprintf("a unix: listen address has root make and remove a socket file where %s says", owner), ", or listen on a TCP address")
 	}
 	return nil
 }

@@ -116,6 +116,10 @@ func TestRootRefusesAnAppFileItDoesNotOwnUnlessTheAppRunsAsItsOwner(t *testing.T
 		{"a driver acting as root", appfile.Spec{File: owned, User: "nobody", Driver: appfile.DriverCommand},
 			"driver", "driver: command acts as the daemon's user (root)"},
 		{"jobs, which run as its user too", appfile.Spec{File: owned, User: "nobody", Jobs: []appfile.Job{{Command: []string{"true"}}}}, "", ""},
+		{"a unix: listen, whose file root makes", appfile.Spec{File: owned, User: "nobody", Listen: []string{"unix:/run/web.sock"}},
+			"listen", "a unix: listen address has root make and remove a socket file where nobody (uid 65534) says"},
+		{"a unix: listen in root's file", appfile.Spec{File: rootOwned, Listen: []string{"unix:/run/web.sock"}}, "", ""},
+		{"a unix: upstream, dialed only if its user listens", appfile.Spec{File: owned, User: "nobody", Upstream: "unix:/home/nobody/web.sock"}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ownerError(&tc.spec, trust.Checker{UID: 0})

@@ -16,9 +16,15 @@ type hostPort struct {
 	host  string
 	port  uint16
 	proto string
+	// path is the socket file of a "unix:/path" address (host and port
+	// are then empty).
+	path string
 }
 
 func (a hostPort) String() string {
+	if a.path != "" {
+		return UnixPrefix + a.path
+	}
 	s := net.JoinHostPort(a.host, strconv.Itoa(int(a.port)))
 	if a.host == "" {
 		s = fmt.Sprintf("*:%d", a.port)
@@ -33,6 +39,9 @@ func (a hostPort) String() string {
 // protocol and port and the same host, or a wildcard on either side. A TCP
 // and a UDP socket never clash.
 func (a hostPort) overlaps(b hostPort) bool {
+	if a.path != "" || b.path != "" {
+		return a.path == b.path
+	}
 	return a.port == b.port && a.isUDP() == b.isUDP() && (a.host == "" || b.host == "" || a.host == b.host)
 }
 
@@ -98,9 +107,16 @@ func (d *decoder) listenAddr(field, s string) bool {
 // /tcp or /udp suffix: the program serves its upstream in the protocols the
 // app listens on (upstreamProto checks a suffix against them).
 func (d *decoder) upstream(field string, v any) (string, bool) {
-	s, ok := d.str(field, v, "a host:port string such as 127.0.0.1:18080")
+	s, ok := d.str(field, v, "a host:port string such as 127.0.0.1:18080, or unix:/path")
 	if !ok {
 		return "", false
+	}
+	if p, ok := strings.CutPrefix(s, UnixPrefix); ok {
+		if err := checkSocketPath(p); err != nil {
+			d.errorf(field, "%v", err)
+			return "", false
+		}
+		return UnixPrefix + p, true
 	}
 	a, err := parseAddr(s)
 	if err != nil {

@@ -30,6 +30,11 @@ var specKeys = []specKey{
 	{"ready", false, func(a, b *Spec) bool { return a.Ready.Equal(b.Ready) }},
 	{"max_pending", false, func(a, b *Spec) bool { return a.MaxPending == b.MaxPending }},
 	{"udp_flow_timeout", false, func(a, b *Spec) bool { return a.UDPFlowTimeout == b.UDPFlowTimeout }},
+	// The socket file is made afresh (rebound) with its new mode or owner;
+	// the program does not see it.
+	{"socket_mode", false, func(a, b *Spec) bool { return a.Socket.Mode == b.Socket.Mode }},
+	{"socket_user", false, func(a, b *Spec) bool { return a.Socket.User == b.Socket.User }},
+	{"socket_group", false, func(a, b *Spec) bool { return a.Socket.Group == b.Socket.Group }},
 	{"scale", false, func(a, b *Spec) bool { return a.Scale == b.Scale }},
 	{"match", false, func(a, b *Spec) bool {
 		return slices.Equal(a.Match.SNI, b.Match.SNI) && slices.Equal(a.Match.Host, b.Match.Host)

@@ -14,8 +14,24 @@ import (
 // entries win for duplicate keys (os/exec keeps the last one), so an app
 // file may still set PORT itself.
 func (s *Spec) Environ(port int, vars ...string) []string {
+	return s.EnvironSocket(port, "", vars...)
+}
+
+// EnvironSocket is Environ for a program that serves on the socket file
+// socket (when not empty): SOCKET follows PORT, and ${SOCKET} is expanded
+// in Env as ${PORT} is.
+func (s *Spec) EnvironSocket(port int, socket string, vars ...string) []string {
 	head := append(os.Environ(), "PORT="+strconv.Itoa(port))
-	return s.appendEnv(append(head, vars...), func(v string) string { return ExpandPort(v, port) })
+	if socket != "" {
+		head = append(head, "SOCKET="+socket)
+	}
+	return s.appendEnv(append(head, vars...), func(v string) string {
+		v = ExpandPort(v, port)
+		if socket != "" {
+			v = ExpandVar(v, "SOCKET", socket)
+		}
+		return v
+	})
 }
 
 // EnvironWithoutPort returns the environment of a program run for the app
@@ -50,20 +66,26 @@ func ExpandPorts(args []string, port int) []string {
 // rewrite $HOME or "pa$$word", and an env value or argv element may hold a
 // literal dollar meant for the program or a shell.
 func ExpandPort(s string, port int) string {
+	return ExpandVar(s, "PORT", strconv.Itoa(port))
+}
+
+// ExpandVar replaces ${name} and $name (not followed by a name character)
+// in s with value, as ExpandPort does for PORT ($SOCKET, say).
+func ExpandVar(s, name, value string) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
-	p := strconv.Itoa(port)
+	braced, bare := "${"+name+"}", "$"+name
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		rest := s[i:]
 		switch {
-		case strings.HasPrefix(rest, "${PORT}"):
-			b.WriteString(p)
-			i += len("${PORT}") - 1
-		case strings.HasPrefix(rest, "$PORT") && (len(rest) == len("$PORT") || !isNameByte(rest[len("$PORT")])):
-			b.WriteString(p)
-			i += len("$PORT") - 1
+		case strings.HasPrefix(rest, braced):
+			b.WriteString(value)
+			i += len(braced) - 1
+		case strings.HasPrefix(rest, bare) && (len(rest) == len(bare) || !isNameByte(rest[len(bare)])):
+			b.WriteString(value)
+			i += len(bare) - 1
 		default:
 			b.WriteByte(s[i])
 		}

@@ -21,7 +21,7 @@ var topKeys = []string{
 	"idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from",
 	"driver", "container", "service", "replicas", "start", "stop", "check",
 	"unavailable_reply", "user", "group", "limits", "umask", "handoff", "access_log",
-	"udp_flow_timeout",
+	"udp_flow_timeout", "socket_mode", "socket_user", "socket_group",
 }
 
 var matchKeys = []string{"sni", "host"}
@@ -70,6 +70,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 		Handoff:        HandoffProxy,
 		HookTimeout:    DefaultHookTimeout,
 		UDPFlowTimeout: DefaultUDPFlowTimeout,
+		Socket:         Socket{Mode: DefaultSocketMode},
 	}
 	idleDefaults(s)
 	d.mapping("", raw, topKeys)
@@ -92,6 +93,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 	}
 	d.crossChecks(s)
 	d.handoffChecks(s, raw)
+	d.unixChecks(s, raw)
 	if len(d.errs) > 0 {
 		return nil, d.err()
 	}
@@ -102,7 +104,7 @@ func Parse(path string, data []byte) (*Spec, error) {
 func (d *decoder) field(s *Spec, key string, v any) {
 	switch key {
 	case "listen":
-		s.Listen, _ = d.stringList(key, v, "a host:port string", d.listenAddr)
+		s.Listen, _ = d.stringList(key, v, "a host:port string or unix:/path", d.listenAddr)
 		for i, l := range s.Listen {
 			s.Listen[i] = canonicalListen(l)
 		}
@@ -171,6 +173,8 @@ func (d *decoder) field(s *Spec, key string, v any) {
 		s.HookTimeout, _ = d.duration(key, v, false)
 	case "udp_flow_timeout":
 		d.udpFlowTimeout(s, key, v)
+	case "socket_mode", "socket_user", "socket_group":
+		d.socketField(s, key, v)
 	case "unavailable_reply", "user", "group", "limits", "umask":
 		d.guardField(s, key, v)
 	case "idle_when", "client_idle_timeout", "idle_action", "freeze_timeout", "wake_from":
@@ -195,6 +199,7 @@ func (d *decoder) distinctListen(addrs []string) {
 	type socket struct {
 		port uint16
 		udp  bool
+		path string
 	}
 	byPort := map[socket]*claims{}
 	for i, text := range addrs {
@@ -202,7 +207,7 @@ func (d *decoder) distinctListen(addrs []string) {
 		if err != nil {
 			continue // listenAddr reported it
 		}
-		k := socket{a.port, a.isUDP()}
+		k := socket{a.port, a.isUDP(), a.path}
 		c := byPort[k]
 		if c == nil {
 			c = &claims{first: i, wildcard: -1, hosts: map[string]int{}}

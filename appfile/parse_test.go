@@ -82,7 +82,7 @@ func TestParseKeys(t *testing.T) {
 			}
 		}},
 		{name: "listen missing", full: true, yaml: "command: x\n", field: "listen", want: "required key is missing"},
-		{name: "listen number", full: true, yaml: "listen: 42\ncommand: x\n", field: "listen", want: "expected a host:port string or a list of them, got 42"},
+		{name: "listen number", full: true, yaml: "listen: 42\ncommand: x\n", field: "listen", want: "expected a host:port string or unix:/path or a list of them, got 42"},
 		{name: "listen null", full: true, yaml: "listen:\ncommand: x\n", field: "listen", want: "got nothing (null)"},
 		{name: "listen empty list", full: true, yaml: "listen: []\ncommand: x\n", field: "listen", want: "empty list"},
 		{name: "listen no port", full: true, yaml: "listen: 127.0.0.1\ncommand: x\n", field: "listen", want: "expected host:port"},

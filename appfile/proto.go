@@ -19,6 +19,8 @@ const DefaultUDPFlowTimeout = 60 * time.Second
 
 // SplitProto splits an address of Spec.Listen into host:port and its
 // protocol, ProtoTCP when it has no suffix.
+// A "unix:/path" address is a stream socket, ProtoTCP here: its program
+// and DynaPM treat it as they treat TCP.
 func SplitProto(s string) (addr, proto string) {
 	if a, ok := strings.CutSuffix(s, "/"+ProtoUDP); ok {
 		return a, ProtoUDP
@@ -28,6 +30,12 @@ func SplitProto(s string) (addr, proto string) {
 
 // parseAddr parses host:port with an optional /tcp or /udp suffix.
 func parseAddr(s string) (hostPort, error) {
+	if p, ok := strings.CutPrefix(s, UnixPrefix); ok {
+		if err := checkSocketPath(p); err != nil {
+			return hostPort{}, err
+		}
+		return hostPort{path: p, proto: ProtoTCP}, nil
+	}
 	text, proto := s, ProtoTCP
 	if i := strings.LastIndexByte(s, '/'); i >= 0 {
 		text, proto = s[:i], strings.ToLower(s[i+1:])
@@ -52,6 +60,9 @@ func canonicalListen(s string) string {
 		return s
 	}
 	text := s
+	if a.path != "" {
+		return text
+	}
 	if i := strings.LastIndexByte(s, '/'); i >= 0 {
 		text = s[:i]
 	}
@@ -85,6 +96,9 @@ func (s *Spec) UDPOnly() bool {
 // upstreamAddrs is every socket the program holds at a fixed upstream: the
 // upstream's host and port in each protocol the app listens on.
 func (s *Spec) upstreamAddrs() []hostPort {
+	if p := s.UnixUpstream(); p != "" {
+		return []hostPort{{path: p, proto: ProtoTCP}}
+	}
 	a, err := parseHostPort(s.Upstream)
 	if err != nil {
 		return nil

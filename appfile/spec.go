@@ -45,7 +45,8 @@ type Spec struct {
 	// numeric port), with "/udp" after a UDP address (a "/tcp" suffix is
 	// left out: TCP is the default). SplitProto parts them.
 	Listen []string
-	// Upstream is where the program listens, host:port without a suffix:
+	// Upstream is where the program listens, host:port without a suffix
+	// or "unix:/path" (UnixUpstream):
 	// the program serves it in every protocol the app listens on
 	// (Protocols). Empty means DynaPM picks a loopback port free in all of
 	// them at each start and passes it as $PORT.
@@ -84,6 +85,8 @@ type Spec struct {
 	// the app (or thaw it); others are turned away while it sleeps and
 	// served while it runs.
 	WakeFrom []netip.Prefix
+	// Socket is how the socket files of unix: listen addresses are made.
+	Socket Socket
 	// UDPFlowTimeout ends a UDP flow after this long without a datagram
 	// either way.
 	UDPFlowTimeout time.Duration

@@ -61,13 +61,14 @@ func (l *listener) accept(rc syscall.RawConn) (*proxyConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc, ok := c.(*net.TCPConn)
+	st, ok := c.(stream)
 	if !ok {
-		l.s.logger().Error("accepted a non-TCP connection", slog.String("listen", l.addr))
+		l.s.logger().Error("accepted a connection that is not a stream socket", slog.String("listen", l.addr))
 		c.Close()
 		return nil, nil
 	}
-	return &proxyConn{s: l.s, client: tc, cfd: -1}, nil
+	_, unix := c.(*net.UnixConn)
+	return &proxyConn{s: l.s, client: st, cfd: -1, unix: unix}, nil
 }
 
 // acceptRaw accepts one connection with accept4 on the listener's
@@ -104,6 +105,9 @@ func (l *listener) acceptRaw(rc syscall.RawConn) (*proxyConn, error) {
 // rawConn is a connection for a socket accept4 returned, with the peer
 // address it gave.
 func (s *Server) rawConn(nfd int, sa syscall.Sockaddr) *proxyConn {
+	if _, unix := sa.(*syscall.SockaddrUnix); unix {
+		return &proxyConn{s: s, cfd: nfd, unix: true}
+	}
 	// As Go does for accepted sockets: small answers must not wait.
 	syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 	return &proxyConn{s: s, cfd: nfd, remote: sockaddrAddrPort(sa)}

@@ -32,7 +32,7 @@ func readName(t *testing.T, c *net.TCPConn, n int) string {
 }
 
 // roundTrip writes msg and reads its echo.
-func roundTrip(t *testing.T, c *net.TCPConn, msg string) {
+func roundTrip(t *testing.T, c net.Conn, msg string) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write([]byte(msg)); err != nil {

@@ -19,7 +19,7 @@ type proxyConn struct {
 	s *Server
 	// client is the client's socket, or nil while the client is the raw
 	// descriptor cfd (see acceptRaw).
-	client *net.TCPConn
+	client stream
 	// cfd is the client's raw descriptor, -1 once it is owned elsewhere
 	// (wrapped in client, or handed to the loop). While c is tracked and
 	// not spliced it is changed and closed only under s.mu or after
@@ -28,10 +28,13 @@ type proxyConn struct {
 	// remote is the client's address as accept returned it, for raw
 	// clients.
 	remote netip.AddrPort
+	// unix: the client came through a unix: listen address; it has no
+	// IP address.
+	unix bool
 	// upstream is the upstream's Go socket, set under s.mu when the
 	// goroutines copy c (markSpliced); nil while c is held (routing,
 	// waking, dialing) and when an event loop carries it.
-	upstream *net.TCPConn
+	upstream stream
 	// spliced is set, under s.mu, once the connection is spliced (to the
 	// event loop or to goroutines).
 	spliced bool
@@ -138,24 +141,37 @@ func (s *Server) wrapClient(c *proxyConn) error {
 	return nil
 }
 
-// fileConn wraps fd, which it takes over, in a *net.TCPConn.
-func fileConn(fd int) (*net.TCPConn, error) {
+// stream is a connected stream socket on Go's netpoller: a *net.TCPConn,
+// or a *net.UnixConn for a unix: listen address or upstream.
+type stream interface {
+	net.Conn
+	CloseRead() error
+	CloseWrite() error
+	syscall.Conn
+}
+
+// fileConn wraps fd, which it takes over, in a stream.
+func fileConn(fd int) (stream, error) {
 	f := os.NewFile(uintptr(fd), "upstream")
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("wrapping a socket: %w", err)
 	}
-	tc, ok := nc.(*net.TCPConn)
+	st, ok := nc.(stream)
 	if !ok {
 		nc.Close()
-		return nil, fmt.Errorf("wrapping a socket: not TCP")
+		return nil, fmt.Errorf("wrapping a socket: not a stream socket")
 	}
-	return tc, nil
+	return st, nil
 }
 
-// clientAddr is the client's address for logs.
+// clientAddr is the client's address for logs: "unix" for a client of a
+// unix: listen address, whose peer has no address of its own.
 func (c *proxyConn) clientAddr() string {
+	if c.unix {
+		return "unix"
+	}
 	if c.client != nil {
 		return c.client.RemoteAddr().String()
 	}

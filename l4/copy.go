@@ -20,9 +20,9 @@ func (s *Server) serveGo(c *proxyConn, r Route, upstream netip.AddrPort, conn in
 		s.drop(c, release)
 		return
 	}
-	var up *net.TCPConn
+	var up stream
 	release, ok := s.dialLeased(c, r, upstream, release, func(a netip.AddrPort) (err error) {
-		up, err = s.dialGo(s.ctx, a)
+		up, err = s.dialGo(s.ctx, targetOf(&r, a))
 		return err
 	})
 	if !ok {
@@ -65,7 +65,7 @@ func (s *Server) pipeRawLeased(c *proxyConn, r Route, fd int, release func(), pr
 }
 
 // pipeGo writes pre to the upstream up, then copies c with goroutines.
-func (s *Server) pipeGo(c *proxyConn, r Route, up *net.TCPConn, release func(), pre []byte) {
+func (s *Server) pipeGo(c *proxyConn, r Route, up stream, release func(), pre []byte) {
 	if len(pre) > 0 {
 		if _, err := up.Write(pre); err != nil {
 			s.logger().Warn("sending first bytes to upstream failed, closing connection",
@@ -87,7 +87,7 @@ func (s *Server) pipeGo(c *proxyConn, r Route, up *net.TCPConn, release func(), 
 // markSpliced records c's upstream, marking c as spliced, for the goroutines
 // to copy; false if the server is shutting down, in which case the caller
 // drops the connection.
-func (s *Server) markSpliced(c *proxyConn, up *net.TCPConn) bool {
+func (s *Server) markSpliced(c *proxyConn, up stream) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -101,7 +101,7 @@ func (s *Server) markSpliced(c *proxyConn, up *net.TCPConn) bool {
 
 // pipeBoth copies c's directions with goroutines: the client-to-upstream
 // one in this goroutine, the other in pipeUpstreamToClient.
-func (c *proxyConn) pipeBoth(up *net.TCPConn) {
+func (c *proxyConn) pipeBoth(up stream) {
 	c.pending.Store(2)
 	c.s.wg.Add(1)
 	go c.pipeUpstreamToClient()
@@ -119,7 +119,7 @@ func (c *proxyConn) pipeUpstreamToClient() {
 // a write to a closed peer) aborts both sockets at once. The last direction
 // to end closes both sockets and releases the lease. count receives the
 // bytes copied, before the other direction can read it.
-func (c *proxyConn) pipe(dst, src *net.TCPConn, count *int64) {
+func (c *proxyConn) pipe(dst, src stream, count *int64) {
 	var moved *atomic.Int64
 	if c.counted {
 		moved = &c.moved
@@ -142,8 +142,8 @@ func (c *proxyConn) abort() {
 	if c.aborted.Swap(true) {
 		return
 	}
-	c.client.SetLinger(0)
-	c.upstream.SetLinger(0)
+	setLinger0(c.client)
+	setLinger0(c.upstream)
 	c.client.Close()
 	c.upstream.Close()
 }
@@ -163,13 +163,13 @@ func (s *Server) getBuf() *[]byte {
 // copyConn copies src to dst until EOF (nil error) or an error. It starts
 // with read/write through a pooled buffer, which costs the fewest system
 // calls for small exchanges, and switches to splice(2) through
-// (*net.TCPConn).ReadFrom once a read fills the whole buffer: only bulk
+// (stream).ReadFrom once a read fills the whole buffer: only bulk
 // transfers pay for the pipe. It switches on a full read, not on a byte
 // count, so long keep-alive connections of small messages never switch.
 // moved, when not nil, is added every read's bytes as they pass (a watched
 // connection, quiet.go), and the copy then stays on read/write: splice
 // through ReadFrom would count nothing until the end.
-func (s *Server) copyConn(dst, src *net.TCPConn, moved *atomic.Int64) (int64, error) {
+func (s *Server) copyConn(dst, src stream, moved *atomic.Int64) (int64, error) {
 	bp := s.getBuf()
 	buf := *bp
 	var written int64
@@ -195,8 +195,29 @@ func (s *Server) copyConn(dst, src *net.TCPConn, moved *atomic.Int64) (int64, er
 		}
 		if nr == len(buf) && moved == nil {
 			s.bufs.Put(bp)
-			n, err := dst.ReadFrom(src)
+			n, err := bulkCopy(dst, src)
 			return written + n, err
 		}
+	}
+}
+
+// bulkCopy copies src to dst to the end with splice(2) where Go offers it:
+// TCPConn.ReadFrom takes a TCP or Unix source, TCPConn.WriteTo a Unix
+// destination; between two Unix sockets it is a plain copy.
+func bulkCopy(dst, src stream) (int64, error) {
+	if tc, ok := dst.(*net.TCPConn); ok {
+		return tc.ReadFrom(src)
+	}
+	if tc, ok := src.(*net.TCPConn); ok {
+		return tc.WriteTo(dst)
+	}
+	return io.Copy(dst, src)
+}
+
+// setLinger0 makes closing a TCP socket send a reset. A Unix socket has
+// no linger: closing it with bytes unread resets its peer already.
+func setLinger0(c stream) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 }

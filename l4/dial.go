@@ -14,38 +14,55 @@ import (
 	"github.com/dynapm/dynapm/internal/rawnet"
 )
 
-// dial connects to upstream with raw system calls, for the event loops:
+// target is where a connection is dialed: the leased backend's address,
+// or, for a route with a unix: upstream, its socket file (path), whose
+// listener must be uid's (see Route.UnixUpstream).
+type target struct {
+	addr netip.AddrPort
+	path string
+	uid  uint32
+}
+
+// targetOf is where c's connections of route r go with a lease of upstream.
+func targetOf(r *Route, upstream netip.AddrPort) target {
+	if r.UnixUpstream != "" {
+		return target{path: r.UnixUpstream, uid: r.UnixUpstreamUID}
+	}
+	return target{addr: upstream}
+}
+
+func (t target) String() string {
+	if t.path != "" {
+		return "unix:" + t.path
+	}
+	return t.addr.String()
+}
+
+// dial connects to t with raw system calls, for the event loops:
 // the socket never enters Go's netpoller, so there is no epoll
 // registration to add and remove, no getsockname/getpeername, and no
 // descriptor to duplicate before the hand-over to a loop. The caller owns
 // the returned non-blocking descriptor. The attempts go through
 // dialGated.
-func (s *Server) dial(ctx context.Context, upstream netip.AddrPort) (int, error) {
+func (s *Server) dial(ctx context.Context, t target) (int, error) {
 	fd := -1
-	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
+	err := s.dialGated(ctx, t, func(ctx context.Context, timeout time.Duration) error {
 		var err error
-		fd, err = connectRaw(ctx, upstream, timeout)
+		fd, err = connectRaw(ctx, t, timeout)
 		return err
 	})
 	return fd, err
 }
 
-// dialGo connects to upstream through Go's dialer, for the goroutines' data
-// path, with dialGated's gate and retries. Keep-alive is off (it costs
-// setsockopt calls per connection) and the address is a literal (no
-// resolver).
-func (s *Server) dialGo(ctx context.Context, upstream netip.AddrPort) (*net.TCPConn, error) {
-	addr := upstream.String()
-	var c *net.TCPConn
-	err := s.dialGated(ctx, upstream, func(ctx context.Context, timeout time.Duration) error {
-		d := net.Dialer{KeepAlive: -1, Timeout: timeout}
-		nc, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c = nc.(*net.TCPConn)
-		}
-		return err
-	})
-	return c, err
+// dialGo connects to t through Go's sockets, for the goroutines' data
+// path, with dialGated's gate and retries: a raw connect (connectRaw)
+// wrapped once connected.
+func (s *Server) dialGo(ctx context.Context, t target) (stream, error) {
+	fd, err := s.dial(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return fileConn(fd)
 }
 
 // dialGated runs connect attempts to upstream, each bounded by the timeout
@@ -60,7 +77,7 @@ func (s *Server) dialGo(ctx context.Context, upstream netip.AddrPort) (*net.TCPC
 // doubling to DialAttemptMax) and is retried with a fresh SYN, within
 // DialTimeout overall. A refused connect right after a wake is retried a few
 // times too, quickly.
-func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect func(ctx context.Context, timeout time.Duration) error) error {
+func (s *Server) dialGated(ctx context.Context, upstream target, connect func(ctx context.Context, timeout time.Duration) error) error {
 	ctx, cancel := context.WithTimeout(ctx, durationOr(s.DialTimeout, DefaultDialTimeout))
 	defer cancel()
 	g := s.acquireGate(upstream)
@@ -103,7 +120,7 @@ func (s *Server) dialGated(ctx context.Context, upstream netip.AddrPort, connect
 		}
 		var ne net.Error
 		switch {
-		case errors.Is(err, syscall.ECONNREFUSED) && refusedLeft > 0:
+		case refused(err) && refusedLeft > 0:
 			refusedLeft--
 			// Nothing is in flight while this dial waits to retry: the
 			// slot goes to the others (dials queued behind a refusing
@@ -140,13 +157,13 @@ type dialGate struct {
 	refs  int // dials holding or waiting for the gate, under s.dialMu
 }
 
-func (s *Server) acquireGate(upstream netip.AddrPort) *dialGate {
+func (s *Server) acquireGate(upstream target) *dialGate {
 	s.dialMu.Lock()
 	defer s.dialMu.Unlock()
 	g, ok := s.dialGates[upstream]
 	if !ok {
 		if s.dialGates == nil {
-			s.dialGates = make(map[netip.AddrPort]*dialGate)
+			s.dialGates = make(map[target]*dialGate)
 		}
 		g = &dialGate{slots: make(chan struct{}, max(s.DialConcurrency, 1))}
 		s.dialGates[upstream] = g
@@ -155,7 +172,7 @@ func (s *Server) acquireGate(upstream netip.AddrPort) *dialGate {
 	return g
 }
 
-func (s *Server) releaseGate(upstream netip.AddrPort, g *dialGate) {
+func (s *Server) releaseGate(upstream target, g *dialGate) {
 	s.dialMu.Lock()
 	defer s.dialMu.Unlock()
 	g.refs--
@@ -174,13 +191,24 @@ const maxRewakes = 2
 // then in force; false when c has been dropped.
 func (s *Server) dialUpstream(c *proxyConn, r Route, upstream netip.AddrPort, conn int, release func()) (int, func(), bool) {
 	if conn >= 0 {
+		t := targetOf(&r, upstream)
+		if t.path != "" {
+			// The probe's connection is judged as a dial's is.
+			if err := checkPeer(conn, t); err != nil {
+				syscall.Close(conn)
+				s.refuse(c, r, release, RefusedUpstreamUnreachable, "dialing upstream failed, closing connection",
+					slog.String("upstream", t.String()), slog.Any("err", err))
+				return -1, nil, false
+			}
+			return conn, release, true
+		}
 		// Nagle off, as on a dial.
 		syscall.SetsockoptInt(conn, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 		return conn, release, true
 	}
 	fd := -1
 	release, ok := s.dialLeased(c, r, upstream, release, func(up netip.AddrPort) (err error) {
-		fd, err = s.dial(s.ctx, up)
+		fd, err = s.dial(s.ctx, targetOf(&r, up))
 		return err
 	})
 	return fd, release, ok
@@ -210,9 +238,9 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 		}
 		// A connection that may not wake the app (wake_from) does not
 		// wake it again either.
-		if rewakes == maxRewakes || c.passive || s.ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		if rewakes == maxRewakes || c.passive || s.ctx.Err() != nil || !refused(err) {
 			s.refuse(c, r, release, RefusedUpstreamUnreachable, "dialing upstream failed, closing connection",
-				slog.String("upstream", upstream.String()), slog.Any("err", err))
+				slog.String("upstream", targetOf(&r, upstream).String()), slog.Any("err", err))
 			return nil, false
 		}
 		rewakes++
@@ -225,10 +253,29 @@ func (s *Server) dialLeased(c *proxyConn, r Route, upstream netip.AddrPort, rele
 	}
 }
 
+// refused reports whether err says nobody listens at the upstream: a port
+// that refuses, or a socket file that is gone (ENOENT) or that nobody
+// listens on.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+}
+
 // connectRaw makes one connect attempt (see rawnet.Connect) and sets
-// TCP_NODELAY on the socket.
-func connectRaw(ctx context.Context, upstream netip.AddrPort, timeout time.Duration) (int, error) {
-	fd, err := rawnet.Connect(ctx, upstream, timeout)
+// TCP_NODELAY on the socket; to a socket file (rawnet.ConnectUnix), it
+// checks who listens there instead (checkPeer).
+func connectRaw(ctx context.Context, t target, timeout time.Duration) (int, error) {
+	if t.path != "" {
+		fd, err := rawnet.ConnectUnix(ctx, t.path, timeout)
+		if err != nil {
+			return -1, err
+		}
+		if err := checkPeer(fd, t); err != nil {
+			syscall.Close(fd)
+			return -1, err
+		}
+		return fd, nil
+	}
+	fd, err := rawnet.Connect(ctx, t.addr, timeout)
 	if err != nil {
 		return -1, err
 	}
@@ -274,4 +321,23 @@ func (s *Server) pause(wait *time.Duration, deadline time.Time) bool {
 	case <-s.ctx.Done():
 		return false
 	}
+}
+
+// errWrongPeer is a socket file whose listener is not the app's user.
+var errWrongPeer = errors.New("the socket's listener is not the app's user")
+
+// checkPeer refuses a connection to a socket file whose listener (the
+// process that called listen, SO_PEERCRED) is not t.uid, the user the
+// app's program runs as: a symlink or a socket another program put at the
+// path would otherwise have the daemon, often root, connect the app's
+// clients to whatever it points at (docker.sock, say).
+func checkPeer(fd int, t target) error {
+	uid, err := rawnet.PeerUID(fd)
+	if err != nil {
+		return err
+	}
+	if uid != t.uid {
+		return fmt.Errorf("connecting to %s: %w: uid %d listens there, the app runs as uid %d", t.path, errWrongPeer, uid, t.uid)
+	}
+	return nil
 }

@@ -37,6 +37,10 @@
 // netpoller) is the fall-back, for Server.DataPath "goroutines" or when no
 // event loop could be started.
 //
+// A listen address may be a socket file ("unix:/path", unix_listener.go)
+// and a route's upstream too (Route.UnixUpstream): the steps are the
+// same, on Unix stream sockets (the stream type in conn.go).
+//
 // l4 runs on Linux only: epoll (with EPOLLEXCLUSIVE), eventfd, accept4,
 // splice(2) and pipes sized with F_SETPIPE_SZ.
 package l4

@@ -55,6 +55,12 @@ type listener struct {
 	noMatchLast       atomic.Int64 // UnixNano of the last such log
 	noMatchSuppressed atomic.Int64
 
+	// sockPath, sockID and sock are a unix: listener's socket file, its
+	// identity and how it was made ("" for a TCP listener).
+	sockPath string
+	sockID   fileID
+	sock     SocketFile
+
 	closeOnce sync.Once
 	done      chan struct{} // closed when the listener is closed
 }
@@ -62,18 +68,33 @@ type listener struct {
 // listen binds addr. Keep-alive is off: it costs setsockopt calls on every
 // accepted connection, and a held connection's liveness is the client's
 // business.
+//
+// A unix: address binds its socket file instead (listenUnix).
 func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	var (
+		ln   net.Listener
+		err  error
+		path = unixPath(addr)
+		sock SocketFile
+		id   fileID
+	)
+	if path != "" {
+		sock = socketOf(routes.routes)
+		ln, id, err = s.listenUnix(path, sock)
+	} else {
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err = lc.Listen(context.Background(), "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
-	l := &listener{s: s, addr: addr, ln: ln, fd: -1, done: make(chan struct{}), handoff: routes.handoff()}
-	if tl, ok := ln.(*net.TCPListener); ok && (s.DataPath != DataPathGoroutines || l.handoff != "") {
+	l := &listener{s: s, addr: addr, ln: ln, fd: -1, done: make(chan struct{}), handoff: routes.handoff(),
+		sockPath: path, sockID: id, sock: sock}
+	if sc, ok := ln.(syscall.Conn); ok && (s.DataPath != DataPathGoroutines || l.handoff != "") {
 		// Closing ln takes the original descriptor out of Go's netpoller,
 		// which would otherwise be woken for every connection; the
 		// duplicate keeps the socket listening.
-		if fd, err := dupFd(tl); err == nil {
+		if fd, err := dupFd(sc); err == nil {
 			l.fd = fd
 			ln.Close()
 		}
@@ -134,5 +155,6 @@ func (l *listener) closeLocked() {
 		case l.file != nil:
 			l.file.Close()
 		}
+		l.removeSocketFile()
 	})
 }

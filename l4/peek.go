@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"time"
 )
 
@@ -75,7 +74,7 @@ func (s *Server) releasePeek(p *peeked) {
 // are kept, to be sent to the upstream unchanged. A timeout or a close
 // before the name is decided is an error: the connection is dropped without
 // waking anything.
-func (s *Server) peek(client *net.TCPConn) (peeked, error) {
+func (s *Server) peek(client stream) (peeked, error) {
 	timeout := durationOr(s.PeekTimeout, DefaultPeekTimeout)
 	if err := client.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return peeked{}, fmt.Errorf("peeking: %w", err)

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -41,6 +42,9 @@ func (s *Server) dropPreamble(c *proxyConn, r Route, release func(), err error) 
 // addrs returns the client's address and the address it connected to,
 // for a PROXY header.
 func (c *proxyConn) addrs() (src, dst netip.AddrPort, err error) {
+	if c.unix {
+		return src, dst, fmt.Errorf("a client of a unix: listen address has no IP address for a PROXY header")
+	}
 	if c.client != nil {
 		return c.client.RemoteAddr().(*net.TCPAddr).AddrPort(), c.client.LocalAddr().(*net.TCPAddr).AddrPort(), nil
 	}

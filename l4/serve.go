@@ -67,7 +67,7 @@ func (s *Server) serveReady(c *proxyConn, rs *routeSet, self *eventLoop) bool {
 	c.app, c.start, c.up, c.accessLog = r.App, time.Now(), upstream, r.AccessLog
 	c.watch(r)
 	// Dial: a zero timeout, only the poll that does not block.
-	fd, err := connectRaw(s.ctx, upstream, 0)
+	fd, err := connectRaw(s.ctx, targetOf(r, upstream), 0)
 	if err != nil {
 		s.wg.Add(1)
 		go s.serveLeased(c, *r, upstream, release)

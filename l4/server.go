@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -121,6 +120,13 @@ type Server struct {
 	// counted. Zero means DefaultUDPMaxFlows.
 	UDPMaxFlows int
 
+	// CheckSocketDir, when set, judges the directory of a unix: listen
+	// address's socket file before the file is made or a stale one
+	// removed there: an error refuses the address (see listenUnix). The
+	// daemon accepts only a directory that nobody but root and its own
+	// user can change.
+	CheckSocketDir func(dir string) error
+
 	// noSplice keeps the event loop on read/write even for bulk, so that
 	// tests exercise its partial-write path at every size.
 	noSplice bool
@@ -156,7 +162,7 @@ type Server struct {
 	groups map[string]*handoffGroup // handed-off apps, under mu
 
 	dialMu    sync.Mutex
-	dialGates map[netip.AddrPort]*dialGate
+	dialGates map[target]*dialGate
 
 	drops dropLog
 	udp   udpState // UDP listeners and flows (udp_listener.go)
@@ -284,11 +290,12 @@ func (s *Server) bindLocked(table map[string][]Route) map[string]error {
 	var errs map[string]error
 	for addr, routes := range table {
 		if l, ok := s.listeners[addr]; ok {
-			if l.handoff == handoffOf(routes) {
+			if l.handoff == handoffOf(routes) && (l.sockPath == "" || l.sock == socketOf(routes)) {
 				continue
 			}
 			// Handed off now, or no longer: the socket is watched
-			// another way, so it is bound afresh.
+			// another way, so it is bound afresh. A socket file with a
+			// new mode or owner is made afresh too.
 			delete(s.listeners, addr)
 			l.closeLocked()
 		}

@@ -98,6 +98,16 @@ type Route struct {
 	// for that long (DefaultUDPFlowTimeout when zero). UDP addresses only.
 	MaxPending  int
 	FlowTimeout time.Duration
+	// UnixUpstream, when set, is the socket file the app's program serves
+	// on (a unix: upstream, or the $SOCKET DynaPM picked): connections are
+	// dialed there, whatever address the lease names. UnixUpstreamUID is
+	// the user the program runs as: a connection whose listener is someone
+	// else's is refused (checkPeer).
+	UnixUpstream    string
+	UnixUpstreamUID uint32
+	// Socket is how the socket file of a unix: listen address is made
+	// (unix_listener.go); the address's first route sets it.
+	Socket SocketFile
 	// AccessLog: log one line per connection (app, client, bytes each
 	// way, duration, how it ended) at info level.
 	AccessLog bool

@@ -121,6 +121,9 @@ type instance struct {
 
 	proc     Process
 	upstream netip.AddrPort
+	// socket is the socket file the program serves on instead of a port
+	// (a unix: upstream, or the $SOCKET DynaPM picked), else "".
+	socket string
 	// watch is the notify socket or output tap of a ready: {notify} or
 	// {log} start; nil for the others.
 	watch     *readyWatch

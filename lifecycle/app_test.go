@@ -15,7 +15,7 @@ import (
 func TestBuildEnvAddsPortAndAppEnv(t *testing.T) {
 	t.Setenv("DYNAPM_TEST_VAR", "daemon")
 	spec := &appfile.Spec{Env: map[string]string{"B": "b:${PORT}", "A": "a", "DYNAPM_TEST_VAR": "app"}}
-	env := buildEnv(spec, 9000, 2)
+	env := buildEnv(spec, 9000, 2, "")
 	if !slices.Contains(env, "PORT=9000") {
 		t.Error("no PORT=9000")
 	}
@@ -40,9 +40,25 @@ func TestBuildEnvAddsPortAndAppEnv(t *testing.T) {
 
 func TestExpandSpecLeavesSharedSpecAlone(t *testing.T) {
 	spec := &appfile.Spec{Name: "x", Command: []string{"srv", "--port", "${PORT}"}}
-	got := expandSpec(spec, 7)
+	got := expandSpec(spec, 7, "")
 	if !slices.Equal(got.Command, []string{"srv", "--port", "7"}) || spec.Command[2] != "${PORT}" {
 		t.Fatalf("expanded %q, original now %q", got.Command, spec.Command)
+	}
+}
+
+func TestSocketIsExpandedInCommandAndAppEnvOnly(t *testing.T) {
+	t.Setenv("DYNAPM_TEST_SOCK", "daemon's $SOCKET")
+	spec := &appfile.Spec{Name: "x", Command: []string{"srv", "--bind", "unix:${SOCKET}", "$SOCKETS"},
+		Env: map[string]string{"BIND": "unix:$SOCKET"}}
+	got := expandSpec(spec, 0, "/s/x.sock")
+	if !slices.Equal(got.Command, []string{"srv", "--bind", "unix:/s/x.sock", "$SOCKETS"}) || spec.Command[2] != "unix:${SOCKET}" {
+		t.Fatalf("expanded %q, original now %q", got.Command, spec.Command)
+	}
+	env := buildEnv(spec, 0, 0, "/s/x.sock")
+	for _, want := range []string{"SOCKET=/s/x.sock", "BIND=unix:/s/x.sock", "DYNAPM_TEST_SOCK=daemon's $SOCKET"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("no %s in %q", want, env)
+		}
 	}
 }
 

@@ -37,11 +37,11 @@ func (m *Manager) runHook(ctx context.Context, in *instance, which string, argv 
 	}
 	name, spec := in.app.name, in.spec
 	port := int(in.upstream.Port())
-	env := append(buildEnv(spec, port, in.index), "DYNAPM_APP="+name, "DYNAPM_REASON="+reason)
+	env := append(buildEnv(spec, port, in.index, in.socket), "DYNAPM_APP="+name, "DYNAPM_REASON="+reason)
 	w, wait, err := m.openOutput(name)
 	began := time.Now()
 	if err == nil {
-		err = m.runGroup(ctx, spec, appfile.ExpandPorts(argv, port), env, w, hookTimeout(spec))
+		err = m.runGroup(ctx, spec, expandArgs(argv, port, in.socket), env, w, hookTimeout(spec))
 		w.Close()
 		wctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = wait(wctx)

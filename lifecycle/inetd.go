@@ -98,7 +98,7 @@ func (m *Manager) startInetd(ctx context.Context, spec *appfile.Spec, conn *os.F
 	}
 	return drv.Start(ctx, StartRequest{
 		Spec:        spec,
-		Env:         buildEnv(spec, 0, 0),
+		Env:         buildEnv(spec, 0, 0, ""),
 		Log:         logf,
 		Sockets:     []*os.File{conn},
 		SocketNames: []string{"connection"}, // systemd's name for it

@@ -39,6 +39,11 @@ type Config struct {
 	// The daemon passes the memory Monitor's MakeRoom, which may stop other
 	// apps (through this Manager) to make room for app.
 	BeforeStart func(ctx context.Context, app string)
+	// SocketOwner, when set, is the uid that must listen on the socket
+	// file of an app served on one (the user its program runs as): a
+	// connect whose listener (SO_PEERCRED) is someone else's does not make
+	// the start ready. The daemon's l4 judges its own connects alike.
+	SocketOwner func(spec *appfile.Spec) (uint32, error)
 	// Logs, when set, gives each start the writer for the program's
 	// output instead of STATE/logs/NAME.log opened directly: the daemon
 	// passes applog.Logs, which rotates the files.

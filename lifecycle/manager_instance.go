@@ -235,11 +235,28 @@ func noDescriptors(err error) bool {
 func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, func(context.Context) error, error) {
 	spec := in.spec
 	var (
-		upstream netip.AddrPort
-		port     int
-		err      error
+		upstream   netip.AddrPort
+		port       int
+		err        error
+		owner      uint32 // who must listen on socket, when checkOwner
+		checkOwner bool
 	)
-	if !spec.HandsOff() { // a handoff program listens on DynaPM's sockets
+	socket := m.upstreamSocket(spec)
+	switch {
+	case spec.HandsOff(): // a handoff program listens on DynaPM's sockets
+	case socket != "":
+		if m.cfg.SocketOwner != nil {
+			if owner, err = m.cfg.SocketOwner(spec); err != nil {
+				return nil, nil, nil, nil, err
+			}
+			checkOwner = true
+		}
+		if spec.PicksSocket() {
+			if err := preparePickedSocket(socket); err != nil {
+				return nil, nil, nil, nil, err
+			}
+		}
+	default:
 		if upstream, port, err = pickUpstream(in.ctx, spec); err != nil {
 			return nil, nil, nil, nil, err
 		}
@@ -260,7 +277,7 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	}
 	now := time.Now()
 	m.mu.Lock()
-	in.upstream, in.spawnedAt, in.watch = upstream, now, watch
+	in.upstream, in.socket, in.spawnedAt, in.watch = upstream, socket, now, watch
 	m.mu.Unlock()
 	if err := m.runHook(in.ctx, in, "before_start", spec.Hooks.BeforeStart, in.reason); err != nil {
 		return nil, nil, nil, nil, err
@@ -270,16 +287,16 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 		return nil, nil, nil, nil, err
 	}
 	upstreamStr := spec.Upstream
-	if upstreamStr == "" && upstream.IsValid() {
-		upstreamStr = upstream.String()
+	if upstreamStr == "" {
+		upstreamStr = in.upstreamText()
 	}
 	drv, err := m.driverFor(spec)
 	if err != nil {
 		return nil, nil, logf, waitLog, err
 	}
-	env := buildEnv(spec, port, in.index)
+	env := buildEnv(spec, port, in.index, socket)
 	proc, err := drv.Start(in.ctx, StartRequest{
-		Spec:     expandSpec(spec, port),
+		Spec:     expandSpec(spec, port, socket),
 		Upstream: upstreamStr,
 		Port:     port,
 		// Last: the socket is DynaPM's, whatever the app's env says.
@@ -295,15 +312,16 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	m.mu.Lock()
 	in.proc = proc
 	m.mu.Unlock()
-	r := &readiness{upstream: upstream, http: spec.Ready.HTTP, tcp: spec.Ready.TCP,
+	r := &readiness{upstream: upstream, socket: socket, http: spec.Ready.HTTP, tcp: spec.Ready.TCP,
 		udpBound: spec.UDPOnly() && spec.Ready.Kind() == appfile.ReadyConnect}
+	r.owner, r.checkOwner = owner, checkOwner
 	if watch != nil {
 		r.signal, r.awaited = watch.ready, watch.awaited
 	} else if spec.HandsOff() && spec.Ready.Kind() == appfile.ReadyConnect {
 		r.signal = readyAtSpawn
 	}
 	if len(spec.Ready.Command) > 0 {
-		r.command = m.readyCommand(spec, port, env)
+		r.command = m.readyCommand(spec, port, socket, env)
 	}
 	return proc, r, logf, waitLog, nil
 }
@@ -374,7 +392,7 @@ func (m *Manager) becomeReadyLocked(a *app, in *instance) {
 	a.lastActivity = now
 	a.lastErr = ""
 	a.setState(Ready)
-	where := []any{"upstream", in.upstream.String()}
+	where := []any{"upstream", in.upstreamText()}
 	if in.spec.HandsOff() {
 		where = []any{"handoff", in.spec.Handoff}
 	}

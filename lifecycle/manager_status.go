@@ -144,9 +144,7 @@ func (m *Manager) statusLocked() ([]AppStatus, []*appfile.Spec) {
 			if in.proc != nil {
 				is.Pid = in.proc.Pid()
 			}
-			if in.upstream.IsValid() {
-				is.Upstream = in.upstream.String()
-			}
+			is.Upstream = in.upstreamText()
 			st.Instances = append(st.Instances, is)
 		}
 		st.Handoff = a.spec.Handoff

@@ -89,6 +89,12 @@ type prober struct {
 // (Manager.spawn builds it).
 type readiness struct {
 	upstream netip.AddrPort
+	// socket, when set, is the socket file the program serves on: ready
+	// once a connect to it succeeds, with a listener of uid owner when
+	// checkOwner is set.
+	socket     string
+	owner      uint32
+	checkOwner bool
 	// http is ready.http's path; tcp ready.tcp's exchange.
 	http string
 	tcp  appfile.TCPCheck
@@ -129,6 +135,8 @@ func (p *prober) once(ctx context.Context, r *readiness) (int, error) {
 	switch {
 	case r.command != nil:
 		return -1, r.command(ctx)
+	case r.socket != "":
+		return r.connectSocket(ctx)
 	case r.tcp.Expect != "":
 		return -1, p.onceTCP(ctx, r.upstream, r.tcp)
 	case r.udpBound:
@@ -287,7 +295,7 @@ func (p *prober) waitReady(ctx context.Context, proc Process, r *readiness, inte
 	// A driver's own readiness check (a Docker API call) is no thing to
 	// run thousands of times a second: those probes wait on timers.
 	var preciseUntil time.Time // zero: Go's timers
-	if r.plainConnect() && checker == nil && r.upstream.Addr().IsLoopback() {
+	if r.plainConnect() && checker == nil && (r.upstream.Addr().IsLoopback() || r.socket != "") {
 		select {
 		case p.precise <- struct{}{}:
 			preciseUntil = time.Now().Add(preciseFor)

@@ -32,8 +32,8 @@ var errNoGuard = errors.New("needs Config.StartGroup to run as the app's user, g
 
 // readyCommand returns one try of spec's ready.command for a start on
 // port with environment env.
-func (m *Manager) readyCommand(spec *appfile.Spec, port int, env []string) func(context.Context) error {
-	argv := appfile.ExpandPorts(spec.Ready.Command, port)
+func (m *Manager) readyCommand(spec *appfile.Spec, port int, socket string, env []string) func(context.Context) error {
+	argv := expandArgs(spec.Ready.Command, port, socket)
 	return func(ctx context.Context) error {
 		return m.runReadyCommand(ctx, spec, argv, env)
 	}

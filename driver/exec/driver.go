@@ -251,7 +251,9 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if len(req.Spec.Command) == 0 {
 		return nil, errors.New("empty command")
 	}
-	if req.Spec.Upstream != "" {
+	// A socket file's program replaces a stale file itself, as it must
+	// after a crash; only ports are checked.
+	if req.Spec.Upstream != "" && req.Spec.UnixUpstream() == "" {
 		if err := checkUpstreamFree(ctx, req.Spec.Upstream); err != nil {
 			return nil, err
 		}

@@ -1,4 +1,4 @@
-// Package rawnet connects TCP sockets with raw system calls, outside Go's
+// Package rawnet connects TCP and Unix stream sockets with raw system calls, outside Go's
 // netpoller: a descriptor that never enters Go's epoll needs no
 // registration to add and remove, no getsockname/getpeername, and can be
 // handed to an event loop of the caller's own, or closed at once (a
@@ -92,4 +92,49 @@ func waitConnect(ctx context.Context, fd int, timeout time.Duration) error {
 		return os.NewSyscallError("connect", syscall.Errno(soErr))
 	}
 	return os.NewSyscallError("connect", syscall.ECONNRESET)
+}
+
+// ConnectUnix makes one connect attempt to the Unix stream socket file at
+// path and returns the connected, non-blocking, close-on-exec descriptor,
+// which the caller owns. A Unix connect completes at once or fails: a
+// listener whose queue is full answers EAGAIN, and the attempt is tried
+// again, a pollSlice apart at most, until timeout (then an error wrapping
+// os.ErrDeadlineExceeded) or until ctx ends. A zero timeout tries once. A
+// missing file is ENOENT, a file nobody listens on ECONNREFUSED.
+func ConnectUnix(ctx context.Context, path string, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	wait := 50 * time.Microsecond
+	for {
+		fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return -1, os.NewSyscallError("socket", err)
+		}
+		err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: path})
+		if err == nil {
+			return fd, nil
+		}
+		syscall.Close(fd)
+		if err != syscall.EAGAIN {
+			return -1, os.NewSyscallError("connect", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return -1, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return -1, fmt.Errorf("connecting to %s: its accept queue is full: %w", path, os.ErrDeadlineExceeded)
+		}
+		time.Sleep(min(wait, left))
+		wait = min(2*wait, pollSlice)
+	}
+}
+
+// PeerUID returns the uid of the process that made the listening socket
+// fd is connected to (SO_PEERCRED), for a Unix socket.
+func PeerUID(fd int) (uint32, error) {
+	cred, err := syscall.GetsockoptUcred(fd, syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	if err != nil {
+		return 0, os.NewSyscallError("getsockopt SO_PEERCRED", err)
+	}
+	return cred.Uid, nil
 }

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -80,7 +81,7 @@ func stamp(event string) {
 
 func main() {
 	var c config
-	flag.StringVar(&c.listen, "listen", "", "address to listen on (default 127.0.0.1:$PORT)")
+	flag.StringVar(&c.listen, "listen", "", "address to listen on, or unix:/path for a socket file (default 127.0.0.1:$PORT)")
 	flag.StringVar(&c.mode, "mode", "echo", "echo | http | hold | udp-echo | tcp-udp-echo | sleep | get (a healthcheck: GET -target, exit 0 on 2xx) | notify (send -notify and exit) | orphan (start -grandchild's sleeper, write -pidfile, exit)")
 	flag.DurationVar(&c.delay, "delay", 0, "sleep this long before listening (slow start)")
 	flag.DurationVar(&c.readyDelay, "ready-delay", 0, "http mode: /healthz answers 503 until this long after start; -notify: READY=1 is sent then")
@@ -361,6 +362,9 @@ func writePid(path string, pid int) error {
 // listen listens on addr; with a backlog > 0 it builds the socket by hand,
 // because net.Listen always uses the system's maximum backlog.
 func listen(addr string, backlog int) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return net.Listen("unix", path) // removed at exit by the listener's Close
+	}
 	if backlog <= 0 {
 		return net.Listen("tcp", addr)
 	}

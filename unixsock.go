@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+
+	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/appsdir"
+	execdriver "github.com/dynapm/dynapm/driver/exec"
+	"github.com/dynapm/dynapm/l4"
+	"github.com/dynapm/dynapm/lifecycle"
+)
+
+// unixRoute is what the routes of one app need of its socket files: how
+// its unix: listen sockets are made, and where its program serves when
+// that is a socket file, with the uid it runs as (whom l4 expects to
+// find listening there).
+type unixRoute struct {
+	socket      l4.SocketFile
+	upstream    string
+	upstreamUID uint32
+}
+
+// unixRoutes resolves, for every spec with a socket file, socket_user and
+// socket_group to ids and the user its program runs as; the specs it
+// cannot resolve are refused, naming the field.
+func unixRoutes(specs []*appfile.Spec, stateDir string, euid int) (map[*appfile.Spec]unixRoute, []appsdir.AppError) {
+	out := map[*appfile.Spec]unixRoute{}
+	var errs []appsdir.AppError
+	for _, s := range specs {
+		var u unixRoute
+		fail := func(field string, err error) {
+			errs = append(errs, appsdir.AppError{App: s.Name, Err: &appfile.FieldError{File: s.File, Field: field, Msg: err.Error()}})
+		}
+		if s.HasUnixListen() {
+			u.socket = l4.SocketFile{Mode: os.FileMode(s.Socket.Mode & 0o777), UID: -1, GID: -1}
+			var err error
+			if s.Socket.User != "" {
+				if u.socket.UID, err = lookupID(s.Socket.User, false); err != nil {
+					fail("socket_user", err)
+					continue
+				}
+			}
+			if s.Socket.Group != "" {
+				if u.socket.GID, err = lookupID(s.Socket.Group, true); err != nil {
+					fail("socket_group", err)
+					continue
+				}
+			}
+		}
+		switch {
+		case s.UnixUpstream() != "":
+			u.upstream = s.UnixUpstream()
+		case s.PicksSocket():
+			u.upstream = lifecycle.SocketPath(stateDir, s.Name)
+			if n := len(u.upstream); n > appfile.MaxSocketPath {
+				fail("command", fmt.Errorf("$SOCKET would be %s, %d bytes, over the %d bytes a socket path may have; use a shorter state directory or app name",
+					u.upstream, n, appfile.MaxSocketPath))
+				continue
+			}
+		}
+		if u.upstream != "" {
+			uid, err := programUID(s, euid)
+			if err != nil {
+				fail("user", err)
+				continue
+			}
+			u.upstreamUID = uid
+		}
+		out[s] = u
+	}
+	return out, errs
+}
+
+// programUID is the uid s's program runs as: its user:, or the daemon's
+// (euid). It is whom DynaPM expects to listen on the app's socket file
+// (l4.Route.UnixUpstreamUID, lifecycle.Config.SocketOwner).
+func programUID(s *appfile.Spec, euid int) (uint32, error) {
+	if s.User == "" {
+		return uint32(euid), nil
+	}
+	cred, err := execdriver.Credential(s.User, s.Group)
+	if err != nil {
+		return 0, err
+	}
+	return cred.Uid, nil
+}
+
+// lookupID resolves a user (or, if group, a group) name or numeric id.
+func lookupID(name string, group bool) (int, error) {
+	if n, err := strconv.ParseUint(name, 10, 31); err == nil {
+		return int(n), nil
+	}
+	var id string
+	if group {
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			return 0, fmt.Errorf("looking up group %q: %w", name, err)
+		}
+		id = g.Gid
+	} else {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return 0, fmt.Errorf("looking up user %q: %w", name, err)
+		}
+		id = u.Uid
+	}
+	n, err := strconv.Atoi(id)
+	if err != nil {
+		return 0, fmt.Errorf("id %q of %q is not a number", id, name)
+	}
+	return n, nil
+}
