@@ -115,7 +115,9 @@ func (m *Manager) beginThawLocked(a *app, reason string) []*instance {
 // way, and returns the app, ready, with the instance to lease: a
 // connection to a frozen app is then served on the thread that accepted
 // it, with no goroutine to start nor lock to hand over. A nil instance
-// leaves the thaw to Wake.
+// leaves the thaw to Wake; when a ThawNow failed, the app is thawing
+// already (thawLocked), those resumed recorded as running, so that its
+// state holds even if the connection's client goes away.
 func (m *Manager) thawNowLocked(name string) (*app, *instance) {
 	a := m.apps[name]
 	if m.closed || a == nil || a.removed || a.over.Disabled || a.state != Frozen || a.thawing {
@@ -139,17 +141,19 @@ func (m *Manager) thawNowLocked(name string) (*app, *instance) {
 	for _, in := range held {
 		// Not applied: the freeze's goroutine has yet to run, and
 		// will find nothing to do.
-		if in.freezeApplied {
-			if err := in.proc.(QuickThawer).ThawNow(); err != nil {
-				return nil, nil
-			}
+		if !in.freezeApplied {
+			continue
 		}
-	}
-	m.beginThawLocked(a, "connection")
-	for _, in := range held {
+		// The write to cgroup.freeze waits for the kernel's
+		// cgroup_mutex; see QuickThawer for why that is acceptable.
+		if err := in.proc.(QuickThawer).ThawNow(); err != nil {
+			m.log.Warn("thawing app at once failed, thawing it in the background", "app", a.name, "err", err)
+			m.thawLocked(a, "connection")
+			return nil, nil
+		}
 		in.freezeApplied = false
 	}
-	m.thawedLocked(a)
+	m.beginThawLocked(a, "connection") // ready: nothing is frozen now
 	return a, a.pick()
 }
 
