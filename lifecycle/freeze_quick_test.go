@@ -3,9 +3,11 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/testutil"
@@ -13,17 +15,20 @@ import (
 
 // countedThaw is a Driver whose processes count their Freeze, Thaw and
 // ThawNow calls; ThawNow call failNth (from 1, 0 for none) fails, and
-// Thaw waits until gate is closed.
+// Thaw waits until gate is closed. With nowGate, ThawNow says so on
+// nowEntered and waits until nowGate is closed.
 type countedThaw struct {
 	Driver
-	failNth  int32
-	gate     chan struct{}
-	froze    atomic.Int32
-	thawNows atomic.Int32
-	thaws    atomic.Int32
-	mu       sync.Mutex
-	failed   int // pid whose ThawNow failed
-	opened   sync.Once
+	failNth    int32
+	gate       chan struct{}
+	nowEntered chan struct{}
+	nowGate    chan struct{}
+	froze      atomic.Int32
+	thawNows   atomic.Int32
+	thaws      atomic.Int32
+	mu         sync.Mutex
+	failed     int // pid whose ThawNow failed
+	opened     sync.Once
 }
 
 // open closes gate once.
@@ -62,6 +67,10 @@ func (p countedThawProcess) Thaw(ctx context.Context) error {
 }
 
 func (p countedThawProcess) ThawNow() error {
+	if p.d.nowGate != nil {
+		p.d.nowEntered <- struct{}{}
+		<-p.d.nowGate
+	}
 	if p.d.thawNows.Add(1) == p.d.failNth {
 		p.d.mu.Lock()
 		p.d.failed = p.Pid()
@@ -175,4 +184,65 @@ func TestAFailedQuickThawOfOneInstanceHandsTheAppToTheSlowThaw(t *testing.T) {
 		t.Errorf("after the slow thaw: %+v", st.Instances)
 	}
 	h.waitLog(`msg="app thawed"`, "app=web", "reason=connection")
+}
+
+// The Manager's lock is free while ThawNow runs (a cgroup.freeze write
+// may wait for the kernel's cgroup_mutex): status, other apps and other
+// connections go on, and see the app thawing.
+func TestTryWakeLeavesTheManagerUnlockedDuringThawNow(t *testing.T) {
+	d := &countedThaw{gate: make(chan struct{}), nowEntered: make(chan struct{}, 1), nowGate: make(chan struct{})}
+	h := newHarness(t, func(c *Config) { d.Driver = c.Driver; c.Driver = d })
+	t.Cleanup(d.open)
+	spec := h.spec("web", "-listen", "127.0.0.1:${PORT}")
+	spec.IdleTimeout, spec.IdleAction = 200*time.Millisecond, appfile.IdleFreeze
+	h.m.Apply([]*appfile.Spec{spec})
+	up, release := h.wake("web")
+	release()
+	pid := h.waitState("web", Frozen).Pid
+	waitStopped(t, true, pid)
+	testutil.Eventually(t, mgrWait, func() bool { return d.froze.Load() == 1 },
+		"the Freeze call never returned")
+
+	type lease struct {
+		up      netip.AddrPort
+		release func()
+		ok      bool
+	}
+	woke := make(chan lease, 1)
+	go func() {
+		up, release, ok := h.m.TryWake("web")
+		woke <- lease{up, release, ok}
+	}()
+	select {
+	case <-d.nowEntered:
+	case <-time.After(mgrWait):
+		t.Fatal("TryWake never called ThawNow")
+	}
+	statused := make(chan AppStatus, 1)
+	go func() { statused <- h.status("web") }()
+	select {
+	case st := <-statused:
+		if st.State != Frozen {
+			t.Errorf("during ThawNow: %s, want frozen (thawing)", fmtStatus(st))
+		}
+	case <-time.After(mgrWait):
+		close(d.nowGate)
+		t.Fatal("Status waited for ThawNow: the Manager's lock is held")
+	}
+	if _, _, ok := h.m.TryWake("web"); ok {
+		t.Error("a second TryWake leased the app during the first one's ThawNow")
+	}
+	close(d.nowGate)
+	l := <-woke
+	if !l.ok {
+		t.Fatalf("TryWake did not lease the app: %s", fmtStatus(h.status("web")))
+	}
+	defer l.release()
+	if st := h.status("web"); st.State != Ready || st.Pid != pid || l.up != up {
+		t.Fatalf("after TryWake: %s, %v; want ready, pid %d at %v", fmtStatus(st), l.up, pid, up)
+	}
+	waitStopped(t, false, pid)
+	if got := echo(t, l.up, "thawed"); got != "thawed" {
+		t.Errorf("echo %q", got)
+	}
 }
