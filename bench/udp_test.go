@@ -155,34 +155,56 @@ func TestUDPLoadCountsALateReplyOnceAndSendsNothingForIt(t *testing.T) {
 	}
 }
 
+// The program answers only once it has seen two polls go unanswered (a
+// port still unbound, then bound by a program not yet serving): the poll
+// must return after that, not at its first send or refusal.
 func TestUDPPollReplyWaitsForTheProgramToBind(t *testing.T) {
 	addr := freeUDPAddr()
-	start := time.Now()
-	bound := make(chan *net.UDPConn, 1)
-	echoed := make(chan struct{})
-	go func() {
-		defer close(echoed)
-		// Bound a moment after the polling began, as a starting program.
-		time.Sleep(20 * time.Millisecond)
-		la, _ := net.ResolveUDPAddr("udp", addr)
-		c, err := net.ListenUDP("udp", la)
-		bound <- c
-		if err == nil {
-			_ = echoUDP(c)
-		}
-	}()
-	d, err := udpPollReply(start, addr, 10*time.Second)
-	c := <-bound
-	if c == nil {
-		t.Fatal("could not bind the free address")
-	}
-	c.Close()
-	<-echoed
+	la, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d < 20*time.Millisecond {
-		t.Errorf("answered after %v, before the program bound its port", d)
+	type result struct {
+		d   time.Duration
+		err error
+	}
+	polled := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		d, err := udpPollReply(start, addr, 10*time.Second)
+		polled <- result{d, err}
+	}()
+	silent, err := net.ListenUDP("udp", la)
+	if err != nil {
+		t.Fatalf("binding the free address: %v", err)
+	}
+	buf := make([]byte, 2048)
+	for i := range 2 {
+		_ = silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := silent.ReadFromUDP(buf); err != nil {
+			silent.Close()
+			t.Fatalf("poll %d never came: %v", i+1, err)
+		}
+	}
+	silent.Close()
+	answering := time.Since(start)
+	c, err := net.ListenUDP("udp", la)
+	if err != nil {
+		t.Fatalf("binding the free address again: %v", err)
+	}
+	echoed := make(chan struct{})
+	go func() {
+		defer close(echoed)
+		_ = echoUDP(c)
+	}()
+	r := <-polled
+	c.Close()
+	<-echoed
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.d < answering {
+		t.Errorf("answered after %v, before the program answered (%v)", r.d, answering)
 	}
 	if _, err := udpPollReply(time.Now(), freeUDPAddr(), 5*time.Millisecond); err == nil {
 		t.Error("a port nobody binds answered")

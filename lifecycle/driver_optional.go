@@ -84,10 +84,10 @@ type Freezer interface {
 }
 
 // QuickThawer is a Freezer that can also resume its processes without
-// waiting for anything: a write to cgroup.freeze, a SIGCONT. The Manager
-// calls ThawNow with its lock held, for a connection to a frozen app
-// (TryWake), which is then served on the thread that accepted it; a
-// failure leaves the thaw to Thaw.
+// waiting for the kernel's report: a write to cgroup.freeze, a SIGCONT.
+// The Manager calls ThawNow, its lock released, for a connection to a
+// frozen app (TryWake), which is then served on the thread that accepted
+// it; a failure leaves the thaw to Thaw.
 type QuickThawer interface {
 	Freezer
 	ThawNow() error

@@ -80,7 +80,8 @@ func (m *Manager) dropUnclaimedLocked(name string) {
 // thawed at once (thawNowLocked): it leases a ready backend without
 // waiting, or reports false (the app is stopped, starting, stopping,
 // failed or unknown) and leaves the app alone, so that the caller can
-// wait in Wake without blocking whatever called TryWake.
+// wait in Wake without blocking whatever called TryWake; a frozen app
+// whose quick thaw failed is left thawing.
 func (m *Manager) TryWake(name string) (netip.AddrPort, func(), bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

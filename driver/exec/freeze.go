@@ -24,17 +24,21 @@ func (p *process) Freeze(ctx context.Context) error {
 	return p.signalGroup(syscall.SIGSTOP)
 }
 
-// Thaw resumes what Freeze suspended. An app that is gone has nothing to
-// resume.
+// Thaw resumes what Freeze suspended (ThawNow) and, for a cgroup, waits
+// until the kernel reports it running: a frozen parent may hold it. An
+// app that is gone has nothing to resume.
 func (p *process) Thaw(ctx context.Context) error {
-	if g := p.cgroup(); g != nil {
-		return p.ifLive(g.Thaw(ctx))
+	if err := p.ThawNow(); err != nil {
+		return err
 	}
-	return p.signalGroup(syscall.SIGCONT)
+	if g := p.cgroup(); g != nil {
+		return p.ifLive(g.WaitThawed(ctx))
+	}
+	return nil
 }
 
 // ThawNow resumes what Freeze suspended without waiting for the kernel
-// to report it (Thaw waits, for a frozen parent cgroup only).
+// to report it.
 func (p *process) ThawNow() error {
 	if g := p.cgroup(); g != nil {
 		return p.ifLive(g.Resume())

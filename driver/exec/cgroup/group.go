@@ -151,6 +151,12 @@ func (g *Group) Thaw(ctx context.Context) error {
 	if err := g.Resume(); err != nil {
 		return err
 	}
+	return g.WaitThawed(ctx)
+}
+
+// WaitThawed returns once the group, resumed, is no longer frozen, or
+// with ctx's error when ctx ends first.
+func (g *Group) WaitThawed(ctx context.Context) error {
 	return g.wait(ctx, "frozen", 0)
 }
 
