@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/procnet"
+	"github.com/dynapm/dynapm/internal/sockdiag"
 )
 
 func TestUDPBoundProbe(t *testing.T) {
@@ -193,5 +195,42 @@ func TestUDPProbePassesOnTheFirstTryAfterTheBindOnABusyTable(t *testing.T) {
 	// The /proc fallback finds it too.
 	if inodes, err := procnet.Bound(procnet.UDPTables, procnet.UDPUnconnected, up); err != nil || len(inodes) != 1 {
 		t.Errorf("after the bind, /proc/net/udp: %v, %v", inodes, err)
+	}
+}
+
+// BenchmarkUDPProbeTry is one try of a UDP-only app's probe on a port not
+// yet bound, with n other UDP sockets on the machine: the sock_diag lookup
+// the probe makes, and the /proc/net/udp read it falls back on.
+func BenchmarkUDPProbeTry(b *testing.B) {
+	for _, n := range []int{0, 1000, 10000} {
+		fds := make([]int, 0, n)
+		for range n {
+			fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+			if err != nil {
+				b.Skipf("socket %d of %d: %v", len(fds), n, err)
+			}
+			fds = append(fds, fd)
+			if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		up := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 9) // discard: never bound here
+		b.Run(fmt.Sprintf("sock_diag/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if found, err := sockdiag.UDPBound(up); err != nil || found {
+					b.Fatal(found, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("proc/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if inodes, err := procnet.Bound(procnet.UDPTables, procnet.UDPUnconnected, up); err != nil || len(inodes) > 0 {
+					b.Fatal(inodes, err)
+				}
+			}
+		})
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
 	}
 }
