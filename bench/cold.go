@@ -113,8 +113,9 @@ func (b *bench) coldWakes(p coldProgram) error {
 		bare, woken = append(bare, d), append(woken, w)
 	}
 	over := medianDiff(woken, bare)
-	progress("cold %-32s alone %8s  through dynapm %8s  overhead %8s", p.label,
-		medianDur(bare).Round(time.Microsecond), medianDur(woken).Round(time.Microsecond), over.Round(time.Microsecond))
+	progress("cold %-32s alone %8s  through dynapm %8s  overhead %8s (quartiles %s–%s)", p.label,
+		medianDur(bare).Round(time.Microsecond), medianDur(woken).Round(time.Microsecond), over.Round(time.Microsecond),
+		diffQuartile(woken, bare, 1).Round(time.Microsecond), diffQuartile(woken, bare, 3).Round(time.Microsecond))
 	scen := "cold wake: " + p.label
 	via, first := "connect", "first byte"
 	if p.udp {

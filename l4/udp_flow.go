@@ -123,9 +123,27 @@ func (f *udpFlow) wake() {
 		f.close()
 		return
 	}
-	// Replies to the first datagrams may come while later ones are sent.
+	// The first datagram, which its client is waiting on, goes up before
+	// the flow's timer and reply goroutine are set up: starting either can
+	// cost a system call to wake a thread. Its reply waits in the socket.
 	l.mu.Lock()
 	dead := f.dead || l.closed
+	var first [][]byte
+	if !dead && len(f.queue) > 0 {
+		first, f.queue = f.queue[:1:1], f.queue[1:]
+	}
+	l.mu.Unlock()
+	if len(first) > 0 {
+		err := f.sendQueued(first)
+		s.udp.queues.give(f.app, first)
+		if err != nil {
+			f.close()
+			return
+		}
+	}
+	// Replies to the first datagrams may come while later ones are sent.
+	l.mu.Lock()
+	dead = dead || f.dead || l.closed
 	if !dead {
 		f.timer = time.AfterFunc(f.timeout, f.expire)
 	}

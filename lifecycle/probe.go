@@ -27,10 +27,11 @@ import (
 //
 // Go's timers cannot wait that precisely: when nothing else runs, the
 // runtime sleeps in epoll_wait, whose timeout is in whole milliseconds, so
-// a sub-millisecond timer takes at least a millisecond. So a TCP probe of
-// a loopback upstream sleeps with nanosleep(2) on its goroutine's thread
-// instead, and probes with raw system calls (socket, connect, poll,
-// close), which keeps a start's probing to a small share of a core. At
+// a sub-millisecond timer takes at least a millisecond. So the default
+// probe of a loopback upstream (a TCP connect, or a UDP program's bound
+// port) sleeps with nanosleep(2) on its goroutine's thread instead, and
+// probes with raw system calls (socket, connect, poll, close; a sock_diag
+// lookup), which keeps a start's probing to a small share of a core. At
 // most preciseProbers starts at a time do that, each for at most
 // preciseFor (a thread each, blocked in nanosleep); the others, later
 // tries and HTTP probes wait on Go's timers, at probeMaxInterval at most
@@ -271,15 +272,11 @@ func (p *prober) waitReady(ctx context.Context, proc Process, r *readiness, inte
 		interval = max(interval, commandInterval)
 		maxInterval = max(interval, commandMaxInterval)
 	}
-	if r.udpBound {
-		interval = max(interval, udpProbeInterval)
-		maxInterval = max(interval, udpProbeMaxInterval)
-	}
 	// A try that takes long (a command, an exchange) ends at the deadline
-	// too. Not for the plain connect, which is answered within the call
-	// on the loopback and is on the path of every cold start.
+	// too. Not for the default checks, which are answered within the
+	// call and are on the path of every cold start.
 	tryCtx := ctx
-	if !r.plainConnect() {
+	if !r.inCall() {
 		var cancel context.CancelFunc
 		tryCtx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
@@ -295,7 +292,7 @@ func (p *prober) waitReady(ctx context.Context, proc Process, r *readiness, inte
 	// A driver's own readiness check (a Docker API call) is no thing to
 	// run thousands of times a second: those probes wait on timers.
 	var preciseUntil time.Time // zero: Go's timers
-	if r.plainConnect() && checker == nil && (r.upstream.Addr().IsLoopback() || r.socket != "") {
+	if r.inCall() && checker == nil && (r.upstream.Addr().IsLoopback() || r.socket != "") {
 		select {
 		case p.precise <- struct{}{}:
 			preciseUntil = time.Now().Add(preciseFor)
@@ -352,6 +349,13 @@ func (p *prober) waitReady(ctx context.Context, proc Process, r *readiness, inte
 // whose connection may carry the first held client.
 func (r *readiness) plainConnect() bool {
 	return r.signal == nil && r.command == nil && r.http == "" && r.tcp.Expect == "" && !r.udpBound
+}
+
+// inCall reports whether r is a default check, a TCP connect or a UDP
+// program's bound port (probe_udp.go): a few system calls answered within
+// the call, cheap enough to try every defaultProbeInterval.
+func (r *readiness) inCall() bool {
+	return r.plainConnect() || (r.udpBound && r.signal == nil && r.command == nil)
 }
 
 // nextInterval is the wait before the next probe, given the last one and

@@ -1,7 +1,8 @@
-// Package sockdiag counts TCP connections from the kernel's socket tables
-// with sock_diag netlink (NETLINK_SOCK_DIAG, INET_DIAG), as ss(8) does: no
-// /proc parsing, and with a filter the kernel only sends the sockets asked
-// for.
+// Package sockdiag asks the kernel's socket tables with sock_diag netlink
+// (NETLINK_SOCK_DIAG, INET_DIAG), as ss(8) does: how many TCP connections
+// are established on some ports, and whether a UDP socket would receive a
+// datagram sent to an address. No /proc parsing: with a filter, or a
+// lookup, the kernel only sends the sockets asked for.
 package sockdiag
 
 import (
