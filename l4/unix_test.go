@@ -169,6 +169,34 @@ func TestUnixUpstreamOfAnotherUserIsRefused(t *testing.T) {
 	waitFor(t, "the refusal logged", func() bool { return strings.Contains(logs.String(), "the socket's listener is not the app's user") })
 }
 
+// A symlink as the last component of a unix: upstream is not followed,
+// even to a socket of the app's own user: the file is opened O_PATH |
+// O_NOFOLLOW and connected to through /proc/self/fd.
+func TestUnixUpstreamSymlinkIsNotFollowed(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("sock", &testApp{upstream: netip.MustParseAddrPort("127.0.0.1:1")})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target.sock")
+	unixEcho(t, target)
+	up := filepath.Join(dir, "up.sock")
+	if err := os.Symlink(target, up); err != nil {
+		t.Fatal(err)
+	}
+	s, logs := newServer(t, w)
+	if errs := s.Apply(map[string][]Route{"127.0.0.1:0": {{App: "sock", UnixUpstream: up, UnixUpstreamUID: uint32(os.Geteuid())}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	c := dialTCP(t, s.Addr("127.0.0.1:0").String())
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("secret"))
+	if n, err := c.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("read %d bytes through a symlink", n)
+	}
+	waitFor(t, "the refusal logged", func() bool {
+		return strings.Contains(logs.String(), up+" is a symlink, which DynaPM does not follow to a socket")
+	})
+}
+
 func TestUnixListenReplacesAStaleSocket(t *testing.T) {
 	w := newTestWaker(t)
 	w.add("web", &testApp{start: func() *backend { return startBackend(t, echo) }})
