@@ -7,6 +7,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/trust"
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // checkCommand validates every app file and prints one line per problem.
@@ -81,7 +82,7 @@ func trustErrors(c trust.Checker, dir string, specs []*appfile.Spec, errs []erro
 // anyone but root and the daemon's user could change.
 func socketDirError(s *appfile.Spec, c trust.Checker) error {
 	for i, l := range s.Listen {
-		if p := appfile.UnixPath(l); p != "" {
+		if p := unixaddr.Path(l); p != "" {
 			if err := c.Dir(filepath.Dir(p), socketDirWhat); err != nil {
 				return &appfile.FieldError{File: s.File, Field: fmt.Sprintf("listen[%d]", i), Msg: err.Error()}
 			}

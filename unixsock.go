@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/appsdir"
@@ -41,18 +39,21 @@ func unixRoutes(specs []*appfile.Spec, stateDir string, c trust.Checker) (map[*a
 		}
 		if s.HasUnixListen() {
 			u.socket = l4.SocketFile{Mode: os.FileMode(s.Socket.Mode & 0o777), UID: -1, GID: -1}
-			var err error
 			if s.Socket.User != "" {
-				if u.socket.UID, err = lookupID(s.Socket.User, false); err != nil {
+				uid, _, err := execdriver.LookupUser(s.Socket.User)
+				if err != nil {
 					fail("socket_user", err)
 					continue
 				}
+				u.socket.UID = int(uid)
 			}
 			if s.Socket.Group != "" {
-				if u.socket.GID, err = lookupID(s.Socket.Group, true); err != nil {
+				gid, err := execdriver.LookupGroup(s.Socket.Group)
+				if err != nil {
 					fail("socket_group", err)
 					continue
 				}
+				u.socket.GID = int(gid)
 			}
 		}
 		switch {
@@ -117,30 +118,4 @@ func programUID(s *appfile.Spec, euid int) (uint32, error) {
 		return 0, err
 	}
 	return cred.Uid, nil
-}
-
-// lookupID resolves a user (or, if group, a group) name or numeric id.
-func lookupID(name string, group bool) (int, error) {
-	if n, err := strconv.ParseUint(name, 10, 31); err == nil {
-		return int(n), nil
-	}
-	var id string
-	if group {
-		g, err := user.LookupGroup(name)
-		if err != nil {
-			return 0, fmt.Errorf("looking up group %q: %w", name, err)
-		}
-		id = g.Gid
-	} else {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return 0, fmt.Errorf("looking up user %q: %w", name, err)
-		}
-		id = u.Uid
-	}
-	n, err := strconv.Atoi(id)
-	if err != nil {
-		return 0, fmt.Errorf("id %q of %q is not a number", id, name)
-	}
-	return n, nil
 }
