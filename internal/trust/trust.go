@@ -251,7 +251,10 @@ func (c Checker) ownerError(s step, subject string) error {
 		to = userArg(c.UID)
 	}
 	if c.app != nil && *c.app != 0 && *c.app != c.UID {
-		trusted = strings.TrimSuffix(trusted, ", whom dynapm runs as") + " or " + UserName(*c.app) + ", whom the app runs as"
+		trusted = "root or " + UserName(*c.app) + ", whom the app runs as"
+		if c.UID != 0 {
+			trusted = "root, " + UserName(c.UID) + " (whom dynapm runs as) or " + UserName(*c.app) + " (whom the app runs as)"
+		}
 		to = userArg(*c.app)
 	}
 	return &Error{Subject: subject, Path: s.path,
