@@ -62,11 +62,7 @@ func (r *readiness) connectSocket(ctx context.Context) (int, error) {
 	if err != nil || !r.checkOwner {
 		return fd, err
 	}
-	uid, err := rawnet.PeerUID(fd)
-	if err == nil && uid != r.owner {
-		err = fmt.Errorf("uid %d listens on %s, not uid %d, whom the app runs as", uid, r.socket, r.owner)
-	}
-	if err != nil {
+	if err := rawnet.CheckPeer(fd, r.socket, r.owner); err != nil {
 		syscall.Close(fd)
 		return -1, err
 	}

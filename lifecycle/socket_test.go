@@ -171,7 +171,7 @@ func TestSocketOfAnotherUserIsNotReady(t *testing.T) {
 		release()
 		t.Fatal("ready on a socket another uid listens on")
 	}
-	want := fmt.Sprintf("uid %d listens on %s, not uid %d, whom the app runs as", os.Geteuid(), SocketPath(h.cfg.StateDir, "sock"), other)
+	want := fmt.Sprintf("connecting to %s: the socket's listener is not the app's user: uid %d listens there, the app runs as uid %d", SocketPath(h.cfg.StateDir, "sock"), os.Geteuid(), other)
 	// The start's failure, logged once its probing gives up, says why.
 	testutil.Eventually(t, mgrWait, func() bool { return h.logLine(want) != "" },
 		"wake error %v; no log line with %q:\n%s", err, want, h.logs.String())

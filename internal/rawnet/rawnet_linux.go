@@ -7,6 +7,7 @@ package rawnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -165,6 +166,26 @@ func openSocketFile(path string) (int, error) {
 	}
 	syscall.Close(fd)
 	return -1, fmt.Errorf("%s is not a socket: %w", path, syscall.ENOTSOCK)
+}
+
+// ErrWrongPeer is a socket file whose listener is not the app's user.
+var ErrWrongPeer = errors.New("the socket's listener is not the app's user")
+
+// CheckPeer refuses fd, connected to the socket file path, unless its
+// listener (the process that called listen, SO_PEERCRED) is uid, the user
+// the app's program runs as: another program's socket at the path
+// (docker.sock, say) is no sign that the app serves, and the daemon, often
+// root, must not connect the app's clients to it. It serves both the
+// dials (l4) and the readiness probes (lifecycle).
+func CheckPeer(fd int, path string, uid uint32) error {
+	peer, err := PeerUID(fd)
+	if err != nil {
+		return err
+	}
+	if peer != uid {
+		return fmt.Errorf("connecting to %s: %w: uid %d listens there, the app runs as uid %d", path, ErrWrongPeer, peer, uid)
+	}
+	return nil
 }
 
 // PeerUID returns the uid of the process that made the listening socket
