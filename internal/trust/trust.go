@@ -101,22 +101,31 @@ func (c Checker) Dir(path, what string) error {
 // attack on it. A directory that does not exist yet is judged by the
 // nearest one above it that does (only those it trusts can make it there),
 // provided nothing, not even a dangling symlink, stands where the first
-// missing one would be.
+// missing one would be. A directory in a Private one is refused.
 func (c Checker) AppDir(path, what string, uid uint32) error {
 	c.app = &uid
 	path = filepath.Clean(path)
-	err := c.strict(path, what, true)
-	for p := path; errors.Is(err, fs.ErrNotExist) && p != "/"; {
-		missing := p
-		if _, lerr := os.Lstat(missing); lerr == nil {
+	p := path
+	err := c.strict(p, what, true)
+	for errors.Is(err, fs.ErrNotExist) && p != "/" {
+		if _, lerr := os.Lstat(p); lerr == nil {
 			// It is there, yet does not resolve: a symlink to nothing.
-			return &Error{Subject: what + " " + path, Path: missing,
-				Problem: fmt.Sprintf("does not exist, and %s is a symlink to nothing, which whoever may make its target would choose", missing)}
+			return &Error{Subject: what + " " + path, Path: p,
+				Problem: fmt.Sprintf("does not exist, and %s is a symlink to nothing, which whoever may make its target would choose", p)}
 		}
 		p = filepath.Dir(p)
 		err = c.strict(p, fmt.Sprintf("%s %s does not exist yet; the directory above it", what, path), true)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// Nor in the state directory: the daemon's own socket is there, and
+	// the app's clients would be its clients.
+	resolved, _, err := c.walk(p)
+	if err != nil {
+		return fmt.Errorf("checking %s %s: %w", what, path, err)
+	}
+	return c.private(path, filepath.Join(resolved, strings.TrimPrefix(path, p)), what+" "+path)
 }
 
 // File is Dir for a file the daemon trusts (the settings file).

@@ -319,4 +319,11 @@ func TestAppDirTrustsTheAppsUserAndJudgesWhatIsMissingByItsParent(t *testing.T) 
 	}
 	wantError(t, (Checker{UID: 4321}).AppDir(mine, what, 1234), mine,
 		"not root, uid 4321 (whom dynapm runs as) or uid 1234 (whom the app runs as)", "chown 1234 "+mine)
+	// Nor in the state directory, where the daemon's own socket is.
+	state := mkdir(t, filepath.Join(root, "state"), 0o700)
+	private := Checker{UID: 0, Private: []string{state}}
+	wantError(t, private.AppDir(state, what, 0), state, "is inside the state directory "+state)
+	wantError(t, private.AppDir(filepath.Join(state, "sub"), what, 0), filepath.Join(state, "sub"), "is inside the state directory "+state)
+	via := symlink(t, state, filepath.Join(root, "via"))
+	wantError(t, private.AppDir(via, what, 0), via, "resolves to "+state+", inside the state directory")
 }
