@@ -264,7 +264,10 @@ func (c Checker) ownerError(s step, subject string) error {
 		if c.UID != 0 {
 			trusted = "root, " + UserName(c.UID) + " (whom dynapm runs as) or " + UserName(*c.app) + " (whom the app runs as)"
 		}
-		to = userArg(*c.app)
+		if s.final {
+			// The app's own directory; the ones above stay the system's.
+			to = userArg(*c.app)
+		}
 	}
 	return &Error{Subject: subject, Path: s.path,
 		Problem: fmt.Sprintf("is owned by %s, not %s", UserName(s.uid), trusted), Fix: chown + to + " " + s.path}

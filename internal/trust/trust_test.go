@@ -319,6 +319,13 @@ func TestAppDirTrustsTheAppsUserAndJudgesWhatIsMissingByItsParent(t *testing.T) 
 	}
 	wantError(t, (Checker{UID: 4321}).AppDir(mine, what, 1234), mine,
 		"not root, uid 4321 (whom dynapm runs as) or uid 1234 (whom the app runs as)", "chown 1234 "+mine)
+	// Above the app's directory, the fix gives a directory back to root.
+	app := mkdir(t, filepath.Join(mine, "app"), 0o755)
+	if err := os.Chown(app, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, c.AppDir(app, what, 1234), mine,
+		mine+", on the way to the "+what, "not root or uid 1234, whom the app runs as", "chown root "+mine)
 	// Nor in the state directory, where the daemon's own socket is.
 	state := mkdir(t, filepath.Join(root, "state"), 0o700)
 	private := Checker{UID: 0, Private: []string{state}}
