@@ -7,6 +7,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/trust"
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // checkCommand validates every app file and prints one line per problem.
@@ -44,7 +45,8 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 // daemon (and is the only refusal then), and so is an app file that is
 // writable by group or others, resolves into the state directory, or is
 // another user's unless the app runs as that user. It returns the specs the daemon would serve and errs with
-// the refusals added.
+// the refusals added. It refuses, as the daemon does (unixRoutes), a
+// unix: listen or upstream socket in a directory others could change.
 func trustErrors(c trust.Checker, dir string, specs []*appfile.Spec, errs []error) ([]*appfile.Spec, []error) {
 	if err := c.Dir(dir, "apps directory"); err != nil {
 		// The daemon does not start at all, nor judge the files: each
@@ -62,6 +64,14 @@ func trustErrors(c trust.Checker, dir string, specs []*appfile.Spec, errs []erro
 			errs = append(errs, err)
 			continue
 		}
+		// A user: the daemon cannot resolve is reported with the others
+		// (runtimeProblems, privilegeErrors).
+		if uid, err := programUID(s, int(c.UID)); err == nil {
+			if err := upstreamDirError(s, c, uid); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		kept = append(kept, s)
 	}
 	return kept, errs
@@ -72,7 +82,7 @@ func trustErrors(c trust.Checker, dir string, specs []*appfile.Spec, errs []erro
 // anyone but root and the daemon's user could change.
 func socketDirError(s *appfile.Spec, c trust.Checker) error {
 	for i, l := range s.Listen {
-		if p := appfile.UnixPath(l); p != "" {
+		if p := unixaddr.Path(l); p != "" {
 			if err := c.Dir(filepath.Dir(p), socketDirWhat); err != nil {
 				return &appfile.FieldError{File: s.File, Field: fmt.Sprintf("listen[%d]", i), Msg: err.Error()}
 			}

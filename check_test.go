@@ -64,6 +64,35 @@ func TestCheckRefusesAUnixListenInAnOpenDirectory(t *testing.T) {
 	}
 }
 
+// check refuses a unix: upstream in a directory others may write to,
+// where they could plant a symlink to another socket, as the daemon does
+// (unixRoutes), and accepts one in a directory of the app's user.
+func TestCheckRefusesAUnixUpstreamInAnOpenDirectory(t *testing.T) {
+	apps, open, private := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.Chmod(open, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFile(t, filepath.Join(apps, "open.yaml"), "listen: 127.0.0.1:1\nupstream: \"unix:"+open+"/a.sock\"\ncommand: [\"true\"]\n")
+	testutil.WriteFile(t, filepath.Join(apps, "private.yaml"), "listen: 127.0.0.1:2\nupstream: \"unix:"+private+"/a.sock\"\ncommand: [\"true\"]\n")
+	// The daemon's admin socket would take the app's clients for its own.
+	state := t.TempDir()
+	testutil.WriteFile(t, filepath.Join(apps, "admin.yaml"), "listen: 127.0.0.1:3\nupstream: \"unix:"+state+"/dynapm.sock\"\ncommand: [\"true\"]\n")
+	var stdout, stderr bytes.Buffer
+	if code := dispatch([]string{"check", "-apps", apps, "-state", state}, &stdout, &stderr); code != 1 {
+		t.Fatalf("check exit code = %d, want 1; output:\n%s%s", code, &stdout, &stderr)
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "open.yaml: upstream: directory of the unix: upstream socket "+open+" is writable by group or others") {
+		t.Errorf("check does not refuse the open directory:\n%s", out)
+	}
+	if !strings.Contains(out, "admin.yaml: upstream: directory of the unix: upstream socket "+state+" is inside the state directory") {
+		t.Errorf("check does not refuse the state directory:\n%s", out)
+	}
+	if strings.Contains(out, "private.yaml") {
+		t.Errorf("check blames private.yaml:\n%s", out)
+	}
+}
+
 // The example app files are valid as shipped. They are checked in a copy
 // with the modes a root daemon accepts, so that the test is about their
 // content and not about the umask the repository was checked out with.

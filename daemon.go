@@ -543,7 +543,7 @@ func (d *daemon) refusals(specs []*appfile.Spec, accepted map[*appfile.Spec]bool
 	for _, s := range specs {
 		byName[s.Name] = s
 	}
-	unix, unixErrs := unixRoutes(specs, d.stateDir, int(d.trust.UID))
+	unix, unixErrs := unixRoutes(specs, d.stateDir, d.trust.Batch())
 	for _, ae := range append(privilegeErrors(specs, int(d.trust.UID)), ownerErrors(specs, d.trust.Batch(), accepted)...) {
 		errs[byName[ae.App]] = ae.Err
 	}

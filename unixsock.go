@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/user"
-	"strconv"
+	"path/filepath"
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/appsdir"
 	execdriver "github.com/dynapm/dynapm/driver/exec"
+	"github.com/dynapm/dynapm/internal/trust"
 	"github.com/dynapm/dynapm/l4"
 	"github.com/dynapm/dynapm/lifecycle"
 )
@@ -24,9 +24,12 @@ type unixRoute struct {
 }
 
 // unixRoutes resolves, for every spec with a socket file, socket_user and
-// socket_group to ids and the user its program runs as; the specs it
-// cannot resolve are refused, naming the field.
-func unixRoutes(specs []*appfile.Spec, stateDir string, euid int) (map[*appfile.Spec]unixRoute, []appsdir.AppError) {
+// socket_group to ids and the user its program runs as, for a daemon
+// whose checker is c; the specs it cannot resolve, or whose unix:
+// upstream lies where others could swap it (upstreamDirError), are
+// refused, naming the field.
+func unixRoutes(specs []*appfile.Spec, stateDir string, c trust.Checker) (map[*appfile.Spec]unixRoute, []appsdir.AppError) {
+	euid := int(c.UID)
 	out := map[*appfile.Spec]unixRoute{}
 	var errs []appsdir.AppError
 	for _, s := range specs {
@@ -36,18 +39,21 @@ func unixRoutes(specs []*appfile.Spec, stateDir string, euid int) (map[*appfile.
 		}
 		if s.HasUnixListen() {
 			u.socket = l4.SocketFile{Mode: os.FileMode(s.Socket.Mode & 0o777), UID: -1, GID: -1}
-			var err error
 			if s.Socket.User != "" {
-				if u.socket.UID, err = lookupID(s.Socket.User, false); err != nil {
+				uid, _, err := execdriver.LookupUser(s.Socket.User)
+				if err != nil {
 					fail("socket_user", err)
 					continue
 				}
+				u.socket.UID = int(uid)
 			}
 			if s.Socket.Group != "" {
-				if u.socket.GID, err = lookupID(s.Socket.Group, true); err != nil {
+				gid, err := execdriver.LookupGroup(s.Socket.Group)
+				if err != nil {
 					fail("socket_group", err)
 					continue
 				}
+				u.socket.GID = int(gid)
 			}
 		}
 		switch {
@@ -68,11 +74,37 @@ func unixRoutes(specs []*appfile.Spec, stateDir string, euid int) (map[*appfile.
 				continue
 			}
 			u.upstreamUID = uid
+			if err := upstreamDirError(s, c, uid); err != nil {
+				errs = append(errs, appsdir.AppError{App: s.Name, Err: err})
+				continue
+			}
 		}
 		out[s] = u
 	}
 	return out, errs
 }
+
+// upstreamDirError refuses a unix: upstream whose directory (or one above
+// it) anyone but root, the daemon's user and uid, the user the app's
+// program runs as, could change: whoever could would put there a symlink
+// to, or a socket of, whatever they like the daemon to connect the app's
+// clients to, for the kernel's word on who listens (SO_PEERCRED) cannot
+// tell the app's socket from another of its user's (/run/docker.sock for
+// an app run as root). $SOCKET, in the private state directory, is not
+// judged.
+func upstreamDirError(s *appfile.Spec, c trust.Checker, uid uint32) error {
+	p := s.UnixUpstream()
+	if p == "" {
+		return nil
+	}
+	if err := c.AppDir(filepath.Dir(p), upstreamDirWhat, uid); err != nil {
+		return &appfile.FieldError{File: s.File, Field: "upstream", Msg: err.Error()}
+	}
+	return nil
+}
+
+// upstreamDirWhat names the directory of a unix: upstream in trust errors.
+const upstreamDirWhat = "directory of the unix: upstream socket"
 
 // programUID is the uid s's program runs as: its user:, or the daemon's
 // (euid). It is whom DynaPM expects to listen on the app's socket file
@@ -86,30 +118,4 @@ func programUID(s *appfile.Spec, euid int) (uint32, error) {
 		return 0, err
 	}
 	return cred.Uid, nil
-}
-
-// lookupID resolves a user (or, if group, a group) name or numeric id.
-func lookupID(name string, group bool) (int, error) {
-	if n, err := strconv.ParseUint(name, 10, 31); err == nil {
-		return int(n), nil
-	}
-	var id string
-	if group {
-		g, err := user.LookupGroup(name)
-		if err != nil {
-			return 0, fmt.Errorf("looking up group %q: %w", name, err)
-		}
-		id = g.Gid
-	} else {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return 0, fmt.Errorf("looking up user %q: %w", name, err)
-		}
-		id = u.Uid
-	}
-	n, err := strconv.Atoi(id)
-	if err != nil {
-		return 0, fmt.Errorf("id %q of %q is not a number", id, name)
-	}
-	return n, nil
 }

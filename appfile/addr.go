@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // hostPort is a validated, normalised address: host is "" for the wildcard
@@ -23,7 +25,7 @@ type hostPort struct {
 
 func (a hostPort) String() string {
 	if a.path != "" {
-		return UnixPrefix + a.path
+		return unixaddr.Prefix + a.path
 	}
 	s := net.JoinHostPort(a.host, strconv.Itoa(int(a.port)))
 	if a.host == "" {
@@ -111,12 +113,12 @@ func (d *decoder) upstream(field string, v any) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if p, ok := strings.CutPrefix(s, UnixPrefix); ok {
+	if p, ok := strings.CutPrefix(s, unixaddr.Prefix); ok {
 		if err := checkSocketPath(p); err != nil {
 			d.errorf(field, "%v", err)
 			return "", false
 		}
-		return UnixPrefix + p, true
+		return unixaddr.Prefix + p, true
 	}
 	a, err := parseAddr(s)
 	if err != nil {

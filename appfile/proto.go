@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // Transport protocols of listen and upstream addresses: "host:port" and
@@ -30,7 +32,7 @@ func SplitProto(s string) (addr, proto string) {
 
 // parseAddr parses host:port with an optional /tcp or /udp suffix.
 func parseAddr(s string) (hostPort, error) {
-	if p, ok := strings.CutPrefix(s, UnixPrefix); ok {
+	if p, ok := strings.CutPrefix(s, unixaddr.Prefix); ok {
 		if err := checkSocketPath(p); err != nil {
 			return hostPort{}, err
 		}

@@ -6,11 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-)
 
-// UnixPrefix starts a listen or upstream address that is a Unix stream
-// socket file: "unix:/run/app.sock".
-const UnixPrefix = "unix:"
+	"github.com/dynapm/dynapm/internal/unixaddr"
+)
 
 // DefaultSocketMode is the mode of a unix: listen socket when socket_mode
 // is left out: anyone may connect, as to a TCP port on the loopback (and
@@ -38,36 +36,26 @@ type Socket struct {
 func checkSocketPath(p string) error {
 	switch {
 	case !filepath.IsAbs(p):
-		return fmt.Errorf("expected an absolute path after unix:, such as unix:/run/app.sock, got %s", Quote(UnixPrefix+p))
+		return fmt.Errorf("expected an absolute path after unix:, such as unix:/run/app.sock, got %s", Quote(unixaddr.Prefix+p))
 	case filepath.Clean(p) != p || strings.HasSuffix(p, "/"):
-		return fmt.Errorf("expected a clean path after unix: (no //, /./, /../ or trailing /), such as %s, got %s", Quote(UnixPrefix+filepath.Clean(p)), Quote(UnixPrefix+p))
+		return fmt.Errorf("expected a clean path after unix: (no //, /./, /../ or trailing /), such as %s, got %s", Quote(unixaddr.Prefix+filepath.Clean(p)), Quote(unixaddr.Prefix+p))
 	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("expected a path without NUL bytes after unix:, got %s", Quote(UnixPrefix+p))
+		return fmt.Errorf("expected a path without NUL bytes after unix:, got %s", Quote(unixaddr.Prefix+p))
 	case len(p) > MaxSocketPath:
-		return fmt.Errorf("expected a socket path of at most %d bytes (the kernel's limit), got %d bytes in %s", MaxSocketPath, len(p), Quote(UnixPrefix+p))
+		return fmt.Errorf("expected a socket path of at most %d bytes (the kernel's limit), got %d bytes in %s", MaxSocketPath, len(p), Quote(unixaddr.Prefix+p))
 	}
 	return nil
 }
 
-// UnixPath returns the socket file of a "unix:/path" address, or "" for
-// another address.
-func UnixPath(addr string) string {
-	p, ok := strings.CutPrefix(addr, UnixPrefix)
-	if !ok {
-		return ""
-	}
-	return p
-}
-
 // UnixUpstream returns the socket file the app's program serves on when
 // its upstream is "unix:/path", else "".
-func (s *Spec) UnixUpstream() string { return UnixPath(s.Upstream) }
+func (s *Spec) UnixUpstream() string { return unixaddr.Path(s.Upstream) }
 
 // HasUnixListen reports whether some listen address of the app is a
 // socket file.
 func (s *Spec) HasUnixListen() bool {
 	for _, l := range s.Listen {
-		if UnixPath(l) != "" {
+		if unixaddr.Path(l) != "" {
 			return true
 		}
 	}

@@ -187,3 +187,134 @@ func TestUnixListenRefusesUntrustedPlaces(t *testing.T) {
 		t.Errorf("the symlink was replaced: %v, %v", fi, err)
 	}
 }
+
+// rootShared is a fresh directory, mode 0755 and root's, out of the tests'
+// private directories, with a copy of testapp: another user (nobody) can
+// enter it and run the program.
+func rootShared(t *testing.T) (dir, prog string) {
+	t.Helper()
+	dir = shortDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(testutil.TestApp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog = filepath.Join(dir, "testapp")
+	if err := os.WriteFile(prog, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, prog
+}
+
+// The attack on a unix: upstream: in a directory anyone may write to
+// (sticky, as /tmp), someone plants a symlink at the upstream's path to a
+// socket root listens on (standing for /run/docker.sock). A root daemon
+// refuses the app at load, whether it runs as root or as nobody, naming
+// the file, the field and the fix, and no client reaches that socket; an
+// app serving in a directory of its own user is served.
+func TestUnixUpstreamPlantedSymlinkIsRefusedAtLoad(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the attack is on a daemon running as root")
+	}
+	base, prog := rootShared(t)
+	victim := filepath.Join(base, "docker.sock")
+	vl, err := net.Listen("unix", victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vl.Close()
+	go func() {
+		for {
+			c, err := vl.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "VICTIM")
+			c.Close()
+		}
+	}()
+	open, own := filepath.Join(base, "open"), filepath.Join(base, "own")
+	for _, d := range []string{open, own} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(open, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	testutil.ChownNobody(t, own)
+	// Two apps may not share an upstream: one symlink for each.
+	planted, planted2 := filepath.Join(open, "root.sock"), filepath.Join(open, "user.sock")
+	for _, p := range []string{planted, planted2} {
+		if err := os.Symlink(victim, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apps, state := t.TempDir(), stateDir(t)
+	rootAddr, userAddr, ownAddr := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	app := "listen: %q\nupstream: %q\ncommand: [%q, -listen, %q]\nstart_timeout: 20s\ndir: " + base + "\n"
+	testutil.WriteFile(t, filepath.Join(apps, "asroot.yaml"), fmt.Sprintf(app, rootAddr, "unix:"+planted, prog, "unix:"+planted))
+	testutil.WriteFile(t, filepath.Join(apps, "asuser.yaml"), fmt.Sprintf(app+"user: nobody\n", userAddr, "unix:"+planted2, prog, "unix:"+planted2))
+	mine := filepath.Join(own, "app.sock")
+	testutil.WriteFile(t, filepath.Join(apps, "own.yaml"), fmt.Sprintf(app+"user: nobody\n", ownAddr, "unix:"+mine, prog, "unix:"+mine))
+	d := startDaemon(t, apps, "-state", state)
+	for _, f := range []string{"asroot.yaml", "asuser.yaml"} {
+		d.waitLog(t, f+": upstream: directory of the unix: upstream socket "+open+" is writable by group or others (mode 0777); fix it with: chmod go-w "+open)
+	}
+	if got := testutil.EchoOnce(t, ownAddr, "mine"); got != "mine" {
+		t.Fatalf("the app in its own directory echoed %q", got)
+	}
+	for _, addr := range []string{rootAddr, userAddr} {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			continue // refused: nothing listens for the app
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if strings.Contains(string(b), "VICTIM") {
+			t.Fatalf("a client of %s reached the planted socket", addr)
+		}
+	}
+	code, out, _ := dynapm(t, "check", "-apps", apps, "-state", state)
+	if code != 1 || !strings.Contains(out, "asroot.yaml: upstream: directory of the unix: upstream socket "+open) ||
+		!strings.Contains(out, "asuser.yaml: upstream: directory of the unix: upstream socket "+open) || strings.Contains(out, "own.yaml") {
+		t.Errorf("dynapm check: exit %d\n%s", code, out)
+	}
+}
+
+// socket_user owns the socket file, as systemd's SocketUser= does: that
+// user may change its mode; socket_mode is what it is made with.
+func TestUnixSocketUserOwnsTheFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("socket_user chowns: the daemon must run as root")
+	}
+	base, prog := rootShared(t)
+	listen := filepath.Join(base, "web.sock")
+	apps, state := t.TempDir(), stateDir(t)
+	testutil.WriteFile(t, filepath.Join(apps, "web.yaml"), fmt.Sprintf(
+		"listen: %q\nsocket_user: nobody\nsocket_mode: \"0600\"\ncommand: [%q]\nstart_timeout: 20s\n", "unix:"+listen, prog))
+	startDaemon(t, apps, "-state", state)
+	testutil.Eventually(t, 20*time.Second, func() bool { _, err := os.Lstat(listen); return err == nil }, "no socket file at %s", listen)
+	fi, err := os.Lstat(listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != testutil.Nobody || st.Gid != 0 || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("socket file: uid %d gid %d mode %v, want nobody's, root's group, 0600, a socket", st.Uid, st.Gid, fi.Mode())
+	}
+	chmod := exec.Command("chmod", "0660", listen)
+	chmod.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testutil.Nobody, Gid: testutil.Nobody}}
+	if out, err := chmod.CombinedOutput(); err != nil {
+		t.Fatalf("nobody, the socket_user, cannot chmod the file: %v\n%s", err, out)
+	}
+	if fi, err := os.Lstat(listen); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("after nobody's chmod: %v, %v", fi, err)
+	}
+	if got := unixEcho(t, listen, "hello"); got != "hello" {
+		t.Fatalf("echo %q", got)
+	}
+}

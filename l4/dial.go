@@ -323,21 +323,6 @@ func (s *Server) pause(wait *time.Duration, deadline time.Time) bool {
 	}
 }
 
-// errWrongPeer is a socket file whose listener is not the app's user.
-var errWrongPeer = errors.New("the socket's listener is not the app's user")
-
-// checkPeer refuses a connection to a socket file whose listener (the
-// process that called listen, SO_PEERCRED) is not t.uid, the user the
-// app's program runs as: a symlink or a socket another program put at the
-// path would otherwise have the daemon, often root, connect the app's
-// clients to whatever it points at (docker.sock, say).
-func checkPeer(fd int, t target) error {
-	uid, err := rawnet.PeerUID(fd)
-	if err != nil {
-		return err
-	}
-	if uid != t.uid {
-		return fmt.Errorf("connecting to %s: %w: uid %d listens there, the app runs as uid %d", t.path, errWrongPeer, uid, t.uid)
-	}
-	return nil
-}
+// checkPeer refuses a connection to a socket file whose listener is not
+// t.uid, the user the app's program runs as (rawnet.CheckPeer).
+func checkPeer(fd int, t target) error { return rawnet.CheckPeer(fd, t.path, t.uid) }

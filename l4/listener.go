@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // listener is one listen address: its socket, its accept loop and the routes
@@ -74,7 +76,7 @@ func (s *Server) listen(addr string, routes *routeSet) (*listener, error) {
 	var (
 		ln   net.Listener
 		err  error
-		path = unixPath(addr)
+		path = unixaddr.Path(addr)
 		sock SocketFile
 		id   fileID
 	)

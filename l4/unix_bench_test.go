@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // BenchmarkUnixRequestResponse exchanges 100-byte messages on one
@@ -58,7 +60,7 @@ func BenchmarkUnixRequestResponse(b *testing.B) {
 				})
 				key := "127.0.0.1:0"
 				if mode == "unix-unix" {
-					key = UnixPrefix + filepath.Join(dir, "in.sock")
+					key = unixaddr.Prefix + filepath.Join(dir, "in.sock")
 				}
 				r := Route{App: "bench", Socket: SocketFile{Mode: 0o600, UID: -1, GID: -1}, UnixUpstream: up, UnixUpstreamUID: uint32(os.Geteuid())}
 				if errs := s.Apply(map[string][]Route{key: {r}}); errs != nil {

@@ -1,23 +1,15 @@
 package l4
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/dynapm/dynapm/internal/rawnet"
 	"golang.org/x/sys/unix"
 )
-
-// UnixPrefix starts a listen address that is a Unix stream socket file,
-// "unix:/run/app.sock", as appfile spells it.
-const UnixPrefix = "unix:"
 
 // SocketFile is how the socket file of a unix: listen address is made, as
 // systemd's SocketMode=, SocketUser= and SocketGroup= say.
@@ -26,15 +18,6 @@ type SocketFile struct {
 	Mode os.FileMode
 	// UID and GID own the file; -1 leaves the daemon's.
 	UID, GID int
-}
-
-// unixPath returns the socket file of a unix: listen address, or "".
-func unixPath(addr string) string {
-	p, ok := strings.CutPrefix(addr, UnixPrefix)
-	if !ok {
-		return ""
-	}
-	return p
 }
 
 // socketOf is the SocketFile the first route of an address asks for.
@@ -64,7 +47,7 @@ func (s *Server) listenUnix(path string, sock SocketFile) (net.Listener, fileID,
 			return nil, fileID{}, err
 		}
 	}
-	if err := removeStaleSocket(path); err != nil {
+	if err := rawnet.RemoveStaleSocket(path); err != nil {
 		return nil, fileID{}, err
 	}
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
@@ -110,48 +93,6 @@ func (s *Server) listenUnix(path string, sock SocketFile) (net.Listener, fileID,
 
 // fileID names one file for good: its device and inode.
 type fileID struct{ dev, ino uint64 }
-
-// removeStaleSocket makes way at path for a new socket: nothing there is
-// fine; a socket nobody listens on (connect refused) is removed; anything
-// else is an error, and is left where it is.
-func removeStaleSocket(path string) error {
-	var st syscall.Stat_t
-	err := syscall.Lstat(path, &st)
-	if errors.Is(err, syscall.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return os.NewSyscallError("lstat", err)
-	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
-		return fmt.Errorf("%s exists and is %s, not a socket: DynaPM only replaces a stale socket file; remove it or pick another path", path, fileKind(st.Mode))
-	}
-	fd, err := rawnet.ConnectUnix(context.Background(), path, 0)
-	if err == nil {
-		syscall.Close(fd)
-		return fmt.Errorf("%s: another program listens on this socket: %w", path, syscall.EADDRINUSE)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("%s: checking whether the socket is stale: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing the stale socket: %w", err)
-	}
-	return nil
-}
-
-// fileKind names a file's type for an error.
-func fileKind(mode uint32) string {
-	switch mode & syscall.S_IFMT {
-	case syscall.S_IFLNK:
-		return "a symlink"
-	case syscall.S_IFREG:
-		return "a regular file"
-	case syscall.S_IFDIR:
-		return "a directory"
-	}
-	return "a special file"
-}
 
 // removeSocketFile removes the socket file a unix: listener made, once it
 // is closed: only if the file at its path is still that very socket

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // defaultSocket is a SocketFile of mode 0666 that leaves the owner alone.
@@ -82,7 +84,7 @@ func TestUnixListenHoldsTheFirstConnectionWhileTheAppWakes(t *testing.T) {
 	app := w.add("web", &testApp{gate: make(chan struct{}), start: func() *backend { return startBackend(t, echo) }})
 	s, _ := newServer(t, w)
 	path := filepath.Join(t.TempDir(), "web.sock")
-	key := UnixPrefix + path
+	key := unixaddr.Prefix + path
 	if errs := s.Apply(map[string][]Route{key: {{App: "web", Socket: SocketFile{Mode: 0o660, UID: -1, GID: -1}}}}); errs != nil {
 		t.Fatal(errs)
 	}
@@ -140,7 +142,7 @@ func TestUnixListenToUnixUpstream(t *testing.T) {
 	unixEcho(t, up)
 	s, _ := newServer(t, w)
 	path := filepath.Join(dir, "in.sock")
-	if errs := s.Apply(map[string][]Route{UnixPrefix + path: {{App: "sock", Socket: defaultSocket, UnixUpstream: up, UnixUpstreamUID: uint32(os.Geteuid())}}}); errs != nil {
+	if errs := s.Apply(map[string][]Route{unixaddr.Prefix + path: {{App: "sock", Socket: defaultSocket, UnixUpstream: up, UnixUpstreamUID: uint32(os.Geteuid())}}}); errs != nil {
 		t.Fatal(errs)
 	}
 	roundTrip(t, dialUnix(t, path), "hello")
@@ -169,6 +171,34 @@ func TestUnixUpstreamOfAnotherUserIsRefused(t *testing.T) {
 	waitFor(t, "the refusal logged", func() bool { return strings.Contains(logs.String(), "the socket's listener is not the app's user") })
 }
 
+// A symlink as the last component of a unix: upstream is not followed,
+// even to a socket of the app's own user: the file is opened O_PATH |
+// O_NOFOLLOW and connected to through /proc/self/fd.
+func TestUnixUpstreamSymlinkIsNotFollowed(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("sock", &testApp{upstream: netip.MustParseAddrPort("127.0.0.1:1")})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target.sock")
+	unixEcho(t, target)
+	up := filepath.Join(dir, "up.sock")
+	if err := os.Symlink(target, up); err != nil {
+		t.Fatal(err)
+	}
+	s, logs := newServer(t, w)
+	if errs := s.Apply(map[string][]Route{"127.0.0.1:0": {{App: "sock", UnixUpstream: up, UnixUpstreamUID: uint32(os.Geteuid())}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	c := dialTCP(t, s.Addr("127.0.0.1:0").String())
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("secret"))
+	if n, err := c.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("read %d bytes through a symlink", n)
+	}
+	waitFor(t, "the refusal logged", func() bool {
+		return strings.Contains(logs.String(), up+" is a symlink, which DynaPM does not follow to a socket")
+	})
+}
+
 func TestUnixListenReplacesAStaleSocket(t *testing.T) {
 	w := newTestWaker(t)
 	w.add("web", &testApp{start: func() *backend { return startBackend(t, echo) }})
@@ -183,7 +213,7 @@ func TestUnixListenReplacesAStaleSocket(t *testing.T) {
 	}
 	syscall.Close(fd)
 	s, _ := newServer(t, w)
-	if errs := s.Apply(map[string][]Route{UnixPrefix + path: {{App: "web", Socket: defaultSocket}}}); errs != nil {
+	if errs := s.Apply(map[string][]Route{unixaddr.Prefix + path: {{App: "web", Socket: defaultSocket}}}); errs != nil {
 		t.Fatal(errs)
 	}
 	roundTrip(t, dialUnix(t, path), "after the stale one")
@@ -223,7 +253,7 @@ func TestUnixListenLeavesWhatIsNotAStaleSocket(t *testing.T) {
 		{dangling, "is a symlink, not a socket"},
 		{live, "another program listens on this socket"},
 	} {
-		key := UnixPrefix + c.path
+		key := unixaddr.Prefix + c.path
 		errs := s.Apply(map[string][]Route{key: {{App: "web", Socket: defaultSocket}}})
 		if err := errs[key]; err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Apply error %v, want %q", c.path, err, c.want)
@@ -255,7 +285,7 @@ func TestUnixListenInARefusedDirectoryIsNotMade(t *testing.T) {
 		return errors.New("directory writable by others")
 	}
 	path := filepath.Join(dir, "web.sock")
-	key := UnixPrefix + path
+	key := unixaddr.Prefix + path
 	errs := s.Apply(map[string][]Route{key: {{App: "web", Socket: defaultSocket}}})
 	if err := errs[key]; err == nil || !strings.Contains(err.Error(), "directory writable by others") {
 		t.Fatalf("Apply error %v", err)
@@ -270,7 +300,7 @@ func TestUnixListenModeChangeRemakesTheSocket(t *testing.T) {
 	w.add("web", &testApp{start: func() *backend { return startBackend(t, echo) }})
 	s, _ := newServer(t, w)
 	path := filepath.Join(t.TempDir(), "web.sock")
-	key := UnixPrefix + path
+	key := unixaddr.Prefix + path
 	for _, mode := range []os.FileMode{0o666, 0o600} {
 		if errs := s.Apply(map[string][]Route{key: {{App: "web", Socket: SocketFile{Mode: mode, UID: -1, GID: -1}}}}); errs != nil {
 			t.Fatal(errs)

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/internal/rawnet"
+	"github.com/dynapm/dynapm/internal/unixaddr"
 )
 
 // socketsDir is the directory of the state directory that holds the
@@ -41,24 +41,14 @@ func (m *Manager) upstreamSocket(spec *appfile.Spec) string {
 }
 
 // preparePickedSocket makes the directory of a picked socket file and
-// removes what a previous run left at path: only a socket (lstat), in the
-// daemon's private directory.
+// removes what a previous run left at path: only a stale socket
+// (rawnet.RemoveStaleSocket), in the daemon's private directory.
 func preparePickedSocket(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("making the directory of $SOCKET: %w", err)
 	}
-	var st syscall.Stat_t
-	err := syscall.Lstat(path, &st)
-	switch {
-	case errors.Is(err, syscall.ENOENT):
-		return nil
-	case err != nil:
-		return fmt.Errorf("$SOCKET %s: %w", path, os.NewSyscallError("lstat", err))
-	case st.Mode&syscall.S_IFMT != syscall.S_IFSOCK:
-		return fmt.Errorf("$SOCKET %s exists and is not a socket; it is left alone", path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing the socket file a previous run left: %w", err)
+	if err := rawnet.RemoveStaleSocket(path); err != nil {
+		return fmt.Errorf("$SOCKET: %w", err)
 	}
 	return nil
 }
@@ -72,11 +62,7 @@ func (r *readiness) connectSocket(ctx context.Context) (int, error) {
 	if err != nil || !r.checkOwner {
 		return fd, err
 	}
-	uid, err := rawnet.PeerUID(fd)
-	if err == nil && uid != r.owner {
-		err = fmt.Errorf("uid %d listens on %s, not uid %d, whom the app runs as", uid, r.socket, r.owner)
-	}
-	if err != nil {
+	if err := rawnet.CheckPeer(fd, r.socket, r.owner); err != nil {
 		syscall.Close(fd)
 		return -1, err
 	}
@@ -87,7 +73,7 @@ func (r *readiness) connectSocket(ctx context.Context) (int, error) {
 // socket file as unix:/path, or host:port; "" when none is picked yet.
 func (in *instance) upstreamText() string {
 	if in.socket != "" {
-		return appfile.UnixPrefix + in.socket
+		return unixaddr.Prefix + in.socket
 	}
 	if in.upstream.IsValid() {
 		return in.upstream.String()

@@ -2,16 +2,19 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dynapm/dynapm/appfile"
+	"github.com/dynapm/dynapm/internal/testutil"
 )
 
 // An app whose command names $SOCKET serves on a socket file DynaPM picks
@@ -108,6 +111,35 @@ func TestPreparePickedSocketLeavesOtherFiles(t *testing.T) {
 	}
 }
 
+// A socket someone listens on at the picked path (a program of a previous
+// run still serving) is left alone; a stale one is replaced.
+func TestPreparePickedSocketReplacesOnlyAStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sockets", "x.sock")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := preparePickedSocket(path); err == nil || !strings.Contains(err.Error(), "another program listens on this socket") {
+		t.Fatalf("a live socket at the picked path: %v, want it left alone", err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("the live socket was removed: %v", err)
+	}
+	c.Close()
+	ln.Close()
+	if err := preparePickedSocket(path); err != nil {
+		t.Fatalf("a stale socket at the picked path: %v", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the stale socket is still there: %v", err)
+	}
+}
+
 // ${SOCKET} expands in a ready.command argv list as ${PORT} does: here
 // the start is ready once the program's socket file exists.
 func TestReadyCommandSeesTheSocket(t *testing.T) {
@@ -139,13 +171,8 @@ func TestSocketOfAnotherUserIsNotReady(t *testing.T) {
 		release()
 		t.Fatal("ready on a socket another uid listens on")
 	}
-	want := fmt.Sprintf("uid %d listens on %s, not uid %d, whom the app runs as", os.Geteuid(), SocketPath(h.cfg.StateDir, "sock"), other)
+	want := fmt.Sprintf("connecting to %s: the socket's listener is not the app's user: uid %d listens there, the app runs as uid %d", SocketPath(h.cfg.StateDir, "sock"), os.Geteuid(), other)
 	// The start's failure, logged once its probing gives up, says why.
-	deadline := time.Now().Add(mgrWait)
-	for h.logLine(want) == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("wake error %v; no log line with %q:\n%s", err, want, h.logs.String())
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
+	testutil.Eventually(t, mgrWait, func() bool { return h.logLine(want) != "" },
+		"wake error %v; no log line with %q:\n%s", err, want, h.logs.String())
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"strconv"
 	"syscall"
 
@@ -60,37 +59,19 @@ func Credential(userName, groupName string) (*syscall.Credential, error) {
 		return nil, fmt.Errorf("user and group need a daemon running as root (running as uid %d)", os.Geteuid())
 	}
 	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
-	if n, err := strconv.ParseUint(userName, 10, 32); err == nil {
-		// A bare uid need not be in the password database.
-		cred.Uid, cred.Gid = uint32(n), uint32(n)
-	} else if userName != "" {
-		u, err := user.Lookup(userName)
+	if userName != "" {
+		uid, gid, err := LookupUser(userName)
 		if err != nil {
-			if u, err = user.LookupId(userName); err != nil {
-				return nil, fmt.Errorf("looking up user %q: %w", userName, err)
-			}
+			return nil, err
 		}
-		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("user %q has a non-numeric uid or gid", userName)
-		}
-		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+		cred.Uid, cred.Gid = uid, gid
 	}
-	if n, err := strconv.ParseUint(groupName, 10, 32); err == nil {
-		cred.Gid = uint32(n)
-	} else if groupName != "" {
-		g, err := user.LookupGroup(groupName)
+	if groupName != "" {
+		gid, err := LookupGroup(groupName)
 		if err != nil {
-			if g, err = user.LookupGroupId(groupName); err != nil {
-				return nil, fmt.Errorf("looking up group %q: %w", groupName, err)
-			}
+			return nil, err
 		}
-		gid, err := strconv.ParseUint(g.Gid, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("group %q has a non-numeric gid", groupName)
-		}
-		cred.Gid = uint32(gid)
+		cred.Gid = gid
 	}
 	return cred, nil
 }

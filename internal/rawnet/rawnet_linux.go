@@ -7,9 +7,11 @@ package rawnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -101,7 +103,20 @@ func waitConnect(ctx context.Context, fd int, timeout time.Duration) error {
 // again, a pollSlice apart at most, until timeout (then an error wrapping
 // os.ErrDeadlineExceeded) or until ctx ends. A zero timeout tries once. A
 // missing file is ENOENT, a file nobody listens on ECONNREFUSED.
+//
+// A symlink at path is not followed (an error wrapping ELOOP), nor is
+// anything but a socket connected to (ENOTSOCK): the daemon, often root,
+// connects where an app file says, and a symlink there would let whoever
+// planted it choose the socket. The file is opened O_PATH|O_NOFOLLOW and
+// connected to through /proc/self/fd/N, so no path is resolved again
+// between the check and the connect (as systemd's connect_unix_path does).
 func ConnectUnix(ctx context.Context, path string, timeout time.Duration) (int, error) {
+	pfd, err := openSocketFile(path)
+	if err != nil {
+		return -1, err
+	}
+	defer syscall.Close(pfd)
+	sa := &syscall.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(pfd)}
 	deadline := time.Now().Add(timeout)
 	wait := 50 * time.Microsecond
 	for {
@@ -109,13 +124,13 @@ func ConnectUnix(ctx context.Context, path string, timeout time.Duration) (int, 
 		if err != nil {
 			return -1, os.NewSyscallError("socket", err)
 		}
-		err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: path})
+		err = syscall.Connect(fd, sa)
 		if err == nil {
 			return fd, nil
 		}
 		syscall.Close(fd)
 		if err != syscall.EAGAIN {
-			return -1, os.NewSyscallError("connect", err)
+			return -1, &os.PathError{Op: "connect", Path: path, Err: err}
 		}
 		if err := ctx.Err(); err != nil {
 			return -1, err
@@ -127,6 +142,50 @@ func ConnectUnix(ctx context.Context, path string, timeout time.Duration) (int, 
 		time.Sleep(min(wait, left))
 		wait = min(2*wait, pollSlice)
 	}
+}
+
+// openSocketFile opens the socket file at path for ConnectUnix, O_PATH
+// (no permission on the file is needed, nothing is read) and without
+// following a symlink as its last component.
+func openSocketFile(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return -1, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFSOCK:
+		return fd, nil
+	case unix.S_IFLNK:
+		syscall.Close(fd)
+		return -1, fmt.Errorf("%s is a symlink, which DynaPM does not follow to a socket: %w", path, syscall.ELOOP)
+	}
+	syscall.Close(fd)
+	return -1, fmt.Errorf("%s is not a socket: %w", path, syscall.ENOTSOCK)
+}
+
+// ErrWrongPeer is a socket file whose listener is not the app's user.
+var ErrWrongPeer = errors.New("the socket's listener is not the app's user")
+
+// CheckPeer refuses fd, connected to the socket file path, unless its
+// listener (the process that called listen, SO_PEERCRED) is uid, the user
+// the app's program runs as: another program's socket at the path
+// (docker.sock, say) is no sign that the app serves, and the daemon, often
+// root, must not connect the app's clients to it. It serves both the
+// dials (l4) and the readiness probes (lifecycle).
+func CheckPeer(fd int, path string, uid uint32) error {
+	peer, err := PeerUID(fd)
+	if err != nil {
+		return err
+	}
+	if peer != uid {
+		return fmt.Errorf("connecting to %s: %w: uid %d listens there, the app runs as uid %d", path, ErrWrongPeer, peer, uid)
+	}
+	return nil
 }
 
 // PeerUID returns the uid of the process that made the listening socket

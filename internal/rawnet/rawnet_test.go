@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -116,6 +118,61 @@ func TestConnectGivesUpWhenTheContextEnds(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Connect did not return after its context ended")
+	}
+}
+
+// ConnectUnix connects to a socket file by what is at its path, never
+// through a symlink there, and names what it found instead of a socket;
+// a missing file and one nobody listens on keep their errors.
+func TestConnectUnixFollowsNoSymlinkAtThePath(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fd, err := ConnectUnix(context.Background(), sock, 0)
+	if err != nil {
+		t.Fatalf("connect to the socket: %v", err)
+	}
+	syscall.Close(fd)
+	link := filepath.Join(dir, "link.sock")
+	if err := os.Symlink(sock, link); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "stale.sock")
+	sfd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(sfd, &syscall.SockaddrUnix{Name: stale}); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(sfd)
+	for _, c := range []struct {
+		path string
+		want error
+		msg  string
+	}{
+		{link, syscall.ELOOP, link + " is a symlink, which DynaPM does not follow to a socket"},
+		{file, syscall.ENOTSOCK, file + " is not a socket"},
+		{filepath.Join(dir, "none"), syscall.ENOENT, "no such file"},
+		{stale, syscall.ECONNREFUSED, "connect " + stale + ": connection refused"},
+	} {
+		fd, err := ConnectUnix(context.Background(), c.path, 0)
+		if err == nil {
+			syscall.Close(fd)
+			t.Errorf("%s: connected", c.path)
+			continue
+		}
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want %v saying %q", c.path, err, c.want, c.msg)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@
 package trust
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -35,6 +36,9 @@ type Checker struct {
 	// dirs, when not nil, are the directories already looked at (see
 	// Batch), by path.
 	dirs map[string]step
+	// app, when set (AppDir), is the user an app's program runs as, also
+	// trusted with that app's own directory.
+	app *uint32
 }
 
 // Batch returns a Checker for checks made together, one after another
@@ -89,6 +93,39 @@ func (e *Error) Error() string {
 // or others; sticky or not, in its own case, since anyone could add to it.
 func (c Checker) Dir(path, what string) error {
 	return c.strict(path, what, true)
+}
+
+// AppDir is Dir for a directory that only one app relies on (the
+// directory of its unix: upstream socket): uid, the user its program runs
+// as, may own it too, as the program changing what it serves on is no
+// attack on it. A directory that does not exist yet is judged by the
+// nearest one above it that does (only those it trusts can make it there),
+// provided nothing, not even a dangling symlink, stands where the first
+// missing one would be. A directory in a Private one is refused.
+func (c Checker) AppDir(path, what string, uid uint32) error {
+	c.app = &uid
+	path = filepath.Clean(path)
+	p := path
+	err := c.strict(p, what, true)
+	for errors.Is(err, fs.ErrNotExist) && p != "/" {
+		if _, lerr := os.Lstat(p); lerr == nil {
+			// It is there, yet does not resolve: a symlink to nothing.
+			return &Error{Subject: what + " " + path, Path: p,
+				Problem: fmt.Sprintf("does not exist, and %s is a symlink to nothing, which whoever may make its target would choose", p)}
+		}
+		p = filepath.Dir(p)
+		err = c.strict(p, fmt.Sprintf("%s %s does not exist yet; the directory above it", what, path), true)
+	}
+	if err != nil {
+		return err
+	}
+	// Nor in the state directory: the daemon's own socket is there, and
+	// the app's clients would be its clients.
+	resolved, _, err := c.walk(p)
+	if err != nil {
+		return fmt.Errorf("checking %s %s: %w", what, path, err)
+	}
+	return c.private(path, filepath.Join(resolved, strings.TrimPrefix(path, p)), what+" "+path)
 }
 
 // File is Dir for a file the daemon trusts (the settings file).
@@ -220,13 +257,29 @@ func (c Checker) ownerError(s step, subject string) error {
 	trusted, to := "root", "root"
 	if c.UID != 0 {
 		trusted = "root or " + UserName(c.UID) + ", whom dynapm runs as"
-		to = strconv.FormatUint(uint64(c.UID), 10)
-		if u, err := user.LookupId(to); err == nil {
-			to = u.Username
+		to = userArg(c.UID)
+	}
+	if c.app != nil && *c.app != 0 && *c.app != c.UID {
+		trusted = "root or " + UserName(*c.app) + ", whom the app runs as"
+		if c.UID != 0 {
+			trusted = "root, " + UserName(c.UID) + " (whom dynapm runs as) or " + UserName(*c.app) + " (whom the app runs as)"
+		}
+		if s.final {
+			// The app's own directory; the ones above stay the system's.
+			to = userArg(*c.app)
 		}
 	}
 	return &Error{Subject: subject, Path: s.path,
 		Problem: fmt.Sprintf("is owned by %s, not %s", UserName(s.uid), trusted), Fix: chown + to + " " + s.path}
+}
+
+// userArg is how chown names uid: its user name, or the number.
+func userArg(uid uint32) string {
+	id := strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(id); err == nil {
+		return u.Username
+	}
+	return id
 }
 
 // step is one thing a path goes through: a directory on the way, a
@@ -238,7 +291,9 @@ type step struct {
 	final bool
 }
 
-func (s step) trusted(c Checker) bool { return s.uid == 0 || s.uid == c.UID }
+func (s step) trusted(c Checker) bool {
+	return s.uid == 0 || s.uid == c.UID || c.app != nil && s.uid == *c.app
+}
 
 // describe names a step that is not final in an error about subject.
 func (s step) describe(subject string) string {

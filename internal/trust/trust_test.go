@@ -286,3 +286,51 @@ func TestBatchLooksAtEachDirectoryOnce(t *testing.T) {
 		}
 	}
 }
+
+// AppDir trusts the app's own user beside root and the daemon's, all the
+// way up; a missing directory is judged by the nearest one above it, but
+// not through a dangling symlink, whose target someone else could make.
+func TestAppDirTrustsTheAppsUserAndJudgesWhatIsMissingByItsParent(t *testing.T) {
+	needRoot(t)
+	root := tree(t)
+	own := mkdir(t, filepath.Join(root, "own"), 0o755)
+	testutil.ChownNobody(t, own)
+	open := mkdir(t, filepath.Join(root, "open"), 0o1777)
+	c := Checker{UID: 0}
+	const what = "directory of the socket"
+	if err := c.AppDir(own, what, testutil.Nobody); err != nil {
+		t.Errorf("the app user's own directory: %v", err)
+	}
+	if err := c.AppDir(filepath.Join(own, "not", "yet"), what, testutil.Nobody); err != nil {
+		t.Errorf("a directory not made yet in the app user's own: %v", err)
+	}
+	wantError(t, c.AppDir(own, what, 0), own, "is owned by nobody (uid 65534), not root", "chown root "+own)
+	wantError(t, c.AppDir(open, what, testutil.Nobody), open, "is writable by group or others")
+	missing := filepath.Join(open, "later")
+	wantError(t, c.AppDir(missing, what, testutil.Nobody), open,
+		what+" "+missing+" does not exist yet; the directory above it "+open+" is writable by group or others")
+	dangling := symlink(t, filepath.Join(open, "made-by-anyone"), filepath.Join(own, "link"))
+	wantError(t, c.AppDir(filepath.Join(dangling, "sub"), what, testutil.Nobody), dangling, "is a symlink to nothing")
+	// The daemon's user, not root, is trusted too, and named in the fix.
+	mine := mkdir(t, filepath.Join(root, "mine"), 0o755)
+	testutil.ChownNobody(t, mine)
+	if err := (Checker{UID: testutil.Nobody}).AppDir(mine, what, 1234); err != nil {
+		t.Errorf("the daemon user's directory: %v", err)
+	}
+	wantError(t, (Checker{UID: 4321}).AppDir(mine, what, 1234), mine,
+		"not root, uid 4321 (whom dynapm runs as) or uid 1234 (whom the app runs as)", "chown 1234 "+mine)
+	// Above the app's directory, the fix gives a directory back to root.
+	app := mkdir(t, filepath.Join(mine, "app"), 0o755)
+	if err := os.Chown(app, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, c.AppDir(app, what, 1234), mine,
+		mine+", on the way to the "+what, "not root or uid 1234, whom the app runs as", "chown root "+mine)
+	// Nor in the state directory, where the daemon's own socket is.
+	state := mkdir(t, filepath.Join(root, "state"), 0o700)
+	private := Checker{UID: 0, Private: []string{state}}
+	wantError(t, private.AppDir(state, what, 0), state, "is inside the state directory "+state)
+	wantError(t, private.AppDir(filepath.Join(state, "sub"), what, 0), filepath.Join(state, "sub"), "is inside the state directory "+state)
+	via := symlink(t, state, filepath.Join(root, "via"))
+	wantError(t, private.AppDir(via, what, 0), via, "resolves to "+state+", inside the state directory")
+}
