@@ -136,7 +136,7 @@ func (d *Driver) launchLocked(cmd *exec.Cmd, listenPID bool) (int, func() error,
 	if listenPID {
 		return d.startListeningLocked(cmd)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startWatched(cmd); err != nil {
 		return 0, nil, err
 	}
 	return cmd.Process.Pid, cmd.Wait, nil
@@ -196,7 +196,7 @@ func (d *Driver) startListeningLocked(cmd *exec.Cmd) (int, func() error, error) 
 	}
 	d.shellStarts++
 	wrapInShell(&shell)
-	if err := shell.Start(); err != nil {
+	if err := startWatched(&shell); err != nil {
 		return 0, nil, err
 	}
 	return shell.Process.Pid, shell.Wait, nil
