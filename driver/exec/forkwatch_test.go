@@ -36,12 +36,65 @@ func uidBusy(t *testing.T, uid int) bool {
 	return false
 }
 
-// asFloodUser runs script as floodUID, in a process group of its own.
-func asFloodUser(script string) *exec.Cmd {
-	cmd := exec.Command("/bin/sh", "-c", script)
+// startLimit bounds a start under the flood: up to three watched forks
+// (the spawner's, the daemon's traced one, the shell's) of
+// forkwatch.Bound each, with room for a loaded machine.
+const startLimit = 10 * time.Second
+
+// floodEnv makes the test binary the flood: count rounds of SIGSTOP,
+// SIGCONT and SIGWINCH to every process its user may signal, or SIGKILL
+// once for "kill" (runFlood).
+const floodEnv = "DYNAPM_TEST_FLOOD"
+
+// runFlood signals, as fast as a loop of system calls goes, which a
+// shell's is not.
+func runFlood(rounds string) int {
+	if rounds == "kill" {
+		_ = syscall.Kill(-1, syscall.SIGKILL)
+		return 0
+	}
+	n, _ := strconv.Atoi(rounds)
+	for range n {
+		for _, sig := range []syscall.Signal{syscall.SIGSTOP, syscall.SIGCONT, syscall.SIGWINCH} {
+			_ = syscall.Kill(-1, sig)
+		}
+	}
+	return 0
+}
+
+// asFloodUser runs args as floodUID, in a process group of its own.
+func asFloodUser(args ...string) *exec.Cmd {
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: floodUID, Gid: floodUID}}
 	return cmd
+}
+
+// floodBinary is a copy of the test binary that floodUID may run (go
+// test's directory is root's alone).
+func floodBinary(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "dynapm-flood")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "flood")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 // The user a handed-off program runs as may signal it between its fork
@@ -61,7 +114,10 @@ func TestStartsFinishUnderSignalsFromTheAppsUser(t *testing.T) {
 	sock, _ := listenSocket(t)
 	dir := t.TempDir()
 	cred := &syscall.Credential{Uid: floodUID, Gid: floodUID}
-	flood := asFloodUser(`i=0; while [ $i -lt 300000 ]; do kill -s STOP -1; kill -s CONT -1; kill -s WINCH -1; i=$((i+1)); done 2>/dev/null`)
+	bin := floodBinary(t)
+	flood := asFloodUser(bin)
+	flood.Env = []string{floodEnv + "=20000000", "GORACE=atexit_sleep_ms=0"}
+	flood.SysProcAttr.Pdeathsig = syscall.SIGKILL // should the test die
 	if err := flood.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +125,17 @@ func TestStartsFinishUnderSignalsFromTheAppsUser(t *testing.T) {
 		_ = flood.Process.Kill()
 		_ = flood.Wait()
 	}()
+	floodPid := flood.Process.Pid
 	// On a hang, what is stuck is a child of floodUID: killing every
 	// process of that user frees the daemon's lock for the cleanup.
-	unstick := func() { _ = asFloodUser("kill -s KILL -1").Run() }
-	const starts = 150
+	// The flood goes first: it would stop this fork too.
+	unstick := func() {
+		_ = flood.Process.Kill()
+		killer := asFloodUser(bin)
+		killer.Env = []string{floodEnv + "=kill", "GORACE=atexit_sleep_ms=0"}
+		_ = killer.Run()
+	}
+	const starts = 30
 	var ok, stalled int
 	for i := range starts {
 		log, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
@@ -104,11 +167,11 @@ func TestStartsFinishUnderSignalsFromTheAppsUser(t *testing.T) {
 		var r result
 		select {
 		case r = <-done:
-		case <-time.After(20 * forkwatch.Bound):
+		case <-time.After(startLimit):
 			unstick()
 			<-done
 			log.Close()
-			t.Fatalf("start %d still running after %v", i, 20*forkwatch.Bound)
+			t.Fatalf("start %d still running after %v", i, startLimit)
 		}
 		log.Close()
 		if r.err != nil {
@@ -141,7 +204,7 @@ func TestStartsFinishUnderSignalsFromTheAppsUser(t *testing.T) {
 	shell := d.shellStarts
 	d.mu.Unlock()
 	t.Logf("%d starts: %d ran (%d through the shell), %d stopped before their exec and killed", starts, ok, shell, stalled)
-	if flood.ProcessState != nil || syscall.Kill(flood.Process.Pid, 0) != nil {
+	if syscall.Kill(floodPid, 0) != nil {
 		t.Errorf("the flood ended before the starts: it proved nothing")
 	}
 	if ok == 0 {
