@@ -161,7 +161,7 @@ func TestStartsFinishUnderSignalsFromTheAppsUser(t *testing.T) {
 		go func() {
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			pid, wait, err := d.launchLocked(cmd, true)
+			pid, wait, err := d.launchLocked("flooded", cmd, true)
 			done <- result{pid, wait, err}
 		}()
 		var r result
