@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,49 +36,47 @@ const kcmpVM = 1
 // error): the caller must treat the program as dead, reap it and say so.
 func Start(bound time.Duration, start func() error) (stalled bool, err error) {
 	tid := unix.Gettid()
-	before := children(tid)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var killed atomic.Bool
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTimer(bound)
-		defer t.Stop()
-		select {
-		case <-done:
+	var before map[int]bool // children not to kill, where kcmp cannot tell
+	if !kcmpWorks() {
+		before = children(tid)
+	}
+	// A timer, not a goroutine: a start that returns in time pays for
+	// no thread woken up while it forks.
+	var mu sync.Mutex
+	var finished, killed bool
+	var t *time.Timer
+	watch := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
 			return
-		case <-t.C:
 		}
-		// The fork may not have happened yet (a slow lookup before it):
-		// look again until start returns.
-		tick := time.NewTicker(bound / 10)
-		defer tick.Stop()
-		for {
-			for pid := range children(tid) {
-				if !before[pid] && inVfork(pid) && unix.Kill(pid, unix.SIGKILL) == nil {
-					killed.Store(true)
-				}
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
+		for pid := range children(tid) {
+			if !before[pid] && inVfork(pid) && unix.Kill(pid, unix.SIGKILL) == nil {
+				killed = true
 			}
 		}
-	}()
+		// The fork may not have happened yet (a slow lookup before
+		// it): look again until start returns.
+		t.Reset(bound / 10)
+	}
+	mu.Lock()
+	t = time.AfterFunc(bound, watch)
+	mu.Unlock()
 	err = start()
-	close(done)
 	// The child is not reaped before this returns, so its pid is not
-	// reused while the watcher may still signal it.
-	wg.Wait()
-	return killed.Load(), err
+	// reused while the watch may still signal it; after this, it does not.
+	mu.Lock()
+	finished = true
+	t.Stop()
+	mu.Unlock()
+	return killed, err
 }
 
 // inVfork reports whether child pid shares this process's address space,
 // as a vfork child does until its exec. Without kcmp (a kernel without
-// CONFIG_CHECKPOINT_RESTORE) it cannot tell, and says yes: the child is
-// new, the thread is stuck forking it, and it belongs to the start.
+// CONFIG_CHECKPOINT_RESTORE) it cannot tell, and says yes: Start then
+// asks only about a child that is new, of a thread stuck forking it.
 func inVfork(pid int) bool {
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(os.Getpid()), uintptr(pid), kcmpVM, 0, 0, 0)
 	if errno != 0 {
@@ -87,6 +84,14 @@ func inVfork(pid int) bool {
 	}
 	return r == 0
 }
+
+// kcmpWorks reports whether kcmp tells this process's address space
+// from others.
+var kcmpWorks = sync.OnceValue(func() bool {
+	self := uintptr(os.Getpid())
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, self, self, kcmpVM, 0, 0, 0)
+	return errno == 0 && r == 0
+})
 
 // children returns the children forked by thread tid of this process.
 func children(tid int) map[int]bool {
