@@ -24,6 +24,9 @@ import (
 // daemon, which holds its lock meanwhile, stalls only briefly.
 const Bound = time.Second
 
+// scanned, when set (tests), is called after each look at the children.
+var scanned func()
+
 // kcmpVM is KCMP_VM (linux/kcmp.h): same address space.
 const kcmpVM = 1
 
@@ -55,6 +58,9 @@ func Start(bound time.Duration, start func() error) (stalled bool, err error) {
 			if !before[pid] && inVfork(pid) && unix.Kill(pid, unix.SIGKILL) == nil {
 				killed = true
 			}
+		}
+		if scanned != nil {
+			scanned()
 		}
 		// The fork may not have happened yet (a slow lookup before
 		// it): look again until start returns.
