@@ -106,12 +106,13 @@ func (d *Driver) UseSpawner(c *spawner.Client) {
 	d.spawner = c
 }
 
-// launchLocked starts cmd, through the spawner when there is one, and
-// returns the pid and the function that waits for its exit. listenPID:
+// launchLocked starts app name's cmd, through the spawner when there is
+// one, and returns the pid and the function that waits for its exit.
+// listenPID:
 // the program is handed sockets and must find its pid in LISTEN_PID,
 // set by a traced start (listenpid.go) or, where that is not to be, by
 // the shell. d.mu must be held.
-func (d *Driver) launchLocked(cmd *exec.Cmd, listenPID bool) (int, func() error, error) {
+func (d *Driver) launchLocked(name string, cmd *exec.Cmd, listenPID bool) (int, func() error, error) {
 	if listenPID && (d.listenPIDByShell || gainsPrivileges(cmd.Path)) {
 		d.shellStarts++
 		wrapInShell(cmd)
@@ -123,20 +124,24 @@ func (d *Driver) launchLocked(cmd *exec.Cmd, listenPID bool) (int, func() error,
 		case err == nil:
 			return pid, wait, nil
 		case errors.Is(err, spawner.ErrClosed):
-			d.logger.Warn("the spawner helper is gone; starting programs from the daemon", "err", err)
+			d.logger.Warn("the spawner helper is gone; starting programs from the daemon", "app", name, "err", err)
 			d.spawner = nil
+		case errors.Is(err, spawner.ErrRefused):
+			// Nothing was forked: more descriptors than the helper
+			// takes, which the daemon's own fork does not mind.
+			d.logger.Debug("the spawner helper cannot take the program; starting it from the daemon", "app", name, "err", err)
 		case listenPID:
 			// The daemon tells a refused trace from the program's own
 			// error, and falls back to the shell.
-			d.logger.Debug("the spawner helper's traced start failed; starting the program from the daemon", "err", err)
+			d.logger.Debug("the spawner helper's traced start failed; starting the program from the daemon", "app", name, "err", err)
 		default:
 			return 0, nil, err
 		}
 	}
 	if listenPID {
-		return d.startListeningLocked(cmd)
+		return d.startListeningLocked(name, cmd)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startWatched(cmd); err != nil {
 		return 0, nil, err
 	}
 	return cmd.Process.Pid, cmd.Wait, nil
@@ -175,10 +180,10 @@ func cmdFiles(cmd *exec.Cmd) ([]*os.File, bool) {
 	return append(files, cmd.ExtraFiles...), true
 }
 
-// startListeningLocked starts cmd from the daemon with LISTEN_PID set to
+// startListeningLocked starts app name's cmd from the daemon with LISTEN_PID set to
 // the program's pid: traced (startTraced) or, where tracing fails, through
 // the shell. d.mu must be held.
-func (d *Driver) startListeningLocked(cmd *exec.Cmd) (int, func() error, error) {
+func (d *Driver) startListeningLocked(name string, cmd *exec.Cmd) (int, func() error, error) {
 	shell := *cmd // before Start: a started Cmd must not be copied
 	err := startTraced(cmd)
 	var te *listenpid.Error
@@ -186,17 +191,17 @@ func (d *Driver) startListeningLocked(cmd *exec.Cmd) (int, func() error, error) 
 	case err == nil:
 		return cmd.Process.Pid, cmd.Wait, nil
 	case errors.As(err, &te):
-		d.logger.Warn("starting the program through a shell", "err", err)
+		d.logger.Warn("starting the program through a shell", "app", name, "err", err)
 		d.listenPIDByShell = te.Lasting
 	case traceRefused(err) && !traceWorks():
-		d.logger.Warn("tracing a program at its start is not permitted here: handed-off programs get LISTEN_PID from a shell, about a millisecond slower", "err", err)
+		d.logger.Warn("tracing a program at its start is not permitted here: handed-off programs get LISTEN_PID from a shell, about a millisecond slower", "app", name, "err", err)
 		d.listenPIDByShell = true
 	default:
 		return 0, nil, err
 	}
 	d.shellStarts++
 	wrapInShell(&shell)
-	if err := shell.Start(); err != nil {
+	if err := startWatched(&shell); err != nil {
 		return 0, nil, err
 	}
 	return shell.Process.Pid, shell.Wait, nil
@@ -305,7 +310,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		return nil, err
 	}
 	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
-	pid, wait, err := d.launchLocked(cmd, listenPID)
+	pid, wait, err := d.launchLocked(name, cmd, listenPID)
 	if err != nil {
 		d.removeRecordLocked(b)
 		_ = b.release()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -511,6 +512,40 @@ func TestZombieSeesAnEndedChildOnly(t *testing.T) {
 	}
 	if testutil.ProcState(pid) != 'Z' {
 		t.Fatal("zombie reaped the child")
+	}
+}
+
+// cldTrapped is CLD_TRAPPED, a traced child's stop.
+const cldTrapped = 4
+
+// A traced child stopped at its exec is reported by waitid even without
+// WSTOPPED: that stop is not an end.
+func TestZombieIsNotATracedChildsStop(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", ":")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true, Setpgid: true}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	testutil.Eventually(t, 5*time.Second, func() bool { return testutil.ProcState(pid) == 't' },
+		"pid %d not stopped at its exec", pid)
+	var si unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil); err != nil || si.Code != cldTrapped {
+		t.Fatalf("waitid: %v, code %d, want the stop reported (CLD_TRAPPED)", err, si.Code)
+	}
+	if zombie(unix.P_PID, pid) {
+		t.Fatal("a traced child's stop taken for its end")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return testutil.ProcState(pid) == 'Z' },
+		"pid %d not a zombie after SIGKILL", pid)
+	if !zombie(unix.P_PID, pid) {
+		t.Fatal("zombie missed a traced child that ended")
 	}
 }
 

@@ -2,12 +2,14 @@ package execdriver
 
 import (
 	"errors"
+	"fmt"
 	"os/exec"
 	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dynapm/dynapm/driver/exec/forkwatch"
 	"github.com/dynapm/dynapm/driver/exec/listenpid"
 )
 
@@ -41,7 +43,17 @@ func startTraced(cmd *exec.Cmd) error {
 	sys := *cmd.SysProcAttr
 	sys.Ptrace = true
 	cmd.SysProcAttr = &sys
-	if err := cmd.Start(); err != nil {
+	// A traced child stops at any signal before its exec, for this
+	// thread, stuck forking it: the watch kills it.
+	stalled, err := forkwatch.Start(forkwatch.Bound, cmd.Start)
+	switch {
+	case stalled:
+		if err == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		return &listenpid.Error{Err: forkwatch.ErrStalled}
+	case err != nil:
 		return err
 	}
 	pid := cmd.Process.Pid
@@ -78,17 +90,41 @@ func traceRefused(err error) bool {
 }
 
 // traceWorks reports whether this process may start a program traced: it
-// starts /bin/sh so, and kills it at its exec.
+// starts /bin/sh so, and kills it at its exec. In a process group of its
+// own, so that no signal to the daemon's (a terminal's SIGWINCH) stops it
+// before its exec, and watched should anything else.
 func traceWorks() bool {
 	cmd := exec.Command("/bin/sh", "-c", ":")
 	cmd.Env = []string{}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true, Setpgid: true}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if err := cmd.Start(); err != nil {
+	stalled, err := forkwatch.Start(forkwatch.Bound, cmd.Start)
+	if err != nil {
 		return false
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	return true
+	return !stalled
+}
+
+// startWatched is cmd.Start, its fork watched (package forkwatch) when
+// the program takes another user's credentials, who could stop it before
+// its exec and so hang the daemon: such a start fails with
+// forkwatch.ErrStalled.
+func startWatched(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr == nil || cmd.SysProcAttr.Credential == nil {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stalled, err := forkwatch.Start(forkwatch.Bound, cmd.Start)
+	if !stalled {
+		return err
+	}
+	if err == nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	return fmt.Errorf("starting %s: %w", cmd.Path, forkwatch.ErrStalled)
 }

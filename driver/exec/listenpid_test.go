@@ -329,3 +329,37 @@ func runNoPtrace(dir string) int {
 	d.mu.Unlock()
 	return 0
 }
+
+// A program started through the shell is not traced, so the spawner
+// helper would take it, but not with more descriptors than one message
+// carries: the daemon forks it itself.
+func TestProgramWithManySocketsStartsWithoutTheSpawner(t *testing.T) {
+	if !exectest.WithSpawner() {
+		t.Skip("runs in the suite with the spawner helper")
+	}
+	d := newExecTestDriver(t)
+	d.listenPIDByShell = true
+	sock, _ := listenSocket(t)
+	const n = 300 // beyond the helper's 250
+	socks := make([]*os.File, n)
+	for i := range socks {
+		fd, err := unix.Dup(int(sock.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks[i] = os.NewFile(uintptr(fd), "sock")
+		defer socks[i].Close()
+	}
+	req, dir := execRequest(t)
+	req.Spec.Command = []string{"/bin/sh", "-c", `echo "$LISTEN_FDS $((LISTEN_PID - $$)) $PPID"; [ -e /proc/$$/fd/302 ] && echo last`}
+	req.Sockets = socks
+	p := execStart(t, d, req)
+	waitExecDone(t, p)
+	if err := p.Err(); err != nil {
+		t.Fatalf("program: %v\n%s", err, readAppLog(t, dir))
+	}
+	want := fmt.Sprintf("%d 0 %d\nlast\n", n, os.Getpid())
+	if got := readAppLog(t, dir); got != want {
+		t.Errorf("the program printed %q, want %q (its parent the daemon)", got, want)
+	}
+}

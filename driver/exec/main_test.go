@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(daemonDirEnv); dir != "" {
 		os.Exit(runTestDaemon(dir, os.Getenv(daemonAppEnv)))
 	}
+	if rounds := os.Getenv(floodEnv); rounds != "" {
+		os.Exit(runFlood(rounds))
+	}
 	if dir := os.Getenv(noPtraceEnv); dir != "" {
 		os.Exit(runNoPtrace(dir))
 	}

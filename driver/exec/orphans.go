@@ -55,14 +55,32 @@ func (d *Driver) reapOrphans(ch chan os.Signal) {
 // to be reaped, without reaping it; true when it cannot tell.
 func zombieChild() bool { return zombie(unix.P_ALL, 0) }
 
+// si_code of a child's end (CLD_EXITED, CLD_KILLED, CLD_DUMPED in
+// asm-generic/siginfo.h).
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
 // zombie is zombieChild for the children waitid's idType and id select.
+// waitid reports a traced child's stops (CLD_TRAPPED) even without
+// WSTOPPED, and only the first child it finds: a stop says that child
+// has not ended, and nothing of the others.
 func zombie(idType, id int) bool {
 	var si unix.Siginfo
 	err := unix.Waitid(idType, id, &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
-	if err == unix.ECHILD {
+	switch {
+	case err == unix.ECHILD:
 		return false
+	case err != nil:
+		return true
+	case si.Signo != int32(unix.SIGCHLD):
+		return false // no child has changed state
+	case si.Code == cldExited || si.Code == cldKilled || si.Code == cldDumped:
+		return true
 	}
-	return err != nil || si.Signo == int32(unix.SIGCHLD)
+	return idType != unix.P_PID
 }
 
 // reapOrphansOnce reaps the zombie children of the daemon that it did not

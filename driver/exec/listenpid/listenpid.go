@@ -8,6 +8,7 @@
 package listenpid
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"slices"
@@ -70,8 +71,8 @@ func write(pid, envc int) error {
 		}
 		break
 	}
-	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
-		return fmt.Errorf("wait status %#x, want the stop at exec", uint32(ws))
+	if err := execStop(pid, ws); err != nil {
+		return err
 	}
 	// Should the daemon die before the detach, the program dies too
 	// rather than run with a wrong LISTEN_PID.
@@ -125,6 +126,36 @@ func write(pid, envc int) error {
 	}
 	if err := unix.PtraceDetach(pid); err != nil {
 		return os.NewSyscallError("ptrace(DETACH)", err)
+	}
+	return nil
+}
+
+// execStop checks that traced child pid, whose wait status is ws, is
+// stopped at its exec: the SIGTRAP that the kernel sends it there comes
+// from the child itself (SI_USER, its own pid), which no other SIGTRAP
+// does before the program runs (kill(2) from anyone else names the
+// sender, or 0 from an outer pid namespace; a fault's has a code of its
+// own).
+func execStop(pid int, ws unix.WaitStatus) error {
+	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
+		return fmt.Errorf("wait status %#x, want the stop at exec", uint32(ws))
+	}
+	var si [128]byte // siginfo_t
+	if _, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(pid), 0,
+		uintptr(unsafe.Pointer(&si[0])), 0, 0); errno != 0 {
+		return os.NewSyscallError("ptrace(GETSIGINFO)", errno)
+	}
+	// si_signo, si_errno, si_code, then the union (8-aligned on 64-bit)
+	// that starts with si_pid.
+	code := int32(binary.NativeEndian.Uint32(si[8:]))
+	at := 12
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		at = 16
+	}
+	sender := int32(binary.NativeEndian.Uint32(si[at:]))
+	const siUser = 0 // SI_USER
+	if code != siUser || int(sender) != pid {
+		return fmt.Errorf("a SIGTRAP (code %d) from pid %d, want the stop at exec", code, sender)
 	}
 	return nil
 }

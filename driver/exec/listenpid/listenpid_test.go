@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // killed reports whether err is a SIGKILL's end.
@@ -154,5 +156,48 @@ func TestWriteWorksForADaemonThatIsNotRoot(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestWriteSetsListenPIDToTheProgramsPid") {
 		t.Errorf("run as nobody: %v\n%s", err, out)
+	}
+}
+
+// Only the exec's SIGTRAP passes for the stop at exec: one sent by
+// another process does not.
+func TestExecStopIsNotAnotherSIGTRAP(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	cmd := exec.Command("/bin/sh", "-c", "read x")
+	cmd.Stdin = r
+	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	stop := func() unix.WaitStatus {
+		t.Helper()
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+	if err := execStop(pid, stop()); err != nil {
+		t.Fatalf("the stop at exec: %v", err)
+	}
+	if err := unix.PtraceCont(pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The shell waits in read: this SIGTRAP is the next stop.
+	if err := unix.Kill(pid, unix.SIGTRAP); err != nil {
+		t.Fatal(err)
+	}
+	err = execStop(pid, stop())
+	if err == nil || !strings.Contains(err.Error(), "from pid "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("a SIGTRAP from the test: %v, want it refused, naming the test's pid", err)
 	}
 }

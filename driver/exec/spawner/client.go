@@ -25,6 +25,11 @@ var ErrClosed = errors.New("spawner: helper not running")
 // ran, and may be started another way.
 var ErrTraced = errors.New("spawner: setting LISTEN_PID failed")
 
+// ErrRefused is what Spawn returns for a request the helper cannot take
+// (more descriptors than one message carries, a request too large):
+// nothing was sent, and the caller may start the program itself.
+var ErrRefused = errors.New("spawner: request refused")
+
 // lostPoll is how often a program whose helper died is checked for.
 const lostPoll = 100 * time.Millisecond
 
@@ -165,14 +170,14 @@ func (c *Client) SpawnFiles(req Request, files []*os.File, cgroupFD int) (*Child
 		fds = append(fds, cgroupFD)
 	}
 	if len(fds) > maxFiles {
-		return nil, fmt.Errorf("spawning %s: %d descriptors, at most %d", req.Path, len(fds), maxFiles)
+		return nil, fmt.Errorf("spawning %s: %w: %d descriptors, at most %d", req.Path, ErrRefused, len(fds), maxFiles)
 	}
 	b, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("spawning %s: %w", req.Path, err)
+		return nil, fmt.Errorf("spawning %s: %w: %w", req.Path, ErrRefused, err)
 	}
 	if len(b) > maxMessage {
-		return nil, fmt.Errorf("spawning %s: request of %d bytes (environment too large)", req.Path, len(b))
+		return nil, fmt.Errorf("spawning %s: %w: request of %d bytes (environment too large)", req.Path, ErrRefused, len(b))
 	}
 	var oob []byte
 	if len(fds) > 0 {

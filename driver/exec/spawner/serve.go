@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/dynapm/dynapm/driver/exec/forkwatch"
 	"github.com/dynapm/dynapm/driver/exec/listenpid"
 )
 
@@ -129,14 +130,13 @@ func procAttr(req Request, files []*os.File, devNull *os.File) (*os.ProcAttr, er
 // (the caller's thread is locked: it is the tracer). On a
 // *listenpid.Error the program was killed before it ran.
 func startProgram(req Request, attr *os.ProcAttr) (*os.Process, error) {
-	if !req.ListenPID {
-		return os.StartProcess(req.Path, req.Args, attr)
+	if req.ListenPID {
+		attr.Env = listenpid.Env(attr.Env)
+		attr.Sys.Ptrace = true
 	}
-	attr.Env = listenpid.Env(attr.Env)
-	attr.Sys.Ptrace = true
-	p, err := os.StartProcess(req.Path, req.Args, attr)
-	if err != nil {
-		return nil, err
+	p, err := startWatched(req, attr)
+	if err != nil || !req.ListenPID {
+		return p, err
 	}
 	if err := listenpid.Write(p.Pid, len(attr.Env)); err != nil {
 		_ = p.Kill()
@@ -144,6 +144,32 @@ func startProgram(req Request, attr *os.ProcAttr) (*os.Process, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// startWatched starts req's program, its fork watched (package
+// forkwatch) where its user, or any signal once it is traced, could stop
+// it before its exec and so hang this thread: such a start fails, with a
+// *listenpid.Error if traced (the daemon falls back to the shell).
+func startWatched(req Request, attr *os.ProcAttr) (*os.Process, error) {
+	if !req.ListenPID && req.Credential == nil {
+		return os.StartProcess(req.Path, req.Args, attr)
+	}
+	var p *os.Process
+	stalled, err := forkwatch.Start(forkwatch.Bound, func() (err error) {
+		p, err = os.StartProcess(req.Path, req.Args, attr)
+		return err
+	})
+	if !stalled {
+		return p, err
+	}
+	if err == nil {
+		_ = p.Kill()
+		_, _ = p.Wait()
+	}
+	if req.ListenPID {
+		return nil, &listenpid.Error{Err: forkwatch.ErrStalled}
+	}
+	return nil, fmt.Errorf("starting %s: %w", req.Path, forkwatch.ErrStalled)
 }
 
 // waitChild reports p's end.
