@@ -8,14 +8,7 @@ import (
 )
 
 func TestParseProtocols(t *testing.T) {
-	dir := t.TempDir()
-	type tc struct {
-		name  string
-		yaml  string
-		check func(t *testing.T, s *Spec)
-		field string
-		want  string
-	}
+	type tc = loadCase
 	cases := []tc{
 		{name: "udp and tcp on one port", yaml: "listen: ['127.0.0.1:5353/udp', '127.0.0.1:5353/tcp', '127.0.0.1:5354']\ncommand: x\n",
 			check: func(t *testing.T, s *Spec) {
@@ -59,6 +52,21 @@ func TestParseProtocols(t *testing.T) {
 		{name: "flow timeout zero", yaml: "listen: '127.0.0.1:53/udp'\ncommand: x\nudp_flow_timeout: 0s\n", field: "udp_flow_timeout",
 			want: "expected a duration greater than 0"},
 	}
+	runLoadCases(t, cases)
+}
+
+// loadCase is an app file that Load accepts (check looks at the Spec) or
+// refuses with an error naming field and saying want.
+type loadCase struct {
+	name  string
+	yaml  string
+	check func(t *testing.T, s *Spec)
+	field string
+	want  string
+}
+
+func runLoadCases(t *testing.T, cases []loadCase) {
+	dir := t.TempDir()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := writeFile(t, dir, "app.yaml", c.yaml)

@@ -8,14 +8,7 @@ import (
 )
 
 func TestParseUnixSockets(t *testing.T) {
-	dir := t.TempDir()
-	type tc struct {
-		name  string
-		yaml  string
-		check func(t *testing.T, s *Spec)
-		field string
-		want  string
-	}
+	type tc = loadCase
 	long := "/" + strings.Repeat("a", MaxSocketPath)
 	cases := []tc{
 		{name: "unix listen, tcp upstream, defaults", yaml: "listen: 'unix:/run/app.sock'\ncommand: x\n",
@@ -104,20 +97,7 @@ func TestParseUnixSockets(t *testing.T) {
 		{name: "ready.http on a socket", yaml: "listen: ':80'\nupstream: 'unix:/run/u.sock'\ncommand: x\nready: {http: /}\n", field: "ready",
 			want: "ready.http and ready.tcp probe a TCP port"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p := writeFile(t, dir, "app.yaml", c.yaml)
-			s, err := Load(p)
-			if c.check != nil {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				c.check(t, s)
-				return
-			}
-			requireFieldError(t, err, p, c.field, c.want)
-		})
-	}
+	runLoadCases(t, cases)
 }
 
 func TestConflictsOfSocketFiles(t *testing.T) {
