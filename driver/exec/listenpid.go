@@ -45,15 +45,10 @@ func startTraced(cmd *exec.Cmd) error {
 	cmd.SysProcAttr = &sys
 	// A traced child stops at any signal before its exec, for this
 	// thread, stuck forking it: the watch kills it.
-	stalled, err := forkwatch.Start(forkwatch.Bound, cmd.Start)
-	switch {
-	case stalled:
-		if err == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+	if err := startWatchedLocked(cmd); err != nil {
+		if errors.Is(err, forkwatch.ErrStalled) {
+			return &listenpid.Error{Err: forkwatch.ErrStalled}
 		}
-		return &listenpid.Error{Err: forkwatch.ErrStalled}
-	case err != nil:
 		return err
 	}
 	pid := cmd.Process.Pid
@@ -118,6 +113,13 @@ func startWatched(cmd *exec.Cmd) error {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	return startWatchedLocked(cmd)
+}
+
+// startWatchedLocked is startWatched's watched start, on a thread the
+// caller has locked: a stalled fork is killed, waited for, and fails with
+// forkwatch.ErrStalled.
+func startWatchedLocked(cmd *exec.Cmd) error {
 	stalled, err := forkwatch.Start(forkwatch.Bound, cmd.Start)
 	if !stalled {
 		return err
