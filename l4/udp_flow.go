@@ -49,8 +49,6 @@ type udpFlow struct {
 	closeOnce      sync.Once
 
 	// The reply goroutine's own, as udpListener's.
-	batch           *udpBatch
-	recvErr         error
 	replyMsgs       []mmsghdr
 	readFn, writeFn func(fd uintptr) bool
 }
@@ -217,43 +215,45 @@ func (f *udpFlow) sendQueued(q [][]byte) error {
 // replies receives the upstream's datagrams in batches and sends each
 // batch to the client from the listen socket, until the flow ends.
 func (f *udpFlow) replies() {
-	l := f.l
-	defer l.s.wg.Done()
+	defer f.l.s.wg.Done()
 	defer f.close()
+	// Read returns on an error only: the flow's socket closed, the
+	// upstream refused (the program's socket is gone), or the listener
+	// closed.
+	_ = f.rc.Read(f.readFn)
+}
+
+// read is f.rc.Read's function: it receives and sends batches of replies
+// until one comes back short, as udpListener.read does; true to end the
+// flow. It must not close the flow itself: closing waits for this call.
+func (f *udpFlow) read(fd uintptr) bool {
+	l := f.l
+	b := l.s.getBatch()
+	defer l.s.putBatch(b)
 	for {
-		if err := f.rc.Read(f.readFn); err != nil || f.recvErr != nil {
-			return // closed, or refused: the program's socket is gone
+		switch err := b.recvmmsg(fd, false); err {
+		case nil:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			return true
 		}
-		b := f.batch
 		n := 0
 		for i := 0; i < b.n; i++ {
 			n += int(b.msgs[i].n)
 		}
 		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
-		err := l.rc.Write(f.writeFn)
-		l.s.putBatch(b)
-		f.batch = nil
-		if err != nil {
-			return // the listener is closed
+		if err := l.rc.Write(f.writeFn); err != nil {
+			return true // the listener is closed
 		}
 		f.received.Add(int64(n))
 		f.touch()
+		if b.n < udpBatchSize {
+			return false
+		}
 	}
-}
-
-func (f *udpFlow) read(fd uintptr) bool {
-	b := f.l.s.getBatch()
-	err := b.recvmmsg(fd, false)
-	if err == syscall.EAGAIN || err == syscall.EINTR {
-		f.l.s.putBatch(b)
-		return false
-	}
-	if err != nil {
-		f.l.s.putBatch(b)
-		b = nil
-	}
-	f.batch, f.recvErr = b, err
-	return true
 }
 
 // write sends f.replyMsgs from the listen socket. A reply the kernel

@@ -70,10 +70,9 @@ type udpListener struct {
 	flows  map[netip.AddrPort]*udpFlow
 	closed bool
 
-	// The receiving goroutine's own: the batch it reads into and the run
-	// it sends, through readFn and writeFn, method values made once so
-	// that a datagram allocates nothing.
-	batch           *udpBatch
+	// The receiving goroutine's own: the run it sends, through readFn and
+	// writeFn, method values made once so that a datagram allocates
+	// nothing.
 	recvErr         error
 	sendMsgs        []mmsghdr
 	sendErr         error
@@ -194,31 +193,34 @@ func (l *udpListener) recvLoop() {
 		if err := l.rc.Read(l.readFn); err != nil {
 			return // closed
 		}
-		if l.recvErr != nil {
-			l.logError("receiving datagrams failed", l.recvErr)
-			continue
-		}
-		l.dispatch(l.batch)
-		l.s.putBatch(l.batch)
-		l.batch = nil
+		l.logError("receiving datagrams failed", l.recvErr)
 	}
 }
 
-// read is l.rc.Read's function: a batch of what the socket holds, or
-// false to wait until it holds something.
+// read is l.rc.Read's function: it receives and dispatches batches until
+// one comes back short, then returns false to wait. Why inside: each
+// rc.Read forgets the readiness reported before it, so a loop around it
+// must read until EAGAIN; within one call, a short batch means the socket
+// was empty and any later datagram is reported. True after an error.
 func (l *udpListener) read(fd uintptr) bool {
 	b := l.s.getBatch()
-	err := b.recvmmsg(fd, true)
-	if err == syscall.EAGAIN || err == syscall.EINTR {
-		l.s.putBatch(b)
-		return false
+	defer l.s.putBatch(b)
+	for {
+		switch err := b.recvmmsg(fd, true); err {
+		case nil:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			l.recvErr = err
+			return true
+		}
+		l.dispatch(b)
+		if b.n < udpBatchSize {
+			return false
+		}
 	}
-	if err != nil {
-		l.s.putBatch(b)
-		b = nil
-	}
-	l.batch, l.recvErr = b, err
-	return true
 }
 
 // write is a flow's rc.Write function for l.sendMsgs.
