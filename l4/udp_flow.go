@@ -43,6 +43,12 @@ type udpFlow struct {
 	rc      syscall.RawConn
 	release func()
 	timer   *time.Timer
+	// lp, under l.mu: the event loop that owns fd (udp_loop_linux.go),
+	// set with fd before the flow is ready; fd and slot are the loop's
+	// from then on.
+	lp   *eventLoop
+	fd   int
+	slot int32
 
 	last           atomic.Int64 // UnixNano of the last datagram either way
 	sent, received atomic.Int64
@@ -55,11 +61,11 @@ type udpFlow struct {
 
 func (l *udpListener) newFlow(r *Route, b *udpBatch, i int) *udpFlow {
 	f := &udpFlow{l: l, app: r.App, client: b.from(i), name: b.names[i], maxPending: r.MaxPending,
-		timeout: durationOr(r.FlowTimeout, DefaultUDPFlowTimeout)}
+		timeout: durationOr(r.FlowTimeout, DefaultUDPFlowTimeout), fd: -1, slot: -1}
 	f.namelen = sockaddrLen(&f.name)
 	f.readFn, f.writeFn = f.read, f.write
 	if r.ProxyProtocol == "v2" {
-		dst := l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		dst := l.laddr.AddrPort()
 		f.header = appendProxyHeaderDgram(nil, f.client, dst)
 	}
 	return f
@@ -98,9 +104,36 @@ func (f *udpFlow) start() bool {
 	f.ready = true
 	f.timer = time.AfterFunc(f.timeout, f.expire)
 	l.mu.Unlock()
+	if f.lp != nil {
+		f.lp.registerUDPFlow(f) // connected by connectRaw, on the loop
+		return true
+	}
 	l.s.wg.Add(1)
 	go f.replies()
 	return true
+}
+
+// serveReplies starts receiving the upstream's replies to a flow that
+// f.connect connected: on the listener's event loop, or in a goroutine.
+func (f *udpFlow) serveReplies() {
+	if lp := f.l.loop; lp != nil {
+		f.handTo(lp)
+		return
+	}
+	f.l.s.wg.Add(1)
+	go f.replies()
+}
+
+// readyLocked makes the flow ready; on a loop, the waking goroutine's
+// socket is done with and returned to be closed. l.mu must be held.
+func (f *udpFlow) readyLocked() *net.UDPConn {
+	f.ready = !f.dead
+	if f.lp == nil {
+		return nil
+	}
+	conn := f.conn
+	f.conn = nil
+	return conn
 }
 
 // wake leases the app, waiting while it starts, then delivers what was
@@ -150,15 +183,17 @@ func (f *udpFlow) wake() {
 		f.end()
 		return
 	}
-	s.wg.Add(1)
-	go f.replies()
+	f.serveReplies()
 	for {
 		l.mu.Lock()
 		q := f.queue
 		f.queue = nil
 		if len(q) == 0 || f.dead {
-			f.ready = !f.dead
+			conn := f.readyLocked()
 			l.mu.Unlock()
+			if conn != nil {
+				conn.Close()
+			}
 			return
 		}
 		l.mu.Unlock()
@@ -307,7 +342,7 @@ func (f *udpFlow) close() {
 		}
 		q := f.queue
 		f.queue = nil
-		connected := f.conn != nil
+		connected := f.conn != nil || f.lp != nil
 		if f.timer != nil {
 			f.timer.Stop()
 		}
@@ -322,16 +357,30 @@ func (f *udpFlow) close() {
 	})
 }
 
-// end closes the flow's socket and releases its lease, once.
+// end closes the flow's socket and releases its lease, once; a loop's
+// socket is closed by its loop, which releases the lease then.
 func (f *udpFlow) end() {
 	f.l.mu.Lock()
-	conn, release := f.conn, f.release
-	f.conn, f.release = nil, nil
+	conn, release, lp := f.conn, f.release, f.lp
+	f.conn = nil
+	if lp == nil {
+		f.release = nil
+	}
 	f.l.mu.Unlock()
-	if conn == nil {
+	if conn != nil {
+		conn.Close()
+	}
+	if lp != nil {
+		lp.closeUDPFlow(f)
 		return
 	}
-	conn.Close()
+	if release != nil {
+		f.finish(release)
+	}
+}
+
+// finish releases the flow's lease and reports it.
+func (f *udpFlow) finish(release func()) {
 	release()
 	if o := f.l.s.udpObserver(); o != nil {
 		o.FlowClosed(f.app, f.sent.Load(), f.received.Load())
