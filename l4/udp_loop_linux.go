@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"net"
 	"net/netip"
 	"syscall"
 
@@ -369,7 +370,16 @@ func (f *udpFlow) connectRaw(upstream netip.AddrPort, release func()) error {
 		sa = &unix.SockaddrInet4{Port: int(upstream.Port()), Addr: upstream.Addr().Unmap().As4()}
 	} else {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(upstream.Port()), Addr: upstream.Addr().As16()}
+		sa6 := &unix.SockaddrInet6{Port: int(upstream.Port()), Addr: upstream.Addr().As16()}
+		if zone := upstream.Addr().Zone(); zone != "" {
+			ifi, err := net.InterfaceByName(zone)
+			if err != nil {
+				release()
+				return err
+			}
+			sa6.ZoneId = uint32(ifi.Index)
+		}
+		sa = sa6
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
