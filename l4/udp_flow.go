@@ -33,7 +33,7 @@ type udpFlow struct {
 	header []byte
 
 	// Under l.mu: ready once connected and the queue delivered (the
-	// receiving goroutine sends straight up conn then), queue the
+	// receiver sends straight up the flow's socket then), queue the
 	// datagrams that came before; dead once closed.
 	ready bool
 	dead  bool
@@ -91,8 +91,8 @@ func (f *udpFlow) connect(upstream netip.AddrPort, release func()) error {
 	return nil
 }
 
-// start makes a connected flow ready: its reply goroutine and its timer
-// run. False if the flow was closed meanwhile (it is cleaned up then).
+// start makes a connected flow ready: its replies are received (loop or
+// goroutine) and its timer runs. False if the flow was closed meanwhile (it is cleaned up then).
 func (f *udpFlow) start() bool {
 	l := f.l
 	l.mu.Lock()

@@ -19,8 +19,8 @@ import (
 const udpSuffix = "/udp"
 
 // udpRecvBuffer is the receive buffer of a UDP listen socket: datagrams
-// that arrive while the receiving goroutine is busy wait there rather than
-// being dropped. A daemon running as root sets it past net.core.rmem_max
+// that arrive while its receiver is busy wait there rather than being
+// dropped. A daemon running as root sets it past net.core.rmem_max
 // (SO_RCVBUFFORCE), as the kernel lets it; others get what rmem_max allows.
 const udpRecvBuffer = 4 << 20
 
@@ -361,7 +361,7 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 	l.mu.Unlock()
 	r := l.route.Load()
 	if full {
-		// Each flow holds a socket, a goroutine and a lease: addresses
+		// Each flow holds a socket, a slot or goroutine and a lease: addresses
 		// made up by the thousand must not take them all.
 		l.s.dropped(r.App, 1)
 		l.logError("too many UDP flows, dropping datagram from a new client", errTooManyFlows)
@@ -417,7 +417,7 @@ func (s *Server) dropped(app string, n int) {
 }
 
 // logError logs a receive error or a drop, at most once per
-// ErrorLogInterval. Only the receiving goroutine calls it.
+// ErrorLogInterval. Only the receiving loop or goroutine calls it.
 func (l *udpListener) logError(msg string, err error) {
 	if errors.Is(err, net.ErrClosed) {
 		return
