@@ -50,6 +50,7 @@ type eventLoop struct {
 	quiets  []*loopConn // connections the sweeper wants closed
 	lqueue  []*listener // listeners to accept for (see loop_accept_linux.go)
 	lremove []*listener // listeners to stop accepting for
+	ureqs   []udpReq    // UDP sockets to register or let go of (udp_loop_linux.go)
 	stopped bool
 	dead    bool // the loop has ended: nothing queued is taken any more
 	done    chan struct{}
@@ -63,6 +64,7 @@ type eventLoop struct {
 	lsts        map[int32]*listener
 	acceptMore  []*listener
 	acceptSpare []*listener
+	udp         udpLoop
 }
 
 // loopConn is a connection while the loop moves its bytes. Side 0 is the
@@ -253,8 +255,8 @@ func (l *eventLoop) run() {
 			yielded = now
 		}
 		timeout := -1
-		if len(l.acceptMore) > 0 {
-			timeout = 0 // a listener still has connections waiting
+		if len(l.acceptMore) > 0 || len(l.udp.more) > 0 {
+			timeout = 0 // a listener still has connections or datagrams waiting
 		}
 		n, err := unix.EpollWait(l.epfd, events, timeout)
 		if err != nil {
@@ -272,6 +274,10 @@ func (l *eventLoop) run() {
 					l.shutdownLoop()
 					return
 				}
+				continue
+			}
+			if ev.Pad < 0 {
+				l.udpEvent(ev.Fd, ^ev.Pad)
 				continue
 			}
 			if ev.Fd < evWake {
@@ -302,6 +308,9 @@ func (l *eventLoop) run() {
 		if len(l.acceptMore) > 0 {
 			l.acceptAgain()
 		}
+		if len(l.udp.more) > 0 {
+			l.udpAgain()
+		}
 	}
 }
 
@@ -312,8 +321,8 @@ func (l *eventLoop) takeQueue() bool {
 	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&cnt)), 8)
 	l.mu.Lock()
 	q, cuts, quiets, stopped := l.queue, l.cuts, l.quiets, l.stopped
-	ladd, lrem := l.lqueue, l.lremove
-	l.queue, l.cuts, l.quiets, l.lqueue, l.lremove = nil, nil, nil, nil, nil
+	ladd, lrem, ureqs := l.lqueue, l.lremove, l.ureqs
+	l.queue, l.cuts, l.quiets, l.lqueue, l.lremove, l.ureqs = nil, nil, nil, nil, nil, nil
 	for _, c := range q {
 		if c.cutReq {
 			cuts = append(cuts, c) // cut before it was handed over
@@ -326,6 +335,7 @@ func (l *eventLoop) takeQueue() bool {
 	if len(ladd) > 0 || len(lrem) > 0 {
 		l.takeListeners(ladd, lrem)
 	}
+	l.takeUDP(ureqs)
 	for _, c := range q {
 		l.register(c)
 	}
@@ -595,6 +605,8 @@ func (l *eventLoop) shutdownLoop() {
 		lsts = append(lsts, lst)
 	}
 	l.takeListeners(nil, lsts)
+	l.shutdownUDP(l.ureqs)
+	l.ureqs = nil
 	l.mu.Unlock()
 	for _, c := range q {
 		c.active = true

@@ -33,7 +33,7 @@ type udpFlow struct {
 	header []byte
 
 	// Under l.mu: ready once connected and the queue delivered (the
-	// receiving goroutine sends straight up conn then), queue the
+	// receiver sends straight up the flow's socket then), queue the
 	// datagrams that came before; dead once closed.
 	ready bool
 	dead  bool
@@ -43,25 +43,29 @@ type udpFlow struct {
 	rc      syscall.RawConn
 	release func()
 	timer   *time.Timer
+	// lp, under l.mu: the event loop that owns fd (udp_loop_linux.go),
+	// set with fd before the flow is ready; fd and slot are the loop's
+	// from then on.
+	lp   *eventLoop
+	fd   int
+	slot int32
 
 	last           atomic.Int64 // UnixNano of the last datagram either way
 	sent, received atomic.Int64
 	closeOnce      sync.Once
 
 	// The reply goroutine's own, as udpListener's.
-	batch           *udpBatch
-	recvErr         error
 	replyMsgs       []mmsghdr
 	readFn, writeFn func(fd uintptr) bool
 }
 
 func (l *udpListener) newFlow(r *Route, b *udpBatch, i int) *udpFlow {
 	f := &udpFlow{l: l, app: r.App, client: b.from(i), name: b.names[i], maxPending: r.MaxPending,
-		timeout: durationOr(r.FlowTimeout, DefaultUDPFlowTimeout)}
+		timeout: durationOr(r.FlowTimeout, DefaultUDPFlowTimeout), fd: -1, slot: -1}
 	f.namelen = sockaddrLen(&f.name)
 	f.readFn, f.writeFn = f.read, f.write
 	if r.ProxyProtocol == "v2" {
-		dst := l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		dst := l.laddr.AddrPort()
 		f.header = appendProxyHeaderDgram(nil, f.client, dst)
 	}
 	return f
@@ -87,8 +91,8 @@ func (f *udpFlow) connect(upstream netip.AddrPort, release func()) error {
 	return nil
 }
 
-// start makes a connected flow ready: its reply goroutine and its timer
-// run. False if the flow was closed meanwhile (it is cleaned up then).
+// start makes a connected flow ready: its replies are received (loop or
+// goroutine) and its timer runs. False if the flow was closed meanwhile (it is cleaned up then).
 func (f *udpFlow) start() bool {
 	l := f.l
 	l.mu.Lock()
@@ -100,9 +104,36 @@ func (f *udpFlow) start() bool {
 	f.ready = true
 	f.timer = time.AfterFunc(f.timeout, f.expire)
 	l.mu.Unlock()
+	if f.lp != nil {
+		f.lp.registerUDPFlow(f) // connected by connectRaw, on the loop
+		return true
+	}
 	l.s.wg.Add(1)
 	go f.replies()
 	return true
+}
+
+// serveReplies starts receiving the upstream's replies to a flow that
+// f.connect connected: on the listener's event loop, or in a goroutine.
+func (f *udpFlow) serveReplies() {
+	if lp := f.l.loop; lp != nil {
+		f.handTo(lp)
+		return
+	}
+	f.l.s.wg.Add(1)
+	go f.replies()
+}
+
+// readyLocked makes the flow ready; on a loop, the waking goroutine's
+// socket is done with and returned to be closed. l.mu must be held.
+func (f *udpFlow) readyLocked() *net.UDPConn {
+	f.ready = !f.dead
+	if f.lp == nil {
+		return nil
+	}
+	conn := f.conn
+	f.conn = nil
+	return conn
 }
 
 // wake leases the app, waiting while it starts, then delivers what was
@@ -152,15 +183,17 @@ func (f *udpFlow) wake() {
 		f.end()
 		return
 	}
-	s.wg.Add(1)
-	go f.replies()
+	f.serveReplies()
 	for {
 		l.mu.Lock()
 		q := f.queue
 		f.queue = nil
 		if len(q) == 0 || f.dead {
-			f.ready = !f.dead
+			conn := f.readyLocked()
 			l.mu.Unlock()
+			if conn != nil {
+				conn.Close()
+			}
 			return
 		}
 		l.mu.Unlock()
@@ -217,43 +250,45 @@ func (f *udpFlow) sendQueued(q [][]byte) error {
 // replies receives the upstream's datagrams in batches and sends each
 // batch to the client from the listen socket, until the flow ends.
 func (f *udpFlow) replies() {
-	l := f.l
-	defer l.s.wg.Done()
+	defer f.l.s.wg.Done()
 	defer f.close()
+	// Read returns on an error only: the flow's socket closed, the
+	// upstream refused (the program's socket is gone), or the listener
+	// closed.
+	_ = f.rc.Read(f.readFn)
+}
+
+// read is f.rc.Read's function: it receives and sends batches of replies
+// until one comes back short, as udpListener.read does; true to end the
+// flow. It must not close the flow itself: closing waits for this call.
+func (f *udpFlow) read(fd uintptr) bool {
+	l := f.l
+	b := l.s.getBatch()
+	defer l.s.putBatch(b)
 	for {
-		if err := f.rc.Read(f.readFn); err != nil || f.recvErr != nil {
-			return // closed, or refused: the program's socket is gone
+		switch err := b.recvmmsg(fd, false); err {
+		case nil:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			return true
 		}
-		b := f.batch
 		n := 0
 		for i := 0; i < b.n; i++ {
 			n += int(b.msgs[i].n)
 		}
 		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
-		err := l.rc.Write(f.writeFn)
-		l.s.putBatch(b)
-		f.batch = nil
-		if err != nil {
-			return // the listener is closed
+		if err := l.rc.Write(f.writeFn); err != nil {
+			return true // the listener is closed
 		}
 		f.received.Add(int64(n))
 		f.touch()
+		if b.n < udpBatchSize {
+			return false
+		}
 	}
-}
-
-func (f *udpFlow) read(fd uintptr) bool {
-	b := f.l.s.getBatch()
-	err := b.recvmmsg(fd, false)
-	if err == syscall.EAGAIN || err == syscall.EINTR {
-		f.l.s.putBatch(b)
-		return false
-	}
-	if err != nil {
-		f.l.s.putBatch(b)
-		b = nil
-	}
-	f.batch, f.recvErr = b, err
-	return true
 }
 
 // write sends f.replyMsgs from the listen socket. A reply the kernel
@@ -307,7 +342,7 @@ func (f *udpFlow) close() {
 		}
 		q := f.queue
 		f.queue = nil
-		connected := f.conn != nil
+		connected := f.conn != nil || f.lp != nil
 		if f.timer != nil {
 			f.timer.Stop()
 		}
@@ -322,16 +357,30 @@ func (f *udpFlow) close() {
 	})
 }
 
-// end closes the flow's socket and releases its lease, once.
+// end closes the flow's socket and releases its lease, once; a loop's
+// socket is closed by its loop, which releases the lease then.
 func (f *udpFlow) end() {
 	f.l.mu.Lock()
-	conn, release := f.conn, f.release
-	f.conn, f.release = nil, nil
+	conn, release, lp := f.conn, f.release, f.lp
+	f.conn = nil
+	if lp == nil {
+		f.release = nil
+	}
 	f.l.mu.Unlock()
-	if conn == nil {
+	if conn != nil {
+		conn.Close()
+	}
+	if lp != nil {
+		lp.closeUDPFlow(f)
 		return
 	}
-	conn.Close()
+	if release != nil {
+		f.finish(release)
+	}
+}
+
+// finish releases the flow's lease and reports it.
+func (f *udpFlow) finish(release func()) {
 	release()
 	if o := f.l.s.udpObserver(); o != nil {
 		o.FlowClosed(f.app, f.sent.Load(), f.received.Load())

@@ -11,14 +11,16 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // udpSuffix marks a UDP listen address in the table ("127.0.0.1:53/udp").
 const udpSuffix = "/udp"
 
 // udpRecvBuffer is the receive buffer of a UDP listen socket: datagrams
-// that arrive while the receiving goroutine is busy wait there rather than
-// being dropped. A daemon running as root sets it past net.core.rmem_max
+// that arrive while its receiver is busy wait there rather than being
+// dropped. A daemon running as root sets it past net.core.rmem_max
 // (SO_RCVBUFFORCE), as the kernel lets it; others get what rmem_max allows.
 const udpRecvBuffer = 4 << 20
 
@@ -41,6 +43,7 @@ func isUDPKey(addr string) bool { return strings.HasSuffix(addr, udpSuffix) }
 // queues of waking apps and the pool of batches.
 type udpState struct {
 	listeners map[string]*udpListener
+	nextLoop  int // the event loop the next listener goes to
 	queues    udpQueues
 	batches   sync.Pool // *udpBatch
 }
@@ -54,26 +57,34 @@ func (s *Server) getBatch() *udpBatch {
 
 func (s *Server) putBatch(b *udpBatch) { s.udp.batches.Put(b) }
 
-// udpListener is one UDP listen address: its socket, the goroutine that
-// receives on it, and the flows of its clients. A UDP address has a
-// single route: datagrams carry no name to share it by.
+// udpListener is one UDP listen address: its socket, the event loop or
+// goroutine that receives on it, and the flows of its clients. A UDP
+// address has a single route: datagrams carry no name to share it by.
 type udpListener struct {
 	s     *Server
 	addr  string // the table key, with its suffix
+	laddr *net.UDPAddr
 	conn  *net.UDPConn
 	rc    syscall.RawConn
 	route atomic.Pointer[Route]
-	// accepting: the receiving goroutine runs. Under s.mu.
+	// accepting: the receiving loop or goroutine runs. Under s.mu.
 	accepting bool
+
+	// On an event loop (udp_loop_linux.go), set before it is handed
+	// over: conn is closed and the loop receives on fd, a dup, which its
+	// closer closes under fdMu. slot is the loop's own.
+	loop *eventLoop
+	fdMu sync.Mutex
+	fd   int
+	slot int32
 
 	mu     sync.Mutex
 	flows  map[netip.AddrPort]*udpFlow
 	closed bool
 
-	// The receiving goroutine's own: the batch it reads into and the run
-	// it sends, through readFn and writeFn, method values made once so
-	// that a datagram allocates nothing.
-	batch           *udpBatch
+	// The receiving goroutine's own: the run it sends, through readFn and
+	// writeFn, method values made once so that a datagram allocates
+	// nothing.
 	recvErr         error
 	sendMsgs        []mmsghdr
 	sendErr         error
@@ -120,7 +131,8 @@ func (s *Server) listenUDP(addr string, routes []Route) (*udpListener, error) {
 		return nil, err
 	}
 	setRecvBuffer(rc, udpRecvBuffer)
-	l := &udpListener{s: s, addr: addr, conn: conn, rc: rc, flows: make(map[netip.AddrPort]*udpFlow)}
+	l := &udpListener{s: s, addr: addr, laddr: conn.LocalAddr().(*net.UDPAddr), conn: conn, rc: rc,
+		fd: -1, slot: -1, flows: make(map[netip.AddrPort]*udpFlow)}
 	l.readFn, l.writeFn = l.read, l.write
 	l.route.Store(&routes[0])
 	return l, nil
@@ -148,9 +160,40 @@ func (s *Server) startUDPLocked(table map[string][]Route) {
 		if !l.accepting {
 			l.accepting = true
 			s.wg.Add(1)
-			go l.recvLoop()
+			if lp := s.udpLoopLocked(); lp != nil && l.toLoop(lp) {
+				lp.addUDPListener(l)
+			} else {
+				go l.recvLoop()
+			}
 		}
 	}
+}
+
+// udpLoopLocked returns the event loop for a new UDP listener, in turn;
+// nil when datagrams are to be moved by goroutines. s.mu must be held.
+func (s *Server) udpLoopLocked() *eventLoop {
+	loops := s.eventLoopsLocked()
+	if len(loops) == 0 {
+		return nil
+	}
+	s.udp.nextLoop++
+	return loops[s.udp.nextLoop%len(loops)]
+}
+
+// toLoop makes l's socket the loop's: a dup of it, and conn closed so
+// that Go's netpoller is not woken by its datagrams. False (l unchanged)
+// if the dup failed.
+func (l *udpListener) toLoop(lp *eventLoop) bool {
+	dup := -1
+	var derr error
+	if err := l.rc.Control(func(fd uintptr) {
+		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || derr != nil {
+		return false
+	}
+	l.conn.Close()
+	l.fd, l.loop = dup, lp
+	return true
 }
 
 // closeUDPLocked closes every UDP listener (Shutdown). s.mu must be held.
@@ -167,6 +210,18 @@ func (l *udpListener) close() {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
+	if lp := l.loop; lp != nil {
+		// Closed here rather than by the loop, so that the address is
+		// free when close returns; fdMu keeps the loop off the number.
+		l.fdMu.Lock()
+		unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
+		syscall.Close(l.fd)
+		l.fd = -1
+		l.fdMu.Unlock()
+		l.closeFlows()
+		lp.removeUDPListener(l)
+		return
+	}
 	l.conn.Close()
 	if !l.accepting {
 		l.closeFlows()
@@ -194,31 +249,34 @@ func (l *udpListener) recvLoop() {
 		if err := l.rc.Read(l.readFn); err != nil {
 			return // closed
 		}
-		if l.recvErr != nil {
-			l.logError("receiving datagrams failed", l.recvErr)
-			continue
-		}
-		l.dispatch(l.batch)
-		l.s.putBatch(l.batch)
-		l.batch = nil
+		l.logError("receiving datagrams failed", l.recvErr)
 	}
 }
 
-// read is l.rc.Read's function: a batch of what the socket holds, or
-// false to wait until it holds something.
+// read is l.rc.Read's function: it receives and dispatches batches until
+// one comes back short, then returns false to wait. Why inside: each
+// rc.Read forgets the readiness reported before it, so a loop around it
+// must read until EAGAIN; within one call, a short batch means the socket
+// was empty and any later datagram is reported. True after an error.
 func (l *udpListener) read(fd uintptr) bool {
 	b := l.s.getBatch()
-	err := b.recvmmsg(fd, true)
-	if err == syscall.EAGAIN || err == syscall.EINTR {
-		l.s.putBatch(b)
-		return false
+	defer l.s.putBatch(b)
+	for {
+		switch err := b.recvmmsg(fd, true); err {
+		case nil:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			l.recvErr = err
+			return true
+		}
+		l.dispatch(b)
+		if b.n < udpBatchSize {
+			return false
+		}
 	}
-	if err != nil {
-		l.s.putBatch(b)
-		b = nil
-	}
-	l.batch, l.recvErr = b, err
-	return true
 }
 
 // write is a flow's rc.Write function for l.sendMsgs.
@@ -255,6 +313,10 @@ func (l *udpListener) dispatch(b *udpBatch) {
 
 // forward sends datagrams [i, j) of b up f's connected socket.
 func (l *udpListener) forward(f *udpFlow, b *udpBatch, i, j int) {
+	if l.loop != nil {
+		l.forwardRaw(f, b, i, j)
+		return
+	}
 	n := 0
 	for k := i; k < j; k++ {
 		n += int(b.msgs[k].n)
@@ -299,7 +361,7 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 	l.mu.Unlock()
 	r := l.route.Load()
 	if full {
-		// Each flow holds a socket, a goroutine and a lease: addresses
+		// Each flow holds a socket, a slot or goroutine and a lease: addresses
 		// made up by the thousand must not take them all.
 		l.s.dropped(r.App, 1)
 		l.logError("too many UDP flows, dropping datagram from a new client", errTooManyFlows)
@@ -308,7 +370,11 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 	f = l.newFlow(r, b, i)
 	if rw, isReady := l.s.Waker.(ReadyWaker); isReady {
 		if upstream, release, ok := rw.TryWake(r.App); ok {
-			if err := f.connect(upstream, release); err != nil {
+			connect := f.connect
+			if l.loop != nil {
+				connect = f.connectRaw
+			}
+			if err := connect(upstream, release); err != nil {
 				l.s.logDrop(r.App, "connecting to the upstream failed, dropping datagram", slog.Any("err", err))
 				l.s.dropped(r.App, 1)
 				return nil, false
@@ -351,7 +417,7 @@ func (s *Server) dropped(app string, n int) {
 }
 
 // logError logs a receive error or a drop, at most once per
-// ErrorLogInterval. Only the receiving goroutine calls it.
+// ErrorLogInterval. Only the receiving loop or goroutine calls it.
 func (l *udpListener) logError(msg string, err error) {
 	if errors.Is(err, net.ErrClosed) {
 		return
