@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -112,12 +113,13 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 	conn, err := m.probe.waitReady(in.ctx, proc, ready, m.cfg.ProbeInterval, deadline)
 	in.watch.startOver()
+	var announce func()
 	m.mu.Lock()
 	switch {
 	case in.stopReq:
 		// Called off while starting: stop below.
 	case err == nil:
-		m.becomeReadyLocked(a, in)
+		announce = m.becomeReadyLocked(a, in)
 		if h := in.spec.Hooks.AfterStart; len(h) > 0 {
 			m.goHook(in, "after_start", h, in.reason)
 		}
@@ -136,6 +138,13 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		} // else an added instance: the app serves on with the others
 	}
 	m.mu.Unlock()
+	if announce != nil {
+		// The waiters just woken run on this thread's queue: let them
+		// lease and serve their first clients before the log line is
+		// formatted and written.
+		runtime.Gosched()
+		announce()
+	}
 	if conn >= 0 {
 		syscall.Close(conn)
 	}
@@ -384,26 +393,40 @@ func exitStatus(p Process) string {
 	return "exit status 0"
 }
 
-// becomeReadyLocked: the probe passed; the instance joins the rotation.
-func (m *Manager) becomeReadyLocked(a *app, in *instance) {
+// becomeReadyLocked: the probe passed; the instance joins the rotation. It
+// returns the announcement of the start (the log line and the event), for
+// the caller to make once m.mu is released: the waiters woken here need
+// the lock to lease, and formatting and writing a log line under it would
+// hold up the first client of every cold start.
+func (m *Manager) becomeReadyLocked(a *app, in *instance) (announce func()) {
 	now := time.Now()
 	in.readyAt = now
 	in.lastActivity = now
 	a.lastActivity = now
 	a.lastErr = ""
 	a.setState(Ready)
+	refused := a.refused
+	if refused > 0 {
+		a.refused, a.refusedLogged = 0, now
+	}
+	m.armIdleLocked(a)
+	m.ensureMinLocked(a)
 	where := []any{"upstream", in.upstreamText()}
 	if in.spec.HandsOff() {
 		where = []any{"handoff", in.spec.Handoff}
 	}
-	m.log.Info("app started", instAttrs(a, in, append([]any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid()},
-		append(where, "took", now.Sub(in.spawnedAt))...))...)
-	if m.cfg.Events != nil {
-		m.cfg.Events.AppReady(a.name, now.Sub(in.spawnedAt))
+	attrs := instAttrs(a, in, append([]any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid()},
+		append(where, "took", now.Sub(in.spawnedAt))...))
+	name, took, limit := a.name, now.Sub(in.spawnedAt), maxPending(a.spec)
+	return func() {
+		m.log.Info("app started", attrs...)
+		if m.cfg.Events != nil {
+			m.cfg.Events.AppReady(name, took)
+		}
+		if refused > 0 {
+			m.logRefused(name, refused, limit)
+		}
 	}
-	m.logRefusedLocked(a)
-	m.armIdleLocked(a)
-	m.ensureMinLocked(a)
 }
 
 // failStartLocked records a start that did not reach ready.

@@ -319,8 +319,13 @@ func (m *Manager) logRefusedLocked(a *app) {
 	if a.refused == 0 {
 		return
 	}
-	m.log.Warn("refused connections: too many pending", "app", a.name,
-		"refused", a.refused, "max_pending", maxPending(a.spec))
+	m.logRefused(a.name, a.refused, maxPending(a.spec))
 	a.refused = 0
 	a.refusedLogged = time.Now()
+}
+
+// logRefused logs that refused callers of app were turned away by
+// max_pending (limit) since the last such line.
+func (m *Manager) logRefused(app string, refused, limit int) {
+	m.log.Warn("refused connections: too many pending", "app", app, "refused", refused, "max_pending", limit)
 }
