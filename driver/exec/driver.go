@@ -80,6 +80,9 @@ type Driver struct {
 	// tracked holds the groups started by StartGroup (scheduled jobs), by
 	// pgid, with their app's name.
 	tracked map[int]*trackedJob
+	// spares holds a box with its cgroup made ahead for the next start of
+	// an app's instance, by app (makeSpare).
+	spares map[string]*box
 
 	// spawner, when set, starts the programs (see UseSpawner); nil once
 	// its helper is gone.
@@ -326,6 +329,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	b.pgid = pid
 	p := &process{
 		driver: d,
+		app:    name,
 		logger: d.logger.With("app", name, "pid", pid),
 		wait:   wait,
 		pid:    pid,
@@ -380,12 +384,23 @@ func (d *Driver) Close() error {
 		r.close()
 	}
 	d.wg.Wait()
+	// No spare is made once closed.
+	d.mu.Lock()
+	spares := d.spares
+	d.spares = nil
+	d.mu.Unlock()
+	for app, b := range spares {
+		if err := b.release(); err != nil {
+			d.logger.Warn("removing a cgroup made ahead of a start", "app", app, "err", err)
+		}
+	}
 	return nil
 }
 
 // process is one started program: the leader of its process group.
 type process struct {
 	driver *Driver
+	app    string
 	logger *slog.Logger
 	wait   func() error // waits for the leader's exit (exec.Cmd.Wait's words)
 	pid    int          // also the pgid
@@ -525,6 +540,7 @@ func (p *process) watch() {
 	p.driver.unregister(p)
 	p.logger.Debug("process exited", "err", err)
 	close(p.done)
+	p.driver.makeSpare(p.app)
 }
 
 // waitGroupGone waits until nothing of the program is left, or until
