@@ -39,6 +39,7 @@ func (m *Manager) launchLocked(a *app, reason string) *instance {
 		cancel: cancel,
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
+		chosen: make(chan struct{}),
 	}
 	m.launches++
 	in.seq = m.launches
@@ -320,6 +321,12 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	watch.started(proc.Pid(), m.log.With("app", a.name))
 	m.mu.Lock()
 	in.proc = proc
+	if upstream.IsValid() && !in.chosenClosed {
+		// Told once the program runs: waking the callers of WakeEarly
+		// any sooner would slow its spawn.
+		in.chosenClosed = true
+		close(in.chosen)
+	}
 	m.mu.Unlock()
 	r := &readiness{upstream: upstream, socket: socket, http: spec.Ready.HTTP, tcp: spec.Ready.TCP,
 		udpBound: spec.UDPOnly() && spec.Ready.Kind() == appfile.ReadyConnect}
