@@ -83,6 +83,9 @@ type Driver struct {
 	// spares holds a box with its cgroup made ahead for the next start of
 	// an app's instance, by app (makeSpare).
 	spares map[string]*box
+	// devNull is /dev/null, opened once, every program's stdin: os/exec
+	// would open and register it again for each start.
+	devNull *os.File
 
 	// spawner, when set, starts the programs (see UseSpawner); nil once
 	// its helper is gone.
@@ -148,6 +151,19 @@ func (d *Driver) launchLocked(name string, cmd *exec.Cmd, listenPID bool) (int, 
 		return 0, nil, err
 	}
 	return cmd.Process.Pid, cmd.Wait, nil
+}
+
+// devNullLocked returns /dev/null open for reading, nil when it cannot be
+// opened (os/exec then tries itself). d.mu must be held.
+func (d *Driver) devNullLocked() *os.File {
+	if d.devNull == nil {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil
+		}
+		d.devNull = f
+	}
+	return d.devNull
 }
 
 // spawnLocked starts cmd through the spawner helper with files as its
@@ -312,6 +328,9 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err != nil {
 		return nil, err
 	}
+	if null := d.devNullLocked(); cmd.Stdin == nil && null != nil {
+		cmd.Stdin = null
+	}
 	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	pid, wait, err := d.launchLocked(name, cmd, listenPID)
 	if err != nil {
@@ -388,6 +407,10 @@ func (d *Driver) Close() error {
 	d.mu.Lock()
 	spares := d.spares
 	d.spares = nil
+	if d.devNull != nil {
+		d.devNull.Close()
+		d.devNull = nil
+	}
 	d.mu.Unlock()
 	for app, b := range spares {
 		if err := b.release(); err != nil {
