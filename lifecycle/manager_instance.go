@@ -401,10 +401,10 @@ func exitStatus(p Process) string {
 }
 
 // becomeReadyLocked: the probe passed; the instance joins the rotation. It
-// returns the announcement of the start (the log line and the event), for
-// the caller to make once m.mu is released: the waiters woken here need
-// the lock to lease, and formatting and writing a log line under it would
-// hold up the first client of every cold start.
+// returns the announcement of the start (the idle timer, the log line and
+// the event), for the caller to make once m.mu is released: the waiters
+// woken here need the lock to lease, and formatting and writing a log line
+// under it would hold up the first client of every cold start.
 func (m *Manager) becomeReadyLocked(a *app, in *instance) (announce func()) {
 	now := time.Now()
 	in.readyAt = now
@@ -416,7 +416,6 @@ func (m *Manager) becomeReadyLocked(a *app, in *instance) (announce func()) {
 	if refused > 0 {
 		a.refused, a.refusedLogged = 0, now
 	}
-	m.armIdleLocked(a)
 	m.ensureMinLocked(a)
 	where := []any{"upstream", in.upstreamText()}
 	if in.spec.HandsOff() {
@@ -426,6 +425,13 @@ func (m *Manager) becomeReadyLocked(a *app, in *instance) (announce func()) {
 		append(where, "took", now.Sub(in.spawnedAt))...))
 	name, took, limit := a.name, now.Sub(in.spawnedAt), maxPending(a.spec)
 	return func() {
+		// The idle timer too: the first waiter's lease would disarm it at
+		// once, and arming it can cost a write to wake Go's netpoller.
+		m.mu.Lock()
+		if a.state == Ready && !m.closed {
+			m.armIdleLocked(a)
+		}
+		m.mu.Unlock()
 		m.log.Info("app started", attrs...)
 		if m.cfg.Events != nil {
 			m.cfg.Events.AppReady(name, took)
