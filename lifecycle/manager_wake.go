@@ -310,6 +310,9 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 				m.mu.Unlock()
 				tell(up)
 				m.mu.Lock()
+				if waitingOn.startErr != nil {
+					return nil, nil, waitingOn.startErr
+				}
 				continue // the start may have moved on meanwhile
 			}
 			chosen = waitingOn.chosen
