@@ -78,6 +78,12 @@ func (f *udpFlow) connect(upstream netip.AddrPort, release func()) error {
 		release()
 		return err
 	}
+	return f.take(conn, release)
+}
+
+// take makes conn, connected to the upstream, f's socket; f owns conn and
+// release from here on.
+func (f *udpFlow) take(conn *net.UDPConn, release func()) error {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		conn.Close()
@@ -141,9 +147,42 @@ func (f *udpFlow) readyLocked() *net.UDPConn {
 func (f *udpFlow) wake() {
 	l, s := f.l, f.l.s
 	defer s.wg.Done()
-	upstream, release, err := s.Waker.Wake(s.ctx, f.app)
-	if err == nil {
+	var (
+		upstream netip.AddrPort
+		release  func()
+		err      error
+		// early: the socket connected while the program started, to
+		// earlyTo; nil when there is none.
+		early   *net.UDPConn
+		earlyTo netip.AddrPort
+	)
+	if ew, ok := s.Waker.(EarlyWaker); ok {
+		upstream, release, err = ew.WakeEarly(s.ctx, f.app, func(up netip.AddrPort) {
+			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
+			if err != nil {
+				return // connect dials again once woken, and says why
+			}
+			if c.LocalAddr().(*net.UDPAddr).AddrPort() == up {
+				// The program is yet to bind that port, and this socket
+				// got it: let go of it at once.
+				c.Close()
+				return
+			}
+			early, earlyTo = c, up
+		})
+	} else {
+		upstream, release, err = s.Waker.Wake(s.ctx, f.app)
+	}
+	switch {
+	case err == nil && early != nil && earlyTo == upstream:
+		err = f.take(early, release)
+	case err == nil:
+		if early != nil {
+			early.Close()
+		}
 		err = f.connect(upstream, release)
+	case early != nil:
+		early.Close()
 	}
 	if err != nil {
 		l.mu.Lock()

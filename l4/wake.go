@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -24,4 +25,16 @@ func (s *Server) wake(c *proxyConn, r Route) (upstream netip.AddrPort, conn int,
 		return upstream, -1, nil, false
 	}
 	return upstream, conn, release, true
+}
+
+// EarlyWaker is a Waker that also tells, while the app starts, where its
+// program is to serve as soon as it is spawned. lifecycle.Manager
+// satisfies it. A UDP flow woken through it connects its socket there
+// while the program starts, rather than after.
+type EarlyWaker interface {
+	// WakeEarly is Wake, calling early once, on the caller's goroutine
+	// and before it returns, with the upstream of the starting instance;
+	// not at all when there is none to wait for. The upstream it returns
+	// may differ from early's.
+	WakeEarly(ctx context.Context, app string, early func(upstream netip.AddrPort)) (upstream netip.AddrPort, release func(), err error)
 }

@@ -121,6 +121,11 @@ type instance struct {
 
 	proc     Process
 	upstream netip.AddrPort
+	// chosen is closed once the program serving on upstream is spawned,
+	// for the callers of WakeEarly waiting for it; chosenClosed says it
+	// is.
+	chosen       chan struct{}
+	chosenClosed bool
 	// socket is the socket file the program serves on instead of a port
 	// (a unix: upstream, or the $SOCKET DynaPM picked), else "".
 	socket string

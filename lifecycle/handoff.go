@@ -45,7 +45,7 @@ var readyAtSpawn = func() chan struct{} {
 func (m *Manager) Handoff(ctx context.Context, name string) (<-chan struct{}, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, in, err := m.waitReadyLocked(ctx, name, "connection", false)
+	_, in, err := m.waitReadyLocked(ctx, name, "connection", false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("waking app %q: %w", name, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -38,6 +39,7 @@ func (m *Manager) launchLocked(a *app, reason string) *instance {
 		cancel: cancel,
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
+		chosen: make(chan struct{}),
 	}
 	m.launches++
 	in.seq = m.launches
@@ -112,12 +114,13 @@ func (m *Manager) runInstance(a *app, in *instance) {
 	}
 	conn, err := m.probe.waitReady(in.ctx, proc, ready, m.cfg.ProbeInterval, deadline)
 	in.watch.startOver()
+	var announce func()
 	m.mu.Lock()
 	switch {
 	case in.stopReq:
 		// Called off while starting: stop below.
 	case err == nil:
-		m.becomeReadyLocked(a, in)
+		announce = m.becomeReadyLocked(a, in)
 		if h := in.spec.Hooks.AfterStart; len(h) > 0 {
 			m.goHook(in, "after_start", h, in.reason)
 		}
@@ -136,6 +139,13 @@ func (m *Manager) runInstance(a *app, in *instance) {
 		} // else an added instance: the app serves on with the others
 	}
 	m.mu.Unlock()
+	if announce != nil {
+		// The waiters just woken run on this thread's queue: let them
+		// lease and serve their first clients before the log line is
+		// formatted and written.
+		runtime.Gosched()
+		announce()
+	}
 	if conn >= 0 {
 		syscall.Close(conn)
 	}
@@ -311,6 +321,12 @@ func (m *Manager) spawn(a *app, in *instance) (Process, *readiness, *os.File, fu
 	watch.started(proc.Pid(), m.log.With("app", a.name))
 	m.mu.Lock()
 	in.proc = proc
+	if upstream.IsValid() && !in.chosenClosed {
+		// Told once the program runs: waking the callers of WakeEarly
+		// any sooner would slow its spawn.
+		in.chosenClosed = true
+		close(in.chosen)
+	}
 	m.mu.Unlock()
 	r := &readiness{upstream: upstream, socket: socket, http: spec.Ready.HTTP, tcp: spec.Ready.TCP,
 		udpBound: spec.UDPOnly() && spec.Ready.Kind() == appfile.ReadyConnect}
@@ -384,26 +400,46 @@ func exitStatus(p Process) string {
 	return "exit status 0"
 }
 
-// becomeReadyLocked: the probe passed; the instance joins the rotation.
-func (m *Manager) becomeReadyLocked(a *app, in *instance) {
+// becomeReadyLocked: the probe passed; the instance joins the rotation. It
+// returns the announcement of the start (the idle timer, the log line and
+// the event), for the caller to make once m.mu is released: the waiters
+// woken here need the lock to lease, and formatting and writing a log line
+// under it would hold up the first client of every cold start.
+func (m *Manager) becomeReadyLocked(a *app, in *instance) (announce func()) {
 	now := time.Now()
 	in.readyAt = now
 	in.lastActivity = now
 	a.lastActivity = now
 	a.lastErr = ""
 	a.setState(Ready)
+	refused := a.refused
+	if refused > 0 {
+		a.refused, a.refusedLogged = 0, now
+	}
+	m.ensureMinLocked(a)
 	where := []any{"upstream", in.upstreamText()}
 	if in.spec.HandsOff() {
 		where = []any{"handoff", in.spec.Handoff}
 	}
-	m.log.Info("app started", instAttrs(a, in, append([]any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid()},
-		append(where, "took", now.Sub(in.spawnedAt))...))...)
-	if m.cfg.Events != nil {
-		m.cfg.Events.AppReady(a.name, now.Sub(in.spawnedAt))
+	attrs := instAttrs(a, in, append([]any{"app", a.name, "reason", in.reason, "pid", in.proc.Pid()},
+		append(where, "took", now.Sub(in.spawnedAt))...))
+	name, took, limit := a.name, now.Sub(in.spawnedAt), maxPending(a.spec)
+	return func() {
+		// The idle timer too: the first waiter's lease would disarm it at
+		// once, and arming it can cost a write to wake Go's netpoller.
+		m.mu.Lock()
+		if a.state == Ready && !m.closed {
+			m.armIdleLocked(a)
+		}
+		m.mu.Unlock()
+		m.log.Info("app started", attrs...)
+		if m.cfg.Events != nil {
+			m.cfg.Events.AppReady(name, took)
+		}
+		if refused > 0 {
+			m.logRefused(name, refused, limit)
+		}
 	}
-	m.logRefusedLocked(a)
-	m.armIdleLocked(a)
-	m.ensureMinLocked(a)
 }
 
 // failStartLocked records a start that did not reach ready.

@@ -74,7 +74,7 @@ func (m *Manager) awaitNeeds(a *app, in *instance) error {
 		}
 	}
 	for _, name := range in.spec.Needs {
-		if _, _, err := m.waitReadyLocked(ctx, name, "needed", false); err != nil {
+		if _, _, err := m.waitReadyLocked(ctx, name, "needed", false, nil); err != nil {
 			return fmt.Errorf("needed app %q: %w", name, err)
 		}
 	}

@@ -108,7 +108,7 @@ func (m *Manager) Pin(ctx context.Context, name string, until time.Time) error {
 	if a.state == Ready {
 		m.armIdleLocked(a) // a pin with an end: the countdown from then
 	}
-	if _, _, err := m.waitReadyLocked(ctx, name, "manual", false); err != nil {
+	if _, _, err := m.waitReadyLocked(ctx, name, "manual", false, nil); err != nil {
 		return fmt.Errorf("pinning app %q: %w", name, err)
 	}
 	return nil

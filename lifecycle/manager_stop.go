@@ -103,7 +103,7 @@ func (m *Manager) restart(ctx context.Context, name, stopReason, startReason str
 	case Stopping:
 		a.restartAfterStop, a.restartReason = true, startReason
 	}
-	_, _, err := m.waitReadyLocked(ctx, name, startReason, false)
+	_, _, err := m.waitReadyLocked(ctx, name, startReason, false, nil)
 	return err
 }
 

@@ -50,10 +50,34 @@ func (m *Manager) WakeConn(ctx context.Context, name string) (netip.AddrPort, in
 	return m.wakeLocked(ctx, name, "connection")
 }
 
+// WakeEarly is Wake, which also calls early, once, with the upstream of
+// the instance it waits for as soon as its program is spawned, before it
+// is ready (not at all when the app is ready, or its program serves on a
+// socket file or a handed-off socket): a UDP flow connects its socket
+// there while the program starts rather than after. early runs on the
+// caller's goroutine, without the Manager's lock; the upstream Wake
+// returns may still differ (a start that failed and was retried). It
+// satisfies l4.EarlyWaker.
+func (m *Manager) WakeEarly(ctx context.Context, name string, early func(netip.AddrPort)) (netip.AddrPort, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	up, conn, release, err := m.wakeEarlyLocked(ctx, name, "connection", early)
+	if conn >= 0 {
+		syscall.Close(conn)
+	}
+	return up, release, err
+}
+
 // wakeLocked waits until app name is ready, starting it for reason, and
 // leases it; m.mu is released while waiting.
 func (m *Manager) wakeLocked(ctx context.Context, name, reason string) (netip.AddrPort, int, func(), error) {
-	a, in, err := m.waitReadyLocked(ctx, name, reason, true)
+	return m.wakeEarlyLocked(ctx, name, reason, nil)
+}
+
+// wakeEarlyLocked is wakeLocked, telling early (when not nil) the
+// upstream of the instance it waits for once spawned (WakeEarly).
+func (m *Manager) wakeEarlyLocked(ctx context.Context, name, reason string, early func(netip.AddrPort)) (netip.AddrPort, int, func(), error) {
+	a, in, err := m.waitReadyLocked(ctx, name, reason, true, early)
 	if err != nil {
 		m.dropUnclaimedLocked(name)
 		return netip.AddrPort{}, -1, nil, fmt.Errorf("waking app %q: %w", name, err)
@@ -191,7 +215,7 @@ func (m *Manager) Traffic(name string, upstream netip.AddrPort) {
 func (m *Manager) Start(ctx context.Context, name, reason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, _, err := m.waitReadyLocked(ctx, name, reason, false); err != nil {
+	if _, _, err := m.waitReadyLocked(ctx, name, reason, false, nil); err != nil {
 		return fmt.Errorf("starting app %q: %w", name, err)
 	}
 	return nil
@@ -201,8 +225,9 @@ func (m *Manager) Start(ctx context.Context, name, reason string) error {
 // ready instance a new connection should go to, starting it when stopped and
 // waiting while it starts or stops. m.mu is released while waiting and held
 // again on return. held says the caller is a connection: it counts against
-// max_pending.
-func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held bool) (*app, *instance, error) {
+// max_pending. early, when not nil, is told the upstream of the instance
+// waited for once its program is spawned (WakeEarly).
+func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held bool, early func(netip.AddrPort)) (*app, *instance, error) {
 	var (
 		timer   *time.Timer
 		began   time.Time     // when the wait began
@@ -276,6 +301,22 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 		if a.state == Starting {
 			waitingOn = a.startingInstance()
 		}
+		var chosen <-chan struct{} // nil: no upstream to tell early
+		if early != nil && waitingOn != nil {
+			if waitingOn.chosenClosed {
+				tell := early
+				early = nil
+				up := waitingOn.upstream
+				m.mu.Unlock()
+				tell(up)
+				m.mu.Lock()
+				if waitingOn.startErr != nil {
+					return nil, nil, waitingOn.startErr
+				}
+				continue // the start may have moved on meanwhile
+			}
+			chosen = waitingOn.chosen
+		}
 		if timer == nil {
 			began, limit = time.Now(), startTimeout(a.spec)
 			timer = time.NewTimer(limit)
@@ -289,6 +330,8 @@ func (m *Manager) waitReadyLocked(ctx context.Context, name, reason string, held
 		m.mu.Unlock()
 		select {
 		case <-changed:
+			m.mu.Lock()
+		case <-chosen:
 			m.mu.Lock()
 		case <-ctx.Done():
 			m.mu.Lock()
@@ -319,8 +362,13 @@ func (m *Manager) logRefusedLocked(a *app) {
 	if a.refused == 0 {
 		return
 	}
-	m.log.Warn("refused connections: too many pending", "app", a.name,
-		"refused", a.refused, "max_pending", maxPending(a.spec))
+	m.logRefused(a.name, a.refused, maxPending(a.spec))
 	a.refused = 0
 	a.refusedLogged = time.Now()
+}
+
+// logRefused logs that refused callers of app were turned away by
+// max_pending (limit) since the last such line.
+func (m *Manager) logRefused(app string, refused, limit int) {
+	m.log.Warn("refused connections: too many pending", "app", app, "refused", refused, "max_pending", limit)
 }

@@ -66,9 +66,15 @@ type box struct {
 // 'j' (job), and prepares cmd to start in it: born inside its cgroup,
 // with its invocation id in the environment. memMax, when not 0 and the
 // groups have the memory controller, becomes the cgroup's memory.max.
-// d.mu must be held.
+// An instance takes the box made ahead for its app (makeSpare) when there
+// is one. d.mu must be held.
 func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64) (*box, error) {
-	b := &box{id: newInvocationID()}
+	b := d.spares[app]
+	if kind == 'i' && b != nil {
+		delete(d.spares, app)
+	} else {
+		b = &box{id: newInvocationID()}
+	}
 	if cmd.Env == nil {
 		cmd.Env = os.Environ() // what a nil Env would have given
 	}
@@ -76,12 +82,15 @@ func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64
 	if d.sub == nil {
 		return b, nil
 	}
-	g, err := d.sub.Create(groupName(app, kind, b.id))
-	if err != nil {
-		return nil, fmt.Errorf("making the program's cgroup: %w", err)
+	if b.group == nil {
+		g, err := d.sub.Create(groupName(app, kind, b.id))
+		if err != nil {
+			return nil, fmt.Errorf("making the program's cgroup: %w", err)
+		}
+		b.group = g
+		b.memory = d.sub.Memory() == nil
 	}
-	b.group = g
-	b.memory = d.sub.Memory() == nil
+	g := b.group
 	if b.memory && memMax > 0 {
 		if err := g.SetMemoryMax(uint64(memMax)); err != nil {
 			_ = g.Remove()
@@ -91,6 +100,43 @@ func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64
 	cmd.SysProcAttr.UseCgroupFD = true
 	cmd.SysProcAttr.CgroupFD = g.FD()
 	return b, nil
+}
+
+// maxSpares bounds the cgroups made ahead of a start (makeSpare): one per
+// app that ran and stopped, for so many apps at most.
+const maxSpares = 64
+
+// makeSpare makes, for the next start of app's instance, the cgroup it
+// will be born in, once the last one is gone: a cgroup's mkdir and open
+// are on the path of every cold start otherwise. A spare holds nothing
+// and is registered nowhere: the next daemon removes it with what a dead
+// one left (StopLeftGroups), and Close removes it.
+func (d *Driver) makeSpare(app string) {
+	d.mu.Lock()
+	sub := d.sub
+	skip := sub == nil || d.closed || d.spares[app] != nil || len(d.spares) >= maxSpares
+	d.mu.Unlock()
+	if skip {
+		return
+	}
+	b := &box{id: newInvocationID(), memory: sub.Memory() == nil}
+	g, err := sub.Create(groupName(app, 'i', b.id))
+	if err != nil {
+		d.logger.Debug("cannot make a cgroup ahead of the next start", "app", app, "err", err)
+		return
+	}
+	b.group = g
+	d.mu.Lock()
+	if d.closed || d.sub != sub || d.spares[app] != nil {
+		d.mu.Unlock()
+		_ = g.Remove()
+		return
+	}
+	if d.spares == nil {
+		d.spares = make(map[string]*box)
+	}
+	d.spares[app] = b
+	d.mu.Unlock()
 }
 
 // groupName is APP@KIND+the id's first 12 hex digits: unique, and its app

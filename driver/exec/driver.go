@@ -80,6 +80,12 @@ type Driver struct {
 	// tracked holds the groups started by StartGroup (scheduled jobs), by
 	// pgid, with their app's name.
 	tracked map[int]*trackedJob
+	// spares holds a box with its cgroup made ahead for the next start of
+	// an app's instance, by app (makeSpare).
+	spares map[string]*box
+	// devNull is /dev/null, opened once, every program's stdin: os/exec
+	// would open and register it again for each start.
+	devNull *os.File
 
 	// spawner, when set, starts the programs (see UseSpawner); nil once
 	// its helper is gone.
@@ -145,6 +151,19 @@ func (d *Driver) launchLocked(name string, cmd *exec.Cmd, listenPID bool) (int, 
 		return 0, nil, err
 	}
 	return cmd.Process.Pid, cmd.Wait, nil
+}
+
+// devNullLocked returns /dev/null open for reading, nil when it cannot be
+// opened (os/exec then tries itself). d.mu must be held.
+func (d *Driver) devNullLocked() *os.File {
+	if d.devNull == nil {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil
+		}
+		d.devNull = f
+	}
+	return d.devNull
 }
 
 // spawnLocked starts cmd through the spawner helper with files as its
@@ -309,6 +328,9 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err != nil {
 		return nil, err
 	}
+	if null := d.devNullLocked(); cmd.Stdin == nil && null != nil {
+		cmd.Stdin = null
+	}
 	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	pid, wait, err := d.launchLocked(name, cmd, listenPID)
 	if err != nil {
@@ -326,6 +348,7 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	b.pgid = pid
 	p := &process{
 		driver: d,
+		app:    name,
 		logger: d.logger.With("app", name, "pid", pid),
 		wait:   wait,
 		pid:    pid,
@@ -380,12 +403,27 @@ func (d *Driver) Close() error {
 		r.close()
 	}
 	d.wg.Wait()
+	// No spare is made once closed.
+	d.mu.Lock()
+	spares := d.spares
+	d.spares = nil
+	if d.devNull != nil {
+		d.devNull.Close()
+		d.devNull = nil
+	}
+	d.mu.Unlock()
+	for app, b := range spares {
+		if err := b.release(); err != nil {
+			d.logger.Warn("removing a cgroup made ahead of a start", "app", app, "err", err)
+		}
+	}
 	return nil
 }
 
 // process is one started program: the leader of its process group.
 type process struct {
 	driver *Driver
+	app    string
 	logger *slog.Logger
 	wait   func() error // waits for the leader's exit (exec.Cmd.Wait's words)
 	pid    int          // also the pgid
@@ -525,6 +563,7 @@ func (p *process) watch() {
 	p.driver.unregister(p)
 	p.logger.Debug("process exited", "err", err)
 	close(p.done)
+	p.driver.makeSpare(p.app)
 }
 
 // waitGroupGone waits until nothing of the program is left, or until
