@@ -210,7 +210,6 @@ func (f *udpFlow) wake() {
 func (f *udpFlow) sendQueued(q [][]byte) error {
 	iovs := make([][2]unix.Iovec, len(q))
 	msgs := make([]mmsghdr, len(q))
-	n := 0
 	for i, d := range q {
 		v := iovs[i][:0]
 		if len(f.header) > 0 {
@@ -225,13 +224,13 @@ func (f *udpFlow) sendQueued(q [][]byte) error {
 			msgs[i].hdr.Iov = &v[0]
 		}
 		msgs[i].hdr.SetIovlen(len(v))
-		n += len(d)
 	}
 	var serr error
+	bytes, skipped := 0, 0
 	err := f.rc.Write(func(fd uintptr) bool {
-		sent, err := sendmmsg(fd, msgs)
-		msgs = msgs[sent:]
-		if err == syscall.EAGAIN || err == syscall.EINTR {
+		rest, b, k, again, err := sendUp(fd, msgs, len(f.header))
+		msgs, bytes, skipped = rest, bytes+b, skipped+k
+		if again {
 			return false
 		}
 		serr = err
@@ -240,8 +239,11 @@ func (f *udpFlow) sendQueued(q [][]byte) error {
 	if err == nil {
 		err = serr
 	}
+	// What did not go up: refused one by one (too big), no room, or the
+	// socket gone with the rest of q.
+	f.l.s.dropped(f.app, skipped+len(msgs))
+	f.sent.Add(int64(bytes))
 	if err == nil {
-		f.sent.Add(int64(n))
 		f.touch()
 	}
 	return err

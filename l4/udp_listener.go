@@ -87,6 +87,9 @@ type udpListener struct {
 	// nothing.
 	recvErr         error
 	sendMsgs        []mmsghdr
+	sendHdr         int
+	sendBytes       int
+	sendSkipped     int
 	sendErr         error
 	readFn, writeFn func(fd uintptr) bool
 	lastLog         time.Time
@@ -279,11 +282,14 @@ func (l *udpListener) read(fd uintptr) bool {
 	}
 }
 
-// write is a flow's rc.Write function for l.sendMsgs.
+// write is a flow's rc.Write function for l.sendMsgs: it waits while
+// the socket has no room.
 func (l *udpListener) write(fd uintptr) bool {
-	sent, err := sendmmsg(fd, l.sendMsgs)
-	l.sendMsgs = l.sendMsgs[sent:]
-	if err == syscall.EAGAIN || err == syscall.EINTR {
+	rest, n, skipped, again, err := sendUp(fd, l.sendMsgs, l.sendHdr)
+	l.sendMsgs = rest
+	l.sendBytes += n
+	l.sendSkipped += skipped
+	if again {
 		return false
 	}
 	l.sendErr = err
@@ -317,22 +323,22 @@ func (l *udpListener) forward(f *udpFlow, b *udpBatch, i, j int) {
 		l.forwardRaw(f, b, i, j)
 		return
 	}
-	n := 0
-	for k := i; k < j; k++ {
-		n += int(b.msgs[k].n)
-	}
-	l.sendMsgs, l.sendErr = b.prepareSend(i, j, f.header, nil, 0), nil
+	l.sendMsgs, l.sendHdr, l.sendErr = b.prepareSend(i, j, f.header, nil, 0), len(f.header), nil
+	l.sendBytes, l.sendSkipped = 0, 0
 	err := f.rc.Write(l.writeFn)
 	if err == nil {
 		err = l.sendErr
 	}
+	// Unsent ones: refused one by one, no room (ENOBUFS), or the socket
+	// gone.
+	l.s.dropped(f.app, l.sendSkipped+len(l.sendMsgs))
+	f.sent.Add(int64(l.sendBytes))
 	if err != nil {
 		// Refused: the program's socket is gone (it exited). The next
 		// datagram makes a new flow, which wakes the app again.
 		f.close()
 		return
 	}
-	f.sent.Add(int64(n))
 	f.touch()
 }
 
@@ -382,7 +388,11 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 			l.mu.Lock()
 			l.flows[from] = f
 			l.mu.Unlock()
-			return f, f.start()
+			if !f.start() {
+				l.s.dropped(r.App, 1) // the listener closed meanwhile
+				return nil, false
+			}
+			return f, true
 		}
 	}
 	// The app must be waited for: the flow queues until it is ready.

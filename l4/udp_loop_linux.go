@@ -328,37 +328,22 @@ func sendReplies(fd int, msgs []mmsghdr) {
 }
 
 // forwardRaw sends datagrams [i, j) of b up f's socket from the loop. One
-// the socket has no room for is dropped and counted; a refusal ends the
-// flow (the program's socket is gone).
+// the socket has no room for, or refuses on its own, is dropped and
+// counted; a refusal of the socket ends the flow (the program's socket is
+// gone), its unsent datagrams counted.
 func (l *udpListener) forwardRaw(f *udpFlow, b *udpBatch, i, j int) {
 	msgs := b.prepareSend(i, j, f.header, nil, 0)
 	if f.fd < 0 {
 		l.s.dropped(f.app, len(msgs))
 		return
 	}
-	n, sent := 0, 0
-	for sent < len(msgs) {
-		k, err := sendmmsg(uintptr(f.fd), msgs[sent:])
-		for _, m := range msgs[sent : sent+k] {
-			n += int(m.n)
-		}
-		sent += k
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN || err == syscall.ENOBUFS {
-			l.s.dropped(f.app, len(msgs)-sent)
-			break
-		}
-		if err != nil {
-			f.close()
-			return
-		}
-	}
-	if len(f.header) > 0 {
-		n -= sent * len(f.header)
-	}
+	rest, n, skipped, _, err := sendUp(uintptr(f.fd), msgs, len(f.header))
+	l.s.dropped(f.app, skipped+len(rest))
 	f.sent.Add(int64(n))
+	if err != nil {
+		f.close()
+		return
+	}
 	f.touch()
 }
 

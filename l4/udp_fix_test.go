@@ -1,0 +1,119 @@
+package l4
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+)
+
+// udpRecorder is a UDP program that records what it receives, with the
+// PROXY header of each datagram cut off (hdr bytes).
+type udpRecorder struct {
+	conn *net.UDPConn
+	hdr  int
+	mu   sync.Mutex
+	got  []string
+	from map[netip.AddrPort]bool
+}
+
+func startUDPRecorder(t *testing.T, hdr int) *udpRecorder {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &udpRecorder{conn: conn, hdr: hdr, from: map[netip.AddrPort]bool{}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1<<17)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			d := ""
+			if n >= hdr {
+				d = string(buf[hdr:n])
+			}
+			r.mu.Lock()
+			r.got = append(r.got, d)
+			r.from[from] = true
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		wg.Wait()
+	})
+	return r
+}
+
+func (r *udpRecorder) addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// take returns what was received so far and forgets it.
+func (r *udpRecorder) take() (got []string, sources int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got, sources = r.got, len(r.from)
+	r.got, r.from = nil, map[netip.AddrPort]bool{}
+	return got, sources
+}
+
+func (r *udpRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// TestUDPOversizeDatagramIsSkippedAndCounted: with proxy_protocol v2 a
+// datagram of the largest size an IPv4 client may send no longer fits once
+// prefixed: that one datagram is dropped and counted, and those around it
+// go on up the same flow, while the app wakes and once it is warm.
+func TestUDPOversizeDatagramIsSkippedAndCounted(t *testing.T) {
+	up := startUDPRecorder(t, 28)
+	for _, waking := range []bool{true, false} {
+		w := newTestWaker(t)
+		var gate chan struct{}
+		if waking {
+			gate = make(chan struct{})
+		}
+		w.add("syslog", &testApp{upstream: up.addr(), gate: gate})
+		s, _ := newServer(t, w)
+		obs := &udpObs{}
+		s.Observer = obs
+		const key = "127.0.0.1:0/udp"
+		if errs := s.Apply(map[string][]Route{key: {{App: "syslog", ProxyProtocol: "v2"}}}); errs != nil {
+			t.Fatal(errs)
+		}
+		udpOnLoop(t, s, key)
+		c := udpClient(t, s.Addr(key).String())
+		if !waking {
+			c.Write([]byte("warmup"))
+			waitFor(t, "the warm-up datagram", func() bool { return up.count() == 1 })
+			up.take()
+		}
+		for _, d := range [][]byte{[]byte("a"), make([]byte, 65507), []byte("b"), []byte("c")} {
+			if _, err := c.Write(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if waking {
+			waitFor(t, "the wake", func() bool { return w.waiting.Load() == 1 })
+			close(gate)
+		}
+		waitFor(t, "a, b and c upstream", func() bool { return up.count() >= 3 && obs.dropped.Load() >= 1 })
+		got, sources := up.take()
+		if len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" || sources != 1 {
+			t.Errorf("waking %v: the program got %q from %d sources, want a, b, c from one flow", waking, got, sources)
+		}
+		if d := obs.dropped.Load(); d != 1 {
+			t.Errorf("waking %v: %d datagrams counted dropped, want 1", waking, d)
+		}
+		if f := obs.flows.Load(); f != 0 || w.wakes.Load() != 1 {
+			t.Errorf("waking %v: %d flows ended, %d leases: the flow should live on", waking, f, w.wakes.Load())
+		}
+	}
+}
