@@ -3,8 +3,14 @@ package l4
 import (
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // udpRecorder is a UDP program that records what it receives, with the
@@ -115,5 +121,110 @@ func TestUDPOversizeDatagramIsSkippedAndCounted(t *testing.T) {
 		if f := obs.flows.Load(); f != 0 || w.wakes.Load() != 1 {
 			t.Errorf("waking %v: %d flows ended, %d leases: the flow should live on", waking, f, w.wakes.Load())
 		}
+	}
+}
+
+// TestUDPListenSocketSendBuffer: the listen socket, which sends every
+// reply, has a send buffer as big as its receive buffer, forced past
+// wmem_max where the daemon may (root).
+func TestUDPListenSocketSendBuffer(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("echo", &testApp{upstream: startUDPEcho(t)})
+	s, _ := newServer(t, w)
+	const key = "127.0.0.1:0/udp"
+	if errs := s.Apply(map[string][]Route{key: {{App: "echo"}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	s.mu.Lock()
+	l := s.udp.listeners[key]
+	s.mu.Unlock()
+	var got int
+	var gerr error
+	get := func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) }
+	if l.loop != nil {
+		l.fdMu.Lock()
+		get(uintptr(l.fd))
+		l.fdMu.Unlock()
+	} else if err := l.rc.Control(get); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	want := udpSendBuffer
+	if os.Geteuid() != 0 {
+		b, err := os.ReadFile("/proc/sys/net/core/wmem_max")
+		if err != nil {
+			t.Skipf("not root and no wmem_max: %v", err)
+		}
+		max, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		want = min(want, max)
+	}
+	if got < 2*want { // the kernel doubles what it is asked for
+		t.Errorf("listen socket's send buffer is %d bytes, want %d", got, 2*want)
+	}
+}
+
+// TestUDPRefusedReplyIsCountedDropped: a reply the listen socket refuses
+// (an IPv6 upstream's 65,527-byte reply to an IPv4 client of a dual-stack
+// listener: too big for IPv4) is counted dropped, not as bytes received,
+// and the replies around it reach the client.
+func TestUDPRefusedReplyIsCountedDropped(t *testing.T) {
+	up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1<<16)
+		big := make([]byte, 65527)
+		for {
+			n, from, err := up.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if string(buf[:n]) == "big" {
+				up.WriteToUDPAddrPort(big, from)
+				continue
+			}
+			up.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	t.Cleanup(func() {
+		up.Close()
+		wg.Wait()
+	})
+	w := newTestWaker(t)
+	w.add("echo", &testApp{upstream: up.LocalAddr().(*net.UDPAddr).AddrPort()})
+	s, _ := newServer(t, w)
+	obs := &udpObs{}
+	s.Observer = obs
+	const key = "[::]:0/udp"
+	if errs := s.Apply(map[string][]Route{key: {{App: "echo", FlowTimeout: 50 * time.Millisecond}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	udpOnLoop(t, s, key)
+	port := s.Addr(key).(*net.UDPAddr).Port
+	c := udpClient(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	buf := make([]byte, 1<<16)
+	for _, msg := range []string{"one", "big", "two"} {
+		c.Write([]byte(msg))
+		if msg == "big" {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != msg {
+			t.Fatalf("the client got %q, %v; want %q", buf[:n], err, msg)
+		}
+	}
+	waitFor(t, "the flow to end", func() bool { return obs.flows.Load() == 1 })
+	if d := obs.dropped.Load(); d != 1 {
+		t.Errorf("%d datagrams counted dropped, want the refused reply", d)
+	}
+	if r := obs.received.Load(); r != int64(len("one")+len("two")) {
+		t.Errorf("the flow counted %d bytes received, want %d", r, len("one")+len("two"))
 	}
 }

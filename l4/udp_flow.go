@@ -56,6 +56,8 @@ type udpFlow struct {
 
 	// The reply goroutine's own, as udpListener's.
 	replyMsgs       []mmsghdr
+	replyBytes      int
+	replyDropped    int
 	readFn, writeFn func(fd uintptr) bool
 }
 
@@ -277,15 +279,13 @@ func (f *udpFlow) read(fd uintptr) bool {
 		default:
 			return true
 		}
-		n := 0
-		for i := 0; i < b.n; i++ {
-			n += int(b.msgs[i].n)
-		}
 		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
+		f.replyBytes, f.replyDropped = 0, 0
 		if err := l.rc.Write(f.writeFn); err != nil {
 			return true // the listener is closed
 		}
-		f.received.Add(int64(n))
+		l.s.dropped(f.app, f.replyDropped)
+		f.received.Add(int64(f.replyBytes))
 		f.touch()
 		if b.n < udpBatchSize {
 			return false
@@ -293,23 +293,28 @@ func (f *udpFlow) read(fd uintptr) bool {
 	}
 }
 
-// write sends f.replyMsgs from the listen socket. A reply the kernel
-// refuses (the client's address unreachable) is dropped, as a router
-// would.
+// write sends f.replyMsgs from the listen socket, waiting while it has
+// no room. A reply the kernel refuses (the client's address unreachable,
+// too big for its family) is dropped, as a router would, and counted.
 func (f *udpFlow) write(fd uintptr) bool {
-	sent, err := sendmmsg(fd, f.replyMsgs)
-	f.replyMsgs = f.replyMsgs[sent:]
-	switch err {
-	case syscall.EAGAIN, syscall.EINTR:
-		return false
-	case nil:
-		return true
-	}
-	if len(f.replyMsgs) > 1 {
+	for {
+		sent, err := sendmmsg(fd, f.replyMsgs)
+		for _, m := range f.replyMsgs[:sent] {
+			f.replyBytes += int(m.n)
+		}
+		f.replyMsgs = f.replyMsgs[sent:]
+		switch err {
+		case syscall.EAGAIN, syscall.EINTR:
+			return false
+		case nil:
+			return true
+		}
+		if len(f.replyMsgs) == 0 {
+			return true
+		}
 		f.replyMsgs = f.replyMsgs[1:] // skip the one refused
-		return f.write(fd)
+		f.replyDropped++
 	}
-	return true
 }
 
 // touch records a datagram either way, for the flow timeout.

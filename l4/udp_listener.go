@@ -24,6 +24,11 @@ const udpSuffix = "/udp"
 // (SO_RCVBUFFORCE), as the kernel lets it; others get what rmem_max allows.
 const udpRecvBuffer = 4 << 20
 
+// udpSendBuffer is the send buffer of a UDP listen socket, which sends
+// the replies of all its flows: bursts of replies wait there rather than
+// being dropped. Forced as udpRecvBuffer is.
+const udpSendBuffer = 4 << 20
+
 // DefaultUDPMaxFlows bounds the flows of one UDP listen address when
 // Server.UDPMaxFlows is zero.
 const DefaultUDPMaxFlows = 4096
@@ -134,6 +139,7 @@ func (s *Server) listenUDP(addr string, routes []Route) (*udpListener, error) {
 		return nil, err
 	}
 	setRecvBuffer(rc, udpRecvBuffer)
+	setSendBuffer(rc, udpSendBuffer)
 	l := &udpListener{s: s, addr: addr, laddr: conn.LocalAddr().(*net.UDPAddr), conn: conn, rc: rc,
 		fd: -1, slot: -1, flows: make(map[netip.AddrPort]*udpFlow)}
 	l.readFn, l.writeFn = l.read, l.write
@@ -444,6 +450,16 @@ func setRecvBuffer(rc syscall.RawConn, size int) {
 	_ = rc.Control(func(fd uintptr) {
 		if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, size) != nil {
 			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+		}
+	})
+}
+
+// setSendBuffer sets the send buffer of rc's socket to size, forcing it
+// where the daemon may.
+func setSendBuffer(rc syscall.RawConn, size int) {
+	_ = rc.Control(func(fd uintptr) {
+		if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUFFORCE, size) != nil {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, size)
 		}
 	})
 }

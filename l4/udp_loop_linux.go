@@ -283,20 +283,18 @@ func (l *eventLoop) udpReplies(f *udpFlow) bool {
 			f.close()
 			return false
 		}
-		n := 0
-		for i := 0; i < b.n; i++ {
-			n += int(b.msgs[i].n)
-		}
 		msgs := b.prepareSend(0, b.n, nil, &f.name, f.namelen)
 		lst.fdMu.Lock()
 		fd := lst.fd
+		n, dropped := 0, 0
 		if fd >= 0 {
-			sendReplies(fd, msgs)
+			n, dropped = sendReplies(fd, msgs)
 		}
 		lst.fdMu.Unlock()
 		if fd < 0 {
 			return false // the listener is closed, and its flows with it
 		}
+		lst.s.dropped(f.app, dropped)
 		f.received.Add(int64(n))
 		f.touch()
 		if b.n < udpBatchSize {
@@ -307,24 +305,30 @@ func (l *eventLoop) udpReplies(f *udpFlow) bool {
 }
 
 // sendReplies sends msgs from the listen socket fd without waiting. A
-// reply the kernel refuses (the client's address unreachable) or has no
-// room for is dropped, as a router would.
-func sendReplies(fd int, msgs []mmsghdr) {
+// reply the kernel refuses (the client's address unreachable, too big for
+// its family) or has no room for is dropped, as a router would, and
+// counted in dropped; n is the bytes sent.
+func sendReplies(fd int, msgs []mmsghdr) (n, dropped int) {
 	for len(msgs) > 0 {
 		sent, err := sendmmsg(uintptr(fd), msgs)
+		for _, m := range msgs[:sent] {
+			n += int(m.n)
+		}
 		msgs = msgs[sent:]
 		switch err {
 		case nil:
-			return
+			return n, dropped
 		case syscall.EINTR:
 			continue
-		case syscall.EAGAIN:
-			return
+		case syscall.EAGAIN, syscall.ENOBUFS:
+			return n, dropped + len(msgs)
 		}
 		if len(msgs) > 0 {
 			msgs = msgs[1:] // skip the one refused
+			dropped++
 		}
 	}
+	return n, dropped
 }
 
 // forwardRaw sends datagrams [i, j) of b up f's socket from the loop. One
