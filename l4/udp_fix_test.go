@@ -228,3 +228,56 @@ func TestUDPRefusedReplyIsCountedDropped(t *testing.T) {
 		t.Errorf("the flow counted %d bytes received, want %d", r, len("one")+len("two"))
 	}
 }
+
+// TestUDPUpstreamZoneByNameOrNumber: an IPv6 upstream's zone may name the
+// interface or give its index, as for net.DialUDP; a warm flow reaches it
+// either way.
+func TestUDPUpstreamZoneByNameOrNumber(t *testing.T) {
+	up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1<<16)
+		for {
+			n, from, err := up.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			up.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	t.Cleanup(func() {
+		up.Close()
+		wg.Wait()
+	})
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no lo: %v", err)
+	}
+	for _, zone := range []string{"lo", strconv.Itoa(lo.Index)} {
+		if id, err := zoneID(zone); err != nil || id != uint32(lo.Index) {
+			t.Errorf("zone %q: index %d, %v; want %d", zone, id, err, lo.Index)
+		}
+		w := newTestWaker(t)
+		upstream := netip.AddrPortFrom(netip.IPv6Loopback().WithZone(zone), up.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		w.add("echo", &testApp{upstream: upstream})
+		s, _ := newServer(t, w)
+		const key = "127.0.0.1:0/udp"
+		if errs := s.Apply(map[string][]Route{key: {{App: "echo"}}}); errs != nil {
+			t.Fatal(errs)
+		}
+		udpOnLoop(t, s, key)
+		c := udpClient(t, s.Addr(key).String())
+		c.Write(numbered(0, 1))
+		if ci, seq, err := readNumbered(c, make([]byte, 1<<16), 10*time.Second); err != nil || ci != 0 || seq != 1 {
+			t.Errorf("upstream %s: reply (%d, %d), %v", upstream, ci, seq, err)
+		}
+	}
+	if _, err := zoneID("no-such-interface"); err == nil {
+		t.Error("an unknown interface name was taken as a zone")
+	}
+}

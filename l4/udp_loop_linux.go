@@ -3,6 +3,7 @@ package l4
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -361,12 +362,12 @@ func (f *udpFlow) connectRaw(upstream netip.AddrPort, release func()) error {
 		family = unix.AF_INET6
 		sa6 := &unix.SockaddrInet6{Port: int(upstream.Port()), Addr: upstream.Addr().As16()}
 		if zone := upstream.Addr().Zone(); zone != "" {
-			ifi, err := net.InterfaceByName(zone)
+			id, err := zoneID(zone)
 			if err != nil {
 				release()
 				return err
 			}
-			sa6.ZoneId = uint32(ifi.Index)
+			sa6.ZoneId = id
 		}
 		sa = sa6
 	}
@@ -387,6 +388,19 @@ func (f *udpFlow) connectRaw(upstream netip.AddrPort, release func()) error {
 	l.mu.Unlock()
 	f.touch()
 	return nil
+}
+
+// zoneID is the scope id an IPv6 zone names: an interface index as a
+// number, else an interface name, as net.DialUDP reads it.
+func zoneID(zone string) (uint32, error) {
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	ifi, err := net.InterfaceByName(zone)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(ifi.Index), nil
 }
 
 // handTo gives the replies of f, connected through f.conn, to loop lp: on
