@@ -281,3 +281,52 @@ func TestUDPUpstreamZoneByNameOrNumber(t *testing.T) {
 		t.Error("an unknown interface name was taken as a zone")
 	}
 }
+
+// TestUDPFlowEndsPromptlyWhenProgramExits: the program of a warm flow
+// sends its last replies and exits (its port closed); the client's next
+// datagram is refused by the kernel, and that one refusal ends the flow
+// and gives its lease back, long before the flow timeout.
+func TestUDPFlowEndsPromptlyWhenProgramExits(t *testing.T) {
+	for round := range 20 {
+		up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := newTestWaker(t)
+		w.add("echo", &testApp{upstream: up.LocalAddr().(*net.UDPAddr).AddrPort()})
+		s, _ := newServer(t, w)
+		obs := &udpObs{}
+		s.Observer = obs
+		const key = "127.0.0.1:0/udp"
+		if errs := s.Apply(map[string][]Route{key: {{App: "echo", FlowTimeout: time.Hour}}}); errs != nil {
+			t.Fatal(errs)
+		}
+		udpOnLoop(t, s, key)
+		c := udpClient(t, s.Addr(key).String())
+		c.Write([]byte("last"))
+		buf := make([]byte, 64)
+		up.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, from, err := up.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Its last words, then it exits.
+		for range 3 {
+			up.WriteToUDPAddrPort([]byte("bye"), from)
+		}
+		up.Close()
+		c.Write([]byte("after"))
+		for range 3 {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := c.Read(buf); err != nil || string(buf[:n]) != "bye" {
+				t.Fatalf("round %d: the client got %q, %v", round, buf[:n], err)
+			}
+		}
+		waitFor(t, "the refused flow to end", func() bool {
+			return obs.flows.Load() == 1 && w.releases.Load() == 1
+		})
+		if w.wakes.Load() != 1 {
+			t.Fatalf("round %d: %d leases, want the one flow's", round, w.wakes.Load())
+		}
+	}
+}

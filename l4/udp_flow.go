@@ -264,20 +264,28 @@ func (f *udpFlow) replies() {
 
 // read is f.rc.Read's function: it receives and sends batches of replies
 // until one comes back short, as udpListener.read does; true to end the
-// flow. It must not close the flow itself: closing waits for this call.
+// flow. A refusal (the program's socket is gone) ends it once the replies
+// the program sent before it are passed on. It must not close the flow
+// itself: closing waits for this call.
 func (f *udpFlow) read(fd uintptr) bool {
 	l := f.l
 	b := l.s.getBatch()
 	defer l.s.putBatch(b)
+	gone := false
 	for {
 		switch err := b.recvmmsg(fd, false); err {
 		case nil:
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false
+			return gone
 		default:
-			return true
+			if gone || !udpSocketGone(err) {
+				return true
+			}
+			// The error is taken: what came before it can still be read.
+			gone = true
+			continue
 		}
 		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
 		f.replyBytes, f.replyDropped = 0, 0
@@ -288,7 +296,7 @@ func (f *udpFlow) read(fd uintptr) bool {
 		f.received.Add(int64(f.replyBytes))
 		f.touch()
 		if b.n < udpBatchSize {
-			return false
+			return gone
 		}
 	}
 }

@@ -195,8 +195,9 @@ func (l *eventLoop) finishUDPFlow(f *udpFlow) {
 	l.s.wg.Done()
 }
 
-// udpEvent serves a readiness event of UDP slot idx.
-func (l *eventLoop) udpEvent(idx, gen int32) {
+// udpEvent serves a readiness event of UDP slot idx; errEv if it
+// reported an error pending on the socket.
+func (l *eventLoop) udpEvent(idx, gen int32, errEv bool) {
 	if int(idx) >= len(l.udp.slots) {
 		return
 	}
@@ -209,7 +210,7 @@ func (l *eventLoop) udpEvent(idx, gen int32) {
 	case sl.lst != nil:
 		more = l.udpReceive(sl.lst)
 	case sl.f != nil:
-		more = l.udpReplies(sl.f)
+		more = l.udpReplies(sl.f, errEv)
 	}
 	if more {
 		l.udp.more = append(l.udp.more, udpSlotRef{idx, gen})
@@ -221,7 +222,7 @@ func (l *eventLoop) udpAgain() {
 	more := l.udp.more
 	l.udp.more = l.udp.spare[:0]
 	for _, r := range more {
-		l.udpEvent(r.idx, r.gen)
+		l.udpEvent(r.idx, r.gen, false)
 	}
 	l.udp.spare = more[:0]
 }
@@ -265,10 +266,15 @@ func (l *eventLoop) udpReceive(lst *udpListener) bool {
 
 // udpReplies receives f's replies and sends them to its client from the
 // listen socket until a batch comes back short; true if it stopped at
-// udpRounds with more waiting.
-func (l *eventLoop) udpReplies(f *udpFlow) bool {
+// udpRounds with more waiting. A refusal (the program's socket is gone)
+// ends the flow once the replies the program sent before it are passed
+// on. errEv: the event reported an error, which a short batch may have
+// left pending (recvmmsg keeps an error that follows some datagrams for
+// later, and the edge it raised is spent): ask the socket.
+func (l *eventLoop) udpReplies(f *udpFlow, errEv bool) bool {
 	b := l.udpBatch()
 	lst := f.l
+	gone := false
 	for range udpRounds {
 		if f.fd < 0 {
 			return false
@@ -278,11 +284,16 @@ func (l *eventLoop) udpReplies(f *udpFlow) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			l.udpRepliesDone(f, gone, errEv)
 			return false
 		default:
-			// Refused: the program's socket is gone.
-			f.close()
-			return false
+			if gone || !udpSocketGone(err) {
+				f.close()
+				return false
+			}
+			// The error is taken: what came before it can still be read.
+			gone = true
+			continue
 		}
 		msgs := b.prepareSend(0, b.n, nil, &f.name, f.namelen)
 		lst.fdMu.Lock()
@@ -299,10 +310,28 @@ func (l *eventLoop) udpReplies(f *udpFlow) bool {
 		f.received.Add(int64(n))
 		f.touch()
 		if b.n < udpBatchSize {
+			l.udpRepliesDone(f, gone, errEv)
 			return false
 		}
 	}
+	if gone {
+		f.close()
+		return false
+	}
 	return true
+}
+
+// udpRepliesDone ends f after its replies were read: if its upstream
+// refused, or if the event reported an error that is still pending.
+func (l *eventLoop) udpRepliesDone(f *udpFlow, gone, errEv bool) {
+	if !gone && errEv && f.fd >= 0 {
+		if e, err := unix.GetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+			gone = true
+		}
+	}
+	if gone {
+		f.close()
+	}
 }
 
 // sendReplies sends msgs from the listen socket fd without waiting. A
