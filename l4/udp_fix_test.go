@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,6 +328,92 @@ func TestUDPFlowEndsPromptlyWhenProgramExits(t *testing.T) {
 		})
 		if w.wakes.Load() != 1 {
 			t.Fatalf("round %d: %d leases, want the one flow's", round, w.wakes.Load())
+		}
+	}
+}
+
+// TestUDPFullFlowTableEvictsUnrepliedFlow: when an address holds as many
+// flows as it may, a new client takes the place of the oldest flow that
+// never carried a reply (addresses made up by a flood never get one);
+// only when every flow has had a reply is the new client dropped, and
+// counted.
+func TestUDPFullFlowTableEvictsUnrepliedFlow(t *testing.T) {
+	up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var silent atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1<<16)
+		for {
+			n, from, err := up.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if string(buf[:n]) == "silent" {
+				silent.Add(1)
+				continue
+			}
+			up.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	t.Cleanup(func() {
+		up.Close()
+		wg.Wait()
+	})
+	for _, replied := range []bool{false, true} {
+		silent.Store(0)
+		w := newTestWaker(t)
+		w.add("echo", &testApp{upstream: up.LocalAddr().(*net.UDPAddr).AddrPort()})
+		s, _ := newServer(t, w)
+		s.UDPMaxFlows = 4
+		obs := &udpObs{}
+		s.Observer = obs
+		const key = "127.0.0.1:0/udp"
+		if errs := s.Apply(map[string][]Route{key: {{App: "echo", FlowTimeout: time.Hour}}}); errs != nil {
+			t.Fatal(errs)
+		}
+		udpOnLoop(t, s, key)
+		addr := s.Addr(key).String()
+		buf := make([]byte, 64)
+		for range 4 {
+			c := udpClient(t, addr)
+			if !replied {
+				c.Write([]byte("silent"))
+				continue
+			}
+			c.Write([]byte("hello"))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !replied {
+			waitFor(t, "four silent flows", func() bool { return silent.Load() == 4 })
+		}
+		fifth := udpClient(t, addr)
+		fifth.Write([]byte("hello"))
+		if !replied {
+			fifth.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := fifth.Read(buf); err != nil || string(buf[:n]) != "hello" {
+				t.Errorf("a new client was not served in place of a silent flow: %q, %v", buf[:n], err)
+			}
+			waitFor(t, "the evicted flow to end", func() bool { return obs.flows.Load() == 1 && w.releases.Load() == 1 })
+			if d := obs.dropped.Load(); d != 0 {
+				t.Errorf("%d datagrams counted dropped, want none", d)
+			}
+			continue
+		}
+		waitFor(t, "the new client's datagram to be dropped", func() bool { return obs.dropped.Load() == 1 })
+		fifth.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := fifth.Read(buf); err == nil {
+			t.Error("a client past the bound was served while every flow had replies")
+		}
+		if f := obs.flows.Load(); f != 0 {
+			t.Errorf("%d flows ended, want none evicted", f)
 		}
 	}
 }

@@ -51,6 +51,7 @@ type udpFlow struct {
 	slot int32
 
 	last           atomic.Int64 // UnixNano of the last datagram either way
+	replied        atomic.Bool  // a reply came back: the flow is not evicted
 	sent, received atomic.Int64
 	closeOnce      sync.Once
 
@@ -295,6 +296,9 @@ func (f *udpFlow) read(fd uintptr) bool {
 		l.s.dropped(f.app, f.replyDropped)
 		f.received.Add(int64(f.replyBytes))
 		f.touch()
+		if !f.replied.Load() {
+			f.replied.Store(true)
+		}
 		if b.n < udpBatchSize {
 			return gone
 		}

@@ -86,6 +86,9 @@ type udpListener struct {
 	mu     sync.Mutex
 	flows  map[netip.AddrPort]*udpFlow
 	closed bool
+	// order holds the flows in the order they were made, for eviction
+	// (see evictableLocked); ended and replied ones are skipped there.
+	order []*udpFlow
 
 	// The receiving goroutine's own: the run it sends, through readFn and
 	// writeFn, method values made once so that a datagram allocates
@@ -370,8 +373,18 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 		return nil, false
 	}
 	full := len(l.flows) >= l.s.udpMaxFlows()
+	var victim *udpFlow
+	if full {
+		victim = l.evictableLocked()
+	}
 	l.mu.Unlock()
 	r := l.route.Load()
+	if victim != nil {
+		// Out of the table at once; what it sent went up already, what
+		// it still had queued is counted dropped.
+		victim.close()
+		full = false
+	}
 	if full {
 		// Each flow holds a socket, a slot or goroutine and a lease: addresses
 		// made up by the thousand must not take them all.
@@ -392,7 +405,7 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 				return nil, false
 			}
 			l.mu.Lock()
-			l.flows[from] = f
+			l.addFlowLocked(f)
 			l.mu.Unlock()
 			if !f.start() {
 				l.s.dropped(r.App, 1) // the listener closed meanwhile
@@ -407,11 +420,47 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 		l.mu.Unlock()
 		return nil, false
 	}
-	l.flows[from] = f
+	l.addFlowLocked(f)
 	l.mu.Unlock()
 	l.s.wg.Add(1)
 	go f.wake()
 	return nil, false
+}
+
+// addFlowLocked puts f in the table. l.mu must be held.
+func (l *udpListener) addFlowLocked(f *udpFlow) {
+	l.flows[f.client] = f
+	if len(l.order) >= 2*l.s.udpMaxFlows() {
+		// Drop the ended and replied ones, so that order stays in
+		// proportion to the table.
+		live := l.order[:0]
+		for _, g := range l.order {
+			if l.flows[g.client] == g && !g.dead && !g.replied.Load() {
+				live = append(live, g)
+			}
+		}
+		clear(l.order[len(live):])
+		l.order = live
+	}
+	l.order = append(l.order, f)
+}
+
+// evictableLocked takes out of order the oldest flow in the table that
+// has never carried a reply, or returns nil if every flow has had one.
+// Why: a full table would turn away every new client until flows time
+// out, so a trickle of datagrams from made-up addresses would lock the
+// address; like conntrack's early drop, a flow nobody answered is the
+// one to give up. l.mu must be held.
+func (l *udpListener) evictableLocked() *udpFlow {
+	for len(l.order) > 0 {
+		f := l.order[0]
+		l.order[0] = nil
+		l.order = l.order[1:]
+		if l.flows[f.client] == f && !f.dead && !f.replied.Load() {
+			return f
+		}
+	}
+	return nil
 }
 
 // queueLocked copies a datagram into f's queue if the app's budget has

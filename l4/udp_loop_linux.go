@@ -309,6 +309,9 @@ func (l *eventLoop) udpReplies(f *udpFlow, errEv bool) bool {
 		lst.s.dropped(f.app, dropped)
 		f.received.Add(int64(n))
 		f.touch()
+		if !f.replied.Load() {
+			f.replied.Store(true)
+		}
 		if b.n < udpBatchSize {
 			l.udpRepliesDone(f, gone, errEv)
 			return false
