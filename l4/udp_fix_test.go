@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -416,4 +417,162 @@ func TestUDPFullFlowTableEvictsUnrepliedFlow(t *testing.T) {
 			t.Errorf("%d flows ended, want none evicted", f)
 		}
 	}
+}
+
+// udpFlowsOnLoop waits until the flows of key are ready and, on the event
+// loop data path, owned by the loop with the waking goroutine's socket let
+// go of (the waking goroutine makes a flow ready just after sending its
+// last queued datagram, which may be answered first); it returns how many
+// there are.
+func udpFlowsOnLoop(t *testing.T, s *Server, key string) int {
+	t.Helper()
+	s.mu.Lock()
+	l := s.udp.listeners[key]
+	s.mu.Unlock()
+	if l == nil {
+		t.Fatalf("no UDP listener for %s", key)
+	}
+	onLoop := testDataPath != DataPathGoroutines
+	n := 0
+	waitFor(t, fmt.Sprintf("the flows to be ready, on an event loop: %v", onLoop), func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		n = len(l.flows)
+		for _, f := range l.flows {
+			if !f.ready || (f.lp != nil) != onLoop || (onLoop && f.conn != nil) {
+				return false
+			}
+		}
+		return true
+	})
+	return n
+}
+
+// TestUDPHandOffWhileSending: clients send without pause while their
+// flows wake and become ready (handed to the loop): every reply comes
+// back, in order, none lost across the hand-off, and the flows end up on
+// the event loop.
+func TestUDPHandOffWhileSending(t *testing.T) {
+	for iter := range 5 {
+		if !handOffWhileSending(t, iter) {
+			return
+		}
+	}
+}
+
+// handOffWhileSending is one round of TestUDPHandOffWhileSending; false
+// if it failed.
+func handOffWhileSending(t *testing.T, iter int) bool {
+	const clients = 4
+	w := newTestWaker(t)
+	gate := make(chan struct{})
+	w.add("echo", &testApp{upstream: startUDPEcho(t), gate: gate})
+	s, _ := newServer(t, w)
+	obs := &udpObs{}
+	s.Observer = obs
+	const key = "127.0.0.1:0/udp"
+	if errs := s.Apply(map[string][]Route{key: {{App: "echo", MaxPending: 60000, FlowTimeout: time.Hour}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	udpOnLoop(t, s, key)
+	addr := s.Addr(key).String()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	sent := make([]atomic.Int64, clients)
+	got := make([]atomic.Int64, clients)
+	conns := make([]*net.UDPConn, clients)
+	defer func() { // on a failure too, before the clients close
+		stop.Store(true)
+		for _, c := range conns {
+			if c != nil {
+				c.SetReadDeadline(time.Now())
+			}
+		}
+		wg.Wait()
+	}()
+	for i := range clients {
+		c := udpClient(t, addr)
+		conns[i] = c
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for seq := 0; !stop.Load(); seq++ {
+				if _, err := c.Write(numbered(i, seq)); err != nil {
+					t.Error(err)
+					return
+				}
+				sent[i].Store(int64(seq + 1))
+				if seq%4 == 3 {
+					time.Sleep(200 * time.Microsecond) // a pace the echo keeps up with, not a wait
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 1<<16)
+			for next := 0; ; next++ {
+				ci, seq, err := readNumbered(c, buf, 10*time.Second)
+				if err != nil {
+					return
+				}
+				if ci != i || seq != next {
+					t.Errorf("iter %d client %d: reply (%d, %d), want (%d, %d)", iter, i, ci, seq, i, next)
+					return
+				}
+				got[i].Store(int64(next + 1))
+			}
+		}()
+	}
+	waitFor(t, "datagrams queued while the app wakes", func() bool {
+		for i := range sent {
+			if sent[i].Load() < 4 {
+				return false
+			}
+		}
+		return w.waiting.Load() == clients
+	})
+	close(gate)
+	// Go on sending until every client has had replies to datagrams
+	// sent after the flows became ready.
+	var mark [clients]int64
+	waitFor(t, "replies from the queues", func() bool {
+		for i := range got {
+			if got[i].Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range mark {
+		mark[i] = sent[i].Load()
+	}
+	waitFor(t, "replies past the hand-off", func() bool {
+		for i := range got {
+			if got[i].Load() < mark[i]+100 {
+				return t.Failed()
+			}
+		}
+		return true
+	})
+	stop.Store(true)
+	waitFor(t, "every reply", func() bool {
+		for i := range got {
+			if got[i].Load() != sent[i].Load() && !t.Failed() {
+				return false
+			}
+		}
+		return true
+	})
+	stop.Store(true)
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now())
+	}
+	wg.Wait()
+	if n := udpFlowsOnLoop(t, s, key); n != clients {
+		t.Errorf("iter %d: %d flows, want %d", iter, n, clients)
+	}
+	if d := obs.dropped.Load(); d != 0 {
+		t.Errorf("iter %d: %d datagrams dropped", iter, d)
+	}
+	return !t.Failed()
 }
