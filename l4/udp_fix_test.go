@@ -576,3 +576,50 @@ func handOffWhileSending(t *testing.T, iter int) bool {
 	}
 	return !t.Failed()
 }
+
+// TestUDPListenerOfEndedLoopReceivesInGoroutine: a UDP listener handed to
+// an event loop that has ended (its epoll failed) is taken back and
+// received on by a goroutine of its own: its clients are served, and
+// Shutdown still ends it.
+func TestUDPListenerOfEndedLoopReceivesInGoroutine(t *testing.T) {
+	w := newTestWaker(t)
+	w.add("echo", &testApp{upstream: startUDPEcho(t)})
+	s, _ := newServer(t, w)
+	obs := &udpObs{}
+	s.Observer = obs
+	s.mu.Lock()
+	loops := s.eventLoopsLocked()
+	s.mu.Unlock()
+	if testDataPath != DataPathGoroutines && len(loops) == 0 {
+		t.Fatal("no event loops")
+	}
+	for _, lp := range loops {
+		// As shutdownLoop leaves it, with its goroutine still running
+		// so that Shutdown stops it as usual.
+		lp.mu.Lock()
+		lp.dead = true
+		lp.mu.Unlock()
+	}
+	const key = "127.0.0.1:0/udp"
+	if errs := s.Apply(map[string][]Route{key: {{App: "echo", FlowTimeout: 50 * time.Millisecond}}}); errs != nil {
+		t.Fatal(errs)
+	}
+	s.mu.Lock()
+	l := s.udp.listeners[key]
+	s.mu.Unlock()
+	l.fdMu.Lock()
+	onLoop := l.loop != nil
+	l.fdMu.Unlock()
+	if onLoop {
+		t.Error("the listener stayed with an ended loop")
+	}
+	c := udpClient(t, s.Addr(key).String())
+	buf := make([]byte, 1<<16)
+	for seq := range 3 {
+		c.Write(numbered(1, seq))
+		if ci, got, err := readNumbered(c, buf, 10*time.Second); err != nil || ci != 1 || got != seq {
+			t.Fatalf("reply (%d, %d), %v; want (1, %d)", ci, got, err, seq)
+		}
+	}
+	waitFor(t, "the flow to end", func() bool { return obs.flows.Load() == 1 && w.releases.Load() == 1 })
+}

@@ -222,19 +222,25 @@ func (l *udpListener) close() {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
+	// Under fdMu, which orders it with a loop giving l back to a goroutine
+	// (toGoroutineLocked).
+	l.fdMu.Lock()
 	if lp := l.loop; lp != nil {
 		// Closed here rather than by the loop, so that the address is
 		// free when close returns; fdMu keeps the loop off the number.
-		l.fdMu.Lock()
-		unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
-		syscall.Close(l.fd)
-		l.fd = -1
+		if l.fd >= 0 {
+			unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
+			syscall.Close(l.fd)
+			l.fd = -1
+		}
 		l.fdMu.Unlock()
 		l.closeFlows()
 		lp.removeUDPListener(l)
 		return
 	}
-	l.conn.Close()
+	conn := l.conn
+	l.fdMu.Unlock()
+	conn.Close()
 	if !l.accepting {
 		l.closeFlows()
 	}

@@ -3,6 +3,7 @@ package l4
 import (
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"syscall"
 
@@ -81,6 +82,10 @@ func (l *eventLoop) udpDead(r udpReq) {
 		l.finishUDPFlow(r.f)
 	case !r.add:
 		l.s.wg.Done() // the listener's count, taken when it was handed over
+	default:
+		r.lst.fdMu.Lock()
+		r.lst.toGoroutineLocked()
+		r.lst.fdMu.Unlock()
 	}
 }
 
@@ -148,11 +153,42 @@ func (l *eventLoop) registerUDPListener(lst *udpListener) {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: idx, Pad: udpEventPad(gen)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
 		l.freeUDPSlot(idx)
-		l.s.logger().Error("registering a UDP listener with epoll failed; it receives nothing",
+		l.s.logger().Warn("registering a UDP listener with epoll failed; receiving in a goroutine",
 			"listen", lst.addr, "err", err)
+		lst.toGoroutineLocked()
 		return
 	}
 	lst.slot = idx
+}
+
+// toGoroutineLocked takes lst back from a loop that cannot serve it (the
+// loop ended, or its epoll refused the socket): it receives in a goroutine
+// of its own, as when there are no loops, which counts it out of s.wg in
+// place of its removal from the loop. Nothing has received on it yet. A
+// listener closed meanwhile is left to its removal. lst.fdMu must be held.
+func (lst *udpListener) toGoroutineLocked() {
+	if lst.fd < 0 {
+		return
+	}
+	file := os.NewFile(uintptr(lst.fd), lst.addr)
+	pc, err := net.FilePacketConn(file)
+	file.Close()
+	lst.fd = -1
+	var rc syscall.RawConn
+	if err == nil {
+		rc, err = pc.(*net.UDPConn).SyscallConn()
+		if err != nil {
+			pc.Close()
+		}
+	}
+	if err != nil {
+		// Left to the loop's removal, which counts it out.
+		lst.s.logger().Error("receiving on a UDP listener in a goroutine failed; it receives nothing",
+			"listen", lst.addr, "err", err)
+		return
+	}
+	lst.conn, lst.rc, lst.loop = pc.(*net.UDPConn), rc, nil
+	go lst.recvLoop()
 }
 
 // registerUDPFlow adds f's socket to the loop's epoll. Loop goroutine only.
