@@ -277,7 +277,7 @@ func (l *eventLoop) run() {
 				continue
 			}
 			if ev.Pad < 0 {
-				l.udpEvent(ev.Fd, ^ev.Pad)
+				l.udpEvent(ev.Fd, ^ev.Pad, ev.Events&unix.EPOLLERR != 0)
 				continue
 			}
 			if ev.Fd < evWake {

@@ -3,6 +3,7 @@ package l4
 import (
 	"encoding/binary"
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -138,4 +139,47 @@ func sockaddrLen(sa *unix.RawSockaddrInet6) uint32 {
 		return unix.SizeofSockaddrInet4
 	}
 	return unix.SizeofSockaddrInet6
+}
+
+// sendUp sends msgs up a flow's connected socket fd, each after hdr bytes
+// of header, without waiting. A datagram the kernel refuses on its own
+// (EMSGSIZE: too big once the header is added) is skipped and counted in
+// skipped, as a router drops what it cannot forward. It stops at EAGAIN
+// (again) or ENOBUFS with rest unsent, or with err once the socket itself
+// is refused or gone. bytes is the payload that went up.
+func sendUp(fd uintptr, msgs []mmsghdr, hdr int) (rest []mmsghdr, bytes, skipped int, again bool, err error) {
+	for len(msgs) > 0 {
+		sent, serr := sendmmsg(fd, msgs)
+		for _, m := range msgs[:sent] {
+			bytes += int(m.n) - hdr
+		}
+		msgs = msgs[sent:]
+		switch {
+		case serr == nil:
+		case serr == syscall.EINTR:
+		case serr == syscall.EAGAIN:
+			return msgs, bytes, skipped, true, nil
+		case serr == syscall.ENOBUFS:
+			return msgs, bytes, skipped, false, nil
+		case udpSocketGone(serr):
+			return msgs, bytes, skipped, false, serr
+		default:
+			msgs = msgs[1:]
+			skipped++
+		}
+	}
+	return nil, bytes, skipped, false, nil
+}
+
+// udpSocketGone reports whether a send's error means the flow's socket
+// can carry nothing more (the program's port is closed, the route to it
+// gone), rather than that one datagram could not go.
+func udpSocketGone(err error) bool {
+	switch err {
+	case syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN,
+		syscall.ENETDOWN, syscall.ENOTCONN, syscall.EPIPE, syscall.EBADF, syscall.ENOTSOCK,
+		syscall.EDESTADDRREQ, syscall.ECONNRESET:
+		return true
+	}
+	return false
 }

@@ -51,11 +51,14 @@ type udpFlow struct {
 	slot int32
 
 	last           atomic.Int64 // UnixNano of the last datagram either way
+	replied        atomic.Bool  // a reply came back: the flow is not evicted
 	sent, received atomic.Int64
 	closeOnce      sync.Once
 
 	// The reply goroutine's own, as udpListener's.
 	replyMsgs       []mmsghdr
+	replyBytes      int
+	replyDropped    int
 	readFn, writeFn func(fd uintptr) bool
 }
 
@@ -249,7 +252,6 @@ func (f *udpFlow) wake() {
 func (f *udpFlow) sendQueued(q [][]byte) error {
 	iovs := make([][2]unix.Iovec, len(q))
 	msgs := make([]mmsghdr, len(q))
-	n := 0
 	for i, d := range q {
 		v := iovs[i][:0]
 		if len(f.header) > 0 {
@@ -264,13 +266,13 @@ func (f *udpFlow) sendQueued(q [][]byte) error {
 			msgs[i].hdr.Iov = &v[0]
 		}
 		msgs[i].hdr.SetIovlen(len(v))
-		n += len(d)
 	}
 	var serr error
+	bytes, skipped := 0, 0
 	err := f.rc.Write(func(fd uintptr) bool {
-		sent, err := sendmmsg(fd, msgs)
-		msgs = msgs[sent:]
-		if err == syscall.EAGAIN || err == syscall.EINTR {
+		rest, b, k, again, err := sendUp(fd, msgs, len(f.header))
+		msgs, bytes, skipped = rest, bytes+b, skipped+k
+		if again {
 			return false
 		}
 		serr = err
@@ -279,8 +281,11 @@ func (f *udpFlow) sendQueued(q [][]byte) error {
 	if err == nil {
 		err = serr
 	}
+	// What did not go up: refused one by one (too big), no room, or the
+	// socket gone with the rest of q.
+	f.l.s.dropped(f.app, skipped+len(msgs))
+	f.sent.Add(int64(bytes))
 	if err == nil {
-		f.sent.Add(int64(n))
 		f.touch()
 	}
 	return err
@@ -299,54 +304,68 @@ func (f *udpFlow) replies() {
 
 // read is f.rc.Read's function: it receives and sends batches of replies
 // until one comes back short, as udpListener.read does; true to end the
-// flow. It must not close the flow itself: closing waits for this call.
+// flow. A refusal (the program's socket is gone) ends it once the replies
+// the program sent before it are passed on. It must not close the flow
+// itself: closing waits for this call.
 func (f *udpFlow) read(fd uintptr) bool {
 	l := f.l
 	b := l.s.getBatch()
 	defer l.s.putBatch(b)
+	gone := false
 	for {
 		switch err := b.recvmmsg(fd, false); err {
 		case nil:
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false
+			return gone
 		default:
-			return true
-		}
-		n := 0
-		for i := 0; i < b.n; i++ {
-			n += int(b.msgs[i].n)
+			if gone || !udpSocketGone(err) {
+				return true
+			}
+			// The error is taken: what came before it can still be read.
+			gone = true
+			continue
 		}
 		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
+		f.replyBytes, f.replyDropped = 0, 0
 		if err := l.rc.Write(f.writeFn); err != nil {
 			return true // the listener is closed
 		}
-		f.received.Add(int64(n))
+		l.s.dropped(f.app, f.replyDropped)
+		f.received.Add(int64(f.replyBytes))
 		f.touch()
+		if !f.replied.Load() {
+			f.replied.Store(true)
+		}
 		if b.n < udpBatchSize {
-			return false
+			return gone
 		}
 	}
 }
 
-// write sends f.replyMsgs from the listen socket. A reply the kernel
-// refuses (the client's address unreachable) is dropped, as a router
-// would.
+// write sends f.replyMsgs from the listen socket, waiting while it has
+// no room. A reply the kernel refuses (the client's address unreachable,
+// too big for its family) is dropped, as a router would, and counted.
 func (f *udpFlow) write(fd uintptr) bool {
-	sent, err := sendmmsg(fd, f.replyMsgs)
-	f.replyMsgs = f.replyMsgs[sent:]
-	switch err {
-	case syscall.EAGAIN, syscall.EINTR:
-		return false
-	case nil:
-		return true
-	}
-	if len(f.replyMsgs) > 1 {
+	for {
+		sent, err := sendmmsg(fd, f.replyMsgs)
+		for _, m := range f.replyMsgs[:sent] {
+			f.replyBytes += int(m.n)
+		}
+		f.replyMsgs = f.replyMsgs[sent:]
+		switch err {
+		case syscall.EAGAIN, syscall.EINTR:
+			return false
+		case nil:
+			return true
+		}
+		if len(f.replyMsgs) == 0 {
+			return true
+		}
 		f.replyMsgs = f.replyMsgs[1:] // skip the one refused
-		return f.write(fd)
+		f.replyDropped++
 	}
-	return true
 }
 
 // touch records a datagram either way, for the flow timeout.

@@ -24,6 +24,11 @@ const udpSuffix = "/udp"
 // (SO_RCVBUFFORCE), as the kernel lets it; others get what rmem_max allows.
 const udpRecvBuffer = 4 << 20
 
+// udpSendBuffer is the send buffer of a UDP listen socket, which sends
+// the replies of all its flows: bursts of replies wait there rather than
+// being dropped. Forced as udpRecvBuffer is.
+const udpSendBuffer = 4 << 20
+
 // DefaultUDPMaxFlows bounds the flows of one UDP listen address when
 // Server.UDPMaxFlows is zero.
 const DefaultUDPMaxFlows = 4096
@@ -81,12 +86,18 @@ type udpListener struct {
 	mu     sync.Mutex
 	flows  map[netip.AddrPort]*udpFlow
 	closed bool
+	// order holds the flows in the order they were made, for eviction
+	// (see evictableLocked); ended and replied ones are skipped there.
+	order []*udpFlow
 
 	// The receiving goroutine's own: the run it sends, through readFn and
 	// writeFn, method values made once so that a datagram allocates
 	// nothing.
 	recvErr         error
 	sendMsgs        []mmsghdr
+	sendHdr         int
+	sendBytes       int
+	sendSkipped     int
 	sendErr         error
 	readFn, writeFn func(fd uintptr) bool
 	lastLog         time.Time
@@ -131,6 +142,7 @@ func (s *Server) listenUDP(addr string, routes []Route) (*udpListener, error) {
 		return nil, err
 	}
 	setRecvBuffer(rc, udpRecvBuffer)
+	setSendBuffer(rc, udpSendBuffer)
 	l := &udpListener{s: s, addr: addr, laddr: conn.LocalAddr().(*net.UDPAddr), conn: conn, rc: rc,
 		fd: -1, slot: -1, flows: make(map[netip.AddrPort]*udpFlow)}
 	l.readFn, l.writeFn = l.read, l.write
@@ -210,19 +222,25 @@ func (l *udpListener) close() {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
+	// Under fdMu, which orders it with a loop giving l back to a goroutine
+	// (toGoroutineLocked).
+	l.fdMu.Lock()
 	if lp := l.loop; lp != nil {
 		// Closed here rather than by the loop, so that the address is
 		// free when close returns; fdMu keeps the loop off the number.
-		l.fdMu.Lock()
-		unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
-		syscall.Close(l.fd)
-		l.fd = -1
+		if l.fd >= 0 {
+			unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
+			syscall.Close(l.fd)
+			l.fd = -1
+		}
 		l.fdMu.Unlock()
 		l.closeFlows()
 		lp.removeUDPListener(l)
 		return
 	}
-	l.conn.Close()
+	conn := l.conn
+	l.fdMu.Unlock()
+	conn.Close()
 	if !l.accepting {
 		l.closeFlows()
 	}
@@ -279,11 +297,14 @@ func (l *udpListener) read(fd uintptr) bool {
 	}
 }
 
-// write is a flow's rc.Write function for l.sendMsgs.
+// write is a flow's rc.Write function for l.sendMsgs: it waits while
+// the socket has no room.
 func (l *udpListener) write(fd uintptr) bool {
-	sent, err := sendmmsg(fd, l.sendMsgs)
-	l.sendMsgs = l.sendMsgs[sent:]
-	if err == syscall.EAGAIN || err == syscall.EINTR {
+	rest, n, skipped, again, err := sendUp(fd, l.sendMsgs, l.sendHdr)
+	l.sendMsgs = rest
+	l.sendBytes += n
+	l.sendSkipped += skipped
+	if again {
 		return false
 	}
 	l.sendErr = err
@@ -317,22 +338,22 @@ func (l *udpListener) forward(f *udpFlow, b *udpBatch, i, j int) {
 		l.forwardRaw(f, b, i, j)
 		return
 	}
-	n := 0
-	for k := i; k < j; k++ {
-		n += int(b.msgs[k].n)
-	}
-	l.sendMsgs, l.sendErr = b.prepareSend(i, j, f.header, nil, 0), nil
+	l.sendMsgs, l.sendHdr, l.sendErr = b.prepareSend(i, j, f.header, nil, 0), len(f.header), nil
+	l.sendBytes, l.sendSkipped = 0, 0
 	err := f.rc.Write(l.writeFn)
 	if err == nil {
 		err = l.sendErr
 	}
+	// Unsent ones: refused one by one, no room (ENOBUFS), or the socket
+	// gone.
+	l.s.dropped(f.app, l.sendSkipped+len(l.sendMsgs))
+	f.sent.Add(int64(l.sendBytes))
 	if err != nil {
 		// Refused: the program's socket is gone (it exited). The next
 		// datagram makes a new flow, which wakes the app again.
 		f.close()
 		return
 	}
-	f.sent.Add(int64(n))
 	f.touch()
 }
 
@@ -358,8 +379,18 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 		return nil, false
 	}
 	full := len(l.flows) >= l.s.udpMaxFlows()
+	var victim *udpFlow
+	if full {
+		victim = l.evictableLocked()
+	}
 	l.mu.Unlock()
 	r := l.route.Load()
+	if victim != nil {
+		// Out of the table at once; what it sent went up already, what
+		// it still had queued is counted dropped.
+		victim.close()
+		full = false
+	}
 	if full {
 		// Each flow holds a socket, a slot or goroutine and a lease: addresses
 		// made up by the thousand must not take them all.
@@ -380,9 +411,13 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 				return nil, false
 			}
 			l.mu.Lock()
-			l.flows[from] = f
+			l.addFlowLocked(f)
 			l.mu.Unlock()
-			return f, f.start()
+			if !f.start() {
+				l.s.dropped(r.App, 1) // the listener closed meanwhile
+				return nil, false
+			}
+			return f, true
 		}
 	}
 	// The app must be waited for: the flow queues until it is ready.
@@ -391,11 +426,47 @@ func (l *udpListener) flowFor(from netip.AddrPort, b *udpBatch, i int) (f *udpFl
 		l.mu.Unlock()
 		return nil, false
 	}
-	l.flows[from] = f
+	l.addFlowLocked(f)
 	l.mu.Unlock()
 	l.s.wg.Add(1)
 	go f.wake()
 	return nil, false
+}
+
+// addFlowLocked puts f in the table. l.mu must be held.
+func (l *udpListener) addFlowLocked(f *udpFlow) {
+	l.flows[f.client] = f
+	if len(l.order) >= 2*l.s.udpMaxFlows() {
+		// Drop the ended and replied ones, so that order stays in
+		// proportion to the table.
+		live := l.order[:0]
+		for _, g := range l.order {
+			if l.flows[g.client] == g && !g.dead && !g.replied.Load() {
+				live = append(live, g)
+			}
+		}
+		clear(l.order[len(live):])
+		l.order = live
+	}
+	l.order = append(l.order, f)
+}
+
+// evictableLocked takes out of order the oldest flow in the table that
+// has never carried a reply, or returns nil if every flow has had one.
+// Why: a full table would turn away every new client until flows time
+// out, so a trickle of datagrams from made-up addresses would lock the
+// address; like conntrack's early drop, a flow nobody answered is the
+// one to give up. l.mu must be held.
+func (l *udpListener) evictableLocked() *udpFlow {
+	for len(l.order) > 0 {
+		f := l.order[0]
+		l.order[0] = nil
+		l.order = l.order[1:]
+		if l.flows[f.client] == f && !f.dead && !f.replied.Load() {
+			return f
+		}
+	}
+	return nil
 }
 
 // queueLocked copies a datagram into f's queue if the app's budget has
@@ -434,6 +505,16 @@ func setRecvBuffer(rc syscall.RawConn, size int) {
 	_ = rc.Control(func(fd uintptr) {
 		if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, size) != nil {
 			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+		}
+	})
+}
+
+// setSendBuffer sets the send buffer of rc's socket to size, forcing it
+// where the daemon may.
+func setSendBuffer(rc syscall.RawConn, size int) {
+	_ = rc.Control(func(fd uintptr) {
+		if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUFFORCE, size) != nil {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, size)
 		}
 	})
 }

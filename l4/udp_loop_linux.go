@@ -3,6 +3,8 @@ package l4
 import (
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -80,6 +82,10 @@ func (l *eventLoop) udpDead(r udpReq) {
 		l.finishUDPFlow(r.f)
 	case !r.add:
 		l.s.wg.Done() // the listener's count, taken when it was handed over
+	default:
+		r.lst.fdMu.Lock()
+		r.lst.toGoroutineLocked()
+		r.lst.fdMu.Unlock()
 	}
 }
 
@@ -147,11 +153,42 @@ func (l *eventLoop) registerUDPListener(lst *udpListener) {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: idx, Pad: udpEventPad(gen)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lst.fd, &ev); err != nil {
 		l.freeUDPSlot(idx)
-		l.s.logger().Error("registering a UDP listener with epoll failed; it receives nothing",
+		l.s.logger().Warn("registering a UDP listener with epoll failed; receiving in a goroutine",
 			"listen", lst.addr, "err", err)
+		lst.toGoroutineLocked()
 		return
 	}
 	lst.slot = idx
+}
+
+// toGoroutineLocked takes lst back from a loop that cannot serve it (the
+// loop ended, or its epoll refused the socket): it receives in a goroutine
+// of its own, as when there are no loops, which counts it out of s.wg in
+// place of its removal from the loop. Nothing has received on it yet. A
+// listener closed meanwhile is left to its removal. lst.fdMu must be held.
+func (lst *udpListener) toGoroutineLocked() {
+	if lst.fd < 0 {
+		return
+	}
+	file := os.NewFile(uintptr(lst.fd), lst.addr)
+	pc, err := net.FilePacketConn(file)
+	file.Close()
+	lst.fd = -1
+	var rc syscall.RawConn
+	if err == nil {
+		rc, err = pc.(*net.UDPConn).SyscallConn()
+		if err != nil {
+			pc.Close()
+		}
+	}
+	if err != nil {
+		// Left to the loop's removal, which counts it out.
+		lst.s.logger().Error("receiving on a UDP listener in a goroutine failed; it receives nothing",
+			"listen", lst.addr, "err", err)
+		return
+	}
+	lst.conn, lst.rc, lst.loop = pc.(*net.UDPConn), rc, nil
+	go lst.recvLoop()
 }
 
 // registerUDPFlow adds f's socket to the loop's epoll. Loop goroutine only.
@@ -194,8 +231,9 @@ func (l *eventLoop) finishUDPFlow(f *udpFlow) {
 	l.s.wg.Done()
 }
 
-// udpEvent serves a readiness event of UDP slot idx.
-func (l *eventLoop) udpEvent(idx, gen int32) {
+// udpEvent serves a readiness event of UDP slot idx; errEv if it
+// reported an error pending on the socket.
+func (l *eventLoop) udpEvent(idx, gen int32, errEv bool) {
 	if int(idx) >= len(l.udp.slots) {
 		return
 	}
@@ -208,7 +246,7 @@ func (l *eventLoop) udpEvent(idx, gen int32) {
 	case sl.lst != nil:
 		more = l.udpReceive(sl.lst)
 	case sl.f != nil:
-		more = l.udpReplies(sl.f)
+		more = l.udpReplies(sl.f, errEv)
 	}
 	if more {
 		l.udp.more = append(l.udp.more, udpSlotRef{idx, gen})
@@ -220,7 +258,7 @@ func (l *eventLoop) udpAgain() {
 	more := l.udp.more
 	l.udp.more = l.udp.spare[:0]
 	for _, r := range more {
-		l.udpEvent(r.idx, r.gen)
+		l.udpEvent(r.idx, r.gen, false)
 	}
 	l.udp.spare = more[:0]
 }
@@ -264,10 +302,15 @@ func (l *eventLoop) udpReceive(lst *udpListener) bool {
 
 // udpReplies receives f's replies and sends them to its client from the
 // listen socket until a batch comes back short; true if it stopped at
-// udpRounds with more waiting.
-func (l *eventLoop) udpReplies(f *udpFlow) bool {
+// udpRounds with more waiting. A refusal (the program's socket is gone)
+// ends the flow once the replies the program sent before it are passed
+// on. errEv: the event reported an error, which a short batch may have
+// left pending (recvmmsg keeps an error that follows some datagrams for
+// later, and the edge it raised is spent): ask the socket.
+func (l *eventLoop) udpReplies(f *udpFlow, errEv bool) bool {
 	b := l.udpBatch()
 	lst := f.l
+	gone := false
 	for range udpRounds {
 		if f.fd < 0 {
 			return false
@@ -277,88 +320,103 @@ func (l *eventLoop) udpReplies(f *udpFlow) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			l.udpRepliesDone(f, gone, errEv)
 			return false
 		default:
-			// Refused: the program's socket is gone.
-			f.close()
-			return false
-		}
-		n := 0
-		for i := 0; i < b.n; i++ {
-			n += int(b.msgs[i].n)
+			if gone || !udpSocketGone(err) {
+				f.close()
+				return false
+			}
+			// The error is taken: what came before it can still be read.
+			gone = true
+			continue
 		}
 		msgs := b.prepareSend(0, b.n, nil, &f.name, f.namelen)
 		lst.fdMu.Lock()
 		fd := lst.fd
+		n, dropped := 0, 0
 		if fd >= 0 {
-			sendReplies(fd, msgs)
+			n, dropped = sendReplies(fd, msgs)
 		}
 		lst.fdMu.Unlock()
 		if fd < 0 {
 			return false // the listener is closed, and its flows with it
 		}
+		lst.s.dropped(f.app, dropped)
 		f.received.Add(int64(n))
 		f.touch()
+		if !f.replied.Load() {
+			f.replied.Store(true)
+		}
 		if b.n < udpBatchSize {
+			l.udpRepliesDone(f, gone, errEv)
 			return false
 		}
+	}
+	if gone {
+		f.close()
+		return false
 	}
 	return true
 }
 
-// sendReplies sends msgs from the listen socket fd without waiting. A
-// reply the kernel refuses (the client's address unreachable) or has no
-// room for is dropped, as a router would.
-func sendReplies(fd int, msgs []mmsghdr) {
-	for len(msgs) > 0 {
-		sent, err := sendmmsg(uintptr(fd), msgs)
-		msgs = msgs[sent:]
-		switch err {
-		case nil:
-			return
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return
+// udpRepliesDone ends f after its replies were read: if its upstream
+// refused, or if the event reported an error that is still pending.
+func (l *eventLoop) udpRepliesDone(f *udpFlow, gone, errEv bool) {
+	if !gone && errEv && f.fd >= 0 {
+		if e, err := unix.GetsockoptInt(f.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+			gone = true
 		}
-		if len(msgs) > 0 {
-			msgs = msgs[1:] // skip the one refused
-		}
+	}
+	if gone {
+		f.close()
 	}
 }
 
+// sendReplies sends msgs from the listen socket fd without waiting. A
+// reply the kernel refuses (the client's address unreachable, too big for
+// its family) or has no room for is dropped, as a router would, and
+// counted in dropped; n is the bytes sent.
+func sendReplies(fd int, msgs []mmsghdr) (n, dropped int) {
+	for len(msgs) > 0 {
+		sent, err := sendmmsg(uintptr(fd), msgs)
+		for _, m := range msgs[:sent] {
+			n += int(m.n)
+		}
+		msgs = msgs[sent:]
+		switch err {
+		case nil:
+			return n, dropped
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN, syscall.ENOBUFS:
+			return n, dropped + len(msgs)
+		}
+		if len(msgs) > 0 {
+			msgs = msgs[1:] // skip the one refused
+			dropped++
+		}
+	}
+	return n, dropped
+}
+
 // forwardRaw sends datagrams [i, j) of b up f's socket from the loop. One
-// the socket has no room for is dropped and counted; a refusal ends the
-// flow (the program's socket is gone).
+// the socket has no room for, or refuses on its own, is dropped and
+// counted; a refusal of the socket ends the flow (the program's socket is
+// gone), its unsent datagrams counted.
 func (l *udpListener) forwardRaw(f *udpFlow, b *udpBatch, i, j int) {
 	msgs := b.prepareSend(i, j, f.header, nil, 0)
 	if f.fd < 0 {
 		l.s.dropped(f.app, len(msgs))
 		return
 	}
-	n, sent := 0, 0
-	for sent < len(msgs) {
-		k, err := sendmmsg(uintptr(f.fd), msgs[sent:])
-		for _, m := range msgs[sent : sent+k] {
-			n += int(m.n)
-		}
-		sent += k
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN || err == syscall.ENOBUFS {
-			l.s.dropped(f.app, len(msgs)-sent)
-			break
-		}
-		if err != nil {
-			f.close()
-			return
-		}
-	}
-	if len(f.header) > 0 {
-		n -= sent * len(f.header)
-	}
+	rest, n, skipped, _, err := sendUp(uintptr(f.fd), msgs, len(f.header))
+	l.s.dropped(f.app, skipped+len(rest))
 	f.sent.Add(int64(n))
+	if err != nil {
+		f.close()
+		return
+	}
 	f.touch()
 }
 
@@ -372,12 +430,12 @@ func (f *udpFlow) connectRaw(upstream netip.AddrPort, release func()) error {
 		family = unix.AF_INET6
 		sa6 := &unix.SockaddrInet6{Port: int(upstream.Port()), Addr: upstream.Addr().As16()}
 		if zone := upstream.Addr().Zone(); zone != "" {
-			ifi, err := net.InterfaceByName(zone)
+			id, err := zoneID(zone)
 			if err != nil {
 				release()
 				return err
 			}
-			sa6.ZoneId = uint32(ifi.Index)
+			sa6.ZoneId = id
 		}
 		sa = sa6
 	}
@@ -398,6 +456,19 @@ func (f *udpFlow) connectRaw(upstream netip.AddrPort, release func()) error {
 	l.mu.Unlock()
 	f.touch()
 	return nil
+}
+
+// zoneID is the scope id an IPv6 zone names: an interface index as a
+// number, else an interface name, as net.DialUDP reads it.
+func zoneID(zone string) (uint32, error) {
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	ifi, err := net.InterfaceByName(zone)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(ifi.Index), nil
 }
 
 // handTo gives the replies of f, connected through f.conn, to loop lp: on

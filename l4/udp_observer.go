@@ -7,8 +7,10 @@ type UDPObserver interface {
 	// FlowClosed: a UDP flow of app ended; sent bytes went from the client
 	// to the app, received bytes back.
 	FlowClosed(app string, sent, received int64)
-	// DatagramsDropped: n datagrams for app were dropped: the queue of a
-	// waking app was full, or the app could not be woken.
+	// DatagramsDropped: n datagrams for app were dropped, either way: the
+	// queue of a waking app was full, the app could not be woken, the
+	// address had as many flows as it may hold, or the kernel refused a
+	// datagram or had no room for it.
 	DatagramsDropped(app string, n int)
 }
 

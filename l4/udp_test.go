@@ -118,6 +118,7 @@ func TestUDPWakeHoldsDatagramsInOrder(t *testing.T) {
 	if errs := s.Apply(map[string][]Route{key: {{App: "dns", MaxPending: maxPending, FlowTimeout: 500 * time.Millisecond}}}); errs != nil {
 		t.Fatal(errs)
 	}
+	udpOnLoop(t, s, key)
 	addr := s.Addr(key).String()
 	conns := make([]*net.UDPConn, clients)
 	for i := range conns {
@@ -205,6 +206,11 @@ func TestUDPWakeHoldsDatagramsInOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// The woken flows were handed over: on the event loop where that is
+	// the data path.
+	if n := udpFlowsOnLoop(t, s, key); n != clients {
+		t.Errorf("%d flows after the wake, want %d", n, clients)
+	}
 	if got := obs.dropped.Load(); got != clients*duringWake-maxPending {
 		t.Errorf("dropped %d datagrams in all, want %d", got, clients*duringWake-maxPending)
 	}
