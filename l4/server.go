@@ -116,8 +116,9 @@ type Server struct {
 	EventLoops int
 
 	// UDPMaxFlows bounds the flows (client addresses) of one UDP listen
-	// address; a datagram from a new client beyond it is dropped and
-	// counted. Zero means DefaultUDPMaxFlows.
+	// address. A new client beyond it takes the place of the oldest flow
+	// that never carried a reply; when every flow has had one, its
+	// datagram is dropped and counted. Zero means DefaultUDPMaxFlows.
 	UDPMaxFlows int
 
 	// CheckSocketDir, when set, judges the directory of a unix: listen
