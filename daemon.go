@@ -39,7 +39,7 @@ import (
 // Interface guards. Each consumer owns the interface it needs, and l4,
 // cron, memory and admin import nothing of lifecycle, so main, which wires
 // the parts together, is where their fit is checked. l4 finds ConnWaker,
-// ReadyWaker, PassiveWaker and TrafficWaker by a type assertion: without
+// ReadyWaker, PassiveWaker, TrafficWaker and EarlyWaker by a type assertion: without
 // these lines a signature that drifted would silently turn those paths
 // off.
 var (
@@ -50,6 +50,7 @@ var (
 	_ l4.TrafficWaker   = (*lifecycle.Manager)(nil)
 	_ l4.HandoffWaker   = (*lifecycle.Manager)(nil)
 	_ l4.InetdWaker     = (*lifecycle.Manager)(nil)
+	_ l4.EarlyWaker     = (*lifecycle.Manager)(nil)
 	_ cron.Waker        = (*lifecycle.Manager)(nil)
 	_ memory.Apps       = (*lifecycle.Manager)(nil)
 	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
