@@ -144,6 +144,11 @@ func (d *Driver) launchLocked(name string, cmd *exec.Cmd, listenPID bool) (int, 
 			return 0, nil, err
 		}
 	}
+	// The daemon's own fork only: the helper opens its own /dev/null, and
+	// each descriptor sent to it counts against what it takes.
+	if null := d.devNullLocked(); cmd.Stdin == nil && null != nil {
+		cmd.Stdin = null
+	}
 	if listenPID {
 		return d.startListeningLocked(name, cmd)
 	}
@@ -327,9 +332,6 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	b, err := d.newBoxLocked(cmd, name, 'i', req.Spec.MemoryMax)
 	if err != nil {
 		return nil, err
-	}
-	if null := d.devNullLocked(); cmd.Stdin == nil && null != nil {
-		cmd.Stdin = null
 	}
 	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
 	pid, wait, err := d.launchLocked(name, cmd, listenPID)
