@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +15,74 @@ import (
 )
 
 // earlyWaker is testWaker as an EarlyWaker: it tells told (while the
-// app's Wake is held at its gate) before it returns the app's upstream.
+// app's Wake is held at its gate) before it returns the app's upstream,
+// and notes the local port of the socket of this process connected to
+// told once early returns (0: none).
 type earlyWaker struct {
 	*testWaker
-	told netip.AddrPort
+	t         *testing.T
+	told      netip.AddrPort
+	earlyPort uint16
 }
 
 func (w *earlyWaker) WakeEarly(ctx context.Context, app string, early func(netip.AddrPort)) (netip.AddrPort, func(), error) {
 	early(w.told)
+	for _, s := range myUDPSockets(w.t) {
+		if s.remote == w.told {
+			w.earlyPort = s.local.Port()
+		}
+	}
 	return w.Wake(ctx, app)
+}
+
+// udpSocket is a UDP socket as /proc/net/udp lists it.
+type udpSocket struct{ local, remote netip.AddrPort }
+
+// myUDPSockets lists the IPv4 UDP sockets of this process: those of
+// /proc/net/udp whose inode one of its descriptors holds.
+func myUDPSockets(t *testing.T) []udpSocket {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	mine := make(map[string]bool)
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+				mine[strings.TrimSuffix(ino, "]")] = true
+			}
+		}
+	}
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	var socks []udpSocket
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 10 || !mine[f[9]] {
+			continue
+		}
+		socks = append(socks, udpSocket{procAddr(t, f[1]), procAddr(t, f[2])})
+	}
+	return socks
+}
+
+// procAddr parses an IPv4 address of /proc/net/udp: AAAAAAAA:PPPP, the
+// address in host order.
+func procAddr(t *testing.T, s string) netip.AddrPort {
+	a, p, ok := strings.Cut(s, ":")
+	ip, err1 := strconv.ParseUint(a, 16, 32)
+	port, err2 := strconv.ParseUint(p, 16, 16)
+	if !ok || err1 != nil || err2 != nil {
+		t.Errorf("bad address %q in /proc/net/udp", s)
+		return netip.AddrPort{}
+	}
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], uint32(ip))
+	return netip.AddrPortFrom(netip.AddrFrom4(b), uint16(port))
 }
 
 // connectedTo counts the UDP sockets of this machine connected to ap, as
@@ -56,7 +116,7 @@ func TestUDPFlowConnectsWhileTheAppStarts(t *testing.T) {
 	}{{"told the upstream", false}, {"told another upstream", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			echo := startUDPEcho(t)
-			w := &earlyWaker{testWaker: newTestWaker(t), told: echo}
+			w := &earlyWaker{testWaker: newTestWaker(t), t: t, told: echo}
 			if tc.wrong {
 				w.told = startUDPEcho(t)
 			}
@@ -89,6 +149,18 @@ func TestUDPFlowConnectsWhileTheAppStarts(t *testing.T) {
 			}
 			if n := connectedTo(t, echo); n != 1 {
 				t.Fatalf("%d sockets connected to the upstream leased, want the flow's", n)
+			}
+			if w.earlyPort == 0 {
+				t.Fatal("no socket connected while the app starts")
+			}
+			var flowPort uint16
+			for _, so := range myUDPSockets(t) {
+				if so.remote == echo {
+					flowPort = so.local.Port()
+				}
+			}
+			if !tc.wrong && flowPort != w.earlyPort {
+				t.Fatalf("the flow's socket has port %d, want %d, that of the socket connected while the app started", flowPort, w.earlyPort)
 			}
 		})
 	}
