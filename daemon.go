@@ -718,6 +718,9 @@ func (d *daemon) shutdownBy(hurry context.Context) error {
 	defer closeConns()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(connCtx) }()
+	// Every app stopped from here on would make its next start's cgroup
+	// only for Close to remove it.
+	d.driver.StopSpares()
 	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx))
 	closeConns()
 	srvErr := <-srvDone

@@ -39,7 +39,10 @@ import (
 )
 
 // Interface guard.
-var _ lifecycle.Driver = (*Driver)(nil)
+var (
+	_ lifecycle.Driver       = (*Driver)(nil)
+	_ lifecycle.AppForgetter = (*Driver)(nil)
+)
 
 // Polling of a process group that is going away starts fast (most groups are
 // gone at the first look or a few milliseconds later) and slows down, because
@@ -81,8 +84,12 @@ type Driver struct {
 	// pgid, with their app's name.
 	tracked map[int]*trackedJob
 	// spares holds a box with its cgroup made ahead for the next start of
-	// an app's instance, by app (makeSpare).
-	spares map[string]*box
+	// an app's instance, by app (makeSpare); one without a group is being
+	// made. spareSeq numbers them; noSpares: none is made any more
+	// (StopSpares).
+	spares   map[string]*box
+	spareSeq uint64
+	noSpares bool
 	// devNull is /dev/null, opened once, every program's stdin: os/exec
 	// would open and register it again for each start.
 	devNull *os.File
@@ -564,8 +571,9 @@ func (p *process) watch() {
 	}
 	p.driver.unregister(p)
 	p.logger.Debug("process exited", "err", err)
+	spare, evicted := p.driver.reserveSpare(p.app)
 	close(p.done)
-	p.driver.makeSpare(p.app)
+	p.driver.makeSpare(p.app, spare, evicted)
 }
 
 // waitGroupGone waits until nothing of the program is left, or until
