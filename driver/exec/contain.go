@@ -69,7 +69,8 @@ type box struct {
 // with its invocation id in the environment. memMax, when not 0 and the
 // groups have the memory controller, becomes the cgroup's memory.max.
 // An instance takes the box made ahead for its app (makeSpare) when there
-// is one. d.mu must be held.
+// is one. On an error the box is nil, or, when it was made ahead, one
+// that only carries its spareSeq. d.mu must be held.
 func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64) (*box, error) {
 	b := d.spares[app]
 	if kind == 'i' && b != nil {
@@ -98,8 +99,12 @@ func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64
 	g := b.group
 	if b.memory && memMax > 0 {
 		if err := g.SetMemoryMax(uint64(memMax)); err != nil {
-			_ = g.Remove()
-			return nil, fmt.Errorf("setting memory_max: %w", err)
+			if g.Remove() != nil {
+				_ = g.Close()
+			}
+			// A box made ahead is returned for its spareSeq: the caller
+			// tries a new one.
+			return &box{spareSeq: b.spareSeq}, fmt.Errorf("setting memory_max: %w", err)
 		}
 	}
 	cmd.SysProcAttr.UseCgroupFD = true

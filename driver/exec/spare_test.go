@@ -200,3 +200,28 @@ func TestExecNoCgroupMadeAheadOnceStopped(t *testing.T) {
 		t.Fatalf("cgroups left once the program ended: %v", left)
 	}
 }
+
+// TestExecStartSurvivesACgroupMadeAheadRemovedFromOutside: a cgroup made
+// ahead that an admin removed (an rmdir of empty leftovers) does not fail
+// the next start, with or without memory_max: it runs in a new one.
+func TestExecStartSurvivesACgroupMadeAheadRemovedFromOutside(t *testing.T) {
+	for _, memMax := range []int64{0, 256 << 20} {
+		t.Run("memory_max="+strconv.FormatInt(memMax, 10), func(t *testing.T) {
+			d := spareDriver(t)
+			req, _ := execRequest(t, "-mode", "sleep")
+			req.Spec.MemoryMax = memMax
+			execStop(t, execStart(t, d, req), execWaitLimit)
+			var spare string
+			testutil.Eventually(t, execWaitLimit, func() bool { spare = spareOf(d, "t"); return spare != "" },
+				"no cgroup made ahead once the program is gone")
+			if err := os.Remove(spare); err != nil {
+				t.Fatal(err)
+			}
+			p := execStart(t, d, req)
+			defer execStop(t, p, execWaitLimit)
+			if got := cgroupOf(t, p.Pid()); filepath.Base(got) == filepath.Base(spare) {
+				t.Fatalf("program in the removed cgroup %s", got)
+			}
+		})
+	}
+}
