@@ -39,9 +39,9 @@ import (
 // Interface guards. Each consumer owns the interface it needs, and l4,
 // cron, memory and admin import nothing of lifecycle, so main, which wires
 // the parts together, is where their fit is checked. l4 finds ConnWaker,
-// ReadyWaker, PassiveWaker, TrafficWaker and EarlyWaker by a type assertion: without
-// these lines a signature that drifted would silently turn those paths
-// off.
+// ReadyWaker, PassiveWaker, TrafficWaker and EarlyWaker by a type
+// assertion: without these lines a signature that drifted would silently
+// turn those paths off.
 var (
 	_ l4.Waker          = (*lifecycle.Manager)(nil)
 	_ l4.ConnWaker      = (*lifecycle.Manager)(nil)
