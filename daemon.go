@@ -39,9 +39,9 @@ import (
 // Interface guards. Each consumer owns the interface it needs, and l4,
 // cron, memory and admin import nothing of lifecycle, so main, which wires
 // the parts together, is where their fit is checked. l4 finds ConnWaker,
-// ReadyWaker, PassiveWaker and TrafficWaker by a type assertion: without
-// these lines a signature that drifted would silently turn those paths
-// off.
+// ReadyWaker, PassiveWaker, TrafficWaker and EarlyWaker by a type
+// assertion: without these lines a signature that drifted would silently
+// turn those paths off.
 var (
 	_ l4.Waker          = (*lifecycle.Manager)(nil)
 	_ l4.ConnWaker      = (*lifecycle.Manager)(nil)
@@ -50,6 +50,7 @@ var (
 	_ l4.TrafficWaker   = (*lifecycle.Manager)(nil)
 	_ l4.HandoffWaker   = (*lifecycle.Manager)(nil)
 	_ l4.InetdWaker     = (*lifecycle.Manager)(nil)
+	_ l4.EarlyWaker     = (*lifecycle.Manager)(nil)
 	_ cron.Waker        = (*lifecycle.Manager)(nil)
 	_ memory.Apps       = (*lifecycle.Manager)(nil)
 	_ lifecycle.Adopter = (*lifecycle.Manager)(nil)
@@ -717,6 +718,9 @@ func (d *daemon) shutdownBy(hurry context.Context) error {
 	defer closeConns()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.srv.Shutdown(connCtx) }()
+	// Every app stopped from here on would make its next start's cgroup
+	// only for Close to remove it.
+	d.driver.StopSpares()
 	err := errors.Join(admErr, d.sched.Shutdown(ctx), d.mgr.Shutdown(ctx))
 	closeConns()
 	srvErr := <-srvDone

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,6 +85,56 @@ func (f *udpFlow) connect(upstream netip.AddrPort, release func()) error {
 	return f.take(conn, release)
 }
 
+// reserveUDPPort returns a UDP socket bound to 0.0.0.0:0, -1 when there
+// is none: its port is the flow's, and no later bind to port 0 gets it.
+func reserveUDPPort() int {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{}); err != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
+}
+
+// connectReserved connects fd, from reserveUDPPort, to upstream and makes
+// it a *net.UDPConn; fd is closed either way. It fails for an upstream
+// not of fd's family: connect then dials as before.
+func connectReserved(fd int, upstream netip.AddrPort) (*net.UDPConn, error) {
+	addr := upstream.Addr().Unmap()
+	if !addr.Is4() {
+		unix.Close(fd)
+		return nil, unix.EAFNOSUPPORT
+	}
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: addr.As4(), Port: int(upstream.Port())}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if sa, err := unix.Getsockname(fd); err != nil {
+		unix.Close(fd)
+		return nil, err
+	} else if sa4, ok := sa.(*unix.SockaddrInet4); ok && sa4.Port == int(upstream.Port()) && sa4.Addr == addr.As4() {
+		// Connected to itself: a fixed upstream's program has yet to bind
+		// that port; let go of it at once.
+		unix.Close(fd)
+		return nil, unix.EADDRINUSE
+	}
+	file := os.NewFile(uintptr(fd), "udp")
+	c, err := net.FileConn(file)
+	file.Close()
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		c.Close()
+		return nil, unix.EPROTOTYPE
+	}
+	return uc, nil
+}
+
 // take makes conn, connected to the upstream, f's socket; f owns conn and
 // release from here on.
 func (f *udpFlow) take(conn *net.UDPConn, release func()) error {
@@ -160,19 +211,19 @@ func (f *udpFlow) wake() {
 		earlyTo netip.AddrPort
 	)
 	if ew, ok := s.Waker.(EarlyWaker); ok {
+		// The flow's port is taken before the app's is picked: a socket
+		// bound once the upstream is known could get the port its
+		// program is about to bind.
+		fd := reserveUDPPort()
 		upstream, release, err = ew.WakeEarly(s.ctx, f.app, func(up netip.AddrPort) {
-			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
-			if err != nil {
-				return // connect dials again once woken, and says why
+			if fd >= 0 {
+				early, _ = connectReserved(fd, up)
+				earlyTo, fd = up, -1
 			}
-			if c.LocalAddr().(*net.UDPAddr).AddrPort() == up {
-				// The program is yet to bind that port, and this socket
-				// got it: let go of it at once.
-				c.Close()
-				return
-			}
-			early, earlyTo = c, up
 		})
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	} else {
 		upstream, release, err = s.Waker.Wake(s.ctx, f.app)
 	}

@@ -61,6 +61,15 @@ type KillReporter interface {
 	KilledAfterTimeout() bool
 }
 
+// AppForgetter is implemented by a Driver that keeps something of an app
+// between its starts (the exec driver's cgroup made ahead of the next
+// one). The Manager calls ForgetApp once an app that left the
+// configuration is gone, with its lock held: it must be quick and must
+// not call the Manager.
+type AppForgetter interface {
+	ForgetApp(name string)
+}
+
 // Adopter is the Manager's side of OutsideStartWatcher.
 type Adopter interface {
 	// Adopt starts app name with reason "adopt" if it is stopped and its

@@ -275,10 +275,16 @@ func (m *Manager) removeLocked(a *app) {
 	}
 }
 
-// forgetLocked drops a removed app.
+// forgetLocked drops a removed app, and tells its driver (AppForgetter)
+// unless an app of that name came back meanwhile.
 func (m *Manager) forgetLocked(a *app) {
 	if m.apps[a.name] == a {
 		delete(m.apps, a.name)
+		if drv, err := m.driverFor(a.spec); err == nil {
+			if f, ok := drv.(AppForgetter); ok {
+				f.ForgetApp(a.name)
+			}
+		}
 	}
 	delete(m.ran, a)
 }

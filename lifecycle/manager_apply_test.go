@@ -2,6 +2,9 @@ package lifecycle
 
 import (
 	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +162,56 @@ func TestRemoveDuringStartFailsWaiters(t *testing.T) {
 	h.m.Apply(nil)
 	wantErr(t, <-errc, ErrUnknownApp)
 	testutil.Eventually(t, mgrWait, func() bool { return !testutil.ProcessAlive(pid) }, "removed app's process %d alive", pid)
+}
+
+// forgettingDriver is a Driver that is an AppForgetter: it records the
+// apps it is told to forget, and whether the process of watchPid was
+// still alive when web was.
+type forgettingDriver struct {
+	Driver
+	watchPid atomic.Int64
+	mu       sync.Mutex
+	forgot   []string
+	alive    bool
+}
+
+func (d *forgettingDriver) ForgetApp(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.forgot = append(d.forgot, name)
+	if pid := d.watchPid.Load(); name == "web" && pid > 0 && testutil.ProcessAlive(int(pid)) {
+		d.alive = true
+	}
+}
+
+func (d *forgettingDriver) forgotten() ([]string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.forgot), d.alive
+}
+
+// TestApplyRemovedAppIsForgottenByItsDriver: an app that leaves the
+// configuration, running or stopped, is forgotten by its driver once its
+// process is gone; one that stays is not.
+func TestApplyRemovedAppIsForgottenByItsDriver(t *testing.T) {
+	var fd *forgettingDriver
+	h := newHarness(t, func(c *Config) {
+		fd = &forgettingDriver{Driver: c.Driver}
+		c.Driver = fd
+	})
+	h.m.Apply([]*appfile.Spec{h.spec("web"), h.spec("idle"), h.spec("other")})
+	_, release := h.wake("web")
+	release()
+	fd.watchPid.Store(int64(h.status("web").Pid))
+	h.m.Apply([]*appfile.Spec{h.spec("other")})
+	testutil.Eventually(t, mgrWait, func() bool { f, _ := fd.forgotten(); return len(f) == 2 },
+		"the removed apps not forgotten by their driver")
+	f, alive := fd.forgotten()
+	slices.Sort(f)
+	if !slices.Equal(f, []string{"idle", "web"}) {
+		t.Fatalf("forgotten %v, want idle and web", f)
+	}
+	if alive {
+		t.Fatal("web forgotten while its process was alive")
+	}
 }

@@ -60,6 +60,8 @@ type box struct {
 	memory bool
 	pgid   int    // the leader's pid, once started
 	id     string // the invocation id
+	// spareSeq orders the spares (Driver.spares) by when they were made.
+	spareSeq uint64
 }
 
 // newBoxLocked makes the box for a program of app, kind 'i' (instance) or
@@ -67,12 +69,16 @@ type box struct {
 // with its invocation id in the environment. memMax, when not 0 and the
 // groups have the memory controller, becomes the cgroup's memory.max.
 // An instance takes the box made ahead for its app (makeSpare) when there
-// is one. d.mu must be held.
+// is one. On an error the box is nil, or, when it was made ahead, one
+// that only carries its spareSeq. d.mu must be held.
 func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64) (*box, error) {
 	b := d.spares[app]
 	if kind == 'i' && b != nil {
+		// One still being made (no group yet) is dropped: makeSpare
+		// removes its group.
 		delete(d.spares, app)
-	} else {
+	}
+	if kind != 'i' || b == nil || b.group == nil {
 		b = &box{id: newInvocationID()}
 	}
 	if cmd.Env == nil {
@@ -93,8 +99,12 @@ func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64
 	g := b.group
 	if b.memory && memMax > 0 {
 		if err := g.SetMemoryMax(uint64(memMax)); err != nil {
-			_ = g.Remove()
-			return nil, fmt.Errorf("setting memory_max: %w", err)
+			if g.Remove() != nil {
+				_ = g.Close()
+			}
+			// A box made ahead is returned for its spareSeq: the caller
+			// tries a new one.
+			return &box{spareSeq: b.spareSeq}, fmt.Errorf("setting memory_max: %w", err)
 		}
 	}
 	cmd.SysProcAttr.UseCgroupFD = true
@@ -103,40 +113,105 @@ func (d *Driver) newBoxLocked(cmd *exec.Cmd, app string, kind byte, memMax int64
 }
 
 // maxSpares bounds the cgroups made ahead of a start (makeSpare): one per
-// app that ran and stopped, for so many apps at most.
+// app that ran and stopped, for so many apps at most; the oldest makes
+// way for a new one.
 const maxSpares = 64
 
-// makeSpare makes, for the next start of app's instance, the cgroup it
-// will be born in, once the last one is gone: a cgroup's mkdir and open
-// are on the path of every cold start otherwise. A spare holds nothing
-// and is registered nowhere: the next daemon removes it with what a dead
-// one left (StopLeftGroups), and Close removes it.
-func (d *Driver) makeSpare(app string) {
+// reserveSpare, called as app's program is gone and before its Process
+// says so, holds app's place among the spares with a box that has no
+// group yet, for makeSpare to make; nil when none is to be made. Held
+// before Done: the Manager's ForgetApp, which follows Done, then finds
+// it. The spare it evicted to make room, if any, is for makeSpare to
+// remove.
+func (d *Driver) reserveSpare(app string) (b, evicted *box) {
 	d.mu.Lock()
-	sub := d.sub
-	skip := sub == nil || d.closed || d.spares[app] != nil || len(d.spares) >= maxSpares
-	d.mu.Unlock()
-	if skip {
-		return
+	defer d.mu.Unlock()
+	if d.sub == nil || d.closed || d.noSpares || d.spares[app] != nil {
+		return nil, nil
 	}
-	b := &box{id: newInvocationID(), memory: sub.Memory() == nil}
-	g, err := sub.Create(groupName(app, 'i', b.id))
-	if err != nil {
-		d.logger.Debug("cannot make a cgroup ahead of the next start", "app", app, "err", err)
-		return
-	}
-	b.group = g
-	d.mu.Lock()
-	if d.closed || d.sub != sub || d.spares[app] != nil {
-		d.mu.Unlock()
-		_ = g.Remove()
-		return
+	if len(d.spares) >= maxSpares {
+		oldest := ""
+		for name, s := range d.spares {
+			if oldest == "" || s.spareSeq < d.spares[oldest].spareSeq {
+				oldest = name
+			}
+		}
+		evicted = d.spares[oldest]
+		delete(d.spares, oldest)
 	}
 	if d.spares == nil {
 		d.spares = make(map[string]*box)
 	}
+	d.spareSeq++
+	b = &box{id: newInvocationID(), spareSeq: d.spareSeq}
 	d.spares[app] = b
+	return b, evicted
+}
+
+// makeSpare makes, for the next start of app's instance, the cgroup it
+// will be born in, in b from reserveSpare, once the last one is gone: a
+// cgroup's mkdir and open are on the path of every cold start otherwise.
+// A spare holds nothing and is registered nowhere: the next daemon
+// removes it with what a dead one left (StopLeftGroups), and Close or
+// ForgetApp removes it. evicted is removed first.
+func (d *Driver) makeSpare(app string, b, evicted *box) {
+	if evicted != nil {
+		if err := evicted.release(); err != nil {
+			d.logger.Debug("removing a cgroup made ahead of a start", "err", err)
+		}
+	}
+	if b == nil {
+		return
+	}
+	d.mu.Lock()
+	sub := d.sub
 	d.mu.Unlock()
+	g, err := sub.Create(groupName(app, 'i', b.id))
+	if err != nil {
+		d.logger.Debug("cannot make a cgroup ahead of the next start", "app", app, "err", err)
+		d.mu.Lock()
+		if d.spares[app] == b {
+			delete(d.spares, app)
+		}
+		d.mu.Unlock()
+		return
+	}
+	memory := sub.Memory() == nil
+	d.mu.Lock()
+	if d.closed || d.sub != sub || d.spares[app] != b {
+		// Closed, forgotten, evicted or started meanwhile.
+		if d.spares[app] == b {
+			delete(d.spares, app)
+		}
+		d.mu.Unlock()
+		_ = g.Remove()
+		return
+	}
+	b.group, b.memory = g, memory
+	d.mu.Unlock()
+}
+
+// ForgetApp drops the cgroup made ahead for app's next start, if any:
+// the app left the configuration (lifecycle.AppForgetter).
+func (d *Driver) ForgetApp(app string) {
+	d.mu.Lock()
+	b := d.spares[app]
+	delete(d.spares, app)
+	d.mu.Unlock()
+	if b != nil {
+		if err := b.release(); err != nil {
+			d.logger.Warn("removing a cgroup made ahead of a start", "app", app, "err", err)
+		}
+	}
+}
+
+// StopSpares makes no more cgroups ahead of a start: the daemon is
+// shutting down, and every app it stops would otherwise make one only
+// for Close to remove it.
+func (d *Driver) StopSpares() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.noSpares = true
 }
 
 // groupName is APP@KIND+the id's first 12 hex digits: unique, and its app

@@ -26,12 +26,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/dynapm/dynapm/appfile"
 	"github.com/dynapm/dynapm/driver/exec/cgroup"
 	"github.com/dynapm/dynapm/driver/exec/listenpid"
 	"github.com/dynapm/dynapm/driver/exec/spawner"
@@ -39,7 +41,10 @@ import (
 )
 
 // Interface guard.
-var _ lifecycle.Driver = (*Driver)(nil)
+var (
+	_ lifecycle.Driver       = (*Driver)(nil)
+	_ lifecycle.AppForgetter = (*Driver)(nil)
+)
 
 // Polling of a process group that is going away starts fast (most groups are
 // gone at the first look or a few milliseconds later) and slows down, because
@@ -81,8 +86,12 @@ type Driver struct {
 	// pgid, with their app's name.
 	tracked map[int]*trackedJob
 	// spares holds a box with its cgroup made ahead for the next start of
-	// an app's instance, by app (makeSpare).
-	spares map[string]*box
+	// an app's instance, by app (makeSpare); one without a group is being
+	// made. spareSeq numbers them; noSpares: none is made any more
+	// (StopSpares).
+	spares   map[string]*box
+	spareSeq uint64
+	noSpares bool
 	// devNull is /dev/null, opened once, every program's stdin: os/exec
 	// would open and register it again for each start.
 	devNull *os.File
@@ -143,6 +152,11 @@ func (d *Driver) launchLocked(name string, cmd *exec.Cmd, listenPID bool) (int, 
 		default:
 			return 0, nil, err
 		}
+	}
+	// The daemon's own fork only: the helper opens its own /dev/null, and
+	// each descriptor sent to it counts against what it takes.
+	if null := d.devNullLocked(); cmd.Stdin == nil && null != nil {
+		cmd.Stdin = null
 	}
 	if listenPID {
 		return d.startListeningLocked(name, cmd)
@@ -324,18 +338,16 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 	if err := d.ensureReaperLocked(); err != nil {
 		return nil, err
 	}
-	b, err := d.newBoxLocked(cmd, name, 'i', req.Spec.MemoryMax)
-	if err != nil {
-		return nil, err
+	proto := *cmd // not started: what a second try starts from
+	b, pid, wait, err := d.launchInBoxLocked(name, path, cmd, listenPID, req.Spec)
+	if err != nil && b.spareSeq != 0 {
+		// The cgroup made ahead may be gone (an admin's rmdir of empty
+		// leftovers): once more in a new one.
+		d.logger.Debug("starting in the cgroup made ahead failed; trying a new one", "app", name, "err", err)
+		cmd = cloneCmd(&proto)
+		b, pid, wait, err = d.launchInBoxLocked(name, path, cmd, listenPID, req.Spec)
 	}
-	if null := d.devNullLocked(); cmd.Stdin == nil && null != nil {
-		cmd.Stdin = null
-	}
-	d.recordLocked(b, name, path, req.Spec.StopSignal, req.Spec.StopTimeout)
-	pid, wait, err := d.launchLocked(name, cmd, listenPID)
 	if err != nil {
-		d.removeRecordLocked(b)
-		_ = b.release()
 		if cred := cmd.SysProcAttr.Credential; cred != nil {
 			// exec says "permission denied" and seems to blame the
 			// program when the user cannot enter the directory.
@@ -365,6 +377,40 @@ func (d *Driver) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 		return memProcess{p}, nil
 	}
 	return p, nil
+}
+
+// launchInBoxLocked starts cmd in a new box (newBoxLocked) and records
+// it; on failure the box is gone, and b is returned only for its
+// spareSeq: whether it was made ahead. d.mu must be held.
+func (d *Driver) launchInBoxLocked(name, path string, cmd *exec.Cmd, listenPID bool, spec *appfile.Spec) (b *box, pid int, wait func() error, err error) {
+	b, err = d.newBoxLocked(cmd, name, 'i', spec.MemoryMax)
+	if err != nil {
+		if b == nil {
+			b = &box{}
+		}
+		return b, 0, nil, err
+	}
+	d.recordLocked(b, name, path, spec.StopSignal, spec.StopTimeout)
+	pid, wait, err = d.launchLocked(name, cmd, listenPID)
+	if err != nil {
+		d.removeRecordLocked(b)
+		if b.release() != nil && b.group != nil {
+			_ = b.group.Close() // removed already, or not removable
+		}
+		return b, 0, nil, err
+	}
+	return b, pid, wait, nil
+}
+
+// cloneCmd copies cmd, not started, sharing nothing that a start or
+// newBoxLocked changes in place.
+func cloneCmd(cmd *exec.Cmd) *exec.Cmd {
+	c := *cmd
+	c.Env = slices.Clone(cmd.Env)
+	c.Args = slices.Clone(cmd.Args)
+	sys := *cmd.SysProcAttr
+	c.SysProcAttr = &sys
+	return &c
 }
 
 // memProcess is a process whose cgroup has the memory controller: its
@@ -562,8 +608,9 @@ func (p *process) watch() {
 	}
 	p.driver.unregister(p)
 	p.logger.Debug("process exited", "err", err)
+	spare, evicted := p.driver.reserveSpare(p.app)
 	close(p.done)
-	p.driver.makeSpare(p.app)
+	p.driver.makeSpare(p.app, spare, evicted)
 }
 
 // waitGroupGone waits until nothing of the program is left, or until
