@@ -148,7 +148,7 @@ func TestDaemonServesAHerdOfFirstConnectionsWithOneSpawn(t *testing.T) {
 			t.Errorf("client failed: %s", r)
 		}
 	}
-	if n := strings.Count(d.out.String(), "app started"); n != 1 {
+	if n := startsAfterServed(t, d); n != 1 {
 		t.Fatalf("%d starts logged for %d simultaneous first connections, want 1", n, clients)
 	}
 }

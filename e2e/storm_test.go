@@ -19,6 +19,15 @@ func starts(d *runningDaemon) int {
 	return strings.Count(out, `msg="app started"`) + strings.Count(out, `msg="app failed to start"`)
 }
 
+// startsAfterServed is starts once at least one is logged: a start's
+// line is written after its first clients are let through, so a test that
+// was served may look before it is there.
+func startsAfterServed(t *testing.T, d *runningDaemon) int {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() bool { return starts(d) >= 1 }, "no start logged:\n%s", d.out)
+	return starts(d)
+}
+
 // storm runs n connections through workers goroutines, each running one
 // connection with do, and returns the longest a connection took.
 func storm(n, workers int, do func(i int)) time.Duration {
@@ -182,7 +191,7 @@ func TestConnectAndCloseStormWakesTheAppOnce(t *testing.T) {
 	// (and end at once) when the app is ready.
 	testutil.Eventually(t, 20*time.Second, func() bool { return tryEcho(listen, "after the storm") },
 		"no echo after the storm")
-	if n := starts(d); n != 1 {
+	if n := startsAfterServed(t, d); n != 1 {
 		t.Fatalf("%d starts for a storm of %d connect-and-close, want 1", n, conns)
 	}
 	// The first start opens a few descriptors for good (the reaper's
