@@ -378,6 +378,11 @@ func (f *udpFlow) read(fd uintptr) bool {
 			gone = true
 			continue
 		}
+		// Marked before the reply leaves: a client that got one may
+		// count on its flow not being evicted.
+		if b.n > 0 && !f.replied.Load() {
+			f.replied.Store(true)
+		}
 		f.replyMsgs = b.prepareSend(0, b.n, nil, &f.name, f.namelen)
 		f.replyBytes, f.replyDropped = 0, 0
 		if err := l.rc.Write(f.writeFn); err != nil {
@@ -386,9 +391,6 @@ func (f *udpFlow) read(fd uintptr) bool {
 		l.s.dropped(f.app, f.replyDropped)
 		f.received.Add(int64(f.replyBytes))
 		f.touch()
-		if !f.replied.Load() {
-			f.replied.Store(true)
-		}
 		if b.n < udpBatchSize {
 			return gone
 		}

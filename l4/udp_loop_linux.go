@@ -331,6 +331,9 @@ func (l *eventLoop) udpReplies(f *udpFlow, errEv bool) bool {
 			gone = true
 			continue
 		}
+		if b.n > 0 && !f.replied.Load() {
+			f.replied.Store(true) // before the reply leaves, as in udpFlow.read
+		}
 		msgs := b.prepareSend(0, b.n, nil, &f.name, f.namelen)
 		lst.fdMu.Lock()
 		fd := lst.fd
@@ -345,9 +348,6 @@ func (l *eventLoop) udpReplies(f *udpFlow, errEv bool) bool {
 		lst.s.dropped(f.app, dropped)
 		f.received.Add(int64(n))
 		f.touch()
-		if !f.replied.Load() {
-			f.replied.Store(true)
-		}
 		if b.n < udpBatchSize {
 			l.udpRepliesDone(f, gone, errEv)
 			return false
