@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -186,28 +185,7 @@ func TestUDPFlowConnectsWhileTheAppStarts(t *testing.T) {
 // ahead of the wake is IPv4; told an IPv6 upstream, the flow lets it go
 // and dials that upstream once woken.
 func TestUDPFlowToAnIPv6UpstreamDialsOnceWoken(t *testing.T) {
-	up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1<<16)
-		for {
-			n, from, err := up.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			up.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() {
-		up.Close()
-		wg.Wait()
-	})
-	upstream := up.LocalAddr().(*net.UDPAddr).AddrPort()
+	upstream := startUDPServer(t, net.IPv6loopback, nil)
 	w := &earlyWaker{testWaker: newTestWaker(t), t: t, told: upstream}
 	w.noTry.Store(true)
 	gate := make(chan struct{})

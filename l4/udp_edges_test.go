@@ -172,34 +172,15 @@ func TestUDPListenSocketSendBuffer(t *testing.T) {
 // listener: too big for IPv4) is counted dropped, not as bytes received,
 // and the replies around it reach the client.
 func TestUDPRefusedReplyIsCountedDropped(t *testing.T) {
-	up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1<<16)
-		big := make([]byte, 65527)
-		for {
-			n, from, err := up.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if string(buf[:n]) == "big" {
-				up.WriteToUDPAddrPort(big, from)
-				continue
-			}
-			up.WriteToUDPAddrPort(buf[:n], from)
+	big := make([]byte, 65527)
+	upAddr := startUDPServer(t, net.IPv6loopback, func(in []byte) []byte {
+		if string(in) == "big" {
+			return big
 		}
-	}()
-	t.Cleanup(func() {
-		up.Close()
-		wg.Wait()
+		return in
 	})
 	w := newTestWaker(t)
-	w.add("echo", &testApp{upstream: up.LocalAddr().(*net.UDPAddr).AddrPort()})
+	w.add("echo", &testApp{upstream: upAddr})
 	s, _ := newServer(t, w)
 	obs := &udpObs{}
 	s.Observer = obs
@@ -235,27 +216,7 @@ func TestUDPRefusedReplyIsCountedDropped(t *testing.T) {
 // interface or give its index, as for net.DialUDP; a warm flow reaches it
 // either way.
 func TestUDPUpstreamZoneByNameOrNumber(t *testing.T) {
-	up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1<<16)
-		for {
-			n, from, err := up.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			up.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() {
-		up.Close()
-		wg.Wait()
-	})
+	upAddr := startUDPServer(t, net.IPv6loopback, nil)
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
 		t.Skipf("no lo: %v", err)
@@ -265,7 +226,7 @@ func TestUDPUpstreamZoneByNameOrNumber(t *testing.T) {
 			t.Errorf("zone %q: index %d, %v; want %d", zone, id, err, lo.Index)
 		}
 		w := newTestWaker(t)
-		upstream := netip.AddrPortFrom(netip.IPv6Loopback().WithZone(zone), up.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		upstream := netip.AddrPortFrom(netip.IPv6Loopback().WithZone(zone), upAddr.Port())
 		w.add("echo", &testApp{upstream: upstream})
 		s, _ := newServer(t, w)
 		const key = "127.0.0.1:0/udp"

@@ -246,23 +246,9 @@ func TestUDPFlowEndsWhenUpstreamIsGone(t *testing.T) {
 // TestUDPOverIPv6: a listener and an upstream on ::1 carry datagrams both
 // ways, the replies sent to the IPv6 client's address.
 func TestUDPOverIPv6(t *testing.T) {
-	up, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	defer up.Close()
-	go func() {
-		buf := make([]byte, 1<<16)
-		for {
-			n, from, err := up.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			up.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	upAddr := startUDPServer(t, net.IPv6loopback, nil)
 	w := newTestWaker(t)
-	w.add("echo", &testApp{upstream: up.LocalAddr().(*net.UDPAddr).AddrPort()})
+	w.add("echo", &testApp{upstream: upAddr})
 	s, _ := newServer(t, w)
 	const key = "[::1]:0/udp"
 	if errs := s.Apply(map[string][]Route{key: {{App: "echo"}}}); errs != nil {

@@ -27,11 +27,23 @@ func (o *udpObs) FlowClosed(_ string, sent, received int64) {
 }
 func (o *udpObs) DatagramsDropped(_ string, n int) { o.dropped.Add(int64(n)) }
 
-// startUDPEcho runs a UDP echo server standing in for an app's program.
+// startUDPEcho runs a UDP echo server on 127.0.0.1 standing in for an
+// app's program.
 func startUDPEcho(t testing.TB) netip.AddrPort {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return startUDPServer(t, net.IPv4(127, 0, 0, 1), nil)
+}
+
+// startUDPServer runs a UDP server on ip that answers each datagram with
+// answer's reply, the datagram itself when answer is nil. A test asking
+// for IPv6 on a machine without it is skipped.
+func startUDPServer(t testing.TB, ip net.IP, answer func([]byte) []byte) netip.AddrPort {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
+		if ip.To4() == nil {
+			t.Skipf("no IPv6 loopback: %v", err)
+		}
 		t.Fatal(err)
 	}
 	if rc, err := conn.SyscallConn(); err == nil {
@@ -47,7 +59,11 @@ func startUDPEcho(t testing.TB) netip.AddrPort {
 			if err != nil {
 				return
 			}
-			conn.WriteToUDPAddrPort(buf[:n], from)
+			reply := buf[:n]
+			if answer != nil {
+				reply = answer(reply)
+			}
+			conn.WriteToUDPAddrPort(reply, from)
 		}
 	}()
 	t.Cleanup(func() {
