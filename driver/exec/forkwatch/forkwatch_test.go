@@ -45,7 +45,10 @@ func TestWatchKillsNoChildThatExeced(t *testing.T) {
 	scanned = func() { scans <- struct{}{} }
 	defer func() { scanned = nil }()
 	var during *exec.Cmd
-	stalled, err := Start(time.Millisecond, func() error {
+	// The bound must outlast the vfork window of the start of during
+	// itself, which the watch would rightly take for stalled: a loaded
+	// machine stretched it past a millisecond in CI.
+	stalled, err := Start(200*time.Millisecond, func() error {
 		during = sleep()
 		// Three looks at the children while this start still runs.
 		deadline := time.After(10 * time.Second)
