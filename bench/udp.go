@@ -63,26 +63,26 @@ func (b *bench) udpScenario(ctx context.Context) error {
 		name string
 		load udpLoad
 	}{{"datagrams", udpThroughput}, {"round trip", udpOneAtATime}}
-	samples := map[string]map[string][]sample{}
-	for _, l := range loads {
-		samples[l.name] = map[string][]sample{}
+	names := make([]string, len(loads))
+	for i, l := range loads {
+		names[i] = l.name
 	}
-	for rep := 0; rep < b.cfg.runs; rep++ {
-		for _, l := range loads {
-			for _, t := range order(ts, rep) {
-				m := startMeter(b.udpPids(t)...)
-				r, err := runUDP(b.udpAddr[t], l.load, b.cfg.dur)
-				if err != nil {
-					return fmt.Errorf("udp %s through %s: %w", l.name, t, err)
-				}
-				s := sample{value: r.rate(), ops: float64(r.replies), errors: float64(r.lost)}
-				s.p50, s.p99 = micros(percentile(r.rtts, 50)), micros(percentile(r.rtts, 99))
-				s.charge(m.stop())
-				progress("udp %-10s %-7s rep %d: %8.0f datagrams/s  p50 %6.0fµs  cpu %5.1fµs/op  machine %5.1fµs/op  lost %d",
-					l.name, t, rep+1, s.value, s.p50, s.cpu/s.ops*1e6, s.machine/s.ops*1e6, r.lost)
-				samples[l.name][t] = append(samples[l.name][t], s)
-			}
+	samples, err := b.rounds(names, ts, func(i int, t string, rep int) (sample, error) {
+		l := loads[i]
+		m := startMeter(b.udpPids(t)...)
+		r, err := runUDP(b.udpAddr[t], l.load, b.cfg.dur)
+		if err != nil {
+			return sample{}, fmt.Errorf("udp %s through %s: %w", l.name, t, err)
 		}
+		s := sample{value: r.rate(), ops: float64(r.replies), errors: float64(r.lost)}
+		s.p50, s.p99 = micros(percentile(r.rtts, 50)), micros(percentile(r.rtts, 99))
+		s.charge(m.stop())
+		progress("udp %-10s %-7s rep %d: %8.0f datagrams/s  p50 %6.0fµs  cpu %5.1fµs/op  machine %5.1fµs/op  lost %d",
+			l.name, t, rep+1, s.value, s.p50, s.cpu/s.ops*1e6, s.machine/s.ops*1e6, r.lost)
+		return s, nil
+	})
+	if err != nil {
+		return err
 	}
 	rows := func(name string) scenarioRows {
 		return scenarioRows{rep: b.rep, scenario: "udp " + name, samples: samples[name], cols: udpTargets, section: sectionUDP}

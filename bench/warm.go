@@ -58,26 +58,43 @@ type namedLoad struct {
 
 var warmLoads = []namedLoad{{"keep-alive", loadKeepAlive}, {"new connections", loadNewConn}, {"latency", loadLatency}}
 
-// wrkRounds runs every load against every target, -runs times, the
-// targets alternating with their order rotated per repetition; at gives a
-// target's address and the processes its CPU is charged to. The samples
-// are per load name and target, in the order the repetitions ran.
+// wrkRounds runs every load against every target (rounds); at gives a
+// target's address and the processes its CPU is charged to.
 func (b *bench) wrkRounds(ctx context.Context, loads []namedLoad, ts []string, at func(string) (string, []int)) (map[string]map[string][]sample, error) {
+	names := make([]string, len(loads))
+	for i, l := range loads {
+		names[i] = l.name
+	}
+	return b.rounds(names, ts, func(i int, t string, rep int) (sample, error) {
+		l := loads[i]
+		addr, pids := at(t)
+		s, err := b.wrkSample(ctx, l.load, addr, pids)
+		if err != nil {
+			return s, fmt.Errorf("%s through %s: %w", l.name, t, err)
+		}
+		progress("%-15s %-7s rep %d: %8.0f req/s  p50 %6.0fµs  p99 %6.0fµs  cpu %5.1fµs/op  errors %.0f",
+			l.name, t, rep+1, s.value, s.p50, s.p99, s.cpu/s.ops*1e6, s.errors)
+		return s, nil
+	})
+}
+
+// rounds measures, -runs times, load i of names against every target t
+// with one(i, t, rep), the targets alternating with their order rotated
+// per repetition. The samples are per load name and target, in the order
+// the repetitions ran.
+func (b *bench) rounds(names, ts []string, one func(i int, t string, rep int) (sample, error)) (map[string]map[string][]sample, error) {
 	samples := map[string]map[string][]sample{}
-	for _, l := range loads {
-		samples[l.name] = map[string][]sample{}
+	for _, n := range names {
+		samples[n] = map[string][]sample{}
 	}
 	for rep := 0; rep < b.cfg.runs; rep++ {
-		for _, l := range loads {
+		for i, n := range names {
 			for _, t := range order(ts, rep) {
-				addr, pids := at(t)
-				s, err := b.wrkSample(ctx, l.load, addr, pids)
+				s, err := one(i, t, rep)
 				if err != nil {
-					return nil, fmt.Errorf("%s through %s: %w", l.name, t, err)
+					return nil, err
 				}
-				progress("%-15s %-7s rep %d: %8.0f req/s  p50 %6.0fµs  p99 %6.0fµs  cpu %5.1fµs/op  errors %.0f",
-					l.name, t, rep+1, s.value, s.p50, s.p99, s.cpu/s.ops*1e6, s.errors)
-				samples[l.name][t] = append(samples[l.name][t], s)
+				samples[n][t] = append(samples[n][t], s)
 			}
 		}
 	}
