@@ -30,13 +30,7 @@ func (m *Manager) Wake(ctx context.Context, name string) (netip.AddrPort, func()
 // scheduled job's "cron") is the one a start it causes is logged and
 // counted with.
 func (m *Manager) WakeFor(ctx context.Context, name, reason string) (netip.AddrPort, func(), error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	up, conn, release, err := m.wakeLocked(ctx, name, reason)
-	if conn >= 0 {
-		syscall.Close(conn)
-	}
-	return up, release, err
+	return m.wakeNoConn(ctx, name, reason, nil)
 }
 
 // WakeConn is Wake, which also hands over the readiness probe's connection
@@ -47,7 +41,7 @@ func (m *Manager) WakeFor(ctx context.Context, name, reason string) (netip.AddrP
 func (m *Manager) WakeConn(ctx context.Context, name string) (netip.AddrPort, int, func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.wakeLocked(ctx, name, "connection")
+	return m.wakeLocked(ctx, name, "connection", nil)
 }
 
 // WakeEarly is Wake, which also calls early, once, with the upstream of
@@ -59,9 +53,15 @@ func (m *Manager) WakeConn(ctx context.Context, name string) (netip.AddrPort, in
 // returns may still differ (a start that failed and was retried). It
 // satisfies l4.EarlyWaker.
 func (m *Manager) WakeEarly(ctx context.Context, name string, early func(netip.AddrPort)) (netip.AddrPort, func(), error) {
+	return m.wakeNoConn(ctx, name, "connection", early)
+}
+
+// wakeNoConn is wakeLocked for a caller that takes no probe
+// connection: it is closed.
+func (m *Manager) wakeNoConn(ctx context.Context, name, reason string, early func(netip.AddrPort)) (netip.AddrPort, func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	up, conn, release, err := m.wakeEarlyLocked(ctx, name, "connection", early)
+	up, conn, release, err := m.wakeLocked(ctx, name, reason, early)
 	if conn >= 0 {
 		syscall.Close(conn)
 	}
@@ -69,14 +69,9 @@ func (m *Manager) WakeEarly(ctx context.Context, name string, early func(netip.A
 }
 
 // wakeLocked waits until app name is ready, starting it for reason, and
-// leases it; m.mu is released while waiting.
-func (m *Manager) wakeLocked(ctx context.Context, name, reason string) (netip.AddrPort, int, func(), error) {
-	return m.wakeEarlyLocked(ctx, name, reason, nil)
-}
-
-// wakeEarlyLocked is wakeLocked, telling early (when not nil) the
-// upstream of the instance it waits for once spawned (WakeEarly).
-func (m *Manager) wakeEarlyLocked(ctx context.Context, name, reason string, early func(netip.AddrPort)) (netip.AddrPort, int, func(), error) {
+// leases it; m.mu is released while waiting. early, when not nil, is told
+// the upstream of the instance it waits for once spawned (WakeEarly).
+func (m *Manager) wakeLocked(ctx context.Context, name, reason string, early func(netip.AddrPort)) (netip.AddrPort, int, func(), error) {
 	a, in, err := m.waitReadyLocked(ctx, name, reason, true, early)
 	if err != nil {
 		m.dropUnclaimedLocked(name)
